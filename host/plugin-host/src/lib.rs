@@ -1,0 +1,25 @@
+//! Runs the gateway's WebAssembly plugins.
+//!
+//! Owns the wasmtime side of the plugin system: one [`PluginRuntime`] (one `Engine`, async, epoch
+//! interruption, pooling allocator where the machine allows it), loading a component once and
+//! pre-instantiating it, and a fresh `Store` per call with that plugin's memory limit and deadline.
+//! A plugin that traps, overruns its deadline or its memory fails that call with a typed
+//! [`PluginError`] naming the plugin; nothing else is affected.
+//!
+//! Does not own what plugins decide, where their bytes come from (the default bundle, operator
+//! files) or how a failure is shown to an API client: that is the gateway's.
+//!
+//! One module per WIT world, each with its own `bindgen!`: [`authorization`], [`mapping`],
+//! [`routing`].
+
+mod error;
+mod runtime;
+mod state;
+mod worlds;
+
+pub use error::PluginError;
+pub use runtime::{PluginKind, PluginLimits, PluginRuntime, PluginSpec, RuntimeConfig, WasmSource};
+pub use worlds::{authorization, mapping, routing};
+pub use worlds::authorization::AuthorizationPlugin;
+pub use worlds::mapping::MappingPlugin;
+pub use worlds::routing::RoutingPlugin;

@@ -1,0 +1,342 @@
+//! The engine, loading, and the per-call store.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+
+use crate::error::{DeadlineMarker, PluginError};
+use crate::state::CallState;
+
+/// The three kinds of plugin, one WIT world each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PluginKind {
+    Authorization,
+    ApiMapping,
+    NotificationRouting,
+}
+
+impl PluginKind {
+    pub const ALL: [PluginKind; 3] = [PluginKind::Authorization, PluginKind::ApiMapping, PluginKind::NotificationRouting];
+
+    /// The WIT world a component of this kind must implement.
+    pub fn world(self) -> &'static str {
+        match self {
+            PluginKind::Authorization => "camara:gateway/authorization-policy@0.1.0",
+            PluginKind::ApiMapping => "camara:gateway/api-mapping@0.1.0",
+            PluginKind::NotificationRouting => "camara:gateway/notification-routing@0.1.0",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Authorization => "authorization",
+            PluginKind::ApiMapping => "api-mapping",
+            PluginKind::NotificationRouting => "notification-routing",
+        }
+    }
+}
+
+impl std::str::FromStr for PluginKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        PluginKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown plugin kind {s:?} (authorization, api-mapping, notification-routing)"))
+    }
+}
+
+/// Per-call resource limits of one plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PluginLimits {
+    /// Linear memory a call may use.
+    pub memory_bytes: usize,
+    /// Wall-clock time a call may run.
+    pub deadline: Duration,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        // Policy and mapping decisions take microseconds; these leave room for slow hosts
+        // while keeping a runaway plugin from holding a request for long.
+        PluginLimits { memory_bytes: 16 << 20, deadline: Duration::from_millis(100) }
+    }
+}
+
+/// Where a component's bytes come from.
+#[derive(Debug, Clone)]
+pub enum WasmSource {
+    /// Embedded in the binary (the default bundle).
+    Static(&'static [u8]),
+    Bytes(Arc<[u8]>),
+    File(PathBuf),
+}
+
+impl WasmSource {
+    fn bytes(&self) -> std::io::Result<std::borrow::Cow<'_, [u8]>> {
+        Ok(match self {
+            WasmSource::Static(b) => std::borrow::Cow::Borrowed(b),
+            WasmSource::Bytes(b) => std::borrow::Cow::Borrowed(b),
+            WasmSource::File(p) => std::borrow::Cow::Owned(std::fs::read(p)?),
+        })
+    }
+}
+
+/// Everything needed to load one plugin.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    /// Shown in logs and errors, e.g. `authorization-default`.
+    pub name: String,
+    pub wasm: WasmSource,
+    /// The operator's configuration map for this plugin.
+    pub config: Vec<(String, String)>,
+    pub limits: PluginLimits,
+}
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Use the pooling instance allocator (fast instantiation); falls back to on-demand
+    /// allocation when the machine refuses the reservation.
+    pub pooling: bool,
+    /// Plugin calls that may run at the same time (pool size).
+    pub max_concurrent_calls: u32,
+    /// The largest memory limit any plugin may be given.
+    pub max_memory_bytes: usize,
+    /// Granularity of deadlines.
+    pub epoch_tick: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            pooling: true,
+            max_concurrent_calls: 256,
+            max_memory_bytes: 64 << 20,
+            epoch_tick: Duration::from_millis(1),
+        }
+    }
+}
+
+/// One wasmtime engine shared by every plugin, and the thread that advances its epoch.
+#[derive(Clone)]
+pub struct PluginRuntime {
+    engine: Engine,
+    max_memory_bytes: usize,
+    pooling: bool,
+    _ticker: Arc<EpochTicker>,
+}
+
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl PluginRuntime {
+    pub fn new(config: &RuntimeConfig) -> Result<Self, PluginError> {
+        let (engine, pooling) = match config.pooling.then(|| Engine::new(&engine_config(config, true))) {
+            Some(Ok(engine)) => (engine, true),
+            other => {
+                if let Some(Err(e)) = other {
+                    tracing::warn!("pooling allocator unavailable ({e:#}); using on-demand allocation");
+                }
+                let engine = Engine::new(&engine_config(config, false))
+                    .map_err(|e| PluginError::Load { plugin: "<engine>".into(), reason: format!("{e:#}") })?;
+                (engine, false)
+            }
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (engine, stop, tick) = (engine.clone(), stop.clone(), config.epoch_tick);
+            std::thread::Builder::new()
+                .name("plugin-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| PluginError::Load { plugin: "<engine>".into(), reason: e.to_string() })?
+        };
+        Ok(PluginRuntime {
+            engine,
+            max_memory_bytes: config.max_memory_bytes,
+            pooling,
+            _ticker: Arc::new(EpochTicker { stop, thread: Some(thread) }),
+        })
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn is_pooling(&self) -> bool {
+        self.pooling
+    }
+
+    pub(crate) async fn load<W: World>(&self, spec: PluginSpec) -> Result<LoadedPlugin<W>, PluginError> {
+        let name: Arc<str> = spec.name.as_str().into();
+        let load_error = |reason: String| PluginError::Load { plugin: spec.name.clone(), reason };
+        if spec.limits.memory_bytes > self.max_memory_bytes {
+            return Err(load_error(format!(
+                "memory limit {} exceeds the runtime's maximum {}",
+                spec.limits.memory_bytes, self.max_memory_bytes
+            )));
+        }
+        let bytes = spec.wasm.bytes().map_err(|e| load_error(format!("reading {:?}: {e}", spec.wasm)))?;
+        let engine = self.engine.clone();
+        let bytes = bytes.into_owned();
+        // Compilation is CPU-bound; keep it off the async workers.
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+            .await
+            .map_err(|e| load_error(e.to_string()))?
+            .map_err(|e| load_error(format!("not a valid component: {e:#}")))?;
+        let mut linker = Linker::<CallState>::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| load_error(format!("{e:#}")))?;
+        W::add_to_linker(&mut linker).map_err(|e| load_error(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(W::pre)
+            .map_err(|e| load_error(format!("does not implement world {}: {e:#}", W::KIND.world())))?;
+        let plugin = LoadedPlugin {
+            name,
+            kind: W::KIND,
+            engine: self.engine.clone(),
+            pre,
+            config: spec.config.clone().into(),
+            limits: spec.limits,
+        };
+        let pairs: Vec<_> = spec.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut call = plugin.start().await?;
+        let verdict = W::validate_config(&call.instance, &mut call.store, pairs).await;
+        match call.finish(verdict)? {
+            Ok(()) => Ok(plugin),
+            Err(reason) => Err(PluginError::InvalidConfig { plugin: spec.name, reason }),
+        }
+    }
+}
+
+fn engine_config(config: &RuntimeConfig, pooling: bool) -> Config {
+    let mut c = Config::new();
+    c.epoch_interruption(true);
+    if pooling {
+        let n = config.max_concurrent_calls;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            .total_core_instances(n * 8)
+            .total_memories(n)
+            .total_tables(n * 4)
+            .total_stacks(n)
+            .max_memory_size(config.max_memory_bytes);
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // Reserve only what a plugin may use, so that a large pool stays affordable.
+        c.memory_reservation(config.max_memory_bytes as u64);
+    }
+    c
+}
+
+/// What each world module supplies to the generic loader.
+pub(crate) trait World: Sized + 'static {
+    const KIND: PluginKind;
+    type Pre: Send + Sync + 'static;
+    type Instance: Send;
+    fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()>;
+    fn pre(pre: InstancePre<CallState>) -> wasmtime::Result<Self::Pre>;
+    fn instantiate(
+        pre: &Self::Pre,
+        store: &mut Store<CallState>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Instance>> + Send;
+    fn validate_config(
+        instance: &Self::Instance,
+        store: &mut Store<CallState>,
+        config: Vec<(String, String)>,
+    ) -> impl Future<Output = wasmtime::Result<Result<(), String>>> + Send;
+}
+
+/// A compiled, pre-instantiated plugin of world `W`; every call gets a fresh instance.
+pub(crate) struct LoadedPlugin<W: World> {
+    name: Arc<str>,
+    kind: PluginKind,
+    engine: Engine,
+    pre: W::Pre,
+    config: Arc<[(String, String)]>,
+    limits: PluginLimits,
+}
+
+impl<W: World> LoadedPlugin<W> {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn kind(&self) -> PluginKind {
+        self.kind
+    }
+
+    pub fn limits(&self) -> PluginLimits {
+        self.limits
+    }
+
+    /// A fresh store and instance, with this plugin's memory limit and deadline armed.
+    pub(crate) async fn start(&self) -> Result<Call<'_, W>, PluginError> {
+        let state = CallState::new(self.name.clone(), self.config.clone(), self.limits.memory_bytes);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let started = Instant::now();
+        let deadline = self.limits.deadline;
+        store.set_epoch_deadline(1);
+        // Checked once per epoch tick: yield so a long call never holds an executor thread,
+        // and trap once the deadline has passed.
+        store.epoch_deadline_callback(move |_| {
+            if started.elapsed() >= deadline {
+                Err(DeadlineMarker.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let instance = W::instantiate(&self.pre, &mut store).await.map_err(|e| self.failure(&store, e))?;
+        Ok(Call { plugin: self, store, instance })
+    }
+
+    /// What went wrong in a call, from wasmtime's error and what the store saw.
+    fn failure(&self, store: &Store<CallState>, error: wasmtime::Error) -> PluginError {
+        let plugin = self.name.to_string();
+        let state = store.data();
+        let failure = if error.chain().any(|e| e.is::<DeadlineMarker>()) {
+            PluginError::DeadlineExceeded { plugin, deadline: self.limits.deadline }
+        } else if state.limiter.memory_exceeded {
+            PluginError::MemoryLimitExceeded { plugin, limit_bytes: state.limiter.memory_limit }
+        } else {
+            let stderr = state.stderr_text();
+            let detail = if stderr.is_empty() { format!("{error:#}") } else { format!("{error:#}; stderr: {stderr}") };
+            PluginError::Trapped { plugin, detail }
+        };
+        tracing::error!(plugin = %self.name, kind = self.kind.as_str(), "plugin call failed: {failure}");
+        failure
+    }
+}
+
+/// One call in progress: its store and its instance.
+pub(crate) struct Call<'p, W: World> {
+    plugin: &'p LoadedPlugin<W>,
+    pub store: Store<CallState>,
+    pub instance: W::Instance,
+}
+
+impl<W: World> Call<'_, W> {
+    /// The outcome of the call, with wasmtime's error turned into what went wrong.
+    pub fn finish<R>(self, result: wasmtime::Result<R>) -> Result<R, PluginError> {
+        result.map_err(|e| self.plugin.failure(&self.store, e))
+    }
+}

@@ -1,0 +1,162 @@
+//! SIP side of the CAMARA WebRTC gateway.
+//!
+//! This crate owns the SIP machinery: UDP/TCP transport, RFC 3261
+//! transactions, UAC dialogs (with RFC 3262 PRACK) and the [`UserAgent`]
+//! that places and tears down calls towards the network.
+//!
+//! It does not decide anything CAMARA-specific (which addresses map to which
+//! URIs, how call states become API notifications) and never touches media:
+//! SDP is carried as an opaque string.
+//!
+//! The protocol logic is sans-IO ([`transaction`], [`dialog`], [`endpoint`]):
+//! state machines fed with messages and `Instant`s that return what to send.
+//! [`UserAgent`] is the thin tokio layer that drives them.
+
+use std::net::SocketAddr;
+
+pub mod dialog;
+pub mod endpoint;
+pub mod message;
+pub mod transaction;
+mod transport;
+mod ua;
+
+pub use transaction::TimerConfig;
+pub use ua::UserAgent;
+
+/// Transport protocol of a SIP hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    /// Reliable transports carry their own retransmissions (RFC 3261 s.17).
+    pub fn is_reliable(self) -> bool {
+        matches!(self, Transport::Tcp)
+    }
+
+    /// Upper-case form used in Via.
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+
+    /// Lower-case form used in the URI `transport` parameter.
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SipConfig {
+    /// `None`: no UDP listener.
+    pub udp_listen: Option<SocketAddr>,
+    /// `None`: no TCP listener.
+    pub tcp_listen: Option<SocketAddr>,
+    /// Host written in Via, Contact and Call-ID; `None` uses the listen IP.
+    pub advertised_host: Option<String>,
+    /// User-Agent header value.
+    pub user_agent: String,
+    pub timers: TimerConfig,
+}
+
+/// A display name and URI, as in From / To / P-Asserted-Identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAddr {
+    pub display_name: Option<String>,
+    pub uri: String,
+}
+
+impl NameAddr {
+    /// `"Alice" <sip:...>` or `<sip:...>`, quoting the display name so any
+    /// character in it is safe on the wire.
+    pub fn to_header_value(&self) -> String {
+        match &self.display_name {
+            Some(name) => {
+                let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
+                format!("\"{escaped}\" <{}>", self.uri)
+            }
+            None => format!("<{}>", self.uri),
+        }
+    }
+}
+
+/// Everything needed to place one call.
+#[derive(Debug, Clone)]
+pub struct OutgoingInvite {
+    pub request_uri: String,
+    pub from: NameAddr,
+    pub to: NameAddr,
+    pub p_asserted_identity: Option<NameAddr>,
+    pub privacy: Option<String>,
+    /// Written after the standard headers, in order.
+    pub extra_headers: Vec<(String, String)>,
+    pub sdp: Option<String>,
+    /// Where the INVITE is sent (outbound proxy / NNI peer); no DNS is done.
+    pub next_hop: SocketAddr,
+    pub transport: Transport,
+}
+
+/// How a call was asked to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HangupKind {
+    /// The call was answered: a BYE was sent.
+    Bye,
+    /// The call was not answered yet: a CANCEL was (or will be, once a
+    /// provisional response arrives) sent.
+    Cancel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallEvent {
+    /// Every distinct provisional or final response to the INVITE
+    /// (retransmissions filtered out).
+    Response {
+        status: u16,
+        reason: String,
+        sdp: Option<String>,
+        reliable: bool,
+    },
+    /// A request from the remote party inside the call (BYE...), already answered.
+    Request {
+        method: String,
+        /// The Reason header (RFC 3326), if any.
+        reason: Option<String>,
+        sdp: Option<String>,
+    },
+    /// No final response (Timer B) or the transport failed.
+    Timeout,
+    /// The call is over on the SIP side; the last event of a call.
+    Terminated,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UaEvent {
+    pub call_id: String,
+    pub event: CallEvent,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SipError {
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("invalid URI {uri:?}: {reason}")]
+    InvalidUri { uri: String, reason: String },
+    #[error("invalid header {name:?}: {reason}")]
+    InvalidHeader { name: String, reason: String },
+    #[error("no {0:?} listener configured")]
+    TransportUnavailable(Transport),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("unknown or finished call {0:?}")]
+    UnknownCall(String),
+    #[error("the user agent has shut down")]
+    Shutdown,
+}

@@ -1,0 +1,643 @@
+//! The SIP message model the state machines work on.
+//!
+//! rsip does the parsing; its output is flattened into a plain ordered header
+//! list because the state machines need exact control over header order and
+//! form on the way out (the call-flow examples are the reference) and must
+//! understand compact header names and comma-joined header values on the way
+//! in, which rsip leaves to the caller.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+pub use rsip::Method;
+
+/// Upper bounds for stream framing: a peer sending more is broken or hostile.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("unparsable SIP message: {0}")]
+    Syntax(String),
+    #[error("Content-Length {declared} exceeds the {available} bytes received")]
+    Truncated { declared: usize, available: usize },
+    #[error("invalid Content-Length")]
+    ContentLength,
+}
+
+/// Ordered header list; names keep the case they were written with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(Vec<(String, String)>);
+
+impl Headers {
+    pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.0.push((name.into(), value.into()));
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.get_all(name).next()
+    }
+
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Replaces the value of the first header with that name.
+    pub fn set_first(&mut self, name: &str, value: String) {
+        if let Some((_, v)) = self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            *v = value;
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// True when a comma-separated option-tag header (Require, Supported) lists `tag`.
+    pub fn has_option_tag(&self, name: &str, tag: &str) -> bool {
+        self.get_all(name)
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(tag))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: Method,
+    pub uri: String,
+    pub headers: Headers,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub reason: String,
+    pub headers: Headers,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Request(Request),
+    Response(Response),
+}
+
+impl Request {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serialize(&format!("{} {} SIP/2.0", self.method, self.uri), &self.headers, &self.body)
+    }
+}
+
+impl Response {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serialize(&format!("SIP/2.0 {} {}", self.status, self.reason), &self.headers, &self.body)
+    }
+}
+
+impl Message {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Message::Request(r) => r.to_bytes(),
+            Message::Response(r) => r.to_bytes(),
+        }
+    }
+
+    pub fn headers(&self) -> &Headers {
+        match self {
+            Message::Request(r) => &r.headers,
+            Message::Response(r) => &r.headers,
+        }
+    }
+}
+
+/// Content-Length is always computed here so it can never disagree with the body.
+fn serialize(start_line: &str, headers: &Headers, body: &[u8]) -> Vec<u8> {
+    let mut head = String::with_capacity(512);
+    head.push_str(start_line);
+    head.push_str("\r\n");
+    for (name, value) in headers.iter() {
+        let _ = write!(head, "{name}: {value}\r\n");
+    }
+    let _ = write!(head, "Content-Length: {}\r\n\r\n", body.len());
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Accessors shared by requests and responses.
+pub trait SipHeaders {
+    fn headers(&self) -> &Headers;
+
+    fn call_id(&self) -> Option<&str> {
+        self.headers().get("Call-ID")
+    }
+
+    fn cseq(&self) -> Option<(u32, Method)> {
+        let (num, method) = self.headers().get("CSeq")?.trim().split_once(char::is_whitespace)?;
+        Some((num.trim().parse().ok()?, method.trim().parse().ok()?))
+    }
+
+    fn top_via(&self) -> Option<Via> {
+        Via::parse(self.headers().get("Via")?)
+    }
+
+    fn from_tag(&self) -> Option<&str> {
+        header_param(self.headers().get("From")?, "tag").flatten()
+    }
+
+    fn to_tag(&self) -> Option<&str> {
+        header_param(self.headers().get("To")?, "tag").flatten()
+    }
+
+    fn sdp(&self) -> Option<String>;
+}
+
+impl SipHeaders for Request {
+    fn headers(&self) -> &Headers {
+        &self.headers
+    }
+    fn sdp(&self) -> Option<String> {
+        sdp_body(&self.headers, &self.body)
+    }
+}
+
+impl SipHeaders for Response {
+    fn headers(&self) -> &Headers {
+        &self.headers
+    }
+    fn sdp(&self) -> Option<String> {
+        sdp_body(&self.headers, &self.body)
+    }
+}
+
+fn sdp_body(headers: &Headers, body: &[u8]) -> Option<String> {
+    let is_sdp = headers
+        .get("Content-Type")
+        .is_some_and(|ct| ct.trim().to_ascii_lowercase().starts_with("application/sdp"));
+    (is_sdp && !body.is_empty()).then(|| String::from_utf8_lossy(body).into_owned())
+}
+
+/// Compact forms (RFC 3261 s.7.3.3) mapped to the full names the code looks up.
+fn expand_compact(name: &str) -> &str {
+    match name.to_ascii_lowercase().as_str() {
+        "v" => "Via",
+        "f" => "From",
+        "t" => "To",
+        "i" => "Call-ID",
+        "m" => "Contact",
+        "l" => "Content-Length",
+        "c" => "Content-Type",
+        "k" => "Supported",
+        "s" => "Subject",
+        "e" => "Content-Encoding",
+        _ => name,
+    }
+}
+
+/// Headers whose comma-joined values are separate entries (RFC 3261 s.7.3.1).
+fn is_list_header(name: &str) -> bool {
+    ["Via", "Route", "Record-Route", "Contact"]
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// Parses one complete SIP message (a datagram, or one framed stream message).
+pub fn parse(data: &[u8]) -> Result<Message, ParseError> {
+    let parsed = rsip::SipMessage::try_from(data).map_err(|e| ParseError::Syntax(e.to_string()))?;
+    let (rsip_headers, mut body) = match &parsed {
+        rsip::SipMessage::Request(r) => (&r.headers, r.body.clone()),
+        rsip::SipMessage::Response(r) => (&r.headers, r.body.clone()),
+    };
+
+    let mut headers = Headers::default();
+    let mut content_length = None;
+    for header in rsip_headers.iter() {
+        // rsip renders every header, typed or not, as "Name: value".
+        let rendered = header.to_string();
+        let Some((name, value)) = rendered.split_once(':') else {
+            continue;
+        };
+        let name = expand_compact(name.trim());
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("Content-Length") {
+            content_length = Some(value.parse::<usize>().map_err(|_| ParseError::ContentLength)?);
+        } else if is_list_header(name) {
+            for item in split_list(value) {
+                headers.push(name, item);
+            }
+        } else {
+            headers.push(name, value);
+        }
+    }
+
+    if let Some(declared) = content_length {
+        if declared > body.len() {
+            return Err(ParseError::Truncated { declared, available: body.len() });
+        }
+        body.truncate(declared);
+    }
+
+    Ok(match parsed {
+        rsip::SipMessage::Request(r) => Message::Request(Request {
+            method: r.method,
+            uri: r.uri.to_string(),
+            headers,
+            body,
+        }),
+        rsip::SipMessage::Response(r) => Message::Response(Response {
+            status: r.status_code.code(),
+            // rsip replaces well-known reason phrases by its own spelling; keep the peer's.
+            reason: raw_reason_phrase(data).unwrap_or_default(),
+            headers,
+            body,
+        }),
+    })
+}
+
+fn raw_reason_phrase(data: &[u8]) -> Option<String> {
+    let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap_or(data.len());
+    let line = std::str::from_utf8(&data[..line_end]).ok()?;
+    let mut parts = line.splitn(3, ' ');
+    parts.next()?;
+    parts.next()?;
+    Some(parts.next().unwrap_or("").trim().to_string())
+}
+
+/// Splits a header value on commas that are outside quotes and angle brackets.
+pub fn split_list(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut in_quotes, mut in_angle, mut start) = (false, false, 0);
+    let mut chars = value.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' if in_quotes => {
+                chars.next();
+            }
+            '"' => in_quotes = !in_quotes,
+            '<' if !in_quotes => in_angle = true,
+            '>' if !in_quotes => in_angle = false,
+            ',' if !in_quotes && !in_angle => {
+                out.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(value[start..].trim());
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// Byte offset where header parameters start: after the `>` of a name-addr,
+/// or at the first `;` of an addr-spec / Via.
+fn params_start(value: &str) -> usize {
+    let mut in_quotes = false;
+    let mut escaped = false;
+    for (i, c) in value.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            '<' if !in_quotes => {
+                return value[i..].find('>').map_or(value.len(), |end| i + end + 1);
+            }
+            ';' if !in_quotes => return i,
+            _ => {}
+        }
+    }
+    value.len()
+}
+
+/// Header parameter lookup: `Some(Some(v))` for `name=v`, `Some(None)` for a bare `name`.
+pub fn header_param<'a>(value: &'a str, name: &str) -> Option<Option<&'a str>> {
+    value[params_start(value)..]
+        .split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .find_map(|p| {
+            let (k, v) = match p.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim().trim_matches('"'))),
+                None => (p, None),
+            };
+            k.eq_ignore_ascii_case(name).then_some(v)
+        })
+}
+
+/// The URI inside a name-addr (`"Bob" <sip:b@x>;tag=1`) or addr-spec.
+pub fn name_addr_uri(value: &str) -> &str {
+    let start = params_start(value);
+    let head = &value[..start];
+    match (head.rfind('<'), head.rfind('>')) {
+        (Some(open), Some(close)) if open < close => head[open + 1..close].trim(),
+        _ => head.trim(),
+    }
+}
+
+/// The parts of a Via header value the transport and transaction layers need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via {
+    pub transport: String,
+    pub host: String,
+    pub port: Option<u16>,
+    pub branch: Option<String>,
+    pub received: Option<String>,
+    /// `None`: no rport; `Some(None)`: rport requested; `Some(Some(p))`: filled in.
+    pub rport: Option<Option<u16>>,
+}
+
+impl Via {
+    pub fn parse(value: &str) -> Option<Via> {
+        let start = params_start(value);
+        let (protocol, sent_by) = value[..start].trim().rsplit_once(|c: char| c.is_whitespace())?;
+        let transport = protocol.trim().rsplit('/').next()?.trim().to_ascii_uppercase();
+        let (host, port) = split_host_port(sent_by.trim())?;
+        let rport = header_param(value, "rport").map(|v| v.and_then(|p| p.parse().ok()));
+        Some(Via {
+            transport,
+            host: host.to_string(),
+            port,
+            branch: header_param(value, "branch").flatten().map(str::to_string),
+            received: header_param(value, "received").flatten().map(str::to_string),
+            rport,
+        })
+    }
+
+    pub fn sent_by(&self) -> String {
+        match self.port {
+            Some(p) => format!("{}:{}", self.host, p),
+            None => self.host.clone(),
+        }
+    }
+}
+
+/// Splits `host[:port]`, with IPv6 references in brackets.
+pub fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse().ok()?),
+            None if after.is_empty() => None,
+            None => return None,
+        };
+        return Some((host, port));
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) => Some((host, Some(port.parse().ok()?))),
+        None => Some((s, None)),
+    }
+}
+
+/// RFC 3261 s.18.2.1 and RFC 3581 s.4: record where a request really came from
+/// in its top Via, so responses find their way back through NAT.
+pub fn stamp_top_via(request: &mut Request, source: SocketAddr) {
+    let Some(value) = request.headers.get("Via").map(str::to_string) else {
+        return;
+    };
+    let Some(via) = Via::parse(&value) else {
+        return;
+    };
+    let host_is_source = via
+        .host
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip == source.ip());
+    let wants_rport = via.rport.is_some();
+    if host_is_source && !wants_rport {
+        return;
+    }
+    let start = params_start(&value);
+    let mut out = value[..start].to_string();
+    for param in value[start..].split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let key = param.split('=').next().unwrap_or("").trim();
+        if key.eq_ignore_ascii_case("received") || key.eq_ignore_ascii_case("rport") {
+            continue;
+        }
+        out.push(';');
+        out.push_str(param);
+    }
+    // RFC 3581: with rport the received parameter is added even when it matches.
+    let _ = write!(out, ";received={}", source.ip());
+    if wants_rport {
+        let _ = write!(out, ";rport={}", source.port());
+    }
+    request.headers.set_first("Via", out);
+}
+
+/// Where a response to a request carrying this top Via goes over an unreliable
+/// transport (RFC 3261 s.18.2.2, RFC 3581 s.4). `None` if it cannot be resolved
+/// without DNS.
+pub fn response_destination(via: &Via) -> Option<SocketAddr> {
+    let ip: IpAddr = via.received.as_deref().unwrap_or(&via.host).parse().ok()?;
+    let port = via.rport.flatten().or(via.port).unwrap_or(5060);
+    Some(SocketAddr::new(ip, port))
+}
+
+/// The socket address of a SIP URI whose host is an IP literal; name
+/// resolution (RFC 3263) is not this crate's job.
+pub fn uri_socket_addr(uri: &str) -> Option<SocketAddr> {
+    let uri = rsip::Uri::try_from(uri).ok()?;
+    let port = uri.host_with_port.port.map(|p| *p.value()).unwrap_or(5060);
+    match uri.host_with_port.host {
+        rsip::Host::IpAddr(ip) => Some(SocketAddr::new(ip, port)),
+        rsip::Host::Domain(d) => {
+            let d = d.to_string();
+            let d = d.trim_start_matches('[').trim_end_matches(']');
+            d.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, port))
+        }
+    }
+}
+
+/// Frames SIP messages out of a byte stream using Content-Length (RFC 3261 s.18.3).
+#[derive(Debug, Default)]
+pub struct StreamFramer {
+    buf: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FramingError {
+    #[error("message head larger than {MAX_HEADER_BYTES} bytes")]
+    HeadTooLarge,
+    #[error("invalid or oversized Content-Length")]
+    BadContentLength,
+}
+
+impl StreamFramer {
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next complete message, or `None` until more bytes arrive. An error
+    /// means the stream cannot be resynchronised and should be closed.
+    pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, FramingError> {
+        // Leading CRLFs are keep-alives (RFC 5626 s.3.5.1) or message separators.
+        let skip = self.buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+        self.buf.drain(..skip);
+
+        let Some(head_end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return if self.buf.len() > MAX_HEADER_BYTES {
+                Err(FramingError::HeadTooLarge)
+            } else {
+                Ok(None)
+            };
+        };
+        let body_start = head_end + 4;
+        let head = String::from_utf8_lossy(&self.buf[..head_end]);
+        let mut body_len = 0;
+        for line in head.split("\r\n").skip(1) {
+            if let Some((name, value)) = line.split_once(':') {
+                let name = name.trim();
+                if name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("l") {
+                    body_len = value
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| *n <= MAX_BODY_BYTES)
+                        .ok_or(FramingError::BadContentLength)?;
+                }
+            }
+        }
+        let total = body_start + body_len;
+        if self.buf.len() < total {
+            return Ok(None);
+        }
+        let message = self.buf[..total].to_vec();
+        self.buf.drain(..total);
+        Ok(Some(message))
+    }
+}
+
+/// Builds a response to `request` (RFC 3261 s.8.2.6): Via, From, To, Call-ID
+/// and CSeq copied, a To tag added when the request had none.
+pub fn response_to(request: &Request, status: u16, reason: &str, to_tag: Option<&str>) -> Response {
+    let mut headers = Headers::default();
+    for via in request.headers.get_all("Via") {
+        headers.push("Via", via);
+    }
+    for name in ["From", "To", "Call-ID", "CSeq"] {
+        if let Some(value) = request.headers.get(name) {
+            let value = match (name, to_tag) {
+                ("To", Some(tag)) if status != 100 && header_param(value, "tag").is_none() => {
+                    format!("{value};tag={tag}")
+                }
+                _ => value.to_string(),
+            };
+            headers.push(name, value);
+        }
+    }
+    Response { status, reason: reason.to_string(), headers, body: Vec::new() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE_200: &str = "SIP/2.0 200 OK\r\n\
+        v: SIP/2.0/TCP gw.example.com:5060;branch=z9hG4bK1;received=203.0.113.100, SIP/2.0/UDP p.example.com\r\n\
+        f: \"Alice, A\" <sip:+1@operator.com;user=phone>;tag=1928301774\r\n\
+        t: <sip:+2@tn.operator.com;user=phone>;tag=a6c85cf\r\n\
+        i: a84b4c76e66710@gw.example.com\r\n\
+        CSeq: 1 INVITE\r\n\
+        m: <sip:+2@198.51.100.10:5060;transport=tcp>\r\n\
+        Record-Route: <sip:p1.example.com;lr>, <sip:p2.example.com;lr>\r\n\
+        c: application/sdp\r\n\
+        l: 4\r\n\r\nv=0\r\nignored";
+
+    #[test]
+    fn parses_compact_and_list_headers() {
+        let Ok(Message::Response(r)) = parse(INVITE_200.as_bytes()) else {
+            panic!("expected a response");
+        };
+        assert_eq!((r.status, r.reason.as_str()), (200, "OK"));
+        assert_eq!(r.headers.get_all("Via").count(), 2);
+        assert_eq!(r.top_via().and_then(|v| v.branch), Some("z9hG4bK1".to_string()));
+        assert_eq!(r.from_tag(), Some("1928301774"));
+        assert_eq!(r.to_tag(), Some("a6c85cf"));
+        assert_eq!(r.call_id(), Some("a84b4c76e66710@gw.example.com"));
+        assert_eq!(r.cseq(), Some((1, Method::Invite)));
+        assert_eq!(
+            r.headers.get_all("Record-Route").collect::<Vec<_>>(),
+            ["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]
+        );
+        assert_eq!(name_addr_uri(r.headers.get("Contact").unwrap_or_default()), "sip:+2@198.51.100.10:5060;transport=tcp");
+        assert_eq!(r.sdp().as_deref(), Some("v=0\r"));
+    }
+
+    #[test]
+    fn keeps_the_peer_reason_phrase() {
+        let raw = "SIP/2.0 183 Session Progress\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n\r\n";
+        let Ok(Message::Response(r)) = parse(raw.as_bytes()) else { panic!() };
+        assert_eq!(r.reason, "Session Progress");
+    }
+
+    #[test]
+    fn rejects_truncated_and_garbage() {
+        let raw = "SIP/2.0 200 OK\r\nContent-Length: 10\r\n\r\nabc";
+        assert!(matches!(parse(raw.as_bytes()), Err(ParseError::Truncated { .. })));
+        assert!(matches!(parse(b"\x00\x01garbage"), Err(ParseError::Syntax(_))));
+    }
+
+    #[test]
+    fn via_received_and_rport() {
+        let mut req = Request {
+            method: Method::Options,
+            uri: "sip:gw".into(),
+            headers: Headers::default(),
+            body: vec![],
+        };
+        req.headers.push("Via", "SIP/2.0/UDP client.example.com:5070;branch=z9hG4bKa;rport");
+        req.headers.push("Via", "SIP/2.0/UDP other");
+        let source: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        stamp_top_via(&mut req, source);
+        assert_eq!(
+            req.headers.get("Via"),
+            Some("SIP/2.0/UDP client.example.com:5070;branch=z9hG4bKa;received=192.0.2.7;rport=40000")
+        );
+        let via = req.top_via().unwrap();
+        assert_eq!(response_destination(&via), Some(source));
+
+        // Sent-by already equal to the source and no rport: left untouched.
+        req.headers.set_first("Via", "SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKb".into());
+        stamp_top_via(&mut req, source);
+        assert_eq!(req.headers.get("Via"), Some("SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKb"));
+        assert_eq!(response_destination(&req.top_via().unwrap()), Some("192.0.2.7:5070".parse().unwrap()));
+
+        // Hostname sent-by without rport: received added, sent-by port kept.
+        req.headers.set_first("Via", "SIP/2.0/UDP host.example:5071;branch=z9hG4bKc".into());
+        stamp_top_via(&mut req, source);
+        assert_eq!(response_destination(&req.top_via().unwrap()), Some("192.0.2.7:5071".parse().unwrap()));
+    }
+
+    #[test]
+    fn stream_framing_waits_for_the_whole_message() {
+        let msg = b"OPTIONS sip:a SIP/2.0\r\nl: 5\r\n\r\nhello";
+        let mut framer = StreamFramer::default();
+        framer.push(b"\r\n\r\n");
+        framer.push(&msg[..20]);
+        assert_eq!(framer.next_message(), Ok(None));
+        framer.push(&msg[20..msg.len() - 2]);
+        assert_eq!(framer.next_message(), Ok(None));
+        framer.push(&msg[msg.len() - 2..]);
+        framer.push(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(framer.next_message(), Ok(Some(msg.to_vec())));
+        assert_eq!(
+            framer.next_message(),
+            Ok(Some(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec()))
+        );
+        assert_eq!(framer.next_message(), Ok(None));
+        framer.push(b"SIP/2.0 200 OK\r\nContent-Length: x\r\n\r\n");
+        assert_eq!(framer.next_message(), Err(FramingError::BadContentLength));
+    }
+
+    #[test]
+    fn uri_addresses() {
+        assert_eq!(uri_socket_addr("sip:+2@198.51.100.10:5070;transport=tcp"), Some("198.51.100.10:5070".parse().unwrap()));
+        assert_eq!(uri_socket_addr("sip:198.51.100.10"), Some("198.51.100.10:5060".parse().unwrap()));
+        assert_eq!(uri_socket_addr("sip:tn.operator.com"), None);
+    }
+}

@@ -1,0 +1,143 @@
+//! Default API mapping of the CAMARA WebRTC gateway.
+//!
+//! Owns the translation between CAMARA objects and SIP: addresses to SIP URIs (E.164 numbers as
+//! `sip:+N@domain;user=phone`, home local numbers with their `phone-context`, emergency URNs,
+//! anonymous callers with `Privacy: id`), the registration mode, the target of incoming INVITEs,
+//! and SIP outcomes as CAMARA session statuses. Does not own the SIP stack: the host builds,
+//! sends and matches the messages.
+//!
+//! Configuration keys:
+//! - `home-domain`: domain of the subscribers' own URIs (From, P-Asserted-Identity, AOR);
+//!   default: the gateway's host.
+//! - `network-domain`: domain of request URIs towards the network; default: the next hop's host,
+//!   else the gateway's host.
+//! - `registration-mode`: `number-range` (default, no REGISTER) or `sip-account` (REGISTER).
+
+wit_bindgen::generate!({
+    world: "api-mapping",
+    path: "../../wit",
+});
+
+use camara::gateway::config;
+use camara::gateway::types::{CallType, CamaraError, SessionStatus};
+use camara_plugin_sdk::{address, status};
+use exports::camara::gateway::mapping::{
+    CallDirection, Guest as MappingGuest, IncomingCall, IncomingInvite, InvitePlan, NameAddr, NetworkContext,
+    OutgoingCall, RegistrationPlan, RegistrationRequest, SipEvent, SipRejection, StatusUpdate,
+};
+
+struct DefaultMapping;
+
+camara_plugin_sdk::session_status_conversion!(to_wit -> SessionStatus);
+
+fn home_domain(net: &NetworkContext) -> String {
+    config::get("home-domain").unwrap_or_else(|| address::host_of(&net.local_host).to_string())
+}
+
+fn network_domain(net: &NetworkContext) -> String {
+    config::get("network-domain")
+        .or_else(|| net.next_hop.as_deref().map(|h| address::host_of(h).to_string()))
+        .unwrap_or_else(|| address::host_of(&net.local_host).to_string())
+}
+
+fn invalid(message: String) -> CamaraError {
+    CamaraError { status: 400, code: "INVALID_ARGUMENT".into(), message }
+}
+
+fn name_addr(display_name: Option<&String>, uri: String) -> NameAddr {
+    NameAddr { display_name: display_name.filter(|n| !n.is_empty()).cloned(), uri }
+}
+
+fn update((status, reason): (status::Status, String)) -> StatusUpdate {
+    StatusUpdate { status: to_wit(status), reason }
+}
+
+impl MappingGuest for DefaultMapping {
+    fn map_outgoing_call(call: OutgoingCall, net: NetworkContext) -> Result<InvitePlan, CamaraError> {
+        let home = home_domain(&net);
+        let request_uri = address::sip_uri(&call.receiver_address, &network_domain(&net)).map_err(invalid)?;
+        let to = name_addr(call.receiver_name.as_ref(), request_uri.clone());
+        let (from, privacy) = if call.originator_address == address::ANONYMOUS {
+            (NameAddr { display_name: Some("Anonymous".into()), uri: address::ANONYMOUS.into() }, Some("id".into()))
+        } else {
+            let uri = address::sip_uri(&call.originator_address, &home).map_err(invalid)?;
+            (name_addr(call.originator_name.as_ref(), uri), None)
+        };
+        // The network trusts the gateway to assert who calls, also when the caller hides it.
+        let p_asserted_identity = call
+            .subscriber_phone_number
+            .as_ref()
+            .map(|n| name_addr(call.originator_name.as_ref(), format!("sip:{n}@{home};user=phone")));
+        let emergency = call.call_type == CallType::Emergency || call.receiver_address.starts_with("urn:service:sos");
+        let extra_headers = if emergency {
+            vec![Pair { name: "Priority".into(), value: "emergency".into() }]
+        } else {
+            Vec::new()
+        };
+        Ok(InvitePlan { request_uri, from, to, p_asserted_identity, privacy, extra_headers })
+    }
+
+    fn map_registration(req: RegistrationRequest, net: NetworkContext) -> Result<RegistrationPlan, CamaraError> {
+        let send_register = config::get("registration-mode").as_deref() == Some("sip-account");
+        Ok(RegistrationPlan {
+            send_register,
+            aor: format!("sip:{}@{}", req.phone_number, home_domain(&net)),
+            contact_user: req.phone_number,
+        })
+    }
+
+    fn map_incoming_call(invite: IncomingInvite) -> Result<IncomingCall, SipRejection> {
+        let Some(target) = address::phone_number(&invite.request_uri).or_else(|| address::phone_number(&invite.to.uri))
+        else {
+            return Err(SipRejection { status_code: 404, reason_phrase: "Not Found".into() });
+        };
+        let hidden = invite.privacy.as_deref().is_some_and(address::privacy_hides_identity);
+        let (originator_address, originator_name) = if hidden {
+            (address::ANONYMOUS.to_string(), None)
+        } else {
+            let identity = invite.p_asserted_identity.as_ref().unwrap_or(&invite.from);
+            let name = identity.display_name.clone().or_else(|| invite.from.display_name.clone());
+            (address::camara_address(&identity.uri), name)
+        };
+        Ok(IncomingCall {
+            target_phone_number: target.to_string(),
+            originator_address,
+            originator_name,
+            receiver_address: format!("tel:{target}"),
+        })
+    }
+
+    fn map_sip_event(event: SipEvent, direction: CallDirection) -> Option<StatusUpdate> {
+        let direction = match direction {
+            CallDirection::Outgoing => status::Direction::Outgoing,
+            CallDirection::Incoming => status::Direction::Incoming,
+        };
+        match event {
+            SipEvent::InviteResponse(r) => status::for_invite_response(r.status_code, &r.reason_phrase).map(update),
+            SipEvent::Request(r) => status::for_request(&r.method, direction).map(update),
+            SipEvent::LocalHangup(method) => Some(update(status::for_local_hangup(&method, direction))),
+            SipEvent::Timeout => Some(update(status::for_timeout())),
+        }
+    }
+}
+
+impl Guest for DefaultMapping {
+    fn validate_config(config: Vec<Pair>) -> Result<(), String> {
+        for Pair { name, value } in &config {
+            match name.as_str() {
+                "home-domain" | "network-domain" if value.is_empty() || value.contains([' ', '@', ';']) => {
+                    return Err(format!("{name} must be a host name, not {value:?}"));
+                }
+                "home-domain" | "network-domain" => {}
+                "registration-mode" if value == "number-range" || value == "sip-account" => {}
+                "registration-mode" => {
+                    return Err(format!("registration-mode must be number-range or sip-account, not {value:?}"));
+                }
+                other => return Err(format!("unknown configuration key {other:?}")),
+            }
+        }
+        Ok(())
+    }
+}
+
+export!(DefaultMapping);
