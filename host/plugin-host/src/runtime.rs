@@ -280,14 +280,6 @@ impl<W: World> LoadedPlugin<W> {
         &self.name
     }
 
-    pub fn kind(&self) -> PluginKind {
-        self.kind
-    }
-
-    pub fn limits(&self) -> PluginLimits {
-        self.limits
-    }
-
     /// A fresh store and instance, with this plugin's memory limit and deadline armed.
     pub(crate) async fn start(&self) -> Result<Call<'_, W>, PluginError> {
         let state = CallState::new(self.name.clone(), self.config.clone(), self.limits.memory_bytes);

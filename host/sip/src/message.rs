@@ -25,6 +25,26 @@ pub enum ParseError {
     ContentLength,
 }
 
+/// A message to put on the wire, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub transport: crate::Transport,
+    pub dest: SocketAddr,
+    pub message: Message,
+}
+
+/// Random hex token for tags, branches and Call-IDs (RFC 3261 s.19.3 wants
+/// at least 32 bits of randomness; 64 are used).
+pub fn random_token() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// A branch carrying the RFC 3261 magic cookie, so peers can rely on it as
+/// the transaction id.
+pub fn new_branch() -> String {
+    format!("z9hG4bK{}", random_token())
+}
+
 /// Ordered header list; names keep the case they were written with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers(Vec<(String, String)>);

@@ -1,0 +1,1051 @@
+//! The UAC side of one outgoing call, as a sans-IO state machine.
+//!
+//! A [`UacCall`] owns the INVITE client transaction and every client
+//! transaction sent inside the call (PRACK, CANCEL, BYE, ACK for 2xx). It
+//! turns responses into [`CallEvent`]s and produces the requests RFC 3261 and
+//! RFC 3262 require, addressed to the right hop.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::message::{
+    Headers, Message, Method, Request, Response, SipHeaders, Transmit, name_addr_uri, new_branch,
+    uri_socket_addr,
+};
+use crate::transaction::{ClientOutput, InviteClient, NonInviteClient, TimerConfig};
+use crate::{CallEvent, HangupKind, NameAddr, OutgoingInvite, SipError, Transport};
+
+/// Methods this user agent accepts, advertised in Allow.
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, UPDATE, PRACK, OPTIONS";
+
+/// Identifiers and local addressing chosen by the endpoint for a new call.
+#[derive(Debug, Clone)]
+pub struct CallSetup {
+    pub call_id: String,
+    pub local_tag: String,
+    pub branch: String,
+    /// Host written in Via and Contact.
+    pub local_host: String,
+    /// Port of the listener of the call's transport.
+    pub local_port: u16,
+    pub user_agent: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallPhase {
+    /// INVITE sent, nothing heard.
+    Calling,
+    /// At least one provisional response received.
+    Proceeding,
+    /// A 2xx was received and ACKed.
+    Confirmed,
+    /// `CallEvent::Terminated` was emitted; the call may linger to absorb
+    /// retransmissions.
+    Terminated,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HangupError {
+    #[error("the call is already over")]
+    Finished,
+}
+
+/// The remote side of a (possibly early) dialog, learnt from a response.
+#[derive(Debug, Clone)]
+struct Peer {
+    remote_tag: String,
+    remote_target: String,
+    route_set: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Prack,
+    Cancel,
+    Bye,
+    /// BYE for a 2xx that lost the race against the first one (s.13.2.2.4).
+    StrayBye,
+}
+
+#[derive(Debug)]
+struct ClientTx {
+    purpose: Purpose,
+    method: Method,
+    branch: String,
+    dest: SocketAddr,
+    tx: NonInviteClient,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallOutput {
+    Transmit(Transmit),
+    Event(CallEvent),
+}
+
+#[derive(Debug)]
+pub struct UacCall {
+    setup: CallSetup,
+    transport: Transport,
+    next_hop: SocketAddr,
+    timers: TimerConfig,
+    invite_cseq: u32,
+    last_cseq: u32,
+    invite_tx: InviteClient,
+    phase: CallPhase,
+    hangup: Option<HangupKind>,
+    cancel_sent: bool,
+    /// RFC 3261 s.9.1: give up on a CANCELled INVITE after 64*T1 without a final response.
+    cancel_deadline: Option<Instant>,
+    /// Last RSeq per early dialog (RFC 3262 s.4).
+    rseqs: HashMap<String, u32>,
+    /// Unreliable provisionals already reported: (status, To tag, body).
+    seen_provisionals: HashSet<(u16, Option<String>, Vec<u8>)>,
+    early_tags: HashSet<String>,
+    confirmed: Option<Peer>,
+    /// The ACK for the winning 2xx, re-sent on each 2xx retransmission.
+    ack: Option<(Request, SocketAddr)>,
+    client_txs: Vec<ClientTx>,
+    outputs: VecDeque<CallOutput>,
+}
+
+impl UacCall {
+    /// Validates the caller's input and starts the INVITE transaction.
+    pub fn new(
+        invite: &OutgoingInvite,
+        setup: CallSetup,
+        timers: TimerConfig,
+        now: Instant,
+    ) -> Result<Self, SipError> {
+        let request = build_invite(invite, &setup)?;
+        let invite_tx = InviteClient::new(request, invite.transport.is_reliable(), timers, now);
+        let mut call = Self {
+            setup,
+            transport: invite.transport,
+            next_hop: invite.next_hop,
+            timers,
+            invite_cseq: 1,
+            last_cseq: 1,
+            invite_tx,
+            phase: CallPhase::Calling,
+            hangup: None,
+            cancel_sent: false,
+            cancel_deadline: None,
+            rseqs: HashMap::new(),
+            seen_provisionals: HashSet::new(),
+            early_tags: HashSet::new(),
+            confirmed: None,
+            ack: None,
+            client_txs: Vec::new(),
+            outputs: VecDeque::new(),
+        };
+        call.pump(now);
+        Ok(call)
+    }
+
+    pub fn call_id(&self) -> &str {
+        &self.setup.call_id
+    }
+
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    pub fn phase(&self) -> CallPhase {
+        self.phase
+    }
+
+    /// Done with everything, including absorbing retransmissions.
+    pub fn is_finished(&self) -> bool {
+        use crate::transaction::InviteClientState::*;
+        // An INVITE transaction still in Proceeding after the call ended
+        // (remote BYE, CANCEL given up) would otherwise wait forever.
+        self.phase == CallPhase::Terminated
+            && matches!(self.invite_tx.state(), Terminated | Proceeding)
+            && self.client_txs.is_empty()
+    }
+
+    /// Whether an in-dialog request with these tags belongs to this call.
+    pub fn matches_dialog(&self, local_tag: &str, remote_tag: &str) -> bool {
+        local_tag == self.setup.local_tag
+            && (self.confirmed.as_ref().is_some_and(|p| p.remote_tag == remote_tag)
+                || self.early_tags.contains(remote_tag))
+    }
+
+    pub fn hangup(&mut self, now: Instant) -> Result<HangupKind, HangupError> {
+        let kind = match self.phase {
+            CallPhase::Terminated => return Err(HangupError::Finished),
+            CallPhase::Confirmed => {
+                if self.hangup != Some(HangupKind::Bye) {
+                    self.hangup = Some(HangupKind::Bye);
+                    self.send_bye(now);
+                }
+                HangupKind::Bye
+            }
+            CallPhase::Calling | CallPhase::Proceeding => {
+                if self.hangup.is_none() {
+                    self.hangup = Some(HangupKind::Cancel);
+                    // RFC 3261 s.9.1: no CANCEL before a provisional response;
+                    // `on_provisional` sends it once one arrives.
+                    if self.phase == CallPhase::Proceeding {
+                        self.send_cancel(now);
+                    }
+                }
+                HangupKind::Cancel
+            }
+        };
+        self.pump(now);
+        Ok(kind)
+    }
+
+    /// A response whose Call-ID is this call's.
+    pub fn handle_response(&mut self, response: Response, now: Instant) {
+        let Some((_, method)) = response.cseq() else {
+            tracing::debug!(call_id = %self.setup.call_id, "response without a usable CSeq dropped");
+            return;
+        };
+        let branch = response.top_via().and_then(|v| v.branch);
+        if method == Method::Invite {
+            if branch.as_deref() == Some(self.setup.branch.as_str()) && !self.invite_tx.is_terminated() {
+                self.invite_tx.handle_response(response, now);
+            } else if (200..300).contains(&response.status) {
+                // A 2xx retransmission after the transaction ended still needs its ACK.
+                self.on_invite_2xx(response, now);
+            }
+        } else if let Some(ctx) = self
+            .client_txs
+            .iter_mut()
+            .find(|c| c.method == method && Some(&c.branch) == branch.as_ref())
+        {
+            ctx.tx.handle_response(response, now);
+        } else {
+            tracing::debug!(call_id = %self.setup.call_id, %method, "response matches no transaction");
+        }
+        self.pump(now);
+    }
+
+    /// A BYE from the remote party, already answered by the endpoint.
+    pub fn handle_remote_bye(&mut self, request: &Request, now: Instant) {
+        if self.phase != CallPhase::Terminated {
+            self.emit(CallEvent::Request {
+                method: request.method.to_string(),
+                reason: request.headers.get("Reason").map(str::to_string),
+                sdp: request.sdp(),
+            });
+            self.terminate();
+        }
+        self.pump(now);
+    }
+
+    /// The transport could not reach `dest`.
+    pub fn transport_failed(&mut self, dest: SocketAddr, now: Instant) {
+        if dest == self.next_hop && !self.invite_tx.is_terminated() {
+            self.invite_tx.transport_error();
+            if matches!(self.phase, CallPhase::Calling | CallPhase::Proceeding) {
+                self.emit(CallEvent::Timeout);
+                self.terminate();
+            }
+        }
+        let mut bye_failed = false;
+        for ctx in self.client_txs.iter_mut().filter(|c| c.dest == dest) {
+            ctx.tx.transport_error();
+            bye_failed |= ctx.purpose == Purpose::Bye;
+        }
+        if bye_failed {
+            self.terminate();
+        }
+        self.pump(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.invite_tx.handle_timeout(now);
+        for ctx in &mut self.client_txs {
+            ctx.tx.handle_timeout(now);
+        }
+        if self.cancel_deadline.is_some_and(|t| t <= now) {
+            self.cancel_deadline = None;
+            if self.phase != CallPhase::Terminated {
+                tracing::warn!(call_id = %self.setup.call_id, "no final response after CANCEL; giving up");
+                self.invite_tx.transport_error();
+                self.emit(CallEvent::Timeout);
+                self.terminate();
+            }
+        }
+        self.pump(now);
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.client_txs
+            .iter()
+            .filter_map(|c| c.tx.poll_timeout())
+            .chain(self.invite_tx.poll_timeout())
+            .chain(self.cancel_deadline)
+            .min()
+    }
+
+    pub fn poll_output(&mut self) -> Option<CallOutput> {
+        self.outputs.pop_front()
+    }
+
+    fn emit(&mut self, event: CallEvent) {
+        self.outputs.push_back(CallOutput::Event(event));
+    }
+
+    fn terminate(&mut self) {
+        if self.phase != CallPhase::Terminated {
+            self.phase = CallPhase::Terminated;
+            self.cancel_deadline = None;
+            self.emit(CallEvent::Terminated);
+        }
+    }
+
+    fn transmit(&mut self, dest: SocketAddr, request: Request) {
+        self.outputs.push_back(CallOutput::Transmit(Transmit {
+            transport: self.transport,
+            dest,
+            message: Message::Request(request),
+        }));
+    }
+
+    /// Moves transaction outputs into call outputs until nothing is left.
+    fn pump(&mut self, now: Instant) {
+        while let Some(out) = self.invite_tx.poll_output() {
+            match out {
+                ClientOutput::Transmit(request) => self.transmit(self.next_hop, request),
+                ClientOutput::Response(response) => self.on_invite_response(response, now),
+                ClientOutput::Timeout => {
+                    if self.phase != CallPhase::Terminated {
+                        self.emit(CallEvent::Timeout);
+                        self.terminate();
+                    }
+                }
+            }
+        }
+        let mut i = 0;
+        while i < self.client_txs.len() {
+            while let Some(out) = self.client_txs[i].tx.poll_output() {
+                let (purpose, dest) = (self.client_txs[i].purpose, self.client_txs[i].dest);
+                match out {
+                    ClientOutput::Transmit(request) => self.transmit(dest, request),
+                    ClientOutput::Response(response) => self.on_client_tx_response(purpose, &response),
+                    ClientOutput::Timeout => {
+                        tracing::warn!(call_id = %self.setup.call_id, ?purpose, "request timed out");
+                        if purpose == Purpose::Bye {
+                            self.terminate();
+                        }
+                    }
+                }
+            }
+            i += 1;
+        }
+        self.client_txs.retain(|c| !c.tx.is_terminated());
+    }
+
+    fn on_client_tx_response(&mut self, purpose: Purpose, response: &Response) {
+        if response.status < 200 {
+            return;
+        }
+        match purpose {
+            Purpose::Bye => self.terminate(),
+            _ if response.status >= 300 => tracing::info!(
+                call_id = %self.setup.call_id,
+                ?purpose,
+                status = response.status,
+                "request rejected"
+            ),
+            _ => {}
+        }
+    }
+
+    fn on_invite_response(&mut self, response: Response, now: Instant) {
+        match response.status {
+            100..=199 if self.phase != CallPhase::Terminated => self.on_provisional(response, now),
+            200..=299 => self.on_invite_2xx(response, now),
+            300..=699 if self.phase != CallPhase::Terminated => {
+                self.emit(response_event(&response, false));
+                self.terminate();
+            }
+            _ => tracing::debug!(call_id = %self.setup.call_id, status = response.status, "late INVITE response ignored"),
+        }
+    }
+
+    fn on_provisional(&mut self, response: Response, now: Instant) {
+        if self.phase == CallPhase::Calling {
+            self.phase = CallPhase::Proceeding;
+        }
+        let tag = response.to_tag().map(str::to_string);
+        if let Some(tag) = &tag {
+            self.early_tags.insert(tag.clone());
+        }
+        let rseq = response
+            .headers
+            .get("RSeq")
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        let reliable = response.headers.has_option_tag("Require", "100rel");
+        match (reliable, rseq, &tag) {
+            (true, Some(rseq), Some(tag)) => {
+                // RFC 3262 s.4: only the next RSeq in sequence is new;
+                // anything else is a retransmission or out of order.
+                if let Some(last) = self.rseqs.get(tag)
+                    && rseq != last.wrapping_add(1)
+                {
+                    tracing::debug!(call_id = %self.setup.call_id, rseq, last, "reliable provisional discarded");
+                    return;
+                }
+                self.rseqs.insert(tag.clone(), rseq);
+                self.emit(response_event(&response, true));
+                let peer = Peer::from_response(&response, tag, &self.setup_request_uri());
+                self.send_prack(&peer, rseq, now);
+            }
+            (true, _, _) => {
+                tracing::warn!(call_id = %self.setup.call_id, "Require: 100rel without RSeq or To tag; treated as unreliable");
+                self.report_unreliable(&response, tag);
+            }
+            _ => self.report_unreliable(&response, tag),
+        }
+        if self.hangup == Some(HangupKind::Cancel) && !self.cancel_sent {
+            self.send_cancel(now);
+        }
+    }
+
+    fn report_unreliable(&mut self, response: &Response, tag: Option<String>) {
+        if self.seen_provisionals.insert((response.status, tag, response.body.clone())) {
+            self.emit(response_event(response, false));
+        }
+    }
+
+    fn on_invite_2xx(&mut self, response: Response, now: Instant) {
+        let Some(tag) = response.to_tag().map(str::to_string) else {
+            tracing::warn!(call_id = %self.setup.call_id, "2xx without To tag dropped");
+            return;
+        };
+        if let Some(peer) = &self.confirmed {
+            if peer.remote_tag == tag {
+                if let Some((ack, dest)) = self.ack.clone() {
+                    self.transmit(dest, ack);
+                }
+            } else {
+                self.reject_stray_2xx(&response, &tag, now);
+            }
+            return;
+        }
+        if self.phase == CallPhase::Terminated {
+            self.reject_stray_2xx(&response, &tag, now);
+            return;
+        }
+        let peer = Peer::from_response(&response, &tag, &self.setup_request_uri());
+        let dest = self.peer_destination(&peer);
+        let ack = self.in_dialog_request(Method::Ack, &peer, self.invite_cseq, &new_branch());
+        self.transmit(dest, ack.clone());
+        self.ack = Some((ack, dest));
+        self.confirmed = Some(peer);
+        self.phase = CallPhase::Confirmed;
+        self.cancel_deadline = None;
+        self.emit(response_event(&response, false));
+        // The answer crossed our CANCEL: the call must still be torn down.
+        if self.hangup == Some(HangupKind::Cancel) {
+            self.hangup = Some(HangupKind::Bye);
+            self.send_bye(now);
+        }
+    }
+
+    /// RFC 3261 s.13.2.2.4: every 2xx must be ACKed; one we do not want is then ended with BYE.
+    fn reject_stray_2xx(&mut self, response: &Response, tag: &str, now: Instant) {
+        tracing::info!(call_id = %self.setup.call_id, tag, "ACK and BYE for an unwanted 2xx");
+        let peer = Peer::from_response(response, tag, &self.setup_request_uri());
+        let dest = self.peer_destination(&peer);
+        let ack = self.in_dialog_request(Method::Ack, &peer, self.invite_cseq, &new_branch());
+        self.transmit(dest, ack);
+        self.start_client_tx(Purpose::StrayBye, Method::Bye, &peer, now);
+    }
+
+    fn send_prack(&mut self, peer: &Peer, rseq: u32, now: Instant) {
+        self.start_client_tx_with(Purpose::Prack, Method::Prack, peer, now, |headers, invite_cseq| {
+            headers.push("RAck", format!("{rseq} {invite_cseq} INVITE"));
+        });
+    }
+
+    fn send_bye(&mut self, now: Instant) {
+        if let Some(peer) = self.confirmed.clone() {
+            self.start_client_tx(Purpose::Bye, Method::Bye, &peer, now);
+        }
+    }
+
+    /// CANCEL mirrors the INVITE (s.9.1): same Via branch, Request-URI,
+    /// From, To, Call-ID and CSeq number.
+    fn send_cancel(&mut self, now: Instant) {
+        self.cancel_sent = true;
+        let invite = self.invite_tx.request();
+        let mut headers = Headers::default();
+        if let Some(via) = invite.headers.get("Via") {
+            headers.push("Via", via);
+        }
+        headers.push("Max-Forwards", "70");
+        for route in invite.headers.get_all("Route") {
+            headers.push("Route", route);
+        }
+        for name in ["From", "To", "Call-ID"] {
+            if let Some(value) = invite.headers.get(name) {
+                headers.push(name, value);
+            }
+        }
+        headers.push("CSeq", format!("{} CANCEL", self.invite_cseq));
+        let cancel = Request { method: Method::Cancel, uri: invite.uri.clone(), headers, body: Vec::new() };
+        let tx = NonInviteClient::new(cancel, self.transport.is_reliable(), self.timers, now);
+        self.client_txs.push(ClientTx {
+            purpose: Purpose::Cancel,
+            method: Method::Cancel,
+            branch: self.setup.branch.clone(),
+            dest: self.next_hop,
+            tx,
+        });
+        self.cancel_deadline = Some(now + self.timers.transaction_timeout());
+    }
+
+    fn start_client_tx(&mut self, purpose: Purpose, method: Method, peer: &Peer, now: Instant) {
+        self.start_client_tx_with(purpose, method, peer, now, |_, _| {});
+    }
+
+    fn start_client_tx_with(
+        &mut self,
+        purpose: Purpose,
+        method: Method,
+        peer: &Peer,
+        now: Instant,
+        extra: impl FnOnce(&mut Headers, u32),
+    ) {
+        self.last_cseq += 1;
+        let branch = new_branch();
+        let mut request = self.in_dialog_request(method, peer, self.last_cseq, &branch);
+        extra(&mut request.headers, self.invite_cseq);
+        let dest = self.peer_destination(peer);
+        let tx = NonInviteClient::new(request, self.transport.is_reliable(), self.timers, now);
+        self.client_txs.push(ClientTx { purpose, method, branch, dest, tx });
+    }
+
+    fn setup_request_uri(&self) -> String {
+        self.invite_tx.request().uri.clone()
+    }
+
+    /// RFC 3261 s.12.2.1.1: request-URI is the remote target, Route the route
+    /// set (loose routing assumed).
+    fn in_dialog_request(&self, method: Method, peer: &Peer, cseq: u32, branch: &str) -> Request {
+        let invite = self.invite_tx.request();
+        let mut headers = Headers::default();
+        headers.push(
+            "Via",
+            format!(
+                "SIP/2.0/{} {}:{};branch={branch}",
+                self.transport.via_name(),
+                self.setup.local_host,
+                self.setup.local_port
+            ),
+        );
+        headers.push("Max-Forwards", "70");
+        for route in &peer.route_set {
+            headers.push("Route", route.as_str());
+        }
+        if let Some(from) = invite.headers.get("From") {
+            headers.push("From", from);
+        }
+        let to = invite.headers.get("To").unwrap_or_default();
+        headers.push("To", format!("{to};tag={}", peer.remote_tag));
+        headers.push("Call-ID", self.setup.call_id.as_str());
+        headers.push("CSeq", format!("{cseq} {method}"));
+        Request { method, uri: peer.remote_target.clone(), headers, body: Vec::new() }
+    }
+
+    /// Next hop of an in-dialog request: the first Route, else the remote
+    /// target. Hosts that need DNS fall back to the configured next hop.
+    fn peer_destination(&self, peer: &Peer) -> SocketAddr {
+        let uri = peer
+            .route_set
+            .first()
+            .map_or(peer.remote_target.as_str(), |r| name_addr_uri(r));
+        uri_socket_addr(uri).unwrap_or_else(|| {
+            tracing::debug!(uri, next_hop = %self.next_hop, "target host is not an IP literal; using the next hop");
+            self.next_hop
+        })
+    }
+}
+
+impl Peer {
+    /// RFC 3261 s.12.1.2: route set is the Record-Route reversed; the remote
+    /// target is the Contact (the request-URI if the UAS sent none).
+    fn from_response(response: &Response, tag: &str, fallback_target: &str) -> Peer {
+        let mut route_set: Vec<String> = response.headers.get_all("Record-Route").map(str::to_string).collect();
+        route_set.reverse();
+        let remote_target = response
+            .headers
+            .get("Contact")
+            .map(name_addr_uri)
+            .filter(|u| !u.is_empty())
+            .unwrap_or(fallback_target)
+            .to_string();
+        Peer { remote_tag: tag.to_string(), remote_target, route_set }
+    }
+}
+
+fn response_event(response: &Response, reliable: bool) -> CallEvent {
+    CallEvent::Response {
+        status: response.status,
+        reason: response.reason.clone(),
+        sdp: response.sdp(),
+        reliable,
+    }
+}
+
+fn invalid_uri(uri: &str, reason: impl Into<String>) -> SipError {
+    SipError::InvalidUri { uri: uri.to_string(), reason: reason.into() }
+}
+
+/// Any URI that will be written between angle brackets or on the request line.
+fn check_uri(uri: &str) -> Result<(), SipError> {
+    if uri.is_empty() || uri.chars().any(|c| c.is_whitespace() || c.is_control() || "<>\"".contains(c)) {
+        return Err(invalid_uri(uri, "empty, or contains whitespace, control characters, quotes or angle brackets"));
+    }
+    let Some((scheme, _)) = uri.split_once(':') else {
+        return Err(invalid_uri(uri, "missing scheme"));
+    };
+    if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+        rsip::Uri::try_from(uri).map_err(|e| invalid_uri(uri, e.to_string()))?;
+    } else if !scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) {
+        return Err(invalid_uri(uri, "invalid scheme"));
+    }
+    Ok(())
+}
+
+fn check_name_addr(value: &NameAddr) -> Result<(), SipError> {
+    check_uri(&value.uri)?;
+    if value.display_name.as_deref().is_some_and(|n| n.chars().any(char::is_control)) {
+        return Err(SipError::InvalidHeader {
+            name: "display name".into(),
+            reason: "control characters".into(),
+        });
+    }
+    Ok(())
+}
+
+fn check_header(name: &str, value: &str) -> Result<(), SipError> {
+    let invalid = |reason: &str| SipError::InvalidHeader { name: name.to_string(), reason: reason.to_string() };
+    let is_token = |c: char| c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c);
+    if name.is_empty() || !name.chars().all(is_token) {
+        return Err(invalid("name is not a token"));
+    }
+    if value.contains(['\r', '\n']) {
+        return Err(invalid("value contains a line break"));
+    }
+    if name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("l") {
+        return Err(invalid("computed by the stack"));
+    }
+    Ok(())
+}
+
+/// The INVITE in the header order of the call-flow examples.
+fn build_invite(invite: &OutgoingInvite, setup: &CallSetup) -> Result<Request, SipError> {
+    let request_uri = &invite.request_uri;
+    check_uri(request_uri)?;
+    if !request_uri.to_ascii_lowercase().starts_with("sip") {
+        return Err(invalid_uri(request_uri, "the request-URI must be a SIP URI"));
+    }
+    check_name_addr(&invite.from)?;
+    check_name_addr(&invite.to)?;
+    if let Some(pai) = &invite.p_asserted_identity {
+        check_name_addr(pai)?;
+    }
+    if let Some(privacy) = &invite.privacy {
+        check_header("Privacy", privacy)?;
+    }
+    for (name, value) in &invite.extra_headers {
+        check_header(name, value)?;
+    }
+
+    let (host, port, transport) = (&setup.local_host, setup.local_port, invite.transport);
+    let mut headers = Headers::default();
+    headers.push("Via", format!("SIP/2.0/{} {host}:{port};branch={}", transport.via_name(), setup.branch));
+    headers.push("Max-Forwards", "70");
+    headers.push("From", format!("{};tag={}", invite.from.to_header_value(), setup.local_tag));
+    headers.push("To", invite.to.to_header_value());
+    headers.push("Call-ID", setup.call_id.as_str());
+    headers.push("CSeq", "1 INVITE");
+    headers.push("Contact", format!("<sip:{host}:{port};transport={}>", transport.uri_param()));
+    if let Some(pai) = &invite.p_asserted_identity {
+        headers.push("P-Asserted-Identity", pai.to_header_value());
+    }
+    if let Some(privacy) = &invite.privacy {
+        headers.push("Privacy", privacy.as_str());
+    }
+    headers.push("Supported", "100rel");
+    headers.push("Allow", ALLOW);
+    if !setup.user_agent.is_empty() {
+        headers.push("User-Agent", setup.user_agent.as_str());
+    }
+    for (name, value) in &invite.extra_headers {
+        headers.push(name.as_str(), value.as_str());
+    }
+    let body = match &invite.sdp {
+        Some(sdp) => {
+            headers.push("Content-Type", "application/sdp");
+            sdp.clone().into_bytes()
+        }
+        None => Vec::new(),
+    };
+    Ok(Request { method: Method::Invite, uri: request_uri.clone(), headers, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::response_to;
+    use std::time::Duration;
+
+    const NEXT_HOP: &str = "198.51.100.1:5060";
+    const UAS: &str = "198.51.100.10:5060";
+
+    fn outgoing(transport: Transport) -> OutgoingInvite {
+        OutgoingInvite {
+            request_uri: "sip:+818000000002@tn.operator.com;user=phone".into(),
+            from: NameAddr {
+                display_name: Some("Alice".into()),
+                uri: "sip:+818000000001@operator.com;user=phone".into(),
+            },
+            to: NameAddr { display_name: None, uri: "sip:+818000000002@tn.operator.com;user=phone".into() },
+            p_asserted_identity: Some(NameAddr { display_name: None, uri: "tel:+818000000001".into() }),
+            privacy: None,
+            extra_headers: vec![("X-Correlator".into(), "abc".into())],
+            sdp: Some("v=0\r\n".into()),
+            next_hop: NEXT_HOP.parse().unwrap(),
+            transport,
+        }
+    }
+
+    fn setup() -> CallSetup {
+        CallSetup {
+            call_id: "a84b4c76e66710@webrtc-gw.operator.com".into(),
+            local_tag: "1928301774".into(),
+            branch: "z9hG4bK776asdhds".into(),
+            local_host: "webrtc-gw.operator.com".into(),
+            local_port: 5060,
+            user_agent: "camara-gw".into(),
+        }
+    }
+
+    struct Harness {
+        call: UacCall,
+        now: Instant,
+    }
+
+    impl Harness {
+        fn new(transport: Transport) -> (Self, Request) {
+            let now = Instant::now();
+            let mut call = UacCall::new(&outgoing(transport), setup(), TimerConfig::default(), now).unwrap();
+            let sent = drain(&mut call);
+            let [CallOutput::Transmit(t)] = sent.as_slice() else { panic!("{sent:?}") };
+            assert_eq!(t.dest, NEXT_HOP.parse().unwrap());
+            let Message::Request(invite) = t.message.clone() else { panic!() };
+            (Self { call, now }, invite)
+        }
+
+        fn respond(&mut self, response: Response) -> Vec<CallOutput> {
+            self.call.handle_response(response, self.now);
+            drain(&mut self.call)
+        }
+    }
+
+    fn drain(call: &mut UacCall) -> Vec<CallOutput> {
+        std::iter::from_fn(|| call.poll_output()).collect()
+    }
+
+    fn requests(outputs: &[CallOutput]) -> Vec<(SocketAddr, Request)> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                CallOutput::Transmit(Transmit { dest, message: Message::Request(r), .. }) => Some((*dest, r.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn events(outputs: &[CallOutput]) -> Vec<CallEvent> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                CallOutput::Event(e) => Some(e.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A response from the UAS at `UAS`, optionally reliable and with a To tag.
+    fn uas_response(req: &Request, status: u16, reason: &str, rseq: Option<u32>) -> Response {
+        let tag = (status > 100).then_some("a6c85cf");
+        let mut r = response_to(req, status, reason, tag);
+        if status > 100 {
+            r.headers.push("Contact", format!("<sip:+818000000002@{UAS};transport=tcp>"));
+            r.headers.push("Record-Route", "<sip:198.51.100.20;lr>, <sip:198.51.100.21;lr>".to_string());
+            r.headers = crate::message::parse(&r.to_bytes())
+                .map(|m| m.headers().clone())
+                .unwrap();
+        }
+        if let Some(rseq) = rseq {
+            r.headers.push("Require", "100rel");
+            r.headers.push("RSeq", rseq.to_string());
+        }
+        r
+    }
+
+    fn header_names(req: &Request) -> Vec<&str> {
+        req.headers.iter().map(|(n, _)| n).collect()
+    }
+
+    #[test]
+    fn invite_matches_the_call_flow_example() {
+        let (_, invite) = Harness::new(Transport::Tcp);
+        let text = String::from_utf8(invite.to_bytes()).unwrap();
+        let expected_head = "INVITE sip:+818000000002@tn.operator.com;user=phone SIP/2.0\r\n\
+            Via: SIP/2.0/TCP webrtc-gw.operator.com:5060;branch=z9hG4bK776asdhds\r\n\
+            Max-Forwards: 70\r\n\
+            From: \"Alice\" <sip:+818000000001@operator.com;user=phone>;tag=1928301774\r\n\
+            To: <sip:+818000000002@tn.operator.com;user=phone>\r\n\
+            Call-ID: a84b4c76e66710@webrtc-gw.operator.com\r\n\
+            CSeq: 1 INVITE\r\n\
+            Contact: <sip:webrtc-gw.operator.com:5060;transport=tcp>\r\n\
+            P-Asserted-Identity: <tel:+818000000001>\r\n\
+            Supported: 100rel\r\n\
+            Allow: INVITE, ACK, BYE, CANCEL, UPDATE, PRACK, OPTIONS\r\n\
+            User-Agent: camara-gw\r\n\
+            X-Correlator: abc\r\n\
+            Content-Type: application/sdp\r\n\
+            Content-Length: 5\r\n\r\nv=0\r\n";
+        assert_eq!(text, expected_head);
+    }
+
+    #[test]
+    fn invalid_caller_input_is_rejected() {
+        let now = Instant::now();
+        let mut bad = outgoing(Transport::Udp);
+        bad.request_uri = "sip:bob@ex ample.com".into();
+        assert!(matches!(UacCall::new(&bad, setup(), TimerConfig::default(), now), Err(SipError::InvalidUri { .. })));
+        let mut bad = outgoing(Transport::Udp);
+        bad.to.uri = "<sip:x>".into();
+        assert!(matches!(UacCall::new(&bad, setup(), TimerConfig::default(), now), Err(SipError::InvalidUri { .. })));
+        let mut bad = outgoing(Transport::Udp);
+        bad.extra_headers.push(("X-Bad".into(), "a\r\nVia: evil".into()));
+        assert!(matches!(UacCall::new(&bad, setup(), TimerConfig::default(), now), Err(SipError::InvalidHeader { .. })));
+    }
+
+    #[test]
+    fn reliable_provisional_gets_a_prack_and_retransmissions_are_filtered() {
+        let (mut h, invite) = Harness::new(Transport::Tcp);
+        let out = h.respond(uas_response(&invite, 100, "Trying", None));
+        assert_eq!(events(&out), [CallEvent::Response { status: 100, reason: "Trying".into(), sdp: None, reliable: false }]);
+
+        let out = h.respond(uas_response(&invite, 183, "Session Progress", Some(1)));
+        assert_eq!(
+            events(&out),
+            [CallEvent::Response { status: 183, reason: "Session Progress".into(), sdp: None, reliable: true }]
+        );
+        let sent = requests(&out);
+        let [(dest, prack)] = sent.as_slice() else { panic!("{out:?}") };
+        // First Route (the reversed Record-Route) is the next hop.
+        assert_eq!(*dest, "198.51.100.21:5060".parse().unwrap());
+        assert_eq!(prack.method, Method::Prack);
+        assert_eq!(prack.uri, format!("sip:+818000000002@{UAS};transport=tcp"));
+        assert_eq!(prack.headers.get("CSeq"), Some("2 PRACK"));
+        assert_eq!(prack.headers.get("RAck"), Some("1 1 INVITE"));
+        assert_eq!(prack.to_tag(), Some("a6c85cf"));
+        assert_eq!(prack.from_tag(), Some("1928301774"));
+        assert_eq!(
+            prack.headers.get_all("Route").collect::<Vec<_>>(),
+            ["<sip:198.51.100.21;lr>", "<sip:198.51.100.20;lr>"]
+        );
+        assert_eq!(
+            header_names(prack),
+            ["Via", "Max-Forwards", "Route", "Route", "From", "To", "Call-ID", "CSeq", "RAck"]
+        );
+        let prack_branch = prack.top_via().and_then(|v| v.branch).unwrap();
+        assert!(prack_branch.starts_with("z9hG4bK") && prack_branch != "z9hG4bK776asdhds");
+
+        // The UAS retransmits the 183 until PRACKed: no new event, no new PRACK.
+        let out = h.respond(uas_response(&invite, 183, "Session Progress", Some(1)));
+        assert!(out.is_empty(), "{out:?}");
+
+        let mut ok = response_to(prack, 200, "OK", None);
+        ok.headers.push("X", "y");
+        assert!(h.respond(ok).is_empty());
+
+        let out = h.respond(uas_response(&invite, 180, "Ringing", Some(2)));
+        let sent = requests(&out);
+        assert_eq!(sent[0].1.headers.get("CSeq"), Some("3 PRACK"));
+        assert_eq!(sent[0].1.headers.get("RAck"), Some("2 1 INVITE"));
+    }
+
+    #[test]
+    fn answer_is_acked_and_ack_repeated_on_2xx_retransmission() {
+        let (mut h, invite) = Harness::new(Transport::Udp);
+        let mut ok = uas_response(&invite, 200, "OK", None);
+        ok.headers.push("Content-Type", "application/sdp");
+        ok.body = b"v=0\r\n".to_vec();
+        let out = h.respond(ok.clone());
+        assert_eq!(
+            events(&out),
+            [CallEvent::Response { status: 200, reason: "OK".into(), sdp: Some("v=0\r\n".into()), reliable: false }]
+        );
+        let sent = requests(&out);
+        let [(dest, ack)] = sent.as_slice() else { panic!("{out:?}") };
+        assert_eq!(*dest, "198.51.100.21:5060".parse().unwrap());
+        assert_eq!(ack.method, Method::Ack);
+        assert_eq!(ack.uri, format!("sip:+818000000002@{UAS};transport=tcp"));
+        assert_eq!(ack.headers.get("CSeq"), Some("1 ACK"));
+        assert_ne!(ack.top_via().and_then(|v| v.branch).as_deref(), Some("z9hG4bK776asdhds"));
+        assert_eq!(h.call.phase(), CallPhase::Confirmed);
+
+        // Retransmitted 2xx: same ACK again, no new event.
+        let out = h.respond(ok.clone());
+        assert_eq!(requests(&out), [(*dest, ack.clone())]);
+        assert!(events(&out).is_empty());
+
+        // After Timer M the transaction is gone, the dialog still ACKs.
+        h.now += Duration::from_secs(33);
+        h.call.handle_timeout(h.now);
+        let out = h.respond(ok);
+        assert_eq!(requests(&out), [(*dest, ack.clone())]);
+    }
+
+    #[test]
+    fn second_2xx_from_another_fork_is_acked_and_byed() {
+        let (mut h, invite) = Harness::new(Transport::Udp);
+        h.respond(uas_response(&invite, 200, "OK", None));
+        let mut other = uas_response(&invite, 200, "OK", None);
+        other.headers.set_first("To", "<sip:+818000000002@tn.operator.com;user=phone>;tag=fork2".into());
+        let out = h.respond(other);
+        assert!(events(&out).is_empty());
+        let methods: Vec<_> = requests(&out).iter().map(|(_, r)| (r.method, r.to_tag().map(str::to_string))).collect();
+        assert_eq!(methods, [(Method::Ack, Some("fork2".into())), (Method::Bye, Some("fork2".into()))]);
+        assert_eq!(h.call.phase(), CallPhase::Confirmed);
+    }
+
+    #[test]
+    fn bye_after_answer_then_terminated_on_200() {
+        let (mut h, invite) = Harness::new(Transport::Tcp);
+        h.respond(uas_response(&invite, 200, "OK", None));
+        assert_eq!(h.call.hangup(h.now), Ok(HangupKind::Bye));
+        let out = drain(&mut h.call);
+        let sent = requests(&out);
+        let [(_, bye)] = sent.as_slice() else { panic!("{out:?}") };
+        assert_eq!(bye.method, Method::Bye);
+        assert_eq!(bye.headers.get("CSeq"), Some("2 BYE"));
+        assert_eq!(bye.to_tag(), Some("a6c85cf"));
+        assert_eq!(bye.uri, format!("sip:+818000000002@{UAS};transport=tcp"));
+        // Hanging up twice does not send a second BYE.
+        assert_eq!(h.call.hangup(h.now), Ok(HangupKind::Bye));
+        assert!(drain(&mut h.call).is_empty());
+
+        let out = h.respond(response_to(bye, 200, "OK", None));
+        assert_eq!(events(&out), [CallEvent::Terminated]);
+        assert_eq!(h.call.hangup(h.now), Err(HangupError::Finished));
+        // Over TCP the INVITE transaction still waits for Timer M before the call can go.
+        assert!(!h.call.is_finished());
+        h.now += Duration::from_secs(32);
+        h.call.handle_timeout(h.now);
+        assert!(h.call.is_finished());
+    }
+
+    #[test]
+    fn cancel_waits_for_a_provisional_then_487_is_acked_by_the_transaction() {
+        let (mut h, invite) = Harness::new(Transport::Udp);
+        assert_eq!(h.call.hangup(h.now), Ok(HangupKind::Cancel));
+        assert!(drain(&mut h.call).is_empty(), "no CANCEL before a provisional response");
+
+        let out = h.respond(uas_response(&invite, 180, "Ringing", None));
+        assert_eq!(events(&out).len(), 1);
+        let sent = requests(&out);
+        let [(dest, cancel)] = sent.as_slice() else { panic!("{out:?}") };
+        assert_eq!(*dest, NEXT_HOP.parse().unwrap());
+        assert_eq!(cancel.method, Method::Cancel);
+        assert_eq!(cancel.uri, invite.uri);
+        assert_eq!(cancel.headers.get("Via"), invite.headers.get("Via"));
+        assert_eq!(cancel.headers.get("CSeq"), Some("1 CANCEL"));
+        assert_eq!(cancel.headers.get("To"), invite.headers.get("To"));
+
+        assert!(h.respond(response_to(cancel, 200, "OK", None)).is_empty());
+        let out = h.respond(uas_response(&invite, 487, "Request Terminated", None));
+        assert_eq!(
+            events(&out),
+            [
+                CallEvent::Response { status: 487, reason: "Request Terminated".into(), sdp: None, reliable: false },
+                CallEvent::Terminated
+            ]
+        );
+        let sent = requests(&out);
+        let [(_, ack)] = sent.as_slice() else { panic!("{out:?}") };
+        assert_eq!(ack.method, Method::Ack);
+        assert_eq!(ack.headers.get("Via"), invite.headers.get("Via"));
+        assert_eq!(ack.headers.get("CSeq"), Some("1 ACK"));
+        assert_eq!(h.call.hangup(h.now), Err(HangupError::Finished));
+    }
+
+    #[test]
+    fn answer_crossing_cancel_is_acked_then_byed() {
+        let (mut h, invite) = Harness::new(Transport::Tcp);
+        h.respond(uas_response(&invite, 180, "Ringing", None));
+        assert_eq!(h.call.hangup(h.now), Ok(HangupKind::Cancel));
+        drain(&mut h.call);
+        let out = h.respond(uas_response(&invite, 200, "OK", None));
+        let methods: Vec<_> = requests(&out).iter().map(|(_, r)| r.method).collect();
+        assert_eq!(methods, [Method::Ack, Method::Bye]);
+        assert_eq!(h.call.hangup(h.now), Ok(HangupKind::Bye));
+    }
+
+    #[test]
+    fn timer_b_reports_timeout_then_terminated() {
+        let (mut h, _) = Harness::new(Transport::Tcp);
+        h.now += Duration::from_secs(32);
+        h.call.handle_timeout(h.now);
+        assert_eq!(events(&drain(&mut h.call)), [CallEvent::Timeout, CallEvent::Terminated]);
+        assert!(h.call.is_finished());
+    }
+
+    #[test]
+    fn cancel_without_final_response_gives_up_after_64_t1() {
+        let (mut h, invite) = Harness::new(Transport::Tcp);
+        h.respond(uas_response(&invite, 100, "Trying", None));
+        h.call.hangup(h.now).unwrap();
+        drain(&mut h.call);
+        h.now += Duration::from_secs(32);
+        h.call.handle_timeout(h.now);
+        assert_eq!(events(&drain(&mut h.call)), [CallEvent::Timeout, CallEvent::Terminated]);
+        assert!(h.call.is_finished());
+    }
+
+    #[test]
+    fn remote_bye_reports_request_then_terminated() {
+        let (mut h, invite) = Harness::new(Transport::Tcp);
+        h.respond(uas_response(&invite, 200, "OK", None));
+        assert!(h.call.matches_dialog("1928301774", "a6c85cf"));
+        assert!(!h.call.matches_dialog("1928301774", "other"));
+        let mut bye = invite.clone();
+        bye.method = Method::Bye;
+        bye.headers.push("Reason", "Q.850;cause=16");
+        h.call.handle_remote_bye(&bye, h.now);
+        assert_eq!(
+            events(&drain(&mut h.call)),
+            [
+                CallEvent::Request { method: "BYE".into(), reason: Some("Q.850;cause=16".into()), sdp: None },
+                CallEvent::Terminated
+            ]
+        );
+    }
+
+    #[test]
+    fn failure_response_and_transport_error() {
+        let (mut h, invite) = Harness::new(Transport::Tcp);
+        let out = h.respond(uas_response(&invite, 486, "Busy Here", None));
+        assert_eq!(events(&out).last(), Some(&CallEvent::Terminated));
+
+        let (mut h, _) = Harness::new(Transport::Tcp);
+        h.call.transport_failed(NEXT_HOP.parse().unwrap(), h.now);
+        assert_eq!(events(&drain(&mut h.call)), [CallEvent::Timeout, CallEvent::Terminated]);
+        assert!(h.call.is_finished());
+    }
+}
