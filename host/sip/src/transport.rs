@@ -138,13 +138,8 @@ impl Transports {
         if self.connections.get(&peer).is_some_and(|c| c.id == id) {
             self.connections.remove(&peer);
         }
-    }
-
-    /// Reaps finished connection tasks so the set does not grow.
-    pub(crate) async fn reap(&mut self) {
-        if self.tasks.join_next().await.is_none() {
-            std::future::pending::<()>().await;
-        }
+        // Reap finished connection tasks so the set does not grow.
+        while self.tasks.try_join_next().is_some() {}
     }
 }
 

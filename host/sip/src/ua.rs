@@ -1,0 +1,179 @@
+//! The public user agent: a cheap handle talking to one tokio task that owns
+//! the sans-IO [`Endpoint`] and the sockets.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::endpoint::{Endpoint, EndpointConfig, Output};
+use crate::transport::{NetEvent, Transports};
+use crate::{HangupKind, OutgoingInvite, SipConfig, SipError, Transport, UaEvent};
+
+enum Command {
+    Invite(Box<OutgoingInvite>, oneshot::Sender<Result<String, SipError>>),
+    Hangup(String, oneshot::Sender<Result<HangupKind, SipError>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Handle to the SIP user agent. Clones share the same task; the task stops
+/// on [`UserAgent::shutdown`] or when the last handle is dropped.
+#[derive(Clone)]
+pub struct UserAgent {
+    commands: mpsc::UnboundedSender<Command>,
+    udp_addr: Option<SocketAddr>,
+    tcp_addr: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for UserAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserAgent")
+            .field("udp", &self.udp_addr)
+            .field("tcp", &self.tcp_addr)
+            .finish()
+    }
+}
+
+impl UserAgent {
+    /// Binds the configured listeners and starts the SIP task. Events of
+    /// every call arrive on the returned receiver.
+    pub async fn start(config: SipConfig) -> Result<(UserAgent, mpsc::UnboundedReceiver<UaEvent>), SipError> {
+        if config.udp_listen.is_none() && config.tcp_listen.is_none() {
+            return Err(SipError::Config("no UDP or TCP listener configured".into()));
+        }
+        let advertised_host = match &config.advertised_host {
+            Some(host) if !host.trim().is_empty() => host.trim().to_string(),
+            _ => {
+                let ip = config
+                    .udp_listen
+                    .or(config.tcp_listen)
+                    .map(|a| a.ip())
+                    .filter(|ip| !ip.is_unspecified())
+                    .ok_or_else(|| {
+                        SipError::Config("advertised_host is required when listening on an unspecified address".into())
+                    })?;
+                host_for(ip)
+            }
+        };
+
+        let connect_timeout = config.timers.transaction_timeout();
+        let (transports, net_events) = Transports::bind(config.udp_listen, config.tcp_listen, connect_timeout).await?;
+        let udp_addr = transports.local_addr(Transport::Udp);
+        let tcp_addr = transports.local_addr(Transport::Tcp);
+        let endpoint = Endpoint::new(EndpointConfig {
+            advertised_host,
+            udp_port: udp_addr.map(|a| a.port()),
+            tcp_port: tcp_addr.map(|a| a.port()),
+            user_agent: config.user_agent.clone(),
+            timers: config.timers,
+        });
+        tracing::info!(udp = ?udp_addr, tcp = ?tcp_addr, "SIP user agent listening");
+
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let (events, events_rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(endpoint, transports, commands_rx, net_events, events));
+        Ok((UserAgent { commands, udp_addr, tcp_addr }, events_rx))
+    }
+
+    /// The bound address of a listener (useful with port 0).
+    pub fn local_addr(&self, transport: Transport) -> Option<SocketAddr> {
+        match transport {
+            Transport::Udp => self.udp_addr,
+            Transport::Tcp => self.tcp_addr,
+        }
+    }
+
+    /// Sends an INVITE; returns the Call-ID that tags this call's events.
+    pub async fn invite(&self, invite: OutgoingInvite) -> Result<String, SipError> {
+        self.request(|reply| Command::Invite(Box::new(invite), reply)).await?
+    }
+
+    /// BYE if answered, CANCEL otherwise.
+    pub async fn hangup(&self, call_id: &str) -> Result<HangupKind, SipError> {
+        let call_id = call_id.to_string();
+        self.request(|reply| Command::Hangup(call_id, reply)).await?
+    }
+
+    /// Stops the SIP task and closes the sockets. Calls in progress are
+    /// abandoned without signalling; hang them up first.
+    pub async fn shutdown(&self) {
+        let _ = self.request(Command::Shutdown).await;
+    }
+
+    async fn request<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, SipError> {
+        let (reply, response) = oneshot::channel();
+        self.commands.send(command(reply)).map_err(|_| SipError::Shutdown)?;
+        response.await.map_err(|_| SipError::Shutdown)
+    }
+}
+
+fn host_for(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+async fn run(
+    mut endpoint: Endpoint,
+    mut transports: Transports,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut net_events: mpsc::UnboundedReceiver<NetEvent>,
+    events: mpsc::UnboundedSender<UaEvent>,
+) {
+    loop {
+        while let Some(output) = endpoint.poll_output() {
+            match output {
+                Output::Transmit(t) => {
+                    let data = t.message.to_bytes();
+                    if let Err(error) = transports.send(t.transport, t.dest, data).await {
+                        tracing::warn!(dest = %t.dest, transport = ?t.transport, %error, "send failed");
+                        endpoint.transport_failed(t.transport, t.dest, Instant::now());
+                    }
+                }
+                Output::Event(event) => {
+                    tracing::debug!(call_id = %event.call_id, event = ?event.event, "call event");
+                    // The receiver being gone only means nobody listens any more.
+                    let _ = events.send(event);
+                }
+            }
+        }
+
+        let deadline = endpoint.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                None => std::future::pending().await,
+            }
+        };
+
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(Command::Invite(invite, reply)) => {
+                    let _ = reply.send(endpoint.invite(*invite, Instant::now()));
+                }
+                Some(Command::Hangup(call_id, reply)) => {
+                    let _ = reply.send(endpoint.hangup(&call_id, Instant::now()));
+                }
+                Some(Command::Shutdown(reply)) => {
+                    tracing::info!("SIP user agent shutting down");
+                    let _ = reply.send(());
+                    break;
+                }
+                None => break,
+            },
+            Some(event) = net_events.recv() => match event {
+                NetEvent::Received { transport, source, data } => {
+                    endpoint.handle_input(transport, source, &data, Instant::now());
+                }
+                NetEvent::Accepted { peer, conn } => transports.connection_accepted(peer, conn),
+                NetEvent::Closed { peer, id } => transports.connection_gone(peer, id),
+                NetEvent::ConnectFailed { peer, id } => {
+                    transports.connection_gone(peer, id);
+                    endpoint.transport_failed(Transport::Tcp, peer, Instant::now());
+                }
+            },
+            () = sleep => endpoint.handle_timeout(Instant::now()),
+        }
+    }
+}
