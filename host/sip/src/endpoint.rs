@@ -65,17 +65,30 @@ struct Answer {
 
 impl Answer {
     fn plain(status: u16, reason: &'static str) -> Self {
-        Self { status, reason, capabilities: false, remote_bye_for: None }
+        Self {
+            status,
+            reason,
+            capabilities: false,
+            remote_bye_for: None,
+        }
     }
 
     fn with_capabilities(status: u16, reason: &'static str) -> Self {
-        Self { capabilities: true, ..Self::plain(status, reason) }
+        Self {
+            capabilities: true,
+            ..Self::plain(status, reason)
+        }
     }
 }
 
 impl Endpoint {
     pub fn new(config: EndpointConfig) -> Self {
-        Self { config, calls: HashMap::new(), servers: HashMap::new(), outputs: VecDeque::new() }
+        Self {
+            config,
+            calls: HashMap::new(),
+            servers: HashMap::new(),
+            outputs: VecDeque::new(),
+        }
     }
 
     /// Starts a call; returns its Call-ID.
@@ -85,7 +98,14 @@ impl Endpoint {
             Transport::Tcp => self.config.tcp_port,
         }
         .ok_or(SipError::TransportUnavailable(invite.transport))?;
-        let call_id = format!("{}@{}", random_token(), self.config.advertised_host);
+        let call_id = match &invite.call_id {
+            Some(id) if self.calls.contains_key(id) => return Err(SipError::Config(format!("Call-ID {id} is in use"))),
+            Some(id) if id.is_empty() || id.contains(|c: char| c.is_whitespace() || c.is_control()) => {
+                return Err(SipError::InvalidHeader { name: "Call-ID".into(), reason: "empty or with whitespace".into() });
+            }
+            Some(id) => id.clone(),
+            None => format!("{}@{}", random_token(), self.config.advertised_host),
+        };
         let setup = CallSetup {
             call_id: call_id.clone(),
             local_tag: random_token(),
@@ -114,14 +134,22 @@ impl Endpoint {
     }
 
     /// One datagram, or one framed message from a stream.
-    pub fn handle_input(&mut self, transport: Transport, source: SocketAddr, data: &[u8], now: Instant) {
+    pub fn handle_input(
+        &mut self,
+        transport: Transport,
+        source: SocketAddr,
+        data: &[u8],
+        now: Instant,
+    ) {
         match parse(data) {
             Ok(Message::Response(response)) => self.handle_response(response, now),
             Ok(Message::Request(mut request)) => {
                 stamp_top_via(&mut request, source);
                 self.handle_request(request, transport, source, now);
             }
-            Err(error) => tracing::warn!(%source, ?transport, %error, "malformed SIP message dropped"),
+            Err(error) => {
+                tracing::warn!(%source, ?transport, %error, "malformed SIP message dropped")
+            }
         }
     }
 
@@ -184,7 +212,10 @@ impl Endpoint {
         while let Some(out) = call.poll_output() {
             self.outputs.push_back(match out {
                 CallOutput::Transmit(t) => Output::Transmit(t),
-                CallOutput::Event(event) => Output::Event(UaEvent { call_id: call_id.to_string(), event }),
+                CallOutput::Event(event) => Output::Event(UaEvent {
+                    call_id: call_id.to_string(),
+                    event,
+                }),
             });
         }
         if call.is_finished() {
@@ -199,12 +230,20 @@ impl Endpoint {
         };
         match self.calls.get_mut(&call_id) {
             Some(call) => call.handle_response(response, now),
-            None => tracing::debug!(%call_id, status = response.status, "response for no known call dropped"),
+            None => {
+                tracing::debug!(%call_id, status = response.status, "response for no known call dropped")
+            }
         }
         self.drain_call(&call_id);
     }
 
-    fn handle_request(&mut self, request: Request, transport: Transport, source: SocketAddr, now: Instant) {
+    fn handle_request(
+        &mut self,
+        request: Request,
+        transport: Transport,
+        source: SocketAddr,
+        now: Instant,
+    ) {
         let Some(via) = request.top_via() else {
             tracing::warn!(%source, method = %request.method, "request without a usable Via dropped");
             return;
@@ -225,9 +264,7 @@ impl Endpoint {
         let well_formed = request.call_id().is_some()
             && request.headers.get("From").is_some()
             && request.headers.get("To").is_some()
-            && request
-                .cseq()
-                .is_some_and(|(_, m)| m == request.method);
+            && request.cseq().is_some_and(|(_, m)| m == request.method);
         if !well_formed {
             tracing::warn!(%source, method = %request.method, "request with missing or malformed mandatory headers");
             if !is_ack {
@@ -241,7 +278,11 @@ impl Endpoint {
         let key = ServerKey {
             branch: via.branch.clone().unwrap_or_default(),
             sent_by: via.sent_by(),
-            method: if is_ack { Method::Invite.to_string() } else { request.method.to_string() },
+            method: if is_ack {
+                Method::Invite.to_string()
+            } else {
+                request.method.to_string()
+            },
         };
         if let Some(server) = self.servers.get(&key) {
             if !is_ack && let Some(response) = server.tx.handle_retransmission() {
@@ -255,21 +296,35 @@ impl Endpoint {
         }
 
         let answer = self.answer(&request);
-        let mut response = response_to(&request, answer.status, answer.reason, Some(&random_token()));
+        let mut response = response_to(
+            &request,
+            answer.status,
+            answer.reason,
+            Some(&random_token()),
+        );
         if answer.capabilities {
             response.headers.push("Allow", ALLOW);
             response.headers.push("Accept", "application/sdp");
             response.headers.push("Supported", "100rel");
         }
         if !self.config.user_agent.is_empty() {
-            response.headers.push("Server", self.config.user_agent.as_str());
+            response
+                .headers
+                .push("Server", self.config.user_agent.as_str());
         }
         let mut tx = NonInviteServer::new(transport.is_reliable(), self.config.timers);
         if let Some(response) = tx.respond(response, now) {
             self.send(transport, dest, response);
         }
         if !tx.is_terminated() {
-            self.servers.insert(key, ServerTx { tx, transport, dest });
+            self.servers.insert(
+                key,
+                ServerTx {
+                    tx,
+                    transport,
+                    dest,
+                },
+            );
         }
         if let Some(call_id) = answer.remote_bye_for {
             if let Some(call) = self.calls.get_mut(&call_id) {
@@ -281,7 +336,7 @@ impl Endpoint {
 
     fn answer(&self, request: &Request) -> Answer {
         let method = request.method;
-        let Some(local_tag) = request.to_tag() else {
+        let Some(local_tag) = request.tag_of_to() else {
             return match method {
                 Method::Options => Answer::with_capabilities(200, "OK"),
                 Method::Invite => {
@@ -289,24 +344,30 @@ impl Endpoint {
                     Answer::plain(480, "Temporarily Unavailable")
                 }
                 // These only make sense inside a dialog or transaction we would know.
-                Method::Bye | Method::Cancel | Method::Prack | Method::Update => {
+                Method::Bye | Method::Cancel | Method::PRack | Method::Update => {
                     Answer::plain(481, "Call/Transaction Does Not Exist")
                 }
                 _ => Answer::with_capabilities(405, "Method Not Allowed"),
             };
         };
 
-        let call = request.call_id().and_then(|id| self.calls.get(id)).filter(|call| {
-            request
-                .from_tag()
-                .is_some_and(|remote_tag| call.matches_dialog(local_tag, remote_tag))
-        });
+        let call = request
+            .call_id()
+            .and_then(|id| self.calls.get(id))
+            .filter(|call| {
+                request
+                    .tag_of_from()
+                    .is_some_and(|remote_tag| call.matches_dialog(local_tag, remote_tag))
+            });
         let Some(call) = call else {
             // s.12.2.2: a request for a dialog we do not have.
             return Answer::plain(481, "Call/Transaction Does Not Exist");
         };
         match method {
-            Method::Bye => Answer { remote_bye_for: Some(call.call_id().to_string()), ..Answer::plain(200, "OK") },
+            Method::Bye => Answer {
+                remote_bye_for: Some(call.call_id().to_string()),
+                ..Answer::plain(200, "OK")
+            },
             Method::Options => Answer::with_capabilities(200, "OK"),
             // A session refresh without an offer needs nothing from us.
             Method::Update if request.body.is_empty() => Answer::plain(200, "OK"),
@@ -315,7 +376,7 @@ impl Endpoint {
                 Answer::plain(488, "Not Acceptable Here")
             }
             // We never send reliable provisionals and have no server INVITE to cancel.
-            Method::Prack | Method::Cancel => Answer::plain(481, "Call/Transaction Does Not Exist"),
+            Method::PRack | Method::Cancel => Answer::plain(481, "Call/Transaction Does Not Exist"),
             _ => Answer::with_capabilities(405, "Method Not Allowed"),
         }
     }
@@ -354,7 +415,11 @@ mod tests {
         outputs
             .iter()
             .filter_map(|o| match o {
-                Output::Transmit(Transmit { dest, message: Message::Response(r), .. }) => Some((*dest, r.clone())),
+                Output::Transmit(Transmit {
+                    dest,
+                    message: Message::Response(r),
+                    ..
+                }) => Some((*dest, r.clone())),
                 _ => None,
             })
             .collect()
@@ -364,7 +429,10 @@ mod tests {
         outputs
             .iter()
             .filter_map(|o| match o {
-                Output::Transmit(Transmit { message: Message::Request(r), .. }) => Some(r.clone()),
+                Output::Transmit(Transmit {
+                    message: Message::Request(r),
+                    ..
+                }) => Some(r.clone()),
                 _ => None,
             })
             .collect()
@@ -394,7 +462,9 @@ mod tests {
         let now = Instant::now();
         let options = request_text("OPTIONS", None, "o1", "p1");
         let out = sent_responses(&input(&mut ep, &options, now));
-        let [(dest, ok)] = out.as_slice() else { panic!("{out:?}") };
+        let [(dest, ok)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
         // rport: back to the source port, not the Via port.
         assert_eq!(*dest, PEER.parse().unwrap());
         assert_eq!(ok.status, 200);
@@ -402,9 +472,11 @@ mod tests {
         assert_eq!(ok.headers.get("Accept"), Some("application/sdp"));
         assert_eq!(
             ok.headers.get("Via"),
-            Some("SIP/2.0/UDP peer.example.com:5070;branch=z9hG4bKin1;received=192.0.2.10;rport=5070")
+            Some(
+                "SIP/2.0/UDP peer.example.com:5070;branch=z9hG4bKin1;received=192.0.2.10;rport=5070"
+            )
         );
-        assert!(ok.to_tag().is_some());
+        assert!(ok.tag_of_to().is_some());
 
         let again = sent_responses(&input(&mut ep, &options, now));
         assert_eq!(again, out, "retransmission gets the same response");
@@ -416,9 +488,13 @@ mod tests {
     fn incoming_invite_is_refused_and_its_ack_absorbed() {
         let mut ep = endpoint();
         let now = Instant::now();
-        let out = sent_responses(&input(&mut ep, &request_text("INVITE", None, "i1", "p1"), now));
+        let out = sent_responses(&input(
+            &mut ep,
+            &request_text("INVITE", None, "i1", "p1"),
+            now,
+        ));
         assert_eq!(out[0].1.status, 480);
-        let ack = request_text("ACK", out[0].1.to_tag(), "i1", "p1").replace("CSeq: 7 ACK", "CSeq: 7 ACK");
+        let ack = request_text("ACK", out[0].1.tag_of_to(), "i1", "p1");
         assert!(input(&mut ep, &ack, now).is_empty());
     }
 
@@ -426,13 +502,22 @@ mod tests {
     fn unknown_dialog_gets_481_and_bad_requests_400() {
         let mut ep = endpoint();
         let now = Instant::now();
-        let out = sent_responses(&input(&mut ep, &request_text("BYE", Some("x"), "nope", "p1"), now));
+        let out = sent_responses(&input(
+            &mut ep,
+            &request_text("BYE", Some("x"), "nope", "p1"),
+            now,
+        ));
         assert_eq!(out[0].1.status, 481);
-        let bad = request_text("BYE", Some("x"), "c", "p1").replace("CSeq: 7 BYE", "CSeq: seven BYE");
+        let bad =
+            request_text("BYE", Some("x"), "c", "p1").replace("CSeq: 7 BYE", "CSeq: seven BYE");
         let out = sent_responses(&input(&mut ep, &bad, now));
         assert_eq!(out[0].1.status, 400);
         assert!(input(&mut ep, "garbage\r\n\r\n", now).is_empty());
-        let out = sent_responses(&input(&mut ep, &request_text("MESSAGE", None, "m", "p1"), now));
+        let out = sent_responses(&input(
+            &mut ep,
+            &request_text("MESSAGE", None, "m", "p1"),
+            now,
+        ));
         assert_eq!(out[0].1.status, 405);
     }
 
@@ -443,9 +528,16 @@ mod tests {
         let call_id = ep
             .invite(
                 OutgoingInvite {
+                    call_id: None,
                     request_uri: "sip:bob@192.0.2.10:5070".into(),
-                    from: NameAddr { display_name: None, uri: "sip:alice@example.com".into() },
-                    to: NameAddr { display_name: None, uri: "sip:bob@example.com".into() },
+                    from: NameAddr {
+                        display_name: None,
+                        uri: "sip:alice@example.com".into(),
+                    },
+                    to: NameAddr {
+                        display_name: None,
+                        uri: "sip:bob@example.com".into(),
+                    },
                     p_asserted_identity: None,
                     privacy: None,
                     extra_headers: vec![],
@@ -460,7 +552,11 @@ mod tests {
         let invite = sent_requests(&drain(&mut ep)).remove(0);
         assert!(matches!(
             ep.invite(
-                OutgoingInvite { transport: Transport::Tcp, ..sample_invite() },
+                OutgoingInvite {
+                    call_id: None,
+                    transport: Transport::Tcp,
+                    ..sample_invite()
+                },
                 now
             ),
             Err(SipError::TransportUnavailable(Transport::Tcp))
@@ -472,7 +568,7 @@ mod tests {
         let out = drain(&mut ep);
         assert_eq!(sent_requests(&out)[0].method, Method::Ack);
 
-        let local_tag = invite.from_tag().unwrap().to_string();
+        let local_tag = invite.tag_of_from().unwrap().to_string();
         let bye = request_text("BYE", Some(&local_tag), &call_id, "r1");
         let out = input(&mut ep, &bye, now);
         assert_eq!(sent_responses(&out)[0].1.status, 200);
@@ -485,17 +581,37 @@ mod tests {
             .collect();
         assert_eq!(
             events,
-            [CallEvent::Request { method: "BYE".into(), reason: None, sdp: None }, CallEvent::Terminated]
+            [
+                CallEvent::Request {
+                    method: "BYE".into(),
+                    reason: None,
+                    sdp: None
+                },
+                CallEvent::Terminated
+            ]
         );
-        assert!(matches!(ep.hangup(&call_id, now), Err(SipError::UnknownCall(_))));
-        assert!(matches!(ep.hangup("other", now), Err(SipError::UnknownCall(_))));
+        assert!(matches!(
+            ep.hangup(&call_id, now),
+            Err(SipError::UnknownCall(_))
+        ));
+        assert!(matches!(
+            ep.hangup("other", now),
+            Err(SipError::UnknownCall(_))
+        ));
     }
 
     fn sample_invite() -> OutgoingInvite {
         OutgoingInvite {
+            call_id: None,
             request_uri: "sip:bob@example.com".into(),
-            from: NameAddr { display_name: None, uri: "sip:alice@example.com".into() },
-            to: NameAddr { display_name: None, uri: "sip:bob@example.com".into() },
+            from: NameAddr {
+                display_name: None,
+                uri: "sip:alice@example.com".into(),
+            },
+            to: NameAddr {
+                display_name: None,
+                uri: "sip:bob@example.com".into(),
+            },
             p_asserted_identity: None,
             privacy: None,
             extra_headers: vec![],

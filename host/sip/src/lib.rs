@@ -91,6 +91,9 @@ impl NameAddr {
 /// Everything needed to place one call.
 #[derive(Debug, Clone)]
 pub struct OutgoingInvite {
+    /// The Call-ID to use; `None` lets the stack pick one. Choosing it lets the caller file the
+    /// call before any response can arrive.
+    pub call_id: Option<String>,
     pub request_uri: String,
     pub from: NameAddr,
     pub to: NameAddr,

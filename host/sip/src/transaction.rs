@@ -158,7 +158,9 @@ impl InviteClient {
                 }
             }
             (Accepted, 200..=299) => self.outputs.push_back(ClientOutput::Response(response)),
-            _ => tracing::debug!(status = response.status, state = ?self.state, "response absorbed by INVITE transaction"),
+            _ => {
+                tracing::debug!(status = response.status, state = ?self.state, "response absorbed by INVITE transaction")
+            }
         }
     }
 
@@ -169,7 +171,8 @@ impl InviteClient {
         {
             let next = interval * 2;
             self.timer_a = Some((now + next, next));
-            self.outputs.push_back(ClientOutput::Transmit(self.request.clone()));
+            self.outputs
+                .push_back(ClientOutput::Transmit(self.request.clone()));
         }
         if due(self.timer_b, now) && self.state == InviteClientState::Calling {
             self.terminate();
@@ -186,7 +189,12 @@ impl InviteClient {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        earliest(&[self.timer_a.map(|(t, _)| t), self.timer_b, self.timer_d, self.timer_m])
+        earliest(&[
+            self.timer_a.map(|(t, _)| t),
+            self.timer_b,
+            self.timer_d,
+            self.timer_m,
+        ])
     }
 
     pub fn poll_output(&mut self) -> Option<ClientOutput> {
@@ -213,7 +221,11 @@ impl InviteClient {
             headers.push("Route", route);
         }
         for name in ["From", "To", "Call-ID"] {
-            let source = if name == "To" { &response.headers } else { &self.request.headers };
+            let source = if name == "To" {
+                &response.headers
+            } else {
+                &self.request.headers
+            };
             if let Some(value) = source.get(name) {
                 headers.push(name, value);
             }
@@ -296,7 +308,9 @@ impl NonInviteClient {
                     self.timer_k = Some(now + self.timers.t4);
                 }
             }
-            _ => tracing::debug!(status = response.status, state = ?self.state, "response absorbed by non-INVITE transaction"),
+            _ => {
+                tracing::debug!(status = response.status, state = ?self.state, "response absorbed by non-INVITE transaction")
+            }
         }
     }
 
@@ -313,7 +327,8 @@ impl NonInviteClient {
                 (interval * 2).min(self.timers.t2)
             };
             self.timer_e = Some((now + next, next));
-            self.outputs.push_back(ClientOutput::Transmit(self.request.clone()));
+            self.outputs
+                .push_back(ClientOutput::Transmit(self.request.clone()));
         }
         if due(self.timer_f, now) && matches!(self.state, Trying | Proceeding) {
             self.terminate();
@@ -406,7 +421,9 @@ impl NonInviteServer {
     /// A retransmission of the request: what to send back, if anything.
     pub fn handle_retransmission(&self) -> Option<Response> {
         match self.state {
-            NonInviteServerState::Proceeding | NonInviteServerState::Completed => self.last_response.clone(),
+            NonInviteServerState::Proceeding | NonInviteServerState::Completed => {
+                self.last_response.clone()
+            }
             _ => None,
         }
     }
@@ -435,7 +452,12 @@ mod tests {
         headers.push("To", "<sip:b@example.com>");
         headers.push("Call-ID", "c1@gw.example.com");
         headers.push("CSeq", format!("1 {method}"));
-        Request { method, uri: "sip:b@example.com".into(), headers, body: vec![] }
+        Request {
+            method,
+            uri: "sip:b@example.com".into(),
+            headers,
+            body: vec![],
+        }
     }
 
     fn response(status: u16, method: Method) -> Response {
@@ -498,7 +520,10 @@ mod tests {
         let t0 = Instant::now();
         let mut tx = InviteClient::new(request(Method::Invite), false, TimerConfig::default(), t0);
         drain(|| tx.poll_output());
-        tx.handle_response(response(180, Method::Invite), t0 + Duration::from_millis(100));
+        tx.handle_response(
+            response(180, Method::Invite),
+            t0 + Duration::from_millis(100),
+        );
         assert!(matches!(tx.poll_output(), Some(ClientOutput::Response(r)) if r.status == 180));
         assert_eq!(tx.state(), InviteClientState::Proceeding);
         assert_eq!(tx.poll_timeout(), None);
@@ -518,13 +543,19 @@ mod tests {
         assert_eq!(ack.method, Method::Ack);
         assert_eq!(ack.uri, "sip:b@example.com");
         assert_eq!(ack.headers.get("CSeq"), Some("1 ACK"));
-        assert_eq!(ack.top_via().and_then(|v| v.branch).as_deref(), Some("z9hG4bKtest"));
-        assert_eq!(ack.to_tag(), Some("t1"));
+        assert_eq!(
+            ack.top_via().and_then(|v| v.branch).as_deref(),
+            Some("z9hG4bKtest")
+        );
+        assert_eq!(ack.tag_of_to(), Some("t1"));
         assert_eq!(tx.state(), InviteClientState::Completed);
 
         // A retransmitted 486 re-sends the ACK but is not passed up again.
         tx.handle_response(response(486, Method::Invite), t0 + Duration::from_secs(1));
-        assert_eq!(drain(|| tx.poll_output()), [ClientOutput::Transmit(ack.clone())]);
+        assert_eq!(
+            drain(|| tx.poll_output()),
+            [ClientOutput::Transmit(ack.clone())]
+        );
 
         // Timer D: 32 s over UDP.
         assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_secs(32)));
@@ -548,10 +579,17 @@ mod tests {
         let mut tx = InviteClient::new(request(Method::Invite), false, TimerConfig::default(), t0);
         drain(|| tx.poll_output());
         tx.handle_response(response(200, Method::Invite), t0);
-        assert!(matches!(drain(|| tx.poll_output()).as_slice(), [ClientOutput::Response(r)] if r.status == 200));
+        assert!(
+            matches!(drain(|| tx.poll_output()).as_slice(), [ClientOutput::Response(r)] if r.status == 200)
+        );
         assert_eq!(tx.state(), InviteClientState::Accepted);
-        tx.handle_response(response(200, Method::Invite), t0 + Duration::from_millis(500));
-        assert!(matches!(drain(|| tx.poll_output()).as_slice(), [ClientOutput::Response(r)] if r.status == 200));
+        tx.handle_response(
+            response(200, Method::Invite),
+            t0 + Duration::from_millis(500),
+        );
+        assert!(
+            matches!(drain(|| tx.poll_output()).as_slice(), [ClientOutput::Response(r)] if r.status == 200)
+        );
         // Timer M
         tx.handle_timeout(t0 + Duration::from_secs(32));
         assert!(tx.is_terminated());
@@ -593,7 +631,9 @@ mod tests {
         assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_millis(4500)));
 
         tx.handle_response(response(200, Method::Bye), t0 + Duration::from_secs(1));
-        assert!(matches!(drain(|| tx.poll_output()).as_slice(), [ClientOutput::Response(r)] if r.status == 200));
+        assert!(
+            matches!(drain(|| tx.poll_output()).as_slice(), [ClientOutput::Response(r)] if r.status == 200)
+        );
         // A retransmitted 200 is absorbed.
         tx.handle_response(response(200, Method::Bye), t0 + Duration::from_secs(2));
         assert!(drain(|| tx.poll_output()).is_empty());
@@ -615,7 +655,10 @@ mod tests {
     #[test]
     fn configured_t1_scales_the_timers() {
         let t0 = Instant::now();
-        let timers = TimerConfig { t1: Duration::from_millis(100), ..TimerConfig::default() };
+        let timers = TimerConfig {
+            t1: Duration::from_millis(100),
+            ..TimerConfig::default()
+        };
         let mut tx = NonInviteClient::new(request(Method::Options), false, timers, t0);
         assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_millis(100)));
         tx.handle_timeout(t0 + Duration::from_millis(6400));

@@ -22,12 +22,25 @@ const MAX_DATAGRAM: usize = 65_535;
 
 #[derive(Debug)]
 pub(crate) enum NetEvent {
-    Received { transport: Transport, source: SocketAddr, data: Vec<u8> },
+    Received {
+        transport: Transport,
+        source: SocketAddr,
+        data: Vec<u8>,
+    },
     /// A TCP connection we were asked to open could not be.
-    ConnectFailed { peer: SocketAddr, id: u64 },
+    ConnectFailed {
+        peer: SocketAddr,
+        id: u64,
+    },
     /// An incoming TCP connection, now usable for sending.
-    Accepted { peer: SocketAddr, conn: Connection },
-    Closed { peer: SocketAddr, id: u64 },
+    Accepted {
+        peer: SocketAddr,
+        conn: Connection,
+    },
+    Closed {
+        peer: SocketAddr,
+        id: u64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -101,13 +114,17 @@ impl Transports {
 
     /// Sends one message. TCP sends are queued on the peer's connection
     /// (opened on demand); failures come back as [`NetEvent`]s.
-    pub(crate) async fn send(&mut self, transport: Transport, dest: SocketAddr, data: Vec<u8>) -> io::Result<()> {
+    pub(crate) async fn send(
+        &mut self,
+        transport: Transport,
+        dest: SocketAddr,
+        data: Vec<u8>,
+    ) -> io::Result<()> {
         match transport {
             Transport::Udp => {
-                let socket = self
-                    .udp
-                    .as_ref()
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "no UDP listener"))?;
+                let socket = self.udp.as_ref().ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotConnected, "no UDP listener")
+                })?;
                 socket.send_to(&data, dest).await?;
                 Ok(())
             }
@@ -122,8 +139,13 @@ impl Transports {
                 // Queued before the connection exists; the task flushes it once connected.
                 let _ = tx.send(data);
                 self.connections.insert(dest, Connection { id, tx });
-                self.tasks
-                    .spawn(outgoing_connection(dest, id, rx, self.events.clone(), self.connect_timeout));
+                self.tasks.spawn(outgoing_connection(
+                    dest,
+                    id,
+                    rx,
+                    self.events.clone(),
+                    self.connect_timeout,
+                ));
                 Ok(())
             }
         }
@@ -153,7 +175,11 @@ async fn udp_receive_loop(socket: Arc<UdpSocket>, events: mpsc::UnboundedSender<
                 if data.iter().all(|b| b.is_ascii_whitespace()) {
                     continue;
                 }
-                let event = NetEvent::Received { transport: Transport::Udp, source, data: data.to_vec() };
+                let event = NetEvent::Received {
+                    transport: Transport::Udp,
+                    source,
+                    data: data.to_vec(),
+                };
                 if events.send(event).is_err() {
                     return;
                 }

@@ -11,7 +11,10 @@ use crate::transport::{NetEvent, Transports};
 use crate::{HangupKind, OutgoingInvite, SipConfig, SipError, Transport, UaEvent};
 
 enum Command {
-    Invite(Box<OutgoingInvite>, oneshot::Sender<Result<String, SipError>>),
+    Invite(
+        Box<OutgoingInvite>,
+        oneshot::Sender<Result<String, SipError>>,
+    ),
     Hangup(String, oneshot::Sender<Result<HangupKind, SipError>>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -37,7 +40,9 @@ impl std::fmt::Debug for UserAgent {
 impl UserAgent {
     /// Binds the configured listeners and starts the SIP task. Events of
     /// every call arrive on the returned receiver.
-    pub async fn start(config: SipConfig) -> Result<(UserAgent, mpsc::UnboundedReceiver<UaEvent>), SipError> {
+    pub async fn start(
+        config: SipConfig,
+    ) -> Result<(UserAgent, mpsc::UnboundedReceiver<UaEvent>), SipError> {
         if config.udp_listen.is_none() && config.tcp_listen.is_none() {
             return Err(SipError::Config("no UDP or TCP listener configured".into()));
         }
@@ -50,14 +55,18 @@ impl UserAgent {
                     .map(|a| a.ip())
                     .filter(|ip| !ip.is_unspecified())
                     .ok_or_else(|| {
-                        SipError::Config("advertised_host is required when listening on an unspecified address".into())
+                        SipError::Config(
+                            "advertised_host is required when listening on an unspecified address"
+                                .into(),
+                        )
                     })?;
                 host_for(ip)
             }
         };
 
         let connect_timeout = config.timers.transaction_timeout();
-        let (transports, net_events) = Transports::bind(config.udp_listen, config.tcp_listen, connect_timeout).await?;
+        let (transports, net_events) =
+            Transports::bind(config.udp_listen, config.tcp_listen, connect_timeout).await?;
         let udp_addr = transports.local_addr(Transport::Udp);
         let tcp_addr = transports.local_addr(Transport::Tcp);
         let endpoint = Endpoint::new(EndpointConfig {
@@ -72,7 +81,14 @@ impl UserAgent {
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (events, events_rx) = mpsc::unbounded_channel();
         tokio::spawn(run(endpoint, transports, commands_rx, net_events, events));
-        Ok((UserAgent { commands, udp_addr, tcp_addr }, events_rx))
+        Ok((
+            UserAgent {
+                commands,
+                udp_addr,
+                tcp_addr,
+            },
+            events_rx,
+        ))
     }
 
     /// The bound address of a listener (useful with port 0).
@@ -85,13 +101,15 @@ impl UserAgent {
 
     /// Sends an INVITE; returns the Call-ID that tags this call's events.
     pub async fn invite(&self, invite: OutgoingInvite) -> Result<String, SipError> {
-        self.request(|reply| Command::Invite(Box::new(invite), reply)).await?
+        self.request(|reply| Command::Invite(Box::new(invite), reply))
+            .await?
     }
 
     /// BYE if answered, CANCEL otherwise.
     pub async fn hangup(&self, call_id: &str) -> Result<HangupKind, SipError> {
         let call_id = call_id.to_string();
-        self.request(|reply| Command::Hangup(call_id, reply)).await?
+        self.request(|reply| Command::Hangup(call_id, reply))
+            .await?
     }
 
     /// Stops the SIP task and closes the sockets. Calls in progress are
@@ -100,9 +118,14 @@ impl UserAgent {
         let _ = self.request(Command::Shutdown).await;
     }
 
-    async fn request<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, SipError> {
+    async fn request<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, SipError> {
         let (reply, response) = oneshot::channel();
-        self.commands.send(command(reply)).map_err(|_| SipError::Shutdown)?;
+        self.commands
+            .send(command(reply))
+            .map_err(|_| SipError::Shutdown)?;
         response.await.map_err(|_| SipError::Shutdown)
     }
 }
@@ -126,6 +149,7 @@ async fn run(
             match output {
                 Output::Transmit(t) => {
                     let data = t.message.to_bytes();
+                    tracing::trace!(dest = %t.dest, transport = ?t.transport, "sending\n{}", String::from_utf8_lossy(&data));
                     if let Err(error) = transports.send(t.transport, t.dest, data).await {
                         tracing::warn!(dest = %t.dest, transport = ?t.transport, %error, "send failed");
                         endpoint.transport_failed(t.transport, t.dest, Instant::now());
@@ -164,6 +188,7 @@ async fn run(
             },
             Some(event) = net_events.recv() => match event {
                 NetEvent::Received { transport, source, data } => {
+                    tracing::trace!(%source, ?transport, "received\n{}", String::from_utf8_lossy(&data));
                     endpoint.handle_input(transport, source, &data, Instant::now());
                 }
                 NetEvent::Accepted { peer, conn } => transports.connection_accepted(peer, conn),

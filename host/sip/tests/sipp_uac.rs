@@ -1,0 +1,322 @@
+//! The user agent against a real SIP peer: sipp playing the called network.
+//! Skipped (with a message) when `sipp` is not installed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use camara_sip::{
+    CallEvent, HangupKind, NameAddr, OutgoingInvite, SipConfig, TimerConfig, Transport, UaEvent,
+    UserAgent,
+};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// Upper bound for anything to happen; only a guard against hanging.
+const STEP: Duration = Duration::from_secs(15);
+
+fn sipp_available() -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join("sipp").is_file()));
+    if !found {
+        println!("sipp not found on PATH; skipping");
+    }
+    found
+}
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name)
+}
+
+/// A port that is free now; sipp binds it right after.
+fn free_port(transport: Transport) -> u16 {
+    match transport {
+        Transport::Udp => std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port(),
+        Transport::Tcp => std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port(),
+    }
+}
+
+fn port_taken(transport: Transport, port: u16) -> bool {
+    match transport {
+        Transport::Udp => std::net::UdpSocket::bind(("127.0.0.1", port)).is_err(),
+        Transport::Tcp => std::net::TcpListener::bind(("127.0.0.1", port)).is_err(),
+    }
+}
+
+struct Sipp {
+    child: Child,
+    addr: SocketAddr,
+    error_file: PathBuf,
+}
+
+impl Sipp {
+    async fn start(scenario_file: &str, transport: Transport) -> Sipp {
+        let port = free_port(transport);
+        let error_file = std::env::temp_dir().join(format!(
+            "camara-sip-{}-{port}-errors.log",
+            std::process::id()
+        ));
+        let child = Command::new("sipp")
+            .arg("-sf")
+            .arg(scenario(scenario_file))
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-t",
+                if transport == Transport::Udp {
+                    "u1"
+                } else {
+                    "t1"
+                },
+            ])
+            .args(["-m", "1", "-timeout", "20s", "-timeout_error", "-nostdin"])
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(&error_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn sipp");
+        // Readiness, not an assertion: wait until sipp holds its port.
+        let ready = tokio::time::timeout(STEP, async {
+            while !port_taken(transport, port) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(ready.is_ok(), "sipp did not bind port {port}");
+        Sipp {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            error_file,
+        }
+    }
+
+    async fn assert_success(self) {
+        let output = tokio::time::timeout(Duration::from_secs(30), self.child.wait_with_output())
+            .await
+            .expect("sipp did not exit")
+            .expect("wait for sipp");
+        let errors = std::fs::read_to_string(&self.error_file).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.error_file);
+        assert!(
+            output.status.success(),
+            "sipp failed ({}):\n{}\n{errors}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+async fn start_ua() -> (UserAgent, UnboundedReceiver<UaEvent>) {
+    // RUST_LOG=camara_sip=debug shows the SIP side when a run fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    UserAgent::start(SipConfig {
+        udp_listen: Some("127.0.0.1:0".parse().unwrap()),
+        tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
+        advertised_host: None,
+        user_agent: "camara-sip-test".into(),
+        timers: TimerConfig::default(),
+    })
+    .await
+    .expect("start user agent")
+}
+
+fn invite(next_hop: SocketAddr, transport: Transport) -> OutgoingInvite {
+    OutgoingInvite {
+        call_id: None,
+        request_uri: format!("sip:+818000000002@{next_hop};user=phone"),
+        from: NameAddr {
+            display_name: Some("Alice".into()),
+            uri: "sip:+818000000001@operator.com;user=phone".into(),
+        },
+        to: NameAddr { display_name: Some("Bob".into()), uri: "sip:+818000000002@tn.operator.com;user=phone".into() },
+        p_asserted_identity: Some(NameAddr { display_name: None, uri: "tel:+818000000001".into() }),
+        privacy: None,
+        extra_headers: vec![],
+        sdp: Some("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0\r\n".into()),
+        next_hop,
+        transport,
+    }
+}
+
+async fn next_event(events: &mut UnboundedReceiver<UaEvent>, call_id: &str) -> CallEvent {
+    let event = tokio::time::timeout(STEP, events.recv())
+        .await
+        .expect("no call event in time")
+        .expect("event channel closed");
+    assert_eq!(event.call_id, call_id);
+    event.event
+}
+
+fn status_of(event: &CallEvent) -> Option<(u16, bool)> {
+    match event {
+        CallEvent::Response {
+            status, reliable, ..
+        } => Some((*status, *reliable)),
+        _ => None,
+    }
+}
+
+async fn answered_call_then_bye(transport: Transport) {
+    if !sipp_available() {
+        return;
+    }
+    let (ua, mut events) = start_ua().await;
+    let sipp = Sipp::start("uas_100rel.xml", transport).await;
+
+    let call_id = ua
+        .invite(invite(sipp.addr, transport))
+        .await
+        .expect("invite");
+    let local = ua.local_addr(Transport::Udp).unwrap().ip().to_string();
+    assert!(call_id.ends_with(&format!("@{local}")), "{call_id}");
+
+    assert_eq!(
+        status_of(&next_event(&mut events, &call_id).await),
+        Some((100, false))
+    );
+    assert_eq!(
+        status_of(&next_event(&mut events, &call_id).await),
+        Some((180, true))
+    );
+    let answer = next_event(&mut events, &call_id).await;
+    let CallEvent::Response {
+        status: 200,
+        reason,
+        sdp: Some(sdp),
+        reliable: false,
+    } = &answer
+    else {
+        panic!("expected 200 OK with SDP, got {answer:?}");
+    };
+    assert_eq!(reason, "OK");
+    assert!(sdp.contains("m=audio"), "{sdp}");
+
+    assert_eq!(ua.hangup(&call_id).await.expect("hangup"), HangupKind::Bye);
+    assert_eq!(
+        next_event(&mut events, &call_id).await,
+        CallEvent::Terminated
+    );
+    assert!(
+        ua.hangup(&call_id).await.is_err(),
+        "a finished call cannot be hung up"
+    );
+
+    sipp.assert_success().await;
+    ua.shutdown().await;
+}
+
+async fn cancelled_call(transport: Transport, hangup_before_ringing: bool) {
+    if !sipp_available() {
+        return;
+    }
+    let (ua, mut events) = start_ua().await;
+    let sipp = Sipp::start("uas_cancel.xml", transport).await;
+
+    let call_id = ua
+        .invite(invite(sipp.addr, transport))
+        .await
+        .expect("invite");
+    if hangup_before_ringing {
+        // sipp rings only after a 1 s pause: the CANCEL must wait for the 180.
+        assert_eq!(
+            ua.hangup(&call_id).await.expect("hangup"),
+            HangupKind::Cancel
+        );
+        assert_eq!(
+            status_of(&next_event(&mut events, &call_id).await),
+            Some((180, false))
+        );
+    } else {
+        assert_eq!(
+            status_of(&next_event(&mut events, &call_id).await),
+            Some((180, false))
+        );
+        assert_eq!(
+            ua.hangup(&call_id).await.expect("hangup"),
+            HangupKind::Cancel
+        );
+    }
+    let terminated = next_event(&mut events, &call_id).await;
+    assert!(
+        matches!(&terminated, CallEvent::Response { status: 487, reason, .. } if reason == "Request Terminated"),
+        "{terminated:?}"
+    );
+    assert_eq!(
+        next_event(&mut events, &call_id).await,
+        CallEvent::Terminated
+    );
+
+    sipp.assert_success().await;
+    ua.shutdown().await;
+}
+
+#[tokio::test]
+async fn udp_answered_call_with_prack_then_bye() {
+    answered_call_then_bye(Transport::Udp).await;
+}
+
+#[tokio::test]
+async fn tcp_answered_call_with_prack_then_bye() {
+    answered_call_then_bye(Transport::Tcp).await;
+}
+
+#[tokio::test]
+async fn udp_cancel_after_ringing() {
+    cancelled_call(Transport::Udp, false).await;
+}
+
+#[tokio::test]
+async fn tcp_cancel_held_back_until_ringing() {
+    cancelled_call(Transport::Tcp, true).await;
+}
+
+#[tokio::test]
+async fn udp_call_ended_by_the_remote_party() {
+    if !sipp_available() {
+        return;
+    }
+    let (ua, mut events) = start_ua().await;
+    let sipp = Sipp::start("uas_remote_bye.xml", Transport::Udp).await;
+
+    let call_id = ua
+        .invite(invite(sipp.addr, Transport::Udp))
+        .await
+        .expect("invite");
+    assert_eq!(
+        status_of(&next_event(&mut events, &call_id).await),
+        Some((200, false))
+    );
+    assert_eq!(
+        next_event(&mut events, &call_id).await,
+        CallEvent::Request {
+            method: "BYE".into(),
+            reason: Some("Q.850;cause=16".into()),
+            sdp: None
+        }
+    );
+    assert_eq!(
+        next_event(&mut events, &call_id).await,
+        CallEvent::Terminated
+    );
+    assert!(ua.hangup(&call_id).await.is_err());
+
+    sipp.assert_success().await;
+    ua.shutdown().await;
+}
