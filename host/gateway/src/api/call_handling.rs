@@ -1,0 +1,104 @@
+//! webrtc-call-handling: media sessions (calls).
+
+use std::sync::Arc;
+
+use axum::extract::Path;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use super::{CamaraJson, GatewayState, OperationContext, authorize};
+use crate::app::Gateway;
+use crate::calls;
+use crate::error::ApiError;
+use crate::model::{MediaSessionCreate, MediaSessionResponse};
+use crate::store::MediaSession;
+use crate::validate;
+
+const API: &str = "webrtc-call-handling";
+
+pub fn routes() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/sessions", post(create))
+        .route("/sessions/{mediaSessionId}", get(read).delete(remove))
+}
+
+fn response(s: &MediaSession) -> MediaSessionResponse {
+    MediaSessionResponse {
+        media_session_id: s.id.clone(),
+        originator_address: s.originator_address.clone(),
+        originator_name: s.originator_name.clone(),
+        receiver_address: s.receiver_address.clone(),
+        receiver_name: s.receiver_name.clone(),
+        status: s.status.clone(),
+        offer: s.offer.clone(),
+        answer: s.answer.clone(),
+        call_type: None,
+    }
+}
+
+fn check(body: &MediaSessionCreate) -> Result<(), ApiError> {
+    validate::address("originatorAddress", &body.originator_address)?;
+    validate::address("receiverAddress", &body.receiver_address)?;
+    if body.receiver_address == "sip:anonymous@anonymous.invalid" {
+        return Err(ApiError::invalid_argument("receiverAddress cannot be the anonymous address"));
+    }
+    for (field, name) in [("originatorName", &body.originator_name), ("receiverName", &body.receiver_name)] {
+        if let Some(name) = name {
+            validate::max_len(field, name, 256)?;
+        }
+    }
+    validate::max_len("offer.sdp", &body.offer.sdp, 65536)?;
+    if !body.offer.sdp.starts_with("v=0") {
+        return Err(ApiError::invalid_argument("offer.sdp is not an SDP session description"));
+    }
+    if body.status.is_some() || body.answer.is_some() {
+        return Err(ApiError::invalid_argument("status and answer must not be sent when creating a session"));
+    }
+    Ok(())
+}
+
+async fn create(
+    gw: GatewayState,
+    headers: HeaderMap,
+    CamaraJson(body): CamaraJson<MediaSessionCreate>,
+) -> Result<impl IntoResponse, ApiError> {
+    let registration_id = headers
+        .get("registrationId")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 256)
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::invalid_argument("The registrationId header is required"))?;
+    check(&body)?;
+    let mut op = OperationContext::new(API, "createSession", "POST");
+    op.fields.registration_id = Some(registration_id.clone());
+    op.fields.addresses = vec![body.originator_address.clone(), body.receiver_address.clone()];
+    let caller = authorize(&gw, &headers, op).await?;
+    let registration = gw
+        .store
+        .registration(&registration_id, &caller.phone_number)
+        .ok_or_else(|| ApiError::not_found("registrationId does not name a registration of this subscriber"))?;
+    let call_type = body.call_type;
+    let session = calls::place_call(&gw, &caller.phone_number, &registration, body).await?;
+    let mut body = response(&session);
+    body.call_type = call_type;
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+async fn read(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let mut op = OperationContext::new(API, "getSessionDetailsById", "GET");
+    op.path_ids.push(("mediaSessionId", &id));
+    let caller = authorize(&gw, &headers, op).await?;
+    let session = gw.store.session(&id, &caller.phone_number).ok_or_else(|| ApiError::not_found("Session not found"))?;
+    Ok(Json(response(&session)))
+}
+
+async fn remove(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let mut op = OperationContext::new(API, "deleteSessionById", "DELETE");
+    op.path_ids.push(("mediaSessionId", &id));
+    let caller = authorize(&gw, &headers, op).await?;
+    let session = gw.store.session(&id, &caller.phone_number).ok_or_else(|| ApiError::not_found("Session not found"))?;
+    calls::end_call(&gw, &session).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

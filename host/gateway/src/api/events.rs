@@ -1,0 +1,124 @@
+//! webrtc-events: notification subscriptions.
+
+use std::sync::Arc;
+
+use axum::extract::Path;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+
+use super::{CamaraJson, GatewayState, OperationContext, authorize};
+use crate::app::Gateway;
+use crate::error::ApiError;
+use crate::model::{SubscriptionRequest, SubscriptionResponse};
+use crate::notify::{GatewayEvent, SUBSCRIBABLE_TYPES, SUBSCRIPTION_ENDED, check_sink};
+use crate::store::Subscription;
+use crate::validate;
+
+const API: &str = "webrtc-events";
+
+pub fn routes() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/subscriptions", post(create))
+        .route("/subscriptions/{subscriptionId}", get(read).delete(remove))
+}
+
+fn response(s: &Subscription) -> SubscriptionResponse {
+    SubscriptionResponse {
+        protocol: "HTTP".into(),
+        sink: s.sink.clone(),
+        types: s.types.clone(),
+        config: s.config.clone(),
+        id: s.id.clone(),
+        starts_at: validate::format_time(s.starts_at),
+        expires_at: s.expires_at.map(validate::format_time),
+        status: "ACTIVE",
+    }
+}
+
+fn check(gw: &Gateway, body: &SubscriptionRequest) -> Result<Option<chrono::DateTime<Utc>>, ApiError> {
+    if body.protocol != "HTTP" {
+        return Err(ApiError::invalid_argument("protocol must be HTTP"));
+    }
+    validate::max_len("sink", &body.sink, 1024)?;
+    check_sink(&body.sink, gw.config.notifications.allow_http_loopback_sinks)
+        .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_SINK", why))?;
+    if body.types.is_empty() || body.types.len() > 3 {
+        return Err(ApiError::invalid_argument("types must list 1 to 3 event types"));
+    }
+    if let Some(t) = body.types.iter().find(|t| !SUBSCRIBABLE_TYPES.contains(&t.as_str())) {
+        return Err(ApiError::invalid_argument(format!("unknown event type {t:?}")));
+    }
+    validate::uuid("config.subscriptionDetail.deviceId", &body.config.subscription_detail.device_id)?;
+    if let Some(c) = &body.sink_credential {
+        if c.credential_type != "ACCESSTOKEN" || c.access_token_type != "bearer" {
+            return Err(ApiError::invalid_argument("sinkCredential must be an ACCESSTOKEN of type bearer"));
+        }
+        validate::max_len("sinkCredential.accessToken", &c.access_token, 8192)?;
+        validate::date_time("sinkCredential.accessTokenExpiresUtc", &c.access_token_expires_utc)?;
+    }
+    body.config
+        .subscription_expire_time
+        .as_deref()
+        .map(|t| validate::date_time("config.subscriptionExpireTime", t))
+        .transpose()
+}
+
+async fn create(
+    gw: GatewayState,
+    headers: HeaderMap,
+    CamaraJson(body): CamaraJson<SubscriptionRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let expires_at = check(&gw, &body)?;
+    let mut op = OperationContext::new(API, "createNotificationChannelSubscription", "POST");
+    op.fields.device_id = Some(body.config.subscription_detail.device_id.clone());
+    op.fields.event_types = body.types.clone();
+    let caller = authorize(&gw, &headers, op).await?;
+    let subscription = Subscription {
+        id: uuid::Uuid::new_v4().to_string(),
+        owner_phone_number: caller.phone_number,
+        sink: body.sink,
+        sink_credential: body.sink_credential,
+        types: body.types,
+        config: body.config,
+        starts_at: Utc::now(),
+        expires_at,
+    };
+    gw.store.insert_subscription(subscription.clone());
+    Ok((StatusCode::CREATED, Json(response(&subscription))))
+}
+
+async fn read(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let mut op = OperationContext::new(API, "retrieveNotificationChannelSubscription", "GET");
+    op.path_ids.push(("subscriptionId", &id));
+    let caller = authorize(&gw, &headers, op).await?;
+    let s = gw.store.subscription(&id, &caller.phone_number).ok_or_else(|| ApiError::not_found("Subscription not found"))?;
+    Ok(Json(response(&s)))
+}
+
+async fn remove(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let mut op = OperationContext::new(API, "deleteNotificationChannelSubscription", "DELETE");
+    op.path_ids.push(("subscriptionId", &id));
+    let caller = authorize(&gw, &headers, op).await?;
+    let s = gw
+        .store
+        .remove_subscription(&id, &caller.phone_number)
+        .ok_or_else(|| ApiError::not_found("Subscription not found"))?;
+    let event = GatewayEvent {
+        event_type: SUBSCRIPTION_ENDED,
+        data: serde_json::json!({
+            "subscriptionId": s.id,
+            "terminationReason": "SUBSCRIPTION_DELETED",
+            "terminationDescription": "Subscription deleted by client request",
+        }),
+        media_session_id: None,
+        registration_id: None,
+        device_id: Some(s.config.subscription_detail.device_id.clone()),
+        phone_number: Some(s.owner_phone_number.clone()),
+    };
+    gw.notifier.publish(event, std::slice::from_ref(&s)).await;
+    gw.notifier.close(&s.id);
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": s.id }))))
+}

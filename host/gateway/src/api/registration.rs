@@ -1,0 +1,111 @@
+//! webrtc-registration: device registrations.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use chrono::{Duration, Utc};
+use camara_plugin_host::mapping::RegistrationRequest as MappingRequest;
+
+use super::{CamaraJson, GatewayState, OperationContext, authorize};
+use crate::app::Gateway;
+use crate::error::ApiError;
+use crate::model::{RegistrationInfo, RegistrationRequest, RegistrationResponse};
+use crate::store::Registration;
+use crate::validate;
+
+const API: &str = "webrtc-registration";
+
+pub fn routes() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/sessions", post(create))
+        .route("/sessions/{registrationId}", get(read).delete(remove))
+}
+
+fn response(r: &Registration) -> RegistrationResponse {
+    RegistrationResponse {
+        registration_id: r.id.clone(),
+        reg_info: RegistrationInfo { phone_number: r.phone_number.clone(), reg_status: "Registered" },
+        expires_at: validate::format_time(r.expires_at),
+    }
+}
+
+async fn create(
+    gw: GatewayState,
+    headers: HeaderMap,
+    CamaraJson(body): CamaraJson<RegistrationRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    validate::uuid("deviceId", &body.device_id)?;
+    let requested = body.registration_expire_time.as_deref().map(|t| validate::date_time("registrationExpireTime", t)).transpose()?;
+    let mut op = OperationContext::new(API, "createRegistration", "POST");
+    op.fields.device_id = Some(body.device_id.clone());
+    let caller = authorize(&gw, &headers, op).await?;
+
+    let policy = &gw.config.registration;
+    let now = Utc::now();
+    let expires_at = match requested {
+        None => now + Duration::seconds(policy.default_ttl_seconds as i64),
+        Some(t) if t < now + Duration::seconds(policy.min_ttl_seconds as i64) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "OUT_OF_RANGE",
+                format!("registrationExpireTime must be at least {} seconds ahead", policy.min_ttl_seconds),
+            ));
+        }
+        Some(t) => t.min(now + Duration::seconds(policy.max_ttl_seconds as i64)),
+    };
+    let registration = Registration {
+        id: uuid::Uuid::new_v4().to_string(),
+        device_id: body.device_id,
+        phone_number: caller.phone_number,
+        expires_at,
+    };
+    let plan = gw
+        .plugins
+        .mapping
+        .map_registration(
+            &MappingRequest {
+                phone_number: registration.phone_number.clone(),
+                device_id: registration.device_id.clone(),
+                registration_id: registration.id.clone(),
+            },
+            &gw.network,
+        )
+        .await?
+        .map_err(|e| ApiError::from_plugin_decision(e.status, e.code, e.message))?;
+    if plan.send_register {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "NOT_IMPLEMENTED",
+            "The api-mapping plugin asks for SIP REGISTER (sip-account mode), which this gateway version does not send yet",
+        ));
+    }
+    gw.store.insert_registration(registration.clone()).map_err(|_| {
+        ApiError::conflict("ALREADY_EXISTS", "An active registration already exists for this deviceId and phone number")
+    })?;
+    Ok((StatusCode::CREATED, axum::Json(response(&registration))))
+}
+
+async fn read(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let mut op = OperationContext::new(API, "getRegistrationById", "GET");
+    op.path_ids.push(("registrationId", &id));
+    op.fields.registration_id = Some(id.clone());
+    let caller = authorize(&gw, &headers, op).await?;
+    let registration =
+        gw.store.registration(&id, &caller.phone_number).ok_or_else(|| ApiError::not_found("Registration not found"))?;
+    Ok(axum::Json(response(&registration)))
+}
+
+async fn remove(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let mut op = OperationContext::new(API, "deleteRegistrationById", "DELETE");
+    op.path_ids.push(("registrationId", &id));
+    op.fields.registration_id = Some(id.clone());
+    let caller = authorize(&gw, &headers, op).await?;
+    gw.store
+        .remove_registration(&id, &caller.phone_number)
+        .ok_or_else(|| ApiError::not_found("Registration not found"))?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,129 @@
+//! The gateway assembled: configuration, plugins, token verifier, store, SIP user agent,
+//! notifier and HTTP server, and its start and stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use camara_plugin_host::mapping::NetworkContext;
+use camara_sip::{SipConfig, Transport, UserAgent};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::auth::TokenVerifier;
+use crate::config::GatewayConfig;
+use crate::notify::Notifier;
+use crate::plugins::Plugins;
+use crate::sdp::RtpPorts;
+use crate::store::Store;
+
+/// Everything a request handler or the SIP event loop needs.
+pub struct Gateway {
+    pub config: GatewayConfig,
+    pub verifier: TokenVerifier,
+    pub plugins: Arc<Plugins>,
+    pub store: Store,
+    pub notifier: Notifier,
+    pub sip: UserAgent,
+    pub rtp_ports: RtpPorts,
+    pub network: NetworkContext,
+    /// Address in the SIP-side SDP `c=` line.
+    pub media_address: String,
+}
+
+/// A started gateway and the addresses it listens on.
+pub struct RunningGateway {
+    pub http_addr: SocketAddr,
+    pub sip_udp_addr: Option<SocketAddr>,
+    pub sip_tcp_addr: Option<SocketAddr>,
+    pub gateway: Arc<Gateway>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+}
+
+impl RunningGateway {
+    /// Stops serving HTTP and SIP and waits for the server to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.server).await;
+        self.gateway.sip.shutdown().await;
+    }
+
+    /// Serves until Ctrl-C or SIGTERM.
+    pub async fn serve_until_signal(self) {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("signal handler");
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+        self.stop().await;
+    }
+}
+
+/// Starts the gateway described by `config`.
+pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
+    let verifier = TokenVerifier::new(config.auth.clone())?;
+    verifier.preload().await?;
+    if !verifier.is_configured() {
+        tracing::warn!("no [auth] jwks_file or jwks_url: every API call will be refused with 401");
+    }
+    let plugins = Arc::new(Plugins::load(&config.plugins).await?);
+
+    let (sip, sip_events) = UserAgent::start(SipConfig {
+        udp_listen: config.sip.udp_listen,
+        tcp_listen: config.sip.tcp_listen,
+        advertised_host: config.sip.advertised_host.clone(),
+        user_agent: format!("camara-webrtc-gateway/{}", env!("CARGO_PKG_VERSION")),
+        timers: Default::default(),
+    })
+    .await?;
+    let sip_udp_addr = sip.local_addr(Transport::Udp);
+    let sip_tcp_addr = sip.local_addr(Transport::Tcp);
+    let sip_ip = sip_udp_addr.or(sip_tcp_addr).map(|a| a.ip().to_string()).unwrap_or_else(|| "127.0.0.1".into());
+    let local_host = config.sip.advertised_host.clone().unwrap_or_else(|| sip_ip.clone());
+
+    let listener = tokio::net::TcpListener::bind(config.http.listen).await?;
+    let http_addr = listener.local_addr()?;
+    let mut config = config;
+    if config.http.public_base_url.is_none() {
+        config.http.public_base_url = Some(format!("http://{http_addr}"));
+    }
+    let notifier = Notifier::new(
+        plugins.clone(),
+        format!("{}{}", config.public_base_url(), config.api.events_base),
+        Duration::from_millis(config.notifications.request_timeout_ms),
+        config.notifications.allow_http_loopback_sinks,
+    );
+    let gateway = Arc::new(Gateway {
+        network: NetworkContext { local_host, next_hop: config.sip.next_hop.map(|a| a.to_string()) },
+        media_address: config.media.address.clone().unwrap_or(sip_ip),
+        rtp_ports: RtpPorts::new(config.media.rtp_port_min, config.media.rtp_port_max),
+        config,
+        verifier,
+        plugins,
+        store: Store::default(),
+        notifier,
+        sip,
+    });
+    tokio::spawn(crate::calls::run_sip_events(gateway.clone(), sip_events));
+
+    let router = crate::api::router(gateway.clone());
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+            let _ = shutdown_rx.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!("HTTP server failed: {e}");
+        }
+    });
+    tracing::info!(%http_addr, ?sip_udp_addr, ?sip_tcp_addr, "gateway listening");
+    Ok(RunningGateway { http_addr, sip_udp_addr, sip_tcp_addr, gateway, shutdown: Some(shutdown_tx), server })
+}

@@ -1,0 +1,214 @@
+//! Call control: placing a call for `POST /sessions`, ending it for `DELETE`, and turning what
+//! the SIP side reports into session statuses and `session-status` events.
+
+use std::sync::Arc;
+
+use camara_plugin_host::mapping::{self, CallDirection, SipEvent, SipRequest, SipResponse, StatusUpdate};
+use camara_sip::{CallEvent, HangupKind, NameAddr, OutgoingInvite, Transport, UaEvent};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::app::Gateway;
+use crate::config::SipTransportName;
+use crate::error::ApiError;
+use crate::model::{CallType, MediaSessionCreate, SdpDescriptor};
+use crate::notify::{GatewayEvent, SESSION_STATUS};
+use crate::store::{Direction, MediaSession, Registration, is_final_status};
+
+fn name_addr(n: mapping::NameAddr) -> NameAddr {
+    NameAddr { display_name: n.display_name, uri: n.uri }
+}
+
+fn status_name(status: mapping::SessionStatus) -> String {
+    serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// Places the call of `POST /sessions` and returns the new session (status `Initial`).
+pub async fn place_call(
+    gw: &Gateway,
+    phone_number: &str,
+    registration: &Registration,
+    request: MediaSessionCreate,
+) -> Result<MediaSession, ApiError> {
+    let call = mapping::OutgoingCall {
+        originator_address: request.originator_address.clone(),
+        originator_name: request.originator_name.clone(),
+        receiver_address: request.receiver_address.clone(),
+        receiver_name: request.receiver_name.clone(),
+        call_type: match request.call_type {
+            Some(CallType::Emergency) => mapping::CallType::Emergency,
+            _ => mapping::CallType::Regular,
+        },
+        subscriber_phone_number: Some(phone_number.to_string()),
+        location_json: request.location_details.as_ref().map(|l| l.to_string()),
+    };
+    let plan = gw
+        .plugins
+        .mapping
+        .map_outgoing_call(&call, &gw.network)
+        .await?
+        .map_err(|e| ApiError::from_plugin_decision(e.status, e.code, e.message))?;
+    let next_hop = gw
+        .config
+        .sip
+        .next_hop
+        .ok_or_else(|| ApiError::unavailable("No SIP next hop is configured ([sip] next_hop): calls cannot be placed"))?;
+    let session_id = uuid::Uuid::new_v4().to_string();
+    let sdp = crate::sdp::sip_offer(&request.offer.sdp, &gw.media_address, gw.rtp_ports.next(), rand::random::<u32>().into());
+    let call_id = format!("{}@{}", uuid::Uuid::new_v4().simple(), gw.network.local_host);
+    let invite = OutgoingInvite {
+        call_id: Some(call_id.clone()),
+        request_uri: plan.request_uri,
+        from: name_addr(plan.from),
+        to: name_addr(plan.to),
+        p_asserted_identity: plan.p_asserted_identity.map(name_addr),
+        privacy: plan.privacy,
+        extra_headers: plan.extra_headers.into_iter().map(|p| (p.name, p.value)).collect(),
+        sdp: Some(sdp),
+        next_hop,
+        transport: match gw.config.sip.next_hop_transport {
+            SipTransportName::Udp => Transport::Udp,
+            SipTransportName::Tcp => Transport::Tcp,
+        },
+    };
+    // The session exists before the INVITE leaves, so no response can outrun it.
+    let session = MediaSession {
+        id: session_id,
+        owner_phone_number: phone_number.to_string(),
+        registration_id: registration.id.clone(),
+        device_id: registration.device_id.clone(),
+        direction: Direction::Outgoing,
+        sip_call_id: Some(call_id),
+        originator_address: request.originator_address,
+        originator_name: request.originator_name,
+        receiver_address: request.receiver_address,
+        receiver_name: request.receiver_name,
+        offer: SdpDescriptor { sdp: request.offer.sdp },
+        answer: None,
+        status: "Initial".into(),
+        sequence: 0,
+        local_hangup: None,
+    };
+    gw.store.insert_session(session.clone());
+    match gw.sip.invite(invite).await {
+        Ok(_) => Ok(session),
+        Err(e) => {
+            tracing::warn!(session = session.id, "INVITE not sent: {e}");
+            gw.store.update_session(&session.id, phone_number, |s| s.status = "Failed".into());
+            Err(ApiError::unavailable(format!("The call could not be sent to the network: {e}")))
+        }
+    }
+}
+
+/// Ends the call of `DELETE /sessions/{id}`: BYE when answered, CANCEL before.
+pub async fn end_call(gw: &Gateway, session: &MediaSession) -> Result<(), ApiError> {
+    let Some(call_id) = &session.sip_call_id else { return Ok(()) };
+    if is_final_status(&session.status) {
+        return Ok(());
+    }
+    match gw.sip.hangup(call_id).await {
+        Ok(kind) => {
+            let method = match kind {
+                HangupKind::Bye => "BYE",
+                HangupKind::Cancel => "CANCEL",
+            };
+            gw.store.update_session(&session.id, &session.owner_phone_number, |s| s.local_hangup = Some(method));
+            Ok(())
+        }
+        // The SIP side already ended; the status event for that is on its way.
+        Err(e) => {
+            tracing::debug!(session = session.id, "hangup of a finished call: {e}");
+            Ok(())
+        }
+    }
+}
+
+/// Reads the SIP user agent's reports until it stops.
+pub async fn run_sip_events(gw: Arc<Gateway>, mut events: UnboundedReceiver<UaEvent>) {
+    while let Some(UaEvent { call_id, event }) = events.recv().await {
+        on_call_event(&gw, &call_id, event).await;
+    }
+}
+
+async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
+    let Some(session) = gw.store.update_session_by_call_id(call_id, |s| s.clone()) else {
+        tracing::debug!(call_id, "SIP event for an unknown call");
+        return;
+    };
+    let last = matches!(event, CallEvent::Terminated);
+    let direction = match session.direction {
+        Direction::Outgoing => CallDirection::Outgoing,
+        Direction::Incoming => CallDirection::Incoming,
+    };
+    let sip_event = match event {
+        // After DELETE, the final response only confirms the hangup reported at Terminated.
+        CallEvent::Response { status, .. } if status >= 300 && session.local_hangup.is_some() => None,
+        CallEvent::Response { status, reason, sdp, reliable } => Some(SipEvent::InviteResponse(SipResponse {
+            status_code: status,
+            reason_phrase: reason,
+            has_sdp: sdp.is_some(),
+            reliable,
+        })),
+        CallEvent::Request { method, reason, sdp } => {
+            Some(SipEvent::Request(SipRequest { method, reason, has_sdp: sdp.is_some() }))
+        }
+        CallEvent::Timeout => Some(SipEvent::Timeout),
+        CallEvent::Terminated => session.local_hangup.map(|m| SipEvent::LocalHangup(m.to_string())),
+    };
+    let update = match sip_event {
+        Some(e) => match gw.plugins.mapping.map_sip_event(&e, direction).await {
+            Ok(update) => update,
+            Err(err) => {
+                tracing::error!(session = session.id, "status of a SIP event unknown: {err}");
+                None
+            }
+        },
+        None => None,
+    };
+    if let Some(update) = update {
+        apply_status(gw, call_id, update).await;
+    }
+    if last {
+        gw.store.forget_call(call_id);
+    }
+}
+
+async fn apply_status(gw: &Gateway, call_id: &str, update: StatusUpdate) {
+    let status = status_name(update.status);
+    let changed = gw
+        .store
+        .update_session_by_call_id(call_id, |s| {
+            if is_final_status(&s.status) {
+                return None;
+            }
+            s.status = status.clone();
+            s.sequence += 1;
+            Some(s.clone())
+        })
+        .flatten();
+    let Some(session) = changed else { return };
+    tracing::info!(session = session.id, status, reason = update.reason, "session status");
+    let mut data = serde_json::json!({
+        "mediaSessionId": session.id,
+        "originatorAddress": session.originator_address,
+        "receiverAddress": session.receiver_address,
+        "status": status,
+        "reason": update.reason,
+        "sequenceNumber": session.sequence,
+    });
+    if let Some(name) = &session.originator_name {
+        data["originatorName"] = name.clone().into();
+    }
+    if let Some(name) = &session.receiver_name {
+        data["receiverName"] = name.clone().into();
+    }
+    let event = GatewayEvent {
+        event_type: SESSION_STATUS,
+        data,
+        media_session_id: Some(session.id.clone()),
+        registration_id: Some(session.registration_id.clone()),
+        device_id: Some(session.device_id.clone()),
+        phone_number: Some(session.owner_phone_number.clone()),
+    };
+    let subscriptions = gw.store.subscriptions_of(Some(&session.owner_phone_number));
+    gw.notifier.publish(event, &subscriptions).await;
+}

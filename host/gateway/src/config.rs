@@ -1,0 +1,208 @@
+//! Gateway configuration: embedded defaults, then an optional TOML file, then `CAMARA_GW_*`
+//! environment variables (`CAMARA_GW_HTTP__LISTEN=0.0.0.0:8443`, say).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub http: HttpConfig,
+    pub api: ApiConfig,
+    pub auth: AuthConfig,
+    pub sip: SipSettings,
+    pub media: MediaConfig,
+    pub registration: RegistrationPolicy,
+    pub notifications: NotificationConfig,
+    pub plugins: PluginsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// The externally visible root URL (CloudEvents `source`); default `http://{listen}`.
+    pub public_base_url: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: "127.0.0.1:8080".parse().expect("literal"), public_base_url: None }
+    }
+}
+
+/// Base paths of the three APIs (the version segment is configurable).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    pub registration_base: String,
+    pub call_handling_base: String,
+    pub events_base: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            registration_base: "/webrtc-registration/v0.3".into(),
+            call_handling_base: "/webrtc-call-handling/v0.3".into(),
+            events_base: "/webrtc-events/v0.2".into(),
+        }
+    }
+}
+
+/// Access-token verification (CAMARA ICM). With neither `jwks_file` nor `jwks_url`, every API
+/// call is refused with 401 and the log says why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub jwks_file: Option<PathBuf>,
+    pub jwks_url: Option<String>,
+    /// Accepted `iss` values; empty accepts any issuer whose key is in the JWKS.
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values; empty skips the audience check.
+    pub audiences: Vec<String>,
+    /// Asymmetric algorithms accepted; symmetric ones and `none` never are.
+    pub algorithms: Vec<String>,
+    pub leeway_seconds: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwks_file: None,
+            jwks_url: None,
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            algorithms: vec!["RS256".into(), "ES256".into(), "PS256".into()],
+            leeway_seconds: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SipTransportName {
+    Udp,
+    Tcp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipSettings {
+    pub udp_listen: Option<SocketAddr>,
+    pub tcp_listen: Option<SocketAddr>,
+    /// Host name or address in Via, Contact and Call-ID; default: the listen address.
+    pub advertised_host: Option<String>,
+    /// Where INVITEs go (outbound proxy / SBC); none means calls cannot be placed.
+    pub next_hop: Option<SocketAddr>,
+    pub next_hop_transport: SipTransportName,
+}
+
+impl Default for SipSettings {
+    fn default() -> Self {
+        SipSettings {
+            udp_listen: Some("127.0.0.1:5060".parse().expect("literal")),
+            tcp_listen: Some("127.0.0.1:5060".parse().expect("literal")),
+            advertised_host: None,
+            next_hop: None,
+            next_hop_transport: SipTransportName::Udp,
+        }
+    }
+}
+
+/// The RTP side as offered to the network.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Address in the SIP-side SDP `c=` line; default: the SIP listen address.
+    pub address: Option<String>,
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig { address: None, rtp_port_min: 30000, rtp_port_max: 39999 }
+    }
+}
+
+/// Registration lifetime policy (seconds).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrationPolicy {
+    pub min_ttl_seconds: u64,
+    pub default_ttl_seconds: u64,
+    pub max_ttl_seconds: u64,
+}
+
+impl Default for RegistrationPolicy {
+    fn default() -> Self {
+        RegistrationPolicy { min_ttl_seconds: 60, default_ttl_seconds: 3600, max_ttl_seconds: 86400 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationConfig {
+    /// Development only: accept `http://` sinks on loopback addresses.
+    pub allow_http_loopback_sinks: bool,
+    pub request_timeout_ms: u64,
+}
+
+impl Default for NotificationConfig {
+    fn default() -> Self {
+        NotificationConfig { allow_http_loopback_sinks: false, request_timeout_ms: 5000 }
+    }
+}
+
+/// One plugin slot: the embedded default unless `wasm` names a component file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginSlot {
+    pub wasm: Option<PathBuf>,
+    /// Handed to the plugin's `validate-config` at load and readable through its `config` import.
+    pub config: BTreeMap<String, String>,
+    pub memory_limit_mib: Option<usize>,
+    pub deadline_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    pub authorization: PluginSlot,
+    pub api_mapping: PluginSlot,
+    pub notification_routing: PluginSlot,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl GatewayConfig {
+    /// Defaults, then `file` (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(GatewayConfig::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError(format!("{} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let config: GatewayConfig =
+            figment.merge(Env::prefixed("CAMARA_GW_").split("__")).extract().map_err(|e| ConfigError(e.to_string()))?;
+        let r = &config.registration;
+        if !(r.min_ttl_seconds <= r.default_ttl_seconds && r.default_ttl_seconds <= r.max_ttl_seconds) {
+            return Err(ConfigError("registration: need min_ttl <= default_ttl <= max_ttl".into()));
+        }
+        Ok(config)
+    }
+
+    pub fn public_base_url(&self) -> String {
+        self.http.public_base_url.clone().unwrap_or_else(|| format!("http://{}", self.http.listen))
+    }
+}

@@ -1,0 +1,73 @@
+//! The CAMARA error body, and how every failure becomes one.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use camara_plugin_host::PluginError;
+
+/// An API error: HTTP status, CAMARA code and message (`ErrorInfo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError { status, code: code.into(), message: message.into() }
+    }
+
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message)
+    }
+
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+    }
+
+    pub fn conflict(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
+    }
+
+    /// A status and code that came from a plugin's decision.
+    pub fn from_plugin_decision(status: u16, code: String, message: String) -> Self {
+        match StatusCode::from_u16(status) {
+            Ok(s) if s.is_client_error() || s.is_server_error() => ApiError { status: s, code, message },
+            _ => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                format!("a plugin answered with an invalid error status {status} ({code}: {message})"),
+            ),
+        }
+    }
+}
+
+/// A failing plugin fails only the request that called it, with a body that names it.
+impl From<PluginError> for ApiError {
+    fn from(e: PluginError) -> Self {
+        match e {
+            PluginError::DeadlineExceeded { .. } => Self::new(StatusCode::GATEWAY_TIMEOUT, "TIMEOUT", e.to_string()),
+            _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "status": self.status.as_u16(),
+            "code": self.code,
+            "message": self.message,
+        });
+        (self.status, Json(body)).into_response()
+    }
+}

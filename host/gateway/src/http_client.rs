@@ -1,0 +1,86 @@
+//! The outgoing HTTP client (hyper + rustls): JWKS fetches and notification POSTs.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// A pooled client for http and https.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<Connector, Full<Bytes>>,
+}
+
+/// How a request failed before an HTTP status came back.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("timed out")]
+    Timeout,
+    #[error("connection failed: {0}")]
+    Connection(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpClient {
+    pub fn new() -> Self {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .expect("ring supports the default protocol versions")
+            .https_or_http()
+            .enable_http1()
+            .build();
+        HttpClient { client: Client::builder(TokioExecutor::new()).build(connector) }
+    }
+
+    /// POSTs `body` and returns the response status.
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: String,
+        timeout: Duration,
+    ) -> Result<u16, RequestError> {
+        let mut request = Request::post(url);
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let request = request.body(Full::new(Bytes::from(body))).map_err(|e| RequestError::Invalid(e.to_string()))?;
+        let response = tokio::time::timeout(timeout, self.client.request(request))
+            .await
+            .map_err(|_| RequestError::Timeout)?
+            .map_err(|e| RequestError::Connection(format!("{e:#}")))?;
+        let status = response.status().as_u16();
+        // Drain the body so the connection goes back to the pool.
+        let _ = tokio::time::timeout(timeout, response.into_body().collect()).await;
+        Ok(status)
+    }
+}
+
+/// GETs `url` and returns its body as text (2xx only).
+pub async fn get_text(url: &str) -> Result<String, String> {
+    let client = HttpClient::new();
+    let request = Request::get(url).body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(Duration::from_secs(10), client.client.request(request))
+        .await
+        .map_err(|_| format!("GET {url}: timed out"))?
+        .map_err(|e| format!("GET {url}: {e:#}"))?;
+    let status = response.status();
+    let body = response.into_body().collect().await.map_err(|e| format!("GET {url}: {e}"))?.to_bytes();
+    if !status.is_success() {
+        return Err(format!("GET {url}: HTTP {status}"));
+    }
+    String::from_utf8(body.to_vec()).map_err(|e| format!("GET {url}: {e}"))
+}

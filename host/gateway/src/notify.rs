@@ -1,0 +1,234 @@
+//! The Notification Service: builds CloudEvents, asks the routing plugin where they go, and
+//! POSTs them, one queue per subscription so that a subscription sees its events in order.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use camara_plugin_host::routing::{self, Delivery, DeliveryFailure, FailureKind, RetryDecision};
+use cloudevents::{EventBuilder, EventBuilderV10};
+use tokio::sync::mpsc;
+
+use crate::http_client::{HttpClient, RequestError};
+use crate::plugins::Plugins;
+use crate::store::Subscription;
+
+pub const SESSION_STATUS: &str = "org.camaraproject.webrtc-events.v0.session-status";
+pub const SESSION_INVITATION: &str = "org.camaraproject.webrtc-events.v0.session-invitation";
+pub const REGISTRATION_ENDS: &str = "org.camaraproject.webrtc-events.v0.registration-ends";
+pub const SUBSCRIPTION_ENDED: &str = "org.camaraproject.webrtc-events.v0.subscription-ended";
+/// The types a subscription may ask for (`subscription-ended` comes unasked).
+pub const SUBSCRIBABLE_TYPES: [&str; 3] = [SESSION_STATUS, SESSION_INVITATION, REGISTRATION_ENDS];
+
+/// Something that happened, before it is shaped for any subscription.
+#[derive(Debug, Clone)]
+pub struct GatewayEvent {
+    pub event_type: &'static str,
+    pub data: serde_json::Value,
+    pub media_session_id: Option<String>,
+    pub registration_id: Option<String>,
+    pub device_id: Option<String>,
+    pub phone_number: Option<String>,
+}
+
+/// Whether events may be POSTed to `sink`.
+pub fn check_sink(sink: &str, allow_http_loopback: bool) -> Result<(), String> {
+    let url = url::Url::parse(sink).map_err(|e| format!("sink is not a URL: {e}"))?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_http_loopback => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d == "localhost",
+                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+                None => false,
+            };
+            if loopback { Ok(()) } else { Err("http sinks are accepted on loopback only".into()) }
+        }
+        _ => Err("sink must be an https URL".into()),
+    }
+}
+
+struct Job {
+    delivery: Delivery,
+    /// Bearer token, only when the delivery goes to the subscription's own sink.
+    bearer: Option<String>,
+}
+
+struct Inner {
+    plugins: Arc<Plugins>,
+    client: HttpClient,
+    source: String,
+    timeout: Duration,
+    allow_http_loopback: bool,
+    queues: Mutex<HashMap<String, mpsc::UnboundedSender<Job>>>,
+}
+
+#[derive(Clone)]
+pub struct Notifier {
+    inner: Arc<Inner>,
+}
+
+impl Notifier {
+    /// `source` is the CloudEvents `source` of every event (the events API root).
+    pub fn new(plugins: Arc<Plugins>, source: String, timeout: Duration, allow_http_loopback: bool) -> Self {
+        Notifier {
+            inner: Arc::new(Inner {
+                plugins,
+                client: HttpClient::new(),
+                source,
+                timeout,
+                allow_http_loopback,
+                queues: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Routes `event` over `subscriptions` and queues what the routing plugin decides.
+    pub async fn publish(&self, event: GatewayEvent, subscriptions: &[Subscription]) {
+        let cloudevent = match EventBuilderV10::new()
+            .id(uuid::Uuid::new_v4().to_string())
+            .source(self.inner.source.as_str())
+            .ty(event.event_type)
+            .time(chrono::Utc::now())
+            .data("application/json", event.data.clone())
+            .build()
+        {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!("cannot build a {} CloudEvent: {e}", event.event_type);
+                return;
+            }
+        };
+        let routed = routing::Event {
+            event_type: event.event_type.to_string(),
+            cloudevent_json: serde_json::to_string(&cloudevent).unwrap_or_default(),
+            media_session_id: event.media_session_id,
+            registration_id: event.registration_id,
+            device_id: event.device_id,
+            phone_number: event.phone_number,
+        };
+        let candidates: Vec<routing::Subscription> = subscriptions
+            .iter()
+            .map(|s| routing::Subscription {
+                id: s.id.clone(),
+                sink: s.sink.clone(),
+                types: s.types.clone(),
+                device_id: Some(s.config.subscription_detail.device_id.clone()),
+                owner_phone_number: Some(s.owner_phone_number.clone()),
+                has_sink_credential: s.sink_credential.is_some(),
+            })
+            .collect();
+        let deliveries = match self.inner.plugins.routing.route(&routed, &candidates).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!("event {} not delivered: {e}", routed.event_type);
+                return;
+            }
+        };
+        for delivery in deliveries {
+            let Some(subscription) = subscriptions.iter().find(|s| s.id == delivery.subscription_id) else {
+                tracing::warn!(subscription = delivery.subscription_id, "routing named an unknown subscription; dropped");
+                continue;
+            };
+            if let Err(why) = check_sink(&delivery.sink, self.inner.allow_http_loopback) {
+                tracing::warn!(sink = delivery.sink, "routing chose a refused sink ({why}); dropped");
+                continue;
+            }
+            if let Err(e) = serde_json::from_str::<cloudevents::Event>(&delivery.payload) {
+                if delivery.content_type == "application/cloudevents+json" {
+                    tracing::warn!(subscription = subscription.id, "routing produced an invalid CloudEvent ({e}); dropped");
+                    continue;
+                }
+            }
+            let bearer = subscription
+                .sink_credential
+                .as_ref()
+                .filter(|_| delivery.sink == subscription.sink)
+                .map(|c| c.access_token.clone());
+            self.enqueue(&subscription.id, Job { delivery, bearer });
+        }
+    }
+
+    fn enqueue(&self, subscription_id: &str, job: Job) {
+        let mut queues = self.inner.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let sender = queues.entry(subscription_id.to_string()).or_insert_with(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+            let inner = self.inner.clone();
+            tokio::spawn(async move {
+                while let Some(job) = rx.recv().await {
+                    inner.deliver(job).await;
+                }
+            });
+            tx
+        });
+        let _ = sender.send(job);
+    }
+
+    /// Ends the queue of a subscription once what it holds is delivered.
+    pub fn close(&self, subscription_id: &str) {
+        self.inner.queues.lock().unwrap_or_else(|e| e.into_inner()).remove(subscription_id);
+    }
+}
+
+impl Inner {
+    async fn deliver(&self, job: Job) {
+        let d = &job.delivery;
+        let correlator = uuid::Uuid::new_v4().to_string();
+        let mut headers = vec![("content-type".to_string(), d.content_type.clone()), ("x-correlator".to_string(), correlator)];
+        if let Some(token) = &job.bearer {
+            headers.push(("authorization".into(), format!("Bearer {token}")));
+        }
+        headers.extend(d.headers.iter().map(|p| (p.name.clone(), p.value.clone())));
+        let mut attempt = 1;
+        loop {
+            let (kind, status_code) = match self.client.post(&d.sink, &headers, d.payload.clone(), self.timeout).await {
+                Ok(status) if (200..300).contains(&status) => {
+                    tracing::debug!(subscription = d.subscription_id, status, attempt, "event delivered");
+                    return;
+                }
+                Ok(status) => (FailureKind::HttpStatus, Some(status)),
+                Err(RequestError::Timeout) => (FailureKind::Timeout, None),
+                Err(e) => {
+                    tracing::debug!(subscription = d.subscription_id, "delivery failed: {e}");
+                    (FailureKind::Connection, None)
+                }
+            };
+            let failure = DeliveryFailure {
+                subscription_id: d.subscription_id.clone(),
+                sink: d.sink.clone(),
+                attempt,
+                kind,
+                status_code,
+            };
+            match self.plugins.routing.on_delivery_failure(&failure).await {
+                Ok(RetryDecision::RetryAfterMs(ms)) => tokio::time::sleep(Duration::from_millis(u64::from(ms))).await,
+                Ok(RetryDecision::GiveUp(reason)) => {
+                    tracing::warn!(subscription = d.subscription_id, sink = d.sink, attempt, "event dropped: {reason}");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(subscription = d.subscription_id, "event dropped: {e}");
+                    return;
+                }
+            }
+            attempt += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_sink;
+
+    #[test]
+    fn sinks_are_https_or_loopback_http_when_allowed() {
+        assert!(check_sink("https://asp.example.com/webhooks", false).is_ok());
+        assert!(check_sink("http://127.0.0.1:9000/hook", false).is_err());
+        assert!(check_sink("http://127.0.0.1:9000/hook", true).is_ok());
+        assert!(check_sink("http://[::1]:9000/hook", true).is_ok());
+        assert!(check_sink("http://example.com/hook", true).is_err());
+        assert!(check_sink("ftp://example.com", true).is_err());
+    }
+}

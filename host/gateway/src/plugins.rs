@@ -1,0 +1,54 @@
+//! The gateway's three plugins: the embedded defaults, or the operator's components.
+
+use std::time::Duration;
+
+use camara_plugin_bundle::BundledPlugin;
+use camara_plugin_host::{
+    AuthorizationPlugin, MappingPlugin, PluginError, PluginLimits, PluginRuntime, PluginSpec, RoutingPlugin,
+    RuntimeConfig, WasmSource,
+};
+
+use crate::config::{PluginSlot, PluginsConfig};
+
+pub struct Plugins {
+    pub authorization: AuthorizationPlugin,
+    pub mapping: MappingPlugin,
+    pub routing: RoutingPlugin,
+}
+
+fn spec(slot: &PluginSlot, bundled: BundledPlugin) -> PluginSpec {
+    let defaults = PluginLimits::default();
+    let limits = PluginLimits {
+        memory_bytes: slot.memory_limit_mib.map(|m| m << 20).unwrap_or(defaults.memory_bytes),
+        deadline: slot.deadline_ms.map(Duration::from_millis).unwrap_or(defaults.deadline),
+    };
+    let (name, wasm) = match &slot.wasm {
+        Some(path) => (
+            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string()),
+            WasmSource::File(path.clone()),
+        ),
+        None => (bundled.name.to_string(), WasmSource::Static(bundled.wasm)),
+    };
+    PluginSpec { name, wasm, config: slot.config.clone().into_iter().collect(), limits }
+}
+
+impl Plugins {
+    /// Compiles, pre-instantiates and validates the configuration of each plugin.
+    pub async fn load(config: &PluginsConfig) -> Result<Self, PluginError> {
+        let runtime = PluginRuntime::new(&RuntimeConfig::default())?;
+        let authorization =
+            AuthorizationPlugin::load(&runtime, spec(&config.authorization, camara_plugin_bundle::AUTHORIZATION)).await?;
+        let mapping = MappingPlugin::load(&runtime, spec(&config.api_mapping, camara_plugin_bundle::API_MAPPING)).await?;
+        let routing =
+            RoutingPlugin::load(&runtime, spec(&config.notification_routing, camara_plugin_bundle::NOTIFICATION_ROUTING))
+                .await?;
+        tracing::info!(
+            authorization = authorization.name(),
+            api_mapping = mapping.name(),
+            notification_routing = routing.name(),
+            pooling = runtime.is_pooling(),
+            "plugins loaded"
+        );
+        Ok(Plugins { authorization, mapping, routing })
+    }
+}
