@@ -1,1 +1,350 @@
-//! placeholder
+//! Test support for the end-to-end tests: real tokens, a real HTTP sink, a real SIP peer (sipp),
+//! and a gateway started in-process on free loopback ports.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use camara_gateway::config::{GatewayConfig, SipTransportName};
+use http_body_util::{BodyExt, Full};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+pub const DEVICE_ID: &str = "7d444840-9dc0-11d1-b245-5ffdce74fad2";
+pub const ALICE: &str = "+818000000001";
+pub const BOB: &str = "+818000000002";
+pub const ISSUER: &str = "https://auth.operator.test";
+pub const AUDIENCE: &str = "camara-webrtc-gateway";
+pub const SESSION_STATUS: &str = "org.camaraproject.webrtc-events.v0.session-status";
+pub const SUBSCRIPTION_ENDED: &str = "org.camaraproject.webrtc-events.v0.subscription-ended";
+
+/// Every scope of the three APIs.
+pub const ALL_SCOPES: &str = "webrtc-registration:sessions:create webrtc-registration:sessions:read \
+webrtc-registration:sessions:write webrtc-registration:sessions:delete \
+webrtc-call-handling:sessions:create webrtc-call-handling:sessions:read \
+webrtc-call-handling:sessions:write webrtc-call-handling:sessions:delete \
+webrtc-events:org.camaraproject.webrtc-events.v0.session-status:create \
+webrtc-events:org.camaraproject.webrtc-events.v0.session-invitation:create \
+webrtc-events:org.camaraproject.webrtc-events.v0.registration-ends:create \
+webrtc-events:read webrtc-events:update webrtc-events:delete";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+}
+
+/// Access tokens signed with the test keys of `fixtures/`.
+pub mod tokens {
+    use super::*;
+
+    /// Claims of a valid three-legged token for `phone` with `scope`.
+    pub fn claims(phone: &str, scope: &str) -> Value {
+        let now = chrono::Utc::now().timestamp();
+        json!({"iss": ISSUER, "aud": AUDIENCE, "sub": phone, "iat": now, "nbf": now - 5, "exp": now + 600, "scope": scope})
+    }
+
+    pub fn sign_with(claims: &Value, alg: Algorithm, kid: &str, key_file: &str) -> String {
+        let pem = std::fs::read(fixture(key_file)).expect("test key");
+        let key = match alg {
+            Algorithm::ES256 => EncodingKey::from_ec_pem(&pem),
+            _ => EncodingKey::from_rsa_pem(&pem),
+        }
+        .expect("test key parses");
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.into());
+        jsonwebtoken::encode(&header, claims, &key).expect("sign")
+    }
+
+    /// RS256, key `test-rs256`.
+    pub fn sign(claims: &Value) -> String {
+        sign_with(claims, Algorithm::RS256, "test-rs256", "rs256-test-key.pem")
+    }
+
+    /// A token for `phone` with every scope.
+    pub fn for_subscriber(phone: &str) -> String {
+        sign(&claims(phone, ALL_SCOPES))
+    }
+}
+
+/// A free loopback port (UDP and TCP both free at the time of asking).
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = tcp.local_addr().expect("addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A gateway configuration on loopback, trusting the test JWKS, with loopback http sinks.
+pub fn gateway_config(next_hop: Option<SocketAddr>, transport: SipTransportName) -> GatewayConfig {
+    let mut config = GatewayConfig::default();
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    let sip_port = free_port();
+    config.sip.udp_listen = Some(SocketAddr::from(([127, 0, 0, 1], sip_port)));
+    config.sip.tcp_listen = Some(SocketAddr::from(([127, 0, 0, 1], sip_port)));
+    config.sip.next_hop = next_hop;
+    config.sip.next_hop_transport = transport;
+    config.auth.jwks_file = Some(fixture("jwks.json"));
+    config.auth.issuers = vec![ISSUER.into()];
+    config.auth.audiences = vec![AUDIENCE.into()];
+    config.notifications.allow_http_loopback_sinks = true;
+    config
+}
+
+/// A minimal HTTP client for the gateway's API.
+pub struct Api {
+    base: String,
+    client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+/// A response: status, headers and JSON body (Null when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Api {
+    pub fn new(addr: SocketAddr) -> Self {
+        Api {
+            base: format!("http://{addr}"),
+            client: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, headers: &[(&str, &str)], body: Option<Value>) -> Reply {
+        let mut request = hyper::Request::builder().method(method).uri(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let body = match body {
+            Some(v) => {
+                request = request.header("content-type", "application/json");
+                Full::new(Bytes::from(v.to_string()))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let response = self.client.request(request.body(body).unwrap()).await.expect("gateway answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+        Reply { status, headers, body }
+    }
+
+    /// `POST /webrtc-registration/v0.3/sessions` for the test device.
+    pub async fn register(&self, token: &str) -> Reply {
+        self.call("POST", "/webrtc-registration/v0.3/sessions", Some(token), &[], Some(json!({"deviceId": DEVICE_ID})))
+            .await
+    }
+
+    /// `POST /webrtc-events/v0.2/subscriptions` of the test device to `sink`.
+    pub async fn subscribe(&self, token: &str, sink: &str, sink_token: &str) -> Reply {
+        let body = json!({
+            "protocol": "HTTP",
+            "sink": sink,
+            "sinkCredential": {
+                "credentialType": "ACCESSTOKEN",
+                "accessToken": sink_token,
+                "accessTokenExpiresUtc": "2099-12-31T23:59:59.999Z",
+                "accessTokenType": "bearer"
+            },
+            "types": [SESSION_STATUS],
+            "config": {"subscriptionDetail": {"deviceId": DEVICE_ID}}
+        });
+        self.call("POST", "/webrtc-events/v0.2/subscriptions", Some(token), &[], Some(body)).await
+    }
+
+    /// `POST /webrtc-call-handling/v0.3/sessions` from `from` to `to`.
+    pub async fn call_number(&self, token: &str, registration_id: &str, from: &str, to: &str) -> Reply {
+        let body = json!({
+            "originatorAddress": format!("tel:{from}"),
+            "originatorName": "Alice",
+            "receiverAddress": to,
+            "receiverName": "Bob",
+            "offer": {"sdp": WEBRTC_OFFER}
+        });
+        let headers = [("registrationId", registration_id), ("x-correlator", "a1b2c3d4-e5f6-7890-abcd-000000000007")];
+        self.call("POST", "/webrtc-call-handling/v0.3/sessions", Some(token), &headers, Some(body)).await
+    }
+}
+
+/// The WebRTC offer of the call-flow example.
+pub const WEBRTC_OFFER: &str = "v=0\r\no=- 8066321617929821805 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\nm=audio 42988 UDP/TLS/RTP/SAVPF 111 0 8\r\nc=IN IP4 127.0.0.1\r\na=ice-ufrag:4eKp\r\na=ice-pwd:D4sF5Pv9vx9ggaqxBlHbAFMx\r\na=fingerprint:sha-256 CF:56:D8:57:9B:68:B2:1C:F6:ED:6C:C0:02:7C:96:C2:88:A3:C2:38:AD:A2:CA:F5:0D:47:BB:81:74:7B:75:17\r\na=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n";
+
+/// One POST the sink received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+/// An HTTP server on loopback that records every POST and answers with the next scripted
+/// status (204 once the script is used up).
+pub struct Sink {
+    pub url: String,
+    events: mpsc::UnboundedReceiver<Received>,
+}
+
+impl Sink {
+    pub async fn start(script: Vec<u16>) -> Sink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/webhooks/webrtc", listener.local_addr().unwrap());
+        let (tx, events) = mpsc::unbounded_channel();
+        let script = Arc::new(Mutex::new(script.into_iter()));
+        let app = axum::Router::new().route(
+            "/webhooks/webrtc",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let tx = tx.clone();
+                let script = script.clone();
+                async move {
+                    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let _ = tx.send(Received { headers, body });
+                    let status = script.lock().unwrap().next().unwrap_or(204);
+                    StatusCode::from_u16(status).unwrap()
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Sink { url, events }
+    }
+
+    /// The next POST, or a panic after `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Received {
+        tokio::time::timeout(timeout, self.events.recv()).await.expect("sink received nothing in time").expect("sink open")
+    }
+
+    /// Whether anything arrives within `wait`.
+    pub async fn quiet_for(&mut self, wait: Duration) -> bool {
+        tokio::time::timeout(wait, self.events.recv()).await.is_err()
+    }
+}
+
+/// A sipp process playing a scenario of `tests/sipp/`.
+pub struct Sipp {
+    pub addr: SocketAddr,
+    child: tokio::process::Child,
+    pub message_log: PathBuf,
+    _dir: TempDir,
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("camara-gw-{tag}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn sipp_available() -> bool {
+    std::process::Command::new("sipp").arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
+impl Sipp {
+    /// Starts sipp as a UAS with `scenario` on a free loopback port over `transport`.
+    pub async fn uas(scenario: &str, transport: SipTransportName) -> Sipp {
+        let dir = TempDir::new("sipp");
+        let port = free_port();
+        let message_log = dir.0.join("messages.log");
+        let child = tokio::process::Command::new("sipp")
+            .current_dir(&dir.0)
+            .arg("-sf")
+            .arg(repo_root().join("tests/sipp").join(scenario))
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-t", if transport == SipTransportName::Tcp { "t1" } else { "u1" }])
+            .args(["-m", "1", "-timeout", "30s", "-timeout_error", "-nostdin", "-trace_msg", "-trace_err"])
+            .arg("-message_file")
+            .arg(&message_log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("sipp starts");
+        // Wait until sipp listens.
+        for _ in 0..100 {
+            let bound = match transport {
+                SipTransportName::Udp => std::net::UdpSocket::bind(("127.0.0.1", port)).is_err(),
+                SipTransportName::Tcp => std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            };
+            if bound {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Sipp { addr: SocketAddr::from(([127, 0, 0, 1], port)), child, message_log, _dir: dir }
+    }
+
+    /// Waits for sipp to finish its scenario; returns its exit code and what it printed.
+    pub async fn finish(mut self, timeout: Duration) -> (i32, String, String) {
+        let status = tokio::time::timeout(timeout, self.child.wait()).await.expect("sipp finished in time").unwrap();
+        let mut stderr = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            use tokio::io::AsyncReadExt;
+            let _ = e.read_to_string(&mut stderr).await;
+        }
+        let messages = std::fs::read_to_string(&self.message_log).unwrap_or_default();
+        let errors: String = std::fs::read_dir(&self._dir.0)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect();
+        (status.code().unwrap_or(-1), messages, format!("{stderr}{errors}"))
+    }
+}
+
+/// The first lines (start lines) of the SIP messages sipp received, in order.
+pub fn received_start_lines(message_log: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut take_next = false;
+    for line in message_log.lines() {
+        if take_next && !line.trim().is_empty() {
+            lines.push(line.trim().to_string());
+            take_next = false;
+        }
+        if line.contains("message received") {
+            take_next = true;
+        }
+    }
+    lines
+}
+
+/// The full text of the first received message whose start line begins with `method`.
+pub fn received_message(message_log: &str, method: &str) -> Option<String> {
+    message_log
+        .split("----------------------------------------------- ")
+        .filter_map(|block| block.split_once("message received").map(|(_, rest)| rest))
+        .map(|rest| rest.split_once('\n').map(|(_, msg)| msg.trim().replace("\r\n", "\n")).unwrap_or_default())
+        .find(|msg| msg.starts_with(method))
+}
