@@ -213,7 +213,7 @@ impl PluginRuntime {
         let plugin = LoadedPlugin {
             name,
             kind: W::KIND,
-            engine: self.engine.clone(),
+            runtime: self.clone(),
             pre,
             config: spec.config.clone().into(),
             limits: spec.limits,
@@ -269,7 +269,8 @@ pub(crate) trait World: Sized + 'static {
 pub(crate) struct LoadedPlugin<W: World> {
     name: Arc<str>,
     kind: PluginKind,
-    engine: Engine,
+    /// Keeps the engine and, with it, the epoch ticker that enforces deadlines alive.
+    runtime: PluginRuntime,
     pre: W::Pre,
     config: Arc<[(String, String)]>,
     limits: PluginLimits,
@@ -283,7 +284,7 @@ impl<W: World> LoadedPlugin<W> {
     /// A fresh store and instance, with this plugin's memory limit and deadline armed.
     pub(crate) async fn start(&self) -> Result<Call<'_, W>, PluginError> {
         let state = CallState::new(self.name.clone(), self.config.clone(), self.limits.memory_bytes);
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limiter);
         let started = Instant::now();
         let deadline = self.limits.deadline;
