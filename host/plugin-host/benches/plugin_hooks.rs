@@ -1,0 +1,459 @@
+//! What one plugin hook costs: a call of each default plugin through the host, beside the same
+//! decision made by native Rust, and the same call taken apart.
+//!
+//! `hooks/*/wasm` goes through the public API exactly as the gateway does: every call gets a fresh
+//! `Store` and instance from the `InstancePre`, so instantiation, the WASI context, the call and
+//! the teardown are all in the figure. `hooks/*/native` is the default plugin's logic compiled
+//! into the host (the `camara-plugin-sdk` helpers plus serde_json), on the same inputs, so the gap
+//! between the two is the price of isolation.
+//!
+//! `anatomy/*` uses a copy of the host's engine and store (see `replica.rs`) to measure the parts
+//! separately and to try the changes discussed in BENCHMARKS.md.
+//!
+//! Run: `cargo bench -p camara-plugin-host --bench plugin_hooks` (see BENCHMARKS.md).
+
+#[path = "plugin_hooks/replica.rs"]
+mod replica;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use camara_plugin_harness::fixtures;
+use camara_plugin_host::{
+    AuthorizationPlugin, MappingPlugin, PluginLimits, PluginRuntime, PluginSpec, RoutingPlugin, RuntimeConfig,
+    WasmSource, authorization, mapping, routing,
+};
+use criterion::{Criterion, criterion_group, criterion_main};
+use replica::{Allocator, Replica, Wasi};
+use tokio::runtime::Runtime;
+
+const SUBSCRIBER: &str = "+818000000001";
+const DEVICE: &str = "device-7f3c";
+const SESSION_STATUS: &str = "org.camaraproject.webrtc-events.v0.session-status";
+
+/// The inputs, built once: the host builds them per request in both the wasm and the native
+/// case, so their construction belongs to neither figure.
+struct Inputs {
+    authorize: authorization::AuthorizationRequest,
+    /// The same token with only the phone number: the guest's JSON share shows in the difference.
+    authorize_min_claims: authorization::AuthorizationRequest,
+    ringing: mapping::SipEvent,
+    trying: mapping::SipEvent,
+    outgoing: mapping::OutgoingCall,
+    network: mapping::NetworkContext,
+    event: routing::Event,
+    subscriptions: Vec<routing::Subscription>,
+}
+
+impl Inputs {
+    fn new() -> Inputs {
+        // A three-legged access token as an operator's authorization server issues it for a
+        // WebRTC client: ~300 bytes of claims, the scope present, the subscriber's number.
+        let claims = serde_json::json!({
+            "iss": "https://auth.operator.example",
+            "sub": "a2c1d0b6-5f3e-4f1a-9a57-2a8f2c6b7d10",
+            "aud": ["https://webrtc-gateway.operator.example"],
+            "exp": 1_767_225_600,
+            "iat": 1_767_222_000,
+            "client_id": "webrtc-app-7f3c",
+            "scope": "openid webrtc-call-handling:sessions:create webrtc-call-handling:sessions:read",
+            "phone_number": SUBSCRIBER,
+            "jti": "8d2f1a64-0c1b-4a53-b8a0-7d6f2e9c4b21"
+        });
+        let mut authorize = fixtures::authorization_request("webrtc-call-handling", "createSession", claims);
+        // originatorAddress first, as the gateway passes it: the subscriber is calling.
+        authorize.request.addresses = vec![format!("tel:{SUBSCRIBER}"), "tel:+818000000002".into()];
+        let mut authorize_min_claims = authorize.clone();
+        authorize_min_claims.claims.all_claims_json = serde_json::json!({ "phone_number": SUBSCRIBER }).to_string();
+
+        // Four subscriptions, one of which wants the event: the others differ in device, owner
+        // and type, so each clause of the filter is exercised.
+        let sub = |id: &str, types: &[&str], device: &str, owner: &str| {
+            fixtures::subscription(id, &format!("https://app.example/notify/{id}"), types, device, owner)
+        };
+        let subscriptions = vec![
+            sub("sub-1", &[SESSION_STATUS], DEVICE, SUBSCRIBER),
+            sub("sub-2", &[SESSION_STATUS], "device-other", SUBSCRIBER),
+            sub("sub-3", &[SESSION_STATUS], DEVICE, "+818000000009"),
+            sub("sub-4", &["org.camaraproject.webrtc-events.v0.registration-status"], DEVICE, SUBSCRIBER),
+        ];
+        Inputs {
+            authorize,
+            authorize_min_claims,
+            ringing: fixtures::invite_response(180, "Ringing"),
+            trying: fixtures::invite_response(100, "Trying"),
+            outgoing: fixtures::outgoing_call(&format!("tel:{SUBSCRIBER}"), "tel:+818000000002"),
+            network: fixtures::network_context(),
+            event: fixtures::session_status_event("ms-1234", DEVICE, SUBSCRIBER),
+            subscriptions,
+        }
+    }
+}
+
+/// The default plugins' decisions as native Rust: what the gateway would run without plugins.
+/// Mirrors `plugins/*-default/src/lib.rs`; the outputs are checked equal before measuring.
+mod native {
+    use camara_plugin_host::{authorization, mapping, routing};
+    use camara_plugin_sdk::{address, scopes, status};
+
+    camara_plugin_sdk::session_status_conversion!(to_wit -> mapping::SessionStatus);
+
+    /// The operator's configuration, looked up as the guest's `config::get` does (none set).
+    fn config(config: &[(String, String)], key: &str) -> Option<String> {
+        config.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+
+    fn deny(code: &str, message: String) -> authorization::Decision {
+        authorization::Decision::Deny(authorization::CamaraError { status: 403, code: code.into(), message })
+    }
+
+    pub fn authorize(req: &authorization::AuthorizationRequest, cfg: &[(String, String)]) -> authorization::Decision {
+        let op = &req.operation;
+        let Some(requirement) = scopes::requirement(&op.api, &op.operation_id) else {
+            return deny("PERMISSION_DENIED", format!("Unknown operation {}.{}", op.api, op.operation_id));
+        };
+        if config(cfg, "require-scopes").as_deref() != Some("false") {
+            let missing = scopes::missing(&requirement, &req.claims.scopes, &req.request.event_types);
+            if !missing.is_empty() {
+                return deny("PERMISSION_DENIED", format!("missing scope {}.", missing.join(", ")));
+            }
+        }
+        let claim = config(cfg, "phone-number-claim").unwrap_or_else(|| "phone_number".into());
+        let number = serde_json::from_str::<serde_json::Value>(&req.claims.all_claims_json).ok().and_then(|claims| {
+            match claims.get(&claim).and_then(|v| v.as_str()) {
+                Some(n) => {
+                    let n = if n.starts_with('+') { n.to_string() } else { format!("+{n}") };
+                    address::is_e164(&n).then_some(n)
+                }
+                None => req.claims.subject.clone().filter(|s| address::is_e164(s)),
+            }
+        });
+        let Some(number) = number else {
+            return deny("INVALID_TOKEN_CONTEXT", "a three-legged token is required.".into());
+        };
+        if op.operation_id == "createSession" {
+            if let Some(originator) = req.request.addresses.first() {
+                if originator != address::ANONYMOUS && address::phone_number(originator) != Some(number.as_str()) {
+                    return deny("INVALID_TOKEN_CONTEXT", "originatorAddress is not consistent with access token.".into());
+                }
+            }
+        }
+        authorization::Decision::Allow(authorization::Subscriber {
+            phone_number: Some(number),
+            subject: req.claims.subject.clone(),
+        })
+    }
+
+    pub fn map_sip_event(event: &mapping::SipEvent) -> Option<mapping::StatusUpdate> {
+        let update = |(s, reason): (status::Status, String)| mapping::StatusUpdate { status: to_wit(s), reason };
+        match event {
+            mapping::SipEvent::InviteResponse(r) => status::for_invite_response(r.status_code, &r.reason_phrase).map(update),
+            _ => unreachable!("only invite responses are measured"),
+        }
+    }
+
+    pub fn map_outgoing_call(
+        call: &mapping::OutgoingCall,
+        net: &mapping::NetworkContext,
+        cfg: &[(String, String)],
+    ) -> Result<mapping::InvitePlan, mapping::CamaraError> {
+        let invalid = |message| mapping::CamaraError { status: 400, code: "INVALID_ARGUMENT".into(), message };
+        let name_addr = |name: Option<&String>, uri| mapping::NameAddr {
+            display_name: name.filter(|n| !n.is_empty()).cloned(),
+            uri,
+        };
+        let home = config(cfg, "home-domain").unwrap_or_else(|| address::host_of(&net.local_host).to_string());
+        let network = config(cfg, "network-domain")
+            .or_else(|| net.next_hop.as_deref().map(|h| address::host_of(h).to_string()))
+            .unwrap_or_else(|| address::host_of(&net.local_host).to_string());
+        let request_uri = address::sip_uri(&call.receiver_address, &network).map_err(invalid)?;
+        let to = name_addr(call.receiver_name.as_ref(), request_uri.clone());
+        let (from, privacy) = if call.originator_address == address::ANONYMOUS {
+            (mapping::NameAddr { display_name: Some("Anonymous".into()), uri: address::ANONYMOUS.into() }, Some("id".into()))
+        } else {
+            (name_addr(call.originator_name.as_ref(), address::sip_uri(&call.originator_address, &home).map_err(invalid)?), None)
+        };
+        let p_asserted_identity = call
+            .subscriber_phone_number
+            .as_ref()
+            .map(|n| name_addr(call.originator_name.as_ref(), format!("sip:{n}@{home};user=phone")));
+        let emergency =
+            call.call_type == mapping::CallType::Emergency || call.receiver_address.starts_with("urn:service:sos");
+        let extra_headers = if emergency {
+            vec![authorization::camara::gateway::types::Pair { name: "Priority".into(), value: "emergency".into() }]
+        } else {
+            Vec::new()
+        };
+        Ok(mapping::InvitePlan { request_uri, from, to, p_asserted_identity, privacy, extra_headers })
+    }
+
+    fn same_if_both(a: &Option<String>, b: &Option<String>) -> bool {
+        match (a, b) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
+    }
+
+    pub fn route(event: &routing::Event, subscriptions: &[routing::Subscription]) -> Vec<routing::Delivery> {
+        let Ok(cloudevent) = serde_json::from_str::<serde_json::Value>(&event.cloudevent_json) else {
+            return Vec::new();
+        };
+        subscriptions
+            .iter()
+            .filter(|sub| {
+                (sub.types.iter().any(|t| *t == event.event_type)
+                    || event.event_type == "org.camaraproject.webrtc-events.v0.subscription-ended")
+                    && same_if_both(&sub.device_id, &event.device_id)
+                    && same_if_both(&sub.owner_phone_number, &event.phone_number)
+            })
+            .map(|sub| {
+                let mut body = cloudevent.clone();
+                if let Some(data) = body.get_mut("data").and_then(|d| d.as_object_mut()) {
+                    data.insert("subscriptionId".into(), sub.id.clone().into());
+                }
+                routing::Delivery {
+                    subscription_id: sub.id.clone(),
+                    sink: sub.sink.clone(),
+                    content_type: "application/cloudevents+json".into(),
+                    headers: Vec::new(),
+                    payload: body.to_string(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The three default plugins, loaded through the public API as the gateway loads them.
+struct Host {
+    runtime: PluginRuntime,
+    authorization: AuthorizationPlugin,
+    mapping: MappingPlugin,
+    routing: RoutingPlugin,
+}
+
+impl Host {
+    fn load(rt: &Runtime) -> Host {
+        let spec = |bundled: camara_plugin_bundle::BundledPlugin| PluginSpec {
+            name: bundled.name.into(),
+            wasm: WasmSource::Static(bundled.wasm),
+            config: Vec::new(),
+            limits: PluginLimits::default(),
+        };
+        rt.block_on(async {
+            let runtime = PluginRuntime::new(&RuntimeConfig::default()).expect("plugin runtime");
+            Host {
+                authorization: AuthorizationPlugin::load(&runtime, spec(camara_plugin_bundle::AUTHORIZATION)).await.unwrap(),
+                mapping: MappingPlugin::load(&runtime, spec(camara_plugin_bundle::API_MAPPING)).await.unwrap(),
+                routing: RoutingPlugin::load(&runtime, spec(camara_plugin_bundle::NOTIFICATION_ROUTING)).await.unwrap(),
+                runtime,
+            }
+        })
+    }
+}
+
+/// Fails the run if the wasm and native paths disagree, so neither side is measuring a shortcut.
+fn same<T: serde::Serialize>(what: &str, wasm: &T, native: &T) {
+    let (w, n) = (serde_json::to_value(wasm).unwrap(), serde_json::to_value(native).unwrap());
+    assert_eq!(w, n, "{what}: the plugin and the native code decide differently");
+}
+
+fn runtime() -> Runtime {
+    // The gateway's kind of runtime. `to_async` drives the whole timed loop in one `block_on`,
+    // so no per-iteration scheduling is counted; the epoch ticker's yields (one per ms) are,
+    // as they are in production.
+    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
+}
+
+fn hooks(c: &mut Criterion) {
+    let rt = runtime();
+    let host = Host::load(&rt);
+    let inputs = Inputs::new();
+    let no_config: Vec<(String, String)> = Vec::new();
+    eprintln!(
+        "plugin runtime: pooling allocator {}; claims JSON {} bytes",
+        if host.runtime.is_pooling() { "ACTIVE" } else { "NOT active (on-demand allocation)" },
+        inputs.authorize.claims.all_claims_json.len()
+    );
+
+    rt.block_on(async {
+        let decision = host.authorization.authorize(&inputs.authorize).await.unwrap();
+        assert!(matches!(decision, authorization::Decision::Allow(_)), "typical token must be allowed: {decision:?}");
+        same("authorize", &decision, &native::authorize(&inputs.authorize, &no_config));
+        let ringing = host.mapping.map_sip_event(&inputs.ringing, mapping::CallDirection::Outgoing).await.unwrap();
+        same("map_sip_event", &ringing, &native::map_sip_event(&inputs.ringing));
+        let plan = host.mapping.map_outgoing_call(&inputs.outgoing, &inputs.network).await.unwrap();
+        same("map_outgoing_call", &plan, &native::map_outgoing_call(&inputs.outgoing, &inputs.network, &no_config));
+        let deliveries = host.routing.route(&inputs.event, &inputs.subscriptions).await.unwrap();
+        assert_eq!(deliveries.len(), 1, "exactly one subscription matches");
+        same("route", &deliveries, &native::route(&inputs.event, &inputs.subscriptions));
+    });
+
+    let mut g = c.benchmark_group("hooks/authorization.createSession");
+    g.bench_function("wasm", |b| b.to_async(&rt).iter(|| host.authorization.authorize(black_box(&inputs.authorize))));
+    g.bench_function("native", |b| b.iter(|| native::authorize(black_box(&inputs.authorize), &no_config)));
+    g.finish();
+
+    let mut g = c.benchmark_group("hooks/api-mapping.map_sip_event_180");
+    g.bench_function("wasm", |b| {
+        b.to_async(&rt).iter(|| host.mapping.map_sip_event(black_box(&inputs.ringing), mapping::CallDirection::Outgoing))
+    });
+    g.bench_function("native", |b| b.iter(|| native::map_sip_event(black_box(&inputs.ringing))));
+    g.finish();
+
+    let mut g = c.benchmark_group("hooks/api-mapping.map_outgoing_call");
+    g.bench_function("wasm", |b| {
+        b.to_async(&rt).iter(|| host.mapping.map_outgoing_call(black_box(&inputs.outgoing), &inputs.network))
+    });
+    g.bench_function("native", |b| {
+        b.iter(|| native::map_outgoing_call(black_box(&inputs.outgoing), &inputs.network, &no_config))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("hooks/notification-routing.route_1_of_4");
+    g.bench_function("wasm", |b| {
+        b.to_async(&rt).iter(|| host.routing.route(black_box(&inputs.event), &inputs.subscriptions))
+    });
+    g.bench_function("native", |b| b.iter(|| native::route(black_box(&inputs.event), &inputs.subscriptions)));
+    g.finish();
+
+    // 100 Trying changes nothing: the guest returns `none` at once, so this is the fixed cost of
+    // any hook (store, instance, lowering a small record, teardown) with next to no guest work.
+    let mut g = c.benchmark_group("hooks/minimal_call");
+    g.bench_function("wasm.map_sip_event_100", |b| {
+        b.to_async(&rt).iter(|| host.mapping.map_sip_event(black_box(&inputs.trying), mapping::CallDirection::Outgoing))
+    });
+    g.finish();
+}
+
+fn anatomy(c: &mut Criterion) {
+    let rt = runtime();
+    // References throughout, so that the `async move` blocks copy a pointer, not the value.
+    let inputs = &Inputs::new();
+    let auth_wasm = camara_plugin_bundle::AUTHORIZATION.wasm;
+
+    let pooled = &Replica::new(Allocator::Pooling);
+    let on_demand = &Replica::new(Allocator::OnDemand);
+    let resident = &Replica::new(Allocator::PoolingKeepResident);
+    eprintln!("replica: pooling {}, keep-resident pooling {}", pooled.pooling, resident.pooling);
+
+    // Store, limiter, deadline and CallState alone: what every call pays before any wasm.
+    let mut g = c.benchmark_group("anatomy/store");
+    g.bench_function("wasi_eager", |b| b.iter(|| pooled.store(Wasi::Eager)));
+    g.bench_function("wasi_lazy", |b| b.iter(|| pooled.store(Wasi::Lazy)));
+    g.finish();
+
+    // A fresh store + instance, no call, dropped: instantiation and teardown of each component.
+    let mut g = c.benchmark_group("anatomy/instantiate");
+    {
+        let pre = &pooled.authorization(auth_wasm);
+        g.bench_function("authorization", |b| {
+            b.to_async(&rt).iter(|| async move { pre.instantiate_async(&mut pooled.store(Wasi::Eager)).await.unwrap() })
+        });
+        let pre = &pooled.mapping(camara_plugin_bundle::API_MAPPING.wasm);
+        g.bench_function("api-mapping", |b| {
+            b.to_async(&rt).iter(|| async move { pre.instantiate_async(&mut pooled.store(Wasi::Eager)).await.unwrap() })
+        });
+        let pre = &pooled.routing(camara_plugin_bundle::NOTIFICATION_ROUTING.wasm);
+        g.bench_function("notification-routing", |b| {
+            b.to_async(&rt).iter(|| async move { pre.instantiate_async(&mut pooled.store(Wasi::Eager)).await.unwrap() })
+        });
+        let pre = &on_demand.authorization(auth_wasm);
+        g.bench_function("authorization.on_demand_allocator", |b| {
+            b.to_async(&rt).iter(|| async move { pre.instantiate_async(&mut on_demand.store(Wasi::Eager)).await.unwrap() })
+        });
+    }
+    g.finish();
+
+    // The call alone, on one long-lived instance: lowering/lifting and the guest's own work
+    // (JSON included), no instantiation. The floor for any instance-reusing design. The instance
+    // is made outside the timed loop; the deadline is re-armed per call, as such a design would.
+    let mut g = c.benchmark_group("anatomy/call_on_reused_instance");
+    {
+        let pre = &pooled.authorization(auth_wasm);
+        for (name, request) in
+            [("authorization.typical_claims", &inputs.authorize), ("authorization.minimal_claims", &inputs.authorize_min_claims)]
+        {
+            g.bench_function(name, |b| {
+                b.to_async(&rt).iter_custom(|iters| async move {
+                    let mut store = pooled.store(Wasi::Lazy);
+                    let instance = pre.instantiate_async(&mut store).await.unwrap();
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        replica::arm_deadline(&mut store);
+                        black_box(instance.camara_gateway_policy().call_authorize(&mut store, request).await.unwrap());
+                    }
+                    start.elapsed()
+                })
+            });
+        }
+
+        let pre = &pooled.mapping(camara_plugin_bundle::API_MAPPING.wasm);
+        g.bench_function("api-mapping.map_sip_event_180", |b| {
+            b.to_async(&rt).iter_custom(|iters| async move {
+                let mut store = pooled.store(Wasi::Lazy);
+                let instance = pre.instantiate_async(&mut store).await.unwrap();
+                let start = Instant::now();
+                for _ in 0..iters {
+                    replica::arm_deadline(&mut store);
+                    let mapping = instance.camara_gateway_mapping();
+                    let direction = mapping::CallDirection::Outgoing;
+                    black_box(mapping.call_map_sip_event(&mut store, &inputs.ringing, direction).await.unwrap());
+                }
+                start.elapsed()
+            })
+        });
+
+        let pre = &pooled.routing(camara_plugin_bundle::NOTIFICATION_ROUTING.wasm);
+        g.bench_function("notification-routing.route", |b| {
+            b.to_async(&rt).iter_custom(|iters| async move {
+                let mut store = pooled.store(Wasi::Lazy);
+                let instance = pre.instantiate_async(&mut store).await.unwrap();
+                let start = Instant::now();
+                for _ in 0..iters {
+                    replica::arm_deadline(&mut store);
+                    let routing = instance.camara_gateway_routing();
+                    black_box(routing.call_route(&mut store, &inputs.event, &inputs.subscriptions).await.unwrap());
+                }
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+
+    // The whole authorize hook rebuilt from the replica: `host_copy` must match
+    // `hooks/authorization.createSession/wasm` for the parts above to add up; the others apply
+    // one candidate change each, then both together.
+    let mut g = c.benchmark_group("anatomy/authorize_fresh_instance");
+    for (name, replica, wasi) in [
+        ("host_copy", pooled, Wasi::Eager),
+        ("lazy_wasi", pooled, Wasi::Lazy),
+        ("keep_resident", resident, Wasi::Eager),
+        ("keep_resident+lazy_wasi", resident, Wasi::Lazy),
+    ] {
+        let pre = &replica.authorization(auth_wasm);
+        g.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async move {
+                let mut store = replica.store(wasi);
+                let instance = pre.instantiate_async(&mut store).await.unwrap();
+                instance.camara_gateway_policy().call_authorize(&mut store, black_box(&inputs.authorize)).await.unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+fn config() -> Criterion {
+    // Short enough for a 2-core machine shared with builds; 50 samples still give a stable
+    // median and a usable 95% interval at microsecond scale. CLI flags override these.
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .sample_size(50)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = hooks, anatomy
+}
+criterion_main!(benches);

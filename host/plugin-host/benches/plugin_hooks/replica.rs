@@ -1,0 +1,236 @@
+//! A copy of the host's per-call machinery, for taking one hook call apart.
+//!
+//! The public API only offers the whole call (fresh store + instance + call + teardown). To see
+//! where those microseconds go, this module rebuilds the same pieces from wasmtime directly:
+//! the engine settings of `runtime.rs::engine_config`, the store of `LoadedPlugin::start` (memory
+//! limiter, epoch deadline and callback) and the `CallState` of `state.rs` (WASI context with a
+//! captured stderr, resource table, config). Those are crate-private, so they are mirrored here
+//! rather than reached; `anatomy/.../replica_full` is measured beside the real hook to show the
+//! copy costs what the original does. Keep it in step with those files.
+//!
+//! The knobs ([`Allocator`], [`Wasi`]) are the candidate changes of BENCHMARKS.md, so each one
+//! can be measured instead of guessed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use camara_plugin_host::authorization::camara::gateway::{config, log, types};
+use camara_plugin_host::{authorization, mapping, routing};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    UpdateDeadline,
+};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+// `RuntimeConfig::default()` and `PluginLimits::default()`.
+const MAX_CONCURRENT_CALLS: u32 = 256;
+const MAX_MEMORY_BYTES: usize = 64 << 20;
+const MEMORY_LIMIT: usize = 16 << 20;
+const DEADLINE: Duration = Duration::from_millis(100);
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// How instances get their memories, tables and stacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocator {
+    /// mmap per instance: what the host falls back to when the pool reservation is refused.
+    OnDemand,
+    /// The host's pool, as configured in `runtime.rs`.
+    Pooling,
+    /// The same pool, but a freed slot is reset with memset (for the pages that `pagemap_scan`
+    /// finds dirty) instead of `madvise(DONTNEED)`, so the next call takes no page faults.
+    PoolingKeepResident,
+}
+
+/// When a call's WASI context is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wasi {
+    /// At store creation, as `CallState::new` does.
+    Eager,
+    /// On the guest's first WASI call. The default plugins make none on their normal path
+    /// (only a panic writes to stderr), so the context is then never built.
+    Lazy,
+}
+
+/// One engine of the host's kind, with its epoch ticker.
+pub struct Replica {
+    pub engine: Engine,
+    pub pooling: bool,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Replica {
+    pub fn new(allocator: Allocator) -> Replica {
+        let mut c = Config::new();
+        c.epoch_interruption(true);
+        let mut pooling = allocator != Allocator::OnDemand;
+        if pooling {
+            let n = MAX_CONCURRENT_CALLS;
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(n)
+                .total_core_instances(n * 8)
+                .total_memories(n)
+                .total_tables(n * 4)
+                .total_stacks(n)
+                .max_memory_size(MAX_MEMORY_BYTES);
+            if allocator == Allocator::PoolingKeepResident {
+                // Covers a default plugin's whole memory (1 MiB shadow stack, then data and heap);
+                // pagemap_scan limits the reset to the pages the call actually dirtied.
+                pool.linear_memory_keep_resident(2 << 20).table_keep_resident(64 << 10).pagemap_scan(Enabled::Auto);
+            }
+            c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+            c.memory_reservation(MAX_MEMORY_BYTES as u64);
+        }
+        let engine = match Engine::new(&c) {
+            Ok(e) => e,
+            Err(e) if pooling => {
+                eprintln!("replica: pooling allocator unavailable ({e:#}); on-demand instead");
+                pooling = false;
+                let mut c = Config::new();
+                c.epoch_interruption(true);
+                Engine::new(&c).expect("on-demand engine")
+            }
+            Err(e) => panic!("engine: {e:#}"),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            });
+        }
+        Replica { engine, pooling, stop }
+    }
+
+    fn linker(&self) -> Linker<State> {
+        let mut linker = Linker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("wasi imports");
+        linker
+    }
+
+    pub fn authorization(&self, wasm: &[u8]) -> authorization::AuthorizationPolicyPre<State> {
+        let mut linker = self.linker();
+        authorization::AuthorizationPolicy::add_to_linker::<_, HasSelf<State>>(&mut linker, |s| s).unwrap();
+        let component = Component::new(&self.engine, wasm).expect("component");
+        authorization::AuthorizationPolicyPre::new(linker.instantiate_pre(&component).unwrap()).unwrap()
+    }
+
+    pub fn mapping(&self, wasm: &[u8]) -> mapping::ApiMappingPre<State> {
+        let mut linker = self.linker();
+        mapping::ApiMapping::add_to_linker::<_, HasSelf<State>>(&mut linker, |s| s).unwrap();
+        let component = Component::new(&self.engine, wasm).expect("component");
+        mapping::ApiMappingPre::new(linker.instantiate_pre(&component).unwrap()).unwrap()
+    }
+
+    pub fn routing(&self, wasm: &[u8]) -> routing::NotificationRoutingPre<State> {
+        let mut linker = self.linker();
+        routing::NotificationRouting::add_to_linker::<_, HasSelf<State>>(&mut linker, |s| s).unwrap();
+        let component = Component::new(&self.engine, wasm).expect("component");
+        routing::NotificationRoutingPre::new(linker.instantiate_pre(&component).unwrap()).unwrap()
+    }
+
+    /// A store set up as `LoadedPlugin::start` sets up each call's.
+    pub fn store(&self, wasi: Wasi) -> Store<State> {
+        let mut store = Store::new(&self.engine, State::new(wasi));
+        store.limiter(|s| &mut s.limiter);
+        arm_deadline(&mut store);
+        store
+    }
+}
+
+/// The host's deadline: yield on every epoch tick, trap once the deadline has passed. Re-armed
+/// before each call when a store is reused, as an instance-reusing host would have to.
+pub fn arm_deadline(store: &mut Store<State>) {
+    let started = Instant::now();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if started.elapsed() >= DEADLINE {
+            Err(wasmtime::Error::msg("deadline exceeded"))
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+}
+
+/// `state.rs::CallState`, with the WASI context optionally deferred.
+pub struct State {
+    config: Arc<[(String, String)]>,
+    limiter: Limiter,
+    stderr: MemoryOutputPipe,
+    wasi: Option<WasiCtx>,
+    table: ResourceTable,
+}
+
+impl State {
+    fn new(wasi: Wasi) -> State {
+        let stderr = MemoryOutputPipe::new(4096);
+        let mut state = State {
+            config: Arc::from(Vec::new()),
+            limiter: Limiter { memory_limit: MEMORY_LIMIT },
+            stderr,
+            wasi: None,
+            table: ResourceTable::new(),
+        };
+        if wasi == Wasi::Eager {
+            state.wasi = Some(state.build_wasi());
+        }
+        state
+    }
+
+    fn build_wasi(&self) -> WasiCtx {
+        WasiCtxBuilder::new().stderr(self.stderr.clone()).build()
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        if self.wasi.is_none() {
+            self.wasi = Some(self.build_wasi());
+        }
+        WasiCtxView { ctx: self.wasi.as_mut().expect("just built"), table: &mut self.table }
+    }
+}
+
+struct Limiter {
+    memory_limit: usize,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            return Err(wasmtime::Error::msg("memory limit exceeded"));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl types::Host for State {}
+
+impl log::Host for State {
+    fn log(&mut self, _level: log::Level, _message: String) {}
+}
+
+impl config::Host for State {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.config.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
+    }
+
+    fn entries(&mut self) -> Vec<types::Pair> {
+        self.config.iter().map(|(name, value)| types::Pair { name: name.clone(), value: value.clone() }).collect()
+    }
+}
