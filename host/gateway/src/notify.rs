@@ -136,12 +136,11 @@ impl Notifier {
                 tracing::warn!(sink = delivery.sink, "routing chose a refused sink ({why}); dropped");
                 continue;
             }
-            if let Err(e) = serde_json::from_str::<cloudevents::Event>(&delivery.payload) {
-                if delivery.content_type == "application/cloudevents+json" {
+            if let Err(e) = serde_json::from_str::<cloudevents::Event>(&delivery.payload)
+                && delivery.content_type == "application/cloudevents+json" {
                     tracing::warn!(subscription = subscription.id, "routing produced an invalid CloudEvent ({e}); dropped");
                     continue;
                 }
-            }
             let bearer = subscription
                 .sink_credential
                 .as_ref()

@@ -64,14 +64,13 @@ impl PolicyGuest for DefaultPolicy {
                 "The access token does not identify a subscriber phone number; a three-legged token is required.",
             );
         };
-        if op.operation_id == "createSession" {
-            if let Some(originator) = req.request.addresses.first() {
+        if op.operation_id == "createSession"
+            && let Some(originator) = req.request.addresses.first() {
                 let anonymous = originator == address::ANONYMOUS;
                 if !anonymous && address::phone_number(originator) != Some(number.as_str()) {
                     return deny(403, "INVALID_TOKEN_CONTEXT", "originatorAddress is not consistent with access token.");
                 }
             }
-        }
         Decision::Allow(Subscriber { phone_number: Some(number), subject: req.claims.subject.clone() })
     }
 }

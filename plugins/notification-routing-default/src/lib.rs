@@ -37,7 +37,7 @@ fn same_if_both(a: &Option<String>, b: &Option<String>) -> bool {
 
 fn wants(sub: &Subscription, event: &Event) -> bool {
     // Every subscription gets its own `subscription-ended`, subscribed or not.
-    let typed = sub.types.iter().any(|t| *t == event.event_type) || event.event_type == SUBSCRIPTION_ENDED;
+    let typed = sub.types.contains(&event.event_type) || event.event_type == SUBSCRIPTION_ENDED;
     typed
         && same_if_both(&sub.device_id, &event.device_id)
         && same_if_both(&sub.owner_phone_number, &event.phone_number)

@@ -80,27 +80,6 @@ pub fn for_timeout() -> (Status, String) {
     (Status::NotReachable, "No response from the network".to_string())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_call_flow_readings() {
-        assert_eq!(for_invite_response(100, "Trying"), None);
-        assert_eq!(for_invite_response(180, "Ringing").unwrap().0, Status::Ringing);
-        assert_eq!(for_invite_response(183, "Session Progress").unwrap().0, Status::InProgress);
-        assert_eq!(for_invite_response(200, "OK").unwrap().1, "200 OK received - call connected");
-        assert_eq!(for_invite_response(486, "Busy Here").unwrap().0, Status::Busy);
-        assert_eq!(for_invite_response(487, "Request Terminated").unwrap().0, Status::SessionCancelled);
-        assert_eq!(for_invite_response(603, "Decline").unwrap().0, Status::Declined);
-        assert_eq!(for_invite_response(480, "Temporarily Unavailable").unwrap().0, Status::NotReachable);
-        assert_eq!(for_invite_response(408, "Request Timeout").unwrap().0, Status::NoAnswer);
-        assert_eq!(for_invite_response(500, "Server Error").unwrap().0, Status::Failed);
-        assert_eq!(for_request("BYE", Direction::Outgoing).unwrap().1, "Call terminated by receiver");
-        assert_eq!(for_local_hangup("BYE", Direction::Outgoing).1, "Call terminated by originator");
-    }
-}
-
 /// Defines `fn $name(Status) -> $target` for a plugin's generated `session-status` enum, whose
 /// variants carry the same names as [`Status`].
 #[macro_export]
@@ -127,4 +106,25 @@ macro_rules! session_status_conversion {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_call_flow_readings() {
+        assert_eq!(for_invite_response(100, "Trying"), None);
+        assert_eq!(for_invite_response(180, "Ringing").unwrap().0, Status::Ringing);
+        assert_eq!(for_invite_response(183, "Session Progress").unwrap().0, Status::InProgress);
+        assert_eq!(for_invite_response(200, "OK").unwrap().1, "200 OK received - call connected");
+        assert_eq!(for_invite_response(486, "Busy Here").unwrap().0, Status::Busy);
+        assert_eq!(for_invite_response(487, "Request Terminated").unwrap().0, Status::SessionCancelled);
+        assert_eq!(for_invite_response(603, "Decline").unwrap().0, Status::Declined);
+        assert_eq!(for_invite_response(480, "Temporarily Unavailable").unwrap().0, Status::NotReachable);
+        assert_eq!(for_invite_response(408, "Request Timeout").unwrap().0, Status::NoAnswer);
+        assert_eq!(for_invite_response(500, "Server Error").unwrap().0, Status::Failed);
+        assert_eq!(for_request("BYE", Direction::Outgoing).unwrap().1, "Call terminated by receiver");
+        assert_eq!(for_local_hangup("BYE", Direction::Outgoing).1, "Call terminated by originator");
+    }
 }

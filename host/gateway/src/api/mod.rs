@@ -41,12 +41,11 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 /// Validates `x-correlator` and echoes it on the response.
 async fn correlator(request: Request, next: Next) -> Response {
     let value = request.headers().get("x-correlator").cloned();
-    if let Some(v) = &value {
-        if !v.to_str().is_ok_and(validate::correlator_is_valid) {
+    if let Some(v) = &value
+        && !v.to_str().is_ok_and(validate::correlator_is_valid) {
             return ApiError::invalid_argument("x-correlator does not match ^[a-zA-Z0-9-_:;.\\/<>{}]{0,256}$")
                 .into_response();
         }
-    }
     let mut response = next.run(request).await;
     if let Some(v) = value {
         response.headers_mut().insert("x-correlator", v);
