@@ -15,6 +15,13 @@ pub struct RegistrationRequest {
     pub registration_expire_time: Option<String>,
 }
 
+/// `RegSessionUpdate`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistrationUpdate {
+    pub registration_expire_time: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistrationInfo {
@@ -109,6 +116,22 @@ pub struct SubscriptionRequest {
     pub sink_credential: Option<SinkCredential>,
     pub types: Vec<String>,
     pub config: SubscriptionConfig,
+}
+
+/// `SubscriptionUpdateRequest`. The call flows also send `config.subscriptionDetail`; it is
+/// accepted when it names the subscription's own device.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubscriptionUpdate {
+    pub sink_credential: Option<SinkCredential>,
+    pub config: Option<SubscriptionUpdateConfigWithDetail>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubscriptionUpdateConfigWithDetail {
+    pub subscription_expire_time: Option<String>,
+    pub subscription_detail: Option<SubscriptionDetail>,
 }
 
 /// `Subscription` (the credential is never echoed).

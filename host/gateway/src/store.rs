@@ -104,6 +104,27 @@ impl Store {
         self.tables().registrations.get(id).filter(|r| r.phone_number == owner).cloned()
     }
 
+    /// Registrations of `owner`, on `device_id` when given, oldest first.
+    pub fn registrations_of(&self, owner: &str, device_id: Option<&str>) -> Vec<Registration> {
+        let mut found: Vec<_> = self
+            .tables()
+            .registrations
+            .values()
+            .filter(|r| r.phone_number == owner && device_id.is_none_or(|d| r.device_id == d))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.expires_at.cmp(&b.expires_at).then_with(|| a.id.cmp(&b.id)));
+        found
+    }
+
+    pub fn update_registration<R>(&self, id: &str, owner: &str, change: impl FnOnce(&mut Registration) -> R) -> Option<R> {
+        self.tables().registrations.get_mut(id).filter(|r| r.phone_number == owner).map(change)
+    }
+
+    pub fn update_subscription<R>(&self, id: &str, owner: &str, change: impl FnOnce(&mut Subscription) -> R) -> Option<R> {
+        self.tables().subscriptions.get_mut(id).filter(|s| s.owner_phone_number == owner).map(change)
+    }
+
     pub fn remove_registration(&self, id: &str, owner: &str) -> Option<Registration> {
         let mut t = self.tables();
         if t.registrations.get(id).is_some_and(|r| r.phone_number == owner) {

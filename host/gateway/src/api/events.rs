@@ -5,14 +5,14 @@ use std::sync::Arc;
 use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
 
 use super::{CamaraJson, GatewayState, OperationContext, authorize};
 use crate::app::Gateway;
 use crate::error::ApiError;
-use crate::model::{SubscriptionRequest, SubscriptionResponse};
+use crate::model::{SinkCredential, SubscriptionRequest, SubscriptionResponse, SubscriptionUpdate};
 use crate::notify::{GatewayEvent, SUBSCRIBABLE_TYPES, SUBSCRIPTION_ENDED, check_sink};
 use crate::store::Subscription;
 use crate::validate;
@@ -21,8 +21,8 @@ const API: &str = "webrtc-events";
 
 pub fn routes() -> Router<Arc<Gateway>> {
     Router::new()
-        .route("/subscriptions", post(create))
-        .route("/subscriptions/{subscriptionId}", get(read).delete(remove))
+        .route("/subscriptions", get(list).post(create))
+        .route("/subscriptions/{subscriptionId}", get(read).put(update).delete(remove))
 }
 
 fn response(s: &Subscription) -> SubscriptionResponse {
@@ -53,17 +53,74 @@ fn check(gw: &Gateway, body: &SubscriptionRequest) -> Result<Option<chrono::Date
     }
     validate::uuid("config.subscriptionDetail.deviceId", &body.config.subscription_detail.device_id)?;
     if let Some(c) = &body.sink_credential {
-        if c.credential_type != "ACCESSTOKEN" || c.access_token_type != "bearer" {
-            return Err(ApiError::invalid_argument("sinkCredential must be an ACCESSTOKEN of type bearer"));
-        }
-        validate::max_len("sinkCredential.accessToken", &c.access_token, 8192)?;
-        validate::date_time("sinkCredential.accessTokenExpiresUtc", &c.access_token_expires_utc)?;
+        check_credential(c)?;
     }
     body.config
         .subscription_expire_time
         .as_deref()
         .map(|t| validate::date_time("config.subscriptionExpireTime", t))
         .transpose()
+}
+
+fn check_credential(c: &SinkCredential) -> Result<(), ApiError> {
+    if c.credential_type != "ACCESSTOKEN" || c.access_token_type != "bearer" {
+        return Err(ApiError::invalid_argument("sinkCredential must be an ACCESSTOKEN of type bearer"));
+    }
+    validate::max_len("sinkCredential.accessToken", &c.access_token, 8192)?;
+    validate::date_time("sinkCredential.accessTokenExpiresUtc", &c.access_token_expires_utc)?;
+    Ok(())
+}
+
+async fn list(gw: GatewayState, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    let op = OperationContext::new(API, "retrieveNotificationChannelSubscriptionList", "GET");
+    let caller = authorize(&gw, &headers, op).await?;
+    let found: Vec<_> = gw.store.subscriptions_of(Some(&caller.phone_number)).iter().map(response).collect();
+    Ok(Json(found))
+}
+
+async fn update(
+    gw: GatewayState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    CamaraJson(body): CamaraJson<SubscriptionUpdate>,
+) -> Result<impl IntoResponse, ApiError> {
+    if let Some(c) = &body.sink_credential {
+        check_credential(c)?;
+    }
+    let config = body.config.unwrap_or(crate::model::SubscriptionUpdateConfigWithDetail {
+        subscription_expire_time: None,
+        subscription_detail: None,
+    });
+    let expires_at = config
+        .subscription_expire_time
+        .as_deref()
+        .map(|t| validate::date_time("config.subscriptionExpireTime", t))
+        .transpose()?;
+    if body.sink_credential.is_none() && expires_at.is_none() {
+        return Err(ApiError::invalid_argument("Nothing to update: give sinkCredential and/or config.subscriptionExpireTime"));
+    }
+    let mut op = OperationContext::new(API, "updateNotificationChannelSubscription", "PUT");
+    op.path_ids.push(("subscriptionId", &id));
+    let caller = authorize(&gw, &headers, op).await?;
+    let updated = gw
+        .store
+        .update_subscription(&id, &caller.phone_number, |s| {
+            if let Some(detail) = &config.subscription_detail {
+                if detail.device_id != s.config.subscription_detail.device_id {
+                    return Err(ApiError::invalid_argument("config.subscriptionDetail.deviceId cannot be changed"));
+                }
+            }
+            if let Some(c) = &body.sink_credential {
+                s.sink_credential = Some(c.clone());
+            }
+            if let Some(t) = expires_at {
+                s.expires_at = Some(t);
+                s.config.subscription_expire_time = config.subscription_expire_time.clone();
+            }
+            Ok(s.clone())
+        })
+        .ok_or_else(|| ApiError::not_found("Subscription not found"))??;
+    Ok(Json(response(&updated)))
 }
 
 async fn create(

@@ -3,17 +3,18 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::Path;
+use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::get;
 use chrono::{Duration, Utc};
 use camara_plugin_host::mapping::RegistrationRequest as MappingRequest;
 
 use super::{CamaraJson, GatewayState, OperationContext, authorize};
 use crate::app::Gateway;
 use crate::error::ApiError;
-use crate::model::{RegistrationInfo, RegistrationRequest, RegistrationResponse};
+use crate::config::RegistrationPolicy;
+use crate::model::{RegistrationInfo, RegistrationRequest, RegistrationResponse, RegistrationUpdate};
 use crate::store::Registration;
 use crate::validate;
 
@@ -21,8 +22,8 @@ const API: &str = "webrtc-registration";
 
 pub fn routes() -> Router<Arc<Gateway>> {
     Router::new()
-        .route("/sessions", post(create))
-        .route("/sessions/{registrationId}", get(read).delete(remove))
+        .route("/sessions", get(list).post(create))
+        .route("/sessions/{registrationId}", get(read).put(update).delete(remove))
 }
 
 fn response(r: &Registration) -> RegistrationResponse {
@@ -44,19 +45,7 @@ async fn create(
     op.fields.device_id = Some(body.device_id.clone());
     let caller = authorize(&gw, &headers, op).await?;
 
-    let policy = &gw.config.registration;
-    let now = Utc::now();
-    let expires_at = match requested {
-        None => now + Duration::seconds(policy.default_ttl_seconds as i64),
-        Some(t) if t < now + Duration::seconds(policy.min_ttl_seconds as i64) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "OUT_OF_RANGE",
-                format!("registrationExpireTime must be at least {} seconds ahead", policy.min_ttl_seconds),
-            ));
-        }
-        Some(t) => t.min(now + Duration::seconds(policy.max_ttl_seconds as i64)),
-    };
+    let expires_at = expiry(&gw.config.registration, requested)?;
     let registration = Registration {
         id: uuid::Uuid::new_v4().to_string(),
         device_id: body.device_id,
@@ -87,6 +76,64 @@ async fn create(
         ApiError::conflict("ALREADY_EXISTS", "An active registration already exists for this deviceId and phone number")
     })?;
     Ok((StatusCode::CREATED, axum::Json(response(&registration))))
+}
+
+/// The operator's lifetime policy applied to a requested expiry: too soon is refused, too late
+/// is capped, none gets the default.
+fn expiry(
+    policy: &RegistrationPolicy,
+    requested: Option<chrono::DateTime<Utc>>,
+) -> Result<chrono::DateTime<Utc>, ApiError> {
+    let now = Utc::now();
+    let seconds = |s: u64| Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
+    match requested {
+        None => Ok(now + seconds(policy.default_ttl_seconds)),
+        Some(t) if t < now + seconds(policy.min_ttl_seconds) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "OUT_OF_RANGE",
+            format!("registrationExpireTime must be at least {} seconds ahead", policy.min_ttl_seconds),
+        )),
+        Some(t) => Ok(t.min(now + seconds(policy.max_ttl_seconds))),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    device_id: Option<String>,
+}
+
+async fn list(gw: GatewayState, headers: HeaderMap, Query(query): Query<ListQuery>) -> Result<impl IntoResponse, ApiError> {
+    let device_id = query.device_id.ok_or_else(|| ApiError::invalid_argument("The deviceId query parameter is required"))?;
+    validate::uuid("deviceId", &device_id)?;
+    let mut op = OperationContext::new(API, "getRegistrationsByDeviceId", "GET");
+    op.fields.device_id = Some(device_id.clone());
+    let caller = authorize(&gw, &headers, op).await?;
+    let found: Vec<_> =
+        gw.store.registrations_of(&caller.phone_number, Some(&device_id)).iter().map(response).collect();
+    Ok(axum::Json(found))
+}
+
+async fn update(
+    gw: GatewayState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    CamaraJson(body): CamaraJson<RegistrationUpdate>,
+) -> Result<impl IntoResponse, ApiError> {
+    let requested = body.registration_expire_time.as_deref().map(|t| validate::date_time("registrationExpireTime", t)).transpose()?;
+    let mut op = OperationContext::new(API, "updateRegistrationById", "PUT");
+    op.path_ids.push(("registrationId", &id));
+    op.fields.registration_id = Some(id.clone());
+    let caller = authorize(&gw, &headers, op).await?;
+    let expires_at = expiry(&gw.config.registration, requested)?;
+    let registration = gw
+        .store
+        .update_registration(&id, &caller.phone_number, |r| {
+            r.expires_at = expires_at;
+            r.clone()
+        })
+        .ok_or_else(|| ApiError::not_found("Registration not found"))?;
+    Ok(axum::Json(response(&registration)))
 }
 
 async fn read(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
