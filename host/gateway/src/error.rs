@@ -61,13 +61,17 @@ impl From<PluginError> for ApiError {
     }
 }
 
+/// The CAMARA `ErrorInfo` body.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorInfo {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "status": self.status.as_u16(),
-            "code": self.code,
-            "message": self.message,
-        });
+        let body = ErrorInfo { status: self.status.as_u16(), code: self.code, message: self.message };
         (self.status, Json(body)).into_response()
     }
 }

@@ -1,37 +1,43 @@
 //! The CAMARA resources as they travel on the wire (JSON, camelCase).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[schema(as = WrtcSdpDescriptor)]
 pub struct SdpDescriptor {
     pub sdp: String,
 }
 
 /// `RegSessionRequest` / `RegSessionUpdate`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = RegSessionRequest)]
 pub struct RegistrationRequest {
     pub device_id: String,
     pub registration_expire_time: Option<String>,
 }
 
 /// `RegSessionUpdate`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = RegSessionUpdate)]
 pub struct RegistrationUpdate {
     pub registration_expire_time: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = RegistrationInformation)]
 pub struct RegistrationInfo {
     pub phone_number: String,
     pub reg_status: &'static str,
 }
 
 /// `RegSessionResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = RegSessionResponse)]
 pub struct RegistrationResponse {
     pub registration_id: String,
     pub reg_info: RegistrationInfo,
@@ -39,7 +45,7 @@ pub struct RegistrationResponse {
 }
 
 /// `MediaSessionCreate`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MediaSessionCreate {
     pub originator_address: String,
@@ -54,7 +60,7 @@ pub struct MediaSessionCreate {
     pub answer: Option<SdpDescriptor>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum CallType {
     Regular,
@@ -62,7 +68,7 @@ pub enum CallType {
 }
 
 /// `MediaSessionResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MediaSessionResponse {
     pub media_session_id: String,
@@ -80,8 +86,9 @@ pub struct MediaSessionResponse {
     pub call_type: Option<CallType>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = AccessTokenCredential)]
 pub struct SinkCredential {
     pub credential_type: String,
     pub access_token: String,
@@ -89,14 +96,16 @@ pub struct SinkCredential {
     pub access_token_type: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = WebrtcSubscriptionDetail)]
 pub struct SubscriptionDetail {
     pub device_id: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Config)]
 pub struct SubscriptionConfig {
     pub subscription_detail: SubscriptionDetail,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,7 +117,7 @@ pub struct SubscriptionConfig {
 }
 
 /// `SubscriptionRequest`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubscriptionRequest {
     pub protocol: String,
@@ -120,23 +129,26 @@ pub struct SubscriptionRequest {
 
 /// `SubscriptionUpdateRequest`. The call flows also send `config.subscriptionDetail`; it is
 /// accepted when it names the subscription's own device.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = SubscriptionUpdateRequest)]
 pub struct SubscriptionUpdate {
     pub sink_credential: Option<SinkCredential>,
     pub config: Option<SubscriptionUpdateConfigWithDetail>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = SubscriptionUpdateConfig)]
 pub struct SubscriptionUpdateConfigWithDetail {
     pub subscription_expire_time: Option<String>,
     pub subscription_detail: Option<SubscriptionDetail>,
 }
 
 /// `Subscription` (the credential is never echoed).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Subscription)]
 pub struct SubscriptionResponse {
     pub protocol: String,
     pub sink: String,

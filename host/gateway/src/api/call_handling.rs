@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use super::{CamaraJson, GatewayState, OperationContext, authorize};
 use crate::app::Gateway;
 use crate::calls;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorInfo};
 use crate::model::{MediaSessionCreate, MediaSessionResponse};
 use crate::store::MediaSession;
 use crate::validate;
@@ -59,7 +59,8 @@ fn check(body: &MediaSessionCreate) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn create(
+#[utoipa::path(post, path = "/webrtc-call-handling/v0.3/sessions", tag = "webrtc-call-handling", operation_id = "createSession", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("registrationId" = String, Header, description = "The device registration")), request_body = MediaSessionCreate, responses((status = 201, description = "Created; the call is on its way", body = MediaSessionResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Unknown registration", body = ErrorInfo)), security(("openId" = ["webrtc-call-handling:sessions:create"])))]
+pub(super) async fn create(
     gw: GatewayState,
     headers: HeaderMap,
     CamaraJson(body): CamaraJson<MediaSessionCreate>,
@@ -86,7 +87,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-async fn read(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+#[utoipa::path(get, path = "/webrtc-call-handling/v0.3/sessions/{mediaSessionId}", tag = "webrtc-call-handling", operation_id = "getSessionDetailsById", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("mediaSessionId" = String, Path)), responses((status = 200, description = "The session", body = MediaSessionResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-call-handling:sessions:read"])))]
+pub(super) async fn read(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let mut op = OperationContext::new(API, "getSessionDetailsById", "GET");
     op.path_ids.push(("mediaSessionId", &id));
     let caller = authorize(&gw, &headers, op).await?;
@@ -94,7 +96,8 @@ async fn read(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> R
     Ok(Json(response(&session)))
 }
 
-async fn remove(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+#[utoipa::path(delete, path = "/webrtc-call-handling/v0.3/sessions/{mediaSessionId}", tag = "webrtc-call-handling", operation_id = "deleteSessionById", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("mediaSessionId" = String, Path)), responses((status = 204, description = "Ended (BYE or CANCEL)"), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-call-handling:sessions:delete"])))]
+pub(super) async fn remove(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let mut op = OperationContext::new(API, "deleteSessionById", "DELETE");
     op.path_ids.push(("mediaSessionId", &id));
     let caller = authorize(&gw, &headers, op).await?;

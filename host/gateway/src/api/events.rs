@@ -11,7 +11,7 @@ use chrono::Utc;
 
 use super::{CamaraJson, GatewayState, OperationContext, authorize};
 use crate::app::Gateway;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorInfo};
 use crate::model::{SinkCredential, SubscriptionRequest, SubscriptionResponse, SubscriptionUpdate};
 use crate::notify::{GatewayEvent, SUBSCRIBABLE_TYPES, SUBSCRIPTION_ENDED, check_sink};
 use crate::store::Subscription;
@@ -71,14 +71,16 @@ fn check_credential(c: &SinkCredential) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn list(gw: GatewayState, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+#[utoipa::path(get, path = "/webrtc-events/v0.2/subscriptions", tag = "webrtc-events", operation_id = "retrieveNotificationChannelSubscriptionList", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response")), responses((status = 200, description = "The caller's subscriptions", body = Vec<SubscriptionResponse>), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo)), security(("openId" = ["webrtc-events:read"])))]
+pub(super) async fn list(gw: GatewayState, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
     let op = OperationContext::new(API, "retrieveNotificationChannelSubscriptionList", "GET");
     let caller = authorize(&gw, &headers, op).await?;
     let found: Vec<_> = gw.store.subscriptions_of(Some(&caller.phone_number)).iter().map(response).collect();
     Ok(Json(found))
 }
 
-async fn update(
+#[utoipa::path(put, path = "/webrtc-events/v0.2/subscriptions/{subscriptionId}", tag = "webrtc-events", operation_id = "updateNotificationChannelSubscription", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("subscriptionId" = String, Path)), request_body = SubscriptionUpdate, responses((status = 200, description = "Refreshed", body = SubscriptionResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-events:update"])))]
+pub(super) async fn update(
     gw: GatewayState,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -123,7 +125,8 @@ async fn update(
     Ok(Json(response(&updated)))
 }
 
-async fn create(
+#[utoipa::path(post, path = "/webrtc-events/v0.2/subscriptions", tag = "webrtc-events", operation_id = "createNotificationChannelSubscription", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response")), request_body = SubscriptionRequest, responses((status = 201, description = "Created", body = SubscriptionResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo)), security(("openId" = ["webrtc-events:org.camaraproject.webrtc-events.v0.session-status:create", "webrtc-events:org.camaraproject.webrtc-events.v0.session-invitation:create", "webrtc-events:org.camaraproject.webrtc-events.v0.registration-ends:create"])))]
+pub(super) async fn create(
     gw: GatewayState,
     headers: HeaderMap,
     CamaraJson(body): CamaraJson<SubscriptionRequest>,
@@ -147,7 +150,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(response(&subscription))))
 }
 
-async fn read(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+#[utoipa::path(get, path = "/webrtc-events/v0.2/subscriptions/{subscriptionId}", tag = "webrtc-events", operation_id = "retrieveNotificationChannelSubscription", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("subscriptionId" = String, Path)), responses((status = 200, description = "The subscription", body = SubscriptionResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-events:read"])))]
+pub(super) async fn read(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let mut op = OperationContext::new(API, "retrieveNotificationChannelSubscription", "GET");
     op.path_ids.push(("subscriptionId", &id));
     let caller = authorize(&gw, &headers, op).await?;
@@ -155,7 +159,8 @@ async fn read(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> R
     Ok(Json(response(&s)))
 }
 
-async fn remove(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+#[utoipa::path(delete, path = "/webrtc-events/v0.2/subscriptions/{subscriptionId}", tag = "webrtc-events", operation_id = "deleteNotificationChannelSubscription", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("subscriptionId" = String, Path)), responses((status = 202, description = "Deleted; subscription-ended follows"), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-events:delete"])))]
+pub(super) async fn remove(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let mut op = OperationContext::new(API, "deleteNotificationChannelSubscription", "DELETE");
     op.path_ids.push(("subscriptionId", &id));
     let caller = authorize(&gw, &headers, op).await?;

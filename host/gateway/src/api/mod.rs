@@ -5,6 +5,7 @@
 
 mod call_handling;
 mod events;
+pub mod openapi;
 mod registration;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .nest(&api.call_handling_base, call_handling::routes())
         .nest(&api.events_base, events::routes())
         .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(openapi::PATH, get(openapi::serve))
         .fallback(|| async { ApiError::not_found("The requested resource does not exist") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "The method is not allowed on this resource")

@@ -12,7 +12,7 @@ use camara_plugin_host::mapping::RegistrationRequest as MappingRequest;
 
 use super::{CamaraJson, GatewayState, OperationContext, authorize};
 use crate::app::Gateway;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorInfo};
 use crate::config::RegistrationPolicy;
 use crate::model::{RegistrationInfo, RegistrationRequest, RegistrationResponse, RegistrationUpdate};
 use crate::store::Registration;
@@ -34,7 +34,8 @@ fn response(r: &Registration) -> RegistrationResponse {
     }
 }
 
-async fn create(
+#[utoipa::path(post, path = "/webrtc-registration/v0.3/sessions", tag = "webrtc-registration", operation_id = "createRegistration", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response")), request_body = RegistrationRequest, responses((status = 201, description = "Registered", body = RegistrationResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 409, description = "Already registered", body = ErrorInfo)), security(("openId" = ["webrtc-registration:sessions:create"])))]
+pub(super) async fn create(
     gw: GatewayState,
     headers: HeaderMap,
     CamaraJson(body): CamaraJson<RegistrationRequest>,
@@ -99,11 +100,12 @@ fn expiry(
 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ListQuery {
+pub(super) struct ListQuery {
     device_id: Option<String>,
 }
 
-async fn list(gw: GatewayState, headers: HeaderMap, Query(query): Query<ListQuery>) -> Result<impl IntoResponse, ApiError> {
+#[utoipa::path(get, path = "/webrtc-registration/v0.3/sessions", tag = "webrtc-registration", operation_id = "getRegistrationsByDeviceId", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("deviceId" = String, Query, description = "The device")), responses((status = 200, description = "The caller's registrations of the device", body = Vec<RegistrationResponse>), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo)), security(("openId" = ["webrtc-registration:sessions:read"])))]
+pub(super) async fn list(gw: GatewayState, headers: HeaderMap, Query(query): Query<ListQuery>) -> Result<impl IntoResponse, ApiError> {
     let device_id = query.device_id.ok_or_else(|| ApiError::invalid_argument("The deviceId query parameter is required"))?;
     validate::uuid("deviceId", &device_id)?;
     let mut op = OperationContext::new(API, "getRegistrationsByDeviceId", "GET");
@@ -114,7 +116,8 @@ async fn list(gw: GatewayState, headers: HeaderMap, Query(query): Query<ListQuer
     Ok(axum::Json(found))
 }
 
-async fn update(
+#[utoipa::path(put, path = "/webrtc-registration/v0.3/sessions/{registrationId}", tag = "webrtc-registration", operation_id = "updateRegistrationById", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("registrationId" = String, Path)), request_body = RegistrationUpdate, responses((status = 200, description = "Refreshed", body = RegistrationResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-registration:sessions:write"])))]
+pub(super) async fn update(
     gw: GatewayState,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -136,7 +139,8 @@ async fn update(
     Ok(axum::Json(response(&registration)))
 }
 
-async fn read(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+#[utoipa::path(get, path = "/webrtc-registration/v0.3/sessions/{registrationId}", tag = "webrtc-registration", operation_id = "getRegistrationById", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("registrationId" = String, Path)), responses((status = 200, description = "The registration", body = RegistrationResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-registration:sessions:read"])))]
+pub(super) async fn read(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let mut op = OperationContext::new(API, "getRegistrationById", "GET");
     op.path_ids.push(("registrationId", &id));
     op.fields.registration_id = Some(id.clone());
@@ -146,7 +150,8 @@ async fn read(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> R
     Ok(axum::Json(response(&registration)))
 }
 
-async fn remove(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+#[utoipa::path(delete, path = "/webrtc-registration/v0.3/sessions/{registrationId}", tag = "webrtc-registration", operation_id = "deleteRegistrationById", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("registrationId" = String, Path)), responses((status = 204, description = "Deleted"), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-registration:sessions:delete"])))]
+pub(super) async fn remove(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let mut op = OperationContext::new(API, "deleteRegistrationById", "DELETE");
     op.path_ids.push(("registrationId", &id));
     op.fields.registration_id = Some(id.clone());
