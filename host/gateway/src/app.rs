@@ -99,7 +99,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         plugins.clone(),
         format!("{}{}", config.public_base_url(), config.api.events_base),
         Duration::from_millis(config.notifications.request_timeout_ms),
-        config.notifications.allow_http_loopback_sinks,
+        config.notifications.sink_policy(),
     );
     let gateway = Arc::new(Gateway {
         network: NetworkContext { local_host, next_hop: config.sip.next_hop.map(|a| a.to_string()) },

@@ -149,14 +149,23 @@ impl Default for RegistrationPolicy {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NotificationConfig {
-    /// Development only: accept `http://` sinks on loopback addresses.
+    /// Development only: accept `http://` sinks and loopback addresses.
     pub allow_http_loopback_sinks: bool,
+    /// Accept sinks in private, link-local and shared address ranges (inside the operator's
+    /// network). Off by default: a client-chosen sink must not reach internal services.
+    pub allow_private_sinks: bool,
     pub request_timeout_ms: u64,
+}
+
+impl NotificationConfig {
+    pub fn sink_policy(&self) -> crate::sink_policy::SinkPolicy {
+        crate::sink_policy::SinkPolicy { allow_loopback: self.allow_http_loopback_sinks, allow_private: self.allow_private_sinks }
+    }
 }
 
 impl Default for NotificationConfig {
     fn default() -> Self {
-        NotificationConfig { allow_http_loopback_sinks: false, request_timeout_ms: 5000 }
+        NotificationConfig { allow_http_loopback_sinks: false, allow_private_sinks: false, request_timeout_ms: 5000 }
     }
 }
 

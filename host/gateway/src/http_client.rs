@@ -9,12 +9,15 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+use crate::sink_policy::{FilteringResolver, SinkPolicy};
 
-/// A pooled client for http and https.
+type Connector = hyper_rustls::HttpsConnector<HttpConnector<FilteringResolver>>;
+
+/// A pooled client for http and https that connects only where its [`SinkPolicy`] allows.
 #[derive(Clone)]
 pub struct HttpClient {
     client: Client<Connector, Full<Bytes>>,
+    policy: SinkPolicy,
 }
 
 /// How a request failed before an HTTP status came back.
@@ -26,23 +29,38 @@ pub enum RequestError {
     Connection(String),
     #[error("invalid request: {0}")]
     Invalid(String),
-}
-
-impl Default for HttpClient {
-    fn default() -> Self {
-        Self::new()
-    }
+    #[error("refused by the sink policy: {0}")]
+    Refused(String),
 }
 
 impl HttpClient {
-    pub fn new() -> Self {
+    pub fn new(policy: SinkPolicy) -> Self {
+        let mut http = HttpConnector::new_with_resolver(FilteringResolver::new(policy));
+        http.enforce_http(false);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
             .expect("ring supports the default protocol versions")
             .https_or_http()
             .enable_http1()
-            .build();
-        HttpClient { client: Client::builder(TokioExecutor::new()).build(connector) }
+            .wrap_connector(http);
+        HttpClient { client: Client::builder(TokioExecutor::new()).build(connector), policy }
+    }
+
+    /// Names go through the filtering resolver; address literals and the scheme are checked here.
+    fn admit(&self, url: &str) -> Result<(), RequestError> {
+        let parsed = url::Url::parse(url).map_err(|e| RequestError::Invalid(e.to_string()))?;
+        if parsed.scheme() != "https" && !self.policy.allow_loopback {
+            return Err(RequestError::Refused(format!("{} is not https", parsed.scheme())));
+        }
+        let literal = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        };
+        match literal {
+            Some(ip) if !self.policy.allows(ip) => Err(RequestError::Refused(ip.to_string())),
+            _ => Ok(()),
+        }
     }
 
     /// POSTs `body` and returns the response status.
@@ -53,6 +71,7 @@ impl HttpClient {
         body: String,
         timeout: Duration,
     ) -> Result<u16, RequestError> {
+        self.admit(url)?;
         let mut request = Request::post(url);
         for (name, value) in headers {
             request = request.header(name.as_str(), value.as_str());
@@ -71,7 +90,7 @@ impl HttpClient {
 
 /// GETs `url` and returns its body as text (2xx only).
 pub async fn get_text(url: &str) -> Result<String, String> {
-    let client = HttpClient::new();
+    let client = HttpClient::new(SinkPolicy::ANY);
     let request = Request::get(url).body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;
     let response = tokio::time::timeout(Duration::from_secs(10), client.client.request(request))
         .await

@@ -19,6 +19,7 @@ pub mod model;
 pub mod notify;
 pub mod plugins;
 pub mod sdp;
+pub mod sink_policy;
 pub mod store;
 pub mod validate;
 

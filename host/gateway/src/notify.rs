@@ -2,7 +2,6 @@
 //! POSTs them, one queue per subscription so that a subscription sees its events in order.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::http_client::{HttpClient, RequestError};
 use crate::plugins::Plugins;
+use crate::sink_policy::SinkPolicy;
 use crate::store::Subscription;
 
 pub const SESSION_STATUS: &str = "org.camaraproject.webrtc-events.v0.session-status";
@@ -32,24 +32,6 @@ pub struct GatewayEvent {
     pub phone_number: Option<String>,
 }
 
-/// Whether events may be POSTed to `sink`.
-pub fn check_sink(sink: &str, allow_http_loopback: bool) -> Result<(), String> {
-    let url = url::Url::parse(sink).map_err(|e| format!("sink is not a URL: {e}"))?;
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if allow_http_loopback => {
-            let loopback = match url.host() {
-                Some(url::Host::Domain(d)) => d == "localhost",
-                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-                None => false,
-            };
-            if loopback { Ok(()) } else { Err("http sinks are accepted on loopback only".into()) }
-        }
-        _ => Err("sink must be an https URL".into()),
-    }
-}
-
 struct Job {
     delivery: Delivery,
     /// Bearer token, only when the delivery goes to the subscription's own sink.
@@ -61,7 +43,6 @@ struct Inner {
     client: HttpClient,
     source: String,
     timeout: Duration,
-    allow_http_loopback: bool,
     queues: Mutex<HashMap<String, mpsc::UnboundedSender<Job>>>,
 }
 
@@ -72,14 +53,13 @@ pub struct Notifier {
 
 impl Notifier {
     /// `source` is the CloudEvents `source` of every event (the events API root).
-    pub fn new(plugins: Arc<Plugins>, source: String, timeout: Duration, allow_http_loopback: bool) -> Self {
+    pub fn new(plugins: Arc<Plugins>, source: String, timeout: Duration, policy: SinkPolicy) -> Self {
         Notifier {
             inner: Arc::new(Inner {
                 plugins,
-                client: HttpClient::new(),
+                client: HttpClient::new(policy),
                 source,
                 timeout,
-                allow_http_loopback,
                 queues: Mutex::new(HashMap::new()),
             }),
         }
@@ -132,10 +112,6 @@ impl Notifier {
                 tracing::warn!(subscription = delivery.subscription_id, "routing named an unknown subscription; dropped");
                 continue;
             };
-            if let Err(why) = check_sink(&delivery.sink, self.inner.allow_http_loopback) {
-                tracing::warn!(sink = delivery.sink, "routing chose a refused sink ({why}); dropped");
-                continue;
-            }
             if let Err(e) = serde_json::from_str::<cloudevents::Event>(&delivery.payload)
                 && delivery.content_type == "application/cloudevents+json" {
                     tracing::warn!(subscription = subscription.id, "routing produced an invalid CloudEvent ({e}); dropped");
@@ -189,6 +165,10 @@ impl Inner {
                 }
                 Ok(status) => (FailureKind::HttpStatus, Some(status)),
                 Err(RequestError::Timeout) => (FailureKind::Timeout, None),
+                Err(e @ (RequestError::Refused(_) | RequestError::Invalid(_))) => {
+                    tracing::warn!(subscription = d.subscription_id, sink = d.sink, "event dropped: {e}");
+                    return;
+                }
                 Err(e) => {
                     tracing::debug!(subscription = d.subscription_id, "delivery failed: {e}");
                     (FailureKind::Connection, None)
@@ -214,20 +194,5 @@ impl Inner {
             }
             attempt += 1;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_sink;
-
-    #[test]
-    fn sinks_are_https_or_loopback_http_when_allowed() {
-        assert!(check_sink("https://asp.example.com/webhooks", false).is_ok());
-        assert!(check_sink("http://127.0.0.1:9000/hook", false).is_err());
-        assert!(check_sink("http://127.0.0.1:9000/hook", true).is_ok());
-        assert!(check_sink("http://[::1]:9000/hook", true).is_ok());
-        assert!(check_sink("http://example.com/hook", true).is_err());
-        assert!(check_sink("ftp://example.com", true).is_err());
     }
 }

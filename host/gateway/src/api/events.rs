@@ -13,7 +13,7 @@ use super::{CamaraJson, GatewayState, OperationContext, authorize};
 use crate::app::Gateway;
 use crate::error::{ApiError, ErrorInfo};
 use crate::model::{SinkCredential, SubscriptionRequest, SubscriptionResponse, SubscriptionUpdate};
-use crate::notify::{GatewayEvent, SUBSCRIBABLE_TYPES, SUBSCRIPTION_ENDED, check_sink};
+use crate::notify::{GatewayEvent, SUBSCRIBABLE_TYPES, SUBSCRIPTION_ENDED};
 use crate::store::Subscription;
 use crate::validate;
 
@@ -38,13 +38,11 @@ fn response(s: &Subscription) -> SubscriptionResponse {
     }
 }
 
-fn check(gw: &Gateway, body: &SubscriptionRequest) -> Result<Option<chrono::DateTime<Utc>>, ApiError> {
+fn check(body: &SubscriptionRequest) -> Result<Option<chrono::DateTime<Utc>>, ApiError> {
     if body.protocol != "HTTP" {
         return Err(ApiError::invalid_argument("protocol must be HTTP"));
     }
     validate::max_len("sink", &body.sink, 1024)?;
-    check_sink(&body.sink, gw.config.notifications.allow_http_loopback_sinks)
-        .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_SINK", why))?;
     if body.types.is_empty() || body.types.len() > 3 {
         return Err(ApiError::invalid_argument("types must list 1 to 3 event types"));
     }
@@ -131,7 +129,13 @@ pub(super) async fn create(
     headers: HeaderMap,
     CamaraJson(body): CamaraJson<SubscriptionRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let expires_at = check(&gw, &body)?;
+    let expires_at = check(&body)?;
+    gw.config
+        .notifications
+        .sink_policy()
+        .check(&body.sink)
+        .await
+        .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_SINK", why))?;
     let mut op = OperationContext::new(API, "createNotificationChannelSubscription", "POST");
     op.fields.device_id = Some(body.config.subscription_detail.device_id.clone());
     op.fields.event_types = body.types.clone();

@@ -1,0 +1,521 @@
+//! The behaviour every [`Store`] backend must have, written once.
+//!
+//! Each check takes a fresh, empty store and panics on the first deviation. The crate runs them
+//! for both of its backends; another backend crate can run them too with the `conformance`
+//! feature. [`persists`] and [`fill`]/[`check_filled`] are for backends that outlive a process.
+
+use std::sync::Barrier;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use serde_json::json;
+
+use crate::{
+    Direction, MediaSession, NewNotification, Registration, SinkCredential, Store, StoreError, Subscription,
+    SubscriptionEnd,
+};
+
+/// A check of the suite: panics unless the fresh store it is given behaves.
+pub type Check = fn(&dyn Store);
+
+/// Every check, by name, for backends that run them in a loop.
+pub const ALL: &[(&str, Check)] = &[
+    ("registrations", registrations),
+    ("registration_uniqueness", registration_uniqueness),
+    ("registration_expiry", registration_expiry),
+    ("subscriptions", subscriptions),
+    ("subscription_update", subscription_update),
+    ("subscription_expiry", subscription_expiry),
+    ("sessions", sessions),
+    ("session_update", session_update),
+    ("session_update_is_atomic", session_update_is_atomic),
+    ("outbox", outbox),
+];
+
+/// A fixed instant with nanoseconds, `seconds` after 2030-01-01, so that a backend that rounds
+/// times is caught.
+pub fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap()
+        + TimeDelta::nanoseconds(123_456_789)
+        + TimeDelta::seconds(seconds)
+}
+
+pub fn registration(id: &str, phone_number: &str, device_id: &str, expires_in: i64) -> Registration {
+    Registration {
+        id: id.into(),
+        device_id: device_id.into(),
+        phone_number: phone_number.into(),
+        expires_at: at(expires_in),
+        created_at: at(0),
+    }
+}
+
+pub fn subscription(id: &str, owner: &str, starts: i64, expires: Option<i64>, credential: Option<i64>) -> Subscription {
+    Subscription {
+        id: id.into(),
+        owner_phone_number: owner.into(),
+        device_id: "device-1".into(),
+        sink: format!("https://sink.example.com/{id}"),
+        sink_credential: credential.map(|c| SinkCredential { access_token: format!("token-{id}"), expires_at: at(c) }),
+        types: vec!["org.camaraproject.webrtc-events.v0.session-invitation".into()],
+        config_json: json!({"subscriptionDetail": {"deviceId": "device-1"}, "initialEvent": false}),
+        starts_at: at(starts),
+        expires_at: expires.map(at),
+    }
+}
+
+pub fn session(id: &str, call_id: Option<&str>, created: i64) -> MediaSession {
+    MediaSession {
+        id: id.into(),
+        owner_phone_number: "+4915112345678".into(),
+        registration_id: "reg-1".into(),
+        device_id: "device-1".into(),
+        direction: Direction::Outgoing,
+        sip_call_id: call_id.map(Into::into),
+        originator_address: "tel:+4915112345678".into(),
+        originator_name: Some("Alice".into()),
+        receiver_address: "tel:+4915187654321".into(),
+        receiver_name: None,
+        offer_sdp: "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\n".into(),
+        answer_sdp: None,
+        status: "Initial".into(),
+        sequence: 0,
+        local_hangup: None,
+        created_at: at(created),
+    }
+}
+
+pub fn notification(subscription_id: &str, payload: &str, not_before: i64) -> NewNotification {
+    NewNotification {
+        subscription_id: subscription_id.into(),
+        sink: format!("https://sink.example.com/{subscription_id}"),
+        headers: vec![
+            ("Authorization".into(), "Bearer t".into()),
+            ("Content-Type".into(), "application/cloudevents+json".into()),
+        ],
+        payload: payload.into(),
+        not_before: at(not_before),
+    }
+}
+
+fn ids<T>(items: &[T], id: impl Fn(&T) -> &str) -> Vec<&str> {
+    items.iter().map(id).collect()
+}
+
+fn assert_already_exists<T: std::fmt::Debug>(result: crate::Result<T>) {
+    assert!(matches!(result, Err(StoreError::AlreadyExists(_))), "expected AlreadyExists, got {result:?}");
+}
+
+fn assert_not_found<T: std::fmt::Debug>(result: crate::Result<T>) {
+    assert!(matches!(result, Err(StoreError::NotFound(_))), "expected NotFound, got {result:?}");
+}
+
+pub fn registrations(store: &dyn Store) {
+    let a = registration("reg-a", "+491", "device-b", 100);
+    let b = registration("reg-b", "+491", "device-a", 200);
+    let other = registration("reg-c", "+492", "device-a", 300);
+    for r in [&a, &b, &other] {
+        store.insert_registration(r.clone()).unwrap();
+    }
+
+    assert_eq!(store.registration("reg-a").unwrap(), Some(a.clone()));
+    assert_eq!(store.registration("nope").unwrap(), None);
+
+    // All of a phone number's, by device id; not another number's (even a prefix of it).
+    assert_eq!(store.registrations_of("+491", None).unwrap(), vec![b.clone(), a.clone()]);
+    assert_eq!(store.registrations_of("+491", Some("device-b")).unwrap(), vec![a.clone()]);
+    assert_eq!(store.registrations_of("+491", Some("device-c")).unwrap(), vec![]);
+    assert_eq!(store.registrations_of("+49", None).unwrap(), vec![]);
+    assert_eq!(store.registrations_of("+492", None).unwrap(), vec![other.clone()]);
+
+    let updated = store.update_registration_expiry("reg-a", at(150)).unwrap();
+    assert_eq!(updated, Registration { expires_at: at(150), ..a.clone() });
+    assert_eq!(store.registration("reg-a").unwrap(), Some(updated.clone()));
+    assert_not_found(store.update_registration_expiry("nope", at(1)));
+
+    assert_eq!(store.remove_registration("reg-a").unwrap(), Some(updated));
+    assert_eq!(store.remove_registration("reg-a").unwrap(), None);
+    assert_eq!(store.registration("reg-a").unwrap(), None);
+    assert_eq!(store.registrations_of("+491", None).unwrap(), vec![b]);
+}
+
+pub fn registration_uniqueness(store: &dyn Store) {
+    store.insert_registration(registration("reg-1", "+491", "device-1", 100)).unwrap();
+    // Same phone number and device, another id.
+    assert_already_exists(store.insert_registration(registration("reg-2", "+491", "device-1", 100)));
+    // Same id.
+    assert_already_exists(store.insert_registration(registration("reg-1", "+491", "device-9", 100)));
+    // The refused inserts left nothing behind.
+    assert_eq!(store.registration("reg-2").unwrap(), None);
+    assert_eq!(store.registrations_of("+491", None).unwrap().len(), 1);
+    // The same device under another phone number, or another device, is fine.
+    store.insert_registration(registration("reg-3", "+492", "device-1", 100)).unwrap();
+    store.insert_registration(registration("reg-4", "+491", "device-2", 100)).unwrap();
+    // Once removed, the device may register again.
+    store.remove_registration("reg-1").unwrap();
+    store.insert_registration(registration("reg-5", "+491", "device-1", 100)).unwrap();
+    assert_eq!(ids(&store.registrations_of("+491", None).unwrap(), |r| &r.id), ["reg-5", "reg-4"]);
+}
+
+pub fn registration_expiry(store: &dyn Store) {
+    store.insert_registration(registration("late", "+491", "d1", 300)).unwrap();
+    store.insert_registration(registration("early", "+491", "d2", 100)).unwrap();
+    store.insert_registration(registration("same-b", "+491", "d3", 200)).unwrap();
+    store.insert_registration(registration("same-a", "+491", "d4", 200)).unwrap();
+    let expiring = |t| ids(&store.registrations_expiring_before(t).unwrap(), |r| &r.id).join(",");
+
+    assert_eq!(expiring(at(0)), "");
+    // Strictly before: exactly at the expiry is not yet expired, a nanosecond later is.
+    assert_eq!(expiring(at(100)), "");
+    assert_eq!(expiring(at(100) + TimeDelta::nanoseconds(1)), "early");
+    // Earliest first, ties by id.
+    assert_eq!(expiring(at(250)), "early,same-a,same-b");
+    assert_eq!(expiring(at(1000)), "early,same-a,same-b,late");
+
+    // A renewal moves the registration in the expiry order; a removal takes it out.
+    store.update_registration_expiry("early", at(400)).unwrap();
+    assert_eq!(expiring(at(350)), "same-a,same-b,late");
+    store.remove_registration("late").unwrap();
+    assert_eq!(expiring(at(1000)), "same-a,same-b,early");
+    // Expiries far outside the usual range are still ordered and compared exactly.
+    let far = Utc.with_ymd_and_hms(2500, 1, 1, 0, 0, 0).unwrap();
+    let mut r = registration("far", "+491", "d5", 0);
+    r.expires_at = far;
+    store.insert_registration(r).unwrap();
+    assert_eq!(expiring(far), "same-a,same-b,early");
+    assert_eq!(expiring(far + TimeDelta::seconds(1)), "same-a,same-b,early,far");
+}
+
+pub fn subscriptions(store: &dyn Store) {
+    let late = subscription("sub-a", "+491", 20, None, None);
+    let early = subscription("sub-b", "+491", 10, Some(100), Some(50));
+    let tie = subscription("sub-c", "+491", 20, None, None);
+    let other = subscription("sub-d", "+492", 5, None, None);
+    for s in [&late, &early, &tie, &other] {
+        store.insert_subscription(s.clone()).unwrap();
+    }
+    assert_already_exists(store.insert_subscription(subscription("sub-a", "+493", 0, None, None)));
+
+    // Everything comes back as stored, the config object included.
+    assert_eq!(store.subscription("sub-b").unwrap(), Some(early.clone()));
+    assert_eq!(store.subscription("nope").unwrap(), None);
+    // By start, then id; only the owner's.
+    assert_eq!(store.subscriptions_of("+491").unwrap(), vec![early.clone(), late.clone(), tie.clone()]);
+    assert_eq!(store.subscriptions_of("+492").unwrap(), vec![other.clone()]);
+    assert_eq!(store.subscriptions_of("+49").unwrap(), vec![]);
+
+    assert_eq!(store.remove_subscription("sub-a").unwrap(), Some(late));
+    assert_eq!(store.remove_subscription("sub-a").unwrap(), None);
+    assert_eq!(store.subscriptions_of("+491").unwrap(), vec![early, tie]);
+}
+
+pub fn subscription_update(store: &dyn Store) {
+    let original = subscription("sub-1", "+491", 0, Some(100), None);
+    store.insert_subscription(original.clone()).unwrap();
+
+    // A PUT: new credential and expiry, and the echoed config.
+    let updated = store
+        .update_subscription("sub-1", &mut |s| {
+            s.sink_credential = Some(SinkCredential { access_token: "new".into(), expires_at: at(500) });
+            s.expires_at = Some(at(1000));
+            s.config_json["subscriptionExpireTime"] = json!("2030-01-01T00:16:40Z");
+        })
+        .unwrap();
+    let expected = Subscription {
+        sink_credential: Some(SinkCredential { access_token: "new".into(), expires_at: at(500) }),
+        expires_at: Some(at(1000)),
+        config_json: json!({
+            "subscriptionDetail": {"deviceId": "device-1"},
+            "initialEvent": false,
+            "subscriptionExpireTime": "2030-01-01T00:16:40Z",
+        }),
+        ..original.clone()
+    };
+    assert_eq!(updated, expected);
+    assert_eq!(store.subscription("sub-1").unwrap(), Some(expected.clone()));
+
+    // The id is not the closure's to change.
+    let same = store.update_subscription("sub-1", &mut |s| s.id = "other".into()).unwrap();
+    assert_eq!(same, expected);
+    assert_eq!(store.subscription("other").unwrap(), None);
+
+    // Indexes follow an owner change.
+    store.update_subscription("sub-1", &mut |s| s.owner_phone_number = "+492".into()).unwrap();
+    assert_eq!(store.subscriptions_of("+491").unwrap(), vec![]);
+    assert_eq!(ids(&store.subscriptions_of("+492").unwrap(), |s| &s.id), ["sub-1"]);
+
+    assert_not_found(store.update_subscription("nope", &mut |_| {}));
+}
+
+pub fn subscription_expiry(store: &dyn Store) {
+    // Own expiry only; credential only; credential first; expiry first; a tie; never ends.
+    store.insert_subscription(subscription("own", "+491", 0, Some(300), None)).unwrap();
+    store.insert_subscription(subscription("cred", "+491", 0, None, Some(200))).unwrap();
+    store.insert_subscription(subscription("cred-first", "+491", 0, Some(900), Some(100))).unwrap();
+    store.insert_subscription(subscription("own-first", "+492", 0, Some(400), Some(800))).unwrap();
+    store.insert_subscription(subscription("tie", "+492", 0, Some(500), Some(500))).unwrap();
+    store.insert_subscription(subscription("never", "+492", 0, None, None)).unwrap();
+
+    let expiring = |t| {
+        store
+            .subscriptions_expiring_before(t)
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                assert_eq!(Some((e.at, e.reason)), e.subscription.ends_at());
+                (e.subscription.id, e.at, e.reason)
+            })
+            .collect::<Vec<_>>()
+    };
+    use SubscriptionEnd::{AccessTokenExpired as Token, Expired};
+    assert_eq!(expiring(at(100)), vec![]);
+    assert_eq!(
+        expiring(at(100_000)),
+        vec![
+            ("cred-first".into(), at(100), Token),
+            ("cred".into(), at(200), Token),
+            ("own".into(), at(300), Expired),
+            ("own-first".into(), at(400), Expired),
+            ("tie".into(), at(500), Expired),
+        ]
+    );
+    assert_eq!(expiring(at(250)).len(), 2);
+
+    // A new credential moves the subscription's end to its own expiry; dropping the expiry and
+    // the credential takes it out; a removal too.
+    store
+        .update_subscription("cred-first", &mut |s| {
+            s.sink_credential = Some(SinkCredential { access_token: "renewed".into(), expires_at: at(2000) })
+        })
+        .unwrap();
+    store
+        .update_subscription("own", &mut |s| {
+            s.expires_at = None;
+        })
+        .unwrap();
+    store.remove_subscription("cred").unwrap();
+    assert_eq!(
+        expiring(at(100_000)),
+        vec![
+            ("own-first".into(), at(400), Expired),
+            ("tie".into(), at(500), Expired),
+            ("cred-first".into(), at(900), Expired),
+        ]
+    );
+}
+
+pub fn sessions(store: &dyn Store) {
+    let a = session("ses-a", Some("call-a"), 20);
+    let b = session("ses-b", None, 10);
+    let c = MediaSession { direction: Direction::Incoming, ..session("ses-c", Some("call-c"), 10) };
+    for s in [&a, &b, &c] {
+        store.insert_session(s.clone()).unwrap();
+    }
+    assert_already_exists(store.insert_session(session("ses-a", None, 0)));
+    assert_already_exists(store.insert_session(session("ses-d", Some("call-a"), 0)));
+    assert_eq!(store.session("ses-d").unwrap(), None);
+
+    assert_eq!(store.session("ses-c").unwrap(), Some(c.clone()));
+    assert_eq!(store.session("nope").unwrap(), None);
+    assert_eq!(store.session_by_call_id("call-a").unwrap(), Some(a.clone()));
+    assert_eq!(store.session_by_call_id("nope").unwrap(), None);
+    // Only those with a call, by creation time.
+    assert_eq!(store.sessions_with_call().unwrap(), vec![c.clone(), a.clone()]);
+
+    assert_eq!(store.remove_session("ses-a").unwrap(), Some(a));
+    assert_eq!(store.remove_session("ses-a").unwrap(), None);
+    assert_eq!(store.session_by_call_id("call-a").unwrap(), None);
+    assert_eq!(store.sessions_with_call().unwrap(), vec![c]);
+    // The removed session's Call-ID is free again.
+    store.insert_session(session("ses-e", Some("call-a"), 30)).unwrap();
+}
+
+pub fn session_update(store: &dyn Store) {
+    let original = session("ses-1", Some("call-1"), 0);
+    store.insert_session(original.clone()).unwrap();
+    store.insert_session(session("ses-2", Some("call-2"), 0)).unwrap();
+
+    let updated = store
+        .update_session("ses-1", &mut |s| {
+            s.status = "Connected".into();
+            s.answer_sdp = Some("v=0\r\n".into());
+            s.sequence += 1;
+        })
+        .unwrap();
+    let expected = MediaSession {
+        status: "Connected".into(),
+        answer_sdp: Some("v=0\r\n".into()),
+        sequence: 1,
+        ..original.clone()
+    };
+    assert_eq!(updated, expected);
+    assert_eq!(store.session("ses-1").unwrap(), Some(expected.clone()));
+    assert_eq!(store.session_by_call_id("call-1").unwrap(), Some(expected.clone()));
+
+    // Moving to a Call-ID another session has is refused and changes nothing.
+    assert_already_exists(store.update_session("ses-1", &mut |s| {
+        s.sip_call_id = Some("call-2".into());
+        s.status = "Terminated".into();
+    }));
+    assert_eq!(store.session("ses-1").unwrap(), Some(expected.clone()));
+    assert_eq!(store.session_by_call_id("call-2").unwrap().unwrap().id, "ses-2");
+
+    // A new Call-ID re-indexes; clearing it forgets the call but keeps the session.
+    store.update_session("ses-1", &mut |s| s.sip_call_id = Some("call-3".into())).unwrap();
+    assert_eq!(store.session_by_call_id("call-1").unwrap(), None);
+    assert_eq!(store.session_by_call_id("call-3").unwrap().unwrap().id, "ses-1");
+    let ended = store
+        .update_session("ses-1", &mut |s| {
+            s.sip_call_id = None;
+            s.status = "Terminated".into();
+            s.local_hangup = Some("BYE".into());
+        })
+        .unwrap();
+    assert_eq!(store.session_by_call_id("call-3").unwrap(), None);
+    assert_eq!(store.session("ses-1").unwrap(), Some(ended));
+    assert_eq!(ids(&store.sessions_with_call().unwrap(), |s| &s.id), ["ses-2"]);
+
+    // The id stays; an unknown session is NotFound and the closure is not called.
+    store.update_session("ses-1", &mut |s| s.id = "ses-9".into()).unwrap();
+    assert_eq!(store.session("ses-9").unwrap(), None);
+    assert!(store.session("ses-1").unwrap().is_some());
+    let mut called = false;
+    assert_not_found(store.update_session("nope", &mut |_| called = true));
+    assert!(!called);
+}
+
+/// Concurrent read-modify-writes lose no update.
+pub fn session_update_is_atomic(store: &dyn Store) {
+    const THREADS: u32 = 4;
+    const UPDATES: u32 = 25;
+    store.insert_session(session("ses-1", Some("call-1"), 0)).unwrap();
+    let start = Barrier::new(THREADS as usize);
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(|| {
+                start.wait();
+                for _ in 0..UPDATES {
+                    store.update_session("ses-1", &mut |s| s.sequence += 1).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(store.session("ses-1").unwrap().unwrap().sequence, THREADS * UPDATES);
+}
+
+pub fn outbox(store: &dyn Store) {
+    assert_eq!(store.pending_notifications(10).unwrap(), vec![]);
+    let first = store.enqueue_notification(notification("sub-1", "one", 0)).unwrap();
+    let second = store.enqueue_notification(notification("sub-2", "two", 0)).unwrap();
+    let third = store.enqueue_notification(notification("sub-1", "three", 5)).unwrap();
+    assert!(first < second && second < third, "ids increase: {first} {second} {third}");
+
+    // Enqueue order, whatever not_before, as enqueued with attempt 0.
+    let pending = store.pending_notifications(10).unwrap();
+    assert_eq!(ids(&pending, |n| &n.payload), ["one", "two", "three"]);
+    let n = &pending[0];
+    let new = notification("sub-1", "one", 0);
+    assert_eq!(
+        (n.id, &n.subscription_id, &n.sink, &n.headers, n.attempt, n.not_before),
+        (first, &new.subscription_id, &new.sink, &new.headers, 0, new.not_before)
+    );
+    assert_eq!(ids(&store.pending_notifications(2).unwrap(), |n| &n.payload), ["one", "two"]);
+    assert_eq!(store.pending_notifications(0).unwrap(), vec![]);
+
+    // A failed attempt is rescheduled in place: the order does not change.
+    store.reschedule_notification(first, 1, at(60)).unwrap();
+    let pending = store.pending_notifications(10).unwrap();
+    assert_eq!(ids(&pending, |n| &n.payload), ["one", "two", "three"]);
+    assert_eq!((pending[0].attempt, pending[0].not_before), (1, at(60)));
+    assert_eq!((pending[1].attempt, pending[1].not_before), (0, at(0)));
+    assert_not_found(store.reschedule_notification(third + 100, 1, at(1)));
+
+    let removed = store.remove_notification(first).unwrap().unwrap();
+    assert_eq!((removed.id, removed.attempt, removed.payload.as_str()), (first, 1, "one"));
+    assert_eq!(store.remove_notification(first).unwrap(), None);
+    assert_eq!(ids(&store.pending_notifications(10).unwrap(), |n| &n.payload), ["two", "three"]);
+
+    // Ids are never reused, not even the newest one once it is gone.
+    store.remove_notification(third).unwrap().unwrap();
+    let fourth = store.enqueue_notification(notification("sub-3", "four", 0)).unwrap();
+    assert!(fourth > third, "id {fourth} after {third}");
+    assert_eq!(ids(&store.pending_notifications(10).unwrap(), |n| &n.payload), ["two", "four"]);
+}
+
+/// The ids handed out by [`fill`], for [`check_filled`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filled {
+    pub notification_ids: Vec<u64>,
+}
+
+/// Writes one of everything (including updates and removals), for a durability check.
+pub fn fill(store: &dyn Store) -> Filled {
+    store.insert_registration(registration("reg-1", "+491", "device-1", 100)).unwrap();
+    store.insert_registration(registration("reg-2", "+491", "device-2", 200)).unwrap();
+    store.insert_registration(registration("reg-gone", "+491", "device-3", 300)).unwrap();
+    store.update_registration_expiry("reg-2", at(250)).unwrap();
+    store.remove_registration("reg-gone").unwrap();
+
+    store.insert_subscription(subscription("sub-1", "+491", 0, Some(1000), Some(500))).unwrap();
+    store.insert_subscription(subscription("sub-gone", "+491", 0, None, None)).unwrap();
+    store.remove_subscription("sub-gone").unwrap();
+
+    store.insert_session(session("ses-1", Some("call-1"), 0)).unwrap();
+    store.insert_session(session("ses-2", Some("call-2"), 1)).unwrap();
+    store
+        .update_session("ses-2", &mut |s| {
+            s.status = "Terminated".into();
+            s.sip_call_id = None;
+        })
+        .unwrap();
+
+    let one = store.enqueue_notification(notification("sub-1", "one", 0)).unwrap();
+    let two = store.enqueue_notification(notification("sub-1", "two", 0)).unwrap();
+    let gone = store.enqueue_notification(notification("sub-1", "gone", 0)).unwrap();
+    store.reschedule_notification(one, 3, at(90)).unwrap();
+    store.remove_notification(gone).unwrap();
+    Filled { notification_ids: vec![one, two, gone] }
+}
+
+/// Checks that `store` holds exactly what [`fill`] wrote, indexes included, and that it still
+/// takes writes (ids carrying on after those handed out).
+pub fn check_filled(store: &dyn Store, filled: &Filled) {
+    let reg2 = Registration { expires_at: at(250), ..registration("reg-2", "+491", "device-2", 0) };
+    assert_eq!(
+        store.registrations_of("+491", None).unwrap(),
+        vec![registration("reg-1", "+491", "device-1", 100), reg2]
+    );
+    assert_eq!(store.registration("reg-gone").unwrap(), None);
+    assert_eq!(ids(&store.registrations_expiring_before(at(1000)).unwrap(), |r| &r.id), ["reg-1", "reg-2"]);
+    assert_already_exists(store.insert_registration(registration("reg-9", "+491", "device-1", 100)));
+
+    let sub1 = subscription("sub-1", "+491", 0, Some(1000), Some(500));
+    assert_eq!(store.subscriptions_of("+491").unwrap(), vec![sub1.clone()]);
+    let expiring = store.subscriptions_expiring_before(at(1000)).unwrap();
+    assert_eq!(expiring.len(), 1);
+    assert_eq!((&expiring[0].subscription, expiring[0].reason), (&sub1, SubscriptionEnd::AccessTokenExpired));
+
+    assert_eq!(store.session_by_call_id("call-1").unwrap(), Some(session("ses-1", Some("call-1"), 0)));
+    assert_eq!(store.session_by_call_id("call-2").unwrap(), None);
+    assert_eq!(store.session("ses-2").unwrap().unwrap().status, "Terminated");
+    assert_eq!(ids(&store.sessions_with_call().unwrap(), |s| &s.id), ["ses-1"]);
+
+    let pending = store.pending_notifications(10).unwrap();
+    assert_eq!(ids(&pending, |n| &n.payload), ["one", "two"]);
+    assert_eq!(pending.iter().map(|n| n.id).collect::<Vec<_>>(), filled.notification_ids[..2]);
+    assert_eq!((pending[0].attempt, pending[0].not_before), (3, at(90)));
+
+    let next = store.enqueue_notification(notification("sub-1", "next", 0)).unwrap();
+    assert!(filled.notification_ids.iter().all(|&id| next > id), "id {next} reused or out of order");
+    store.update_session("ses-1", &mut |s| s.sequence = 7).unwrap();
+    assert_eq!(store.session("ses-1").unwrap().unwrap().sequence, 7);
+}
+
+/// Durability across a clean reopen: `open` opens the same storage each time.
+pub fn persists(open: &mut dyn FnMut() -> Box<dyn Store>) {
+    let filled = {
+        let store = open();
+        fill(&*store)
+    };
+    let store = open();
+    check_filled(&*store, &filled);
+}

@@ -1,0 +1,303 @@
+//! Durable state of the CAMARA WebRTC gateway, behind the [`Store`] trait.
+//!
+//! This crate owns the API-visible state that must outlive the process: registrations,
+//! event subscriptions, the API-visible part of media sessions, and the outbox of notifications
+//! not yet delivered to their sinks. A gateway killed with `kill -9` reopens its store and finds
+//! every committed write; the expiry queries let it re-arm its timers (registration,
+//! subscription and sink-credential expiry) without keeping them anywhere else.
+//!
+//! It does not own HTTP, SIP or policy: it does not know who may see what (the gateway filters by
+//! owner before answering a caller), which session statuses are final, or how and when a
+//! notification is delivered. It stores and indexes records by the keys it is given.
+//!
+//! Two backends: [`MemoryStore`] (tests, and a gateway without a data directory) and
+//! [`RedbStore`] (an embedded, crash-safe file). Both pass the same test suite (`conformance`).
+//!
+//! # Calling from async code
+//!
+//! The trait is synchronous because the embedded backends are: every call is one short
+//! transaction on local data (the redb backend also waits for its `fsync` on writes), so the
+//! gateway may call it directly from async handlers. A backend shared by many nodes would be
+//! networked; it would implement this trait by blocking on its client (or the trait would gain
+//! an async twin with the same methods), which is why every method is a single self-contained
+//! operation and no method hands out locks or transactions.
+
+mod memory;
+mod redb_store;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use memory::MemoryStore;
+pub use redb_store::RedbStore;
+
+/// A registration of a device (`RegSessionResponse`), unique per phone number and device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    pub id: String,
+    pub device_id: String,
+    pub phone_number: String,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The token the gateway presents to a subscription's sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SinkCredential {
+    pub access_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An event subscription (CAMARA `Subscription`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub id: String,
+    pub owner_phone_number: String,
+    pub device_id: String,
+    pub sink: String,
+    pub sink_credential: Option<SinkCredential>,
+    pub types: Vec<String>,
+    /// The request's `config` object, kept as sent so that it is echoed back unchanged.
+    pub config_json: serde_json::Value,
+    pub starts_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Why a subscription ends on its own; the CAMARA `terminationReason` of its
+/// `subscription-ends` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SubscriptionEnd {
+    /// `SUBSCRIPTION_EXPIRED`: the subscription's own `expiresAt` is reached.
+    Expired,
+    /// `ACCESS_TOKEN_EXPIRED`: the sink credential expires first.
+    AccessTokenExpired,
+}
+
+impl Subscription {
+    /// When and why this subscription ends unless it is updated: the earlier of its expiry and
+    /// its sink credential's expiry. On a tie the subscription expiry wins, as it ends the
+    /// subscription whatever the credential.
+    pub fn ends_at(&self) -> Option<(DateTime<Utc>, SubscriptionEnd)> {
+        let own = self.expires_at.map(|t| (t, SubscriptionEnd::Expired));
+        let credential = self.sink_credential.as_ref().map(|c| (c.expires_at, SubscriptionEnd::AccessTokenExpired));
+        match (own, credential) {
+            (Some(o), Some(c)) => Some(if c.0 < o.0 { c } else { o }),
+            (o, c) => o.or(c),
+        }
+    }
+}
+
+/// A subscription that ends before the time asked about, with when and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpiringSubscription {
+    pub subscription: Subscription,
+    pub at: DateTime<Utc>,
+    pub reason: SubscriptionEnd,
+}
+
+/// Which side placed the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Direction {
+    Outgoing,
+    Incoming,
+}
+
+/// The API-visible state of a media session. The SIP dialog itself lives in memory only: after
+/// a restart the gateway finds the sessions whose call was in progress with
+/// [`Store::sessions_with_call`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MediaSession {
+    pub id: String,
+    pub owner_phone_number: String,
+    pub registration_id: String,
+    pub device_id: String,
+    pub direction: Direction,
+    /// The SIP Call-ID while the call is in progress; indexed by [`Store::session_by_call_id`].
+    pub sip_call_id: Option<String>,
+    pub originator_address: String,
+    pub originator_name: Option<String>,
+    pub receiver_address: String,
+    pub receiver_name: Option<String>,
+    pub offer_sdp: String,
+    pub answer_sdp: Option<String>,
+    pub status: String,
+    /// `sequenceNumber` of the last session-status event.
+    pub sequence: u32,
+    /// Set by `DELETE`: the SIP method that ends the call (BYE or CANCEL).
+    pub local_hangup: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A notification to put in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewNotification {
+    pub subscription_id: String,
+    pub sink: String,
+    pub headers: Vec<(String, String)>,
+    pub payload: String,
+    /// Not to be sent before this time (usually now).
+    pub not_before: DateTime<Utc>,
+}
+
+/// A notification in the outbox, not yet delivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingNotification {
+    /// Assigned by the store, increasing in enqueue order and never reused.
+    pub id: u64,
+    pub subscription_id: String,
+    pub sink: String,
+    pub headers: Vec<(String, String)>,
+    pub payload: String,
+    /// Delivery attempts made so far (0 when enqueued).
+    pub attempt: u32,
+    pub not_before: DateTime<Utc>,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The id, or a unique key (phone number + device, SIP Call-ID), is already taken.
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// The record to update does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The storage failed (I/O, file locked by another process, ...).
+    #[error("storage backend: {0}")]
+    Backend(String),
+    /// Stored data cannot be read back.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The gateway's durable state.
+///
+/// Each method is atomic: it sees and leaves every record and index consistent, and a write is
+/// durable when it returns (for a durable backend). Lookups take the keys the gateway has
+/// already checked the caller may use; nothing here filters by ownership.
+///
+/// Times are compared exactly; "before `t`" means strictly earlier than `t`. Lists come back in
+/// a stable order, stated per method, the same for every backend.
+pub trait Store: Send + Sync {
+    // --- registrations -------------------------------------------------------------------
+
+    /// Adds a registration. `AlreadyExists` if its id is taken or its phone number already
+    /// registered the same device.
+    fn insert_registration(&self, registration: Registration) -> Result<()>;
+
+    fn registration(&self, id: &str) -> Result<Option<Registration>>;
+
+    /// The registrations of `phone_number`, of one device if `device_id` is given; ordered by
+    /// device id.
+    fn registrations_of(&self, phone_number: &str, device_id: Option<&str>) -> Result<Vec<Registration>>;
+
+    /// Sets a registration's expiry and returns the updated record; `NotFound` if it is gone.
+    fn update_registration_expiry(&self, id: &str, expires_at: DateTime<Utc>) -> Result<Registration>;
+
+    /// Removes a registration and returns it, `None` if there was none.
+    fn remove_registration(&self, id: &str) -> Result<Option<Registration>>;
+
+    /// The registrations whose `expires_at` is before `t`, earliest first (then by id).
+    fn registrations_expiring_before(&self, t: DateTime<Utc>) -> Result<Vec<Registration>>;
+
+    // --- subscriptions -------------------------------------------------------------------
+
+    /// Adds a subscription; `AlreadyExists` if its id is taken.
+    fn insert_subscription(&self, subscription: Subscription) -> Result<()>;
+
+    fn subscription(&self, id: &str) -> Result<Option<Subscription>>;
+
+    /// The subscriptions of `owner_phone_number`, ordered by `starts_at`, then id.
+    fn subscriptions_of(&self, owner_phone_number: &str) -> Result<Vec<Subscription>>;
+
+    /// Applies `change` to a subscription atomically (typically a new sink credential and/or
+    /// expiry, and the echoed `config_json`) and returns the updated record; `NotFound` if it is
+    /// gone. The id cannot be changed. `change` is pure: a backend that retries on a write
+    /// conflict may call it more than once, on a fresh copy each time.
+    fn update_subscription(&self, id: &str, change: &mut dyn FnMut(&mut Subscription)) -> Result<Subscription>;
+
+    /// Removes a subscription and returns it, `None` if there was none. Its pending
+    /// notifications stay in the outbox (a `subscription-ends` event may be among them).
+    fn remove_subscription(&self, id: &str) -> Result<Option<Subscription>>;
+
+    /// The subscriptions that end before `t`, by their own expiry or their sink credential's,
+    /// whichever comes first ([`Subscription::ends_at`]); earliest first, then by id.
+    fn subscriptions_expiring_before(&self, t: DateTime<Utc>) -> Result<Vec<ExpiringSubscription>>;
+
+    // --- media sessions ------------------------------------------------------------------
+
+    /// Adds a session; `AlreadyExists` if its id, or its SIP Call-ID, is taken.
+    fn insert_session(&self, session: MediaSession) -> Result<()>;
+
+    fn session(&self, id: &str) -> Result<Option<MediaSession>>;
+
+    /// The session whose `sip_call_id` is `call_id`.
+    fn session_by_call_id(&self, call_id: &str) -> Result<Option<MediaSession>>;
+
+    /// The sessions that still have a SIP call (`sip_call_id` set), ordered by `created_at`,
+    /// then id. After a restart those calls are lost, and the gateway ends them.
+    fn sessions_with_call(&self) -> Result<Vec<MediaSession>>;
+
+    /// Applies `change` to a session atomically (read-modify-write, no update from another
+    /// caller in between) and returns the updated record; `NotFound` if it is gone. The id
+    /// cannot be changed; clearing `sip_call_id` forgets the call, setting it to a Call-ID
+    /// another session has is `AlreadyExists` and changes nothing. `change` is pure: a backend
+    /// that retries on a write conflict may call it more than once, on a fresh copy each time.
+    fn update_session(&self, id: &str, change: &mut dyn FnMut(&mut MediaSession)) -> Result<MediaSession>;
+
+    /// Removes a session and returns it, `None` if there was none.
+    fn remove_session(&self, id: &str) -> Result<Option<MediaSession>>;
+
+    // --- notification outbox -------------------------------------------------------------
+
+    /// Puts a notification in the outbox with `attempt` 0 and returns its id.
+    fn enqueue_notification(&self, notification: NewNotification) -> Result<u64>;
+
+    /// Up to `limit` pending notifications in id (enqueue) order, due or not: the deliverer
+    /// keeps the order per sink and computes its next wake-up from `not_before`.
+    ///
+    /// There is no claim: a single node delivers. With many nodes, a deliverer would claim a
+    /// notification by rescheduling it to "now + lease" before sending it.
+    fn pending_notifications(&self, limit: usize) -> Result<Vec<PendingNotification>>;
+
+    /// Records a failed attempt: sets `attempt` and `not_before`; `NotFound` if it is gone.
+    fn reschedule_notification(&self, id: u64, attempt: u32, not_before: DateTime<Utc>) -> Result<()>;
+
+    /// Removes a notification (delivered or given up) and returns it, `None` if there was none.
+    fn remove_notification(&self, id: u64) -> Result<Option<PendingNotification>>;
+}
+
+/// Orders subscriptions as [`Store::subscriptions_of`] promises.
+fn sort_subscriptions(subscriptions: &mut [Subscription]) {
+    subscriptions.sort_by(|a, b| a.starts_at.cmp(&b.starts_at).then_with(|| a.id.cmp(&b.id)));
+}
+
+/// Orders sessions as [`Store::sessions_with_call`] promises.
+fn sort_sessions(sessions: &mut [MediaSession]) {
+    sessions.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+}
+
+/// The subscriptions among `subscriptions` that end before `t`, ordered as
+/// [`Store::subscriptions_expiring_before`] promises.
+fn expiring_subscriptions(
+    subscriptions: impl IntoIterator<Item = Subscription>,
+    t: DateTime<Utc>,
+) -> Vec<ExpiringSubscription> {
+    let mut expiring: Vec<_> = subscriptions
+        .into_iter()
+        .filter_map(|subscription| {
+            let (at, reason) = subscription.ends_at().filter(|(at, _)| *at < t)?;
+            Some(ExpiringSubscription { subscription, at, reason })
+        })
+        .collect();
+    expiring.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.subscription.id.cmp(&b.subscription.id)));
+    expiring
+}
+
+#[cfg(test)]
+mod tests;

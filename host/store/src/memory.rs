@@ -1,0 +1,235 @@
+//! The in-memory backend: for tests, and for a gateway run without a data directory (which
+//! then forgets everything on restart).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+
+use crate::{
+    ExpiringSubscription, MediaSession, NewNotification, PendingNotification, Registration, Result, Store, StoreError,
+    Subscription,
+};
+
+/// Everything in maps behind one lock, which makes every method atomic. Queries scan: fine for
+/// the few thousand records of a gateway that has no data directory.
+#[derive(Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+}
+
+#[derive(Default)]
+struct Tables {
+    registrations: HashMap<String, Registration>,
+    subscriptions: HashMap<String, Subscription>,
+    sessions: HashMap<String, MediaSession>,
+    session_by_call_id: HashMap<String, String>,
+    /// Ordered by id, which is the delivery order.
+    notifications: BTreeMap<u64, PendingNotification>,
+    /// The last id handed out; ids are never reused.
+    last_notification_id: u64,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn tables(&self) -> MutexGuard<'_, Tables> {
+        // Updates apply to a copy that is written back only once complete, so a panic while the
+        // lock was held (in a caller's closure) left consistent data behind: keep serving it.
+        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn insert_registration(&self, registration: Registration) -> Result<()> {
+        let mut t = self.tables();
+        if t.registrations.contains_key(&registration.id) {
+            return Err(StoreError::AlreadyExists(format!("registration {}", registration.id)));
+        }
+        if t.registrations
+            .values()
+            .any(|r| r.phone_number == registration.phone_number && r.device_id == registration.device_id)
+        {
+            return Err(StoreError::AlreadyExists(format!("registration of device {}", registration.device_id)));
+        }
+        t.registrations.insert(registration.id.clone(), registration);
+        Ok(())
+    }
+
+    fn registration(&self, id: &str) -> Result<Option<Registration>> {
+        Ok(self.tables().registrations.get(id).cloned())
+    }
+
+    fn registrations_of(&self, phone_number: &str, device_id: Option<&str>) -> Result<Vec<Registration>> {
+        let mut found: Vec<_> = self
+            .tables()
+            .registrations
+            .values()
+            .filter(|r| r.phone_number == phone_number && device_id.is_none_or(|d| r.device_id == d))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        Ok(found)
+    }
+
+    fn update_registration_expiry(&self, id: &str, expires_at: DateTime<Utc>) -> Result<Registration> {
+        let mut t = self.tables();
+        let registration =
+            t.registrations.get_mut(id).ok_or_else(|| StoreError::NotFound(format!("registration {id}")))?;
+        registration.expires_at = expires_at;
+        Ok(registration.clone())
+    }
+
+    fn remove_registration(&self, id: &str) -> Result<Option<Registration>> {
+        Ok(self.tables().registrations.remove(id))
+    }
+
+    fn registrations_expiring_before(&self, t: DateTime<Utc>) -> Result<Vec<Registration>> {
+        let mut found: Vec<_> = self.tables().registrations.values().filter(|r| r.expires_at < t).cloned().collect();
+        found.sort_by(|a, b| a.expires_at.cmp(&b.expires_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(found)
+    }
+
+    fn insert_subscription(&self, subscription: Subscription) -> Result<()> {
+        let mut t = self.tables();
+        if t.subscriptions.contains_key(&subscription.id) {
+            return Err(StoreError::AlreadyExists(format!("subscription {}", subscription.id)));
+        }
+        t.subscriptions.insert(subscription.id.clone(), subscription);
+        Ok(())
+    }
+
+    fn subscription(&self, id: &str) -> Result<Option<Subscription>> {
+        Ok(self.tables().subscriptions.get(id).cloned())
+    }
+
+    fn subscriptions_of(&self, owner_phone_number: &str) -> Result<Vec<Subscription>> {
+        let mut found: Vec<_> = self
+            .tables()
+            .subscriptions
+            .values()
+            .filter(|s| s.owner_phone_number == owner_phone_number)
+            .cloned()
+            .collect();
+        crate::sort_subscriptions(&mut found);
+        Ok(found)
+    }
+
+    fn update_subscription(&self, id: &str, change: &mut dyn FnMut(&mut Subscription)) -> Result<Subscription> {
+        let mut t = self.tables();
+        let stored = t.subscriptions.get_mut(id).ok_or_else(|| StoreError::NotFound(format!("subscription {id}")))?;
+        let mut updated = stored.clone();
+        change(&mut updated);
+        updated.id = id.to_owned();
+        *stored = updated.clone();
+        Ok(updated)
+    }
+
+    fn remove_subscription(&self, id: &str) -> Result<Option<Subscription>> {
+        Ok(self.tables().subscriptions.remove(id))
+    }
+
+    fn subscriptions_expiring_before(&self, t: DateTime<Utc>) -> Result<Vec<ExpiringSubscription>> {
+        let all: Vec<_> = self.tables().subscriptions.values().cloned().collect();
+        Ok(crate::expiring_subscriptions(all, t))
+    }
+
+    fn insert_session(&self, session: MediaSession) -> Result<()> {
+        let mut t = self.tables();
+        if t.sessions.contains_key(&session.id) {
+            return Err(StoreError::AlreadyExists(format!("session {}", session.id)));
+        }
+        if let Some(call_id) = &session.sip_call_id {
+            if t.session_by_call_id.contains_key(call_id) {
+                return Err(StoreError::AlreadyExists(format!("session of call {call_id}")));
+            }
+            t.session_by_call_id.insert(call_id.clone(), session.id.clone());
+        }
+        t.sessions.insert(session.id.clone(), session);
+        Ok(())
+    }
+
+    fn session(&self, id: &str) -> Result<Option<MediaSession>> {
+        Ok(self.tables().sessions.get(id).cloned())
+    }
+
+    fn session_by_call_id(&self, call_id: &str) -> Result<Option<MediaSession>> {
+        let t = self.tables();
+        Ok(t.session_by_call_id.get(call_id).and_then(|id| t.sessions.get(id)).cloned())
+    }
+
+    fn sessions_with_call(&self) -> Result<Vec<MediaSession>> {
+        let mut found: Vec<_> = self.tables().sessions.values().filter(|s| s.sip_call_id.is_some()).cloned().collect();
+        crate::sort_sessions(&mut found);
+        Ok(found)
+    }
+
+    fn update_session(&self, id: &str, change: &mut dyn FnMut(&mut MediaSession)) -> Result<MediaSession> {
+        let mut guard = self.tables();
+        // Borrow the fields apart: the stored session is read while the index changes.
+        let t = &mut *guard;
+        let stored = t.sessions.get(id).ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
+        let mut updated = stored.clone();
+        change(&mut updated);
+        updated.id = id.to_owned();
+        if updated.sip_call_id != stored.sip_call_id {
+            if let Some(new) = &updated.sip_call_id
+                && t.session_by_call_id.contains_key(new)
+            {
+                return Err(StoreError::AlreadyExists(format!("session of call {new}")));
+            }
+            if let Some(old) = stored.sip_call_id.clone() {
+                t.session_by_call_id.remove(&old);
+            }
+            if let Some(new) = &updated.sip_call_id {
+                t.session_by_call_id.insert(new.clone(), id.to_owned());
+            }
+        }
+        t.sessions.insert(id.to_owned(), updated.clone());
+        Ok(updated)
+    }
+
+    fn remove_session(&self, id: &str) -> Result<Option<MediaSession>> {
+        let mut t = self.tables();
+        let removed = t.sessions.remove(id);
+        if let Some(call_id) = removed.as_ref().and_then(|s| s.sip_call_id.as_ref()) {
+            t.session_by_call_id.remove(call_id);
+        }
+        Ok(removed)
+    }
+
+    fn enqueue_notification(&self, n: NewNotification) -> Result<u64> {
+        let mut t = self.tables();
+        t.last_notification_id += 1;
+        let id = t.last_notification_id;
+        let pending = PendingNotification {
+            id,
+            subscription_id: n.subscription_id,
+            sink: n.sink,
+            headers: n.headers,
+            payload: n.payload,
+            attempt: 0,
+            not_before: n.not_before,
+        };
+        t.notifications.insert(id, pending);
+        Ok(id)
+    }
+
+    fn pending_notifications(&self, limit: usize) -> Result<Vec<PendingNotification>> {
+        Ok(self.tables().notifications.values().take(limit).cloned().collect())
+    }
+
+    fn reschedule_notification(&self, id: u64, attempt: u32, not_before: DateTime<Utc>) -> Result<()> {
+        let mut t = self.tables();
+        let n = t.notifications.get_mut(&id).ok_or_else(|| StoreError::NotFound(format!("notification {id}")))?;
+        n.attempt = attempt;
+        n.not_before = not_before;
+        Ok(())
+    }
+
+    fn remove_notification(&self, id: u64) -> Result<Option<PendingNotification>> {
+        Ok(self.tables().notifications.remove(&id))
+    }
+}

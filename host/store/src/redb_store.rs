@@ -1,0 +1,521 @@
+//! The embedded durable backend: one redb file.
+//!
+//! Records are stored as JSON under their id; secondary indexes are separate tables updated in
+//! the same write transaction as the record, so a crash never leaves them out of step. redb
+//! commits with `fsync` (`Durability::Immediate`, its default) and a copy-on-write tree, so a
+//! process killed at any point reopens on the last committed transaction.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{
+    ExpiringSubscription, MediaSession, NewNotification, PendingNotification, Registration, Result, Store, StoreError,
+    Subscription,
+};
+
+/// Records by id, as JSON.
+type Records = TableDefinition<'static, &'static str, &'static [u8]>;
+/// (expiry in nanoseconds since the epoch, id): ordered by time, for the expiry queries.
+type ExpiryIndex = TableDefinition<'static, (i64, &'static str), ()>;
+
+const REGISTRATIONS: Records = TableDefinition::new("registrations");
+/// (phone number, device id) -> registration id: the uniqueness rule, and `registrations_of`.
+const REGISTRATION_BY_DEVICE: TableDefinition<(&str, &str), &str> = TableDefinition::new("registration_by_device");
+const REGISTRATION_EXPIRY: ExpiryIndex = TableDefinition::new("registration_expiry");
+
+const SUBSCRIPTIONS: Records = TableDefinition::new("subscriptions");
+/// (owner phone number, subscription id).
+const SUBSCRIPTION_BY_OWNER: TableDefinition<(&str, &str), ()> = TableDefinition::new("subscription_by_owner");
+/// Keyed by `Subscription::ends_at`; subscriptions that never end are not in it.
+const SUBSCRIPTION_EXPIRY: ExpiryIndex = TableDefinition::new("subscription_expiry");
+
+const SESSIONS: Records = TableDefinition::new("sessions");
+/// SIP Call-ID -> session id, for the sessions that have one.
+const SESSION_BY_CALL_ID: TableDefinition<&str, &str> = TableDefinition::new("session_by_call_id");
+
+/// Notifications by id: iteration order is delivery order.
+const NOTIFICATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("notifications");
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The layout of the tables above; bumped (with a migration) when it changes.
+const SCHEMA_VERSION_KEY: &str = "schema_version";
+const SCHEMA_VERSION: u64 = 1;
+/// The last notification id handed out. Kept apart from the table's last key so that ids are
+/// never reused, even once the newest notification was delivered and removed: a stale id held
+/// by a deliverer must never name another notification.
+const LAST_NOTIFICATION_ID_KEY: &str = "last_notification_id";
+
+/// redb keeps a page cache that grows up to this size; its 1 GiB default is far more than the
+/// state of a gateway.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A [`Store`] in a redb file. One process at a time may open it (redb locks the file).
+pub struct RedbStore {
+    db: Database,
+}
+
+impl RedbStore {
+    /// Opens the store at `path`, creating the file if it does not exist. A file left by a crash
+    /// is repaired by redb on open, back to its last committed transaction.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
+        let store = Self { db };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// Creates the tables a fresh file lacks (so that readers may assume they exist) and checks
+    /// that the file has the layout this build knows.
+    fn init(&self) -> Result<()> {
+        self.write(|txn| {
+            txn.open_table(REGISTRATIONS)?;
+            txn.open_table(REGISTRATION_BY_DEVICE)?;
+            txn.open_table(REGISTRATION_EXPIRY)?;
+            txn.open_table(SUBSCRIPTIONS)?;
+            txn.open_table(SUBSCRIPTION_BY_OWNER)?;
+            txn.open_table(SUBSCRIPTION_EXPIRY)?;
+            txn.open_table(SESSIONS)?;
+            txn.open_table(SESSION_BY_CALL_ID)?;
+            txn.open_table(NOTIFICATIONS)?;
+            let mut meta = txn.open_table(META)?;
+            let version = meta.get(SCHEMA_VERSION_KEY)?.map(|v| v.value());
+            match version {
+                None => {
+                    meta.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)?;
+                }
+                Some(SCHEMA_VERSION) => {}
+                Some(other) => {
+                    return Err(StoreError::Backend(format!(
+                        "store schema version {other}, this build reads version {SCHEMA_VERSION}"
+                    )));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `f` in a write transaction, committed if `f` succeeds. On error the transaction is
+    /// dropped, which aborts it: a failed operation changes nothing.
+    fn write<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
+        let txn = self.db.begin_write()?;
+        let out = f(&txn)?;
+        txn.commit()?;
+        Ok(out)
+    }
+
+    /// Runs `f` on a consistent snapshot.
+    fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
+        f(&self.db.begin_read()?)
+    }
+}
+
+/// The key of a time in an expiry index. Nanoseconds cover 1677 to 2262; times outside saturate,
+/// which keeps the order (not strictly), and the queries compare the records' exact times.
+fn time_key(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 { i64::MIN } else { i64::MAX })
+}
+
+fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>> {
+    // Cannot fail for these records (string keys, no maps with non-string keys), but say so if
+    // it ever does rather than panic.
+    serde_json::to_vec(record).map_err(|e| StoreError::Backend(format!("cannot encode record: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(what: &str, key: impl std::fmt::Display, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what} {key}: {e}")))
+}
+
+/// The record stored under `id`.
+fn get_record<T: DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    what: &str,
+    id: &str,
+) -> Result<Option<T>> {
+    table.get(id)?.map(|bytes| decode(what, id, bytes.value())).transpose()
+}
+
+/// The record an index entry points to; a dangling entry means the file is damaged, since both
+/// are written in one transaction.
+fn indexed_record<T: DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    what: &str,
+    id: &str,
+) -> Result<T> {
+    get_record(table, what, id)?.ok_or_else(|| StoreError::Corrupt(format!("index names missing {what} {id}")))
+}
+
+/// The ids in an expiry index with a time key at or before `t`'s, in index order.
+fn ids_due_by(index: &impl ReadableTable<(i64, &'static str), ()>, t: DateTime<Utc>) -> Result<Vec<String>> {
+    let limit = time_key(t);
+    let mut ids = Vec::new();
+    for entry in index.iter()? {
+        let (key, _) = entry?;
+        let (at, id) = key.value();
+        if at > limit {
+            break;
+        }
+        ids.push(id.to_owned());
+    }
+    Ok(ids)
+}
+
+fn registration_not_found(id: &str) -> StoreError {
+    StoreError::NotFound(format!("registration {id}"))
+}
+
+impl Store for RedbStore {
+    fn insert_registration(&self, r: Registration) -> Result<()> {
+        self.write(|txn| {
+            let mut records = txn.open_table(REGISTRATIONS)?;
+            let mut by_device = txn.open_table(REGISTRATION_BY_DEVICE)?;
+            if records.get(r.id.as_str())?.is_some() {
+                return Err(StoreError::AlreadyExists(format!("registration {}", r.id)));
+            }
+            if by_device.get((r.phone_number.as_str(), r.device_id.as_str()))?.is_some() {
+                return Err(StoreError::AlreadyExists(format!("registration of device {}", r.device_id)));
+            }
+            records.insert(r.id.as_str(), encode(&r)?.as_slice())?;
+            by_device.insert((r.phone_number.as_str(), r.device_id.as_str()), r.id.as_str())?;
+            txn.open_table(REGISTRATION_EXPIRY)?.insert((time_key(r.expires_at), r.id.as_str()), ())?;
+            Ok(())
+        })
+    }
+
+    fn registration(&self, id: &str) -> Result<Option<Registration>> {
+        self.read(|txn| get_record(&txn.open_table(REGISTRATIONS)?, "registration", id))
+    }
+
+    fn registrations_of(&self, phone_number: &str, device_id: Option<&str>) -> Result<Vec<Registration>> {
+        self.read(|txn| {
+            let records = txn.open_table(REGISTRATIONS)?;
+            let by_device = txn.open_table(REGISTRATION_BY_DEVICE)?;
+            let mut ids = Vec::new();
+            match device_id {
+                Some(device_id) => {
+                    if let Some(id) = by_device.get((phone_number, device_id))? {
+                        ids.push(id.value().to_owned());
+                    }
+                }
+                // The index is ordered by phone number, then device id: the phone number's
+                // entries are one run, starting at the smallest device id "".
+                None => {
+                    for entry in by_device.range::<(&str, &str)>((phone_number, "")..)? {
+                        let (key, id) = entry?;
+                        if key.value().0 != phone_number {
+                            break;
+                        }
+                        ids.push(id.value().to_owned());
+                    }
+                }
+            }
+            ids.iter().map(|id| indexed_record(&records, "registration", id)).collect()
+        })
+    }
+
+    fn update_registration_expiry(&self, id: &str, expires_at: DateTime<Utc>) -> Result<Registration> {
+        self.write(|txn| {
+            let mut records = txn.open_table(REGISTRATIONS)?;
+            let mut r: Registration =
+                get_record(&records, "registration", id)?.ok_or_else(|| registration_not_found(id))?;
+            let mut expiry = txn.open_table(REGISTRATION_EXPIRY)?;
+            expiry.remove((time_key(r.expires_at), id))?;
+            r.expires_at = expires_at;
+            expiry.insert((time_key(r.expires_at), id), ())?;
+            records.insert(id, encode(&r)?.as_slice())?;
+            Ok(r)
+        })
+    }
+
+    fn remove_registration(&self, id: &str) -> Result<Option<Registration>> {
+        self.write(|txn| {
+            let mut records = txn.open_table(REGISTRATIONS)?;
+            let Some(r) = get_record::<Registration>(&records, "registration", id)? else {
+                return Ok(None);
+            };
+            records.remove(id)?;
+            txn.open_table(REGISTRATION_BY_DEVICE)?.remove((r.phone_number.as_str(), r.device_id.as_str()))?;
+            txn.open_table(REGISTRATION_EXPIRY)?.remove((time_key(r.expires_at), id))?;
+            Ok(Some(r))
+        })
+    }
+
+    fn registrations_expiring_before(&self, t: DateTime<Utc>) -> Result<Vec<Registration>> {
+        self.read(|txn| {
+            let records = txn.open_table(REGISTRATIONS)?;
+            let mut found = Vec::new();
+            for id in ids_due_by(&txn.open_table(REGISTRATION_EXPIRY)?, t)? {
+                let r: Registration = indexed_record(&records, "registration", &id)?;
+                if r.expires_at < t {
+                    found.push(r);
+                }
+            }
+            // Already in (time, id) order, except among times that saturated the key.
+            found.sort_by(|a, b| a.expires_at.cmp(&b.expires_at).then_with(|| a.id.cmp(&b.id)));
+            Ok(found)
+        })
+    }
+
+    fn insert_subscription(&self, s: Subscription) -> Result<()> {
+        self.write(|txn| {
+            let mut records = txn.open_table(SUBSCRIPTIONS)?;
+            if records.get(s.id.as_str())?.is_some() {
+                return Err(StoreError::AlreadyExists(format!("subscription {}", s.id)));
+            }
+            records.insert(s.id.as_str(), encode(&s)?.as_slice())?;
+            index_subscription(txn, &s)
+        })
+    }
+
+    fn subscription(&self, id: &str) -> Result<Option<Subscription>> {
+        self.read(|txn| get_record(&txn.open_table(SUBSCRIPTIONS)?, "subscription", id))
+    }
+
+    fn subscriptions_of(&self, owner_phone_number: &str) -> Result<Vec<Subscription>> {
+        self.read(|txn| {
+            let records = txn.open_table(SUBSCRIPTIONS)?;
+            let mut found = Vec::new();
+            for entry in txn.open_table(SUBSCRIPTION_BY_OWNER)?.range::<(&str, &str)>((owner_phone_number, "")..)? {
+                let (key, _) = entry?;
+                let (owner, id) = key.value();
+                if owner != owner_phone_number {
+                    break;
+                }
+                found.push(indexed_record(&records, "subscription", id)?);
+            }
+            crate::sort_subscriptions(&mut found);
+            Ok(found)
+        })
+    }
+
+    fn update_subscription(&self, id: &str, change: &mut dyn FnMut(&mut Subscription)) -> Result<Subscription> {
+        self.write(|txn| {
+            let mut records = txn.open_table(SUBSCRIPTIONS)?;
+            let old: Subscription = get_record(&records, "subscription", id)?
+                .ok_or_else(|| StoreError::NotFound(format!("subscription {id}")))?;
+            let mut new = old.clone();
+            change(&mut new);
+            new.id = id.to_owned();
+            if new != old {
+                // The closure may have changed any indexed field: re-index from scratch.
+                unindex_subscription(txn, &old)?;
+                index_subscription(txn, &new)?;
+                records.insert(id, encode(&new)?.as_slice())?;
+            }
+            Ok(new)
+        })
+    }
+
+    fn remove_subscription(&self, id: &str) -> Result<Option<Subscription>> {
+        self.write(|txn| {
+            let mut records = txn.open_table(SUBSCRIPTIONS)?;
+            let Some(s) = get_record::<Subscription>(&records, "subscription", id)? else {
+                return Ok(None);
+            };
+            records.remove(id)?;
+            unindex_subscription(txn, &s)?;
+            Ok(Some(s))
+        })
+    }
+
+    fn subscriptions_expiring_before(&self, t: DateTime<Utc>) -> Result<Vec<ExpiringSubscription>> {
+        self.read(|txn| {
+            let records = txn.open_table(SUBSCRIPTIONS)?;
+            let candidates = ids_due_by(&txn.open_table(SUBSCRIPTION_EXPIRY)?, t)?
+                .iter()
+                .map(|id| indexed_record(&records, "subscription", id))
+                .collect::<Result<Vec<Subscription>>>()?;
+            Ok(crate::expiring_subscriptions(candidates, t))
+        })
+    }
+
+    fn insert_session(&self, s: MediaSession) -> Result<()> {
+        self.write(|txn| {
+            let mut records = txn.open_table(SESSIONS)?;
+            if records.get(s.id.as_str())?.is_some() {
+                return Err(StoreError::AlreadyExists(format!("session {}", s.id)));
+            }
+            if let Some(call_id) = &s.sip_call_id {
+                let mut by_call_id = txn.open_table(SESSION_BY_CALL_ID)?;
+                if by_call_id.get(call_id.as_str())?.is_some() {
+                    return Err(StoreError::AlreadyExists(format!("session of call {call_id}")));
+                }
+                by_call_id.insert(call_id.as_str(), s.id.as_str())?;
+            }
+            records.insert(s.id.as_str(), encode(&s)?.as_slice())?;
+            Ok(())
+        })
+    }
+
+    fn session(&self, id: &str) -> Result<Option<MediaSession>> {
+        self.read(|txn| get_record(&txn.open_table(SESSIONS)?, "session", id))
+    }
+
+    fn session_by_call_id(&self, call_id: &str) -> Result<Option<MediaSession>> {
+        self.read(|txn| {
+            let Some(id) = txn.open_table(SESSION_BY_CALL_ID)?.get(call_id)? else {
+                return Ok(None);
+            };
+            indexed_record(&txn.open_table(SESSIONS)?, "session", id.value()).map(Some)
+        })
+    }
+
+    fn sessions_with_call(&self) -> Result<Vec<MediaSession>> {
+        self.read(|txn| {
+            let records = txn.open_table(SESSIONS)?;
+            let mut found = Vec::new();
+            for entry in txn.open_table(SESSION_BY_CALL_ID)?.iter()? {
+                let (_, id) = entry?;
+                found.push(indexed_record(&records, "session", id.value())?);
+            }
+            crate::sort_sessions(&mut found);
+            Ok(found)
+        })
+    }
+
+    fn update_session(&self, id: &str, change: &mut dyn FnMut(&mut MediaSession)) -> Result<MediaSession> {
+        // redb has one writer at a time: nothing can change the session between the read and
+        // the write below.
+        self.write(|txn| {
+            let mut records = txn.open_table(SESSIONS)?;
+            let old: MediaSession =
+                get_record(&records, "session", id)?.ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
+            let mut new = old.clone();
+            change(&mut new);
+            new.id = id.to_owned();
+            if new == old {
+                return Ok(new);
+            }
+            if new.sip_call_id != old.sip_call_id {
+                let mut by_call_id = txn.open_table(SESSION_BY_CALL_ID)?;
+                if let Some(call_id) = &new.sip_call_id
+                    && by_call_id.get(call_id.as_str())?.is_some()
+                {
+                    return Err(StoreError::AlreadyExists(format!("session of call {call_id}")));
+                }
+                if let Some(call_id) = &old.sip_call_id {
+                    by_call_id.remove(call_id.as_str())?;
+                }
+                if let Some(call_id) = &new.sip_call_id {
+                    by_call_id.insert(call_id.as_str(), id)?;
+                }
+            }
+            records.insert(id, encode(&new)?.as_slice())?;
+            Ok(new)
+        })
+    }
+
+    fn remove_session(&self, id: &str) -> Result<Option<MediaSession>> {
+        self.write(|txn| {
+            let mut records = txn.open_table(SESSIONS)?;
+            let Some(s) = get_record::<MediaSession>(&records, "session", id)? else {
+                return Ok(None);
+            };
+            records.remove(id)?;
+            if let Some(call_id) = &s.sip_call_id {
+                txn.open_table(SESSION_BY_CALL_ID)?.remove(call_id.as_str())?;
+            }
+            Ok(Some(s))
+        })
+    }
+
+    fn enqueue_notification(&self, n: NewNotification) -> Result<u64> {
+        self.write(|txn| {
+            let mut meta = txn.open_table(META)?;
+            let id = meta.get(LAST_NOTIFICATION_ID_KEY)?.map_or(0, |v| v.value()) + 1;
+            meta.insert(LAST_NOTIFICATION_ID_KEY, id)?;
+            let pending = PendingNotification {
+                id,
+                subscription_id: n.subscription_id,
+                sink: n.sink,
+                headers: n.headers,
+                payload: n.payload,
+                attempt: 0,
+                not_before: n.not_before,
+            };
+            txn.open_table(NOTIFICATIONS)?.insert(id, encode(&pending)?.as_slice())?;
+            Ok(id)
+        })
+    }
+
+    fn pending_notifications(&self, limit: usize) -> Result<Vec<PendingNotification>> {
+        self.read(|txn| {
+            let mut found = Vec::new();
+            for entry in txn.open_table(NOTIFICATIONS)?.iter()?.take(limit) {
+                let (id, bytes) = entry?;
+                found.push(decode("notification", id.value(), bytes.value())?);
+            }
+            Ok(found)
+        })
+    }
+
+    fn reschedule_notification(&self, id: u64, attempt: u32, not_before: DateTime<Utc>) -> Result<()> {
+        self.write(|txn| {
+            let mut table = txn.open_table(NOTIFICATIONS)?;
+            let mut n: PendingNotification = match table.get(id)? {
+                Some(bytes) => decode("notification", id, bytes.value())?,
+                None => return Err(StoreError::NotFound(format!("notification {id}"))),
+            };
+            n.attempt = attempt;
+            n.not_before = not_before;
+            table.insert(id, encode(&n)?.as_slice())?;
+            Ok(())
+        })
+    }
+
+    fn remove_notification(&self, id: u64) -> Result<Option<PendingNotification>> {
+        self.write(|txn| {
+            let mut table = txn.open_table(NOTIFICATIONS)?;
+            let removed = table.remove(id)?;
+            removed.map(|bytes| decode("notification", id, bytes.value())).transpose()
+        })
+    }
+}
+
+/// Adds the index entries of `s`.
+fn index_subscription(txn: &WriteTransaction, s: &Subscription) -> Result<()> {
+    txn.open_table(SUBSCRIPTION_BY_OWNER)?.insert((s.owner_phone_number.as_str(), s.id.as_str()), ())?;
+    if let Some((at, _)) = s.ends_at() {
+        txn.open_table(SUBSCRIPTION_EXPIRY)?.insert((time_key(at), s.id.as_str()), ())?;
+    }
+    Ok(())
+}
+
+/// Removes the index entries of `s`, as stored.
+fn unindex_subscription(txn: &WriteTransaction, s: &Subscription) -> Result<()> {
+    txn.open_table(SUBSCRIPTION_BY_OWNER)?.remove((s.owner_phone_number.as_str(), s.id.as_str()))?;
+    if let Some((at, _)) = s.ends_at() {
+        txn.open_table(SUBSCRIPTION_EXPIRY)?.remove((time_key(at), s.id.as_str()))?;
+    }
+    Ok(())
+}
+
+// The redb errors, as the store reports them. Damage detected by redb is `Corrupt`; anything
+// else (I/O, a file locked by another process, ...) is `Backend`.
+
+impl From<redb::StorageError> for StoreError {
+    fn from(e: redb::StorageError) -> Self {
+        match e {
+            redb::StorageError::Corrupted(message) => StoreError::Corrupt(message),
+            other => StoreError::Backend(other.to_string()),
+        }
+    }
+}
+
+macro_rules! from_redb_error {
+    ($($error:ident),*) => {$(
+        impl From<redb::$error> for StoreError {
+            fn from(e: redb::$error) -> Self {
+                match e {
+                    redb::$error::Storage(e) => e.into(),
+                    other => StoreError::Backend(other.to_string()),
+                }
+            }
+        }
+    )*};
+}
+
+from_redb_error!(DatabaseError, TransactionError, TableError, CommitError);
