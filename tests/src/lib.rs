@@ -105,6 +105,7 @@ pub fn gateway_config(next_hop: Option<SocketAddr>, transport: SipTransportName)
     config.auth.issuers = vec![ISSUER.into()];
     config.auth.audiences = vec![AUDIENCE.into()];
     config.notifications.allow_http_loopback_sinks = true;
+    config.storage.path = None;
     config
 }
 

@@ -75,6 +75,19 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         tracing::warn!("no [auth] jwks_file or jwks_url: every API call will be refused with 401");
     }
     let plugins = Arc::new(Plugins::load(&config.plugins).await?);
+    let store = Store::new(match &config.storage.path {
+        Some(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            tracing::info!(path = %path.display(), "state kept in redb");
+            Arc::new(camara_store::RedbStore::open(path)?) as Arc<dyn camara_store::Store>
+        }
+        None => {
+            tracing::warn!("[storage] path is unset: state is kept in memory and lost on exit");
+            Arc::new(camara_store::MemoryStore::new())
+        }
+    });
 
     let (sip, sip_events) = UserAgent::start(SipConfig {
         udp_listen: config.sip.udp_listen,
@@ -108,7 +121,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         config,
         verifier,
         plugins,
-        store: Store::default(),
+        store,
         notifier,
         sip,
     });

@@ -10,7 +10,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::app::Gateway;
 use crate::config::SipTransportName;
 use crate::error::ApiError;
-use crate::model::{CallType, MediaSessionCreate, SdpDescriptor};
+use crate::model::{CallType, MediaSessionCreate};
 use crate::notify::{GatewayEvent, SESSION_STATUS};
 use crate::store::{Direction, MediaSession, Registration, is_final_status};
 
@@ -82,18 +82,19 @@ pub async fn place_call(
         originator_name: request.originator_name,
         receiver_address: request.receiver_address,
         receiver_name: request.receiver_name,
-        offer: SdpDescriptor { sdp: request.offer.sdp },
-        answer: None,
+        offer_sdp: request.offer.sdp,
+        answer_sdp: None,
         status: "Initial".into(),
         sequence: 0,
         local_hangup: None,
+        created_at: chrono::Utc::now(),
     };
-    gw.store.insert_session(session.clone());
+    gw.store.insert_session(session.clone())?;
     match gw.sip.invite(invite).await {
         Ok(_) => Ok(session),
         Err(e) => {
             tracing::warn!(session = session.id, "INVITE not sent: {e}");
-            gw.store.update_session(&session.id, phone_number, |s| s.status = "Failed".into());
+            let _ = gw.store.update_session(&session.id, &mut |s| s.status = "Failed".into());
             Err(ApiError::unavailable(format!("The call could not be sent to the network: {e}")))
         }
     }
@@ -111,7 +112,7 @@ pub async fn end_call(gw: &Gateway, session: &MediaSession) -> Result<(), ApiErr
                 HangupKind::Bye => "BYE",
                 HangupKind::Cancel => "CANCEL",
             };
-            gw.store.update_session(&session.id, &session.owner_phone_number, |s| s.local_hangup = Some(method));
+            gw.store.update_session(&session.id, &mut |s| s.local_hangup = Some(method.to_string()))?;
             Ok(())
         }
         // The SIP side already ended; the status event for that is on its way.
@@ -130,9 +131,13 @@ pub async fn run_sip_events(gw: Arc<Gateway>, mut events: UnboundedReceiver<UaEv
 }
 
 async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
-    let Some(session) = gw.store.update_session_by_call_id(call_id, |s| s.clone()) else {
-        tracing::debug!(call_id, "SIP event for an unknown call");
-        return;
+    let session = match gw.store.session_by_call_id(call_id) {
+        Ok(Some(session)) => session,
+        Ok(None) => {
+            tracing::debug!(call_id, "SIP event for an unknown call");
+            return;
+        }
+        Err(_) => return,
     };
     let last = matches!(event, CallEvent::Terminated);
     let direction = match session.direction {
@@ -152,7 +157,7 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
             Some(SipEvent::Request(SipRequest { method, reason, has_sdp: sdp.is_some() }))
         }
         CallEvent::Timeout => Some(SipEvent::Timeout),
-        CallEvent::Terminated => session.local_hangup.map(|m| SipEvent::LocalHangup(m.to_string())),
+        CallEvent::Terminated => session.local_hangup.clone().map(SipEvent::LocalHangup),
     };
     let update = match sip_event {
         Some(e) => match gw.plugins.mapping.map_sip_event(&e, direction).await {
@@ -165,27 +170,28 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
         None => None,
     };
     if let Some(update) = update {
-        apply_status(gw, call_id, update).await;
+        apply_status(gw, &session.id, update).await;
     }
     if last {
-        gw.store.forget_call(call_id);
+        let _ = gw.store.update_session(&session.id, &mut |s| s.sip_call_id = None);
     }
 }
 
-async fn apply_status(gw: &Gateway, call_id: &str, update: StatusUpdate) {
+async fn apply_status(gw: &Gateway, session_id: &str, update: StatusUpdate) {
     let status = status_name(update.status);
-    let changed = gw
-        .store
-        .update_session_by_call_id(call_id, |s| {
-            if is_final_status(&s.status) {
-                return None;
-            }
+    let mut changed = false;
+    let Ok(session) = gw.store.update_session(session_id, &mut |s| {
+        changed = !is_final_status(&s.status);
+        if changed {
             s.status = status.clone();
             s.sequence += 1;
-            Some(s.clone())
-        })
-        .flatten();
-    let Some(session) = changed else { return };
+        }
+    }) else {
+        return;
+    };
+    if !changed {
+        return;
+    }
     tracing::info!(session = session.id, status, reason = update.reason, "session status");
     let mut data = serde_json::json!({
         "mediaSessionId": session.id,
@@ -209,6 +215,6 @@ async fn apply_status(gw: &Gateway, call_id: &str, update: StatusUpdate) {
         device_id: Some(session.device_id.clone()),
         phone_number: Some(session.owner_phone_number.clone()),
     };
-    let subscriptions = gw.store.subscriptions_of(Some(&session.owner_phone_number));
+    let Ok(subscriptions) = gw.store.subscriptions_of(&session.owner_phone_number) else { return };
     gw.notifier.publish(event, &subscriptions).await;
 }

@@ -19,7 +19,22 @@ pub struct GatewayConfig {
     pub media: MediaConfig,
     pub registration: RegistrationPolicy,
     pub notifications: NotificationConfig,
+    pub storage: StorageConfig,
     pub plugins: PluginsConfig,
+}
+
+/// Where registrations, subscriptions, sessions and undelivered events are kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// A redb file (created when missing); none keeps everything in memory, lost on exit.
+    pub path: Option<PathBuf>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { path: Some(PathBuf::from(".gateway-data/state.redb")) }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -95,7 +95,7 @@ impl Notifier {
                 id: s.id.clone(),
                 sink: s.sink.clone(),
                 types: s.types.clone(),
-                device_id: Some(s.config.subscription_detail.device_id.clone()),
+                device_id: Some(s.device_id.clone()),
                 owner_phone_number: Some(s.owner_phone_number.clone()),
                 has_sink_credential: s.sink_credential.is_some(),
             })

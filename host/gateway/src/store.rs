@@ -1,62 +1,14 @@
-//! The API-visible state: registrations, subscriptions and media sessions.
+//! The API-visible state, over a [`camara_store::Store`] backend (redb on disk, or memory).
 //!
-//! In memory for now; every access goes through these methods so that a durable backend can take
-//! their place behind a trait without touching the API handlers.
+//! Adds what the backend deliberately leaves out: a caller only ever reaches their own records,
+//! and storage failures become CAMARA errors.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use camara_store::{Store as Backend, StoreError};
+pub use camara_store::{Direction, MediaSession, Registration, SinkCredential, Subscription};
 
-use crate::model::{SdpDescriptor, SinkCredential, SubscriptionConfig};
-
-#[derive(Debug, Clone)]
-pub struct Registration {
-    pub id: String,
-    pub device_id: String,
-    pub phone_number: String,
-    pub expires_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Subscription {
-    pub id: String,
-    pub owner_phone_number: String,
-    pub sink: String,
-    pub sink_credential: Option<SinkCredential>,
-    pub types: Vec<String>,
-    pub config: SubscriptionConfig,
-    pub starts_at: DateTime<Utc>,
-    pub expires_at: Option<DateTime<Utc>>,
-}
-
-/// Which side placed the call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Outgoing,
-    Incoming,
-}
-
-#[derive(Debug, Clone)]
-pub struct MediaSession {
-    pub id: String,
-    pub owner_phone_number: String,
-    pub registration_id: String,
-    pub device_id: String,
-    pub direction: Direction,
-    pub sip_call_id: Option<String>,
-    pub originator_address: String,
-    pub originator_name: Option<String>,
-    pub receiver_address: String,
-    pub receiver_name: Option<String>,
-    pub offer: SdpDescriptor,
-    pub answer: Option<SdpDescriptor>,
-    pub status: String,
-    /// `sequenceNumber` of the last session-status event.
-    pub sequence: u32,
-    /// Set by `DELETE`: the SIP method that ends the call (BYE or CANCEL).
-    pub local_hangup: Option<&'static str>,
-}
+use crate::error::ApiError;
 
 /// Statuses after which a session changes no more.
 pub fn is_final_status(status: &str) -> bool {
@@ -66,129 +18,108 @@ pub fn is_final_status(status: &str) -> bool {
     )
 }
 
-#[derive(Default)]
-struct Tables {
-    registrations: HashMap<String, Registration>,
-    subscriptions: HashMap<String, Subscription>,
-    sessions: HashMap<String, MediaSession>,
-    session_by_call_id: HashMap<String, String>,
+fn internal(e: StoreError) -> ApiError {
+    tracing::error!("storage failed: {e}");
+    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "The gateway could not access its storage")
 }
 
-#[derive(Default)]
+#[derive(Clone)]
 pub struct Store {
-    tables: Mutex<Tables>,
+    backend: Arc<dyn Backend>,
 }
 
 impl Store {
-    fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
-        // A panic while holding the lock leaves plain data behind; keep serving it.
-        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Store { backend }
     }
 
-    /// Inserts unless the subscriber already registered this device.
-    pub fn insert_registration(&self, registration: Registration) -> Result<(), Registration> {
-        let mut t = self.tables();
-        if let Some(existing) = t
-            .registrations
-            .values()
-            .find(|r| r.device_id == registration.device_id && r.phone_number == registration.phone_number)
-        {
-            return Err(existing.clone());
+    /// The backend itself, for the gateway's own sweeps (expiry, outbox).
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.backend
+    }
+
+    /// `Err(None)`-free insert: an existing device + phone number registration is a conflict.
+    pub fn insert_registration(&self, registration: Registration) -> Result<(), ApiError> {
+        self.backend.insert_registration(registration).map_err(|e| match e {
+            StoreError::AlreadyExists(_) => ApiError::conflict(
+                "ALREADY_EXISTS",
+                "An active registration already exists for this deviceId and phone number",
+            ),
+            e => internal(e),
+        })
+    }
+
+    pub fn registration(&self, id: &str, owner: &str) -> Result<Option<Registration>, ApiError> {
+        Ok(self.backend.registration(id).map_err(internal)?.filter(|r| r.phone_number == owner))
+    }
+
+    pub fn registrations_of(&self, owner: &str, device_id: Option<&str>) -> Result<Vec<Registration>, ApiError> {
+        self.backend.registrations_of(owner, device_id).map_err(internal)
+    }
+
+    pub fn update_registration_expiry(
+        &self,
+        id: &str,
+        owner: &str,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Registration>, ApiError> {
+        if self.registration(id, owner)?.is_none() {
+            return Ok(None);
         }
-        t.registrations.insert(registration.id.clone(), registration);
-        Ok(())
+        self.backend.update_registration_expiry(id, expires_at).map(Some).map_err(internal)
     }
 
-    /// The registration `id` if `owner` owns it.
-    pub fn registration(&self, id: &str, owner: &str) -> Option<Registration> {
-        self.tables().registrations.get(id).filter(|r| r.phone_number == owner).cloned()
-    }
-
-    /// Registrations of `owner`, on `device_id` when given, oldest first.
-    pub fn registrations_of(&self, owner: &str, device_id: Option<&str>) -> Vec<Registration> {
-        let mut found: Vec<_> = self
-            .tables()
-            .registrations
-            .values()
-            .filter(|r| r.phone_number == owner && device_id.is_none_or(|d| r.device_id == d))
-            .cloned()
-            .collect();
-        found.sort_by(|a, b| a.expires_at.cmp(&b.expires_at).then_with(|| a.id.cmp(&b.id)));
-        found
-    }
-
-    pub fn update_registration<R>(&self, id: &str, owner: &str, change: impl FnOnce(&mut Registration) -> R) -> Option<R> {
-        self.tables().registrations.get_mut(id).filter(|r| r.phone_number == owner).map(change)
-    }
-
-    pub fn update_subscription<R>(&self, id: &str, owner: &str, change: impl FnOnce(&mut Subscription) -> R) -> Option<R> {
-        self.tables().subscriptions.get_mut(id).filter(|s| s.owner_phone_number == owner).map(change)
-    }
-
-    pub fn remove_registration(&self, id: &str, owner: &str) -> Option<Registration> {
-        let mut t = self.tables();
-        if t.registrations.get(id).is_some_and(|r| r.phone_number == owner) {
-            t.registrations.remove(id)
-        } else {
-            None
+    pub fn remove_registration(&self, id: &str, owner: &str) -> Result<Option<Registration>, ApiError> {
+        if self.registration(id, owner)?.is_none() {
+            return Ok(None);
         }
+        self.backend.remove_registration(id).map_err(internal)
     }
 
-    pub fn insert_subscription(&self, subscription: Subscription) {
-        self.tables().subscriptions.insert(subscription.id.clone(), subscription);
+    pub fn insert_subscription(&self, subscription: Subscription) -> Result<(), ApiError> {
+        self.backend.insert_subscription(subscription).map_err(internal)
     }
 
-    pub fn subscription(&self, id: &str, owner: &str) -> Option<Subscription> {
-        self.tables().subscriptions.get(id).filter(|s| s.owner_phone_number == owner).cloned()
+    pub fn subscription(&self, id: &str, owner: &str) -> Result<Option<Subscription>, ApiError> {
+        Ok(self.backend.subscription(id).map_err(internal)?.filter(|s| s.owner_phone_number == owner))
     }
 
-    pub fn remove_subscription(&self, id: &str, owner: &str) -> Option<Subscription> {
-        let mut t = self.tables();
-        if t.subscriptions.get(id).is_some_and(|s| s.owner_phone_number == owner) {
-            t.subscriptions.remove(id)
-        } else {
-            None
+    pub fn subscriptions_of(&self, owner: &str) -> Result<Vec<Subscription>, ApiError> {
+        self.backend.subscriptions_of(owner).map_err(internal)
+    }
+
+    pub fn update_subscription(
+        &self,
+        id: &str,
+        owner: &str,
+        change: &mut dyn FnMut(&mut Subscription),
+    ) -> Result<Option<Subscription>, ApiError> {
+        if self.subscription(id, owner)?.is_none() {
+            return Ok(None);
         }
+        self.backend.update_subscription(id, change).map(Some).map_err(internal)
     }
 
-    /// Subscriptions of `owner` (every subscriber when `None`).
-    pub fn subscriptions_of(&self, owner: Option<&str>) -> Vec<Subscription> {
-        let mut subs: Vec<_> = self
-            .tables()
-            .subscriptions
-            .values()
-            .filter(|s| owner.is_none_or(|o| s.owner_phone_number == o))
-            .cloned()
-            .collect();
-        subs.sort_by(|a, b| a.starts_at.cmp(&b.starts_at).then_with(|| a.id.cmp(&b.id)));
-        subs
-    }
-
-    pub fn insert_session(&self, session: MediaSession) {
-        let mut t = self.tables();
-        if let Some(call_id) = &session.sip_call_id {
-            t.session_by_call_id.insert(call_id.clone(), session.id.clone());
+    pub fn remove_subscription(&self, id: &str, owner: &str) -> Result<Option<Subscription>, ApiError> {
+        if self.subscription(id, owner)?.is_none() {
+            return Ok(None);
         }
-        t.sessions.insert(session.id.clone(), session);
+        self.backend.remove_subscription(id).map_err(internal)
     }
 
-    pub fn session(&self, id: &str, owner: &str) -> Option<MediaSession> {
-        self.tables().sessions.get(id).filter(|s| s.owner_phone_number == owner).cloned()
+    pub fn insert_session(&self, session: MediaSession) -> Result<(), ApiError> {
+        self.backend.insert_session(session).map_err(internal)
     }
 
-    /// Applies `change` to the session of SIP call `call_id` and returns the result.
-    pub fn update_session_by_call_id<R>(&self, call_id: &str, change: impl FnOnce(&mut MediaSession) -> R) -> Option<R> {
-        let mut t = self.tables();
-        let id = t.session_by_call_id.get(call_id)?.clone();
-        t.sessions.get_mut(&id).map(change)
+    pub fn session(&self, id: &str, owner: &str) -> Result<Option<MediaSession>, ApiError> {
+        Ok(self.backend.session(id).map_err(internal)?.filter(|s| s.owner_phone_number == owner))
     }
 
-    pub fn update_session<R>(&self, id: &str, owner: &str, change: impl FnOnce(&mut MediaSession) -> R) -> Option<R> {
-        self.tables().sessions.get_mut(id).filter(|s| s.owner_phone_number == owner).map(change)
+    pub fn session_by_call_id(&self, call_id: &str) -> Result<Option<MediaSession>, ApiError> {
+        self.backend.session_by_call_id(call_id).map_err(internal)
     }
 
-    /// Forgets the SIP side of a call that is over.
-    pub fn forget_call(&self, call_id: &str) {
-        self.tables().session_by_call_id.remove(call_id);
+    pub fn update_session(&self, id: &str, change: &mut dyn FnMut(&mut MediaSession)) -> Result<MediaSession, ApiError> {
+        self.backend.update_session(id, change).map_err(internal)
     }
 }

@@ -12,7 +12,7 @@ use super::{CamaraJson, GatewayState, OperationContext, authorize};
 use crate::app::Gateway;
 use crate::calls;
 use crate::error::{ApiError, ErrorInfo};
-use crate::model::{MediaSessionCreate, MediaSessionResponse};
+use crate::model::{MediaSessionCreate, MediaSessionResponse, SdpDescriptor};
 use crate::store::MediaSession;
 use crate::validate;
 
@@ -32,8 +32,8 @@ fn response(s: &MediaSession) -> MediaSessionResponse {
         receiver_address: s.receiver_address.clone(),
         receiver_name: s.receiver_name.clone(),
         status: s.status.clone(),
-        offer: s.offer.clone(),
-        answer: s.answer.clone(),
+        offer: SdpDescriptor { sdp: s.offer_sdp.clone() },
+        answer: s.answer_sdp.clone().map(|sdp| SdpDescriptor { sdp }),
         call_type: None,
     }
 }
@@ -78,7 +78,7 @@ pub(super) async fn create(
     let caller = authorize(&gw, &headers, op).await?;
     let registration = gw
         .store
-        .registration(&registration_id, &caller.phone_number)
+        .registration(&registration_id, &caller.phone_number)?
         .ok_or_else(|| ApiError::not_found("registrationId does not name a registration of this subscriber"))?;
     let call_type = body.call_type;
     let session = calls::place_call(&gw, &caller.phone_number, &registration, body).await?;
@@ -92,7 +92,7 @@ pub(super) async fn read(gw: GatewayState, headers: HeaderMap, Path(id): Path<St
     let mut op = OperationContext::new(API, "getSessionDetailsById", "GET");
     op.path_ids.push(("mediaSessionId", &id));
     let caller = authorize(&gw, &headers, op).await?;
-    let session = gw.store.session(&id, &caller.phone_number).ok_or_else(|| ApiError::not_found("Session not found"))?;
+    let session = gw.store.session(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))?;
     Ok(Json(response(&session)))
 }
 
@@ -101,7 +101,7 @@ pub(super) async fn remove(gw: GatewayState, headers: HeaderMap, Path(id): Path<
     let mut op = OperationContext::new(API, "deleteSessionById", "DELETE");
     op.path_ids.push(("mediaSessionId", &id));
     let caller = authorize(&gw, &headers, op).await?;
-    let session = gw.store.session(&id, &caller.phone_number).ok_or_else(|| ApiError::not_found("Session not found"))?;
+    let session = gw.store.session(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))?;
     calls::end_call(&gw, &session).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,7 +12,10 @@ use chrono::Utc;
 use super::{CamaraJson, GatewayState, OperationContext, authorize};
 use crate::app::Gateway;
 use crate::error::{ApiError, ErrorInfo};
-use crate::model::{SinkCredential, SubscriptionRequest, SubscriptionResponse, SubscriptionUpdate};
+use crate::model::{
+    SinkCredential, SubscriptionConfig, SubscriptionDetail, SubscriptionRequest, SubscriptionResponse, SubscriptionUpdate,
+};
+use crate::store::SinkCredential as StoredCredential;
 use crate::notify::{GatewayEvent, SUBSCRIBABLE_TYPES, SUBSCRIPTION_ENDED};
 use crate::store::Subscription;
 use crate::validate;
@@ -30,7 +33,12 @@ fn response(s: &Subscription) -> SubscriptionResponse {
         protocol: "HTTP".into(),
         sink: s.sink.clone(),
         types: s.types.clone(),
-        config: s.config.clone(),
+        config: serde_json::from_value(s.config_json.clone()).unwrap_or_else(|_| SubscriptionConfig {
+            subscription_detail: SubscriptionDetail { device_id: s.device_id.clone() },
+            subscription_expire_time: None,
+            subscription_max_events: None,
+            initial_event: None,
+        }),
         id: s.id.clone(),
         starts_at: validate::format_time(s.starts_at),
         expires_at: s.expires_at.map(validate::format_time),
@@ -60,20 +68,20 @@ fn check(body: &SubscriptionRequest) -> Result<Option<chrono::DateTime<Utc>>, Ap
         .transpose()
 }
 
-fn check_credential(c: &SinkCredential) -> Result<(), ApiError> {
+fn check_credential(c: &SinkCredential) -> Result<StoredCredential, ApiError> {
     if c.credential_type != "ACCESSTOKEN" || c.access_token_type != "bearer" {
         return Err(ApiError::invalid_argument("sinkCredential must be an ACCESSTOKEN of type bearer"));
     }
     validate::max_len("sinkCredential.accessToken", &c.access_token, 8192)?;
-    validate::date_time("sinkCredential.accessTokenExpiresUtc", &c.access_token_expires_utc)?;
-    Ok(())
+    let expires_at = validate::date_time("sinkCredential.accessTokenExpiresUtc", &c.access_token_expires_utc)?;
+    Ok(StoredCredential { access_token: c.access_token.clone(), expires_at })
 }
 
 #[utoipa::path(get, path = "/webrtc-events/v0.2/subscriptions", tag = "webrtc-events", operation_id = "retrieveNotificationChannelSubscriptionList", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response")), responses((status = 200, description = "The caller's subscriptions", body = Vec<SubscriptionResponse>), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo)), security(("openId" = ["webrtc-events:read"])))]
 pub(super) async fn list(gw: GatewayState, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
     let op = OperationContext::new(API, "retrieveNotificationChannelSubscriptionList", "GET");
     let caller = authorize(&gw, &headers, op).await?;
-    let found: Vec<_> = gw.store.subscriptions_of(Some(&caller.phone_number)).iter().map(response).collect();
+    let found: Vec<_> = gw.store.subscriptions_of(&caller.phone_number)?.iter().map(response).collect();
     Ok(Json(found))
 }
 
@@ -84,9 +92,7 @@ pub(super) async fn update(
     Path(id): Path<String>,
     CamaraJson(body): CamaraJson<SubscriptionUpdate>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if let Some(c) = &body.sink_credential {
-        check_credential(c)?;
-    }
+    let credential = body.sink_credential.as_ref().map(check_credential).transpose()?;
     let config = body.config.unwrap_or(crate::model::SubscriptionUpdateConfigWithDetail {
         subscription_expire_time: None,
         subscription_detail: None,
@@ -102,24 +108,23 @@ pub(super) async fn update(
     let mut op = OperationContext::new(API, "updateNotificationChannelSubscription", "PUT");
     op.path_ids.push(("subscriptionId", &id));
     let caller = authorize(&gw, &headers, op).await?;
+    let current =
+        gw.store.subscription(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Subscription not found"))?;
+    if config.subscription_detail.as_ref().is_some_and(|d| d.device_id != current.device_id) {
+        return Err(ApiError::invalid_argument("config.subscriptionDetail.deviceId cannot be changed"));
+    }
     let updated = gw
         .store
-        .update_subscription(&id, &caller.phone_number, |s| {
-            if let Some(detail) = &config.subscription_detail {
-                if detail.device_id != s.config.subscription_detail.device_id {
-                    return Err(ApiError::invalid_argument("config.subscriptionDetail.deviceId cannot be changed"));
-                }
-            }
-            if let Some(c) = &body.sink_credential {
+        .update_subscription(&id, &caller.phone_number, &mut |s| {
+            if let Some(c) = &credential {
                 s.sink_credential = Some(c.clone());
             }
             if let Some(t) = expires_at {
                 s.expires_at = Some(t);
-                s.config.subscription_expire_time = config.subscription_expire_time.clone();
+                s.config_json["subscriptionExpireTime"] = config.subscription_expire_time.clone().into();
             }
-            Ok(s.clone())
-        })
-        .ok_or_else(|| ApiError::not_found("Subscription not found"))??;
+        })?
+        .ok_or_else(|| ApiError::not_found("Subscription not found"))?;
     Ok(Json(response(&updated)))
 }
 
@@ -140,17 +145,19 @@ pub(super) async fn create(
     op.fields.device_id = Some(body.config.subscription_detail.device_id.clone());
     op.fields.event_types = body.types.clone();
     let caller = authorize(&gw, &headers, op).await?;
+    let sink_credential = body.sink_credential.as_ref().map(check_credential).transpose()?;
     let subscription = Subscription {
         id: uuid::Uuid::new_v4().to_string(),
         owner_phone_number: caller.phone_number,
+        device_id: body.config.subscription_detail.device_id.clone(),
         sink: body.sink,
-        sink_credential: body.sink_credential,
+        sink_credential,
         types: body.types,
-        config: body.config,
+        config_json: serde_json::to_value(&body.config).unwrap_or_default(),
         starts_at: Utc::now(),
         expires_at,
     };
-    gw.store.insert_subscription(subscription.clone());
+    gw.store.insert_subscription(subscription.clone())?;
     Ok((StatusCode::CREATED, Json(response(&subscription))))
 }
 
@@ -159,7 +166,7 @@ pub(super) async fn read(gw: GatewayState, headers: HeaderMap, Path(id): Path<St
     let mut op = OperationContext::new(API, "retrieveNotificationChannelSubscription", "GET");
     op.path_ids.push(("subscriptionId", &id));
     let caller = authorize(&gw, &headers, op).await?;
-    let s = gw.store.subscription(&id, &caller.phone_number).ok_or_else(|| ApiError::not_found("Subscription not found"))?;
+    let s = gw.store.subscription(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Subscription not found"))?;
     Ok(Json(response(&s)))
 }
 
@@ -170,7 +177,7 @@ pub(super) async fn remove(gw: GatewayState, headers: HeaderMap, Path(id): Path<
     let caller = authorize(&gw, &headers, op).await?;
     let s = gw
         .store
-        .remove_subscription(&id, &caller.phone_number)
+        .remove_subscription(&id, &caller.phone_number)?
         .ok_or_else(|| ApiError::not_found("Subscription not found"))?;
     let event = GatewayEvent {
         event_type: SUBSCRIPTION_ENDED,
@@ -181,7 +188,7 @@ pub(super) async fn remove(gw: GatewayState, headers: HeaderMap, Path(id): Path<
         }),
         media_session_id: None,
         registration_id: None,
-        device_id: Some(s.config.subscription_detail.device_id.clone()),
+        device_id: Some(s.device_id.clone()),
         phone_number: Some(s.owner_phone_number.clone()),
     };
     gw.notifier.publish(event, std::slice::from_ref(&s)).await;

@@ -52,6 +52,7 @@ pub(super) async fn create(
         device_id: body.device_id,
         phone_number: caller.phone_number,
         expires_at,
+        created_at: Utc::now(),
     };
     let plan = gw
         .plugins
@@ -73,9 +74,7 @@ pub(super) async fn create(
             "The api-mapping plugin asks for SIP REGISTER (sip-account mode), which this gateway version does not send yet",
         ));
     }
-    gw.store.insert_registration(registration.clone()).map_err(|_| {
-        ApiError::conflict("ALREADY_EXISTS", "An active registration already exists for this deviceId and phone number")
-    })?;
+    gw.store.insert_registration(registration.clone())?;
     Ok((StatusCode::CREATED, axum::Json(response(&registration))))
 }
 
@@ -112,7 +111,7 @@ pub(super) async fn list(gw: GatewayState, headers: HeaderMap, Query(query): Que
     op.fields.device_id = Some(device_id.clone());
     let caller = authorize(&gw, &headers, op).await?;
     let found: Vec<_> =
-        gw.store.registrations_of(&caller.phone_number, Some(&device_id)).iter().map(response).collect();
+        gw.store.registrations_of(&caller.phone_number, Some(&device_id))?.iter().map(response).collect();
     Ok(axum::Json(found))
 }
 
@@ -131,10 +130,7 @@ pub(super) async fn update(
     let expires_at = expiry(&gw.config.registration, requested)?;
     let registration = gw
         .store
-        .update_registration(&id, &caller.phone_number, |r| {
-            r.expires_at = expires_at;
-            r.clone()
-        })
+        .update_registration_expiry(&id, &caller.phone_number, expires_at)?
         .ok_or_else(|| ApiError::not_found("Registration not found"))?;
     Ok(axum::Json(response(&registration)))
 }
@@ -146,7 +142,7 @@ pub(super) async fn read(gw: GatewayState, headers: HeaderMap, Path(id): Path<St
     op.fields.registration_id = Some(id.clone());
     let caller = authorize(&gw, &headers, op).await?;
     let registration =
-        gw.store.registration(&id, &caller.phone_number).ok_or_else(|| ApiError::not_found("Registration not found"))?;
+        gw.store.registration(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Registration not found"))?;
     Ok(axum::Json(response(&registration)))
 }
 
@@ -157,7 +153,7 @@ pub(super) async fn remove(gw: GatewayState, headers: HeaderMap, Path(id): Path<
     op.fields.registration_id = Some(id.clone());
     let caller = authorize(&gw, &headers, op).await?;
     gw.store
-        .remove_registration(&id, &caller.phone_number)
+        .remove_registration(&id, &caller.phone_number)?
         .ok_or_else(|| ApiError::not_found("Registration not found"))?;
     Ok(StatusCode::NO_CONTENT)
 }
