@@ -154,6 +154,12 @@ impl Api {
         Reply { status, headers, body }
     }
 
+    /// The status of a request without body or token, `None` when nothing answers.
+    pub async fn try_call(&self, method: &str, path: &str) -> Option<u16> {
+        let request = hyper::Request::builder().method(method).uri(format!("{}{path}", self.base)).body(Full::new(Bytes::new())).ok()?;
+        self.client.request(request).await.ok().map(|r| r.status().as_u16())
+    }
+
     /// `POST /webrtc-registration/v0.3/sessions` for the test device.
     pub async fn register(&self, token: &str) -> Reply {
         self.call("POST", "/webrtc-registration/v0.3/sessions", Some(token), &[], Some(json!({"deviceId": DEVICE_ID})))

@@ -39,6 +39,7 @@ pub struct RunningGateway {
     pub gateway: Arc<Gateway>,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
+    expiry: JoinHandle<()>,
 }
 
 impl RunningGateway {
@@ -48,6 +49,7 @@ impl RunningGateway {
             let _ = tx.send(());
         }
         let _ = (&mut self.server).await;
+        self.expiry.abort();
         self.gateway.sip.shutdown().await;
     }
 
@@ -110,6 +112,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     }
     let notifier = Notifier::new(
         plugins.clone(),
+        store.clone(),
         format!("{}{}", config.public_base_url(), config.api.events_base),
         Duration::from_millis(config.notifications.request_timeout_ms),
         config.notifications.sink_policy(),
@@ -125,7 +128,9 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         notifier,
         sip,
     });
+    gateway.notifier.resume_pending();
     tokio::spawn(crate::calls::run_sip_events(gateway.clone(), sip_events));
+    let expiry = tokio::spawn(crate::lifecycle::run(gateway.clone()));
 
     let router = crate::api::router(gateway.clone());
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
@@ -138,5 +143,5 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         }
     });
     tracing::info!(%http_addr, ?sip_udp_addr, ?sip_tcp_addr, "gateway listening");
-    Ok(RunningGateway { http_addr, sip_udp_addr, sip_tcp_addr, gateway, shutdown: Some(shutdown_tx), server })
+    Ok(RunningGateway { http_addr, sip_udp_addr, sip_tcp_addr, gateway, shutdown: Some(shutdown_tx), server, expiry })
 }

@@ -170,6 +170,9 @@ pub struct NotificationConfig {
     /// network). Off by default: a client-chosen sink must not reach internal services.
     pub allow_private_sinks: bool,
     pub request_timeout_ms: u64,
+    /// `subscription-ended` with ACCESS_TOKEN_EXPIRED goes out this long before the sink
+    /// credential expires, so that the sink still accepts it.
+    pub credential_expiry_notice_seconds: u64,
 }
 
 impl NotificationConfig {
@@ -180,7 +183,12 @@ impl NotificationConfig {
 
 impl Default for NotificationConfig {
     fn default() -> Self {
-        NotificationConfig { allow_http_loopback_sinks: false, allow_private_sinks: false, request_timeout_ms: 5000 }
+        NotificationConfig {
+            allow_http_loopback_sinks: false,
+            allow_private_sinks: false,
+            request_timeout_ms: 5000,
+            credential_expiry_notice_seconds: 60,
+        }
     }
 }
 

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http_client;
+pub mod lifecycle;
 pub mod model;
 pub mod notify;
 pub mod plugins;

@@ -1,17 +1,21 @@
 //! The Notification Service: builds CloudEvents, asks the routing plugin where they go, and
 //! POSTs them, one queue per subscription so that a subscription sees its events in order.
+//! Every delivery is written to the store's outbox before it is attempted and removed once it is
+//! delivered or given up, so a restarted gateway delivers what was pending.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use camara_plugin_host::routing::{self, Delivery, DeliveryFailure, FailureKind, RetryDecision};
+use camara_plugin_host::routing::{self, DeliveryFailure, FailureKind, RetryDecision};
 use cloudevents::{EventBuilder, EventBuilderV10};
 use tokio::sync::mpsc;
 
 use crate::http_client::{HttpClient, RequestError};
 use crate::plugins::Plugins;
 use crate::sink_policy::SinkPolicy;
+use crate::store::Store;
+use camara_store::NewNotification;
 use crate::store::Subscription;
 
 pub const SESSION_STATUS: &str = "org.camaraproject.webrtc-events.v0.session-status";
@@ -32,14 +36,22 @@ pub struct GatewayEvent {
     pub phone_number: Option<String>,
 }
 
+/// One outbox entry on its way.
 struct Job {
-    delivery: Delivery,
-    /// Bearer token, only when the delivery goes to the subscription's own sink.
-    bearer: Option<String>,
+    id: u64,
+    subscription_id: String,
+    sink: String,
+    /// Every header, `authorization` included when the delivery goes to the subscription's own
+    /// sink.
+    headers: Vec<(String, String)>,
+    payload: String,
+    attempt: u32,
+    not_before: chrono::DateTime<chrono::Utc>,
 }
 
 struct Inner {
     plugins: Arc<Plugins>,
+    store: Store,
     client: HttpClient,
     source: String,
     timeout: Duration,
@@ -53,10 +65,11 @@ pub struct Notifier {
 
 impl Notifier {
     /// `source` is the CloudEvents `source` of every event (the events API root).
-    pub fn new(plugins: Arc<Plugins>, source: String, timeout: Duration, policy: SinkPolicy) -> Self {
+    pub fn new(plugins: Arc<Plugins>, store: Store, source: String, timeout: Duration, policy: SinkPolicy) -> Self {
         Notifier {
             inner: Arc::new(Inner {
                 plugins,
+                store,
                 client: HttpClient::new(policy),
                 source,
                 timeout,
@@ -117,18 +130,63 @@ impl Notifier {
                     tracing::warn!(subscription = subscription.id, "routing produced an invalid CloudEvent ({e}); dropped");
                     continue;
                 }
-            let bearer = subscription
-                .sink_credential
-                .as_ref()
-                .filter(|_| delivery.sink == subscription.sink)
-                .map(|c| c.access_token.clone());
-            self.enqueue(&subscription.id, Job { delivery, bearer });
+            let mut headers = vec![
+                ("content-type".to_string(), delivery.content_type.clone()),
+                ("x-correlator".to_string(), uuid::Uuid::new_v4().to_string()),
+            ];
+            // The credential goes only where the subscriber said it may go.
+            if let Some(c) = subscription.sink_credential.as_ref().filter(|_| delivery.sink == subscription.sink) {
+                headers.push(("authorization".into(), format!("Bearer {}", c.access_token)));
+            }
+            headers.extend(delivery.headers.iter().map(|p| (p.name.clone(), p.value.clone())));
+            let entry = NewNotification {
+                subscription_id: subscription.id.clone(),
+                sink: delivery.sink,
+                headers,
+                payload: delivery.payload,
+                not_before: chrono::Utc::now(),
+            };
+            match self.inner.store.backend().enqueue_notification(entry.clone()) {
+                Ok(id) => self.enqueue(Job {
+                    id,
+                    subscription_id: entry.subscription_id,
+                    sink: entry.sink,
+                    headers: entry.headers,
+                    payload: entry.payload,
+                    attempt: 0,
+                    not_before: entry.not_before,
+                }),
+                Err(e) => tracing::error!(subscription = subscription.id, "event not queued: {e}"),
+            }
         }
     }
 
-    fn enqueue(&self, subscription_id: &str, job: Job) {
+    /// Queues what a previous run left undelivered, in its original order.
+    pub fn resume_pending(&self) {
+        match self.inner.store.backend().pending_notifications(usize::MAX) {
+            Ok(pending) => {
+                if !pending.is_empty() {
+                    tracing::info!(count = pending.len(), "delivering events left pending by the previous run");
+                }
+                for p in pending {
+                    self.enqueue(Job {
+                        id: p.id,
+                        subscription_id: p.subscription_id,
+                        sink: p.sink,
+                        headers: p.headers,
+                        payload: p.payload,
+                        attempt: p.attempt,
+                        not_before: p.not_before,
+                    });
+                }
+            }
+            Err(e) => tracing::error!("pending events not read: {e}"),
+        }
+    }
+
+    fn enqueue(&self, job: Job) {
         let mut queues = self.inner.queues.lock().unwrap_or_else(|e| e.into_inner());
-        let sender = queues.entry(subscription_id.to_string()).or_insert_with(|| {
+        let sender = queues.entry(job.subscription_id.clone()).or_insert_with(|| {
             let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
             let inner = self.inner.clone();
             tokio::spawn(async move {
@@ -149,24 +207,24 @@ impl Notifier {
 
 impl Inner {
     async fn deliver(&self, job: Job) {
-        let d = &job.delivery;
-        let correlator = uuid::Uuid::new_v4().to_string();
-        let mut headers = vec![("content-type".to_string(), d.content_type.clone()), ("x-correlator".to_string(), correlator)];
-        if let Some(token) = &job.bearer {
-            headers.push(("authorization".into(), format!("Bearer {token}")));
+        let d = &job;
+        let headers = &job.headers;
+        if let Ok(wait) = (job.not_before - chrono::Utc::now()).to_std() {
+            tokio::time::sleep(wait).await;
         }
-        headers.extend(d.headers.iter().map(|p| (p.name.clone(), p.value.clone())));
-        let mut attempt = 1;
+        let mut attempt = job.attempt + 1;
         loop {
-            let (kind, status_code) = match self.client.post(&d.sink, &headers, d.payload.clone(), self.timeout).await {
+            let (kind, status_code) = match self.client.post(&d.sink, headers, d.payload.clone(), self.timeout).await {
                 Ok(status) if (200..300).contains(&status) => {
                     tracing::debug!(subscription = d.subscription_id, status, attempt, "event delivered");
+                    self.forget(job.id);
                     return;
                 }
                 Ok(status) => (FailureKind::HttpStatus, Some(status)),
                 Err(RequestError::Timeout) => (FailureKind::Timeout, None),
                 Err(e @ (RequestError::Refused(_) | RequestError::Invalid(_))) => {
                     tracing::warn!(subscription = d.subscription_id, sink = d.sink, "event dropped: {e}");
+                    self.forget(job.id);
                     return;
                 }
                 Err(e) => {
@@ -182,17 +240,32 @@ impl Inner {
                 status_code,
             };
             match self.plugins.routing.on_delivery_failure(&failure).await {
-                Ok(RetryDecision::RetryAfterMs(ms)) => tokio::time::sleep(Duration::from_millis(u64::from(ms))).await,
+                Ok(RetryDecision::RetryAfterMs(ms)) => {
+                    let wait = Duration::from_millis(u64::from(ms));
+                    let not_before = chrono::Utc::now() + chrono::Duration::milliseconds(i64::from(ms));
+                    if let Err(e) = self.store.backend().reschedule_notification(job.id, attempt, not_before) {
+                        tracing::error!(subscription = d.subscription_id, "retry not recorded: {e}");
+                    }
+                    tokio::time::sleep(wait).await;
+                }
                 Ok(RetryDecision::GiveUp(reason)) => {
                     tracing::warn!(subscription = d.subscription_id, sink = d.sink, attempt, "event dropped: {reason}");
+                    self.forget(job.id);
                     return;
                 }
                 Err(e) => {
                     tracing::error!(subscription = d.subscription_id, "event dropped: {e}");
+                    self.forget(job.id);
                     return;
                 }
             }
             attempt += 1;
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        if let Err(e) = self.store.backend().remove_notification(id) {
+            tracing::error!(notification = id, "delivered event not removed from the outbox: {e}");
         }
     }
 }
