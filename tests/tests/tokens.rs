@@ -142,3 +142,31 @@ async fn malformed_requests_get_camara_errors() {
     assert_eq!(unknown.headers["x-correlator"], "c-9");
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_over_its_rate_limit_gets_429_and_others_do_not() {
+    init_logs();
+    let mut config = gateway_config(None, SipTransportName::Udp);
+    config.api.rate_limit_per_second = 1;
+    config.api.rate_limit_burst = 3;
+    let gateway = camara_gateway::start(config).await.unwrap();
+    let api = Api::new(gateway.http_addr);
+    let alice = tokens::for_subscriber(ALICE);
+    let statuses: Vec<u16> =
+        statuses_of_list_calls(&api, &alice, 5).await;
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
+    let limited = api.call("GET", "/webrtc-events/v0.2/subscriptions", Some(&alice), &[("x-correlator", "tok-1")], None).await;
+    assert_camara_error(&limited, 429, "TOO_MANY_REQUESTS");
+    let bob = tokens::for_subscriber(BOB);
+    assert_eq!(api.call("GET", "/webrtc-events/v0.2/subscriptions", Some(&bob), &[], None).await.status, 200, "another client has its own budget");
+    gateway.stop().await;
+}
+
+async fn statuses_of_list_calls(api: &Api, token: &str, n: usize) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for _ in 0..n {
+        statuses.push(api.call("GET", "/webrtc-events/v0.2/subscriptions", Some(token), &[], None).await.status);
+    }
+    statuses
+}

@@ -29,6 +29,8 @@ pub struct Gateway {
     pub network: NetworkContext,
     /// Address in the SIP-side SDP `c=` line.
     pub media_address: String,
+    /// Per-client request budget.
+    pub rate_limiter: governor::DefaultKeyedRateLimiter<String>,
 }
 
 /// A started gateway and the addresses it listens on.
@@ -121,6 +123,10 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         network: NetworkContext { local_host, next_hop: config.sip.next_hop.map(|a| a.to_string()) },
         media_address: config.media.address.clone().unwrap_or(sip_ip),
         rtp_ports: RtpPorts::new(config.media.rtp_port_min, config.media.rtp_port_max),
+        rate_limiter: governor::RateLimiter::keyed(
+            governor::Quota::per_second(std::num::NonZeroU32::new(config.api.rate_limit_per_second.max(1)).expect("at least 1"))
+                .allow_burst(std::num::NonZeroU32::new(config.api.rate_limit_burst.max(1)).expect("at least 1")),
+        ),
         config,
         verifier,
         plugins,

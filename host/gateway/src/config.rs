@@ -58,6 +58,10 @@ pub struct ApiConfig {
     pub registration_base: String,
     pub call_handling_base: String,
     pub events_base: String,
+    /// Requests per second each API client may make (keyed by the token's `client_id`, else its
+    /// subject); above it the API answers 429.
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
 }
 
 impl Default for ApiConfig {
@@ -66,6 +70,8 @@ impl Default for ApiConfig {
             registration_base: "/webrtc-registration/v0.3".into(),
             call_handling_base: "/webrtc-call-handling/v0.3".into(),
             events_base: "/webrtc-events/v0.2".into(),
+            rate_limit_per_second: 20,
+            rate_limit_burst: 40,
         }
     }
 }

@@ -114,6 +114,14 @@ pub async fn authorize(gw: &Gateway, headers: &HeaderMap, op: OperationContext<'
         tracing::debug!("token refused: {e}");
         ApiError::unauthenticated(format!("Request not authenticated: {e}"))
     })?;
+    let client = claims.client_id.clone().or_else(|| claims.subject.clone()).unwrap_or_default();
+    if gw.rate_limiter.check_key(&format!("{}|{client}", claims.issuer)).is_err() {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_REQUESTS",
+            "Rate limit reached for this client; retry later",
+        ));
+    }
     let request = AuthorizationRequest {
         operation: Operation {
             api: op.api.into(),
