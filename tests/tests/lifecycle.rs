@@ -67,3 +67,35 @@ async fn registrations_and_subscriptions_end_with_their_events() {
     assert_eq!(left.body.as_array().unwrap().len(), 1, "only the long-lived subscription is left: {:?}", left.body);
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_that_expires_ends_its_calls() {
+    init_logs();
+    if !sipp_available() {
+        eprintln!("sipp is not installed (apt-get install sip-tester): skipped");
+        return;
+    }
+    let sipp = Sipp::uas("uas_call_flow.xml", SipTransportName::Udp).await;
+    let mut config = gateway_config(Some(sipp.addr), SipTransportName::Udp);
+    config.registration.min_ttl_seconds = 1;
+    let gateway = camara_gateway::start(config).await.unwrap();
+    let api = Api::new(gateway.http_addr);
+    let token = tokens::for_subscriber(ALICE);
+    let mut sink = Sink::start(vec![]).await;
+    assert_eq!(api.subscribe(&token, &sink.url, "t").await.status, 201);
+    let registration = api
+        .call("POST", "/webrtc-registration/v0.3/sessions", Some(&token), &[], Some(json!({"deviceId": DEVICE_ID, "registrationExpireTime": in_seconds(3)})))
+        .await;
+    let registration_id = registration.body["registrationId"].as_str().unwrap().to_string();
+    let session = api.call_number(&token, &registration_id, ALICE, &format!("tel:{BOB}")).await;
+    assert_eq!(session.status, 201);
+    let mut statuses = Vec::new();
+    while statuses.last().map(String::as_str) != Some("Terminated") {
+        let event = sink.next(Duration::from_secs(10)).await;
+        statuses.push(event.body["data"]["status"].as_str().unwrap_or_default().to_string());
+    }
+    assert_eq!(statuses, ["InProgress", "Ringing", "Connected", "Terminated"]);
+    let (code, messages, errors) = sipp.finish(Duration::from_secs(15)).await;
+    assert_eq!(code, 0, "sipp saw no BYE: {errors}\n{messages}");
+    gateway.stop().await;
+}

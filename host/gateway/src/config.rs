@@ -159,11 +159,15 @@ pub struct RegistrationPolicy {
     pub min_ttl_seconds: u64,
     pub default_ttl_seconds: u64,
     pub max_ttl_seconds: u64,
+    /// Whether calls of a registration that expires are ended (BYE or CANCEL). CAMARA leaves it
+    /// to the implementation (WebRTC issue #146); the default treats the registration as what
+    /// permits the calls.
+    pub end_calls_on_expiry: bool,
 }
 
 impl Default for RegistrationPolicy {
     fn default() -> Self {
-        RegistrationPolicy { min_ttl_seconds: 60, default_ttl_seconds: 3600, max_ttl_seconds: 86400 }
+        RegistrationPolicy { min_ttl_seconds: 60, default_ttl_seconds: 3600, max_ttl_seconds: 86400, end_calls_on_expiry: true }
     }
 }
 

@@ -45,6 +45,9 @@ pub async fn sweep(gw: &Gateway) {
                     };
                     let subscriptions = backend.subscriptions_of(&r.phone_number).unwrap_or_default();
                     gw.notifier.publish(event, &subscriptions).await;
+                    if gw.config.registration.end_calls_on_expiry {
+                        end_calls_of(gw, &r.id).await;
+                    }
                 }
             }
         }
@@ -83,5 +86,20 @@ pub async fn sweep(gw: &Gateway) {
             }
         }
         Err(e) => tracing::error!("subscription expiry sweep failed: {e}"),
+    }
+}
+
+/// Ends the calls still up on a registration that is gone.
+async fn end_calls_of(gw: &Gateway, registration_id: &str) {
+    let sessions = match gw.store.backend().sessions_with_call() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("calls of an expired registration not found: {e}");
+            return;
+        }
+    };
+    for session in sessions.iter().filter(|s| s.registration_id == registration_id) {
+        tracing::info!(session = session.id, "ending the call of an expired registration");
+        let _ = crate::calls::end_call(gw, session).await;
     }
 }
