@@ -106,13 +106,19 @@ pub async fn end_call(gw: &Gateway, session: &MediaSession) -> Result<(), ApiErr
     if is_final_status(&session.status) {
         return Ok(());
     }
+    // Recorded before the hangup leaves: the SIP side may report the end of the call before
+    // `hangup` returns, and that report must already know the device ended it.
+    let expected = if session.status == "Connected" { "BYE" } else { "CANCEL" };
+    gw.store.update_session(&session.id, &mut |s| s.local_hangup = Some(expected.to_string()))?;
     match gw.sip.hangup(call_id).await {
         Ok(kind) => {
             let method = match kind {
                 HangupKind::Bye => "BYE",
                 HangupKind::Cancel => "CANCEL",
             };
-            gw.store.update_session(&session.id, &mut |s| s.local_hangup = Some(method.to_string()))?;
+            if method != expected {
+                gw.store.update_session(&session.id, &mut |s| s.local_hangup = Some(method.to_string()))?;
+            }
             Ok(())
         }
         // The SIP side already ended; the status event for that is on its way.
