@@ -10,7 +10,7 @@ use camara_sip::{SipConfig, Transport, UserAgent};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::auth::TokenVerifier;
+use camara_auth::{AuthError, TokenVerifier};
 use crate::config::GatewayConfig;
 use crate::notify::Notifier;
 use crate::plugins::Plugins;
@@ -74,7 +74,11 @@ impl RunningGateway {
 /// Starts the gateway described by `config`.
 pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     let verifier = TokenVerifier::new(config.auth.clone())?;
-    verifier.preload().await?;
+    match verifier.preload().await {
+        // The IdP may come up after the gateway: requests answer 503 until it does.
+        Err(AuthError::KeySource(why)) => tracing::warn!("token keys not loaded yet: {why}"),
+        other => other?,
+    }
     if !verifier.is_configured() {
         tracing::warn!("no [auth] jwks_file or jwks_url: every API call will be refused with 401");
     }

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 pub struct GatewayConfig {
     pub http: HttpConfig,
     pub api: ApiConfig,
-    pub auth: AuthConfig,
+    /// Access-token verification (CAMARA ICM): JWKS (file, URL or OIDC discovery), introspection.
+    pub auth: camara_auth::VerifierConfig,
     pub sip: SipSettings,
     pub media: MediaConfig,
     pub registration: RegistrationPolicy,
@@ -72,35 +73,6 @@ impl Default for ApiConfig {
             events_base: "/webrtc-events/v0.2".into(),
             rate_limit_per_second: 20,
             rate_limit_burst: 40,
-        }
-    }
-}
-
-/// Access-token verification (CAMARA ICM). With neither `jwks_file` nor `jwks_url`, every API
-/// call is refused with 401 and the log says why.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthConfig {
-    pub jwks_file: Option<PathBuf>,
-    pub jwks_url: Option<String>,
-    /// Accepted `iss` values; empty accepts any issuer whose key is in the JWKS.
-    pub issuers: Vec<String>,
-    /// Accepted `aud` values; empty skips the audience check.
-    pub audiences: Vec<String>,
-    /// Asymmetric algorithms accepted; symmetric ones and `none` never are.
-    pub algorithms: Vec<String>,
-    pub leeway_seconds: u64,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        AuthConfig {
-            jwks_file: None,
-            jwks_url: None,
-            issuers: Vec::new(),
-            audiences: Vec::new(),
-            algorithms: vec!["RS256".into(), "ES256".into(), "PS256".into()],
-            leeway_seconds: 30,
         }
     }
 }

@@ -87,19 +87,3 @@ impl HttpClient {
         Ok(status)
     }
 }
-
-/// GETs `url` and returns its body as text (2xx only).
-pub async fn get_text(url: &str) -> Result<String, String> {
-    let client = HttpClient::new(SinkPolicy::ANY);
-    let request = Request::get(url).body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(Duration::from_secs(10), client.client.request(request))
-        .await
-        .map_err(|_| format!("GET {url}: timed out"))?
-        .map_err(|e| format!("GET {url}: {e:#}"))?;
-    let status = response.status();
-    let body = response.into_body().collect().await.map_err(|e| format!("GET {url}: {e}"))?.to_bytes();
-    if !status.is_success() {
-        return Err(format!("GET {url}: HTTP {status}"));
-    }
-    String::from_utf8(body.to_vec()).map_err(|e| format!("GET {url}: {e}"))
-}

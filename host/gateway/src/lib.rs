@@ -9,7 +9,6 @@
 
 pub mod api;
 pub mod app;
-pub mod auth;
 pub mod calls;
 pub mod cli;
 pub mod config;

@@ -16,7 +16,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use camara_plugin_host::authorization::{AuthorizationRequest, Decision, Operation, RequestFields};
+use camara_plugin_host::authorization::{AuthorizationRequest, Decision, Operation, RequestFields, TokenClaims};
 use camara_plugin_host::mapping::CamaraError;
 use serde::de::DeserializeOwned;
 
@@ -110,10 +110,30 @@ pub async fn authorize(gw: &Gateway, headers: &HeaderMap, op: OperationContext<'
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::unauthenticated("Request not authenticated due to missing, invalid, or expired credentials."))?;
-    let claims = gw.verifier.verify(token).await.map_err(|e| {
-        tracing::debug!("token refused: {e}");
-        ApiError::unauthenticated(format!("Request not authenticated: {e}"))
+    let verified = gw.verifier.verify(token).await.map_err(|e| match e {
+        camara_auth::AuthError::KeySource(why) => {
+            tracing::warn!("tokens cannot be verified: {why}");
+            ApiError::unavailable("The access token cannot be verified now; retry later")
+        }
+        camara_auth::AuthError::Config(why) => {
+            tracing::error!("token verification misconfigured: {why}");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "Token verification is misconfigured")
+        }
+        e => {
+            tracing::debug!("token refused: {e}");
+            ApiError::unauthenticated(format!("Request not authenticated: {e}"))
+        }
     })?;
+    let claims = TokenClaims {
+        issuer: verified.issuer,
+        subject: verified.subject,
+        audience: verified.audience,
+        scopes: verified.scopes,
+        expires_at: verified.expires_at,
+        issued_at: verified.issued_at,
+        client_id: verified.client_id,
+        all_claims_json: serde_json::Value::Object(verified.claims).to_string(),
+    };
     let client = claims.client_id.clone().or_else(|| claims.subject.clone()).unwrap_or_default();
     if gw.rate_limiter.check_key(&format!("{}|{client}", claims.issuer)).is_err() {
         return Err(ApiError::new(
