@@ -311,6 +311,29 @@ impl Sipp {
         Sipp { addr: SocketAddr::from(([127, 0, 0, 1], port)), child, message_log, _dir: dir }
     }
 
+    /// Starts sipp as a UAC playing `scenario` towards `target` (one call).
+    pub async fn uac(scenario: &str, target: SocketAddr, transport: SipTransportName) -> Sipp {
+        let dir = TempDir::new("sipp");
+        let port = free_port();
+        let message_log = dir.0.join("messages.log");
+        let child = tokio::process::Command::new("sipp")
+            .current_dir(&dir.0)
+            .arg("-sf")
+            .arg(repo_root().join("tests/sipp").join(scenario))
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-t", if transport == SipTransportName::Tcp { "t1" } else { "u1" }])
+            .args(["-m", "1", "-timeout", "20s", "-timeout_error", "-nostdin", "-trace_msg", "-trace_err"])
+            .arg("-message_file")
+            .arg(&message_log)
+            .arg(target.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("sipp starts");
+        Sipp { addr: SocketAddr::from(([127, 0, 0, 1], port)), child, message_log, _dir: dir }
+    }
+
     /// Waits for sipp to finish its scenario; returns its exit code and what it printed.
     pub async fn finish(mut self, timeout: Duration) -> (i32, String, String) {
         let status = tokio::time::timeout(timeout, self.child.wait()).await.expect("sipp finished in time").unwrap();

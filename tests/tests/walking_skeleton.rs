@@ -102,3 +102,17 @@ async fn a_call_over_udp_from_the_api_to_sipp_and_back() {
 async fn a_call_over_tcp_from_the_api_to_sipp_and_back() {
     originate_and_hang_up(SipTransportName::Tcp).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_from_the_network_to_an_unregistered_number_is_refused_with_404() {
+    init_logs();
+    if !sipp_available() {
+        eprintln!("sipp is not installed (apt-get install sip-tester): skipped");
+        return;
+    }
+    let gateway = camara_gateway::start(gateway_config(None, SipTransportName::Udp)).await.expect("gateway starts");
+    let sipp = Sipp::uac("uac_unregistered.xml", gateway.sip_udp_addr.unwrap(), SipTransportName::Udp).await;
+    let (code, messages, errors) = sipp.finish(Duration::from_secs(15)).await;
+    assert_eq!(code, 0, "sipp failed: {errors}\n{messages}");
+    gateway.stop().await;
+}

@@ -114,7 +114,7 @@ pub async fn end_call(gw: &Gateway, session: &MediaSession) -> Result<(), ApiErr
         Ok(kind) => {
             let method = match kind {
                 HangupKind::Bye => "BYE",
-                HangupKind::Cancel => "CANCEL",
+                HangupKind::Cancel | HangupKind::Reject => "CANCEL",
             };
             if method != expected {
                 gw.store.update_session(&session.id, &mut |s| s.local_hangup = Some(method.to_string()))?;
@@ -132,7 +132,51 @@ pub async fn end_call(gw: &Gateway, session: &MediaSession) -> Result<(), ApiErr
 /// Reads the SIP user agent's reports until it stops.
 pub async fn run_sip_events(gw: Arc<Gateway>, mut events: UnboundedReceiver<UaEvent>) {
     while let Some(UaEvent { call_id, event }) = events.recv().await {
-        on_call_event(&gw, &call_id, event).await;
+        match event {
+            CallEvent::Incoming { request_uri, from, to, p_asserted_identity, privacy, headers, .. } => {
+                let invite = mapping::IncomingInvite {
+                    request_uri,
+                    from: mapping::NameAddr { display_name: from.display_name, uri: from.uri },
+                    to: mapping::NameAddr { display_name: to.display_name, uri: to.uri },
+                    p_asserted_identity: p_asserted_identity
+                        .map(|p| mapping::NameAddr { display_name: p.display_name, uri: p.uri }),
+                    privacy,
+                    headers: headers
+                        .into_iter()
+                        .map(|(name, value)| camara_plugin_host::authorization::camara::gateway::types::Pair { name, value })
+                        .collect(),
+                };
+                on_incoming(&gw, &call_id, invite).await;
+            }
+            event => on_call_event(&gw, &call_id, event).await,
+        }
+    }
+}
+
+/// An INVITE from the network. The mapping plugin names the subscriber it is for; a number
+/// nobody registered is refused as the plugin says (404 by default).
+///
+/// A registered device cannot be offered the call yet: `session-invitation` needs a WebRTC offer,
+/// which only the media anchor can produce. Until then such calls get 480, so the network can
+/// try elsewhere (voicemail, another device) instead of waiting.
+async fn on_incoming(gw: &Gateway, call_id: &str, invite: mapping::IncomingInvite) {
+    let (status, reason) = match gw.plugins.mapping.map_incoming_call(&invite).await {
+        Ok(Ok(call)) => match gw.store.registrations_of(&call.target_phone_number, None) {
+            Ok(registrations) if registrations.is_empty() => (404, "Not Found".to_string()),
+            Ok(_) => {
+                tracing::warn!(call_id, target = call.target_phone_number, "incoming call refused: no media anchor yet");
+                (480, "Temporarily Unavailable".to_string())
+            }
+            Err(_) => (500, "Server Internal Error".to_string()),
+        },
+        Ok(Err(rejection)) => (rejection.status_code, rejection.reason_phrase),
+        Err(e) => {
+            tracing::error!(call_id, "incoming call not mapped: {e}");
+            (500, "Server Internal Error".to_string())
+        }
+    };
+    if let Err(e) = gw.sip.reject(call_id, status, &reason).await {
+        tracing::warn!(call_id, "incoming call not refused: {e}");
     }
 }
 
@@ -163,6 +207,8 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
             Some(SipEvent::Request(SipRequest { method, reason, has_sdp: sdp.is_some() }))
         }
         CallEvent::Timeout => Some(SipEvent::Timeout),
+        // Handled by `on_incoming`; an incoming call has no session before it is offered.
+        CallEvent::Incoming { .. } => None,
         CallEvent::Terminated => session.local_hangup.clone().map(SipEvent::LocalHangup),
     };
     let update = match sip_event {

@@ -11,7 +11,8 @@ use crate::message::{
     Message, Method, Request, Response, SipHeaders, Transmit, new_branch, parse, random_token,
     response_destination, response_to, stamp_top_via,
 };
-use crate::transaction::{NonInviteServer, TimerConfig};
+use crate::transaction::{InviteServer, NonInviteServer, ServerOutput, TimerConfig};
+use crate::uas::{InviteRefusal, UasCall, UasSetup};
 use crate::{HangupKind, OutgoingInvite, SipError, Transport, UaEvent};
 
 #[derive(Debug, Clone)]
@@ -38,17 +39,124 @@ struct ServerKey {
     method: String,
 }
 
+/// A server transaction the endpoint answers on its own (no call behind it).
+#[derive(Debug)]
+enum ServerMachine {
+    NonInvite(NonInviteServer),
+    /// An INVITE refused outright: its final response is retransmitted
+    /// over UDP until the ACK (Timer G).
+    Invite(InviteServer),
+}
+
+impl ServerMachine {
+    fn is_terminated(&self) -> bool {
+        match self {
+            ServerMachine::NonInvite(tx) => tx.is_terminated(),
+            ServerMachine::Invite(tx) => tx.is_terminated(),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            ServerMachine::NonInvite(tx) => tx.poll_timeout(),
+            ServerMachine::Invite(tx) => tx.poll_timeout(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct ServerTx {
-    tx: NonInviteServer,
+    tx: ServerMachine,
     transport: Transport,
     dest: SocketAddr,
+}
+
+/// A call we placed or one we received. Both are large; boxing only the
+/// bigger one to please the size lint would buy nothing.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+enum Call {
+    Uac(UacCall),
+    Uas(UasCall),
+}
+
+impl Call {
+    fn transport(&self) -> Transport {
+        match self {
+            Call::Uac(c) => c.transport(),
+            Call::Uas(c) => c.transport(),
+        }
+    }
+
+    fn is_finished(&self) -> bool {
+        match self {
+            Call::Uac(c) => c.is_finished(),
+            Call::Uas(c) => c.is_finished(),
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<CallOutput> {
+        match self {
+            Call::Uac(c) => c.poll_output(),
+            Call::Uas(c) => c.poll_output(),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Call::Uac(c) => c.poll_timeout(),
+            Call::Uas(c) => c.poll_timeout(),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            Call::Uac(c) => c.handle_timeout(now),
+            Call::Uas(c) => c.handle_timeout(now),
+        }
+    }
+
+    fn handle_response(&mut self, response: Response, now: Instant) {
+        match self {
+            Call::Uac(c) => c.handle_response(response, now),
+            Call::Uas(c) => c.handle_response(response, now),
+        }
+    }
+
+    fn transport_failed(&mut self, dest: SocketAddr, now: Instant) {
+        match self {
+            Call::Uac(c) => c.transport_failed(dest, now),
+            Call::Uas(c) => c.transport_failed(dest, now),
+        }
+    }
+
+    fn matches_dialog(&self, local_tag: &str, remote_tag: &str) -> bool {
+        match self {
+            Call::Uac(c) => c.matches_dialog(local_tag, remote_tag),
+            Call::Uas(c) => c.matches_dialog(local_tag, remote_tag),
+        }
+    }
+
+    fn handle_remote_bye(&mut self, request: &Request, now: Instant) {
+        match self {
+            Call::Uac(c) => c.handle_remote_bye(request, now),
+            Call::Uas(c) => c.handle_remote_bye(request, now),
+        }
+    }
+}
+
+/// What the call must learn about a request once its response is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    Bye,
+    Prack,
+    Cancel,
 }
 
 #[derive(Debug)]
 pub struct Endpoint {
     config: EndpointConfig,
-    calls: HashMap<String, UacCall>,
+    calls: HashMap<String, Call>,
     servers: HashMap<ServerKey, ServerTx>,
     outputs: VecDeque<Output>,
 }
@@ -59,8 +167,8 @@ struct Answer {
     reason: &'static str,
     /// Add Allow / Accept / Supported (OPTIONS, 405).
     capabilities: bool,
-    /// Tell this call about the BYE once the 200 is queued.
-    remote_bye_for: Option<String>,
+    /// Tell this call about the request once the response is queued.
+    deliver: Option<(String, Delivery)>,
 }
 
 impl Answer {
@@ -69,7 +177,7 @@ impl Answer {
             status,
             reason,
             capabilities: false,
-            remote_bye_for: None,
+            deliver: None,
         }
     }
 
@@ -99,9 +207,16 @@ impl Endpoint {
         }
         .ok_or(SipError::TransportUnavailable(invite.transport))?;
         let call_id = match &invite.call_id {
-            Some(id) if self.calls.contains_key(id) => return Err(SipError::Config(format!("Call-ID {id} is in use"))),
-            Some(id) if id.is_empty() || id.contains(|c: char| c.is_whitespace() || c.is_control()) => {
-                return Err(SipError::InvalidHeader { name: "Call-ID".into(), reason: "empty or with whitespace".into() });
+            Some(id) if self.calls.contains_key(id) => {
+                return Err(SipError::Config(format!("Call-ID {id} is in use")));
+            }
+            Some(id)
+                if id.is_empty() || id.contains(|c: char| c.is_whitespace() || c.is_control()) =>
+            {
+                return Err(SipError::InvalidHeader {
+                    name: "Call-ID".into(),
+                    reason: "empty or with whitespace".into(),
+                });
             }
             Some(id) => id.clone(),
             None => format!("{}@{}", random_token(), self.config.advertised_host),
@@ -116,21 +231,73 @@ impl Endpoint {
         };
         let call = UacCall::new(&invite, setup, self.config.timers, now)?;
         tracing::info!(%call_id, request_uri = %invite.request_uri, next_hop = %invite.next_hop, "placing call");
-        self.calls.insert(call_id.clone(), call);
+        self.calls.insert(call_id.clone(), Call::Uac(call));
         self.drain_call(&call_id);
         Ok(call_id)
     }
 
+    /// BYE if answered; CANCEL for an unanswered outgoing call, 480
+    /// ([`HangupKind::Reject`]) for an unanswered incoming one.
     pub fn hangup(&mut self, call_id: &str, now: Instant) -> Result<HangupKind, SipError> {
         let call = self
             .calls
             .get_mut(call_id)
             .ok_or_else(|| SipError::UnknownCall(call_id.to_string()))?;
-        let kind = call
-            .hangup(now)
-            .map_err(|_| SipError::UnknownCall(call_id.to_string()))?;
+        let kind = match call {
+            Call::Uac(c) => c.hangup(now),
+            Call::Uas(c) => c.hangup(now),
+        }
+        .map_err(|_| SipError::UnknownCall(call_id.to_string()))?;
         self.drain_call(call_id);
         Ok(kind)
+    }
+
+    /// A provisional response (101-199) to an incoming call.
+    pub fn provisional(
+        &mut self,
+        call_id: &str,
+        status: u16,
+        sdp: Option<String>,
+        reliable: bool,
+        now: Instant,
+    ) -> Result<(), SipError> {
+        let result = self
+            .incoming_call(call_id)?
+            .provisional(status, sdp, reliable, now);
+        self.drain_call(call_id);
+        result
+    }
+
+    /// 200 OK to an incoming call.
+    pub fn accept(
+        &mut self,
+        call_id: &str,
+        sdp: Option<String>,
+        now: Instant,
+    ) -> Result<(), SipError> {
+        let result = self.incoming_call(call_id)?.accept(sdp, now);
+        self.drain_call(call_id);
+        result
+    }
+
+    /// A final 3xx-6xx to an incoming call.
+    pub fn reject(
+        &mut self,
+        call_id: &str,
+        status: u16,
+        reason: &str,
+        now: Instant,
+    ) -> Result<(), SipError> {
+        let result = self.incoming_call(call_id)?.reject(status, reason, now);
+        self.drain_call(call_id);
+        result
+    }
+
+    fn incoming_call(&mut self, call_id: &str) -> Result<&mut UasCall, SipError> {
+        match self.calls.get_mut(call_id) {
+            Some(Call::Uas(call)) => Ok(call),
+            _ => Err(SipError::UnknownCall(call_id.to_string())),
+        }
     }
 
     /// One datagram, or one framed message from a stream.
@@ -170,8 +337,22 @@ impl Endpoint {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        let mut retransmit = Vec::new();
         for server in self.servers.values_mut() {
-            server.tx.handle_timeout(now);
+            match &mut server.tx {
+                ServerMachine::NonInvite(tx) => tx.handle_timeout(now),
+                ServerMachine::Invite(tx) => {
+                    tx.handle_timeout(now);
+                    while let Some(out) = tx.poll_output() {
+                        if let ServerOutput::Transmit(response) = out {
+                            retransmit.push((server.transport, server.dest, response));
+                        }
+                    }
+                }
+            }
+        }
+        for (transport, dest, response) in retransmit {
+            self.send(transport, dest, response);
         }
         self.servers.retain(|_, s| !s.tx.is_terminated());
         let due: Vec<String> = self
@@ -191,7 +372,7 @@ impl Endpoint {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.calls
             .values()
-            .filter_map(UacCall::poll_timeout)
+            .filter_map(Call::poll_timeout)
             .chain(self.servers.values().filter_map(|s| s.tx.poll_timeout()))
             .min()
     }
@@ -275,6 +456,7 @@ impl Endpoint {
         }
 
         // An ACK for a non-2xx carries the INVITE's branch (s.17.2.3).
+        let call_id = request.call_id().unwrap_or_default().to_string();
         let key = ServerKey {
             branch: via.branch.clone().unwrap_or_default(),
             sent_by: via.sent_by(),
@@ -284,14 +466,58 @@ impl Endpoint {
                 request.method.to_string()
             },
         };
-        if let Some(server) = self.servers.get(&key) {
-            if !is_ack && let Some(response) = server.tx.handle_retransmission() {
-                self.send(server.transport, server.dest, response);
+        if let Some(server) = self.servers.get_mut(&key) {
+            let (transport, dest) = (server.transport, server.dest);
+            let mut responses = Vec::new();
+            match &mut server.tx {
+                ServerMachine::NonInvite(tx) => {
+                    if !is_ack && let Some(response) = tx.handle_retransmission() {
+                        responses.push(response);
+                    }
+                }
+                ServerMachine::Invite(tx) => {
+                    if is_ack {
+                        tx.handle_ack(now);
+                    } else {
+                        tx.handle_retransmission();
+                    }
+                    while let Some(out) = tx.poll_output() {
+                        if let ServerOutput::Transmit(response) = out {
+                            responses.push(response);
+                        }
+                    }
+                }
+            }
+            self.servers.retain(|_, s| !s.tx.is_terminated());
+            for response in responses {
+                self.send(transport, dest, response);
             }
             return;
         }
+
+        // The INVITE of an incoming call, retransmitted, or the ACK of any of its final responses.
+        if let Some(Call::Uas(call)) = self.calls.get_mut(&call_id) {
+            let same_invite = call.matches_invite(&key.branch, &key.sent_by);
+            match request.method {
+                Method::Ack => {
+                    call.handle_ack(&request, now);
+                    self.drain_call(&call_id);
+                    return;
+                }
+                Method::Invite if same_invite => {
+                    call.handle_invite_retransmission(now);
+                    self.drain_call(&call_id);
+                    return;
+                }
+                _ => {}
+            }
+        }
         if is_ack {
             tracing::debug!(%source, "ACK outside any transaction dropped");
+            return;
+        }
+        if request.method == Method::Invite && request.tag_of_to().is_none() {
+            self.incoming_invite(request, transport, dest, key, now);
             return;
         }
 
@@ -320,18 +546,114 @@ impl Endpoint {
             self.servers.insert(
                 key,
                 ServerTx {
-                    tx,
+                    tx: ServerMachine::NonInvite(tx),
                     transport,
                     dest,
                 },
             );
         }
-        if let Some(call_id) = answer.remote_bye_for {
-            if let Some(call) = self.calls.get_mut(&call_id) {
-                call.handle_remote_bye(&request, now);
+        if let Some((call_id, delivery)) = answer.deliver {
+            match (self.calls.get_mut(&call_id), delivery) {
+                (Some(call), Delivery::Bye) => call.handle_remote_bye(&request, now),
+                (Some(Call::Uas(call)), Delivery::Prack) => call.handle_prack(&request, now),
+                (Some(Call::Uas(call)), Delivery::Cancel) => call.handle_cancel(&request, now),
+                _ => {}
             }
             self.drain_call(&call_id);
         }
+    }
+
+    /// An out-of-dialog INVITE: a new incoming call, unless it must be refused.
+    fn incoming_invite(
+        &mut self,
+        request: Request,
+        transport: Transport,
+        dest: SocketAddr,
+        key: ServerKey,
+        now: Instant,
+    ) {
+        let call_id = key_call_id(&request);
+        if self.calls.contains_key(&call_id) {
+            // s.8.2.2.2: same Call-ID, other branch: a merged request (or our own call looped back).
+            let refusal = InviteRefusal {
+                status: 482,
+                reason: "Loop Detected",
+                headers: vec![],
+            };
+            self.refuse_invite(&request, refusal, transport, dest, key, now);
+            return;
+        }
+        let port = match transport {
+            Transport::Udp => self.config.udp_port,
+            Transport::Tcp => self.config.tcp_port,
+        }
+        .unwrap_or_default();
+        let setup = UasSetup {
+            local_tag: random_token(),
+            local_host: self.config.advertised_host.clone(),
+            local_port: port,
+            user_agent: self.config.user_agent.clone(),
+        };
+        match UasCall::new(
+            request.clone(),
+            setup,
+            transport,
+            dest,
+            self.config.timers,
+            now,
+        ) {
+            Ok(call) => {
+                tracing::info!(%call_id, uri = %request.uri, "incoming call");
+                self.calls.insert(call_id.clone(), Call::Uas(call));
+                self.drain_call(&call_id);
+            }
+            Err(refusal) => {
+                tracing::info!(%call_id, status = refusal.status, "incoming call refused");
+                self.refuse_invite(&request, refusal, transport, dest, key, now);
+            }
+        }
+    }
+
+    /// A final response to an INVITE through an INVITE server transaction,
+    /// so it is retransmitted over UDP until the ACK.
+    fn refuse_invite(
+        &mut self,
+        request: &Request,
+        refusal: InviteRefusal,
+        transport: Transport,
+        dest: SocketAddr,
+        key: ServerKey,
+        now: Instant,
+    ) {
+        let mut response = response_to(
+            request,
+            refusal.status,
+            refusal.reason,
+            Some(&random_token()),
+        );
+        for (name, value) in refusal.headers {
+            response.headers.push(name, value);
+        }
+        if !self.config.user_agent.is_empty() {
+            response
+                .headers
+                .push("Server", self.config.user_agent.as_str());
+        }
+        let mut tx = InviteServer::new(transport.is_reliable(), self.config.timers);
+        tx.respond(response, now);
+        while let Some(out) = tx.poll_output() {
+            if let ServerOutput::Transmit(response) = out {
+                self.send(transport, dest, response);
+            }
+        }
+        self.servers.insert(
+            key,
+            ServerTx {
+                tx: ServerMachine::Invite(tx),
+                transport,
+                dest,
+            },
+        );
     }
 
     fn answer(&self, request: &Request) -> Answer {
@@ -339,12 +661,25 @@ impl Endpoint {
         let Some(local_tag) = request.tag_of_to() else {
             return match method {
                 Method::Options => Answer::with_capabilities(200, "OK"),
-                Method::Invite => {
-                    tracing::info!(call_id = ?request.call_id(), "incoming calls are not supported yet; answering 480");
-                    Answer::plain(480, "Temporarily Unavailable")
-                }
+                // s.9.2: a CANCEL matches the INVITE server transaction by its branch.
+                Method::Cancel => match request.call_id().and_then(|id| self.calls.get(id)) {
+                    Some(Call::Uas(call))
+                        if request.top_via().is_some_and(|v| {
+                            call.matches_invite(
+                                v.branch.as_deref().unwrap_or_default(),
+                                &v.sent_by(),
+                            )
+                        }) =>
+                    {
+                        Answer {
+                            deliver: Some((call.call_id().to_string(), Delivery::Cancel)),
+                            ..Answer::plain(200, "OK")
+                        }
+                    }
+                    _ => Answer::plain(481, "Call/Transaction Does Not Exist"),
+                },
                 // These only make sense inside a dialog or transaction we would know.
-                Method::Bye | Method::Cancel | Method::PRack | Method::Update => {
+                Method::Bye | Method::PRack | Method::Update => {
                     Answer::plain(481, "Call/Transaction Does Not Exist")
                 }
                 _ => Answer::with_capabilities(405, "Method Not Allowed"),
@@ -363,20 +698,29 @@ impl Endpoint {
             // s.12.2.2: a request for a dialog we do not have.
             return Answer::plain(481, "Call/Transaction Does Not Exist");
         };
+        let call_id = request.call_id().unwrap_or_default().to_string();
         match method {
             Method::Bye => Answer {
-                remote_bye_for: Some(call.call_id().to_string()),
+                deliver: Some((call_id, Delivery::Bye)),
                 ..Answer::plain(200, "OK")
+            },
+            // RFC 3262 s.3: 200 only for the PRACK of the reliable provisional in flight.
+            Method::PRack => match call {
+                Call::Uas(uas) if uas.prack_status(request) == 200 => Answer {
+                    deliver: Some((call_id, Delivery::Prack)),
+                    ..Answer::plain(200, "OK")
+                },
+                _ => Answer::plain(481, "Call/Transaction Does Not Exist"),
             },
             Method::Options => Answer::with_capabilities(200, "OK"),
             // A session refresh without an offer needs nothing from us.
             Method::Update if request.body.is_empty() => Answer::plain(200, "OK"),
             Method::Update | Method::Invite => {
-                tracing::info!(call_id = call.call_id(), %method, "mid-call offer not supported; answering 488");
+                tracing::info!(%call_id, %method, "mid-call offer not supported; answering 488");
                 Answer::plain(488, "Not Acceptable Here")
             }
-            // We never send reliable provisionals and have no server INVITE to cancel.
-            Method::PRack | Method::Cancel => Answer::plain(481, "Call/Transaction Does Not Exist"),
+            // A CANCEL inside a dialog would target a re-INVITE, which we never leave pending.
+            Method::Cancel => Answer::plain(481, "Call/Transaction Does Not Exist"),
             _ => Answer::with_capabilities(405, "Method Not Allowed"),
         }
     }
@@ -390,10 +734,15 @@ impl Endpoint {
     }
 }
 
+fn key_call_id(request: &Request) -> String {
+    request.call_id().unwrap_or_default().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{CallEvent, NameAddr};
+    use std::time::Duration;
 
     const PEER: &str = "192.0.2.10:5070";
 
@@ -485,17 +834,40 @@ mod tests {
     }
 
     #[test]
-    fn incoming_invite_is_refused_and_its_ack_absorbed() {
+    fn refused_invite_is_retransmitted_until_ack() {
         let mut ep = endpoint();
         let now = Instant::now();
-        let out = sent_responses(&input(
-            &mut ep,
-            &request_text("INVITE", None, "i1", "p1"),
-            now,
-        ));
-        assert_eq!(out[0].1.status, 480);
-        let ack = request_text("ACK", out[0].1.tag_of_to(), "i1", "p1");
+        // No Contact: no dialog can be built, the INVITE is refused.
+        let invite = request_text("INVITE", None, "i1", "p1");
+        let out = sent_responses(&input(&mut ep, &invite, now));
+        let [(_, refused)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(refused.status, 400);
+        // Timer G over UDP.
+        ep.handle_timeout(now + Duration::from_millis(500));
+        assert_eq!(sent_responses(&drain(&mut ep)), out);
+        // The retransmitted INVITE gets the same response.
+        assert_eq!(sent_responses(&input(&mut ep, &invite, now)), out);
+        let ack = request_text("ACK", refused.tag_of_to(), "i1", "p1");
         assert!(input(&mut ep, &ack, now).is_empty());
+        ep.handle_timeout(now + Duration::from_secs(2));
+        assert!(drain(&mut ep).is_empty(), "no retransmission after the ACK");
+        // Timer I ends the transaction.
+        ep.handle_timeout(now + Duration::from_secs(8));
+        assert_eq!(ep.poll_timeout(), None);
+        assert_eq!(ep.call_count(), 0);
+    }
+
+    #[test]
+    fn invite_requiring_an_unknown_extension_gets_420() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let invite = incoming_invite("u1", &["Require: 100rel, precondition"], None);
+        let out = sent_responses(&input(&mut ep, &invite, now));
+        assert_eq!(out[0].1.status, 420);
+        assert_eq!(out[0].1.headers.get("Unsupported"), Some("precondition"));
+        assert_eq!(ep.call_count(), 0);
     }
 
     #[test]
@@ -619,5 +991,368 @@ mod tests {
             next_hop: PEER.parse().unwrap(),
             transport: Transport::Udp,
         }
+    }
+
+    const SDP: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\n";
+
+    /// An out-of-dialog INVITE from the network, as in the call-flow example.
+    fn incoming_invite(call_id: &str, extra: &[&str], sdp: Option<&str>) -> String {
+        let mut text = format!(
+            "INVITE sip:+818000000001@gw.example.com;user=phone SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bKinv{call_id}\r\n\
+             Max-Forwards: 70\r\n\
+             From: \"Bob\" <sip:+818000000002@tn.operator.com;user=phone>;tag=a6c85cf\r\n\
+             To: <sip:+818000000001@operator.com;user=phone>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: 1 INVITE\r\n\
+             Contact: <sip:+818000000002@192.0.2.10:5070>\r\n\
+             Record-Route: <sip:192.0.2.20;lr>, <sip:192.0.2.21;lr>\r\n"
+        );
+        for header in extra {
+            text.push_str(header);
+            text.push_str("\r\n");
+        }
+        match sdp {
+            Some(sdp) => text.push_str(&format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            )),
+            None => text.push_str("Content-Length: 0\r\n\r\n"),
+        }
+        text
+    }
+
+    /// A request from the caller inside the dialog of an incoming call.
+    fn caller_request(
+        method: &str,
+        cseq: u32,
+        call_id: &str,
+        local_tag: &str,
+        extra: &[&str],
+    ) -> String {
+        let branch = format!("z9hG4bK{method}{cseq}");
+        let mut text = format!(
+            "{method} sip:gw.example.com:5060 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.10:5070;branch={branch}\r\n\
+             From: \"Bob\" <sip:+818000000002@tn.operator.com;user=phone>;tag=a6c85cf\r\n\
+             To: <sip:+818000000001@operator.com;user=phone>;tag={local_tag}\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {cseq} {method}\r\n"
+        );
+        for header in extra {
+            text.push_str(header);
+            text.push_str("\r\n");
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        text
+    }
+
+    fn events_of(outputs: &[Output]) -> Vec<CallEvent> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Event(e) => Some(e.event.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn request_event(method: &str) -> CallEvent {
+        CallEvent::Request {
+            method: method.into(),
+            reason: None,
+            sdp: None,
+        }
+    }
+
+    #[test]
+    fn incoming_call_with_reliable_provisionals_answer_and_remote_bye() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let invite = incoming_invite(
+            "c1",
+            &[
+                "Supported: 100rel, timer",
+                "P-Asserted-Identity: <tel:+818000000002>",
+            ],
+            Some(SDP),
+        );
+        let out = input(&mut ep, &invite, now);
+        let responses = sent_responses(&out);
+        assert_eq!(responses.len(), 1);
+        assert_eq!(responses[0].1.status, 100);
+        assert_eq!(responses[0].1.tag_of_to(), None);
+        let events = events_of(&out);
+        let [
+            CallEvent::Incoming {
+                request_uri,
+                from,
+                to,
+                p_asserted_identity,
+                sdp,
+                supports_100rel,
+                headers,
+                privacy,
+            },
+        ] = events.as_slice()
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!(request_uri, "sip:+818000000001@gw.example.com;user=phone");
+        assert_eq!(
+            from,
+            &NameAddr {
+                display_name: Some("Bob".into()),
+                uri: "sip:+818000000002@tn.operator.com;user=phone".into()
+            }
+        );
+        assert_eq!(to.uri, "sip:+818000000001@operator.com;user=phone");
+        assert_eq!(
+            p_asserted_identity.as_ref().map(|p| p.uri.as_str()),
+            Some("tel:+818000000002")
+        );
+        assert_eq!(sdp.as_deref(), Some(SDP));
+        assert!(*supports_100rel);
+        assert_eq!(*privacy, None);
+        assert!(
+            headers
+                .iter()
+                .any(|(n, v)| n == "Supported" && v == "100rel, timer")
+        );
+
+        // A retransmitted INVITE gets the 100 again and no new event.
+        let again = input(&mut ep, &invite, now);
+        assert_eq!(sent_responses(&again)[0].1.status, 100);
+        assert!(events_of(&again).is_empty());
+
+        // Reliable 183 with SDP, then a reliable 180 held until the PRACK.
+        ep.provisional("c1", 183, Some("v=0\r\n".into()), true, now)
+            .unwrap();
+        ep.provisional("c1", 180, None, true, now).unwrap();
+        let out = drain(&mut ep);
+        let responses = sent_responses(&out);
+        let [(dest, p183)] = responses.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(*dest, "192.0.2.10:5070".parse().unwrap());
+        assert_eq!(p183.status, 183);
+        assert_eq!(p183.headers.get("Require"), Some("100rel"));
+        assert_eq!(p183.headers.get("RSeq"), Some("1"));
+        assert_eq!(
+            p183.headers.get("Contact"),
+            Some("<sip:gw.example.com:5060;transport=udp>")
+        );
+        assert_eq!(p183.headers.get_all("Record-Route").count(), 2);
+        assert_eq!(p183.body, b"v=0\r\n");
+        let local_tag = p183.tag_of_to().unwrap().to_string();
+
+        // Retransmitted with T1 doubling until PRACKed.
+        ep.handle_timeout(now + Duration::from_millis(500));
+        assert_eq!(sent_responses(&drain(&mut ep)), responses);
+
+        // A PRACK for another RSeq does not match: 481.
+        let wrong = caller_request("PRACK", 2, "c1", &local_tag, &["RAck: 7 1 INVITE"]);
+        assert_eq!(
+            sent_responses(&input(&mut ep, &wrong, now))[0].1.status,
+            481
+        );
+        let prack = caller_request("PRACK", 3, "c1", &local_tag, &["RAck: 1 1 INVITE"]);
+        let out = input(&mut ep, &prack, now);
+        assert_eq!(events_of(&out), [request_event("PRACK")]);
+        let responses = sent_responses(&out);
+        let statuses: Vec<u16> = responses.iter().map(|(_, r)| r.status).collect();
+        // 200 for the PRACK, then the held 180 goes out with the next RSeq.
+        assert_eq!(statuses, [200, 180]);
+        assert_eq!(responses[1].1.headers.get("RSeq"), Some("2"));
+        assert_eq!(responses[1].1.tag_of_to(), Some(local_tag.as_str()));
+        // A retransmitted PRACK gets its 200 again and is not reported twice.
+        let out = input(&mut ep, &prack, now);
+        assert_eq!(sent_responses(&out)[0].1.status, 200);
+        assert!(events_of(&out).is_empty());
+
+        // The 2xx waits for the 180's PRACK.
+        ep.accept("c1", Some(SDP.into()), now).unwrap();
+        assert!(sent_responses(&drain(&mut ep)).is_empty());
+        assert!(matches!(
+            ep.accept("c1", None, now),
+            Err(SipError::WrongState { .. })
+        ));
+        let prack = caller_request("PRACK", 4, "c1", &local_tag, &["RAck: 2 1 INVITE"]);
+        let out = input(&mut ep, &prack, now);
+        let responses = sent_responses(&out);
+        assert_eq!(
+            responses.iter().map(|(_, r)| r.status).collect::<Vec<_>>(),
+            [200, 200]
+        );
+        let ok = &responses[1].1;
+        assert_eq!(ok.headers.get("CSeq"), Some("1 INVITE"));
+        assert_eq!(ok.tag_of_to(), Some(local_tag.as_str()));
+        assert_eq!(ok.sdp().as_deref(), Some(SDP));
+
+        // The 2xx is retransmitted until the ACK.
+        let t = now + Duration::from_secs(1);
+        ep.handle_timeout(t);
+        let retransmitted = sent_responses(&drain(&mut ep));
+        assert!(
+            retransmitted
+                .iter()
+                .any(|(_, r)| r.status == 200 && r.headers.get("CSeq") == Some("1 INVITE"))
+        );
+        let ack = caller_request("ACK", 1, "c1", &local_tag, &[]);
+        assert_eq!(events_of(&input(&mut ep, &ack, t)), [request_event("ACK")]);
+        // A repeated ACK is absorbed.
+        assert!(input(&mut ep, &ack, t).is_empty());
+        ep.handle_timeout(t + Duration::from_secs(4));
+        assert!(
+            sent_responses(&drain(&mut ep))
+                .iter()
+                .all(|(_, r)| r.headers.get("CSeq") != Some("1 INVITE"))
+        );
+
+        let bye = caller_request("BYE", 5, "c1", &local_tag, &[]);
+        let out = input(&mut ep, &bye, t);
+        assert_eq!(sent_responses(&out)[0].1.status, 200);
+        assert_eq!(
+            events_of(&out),
+            [request_event("BYE"), CallEvent::Terminated]
+        );
+        assert!(matches!(ep.hangup("c1", t), Err(SipError::UnknownCall(_))));
+        // Timer L lets the call go.
+        ep.handle_timeout(t + Duration::from_secs(64));
+        assert_eq!(ep.call_count(), 0);
+    }
+
+    #[test]
+    fn incoming_call_cancelled_by_the_caller() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        input(&mut ep, &incoming_invite("c2", &[], None), now);
+        ep.provisional("c2", 180, None, true, now).unwrap();
+        let out = drain(&mut ep);
+        let ringing = &sent_responses(&out)[0].1;
+        // No 100rel in the INVITE: the 180 goes unreliably.
+        assert_eq!(ringing.headers.get("RSeq"), None);
+        let local_tag = ringing.tag_of_to().unwrap().to_string();
+
+        let cancel = incoming_invite("c2", &[], None)
+            .replace("INVITE sip:", "CANCEL sip:")
+            .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+        let out = input(&mut ep, &cancel, now);
+        let responses = sent_responses(&out);
+        let statuses: Vec<_> = responses
+            .iter()
+            .map(|(_, r)| (r.status, r.cseq().unwrap().1))
+            .collect();
+        assert_eq!(statuses, [(200, Method::Cancel), (487, Method::Invite)]);
+        assert_eq!(responses[1].1.tag_of_to(), Some(local_tag.as_str()));
+        assert_eq!(events_of(&out), [request_event("CANCEL")]);
+        assert!(matches!(
+            ep.accept("c2", None, now),
+            Err(SipError::WrongState { .. })
+        ));
+
+        // The ACK of the 487 (same branch as the INVITE) ends the call.
+        let ack = incoming_invite("c2", &[], None)
+            .replace("INVITE sip:", "ACK sip:")
+            .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+            .replace(
+                "user=phone>\r\nCall-ID",
+                &format!("user=phone>;tag={local_tag}\r\nCall-ID"),
+            );
+        assert_eq!(
+            events_of(&input(&mut ep, &ack, now)),
+            [CallEvent::Terminated]
+        );
+        ep.handle_timeout(now + Duration::from_secs(5));
+        assert_eq!(ep.call_count(), 0);
+    }
+
+    #[test]
+    fn incoming_call_rejected_is_retransmitted_until_ack_and_hangup_rejects() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        input(&mut ep, &incoming_invite("c3", &[], None), now);
+        assert!(matches!(
+            ep.reject("c3", 200, "OK", now),
+            Err(SipError::InvalidStatus(200))
+        ));
+        assert!(matches!(
+            ep.provisional("c3", 200, None, false, now),
+            Err(SipError::InvalidStatus(200))
+        ));
+        ep.reject("c3", 486, "Busy Here", now).unwrap();
+        let busy = sent_responses(&drain(&mut ep));
+        assert_eq!(busy[0].1.status, 486);
+        ep.handle_timeout(now + Duration::from_millis(500));
+        assert_eq!(sent_responses(&drain(&mut ep)), busy);
+        // Timer H without ACK: the call ends anyway.
+        ep.handle_timeout(now + Duration::from_secs(32));
+        let out = drain(&mut ep);
+        assert_eq!(events_of(&out), [CallEvent::Terminated]);
+        assert_eq!(ep.call_count(), 0);
+
+        input(&mut ep, &incoming_invite("c4", &[], None), now);
+        assert_eq!(ep.hangup("c4", now).unwrap(), HangupKind::Reject);
+        assert_eq!(sent_responses(&drain(&mut ep))[0].1.status, 480);
+        assert!(matches!(
+            ep.accept("other", None, now),
+            Err(SipError::UnknownCall(_))
+        ));
+    }
+
+    #[test]
+    fn local_hangup_of_an_answered_incoming_call_sends_bye_along_the_route_set() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        input(&mut ep, &incoming_invite("c5", &[], None), now);
+        ep.accept("c5", None, now).unwrap();
+        let out = drain(&mut ep);
+        let local_tag = sent_responses(&out)[0].1.tag_of_to().unwrap().to_string();
+        // s.15: no BYE before the ACK.
+        assert_eq!(ep.hangup("c5", now).unwrap(), HangupKind::Bye);
+        assert!(sent_requests(&drain(&mut ep)).is_empty());
+        let ack = caller_request("ACK", 1, "c5", &local_tag, &[]);
+        let out = input(&mut ep, &ack, now);
+        assert_eq!(events_of(&out), [request_event("ACK")]);
+        let [bye] = sent_requests(&out).try_into().unwrap();
+        assert_eq!(bye.method, Method::Bye);
+        assert_eq!(bye.uri, "sip:+818000000002@192.0.2.10:5070");
+        assert_eq!(
+            bye.headers.get_all("Route").collect::<Vec<_>>(),
+            ["<sip:192.0.2.20;lr>", "<sip:192.0.2.21;lr>"]
+        );
+        assert_eq!(bye.tag_of_from(), Some(local_tag.as_str()));
+        assert_eq!(bye.tag_of_to(), Some("a6c85cf"));
+        assert!(out.iter().any(
+            |o| matches!(o, Output::Transmit(t) if t.dest == "192.0.2.20:5060".parse().unwrap())
+        ));
+        let ok = response_to(&bye, 200, "OK", None);
+        ep.handle_input(Transport::Udp, PEER.parse().unwrap(), &ok.to_bytes(), now);
+        assert_eq!(events_of(&drain(&mut ep)), [CallEvent::Terminated]);
+    }
+
+    #[test]
+    fn unacknowledged_2xx_ends_with_bye() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        input(&mut ep, &incoming_invite("c6", &[], None), now);
+        ep.accept("c6", None, now).unwrap();
+        drain(&mut ep);
+        let mut events = Vec::new();
+        let mut byes = 0;
+        while let Some(at) = ep
+            .poll_timeout()
+            .filter(|t| *t <= now + Duration::from_secs(32))
+        {
+            ep.handle_timeout(at);
+            let out = drain(&mut ep);
+            events.extend(events_of(&out));
+            byes += sent_requests(&out)
+                .iter()
+                .filter(|r| r.method == Method::Bye)
+                .count();
+        }
+        assert_eq!(events, [CallEvent::Timeout]);
+        assert_eq!(byes, 1);
     }
 }

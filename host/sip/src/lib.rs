@@ -1,14 +1,14 @@
 //! SIP side of the CAMARA WebRTC gateway.
 //!
 //! This crate owns the SIP machinery: UDP/TCP transport, RFC 3261
-//! transactions, UAC dialogs (with RFC 3262 PRACK) and the [`UserAgent`]
-//! that places and tears down calls towards the network.
+//! transactions, UAC and UAS dialogs (with RFC 3262 PRACK) and the
+//! [`UserAgent`] that places, receives and tears down calls.
 //!
 //! It does not decide anything CAMARA-specific (which addresses map to which
 //! URIs, how call states become API notifications) and never touches media:
 //! SDP is carried as an opaque string.
 //!
-//! The protocol logic is sans-IO ([`transaction`], [`dialog`], [`endpoint`]):
+//! The protocol logic is sans-IO ([`transaction`], [`dialog`], [`uas`], [`endpoint`]):
 //! state machines fed with messages and `Instant`s that return what to send.
 //! [`UserAgent`] is the thin tokio layer that drives them.
 
@@ -20,6 +20,7 @@ pub mod message;
 pub mod transaction;
 mod transport;
 mod ua;
+pub mod uas;
 
 pub use transaction::TimerConfig;
 pub use ua::UserAgent;
@@ -115,10 +116,29 @@ pub enum HangupKind {
     /// The call was not answered yet: a CANCEL was (or will be, once a
     /// provisional response arrives) sent.
     Cancel,
+    /// An incoming call that was not answered yet was refused with
+    /// 480 Temporarily Unavailable.
+    Reject,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallEvent {
+    /// First event of an incoming call: an out-of-dialog INVITE, already
+    /// answered with 100 Trying. Answer it with [`UserAgent::provisional`],
+    /// [`UserAgent::accept`] or [`UserAgent::reject`].
+    Incoming {
+        request_uri: String,
+        from: NameAddr,
+        to: NameAddr,
+        p_asserted_identity: Option<NameAddr>,
+        privacy: Option<String>,
+        /// Every header of the INVITE, in order, as received (compact names expanded).
+        headers: Vec<(String, String)>,
+        sdp: Option<String>,
+        /// The INVITE had `100rel` in Supported or Require: reliable
+        /// provisional responses (RFC 3262) may be sent.
+        supports_100rel: bool,
+    },
     /// Every distinct provisional or final response to the INVITE
     /// (retransmissions filtered out).
     Response {
@@ -127,7 +147,8 @@ pub enum CallEvent {
         sdp: Option<String>,
         reliable: bool,
     },
-    /// A request from the remote party inside the call (BYE...), already answered.
+    /// A request from the remote party inside the call (BYE, PRACK, ACK,
+    /// CANCEL...), already answered where it takes an answer.
     Request {
         method: String,
         /// The Reason header (RFC 3326), if any.
@@ -162,4 +183,11 @@ pub enum SipError {
     UnknownCall(String),
     #[error("the user agent has shut down")]
     Shutdown,
+    #[error("status {0} is not allowed here")]
+    InvalidStatus(u16),
+    #[error("call {call_id:?}: {reason}")]
+    WrongState {
+        call_id: String,
+        reason: &'static str,
+    },
 }

@@ -440,6 +440,240 @@ impl NonInviteServer {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InviteServerState {
+    Proceeding,
+    /// A non-2xx final response was sent; waiting for its ACK.
+    Completed,
+    /// The ACK arrived; lingering (Timer I) to absorb ACK retransmissions.
+    Confirmed,
+    /// RFC 6026: a 2xx was sent. Its retransmissions and the ACK are the
+    /// transaction user's business; INVITE retransmissions are absorbed.
+    Accepted,
+    Terminated,
+}
+
+/// What an INVITE server transaction asks of its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerOutput {
+    /// Put this response on the wire (first send or retransmission).
+    Transmit(Response),
+    /// Timer H fired: the ACK for the non-2xx final response never came.
+    Timeout,
+}
+
+/// INVITE server transaction (RFC 3261 s.17.2.1, amended by RFC 6026).
+///
+/// The 2xx is only sent once from here: RFC 3261 s.13.3.1.4 makes its
+/// retransmission until the ACK a job of the UAS core (the dialog).
+#[derive(Debug)]
+pub struct InviteServer {
+    state: InviteServerState,
+    reliable: bool,
+    timers: TimerConfig,
+    last_response: Option<Response>,
+    /// Timer G deadline and the interval that produced it.
+    timer_g: Option<(Instant, Duration)>,
+    timer_h: Option<Instant>,
+    timer_i: Option<Instant>,
+    timer_l: Option<Instant>,
+    outputs: VecDeque<ServerOutput>,
+}
+
+impl InviteServer {
+    pub fn new(reliable: bool, timers: TimerConfig) -> Self {
+        Self {
+            state: InviteServerState::Proceeding,
+            reliable,
+            timers,
+            last_response: None,
+            timer_g: None,
+            timer_h: None,
+            timer_i: None,
+            timer_l: None,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    pub fn state(&self) -> InviteServerState {
+        self.state
+    }
+
+    pub fn is_terminated(&self) -> bool {
+        self.state == InviteServerState::Terminated
+    }
+
+    /// Whether a final response was already sent.
+    pub fn is_final(&self) -> bool {
+        self.state != InviteServerState::Proceeding
+    }
+
+    /// The user's response; queued for transmission unless a final response
+    /// was already sent (only one per transaction).
+    pub fn respond(&mut self, response: Response, now: Instant) {
+        use InviteServerState::*;
+        if self.state != Proceeding {
+            tracing::debug!(status = response.status, state = ?self.state, "response after the final one dropped");
+            return;
+        }
+        match response.status {
+            100..=199 => {}
+            200..=299 => {
+                self.state = Accepted;
+                self.timer_l = Some(now + self.timers.transaction_timeout());
+            }
+            _ => {
+                self.state = Completed;
+                if !self.reliable {
+                    self.timer_g = Some((now + self.timers.t1, self.timers.t1));
+                }
+                self.timer_h = Some(now + self.timers.transaction_timeout());
+            }
+        }
+        self.last_response = Some(response.clone());
+        self.outputs.push_back(ServerOutput::Transmit(response));
+    }
+
+    /// A retransmission of the INVITE: the last provisional or non-2xx final
+    /// response is sent again (s.17.2.1); in Accepted the TU's own 2xx
+    /// retransmissions cover it.
+    pub fn handle_retransmission(&mut self) {
+        if matches!(
+            self.state,
+            InviteServerState::Proceeding | InviteServerState::Completed
+        ) && let Some(response) = &self.last_response
+        {
+            self.outputs
+                .push_back(ServerOutput::Transmit(response.clone()));
+        }
+    }
+
+    /// An ACK with the INVITE's branch. Returns true when it acknowledged the
+    /// non-2xx final response (absorbed here); false when it is for a 2xx and
+    /// belongs to the transaction user.
+    pub fn handle_ack(&mut self, now: Instant) -> bool {
+        match self.state {
+            InviteServerState::Completed => {
+                self.state = InviteServerState::Confirmed;
+                self.timer_g = None;
+                self.timer_h = None;
+                if self.reliable {
+                    self.terminate();
+                } else {
+                    self.timer_i = Some(now + self.timers.t4);
+                }
+                true
+            }
+            InviteServerState::Confirmed => true,
+            _ => false,
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some((at, interval)) = self.timer_g
+            && at <= now
+            && self.state == InviteServerState::Completed
+        {
+            let next = (interval * 2).min(self.timers.t2);
+            self.timer_g = Some((now + next, next));
+            if let Some(response) = &self.last_response {
+                self.outputs
+                    .push_back(ServerOutput::Transmit(response.clone()));
+            }
+        }
+        if due(self.timer_h, now) && self.state == InviteServerState::Completed {
+            self.terminate();
+            self.outputs.push_back(ServerOutput::Timeout);
+        }
+        if due(self.timer_i, now) || due(self.timer_l, now) {
+            self.terminate();
+        }
+    }
+
+    /// The transport could not deliver a response (s.17.2.4).
+    pub fn transport_error(&mut self) {
+        self.terminate();
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        earliest(&[
+            self.timer_g.map(|(t, _)| t),
+            self.timer_h,
+            self.timer_i,
+            self.timer_l,
+        ])
+    }
+
+    pub fn poll_output(&mut self) -> Option<ServerOutput> {
+        self.outputs.pop_front()
+    }
+
+    fn terminate(&mut self) {
+        self.state = InviteServerState::Terminated;
+        self.timer_g = None;
+        self.timer_h = None;
+        self.timer_i = None;
+        self.timer_l = None;
+    }
+}
+
+/// Retransmission schedule of a response the UAS core must repeat until the
+/// peer acknowledges it: a 2xx until its ACK (RFC 3261 s.13.3.1.4, interval
+/// T1 doubling up to T2) or a reliable provisional until its PRACK (RFC 3262
+/// s.3, T1 doubling). Both give up after 64*T1.
+#[derive(Debug, Clone)]
+pub struct Retransmitter {
+    next: Instant,
+    interval: Duration,
+    cap: Option<Duration>,
+    deadline: Instant,
+}
+
+/// What a [`Retransmitter`] wants when its time comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetransmitAction {
+    Nothing,
+    Retransmit,
+    GiveUp,
+}
+
+impl Retransmitter {
+    /// For a 2xx: capped at T2.
+    pub fn for_2xx(timers: TimerConfig, now: Instant) -> Self {
+        Self {
+            next: now + timers.t1,
+            interval: timers.t1,
+            cap: Some(timers.t2),
+            deadline: now + timers.transaction_timeout(),
+        }
+    }
+
+    /// For a reliable provisional: RFC 3262 names no cap.
+    pub fn for_reliable_provisional(timers: TimerConfig, now: Instant) -> Self {
+        Self {
+            cap: None,
+            ..Self::for_2xx(timers, now)
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Instant {
+        self.next.min(self.deadline)
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) -> RetransmitAction {
+        if self.deadline <= now {
+            return RetransmitAction::GiveUp;
+        }
+        if self.next > now {
+            return RetransmitAction::Nothing;
+        }
+        let doubled = self.interval * 2;
+        self.interval = self.cap.map_or(doubled, |cap| doubled.min(cap));
+        self.next = now + self.interval;
+        RetransmitAction::Retransmit
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -692,5 +926,113 @@ mod tests {
         assert_eq!(tx.handle_retransmission().map(|r| r.status), Some(100));
         assert!(tx.respond(response(200, Method::Options), now).is_some());
         assert!(tx.is_terminated());
+    }
+
+    fn server_outputs(tx: &mut InviteServer) -> Vec<ServerOutput> {
+        std::iter::from_fn(|| tx.poll_output()).collect()
+    }
+
+    #[test]
+    fn invite_server_retransmits_non_2xx_with_timer_g_until_ack() {
+        let t0 = Instant::now();
+        let mut tx = InviteServer::new(false, TimerConfig::default());
+        tx.respond(response(100, Method::Invite), t0);
+        // An INVITE retransmission in Proceeding gets the last provisional again.
+        tx.handle_retransmission();
+        let outs = server_outputs(&mut tx);
+        assert!(
+            matches!(outs.as_slice(), [ServerOutput::Transmit(a), ServerOutput::Transmit(b)] if a.status == 100 && b.status == 100)
+        );
+        tx.respond(response(486, Method::Invite), t0);
+        assert_eq!(tx.state(), InviteServerState::Completed);
+        assert_eq!(server_outputs(&mut tx).len(), 1);
+
+        let mut sent = Vec::new();
+        while let Some(at) = tx
+            .poll_timeout()
+            .filter(|t| *t < t0 + Duration::from_secs(10))
+        {
+            tx.handle_timeout(at);
+            sent.extend(
+                server_outputs(&mut tx)
+                    .into_iter()
+                    .map(|_| (at - t0).as_millis() as u64),
+            );
+        }
+        // Timer G: T1 doubling, capped at T2.
+        assert_eq!(sent, [500, 1500, 3500, 7500]);
+        assert!(tx.handle_ack(t0 + Duration::from_secs(10)));
+        assert_eq!(tx.state(), InviteServerState::Confirmed);
+        // ACK retransmissions are absorbed; no more response retransmissions.
+        assert!(tx.handle_ack(t0 + Duration::from_secs(11)));
+        tx.handle_retransmission();
+        assert!(server_outputs(&mut tx).is_empty());
+        // Timer I = T4.
+        assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_secs(15)));
+        tx.handle_timeout(t0 + Duration::from_secs(15));
+        assert!(tx.is_terminated());
+    }
+
+    #[test]
+    fn invite_server_timer_h_without_ack() {
+        let t0 = Instant::now();
+        let mut tx = InviteServer::new(true, TimerConfig::default());
+        tx.respond(response(480, Method::Invite), t0);
+        server_outputs(&mut tx);
+        // Reliable transport: no Timer G, only H.
+        assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_secs(32)));
+        tx.handle_timeout(t0 + Duration::from_secs(32));
+        assert_eq!(server_outputs(&mut tx), [ServerOutput::Timeout]);
+        assert!(tx.is_terminated());
+    }
+
+    #[test]
+    fn invite_server_over_tcp_terminates_on_ack() {
+        let t0 = Instant::now();
+        let mut tx = InviteServer::new(true, TimerConfig::default());
+        tx.respond(response(487, Method::Invite), t0);
+        assert!(tx.handle_ack(t0));
+        assert!(tx.is_terminated());
+    }
+
+    #[test]
+    fn invite_server_2xx_leaves_ack_to_the_user_and_ends_with_timer_l() {
+        let t0 = Instant::now();
+        let mut tx = InviteServer::new(false, TimerConfig::default());
+        tx.respond(response(200, Method::Invite), t0);
+        assert_eq!(server_outputs(&mut tx).len(), 1);
+        assert_eq!(tx.state(), InviteServerState::Accepted);
+        assert!(!tx.handle_ack(t0));
+        tx.handle_retransmission();
+        assert!(server_outputs(&mut tx).is_empty());
+        // A late final response is refused.
+        tx.respond(response(500, Method::Invite), t0);
+        assert!(server_outputs(&mut tx).is_empty());
+        assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_secs(32)));
+        tx.handle_timeout(t0 + Duration::from_secs(32));
+        assert!(tx.is_terminated());
+    }
+
+    #[test]
+    fn retransmitter_schedules() {
+        let t0 = Instant::now();
+        let timers = TimerConfig::default();
+        let run = |mut r: Retransmitter| {
+            let mut sent = Vec::new();
+            loop {
+                let at = r.poll_timeout();
+                match r.handle_timeout(at) {
+                    RetransmitAction::Retransmit => sent.push((at - t0).as_millis() as u64),
+                    RetransmitAction::GiveUp => return (sent, at - t0),
+                    RetransmitAction::Nothing => unreachable!(),
+                }
+            }
+        };
+        let (sent, gave_up) = run(Retransmitter::for_2xx(timers, t0));
+        assert_eq!(&sent[..5], [500, 1500, 3500, 7500, 11500]);
+        assert_eq!(gave_up, Duration::from_secs(32));
+        let (sent, gave_up) = run(Retransmitter::for_reliable_provisional(timers, t0));
+        assert_eq!(sent, [500, 1500, 3500, 7500, 15500, 31500]);
+        assert_eq!(gave_up, Duration::from_secs(32));
     }
 }

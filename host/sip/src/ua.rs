@@ -16,6 +16,24 @@ enum Command {
         oneshot::Sender<Result<String, SipError>>,
     ),
     Hangup(String, oneshot::Sender<Result<HangupKind, SipError>>),
+    Provisional {
+        call_id: String,
+        status: u16,
+        sdp: Option<String>,
+        reliable: bool,
+        reply: oneshot::Sender<Result<(), SipError>>,
+    },
+    Accept {
+        call_id: String,
+        sdp: Option<String>,
+        reply: oneshot::Sender<Result<(), SipError>>,
+    },
+    Reject {
+        call_id: String,
+        status: u16,
+        reason: String,
+        reply: oneshot::Sender<Result<(), SipError>>,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -105,11 +123,62 @@ impl UserAgent {
             .await?
     }
 
-    /// BYE if answered, CANCEL otherwise.
+    /// BYE if answered; otherwise CANCEL for a call we placed, or a 480
+    /// final response ([`HangupKind::Reject`]) for an incoming call.
     pub async fn hangup(&self, call_id: &str) -> Result<HangupKind, SipError> {
         let call_id = call_id.to_string();
         self.request(|reply| Command::Hangup(call_id, reply))
             .await?
+    }
+
+    /// Sends a provisional response (101-199, typically 180 or 183) to an
+    /// incoming call. `reliable` asks for RFC 3262 reliability; it is only
+    /// honoured when the INVITE listed `100rel` in Supported or Require (and
+    /// forced when it was in Require). A reliable provisional is
+    /// retransmitted until its PRACK, and any later reliable provisional or
+    /// the 2xx is held back until then.
+    pub async fn provisional(
+        &self,
+        call_id: &str,
+        status: u16,
+        sdp: Option<String>,
+        reliable: bool,
+    ) -> Result<(), SipError> {
+        let call_id = call_id.to_string();
+        self.request(|reply| Command::Provisional {
+            call_id,
+            status,
+            sdp,
+            reliable,
+            reply,
+        })
+        .await?
+    }
+
+    /// Answers an incoming call with 200 OK, retransmitted until the ACK
+    /// (reported as `CallEvent::Request { method: "ACK", .. }`).
+    pub async fn accept(&self, call_id: &str, sdp: Option<String>) -> Result<(), SipError> {
+        let call_id = call_id.to_string();
+        self.request(|reply| Command::Accept {
+            call_id,
+            sdp,
+            reply,
+        })
+        .await?
+    }
+
+    /// Refuses an incoming call with a final 3xx-6xx response;
+    /// `CallEvent::Terminated` follows once the caller ACKed it.
+    pub async fn reject(&self, call_id: &str, status: u16, reason: &str) -> Result<(), SipError> {
+        let call_id = call_id.to_string();
+        let reason = reason.to_string();
+        self.request(|reply| Command::Reject {
+            call_id,
+            status,
+            reason,
+            reply,
+        })
+        .await?
     }
 
     /// Stops the SIP task and closes the sockets. Calls in progress are
@@ -178,6 +247,15 @@ async fn run(
                 }
                 Some(Command::Hangup(call_id, reply)) => {
                     let _ = reply.send(endpoint.hangup(&call_id, Instant::now()));
+                }
+                Some(Command::Provisional { call_id, status, sdp, reliable, reply }) => {
+                    let _ = reply.send(endpoint.provisional(&call_id, status, sdp, reliable, Instant::now()));
+                }
+                Some(Command::Accept { call_id, sdp, reply }) => {
+                    let _ = reply.send(endpoint.accept(&call_id, sdp, Instant::now()));
+                }
+                Some(Command::Reject { call_id, status, reason, reply }) => {
+                    let _ = reply.send(endpoint.reject(&call_id, status, &reason, Instant::now()));
                 }
                 Some(Command::Shutdown(reply)) => {
                     tracing::info!("SIP user agent shutting down");

@@ -1,0 +1,779 @@
+//! The UAS side of one incoming call, as a sans-IO state machine.
+//!
+//! A [`UasCall`] owns the INVITE server transaction of an out-of-dialog
+//! INVITE and everything the UAS core must do on top of it: the To tag,
+//! reliable provisional responses retransmitted until their PRACK (RFC 3262),
+//! the 2xx retransmitted until its ACK (RFC 3261 s.13.3.1.4), and the BYE
+//! client transaction when the call is hung up from our side.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::dialog::{ALLOW, CallOutput, HangupError};
+use crate::message::{
+    Headers, Message, Method, Request, Response, SipHeaders, Transmit, header_param, name_addr_uri,
+    new_branch, response_to, uri_socket_addr,
+};
+use crate::transaction::{
+    ClientOutput, InviteServer, NonInviteClient, RetransmitAction, Retransmitter, ServerOutput,
+    TimerConfig,
+};
+use crate::{CallEvent, HangupKind, NameAddr, SipError, Transport};
+
+/// Local identifiers and addressing chosen by the endpoint for an incoming call.
+#[derive(Debug, Clone)]
+pub struct UasSetup {
+    /// Our To tag, the same in every response that creates the dialog.
+    pub local_tag: String,
+    pub local_host: String,
+    pub local_port: u16,
+    pub user_agent: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UasPhase {
+    /// No final response on the wire yet (a 2xx may be held for a PRACK).
+    Early,
+    /// The 2xx was sent and is retransmitted until the ACK.
+    Answered,
+    /// The ACK for the 2xx arrived.
+    Confirmed,
+    /// A non-2xx final response was sent; waiting for its ACK.
+    Rejected,
+    /// `CallEvent::Terminated` was emitted; the call may linger to absorb retransmissions.
+    Terminated,
+}
+
+/// A response waiting for the PRACK of the previous reliable provisional (RFC 3262 s.3).
+#[derive(Debug, Clone)]
+enum Held {
+    Provisional { response: Response, reliable: bool },
+    Answer(Response),
+}
+
+#[derive(Debug)]
+struct Unacked {
+    response: Response,
+    rseq: u32,
+    retransmit: Retransmitter,
+}
+
+#[derive(Debug)]
+struct Bye {
+    branch: String,
+    dest: SocketAddr,
+    tx: NonInviteClient,
+}
+
+#[derive(Debug)]
+pub struct UasCall {
+    call_id: String,
+    setup: UasSetup,
+    transport: Transport,
+    timers: TimerConfig,
+    invite: Request,
+    /// Top Via branch and sent-by of the INVITE: identify its retransmissions,
+    /// its CANCEL and the ACK of a non-2xx (RFC 3261 s.17.2.3).
+    branch: String,
+    sent_by: String,
+    invite_cseq: u32,
+    response_dest: SocketAddr,
+    invite_tx: InviteServer,
+    supports_100rel: bool,
+    requires_100rel: bool,
+    remote_tag: String,
+    /// RFC 3261 s.12.1.1: the caller's Contact and the Record-Route in order.
+    remote_target: String,
+    route_set: Vec<String>,
+    phase: UasPhase,
+    /// The gateway asked for a final response (it may still be held).
+    final_requested: bool,
+    /// Hang up once the 2xx is ACKed (s.15: no BYE before that).
+    bye_pending: bool,
+    next_rseq: u32,
+    unacked: Option<Unacked>,
+    held: VecDeque<Held>,
+    /// The 2xx, retransmitted until its ACK.
+    answer: Option<(Response, Retransmitter)>,
+    local_cseq: u32,
+    bye: Option<Bye>,
+    outputs: VecDeque<CallOutput>,
+}
+
+/// `"Bob" <sip:...>;tag=x` -> display name and URI.
+pub fn parse_name_addr(value: &str) -> NameAddr {
+    let uri = name_addr_uri(value).to_string();
+    let display_name = value
+        .find('<')
+        .map(|open| value[..open].trim())
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            let unquoted = name
+                .strip_prefix('"')
+                .and_then(|n| n.strip_suffix('"'))
+                .unwrap_or(name);
+            unquoted.replace("\\\"", "\"").replace("\\\\", "\\")
+        });
+    NameAddr { display_name, uri }
+}
+
+/// Why an INVITE cannot start a call; the endpoint answers it statelessly
+/// through an INVITE server transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InviteRefusal {
+    pub status: u16,
+    pub reason: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl UasCall {
+    /// Checks an out-of-dialog INVITE and, if acceptable, starts the call:
+    /// 100 Trying is queued at once (s.8.2.6: the caller stops retransmitting)
+    /// followed by `CallEvent::Incoming`.
+    pub fn new(
+        invite: Request,
+        setup: UasSetup,
+        transport: Transport,
+        response_dest: SocketAddr,
+        timers: TimerConfig,
+        now: Instant,
+    ) -> Result<Self, InviteRefusal> {
+        // RFC 3261 s.8.2.2.3: refuse extensions we do not implement.
+        let unsupported: Vec<&str> = invite
+            .headers
+            .get_all("Require")
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("100rel"))
+            .collect();
+        if !unsupported.is_empty() {
+            return Err(InviteRefusal {
+                status: 420,
+                reason: "Bad Extension",
+                headers: vec![("Unsupported", unsupported.join(", "))],
+            });
+        }
+        // The Contact is the remote target of the dialog (s.8.1.1.8): without it no BYE can reach the caller.
+        let remote_target = invite
+            .headers
+            .get("Contact")
+            .map(name_addr_uri)
+            .filter(|u| !u.is_empty() && *u != "*")
+            .map(str::to_string);
+        let (Some(remote_target), Some(via), Some((invite_cseq, _))) =
+            (remote_target, invite.top_via(), invite.cseq())
+        else {
+            return Err(InviteRefusal {
+                status: 400,
+                reason: "Missing Contact",
+                headers: vec![],
+            });
+        };
+        let call_id = invite.call_id().unwrap_or_default().to_string();
+        let supports_100rel = invite.headers.has_option_tag("Supported", "100rel")
+            || invite.headers.has_option_tag("Require", "100rel");
+        let requires_100rel = invite.headers.has_option_tag("Require", "100rel");
+        let mut call = Self {
+            call_id,
+            setup,
+            transport,
+            timers,
+            branch: via.branch.clone().unwrap_or_default(),
+            sent_by: via.sent_by(),
+            invite_cseq,
+            response_dest,
+            invite_tx: InviteServer::new(transport.is_reliable(), timers),
+            supports_100rel,
+            requires_100rel,
+            remote_tag: invite.tag_of_from().unwrap_or_default().to_string(),
+            remote_target,
+            route_set: invite
+                .headers
+                .get_all("Record-Route")
+                .map(str::to_string)
+                .collect(),
+            phase: UasPhase::Early,
+            final_requested: false,
+            bye_pending: false,
+            next_rseq: 1,
+            unacked: None,
+            held: VecDeque::new(),
+            answer: None,
+            local_cseq: 0,
+            bye: None,
+            outputs: VecDeque::new(),
+            invite,
+        };
+        let trying = call.response(100, "Trying");
+        call.invite_tx.respond(trying, now);
+        let header = |name: &str| call.invite.headers.get(name);
+        let event = CallEvent::Incoming {
+            request_uri: call.invite.uri.clone(),
+            from: parse_name_addr(header("From").unwrap_or_default()),
+            to: parse_name_addr(header("To").unwrap_or_default()),
+            p_asserted_identity: header("P-Asserted-Identity").map(parse_name_addr),
+            privacy: header("Privacy").map(str::to_string),
+            headers: call
+                .invite
+                .headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            sdp: call.invite.sdp(),
+            supports_100rel,
+        };
+        call.emit(event);
+        call.pump(now);
+        Ok(call)
+    }
+
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    pub fn phase(&self) -> UasPhase {
+        self.phase
+    }
+
+    /// Done with everything, including absorbing retransmissions.
+    pub fn is_finished(&self) -> bool {
+        self.phase == UasPhase::Terminated && self.invite_tx.is_terminated() && self.bye.is_none()
+    }
+
+    /// Whether a request with this top Via branch and sent-by is the INVITE
+    /// (retransmitted), its CANCEL, or the ACK of its non-2xx response.
+    pub fn matches_invite(&self, branch: &str, sent_by: &str) -> bool {
+        self.branch == branch && self.sent_by.eq_ignore_ascii_case(sent_by)
+    }
+
+    /// Whether an in-dialog request with these tags belongs to this call.
+    pub fn matches_dialog(&self, local_tag: &str, remote_tag: &str) -> bool {
+        local_tag == self.setup.local_tag && remote_tag == self.remote_tag
+    }
+
+    pub fn provisional(
+        &mut self,
+        status: u16,
+        sdp: Option<String>,
+        reliable: bool,
+        now: Instant,
+    ) -> Result<(), SipError> {
+        if !(101..=199).contains(&status) {
+            return Err(SipError::InvalidStatus(status));
+        }
+        self.check_early("a final response was already sent")?;
+        // RFC 3262 s.3: reliability needs the caller's support, and is
+        // mandatory when the caller required it.
+        let reliable = (reliable && self.supports_100rel) || self.requires_100rel;
+        let mut response = self.response(status, reason_phrase(status));
+        set_sdp(&mut response, sdp);
+        self.send_or_hold(Held::Provisional { response, reliable }, now);
+        self.pump(now);
+        Ok(())
+    }
+
+    pub fn accept(&mut self, sdp: Option<String>, now: Instant) -> Result<(), SipError> {
+        self.check_early("a final response was already sent")?;
+        self.final_requested = true;
+        let mut response = self.response(200, "OK");
+        response.headers.push("Supported", "100rel");
+        set_sdp(&mut response, sdp);
+        self.send_or_hold(Held::Answer(response), now);
+        self.pump(now);
+        Ok(())
+    }
+
+    pub fn reject(&mut self, status: u16, reason: &str, now: Instant) -> Result<(), SipError> {
+        if !(300..=699).contains(&status) {
+            return Err(SipError::InvalidStatus(status));
+        }
+        if reason.chars().any(char::is_control) {
+            return Err(SipError::InvalidHeader {
+                name: "reason phrase".into(),
+                reason: "control characters".into(),
+            });
+        }
+        self.check_early("a final response was already sent")?;
+        self.send_reject(status, reason, now);
+        self.pump(now);
+        Ok(())
+    }
+
+    /// BYE once answered; 480 before.
+    pub fn hangup(&mut self, now: Instant) -> Result<HangupKind, HangupError> {
+        let kind = match self.phase {
+            UasPhase::Terminated => return Err(HangupError::Finished),
+            UasPhase::Rejected => HangupKind::Reject,
+            UasPhase::Early => {
+                self.send_reject(480, "Temporarily Unavailable", now);
+                HangupKind::Reject
+            }
+            UasPhase::Answered => {
+                // s.15: the BYE waits for the ACK (or for the 2xx to time out).
+                self.bye_pending = true;
+                HangupKind::Bye
+            }
+            UasPhase::Confirmed => {
+                if self.bye.is_none() && !self.bye_pending {
+                    self.bye_pending = true;
+                    self.send_bye(now);
+                }
+                HangupKind::Bye
+            }
+        };
+        self.pump(now);
+        Ok(kind)
+    }
+
+    pub fn handle_invite_retransmission(&mut self, now: Instant) {
+        self.invite_tx.handle_retransmission();
+        self.pump(now);
+    }
+
+    /// An ACK with this Call-ID: for the non-2xx (same branch, absorbed by the
+    /// transaction) or for the 2xx (reported once).
+    pub fn handle_ack(&mut self, request: &Request, now: Instant) {
+        let via = request.top_via();
+        let same_branch = via.as_ref().is_some_and(|v| {
+            self.matches_invite(v.branch.as_deref().unwrap_or_default(), &v.sent_by())
+        });
+        if same_branch && self.invite_tx.handle_ack(now) {
+            if self.phase == UasPhase::Rejected {
+                self.terminate();
+            }
+        } else if self.phase == UasPhase::Answered
+            && request.cseq().is_some_and(|(n, _)| n == self.invite_cseq)
+            && request.tag_of_to() == Some(self.setup.local_tag.as_str())
+        {
+            self.answer = None;
+            self.phase = UasPhase::Confirmed;
+            self.emit(request_event(request));
+            if self.bye_pending {
+                self.send_bye(now);
+            }
+        } else {
+            tracing::debug!(call_id = %self.call_id, "ACK absorbed");
+        }
+        self.pump(now);
+    }
+
+    /// A CANCEL for the INVITE, already answered 200 by the endpoint
+    /// (s.9.2): the INVITE is ended with 487 if it has no final response yet.
+    pub fn handle_cancel(&mut self, request: &Request, now: Instant) {
+        if self.phase == UasPhase::Early {
+            self.emit(request_event(request));
+            self.send_reject(487, "Request Terminated", now);
+        }
+        self.pump(now);
+    }
+
+    /// The answer to a PRACK (RFC 3262 s.3): 200 if it acknowledges the
+    /// reliable provisional in flight, 481 otherwise.
+    pub fn prack_status(&self, request: &Request) -> u16 {
+        let rack = request.headers.get("RAck").and_then(parse_rack);
+        match (&self.unacked, rack) {
+            (Some(unacked), Some((rseq, cseq, method)))
+                if rseq == unacked.rseq
+                    && cseq == self.invite_cseq
+                    && method.eq_ignore_ascii_case("INVITE") =>
+            {
+                200
+            }
+            _ => 481,
+        }
+    }
+
+    /// A PRACK the endpoint answered 200 ([`Self::prack_status`]).
+    pub fn handle_prack(&mut self, request: &Request, now: Instant) {
+        if self.prack_status(request) == 200 {
+            self.unacked = None;
+            self.emit(request_event(request));
+            self.release_held(now);
+        }
+        self.pump(now);
+    }
+
+    /// A BYE from the caller, already answered 200 by the endpoint.
+    pub fn handle_remote_bye(&mut self, request: &Request, now: Instant) {
+        if self.phase != UasPhase::Terminated {
+            // s.15.1.2: a BYE ends the pending INVITE with 487.
+            if !self.invite_tx.is_final() {
+                let response = self.response(487, "Request Terminated");
+                self.invite_tx.respond(response, now);
+            }
+            self.stop_retransmissions();
+            self.emit(request_event(request));
+            self.terminate();
+        }
+        self.pump(now);
+    }
+
+    /// A response with this call's Call-ID: only our BYE expects one.
+    pub fn handle_response(&mut self, response: Response, now: Instant) {
+        let branch = response.top_via().and_then(|v| v.branch);
+        match &mut self.bye {
+            Some(bye)
+                if response.cseq().is_some_and(|(_, m)| m == Method::Bye)
+                    && branch.as_deref() == Some(bye.branch.as_str()) =>
+            {
+                bye.tx.handle_response(response, now)
+            }
+            _ => {
+                tracing::debug!(call_id = %self.call_id, status = response.status, "response matches no transaction")
+            }
+        }
+        self.pump(now);
+    }
+
+    pub fn transport_failed(&mut self, dest: SocketAddr, now: Instant) {
+        if dest == self.response_dest && !self.invite_tx.is_terminated() {
+            self.invite_tx.transport_error();
+            self.stop_retransmissions();
+            if self.phase != UasPhase::Terminated {
+                self.emit(CallEvent::Timeout);
+                self.terminate();
+            }
+        }
+        if let Some(bye) = &mut self.bye
+            && bye.dest == dest
+        {
+            bye.tx.transport_error();
+            self.terminate();
+        }
+        self.pump(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.invite_tx.handle_timeout(now);
+        if let Some(unacked) = &mut self.unacked {
+            match unacked.retransmit.handle_timeout(now) {
+                RetransmitAction::Nothing => {}
+                RetransmitAction::Retransmit => {
+                    let response = unacked.response.clone();
+                    self.transmit_response(response);
+                }
+                RetransmitAction::GiveUp => {
+                    // RFC 3262 s.3: no PRACK in 64*T1, the INVITE SHOULD be rejected with a 5xx.
+                    tracing::warn!(call_id = %self.call_id, "no PRACK for a reliable provisional; rejecting");
+                    self.emit(CallEvent::Timeout);
+                    self.send_reject(504, "No PRACK", now);
+                }
+            }
+        }
+        if let Some((response, retransmit)) = &mut self.answer {
+            match retransmit.handle_timeout(now) {
+                RetransmitAction::Nothing => {}
+                RetransmitAction::Retransmit => {
+                    let response = response.clone();
+                    self.transmit_response(response);
+                }
+                RetransmitAction::GiveUp => {
+                    // s.13.3.1.4: the dialog is confirmed but the session is ended with BYE.
+                    tracing::warn!(call_id = %self.call_id, "no ACK for the 2xx; sending BYE");
+                    self.answer = None;
+                    self.phase = UasPhase::Confirmed;
+                    self.emit(CallEvent::Timeout);
+                    self.bye_pending = true;
+                    self.send_bye(now);
+                }
+            }
+        }
+        if let Some(bye) = &mut self.bye {
+            bye.tx.handle_timeout(now);
+        }
+        self.pump(now);
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.invite_tx.poll_timeout(),
+            self.unacked.as_ref().map(|u| u.retransmit.poll_timeout()),
+            self.answer.as_ref().map(|(_, r)| r.poll_timeout()),
+            self.bye.as_ref().and_then(|b| b.tx.poll_timeout()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn poll_output(&mut self) -> Option<CallOutput> {
+        self.outputs.pop_front()
+    }
+
+    fn check_early(&self, reason: &'static str) -> Result<(), SipError> {
+        if self.phase == UasPhase::Early && !self.final_requested {
+            Ok(())
+        } else {
+            Err(SipError::WrongState {
+                call_id: self.call_id.clone(),
+                reason,
+            })
+        }
+    }
+
+    fn emit(&mut self, event: CallEvent) {
+        self.outputs.push_back(CallOutput::Event(event));
+    }
+
+    fn terminate(&mut self) {
+        if self.phase != UasPhase::Terminated {
+            self.phase = UasPhase::Terminated;
+            self.stop_retransmissions();
+            self.emit(CallEvent::Terminated);
+        }
+    }
+
+    fn stop_retransmissions(&mut self) {
+        self.unacked = None;
+        self.held.clear();
+        self.answer = None;
+    }
+
+    fn transmit_response(&mut self, response: Response) {
+        self.outputs.push_back(CallOutput::Transmit(Transmit {
+            transport: self.transport,
+            dest: self.response_dest,
+            message: Message::Response(response),
+        }));
+    }
+
+    /// Moves transaction outputs into call outputs.
+    fn pump(&mut self, _now: Instant) {
+        while let Some(out) = self.invite_tx.poll_output() {
+            match out {
+                ServerOutput::Transmit(response) => self.transmit_response(response),
+                ServerOutput::Timeout => {
+                    // Timer H: the non-2xx was never ACKed; nothing more to wait for.
+                    tracing::debug!(call_id = %self.call_id, "no ACK for the final response");
+                    self.terminate();
+                }
+            }
+        }
+        if let Some(bye) = &mut self.bye {
+            let dest = bye.dest;
+            let mut done = false;
+            let mut outs = Vec::new();
+            while let Some(out) = bye.tx.poll_output() {
+                match out {
+                    ClientOutput::Transmit(request) => outs.push(request),
+                    ClientOutput::Response(response) if response.status >= 200 => done = true,
+                    ClientOutput::Response(_) => {}
+                    ClientOutput::Timeout => {
+                        tracing::warn!(call_id = %self.call_id, "BYE timed out");
+                        done = true;
+                    }
+                }
+            }
+            let terminated = bye.tx.is_terminated();
+            for request in outs {
+                self.outputs.push_back(CallOutput::Transmit(Transmit {
+                    transport: self.transport,
+                    dest,
+                    message: Message::Request(request),
+                }));
+            }
+            if done {
+                self.terminate();
+            }
+            if terminated {
+                self.bye = None;
+            }
+        }
+    }
+
+    /// A response to the INVITE with our To tag, plus the headers every
+    /// dialog-creating response carries (s.12.1.1).
+    fn response(&self, status: u16, reason: &str) -> Response {
+        let mut response = response_to(&self.invite, status, reason, Some(&self.setup.local_tag));
+        if (101..300).contains(&status) {
+            for rr in self.invite.headers.get_all("Record-Route") {
+                response.headers.push("Record-Route", rr);
+            }
+            response.headers.push(
+                "Contact",
+                format!(
+                    "<sip:{}:{};transport={}>",
+                    self.setup.local_host,
+                    self.setup.local_port,
+                    self.transport.uri_param()
+                ),
+            );
+        }
+        if status >= 200 {
+            response.headers.push("Allow", ALLOW);
+        }
+        if !self.setup.user_agent.is_empty() {
+            response
+                .headers
+                .push("Server", self.setup.user_agent.as_str());
+        }
+        response
+    }
+
+    /// RFC 3262 s.3: nothing reliable, and no 2xx, goes out while a reliable
+    /// provisional awaits its PRACK; order is kept behind it.
+    fn send_or_hold(&mut self, item: Held, now: Instant) {
+        if self.unacked.is_some() || !self.held.is_empty() {
+            self.held.push_back(item);
+        } else {
+            self.send_now(item, now);
+        }
+    }
+
+    fn release_held(&mut self, now: Instant) {
+        while self.unacked.is_none() {
+            let Some(item) = self.held.pop_front() else {
+                break;
+            };
+            self.send_now(item, now);
+        }
+    }
+
+    fn send_now(&mut self, item: Held, now: Instant) {
+        match item {
+            Held::Provisional {
+                mut response,
+                reliable,
+            } => {
+                if reliable {
+                    let rseq = self.next_rseq;
+                    self.next_rseq = self.next_rseq.wrapping_add(1);
+                    insert_before_body_headers(&mut response.headers, "Require", "100rel");
+                    insert_before_body_headers(&mut response.headers, "RSeq", &rseq.to_string());
+                    self.unacked = Some(Unacked {
+                        response: response.clone(),
+                        rseq,
+                        retransmit: Retransmitter::for_reliable_provisional(self.timers, now),
+                    });
+                }
+                self.invite_tx.respond(response, now);
+            }
+            Held::Answer(response) => {
+                self.invite_tx.respond(response.clone(), now);
+                self.answer = Some((response, Retransmitter::for_2xx(self.timers, now)));
+                self.phase = UasPhase::Answered;
+            }
+        }
+    }
+
+    fn send_reject(&mut self, status: u16, reason: &str, now: Instant) {
+        // A final non-2xx may overtake unacknowledged provisionals (RFC 3262 s.3).
+        self.stop_retransmissions();
+        self.final_requested = true;
+        let response = self.response(status, reason);
+        self.invite_tx.respond(response, now);
+        self.phase = UasPhase::Rejected;
+    }
+
+    /// RFC 3261 s.12.2.1.1 from the callee's side: From is our To, To the
+    /// caller's From, the request-URI the caller's Contact.
+    fn send_bye(&mut self, now: Instant) {
+        self.bye_pending = false;
+        self.local_cseq += 1;
+        let branch = new_branch();
+        let mut headers = Headers::default();
+        headers.push(
+            "Via",
+            format!(
+                "SIP/2.0/{} {}:{};branch={branch}",
+                self.transport.via_name(),
+                self.setup.local_host,
+                self.setup.local_port
+            ),
+        );
+        headers.push("Max-Forwards", "70");
+        for route in &self.route_set {
+            headers.push("Route", route.as_str());
+        }
+        let to = self.invite.headers.get("To").unwrap_or_default();
+        let from = if header_param(to, "tag").is_some() {
+            to.to_string()
+        } else {
+            format!("{to};tag={}", self.setup.local_tag)
+        };
+        headers.push("From", from);
+        headers.push("To", self.invite.headers.get("From").unwrap_or_default());
+        headers.push("Call-ID", self.call_id.as_str());
+        headers.push("CSeq", format!("{} BYE", self.local_cseq));
+        if !self.setup.user_agent.is_empty() {
+            headers.push("User-Agent", self.setup.user_agent.as_str());
+        }
+        let request = Request {
+            method: Method::Bye,
+            uri: self.remote_target.clone(),
+            headers,
+            body: Vec::new(),
+        };
+        let dest = self.peer_destination();
+        let tx = NonInviteClient::new(request, self.transport.is_reliable(), self.timers, now);
+        self.bye = Some(Bye { branch, dest, tx });
+    }
+
+    /// The first Route, else the remote target; a host that needs DNS falls
+    /// back to where the INVITE came from.
+    fn peer_destination(&self) -> SocketAddr {
+        let uri = self
+            .route_set
+            .first()
+            .map_or(self.remote_target.as_str(), |r| name_addr_uri(r));
+        uri_socket_addr(uri).unwrap_or(self.response_dest)
+    }
+}
+
+/// Require/RSeq go before Allow/Server so the provisional reads like the call-flow example.
+fn insert_before_body_headers(headers: &mut Headers, name: &str, value: &str) {
+    let mut entries: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    let at = entries
+        .iter()
+        .position(|(n, _)| n.eq_ignore_ascii_case("Allow") || n.eq_ignore_ascii_case("Server"))
+        .unwrap_or(entries.len());
+    entries.insert(at, (name.to_string(), value.to_string()));
+    let mut rebuilt = Headers::default();
+    for (n, v) in entries {
+        rebuilt.push(n, v);
+    }
+    *headers = rebuilt;
+}
+
+fn set_sdp(response: &mut Response, sdp: Option<String>) {
+    if let Some(sdp) = sdp {
+        response.headers.push("Content-Type", "application/sdp");
+        response.body = sdp.into_bytes();
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        199 => "Early Dialog Terminated",
+        _ => "Progress",
+    }
+}
+
+/// `RAck: 1 1 INVITE` -> (RSeq, CSeq number, method).
+fn parse_rack(value: &str) -> Option<(u32, u32, &str)> {
+    let mut parts = value.split_whitespace();
+    let rseq = parts.next()?.parse().ok()?;
+    let cseq = parts.next()?.parse().ok()?;
+    let method = parts.next()?;
+    Some((rseq, cseq, method))
+}
+
+fn request_event(request: &Request) -> CallEvent {
+    CallEvent::Request {
+        method: request.method.to_string(),
+        reason: request.headers.get("Reason").map(str::to_string),
+        sdp: request.sdp(),
+    }
+}
