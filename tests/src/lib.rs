@@ -131,7 +131,14 @@ impl Api {
         }
     }
 
-    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, headers: &[(&str, &str)], body: Option<Value>) -> Reply {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Reply {
         let mut request = hyper::Request::builder().method(method).uri(format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
@@ -156,7 +163,11 @@ impl Api {
 
     /// The status of a request without body or token, `None` when nothing answers.
     pub async fn try_call(&self, method: &str, path: &str) -> Option<u16> {
-        let request = hyper::Request::builder().method(method).uri(format!("{}{path}", self.base)).body(Full::new(Bytes::new())).ok()?;
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .body(Full::new(Bytes::new()))
+            .ok()?;
         self.client.request(request).await.ok().map(|r| r.status().as_u16())
     }
 
@@ -239,7 +250,10 @@ impl Sink {
 
     /// The next POST, or a panic after `timeout`.
     pub async fn next(&mut self, timeout: Duration) -> Received {
-        tokio::time::timeout(timeout, self.events.recv()).await.expect("sink received nothing in time").expect("sink open")
+        tokio::time::timeout(timeout, self.events.recv())
+            .await
+            .expect("sink received nothing in time")
+            .expect("sink open")
     }
 
     /// Whether anything arrives within `wait`.

@@ -16,10 +16,26 @@ async fn registrations_are_listed_refreshed_and_deleted_by_their_owner() {
     let bob = tokens::for_subscriber(BOB);
 
     let soon = (chrono::Utc::now() + chrono::Duration::seconds(10)).to_rfc3339();
-    let too_soon = api.call("POST", REGISTRATIONS, Some(&alice), &[], Some(json!({"deviceId": DEVICE_ID, "registrationExpireTime": soon}))).await;
+    let too_soon = api
+        .call(
+            "POST",
+            REGISTRATIONS,
+            Some(&alice),
+            &[],
+            Some(json!({"deviceId": DEVICE_ID, "registrationExpireTime": soon})),
+        )
+        .await;
     assert_eq!((too_soon.status, too_soon.body["code"].as_str()), (400, Some("OUT_OF_RANGE")));
     let far = "2999-01-01T00:00:00Z";
-    let created = api.call("POST", REGISTRATIONS, Some(&alice), &[], Some(json!({"deviceId": DEVICE_ID, "registrationExpireTime": far}))).await;
+    let created = api
+        .call(
+            "POST",
+            REGISTRATIONS,
+            Some(&alice),
+            &[],
+            Some(json!({"deviceId": DEVICE_ID, "registrationExpireTime": far})),
+        )
+        .await;
     assert_eq!(created.status, 201);
     let expires = chrono::DateTime::parse_from_rfc3339(created.body["expiresAt"].as_str().unwrap()).unwrap();
     let cap = chrono::Utc::now() + chrono::Duration::seconds(86400 + 5);
@@ -35,8 +51,17 @@ async fn registrations_are_listed_refreshed_and_deleted_by_their_owner() {
     let no_device = api.call("GET", REGISTRATIONS, Some(&alice), &[], None).await;
     assert_eq!(no_device.status, 400);
 
-    let target = (chrono::Utc::now() + chrono::Duration::seconds(1800)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let refreshed = api.call("PUT", &format!("{REGISTRATIONS}/{id}"), Some(&alice), &[], Some(json!({"registrationExpireTime": target}))).await;
+    let target =
+        (chrono::Utc::now() + chrono::Duration::seconds(1800)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let refreshed = api
+        .call(
+            "PUT",
+            &format!("{REGISTRATIONS}/{id}"),
+            Some(&alice),
+            &[],
+            Some(json!({"registrationExpireTime": target})),
+        )
+        .await;
     assert_eq!(refreshed.status, 200, "{:?}", refreshed.body);
     assert_eq!(refreshed.body["expiresAt"], target.as_str());
     let stolen = api.call("PUT", &format!("{REGISTRATIONS}/{id}"), Some(&bob), &[], Some(json!({}))).await;

@@ -35,19 +35,43 @@ async fn registrations_and_subscriptions_end_with_their_events() {
     };
     let long = in_seconds(3600);
     let watcher = api
-        .call("POST", "/webrtc-events/v0.2/subscriptions", Some(&token), &[], Some(subscribe(vec!["org.camaraproject.webrtc-events.v0.registration-ends"], None, long.clone())))
+        .call(
+            "POST",
+            "/webrtc-events/v0.2/subscriptions",
+            Some(&token),
+            &[],
+            Some(subscribe(vec!["org.camaraproject.webrtc-events.v0.registration-ends"], None, long.clone())),
+        )
         .await;
     assert_eq!(watcher.status, 201, "{:?}", watcher.body);
     let expiring = api
-        .call("POST", "/webrtc-events/v0.2/subscriptions", Some(&token), &[], Some(subscribe(vec![SESSION_STATUS], Some(in_seconds(2)), long)))
+        .call(
+            "POST",
+            "/webrtc-events/v0.2/subscriptions",
+            Some(&token),
+            &[],
+            Some(subscribe(vec![SESSION_STATUS], Some(in_seconds(2)), long)),
+        )
         .await;
     let expiring_id = expiring.body["id"].as_str().unwrap().to_string();
     let token_expiring = api
-        .call("POST", "/webrtc-events/v0.2/subscriptions", Some(&token), &[], Some(subscribe(vec![SESSION_STATUS], None, in_seconds(3))))
+        .call(
+            "POST",
+            "/webrtc-events/v0.2/subscriptions",
+            Some(&token),
+            &[],
+            Some(subscribe(vec![SESSION_STATUS], None, in_seconds(3))),
+        )
         .await;
     let token_expiring_id = token_expiring.body["id"].as_str().unwrap().to_string();
     let registration = api
-        .call("POST", "/webrtc-registration/v0.3/sessions", Some(&token), &[], Some(json!({"deviceId": DEVICE_ID, "registrationExpireTime": in_seconds(2)})))
+        .call(
+            "POST",
+            "/webrtc-registration/v0.3/sessions",
+            Some(&token),
+            &[],
+            Some(json!({"deviceId": DEVICE_ID, "registrationExpireTime": in_seconds(2)})),
+        )
         .await;
     assert_eq!(registration.status, 201, "{:?}", registration.body);
     let registration_id = registration.body["registrationId"].as_str().unwrap().to_string();
@@ -57,12 +81,29 @@ async fn registrations_and_subscriptions_end_with_their_events() {
         let event = sink.next(Duration::from_secs(10)).await;
         let data = &event.body["data"];
         let key = data["registrationId"].as_str().or(data["subscriptionId"].as_str()).unwrap().to_string();
-        seen.insert(key, (event.body["type"].as_str().unwrap().to_string(), data["terminationReason"].as_str().unwrap().to_string()));
+        seen.insert(
+            key,
+            (event.body["type"].as_str().unwrap().to_string(), data["terminationReason"].as_str().unwrap().to_string()),
+        );
     }
-    assert_eq!(seen[&registration_id], ("org.camaraproject.webrtc-events.v0.registration-ends".into(), "REGISTRATION_EXPIRED".into()));
-    assert_eq!(seen[&expiring_id], ("org.camaraproject.webrtc-events.v0.subscription-ended".into(), "SUBSCRIPTION_EXPIRED".into()));
-    assert_eq!(seen[&token_expiring_id], ("org.camaraproject.webrtc-events.v0.subscription-ended".into(), "ACCESS_TOKEN_EXPIRED".into()));
-    assert_eq!(api.call("GET", &format!("/webrtc-registration/v0.3/sessions/{registration_id}"), Some(&token), &[], None).await.status, 404);
+    assert_eq!(
+        seen[&registration_id],
+        ("org.camaraproject.webrtc-events.v0.registration-ends".into(), "REGISTRATION_EXPIRED".into())
+    );
+    assert_eq!(
+        seen[&expiring_id],
+        ("org.camaraproject.webrtc-events.v0.subscription-ended".into(), "SUBSCRIPTION_EXPIRED".into())
+    );
+    assert_eq!(
+        seen[&token_expiring_id],
+        ("org.camaraproject.webrtc-events.v0.subscription-ended".into(), "ACCESS_TOKEN_EXPIRED".into())
+    );
+    assert_eq!(
+        api.call("GET", &format!("/webrtc-registration/v0.3/sessions/{registration_id}"), Some(&token), &[], None)
+            .await
+            .status,
+        404
+    );
     let left = api.call("GET", "/webrtc-events/v0.2/subscriptions", Some(&token), &[], None).await;
     assert_eq!(left.body.as_array().unwrap().len(), 1, "only the long-lived subscription is left: {:?}", left.body);
     gateway.stop().await;
@@ -84,7 +125,13 @@ async fn a_registration_that_expires_ends_its_calls() {
     let mut sink = Sink::start(vec![]).await;
     assert_eq!(api.subscribe(&token, &sink.url, "t").await.status, 201);
     let registration = api
-        .call("POST", "/webrtc-registration/v0.3/sessions", Some(&token), &[], Some(json!({"deviceId": DEVICE_ID, "registrationExpireTime": in_seconds(3)})))
+        .call(
+            "POST",
+            "/webrtc-registration/v0.3/sessions",
+            Some(&token),
+            &[],
+            Some(json!({"deviceId": DEVICE_ID, "registrationExpireTime": in_seconds(3)})),
+        )
         .await;
     let registration_id = registration.body["registrationId"].as_str().unwrap().to_string();
     let session = api.call_number(&token, &registration_id, ALICE, &format!("tel:{BOB}")).await;

@@ -9,7 +9,8 @@ use camara_gateway_tests::*;
 use serde_json::Value;
 
 /// CAMARA operations this gateway does not serve yet, each with the reason.
-const NOT_YET_SERVED: &[(&str, &str)] = &[("updateSessionStatus", "needs answering and re-INVITE (SIP and media issues)")];
+const NOT_YET_SERVED: &[(&str, &str)] =
+    &[("updateSessionStatus", "needs answering and re-INVITE (SIP and media issues)")];
 
 fn resolve<'a>(doc: &'a Value, node: &'a Value) -> &'a Value {
     match node.get("$ref").and_then(|r| r.as_str()) {
@@ -92,10 +93,18 @@ async fn the_served_document_matches_the_camara_definitions() {
                     (None, None) => {}
                     (theirs, mine) => panic!("{operation_id}: request body {theirs:?} vs ours {mine:?}"),
                 }
-                let camara_success: BTreeSet<&str> =
-                    operation["responses"].as_object().unwrap().keys().map(String::as_str).filter(|c| c.starts_with('2')).collect();
+                let camara_success: BTreeSet<&str> = operation["responses"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|c| c.starts_with('2'))
+                    .collect();
                 for code in mine["responses"].as_object().unwrap().keys().filter(|c| c.starts_with('2')) {
-                    assert!(camara_success.contains(code.as_str()), "{operation_id}: {code} is not a CAMARA success code {camara_success:?}");
+                    assert!(
+                        camara_success.contains(code.as_str()),
+                        "{operation_id}: {code} is not a CAMARA success code {camara_success:?}"
+                    );
                 }
                 compared += 1;
             }

@@ -13,7 +13,8 @@ async fn the_example_mapping_sends_national_numbers_in_international_form() {
         eprintln!("sipp is not installed (apt-get install sip-tester): skipped");
         return;
     }
-    let wasm = camara_plugin_harness::build_component(repo_root().join("examples/national-number-mapping")).expect("build");
+    let wasm =
+        camara_plugin_harness::build_component(repo_root().join("examples/national-number-mapping")).expect("build");
     let sipp = Sipp::uas("uas_call_flow.xml", SipTransportName::Udp).await;
     let mut config = gateway_config(Some(sipp.addr), SipTransportName::Udp);
     config.plugins.api_mapping.wasm = Some(wasm);
@@ -31,13 +32,16 @@ async fn the_example_mapping_sends_national_numbers_in_international_form() {
     let session_id = session.body["mediaSessionId"].as_str().unwrap().to_string();
     // Wait for the answer before hanging up.
     for _ in 0..50 {
-        let read = api.call("GET", &format!("/webrtc-call-handling/v0.3/sessions/{session_id}"), Some(&token), &[], None).await;
+        let read = api
+            .call("GET", &format!("/webrtc-call-handling/v0.3/sessions/{session_id}"), Some(&token), &[], None)
+            .await;
         if read.body["status"] == "Connected" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let deleted = api.call("DELETE", &format!("/webrtc-call-handling/v0.3/sessions/{session_id}"), Some(&token), &[], None).await;
+    let deleted =
+        api.call("DELETE", &format!("/webrtc-call-handling/v0.3/sessions/{session_id}"), Some(&token), &[], None).await;
     assert_eq!(deleted.status, 204);
 
     let (code, messages, errors) = sipp.finish(Duration::from_secs(15)).await;
@@ -50,7 +54,8 @@ async fn the_example_mapping_sends_national_numbers_in_international_form() {
 #[tokio::test]
 async fn an_operator_plugin_with_a_bad_configuration_stops_the_start() {
     init_logs();
-    let wasm = camara_plugin_harness::build_component(repo_root().join("examples/national-number-mapping")).expect("build");
+    let wasm =
+        camara_plugin_harness::build_component(repo_root().join("examples/national-number-mapping")).expect("build");
     let mut config = gateway_config(None, SipTransportName::Udp);
     config.plugins.api_mapping.wasm = Some(wasm);
     let error = camara_gateway::start(config).await.err().expect("refused").to_string();

@@ -10,7 +10,8 @@ use serde_json::json;
 
 async fn gateway_with_faulty_policy() -> camara_gateway::RunningGateway {
     init_logs();
-    let wasm = camara_plugin_harness::build_component(repo_root().join("plugins/testing/faulty-policy")).expect("build");
+    let wasm =
+        camara_plugin_harness::build_component(repo_root().join("plugins/testing/faulty-policy")).expect("build");
     let mut config = gateway_config(None, SipTransportName::Udp);
     config.plugins.authorization.wasm = Some(wasm);
     config.plugins.authorization.deadline_ms = Some(300);
@@ -38,7 +39,13 @@ async fn a_looping_plugin_is_stopped_at_its_deadline_while_others_are_served() {
         let api = Api::new(gateway.http_addr);
         tokio::spawn(async move {
             let reply = api
-                .call("POST", "/webrtc-registration/v0.3/sessions", Some(&looping), &[("x-correlator", "loop-1")], Some(json!({"deviceId": DEVICE_ID})))
+                .call(
+                    "POST",
+                    "/webrtc-registration/v0.3/sessions",
+                    Some(&looping),
+                    &[("x-correlator", "loop-1")],
+                    Some(json!({"deviceId": DEVICE_ID})),
+                )
                 .await;
             (reply, started.elapsed())
         })

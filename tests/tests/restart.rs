@@ -82,7 +82,10 @@ config = {{ max-attempts = "50", initial-backoff-ms = "300", max-backoff-ms = "6
     let registration_id = registration.body["registrationId"].as_str().unwrap().to_string();
     let kept = api.subscribe(&token, &sink.url, "kept-token").await.body["id"].as_str().unwrap().to_string();
     let ended = api.subscribe(&token, &sink.url, "ended-token").await.body["id"].as_str().unwrap().to_string();
-    assert_eq!(api.call("DELETE", &format!("/webrtc-events/v0.2/subscriptions/{ended}"), Some(&token), &[], None).await.status, 202);
+    assert_eq!(
+        api.call("DELETE", &format!("/webrtc-events/v0.2/subscriptions/{ended}"), Some(&token), &[], None).await.status,
+        202
+    );
     let first = sink.next(Duration::from_secs(10)).await;
     let second = sink.next(Duration::from_secs(10)).await;
     assert_eq!(first.body["id"], second.body["id"], "a retry carries the same event");
@@ -97,7 +100,9 @@ config = {{ max-attempts = "50", initial-backoff-ms = "300", max-backoff-ms = "6
     assert_eq!(redelivered.headers["authorization"], "Bearer ended-token");
     assert!(sink.quiet_for(Duration::from_millis(1500)).await, "delivered once, then removed from the outbox");
 
-    let read = api.call("GET", &format!("/webrtc-registration/v0.3/sessions/{registration_id}"), Some(&token), &[], None).await;
+    let read = api
+        .call("GET", &format!("/webrtc-registration/v0.3/sessions/{registration_id}"), Some(&token), &[], None)
+        .await;
     assert_eq!(read.status, 200, "the registration survived: {:?}", read.body);
     let listed = api.call("GET", "/webrtc-events/v0.2/subscriptions", Some(&token), &[], None).await;
     let ids: Vec<&str> = listed.body.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();

@@ -77,7 +77,15 @@ async fn bad_tokens_are_unauthenticated_and_missing_scopes_forbidden() {
         assert_eq!(reply.status, 401, "{what}: {:?}", reply.body);
         assert_camara_error(&reply, 401, "UNAUTHENTICATED");
     }
-    let missing = api.call("POST", "/webrtc-registration/v0.3/sessions", None, &[("x-correlator", "tok-1")], Some(json!({"deviceId": DEVICE_ID}))).await;
+    let missing = api
+        .call(
+            "POST",
+            "/webrtc-registration/v0.3/sessions",
+            None,
+            &[("x-correlator", "tok-1")],
+            Some(json!({"deviceId": DEVICE_ID})),
+        )
+        .await;
     assert_camara_error(&missing, 401, "UNAUTHENTICATED");
 
     let no_scope = tokens::sign(&tokens::claims(ALICE, "openid webrtc-call-handling:sessions:create"));
@@ -121,10 +129,19 @@ async fn malformed_requests_get_camara_errors() {
     let gateway = camara_gateway::start(gateway_config(None, SipTransportName::Udp)).await.unwrap();
     let api = Api::new(gateway.http_addr);
     let token = tokens::for_subscriber(ALICE);
-    let bad_device = api.call("POST", "/webrtc-registration/v0.3/sessions", Some(&token), &[], Some(json!({"deviceId": "phone-1"}))).await;
+    let bad_device = api
+        .call("POST", "/webrtc-registration/v0.3/sessions", Some(&token), &[], Some(json!({"deviceId": "phone-1"})))
+        .await;
     assert_eq!((bad_device.status, bad_device.body["code"].as_str()), (400, Some("INVALID_ARGUMENT")));
-    let unknown_field =
-        api.call("POST", "/webrtc-registration/v0.3/sessions", Some(&token), &[], Some(json!({"deviceId": DEVICE_ID, "x": 1}))).await;
+    let unknown_field = api
+        .call(
+            "POST",
+            "/webrtc-registration/v0.3/sessions",
+            Some(&token),
+            &[],
+            Some(json!({"deviceId": DEVICE_ID, "x": 1})),
+        )
+        .await;
     assert_eq!(unknown_field.status, 400);
     let registration_id = api.register(&token).await.body["registrationId"].as_str().unwrap().to_string();
     let bad_address = api.call_number(&token, &registration_id, ALICE, "tel:12").await;
@@ -137,7 +154,8 @@ async fn malformed_requests_get_camara_errors() {
     assert_eq!(no_registration.status, 400);
     let insecure_sink = api.subscribe(&token, "http://203.0.113.9/hook", "t").await;
     assert_eq!((insecure_sink.status, insecure_sink.body["code"].as_str()), (400, Some("INVALID_SINK")));
-    let unknown = api.call("GET", "/webrtc-call-handling/v0.3/nothing", Some(&token), &[("x-correlator", "c-9")], None).await;
+    let unknown =
+        api.call("GET", "/webrtc-call-handling/v0.3/nothing", Some(&token), &[("x-correlator", "c-9")], None).await;
     assert_eq!((unknown.status, unknown.body["code"].as_str()), (404, Some("NOT_FOUND")));
     assert_eq!(unknown.headers["x-correlator"], "c-9");
     gateway.stop().await;
@@ -152,14 +170,18 @@ async fn a_client_over_its_rate_limit_gets_429_and_others_do_not() {
     let gateway = camara_gateway::start(config).await.unwrap();
     let api = Api::new(gateway.http_addr);
     let alice = tokens::for_subscriber(ALICE);
-    let statuses: Vec<u16> =
-        statuses_of_list_calls(&api, &alice, 5).await;
+    let statuses: Vec<u16> = statuses_of_list_calls(&api, &alice, 5).await;
     assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
     assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
-    let limited = api.call("GET", "/webrtc-events/v0.2/subscriptions", Some(&alice), &[("x-correlator", "tok-1")], None).await;
+    let limited =
+        api.call("GET", "/webrtc-events/v0.2/subscriptions", Some(&alice), &[("x-correlator", "tok-1")], None).await;
     assert_camara_error(&limited, 429, "TOO_MANY_REQUESTS");
     let bob = tokens::for_subscriber(BOB);
-    assert_eq!(api.call("GET", "/webrtc-events/v0.2/subscriptions", Some(&bob), &[], None).await.status, 200, "another client has its own budget");
+    assert_eq!(
+        api.call("GET", "/webrtc-events/v0.2/subscriptions", Some(&bob), &[], None).await.status,
+        200,
+        "another client has its own budget"
+    );
     gateway.stop().await;
 }
 

@@ -58,11 +58,18 @@ async fn originate_and_hang_up(transport: SipTransportName) {
     }
     assert_eq!(statuses, ["InProgress", "Ringing", "Connected"]);
 
-    let read = api.call("GET", &format!("/webrtc-call-handling/v0.3/sessions/{session_id}"), Some(&token), &[], None).await;
+    let read =
+        api.call("GET", &format!("/webrtc-call-handling/v0.3/sessions/{session_id}"), Some(&token), &[], None).await;
     assert_eq!((read.status, read.body["status"].as_str()), (200, Some("Connected")));
 
     let deleted = api
-        .call("DELETE", &format!("/webrtc-call-handling/v0.3/sessions/{session_id}"), Some(&token), &[("x-correlator", "del-1")], None)
+        .call(
+            "DELETE",
+            &format!("/webrtc-call-handling/v0.3/sessions/{session_id}"),
+            Some(&token),
+            &[("x-correlator", "del-1")],
+            None,
+        )
         .await;
     assert_eq!(deleted.status, 204);
     assert_eq!(deleted.headers["x-correlator"], "del-1");
@@ -85,7 +92,9 @@ async fn originate_and_hang_up(transport: SipTransportName) {
     assert!(invite.contains("m=audio ") && invite.contains(" RTP/AVP 0 8 101"), "{invite}");
     assert!(!invite.contains("SAVPF"), "the WebRTC offer must not reach the network: {invite}");
 
-    let ended = api.call("DELETE", &format!("/webrtc-events/v0.2/subscriptions/{subscription_id}"), Some(&token), &[], None).await;
+    let ended = api
+        .call("DELETE", &format!("/webrtc-events/v0.2/subscriptions/{subscription_id}"), Some(&token), &[], None)
+        .await;
     assert_eq!(ended.status, 202);
     let last = sink.next(wait).await;
     assert_eq!(last.body["type"], SUBSCRIPTION_ENDED);

@@ -17,10 +17,7 @@ pub(crate) struct ClaimRules<'a> {
 }
 
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
 }
 
 /// A NumericDate (RFC 7519 §2): seconds, possibly fractional.
@@ -44,10 +41,7 @@ fn text(claims: &Claims, name: &str) -> Option<String> {
 fn audience(claims: &Claims) -> Vec<String> {
     match claims.get("aud") {
         Some(Value::String(a)) => vec![a.clone()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
         _ => Vec::new(),
     }
 }
@@ -108,9 +102,7 @@ fn scopes(claims: &Claims) -> Vec<String> {
         scopes.extend(scope.split_whitespace().map(str::to_string));
     }
     match claims.get("scp") {
-        Some(Value::Array(scp)) => {
-            scopes.extend(scp.iter().filter_map(|v| v.as_str().map(str::to_string)))
-        }
+        Some(Value::Array(scp)) => scopes.extend(scp.iter().filter_map(|v| v.as_str().map(str::to_string))),
         Some(Value::String(scp)) => scopes.extend(scp.split_whitespace().map(str::to_string)),
         _ => {}
     }

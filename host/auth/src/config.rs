@@ -73,24 +73,18 @@ impl VerifierConfig {
     /// Parses `algorithms`, refusing what would make a JWKS-based check unsound.
     pub(crate) fn parsed_algorithms(&self) -> Result<Vec<Algorithm>, AuthError> {
         if self.algorithms.is_empty() {
-            return Err(AuthError::Config(
-                "no algorithm is accepted ([auth] algorithms is empty)".into(),
-            ));
+            return Err(AuthError::Config("no algorithm is accepted ([auth] algorithms is empty)".into()));
         }
         self.algorithms
             .iter()
             .map(|a| match a.parse::<Algorithm>() {
                 // With a shared secret, anyone holding the (public) JWKS could mint tokens.
                 Ok(Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) => {
-                    Err(AuthError::Config(format!(
-                        "symmetric algorithm {a} cannot be used with a JWKS"
-                    )))
+                    Err(AuthError::Config(format!("symmetric algorithm {a} cannot be used with a JWKS")))
                 }
                 Ok(alg) => Ok(alg),
                 // "none" lands here: jsonwebtoken has no such algorithm.
-                Err(_) => Err(AuthError::Config(format!(
-                    "unknown or refused algorithm {a:?}"
-                ))),
+                Err(_) => Err(AuthError::Config(format!("unknown or refused algorithm {a:?}"))),
             })
             .collect()
     }
@@ -98,9 +92,7 @@ impl VerifierConfig {
     /// Checks every configured URL now, so that a typo fails at start-up rather than per request.
     pub(crate) fn validate(&self) -> Result<(), AuthError> {
         if self.jwks_file.is_some() && self.jwks_url.is_some() {
-            return Err(AuthError::Config(
-                "set jwks_file or jwks_url, not both".into(),
-            ));
+            return Err(AuthError::Config("set jwks_file or jwks_url, not both".into()));
         }
         if let Some(issuer) = &self.issuer {
             check_url(issuer, self.allow_http).map_err(AuthError::Config)?;
@@ -127,11 +119,7 @@ impl VerifierConfig {
 
     /// The `iss` values a token may carry; `None` accepts any.
     pub(crate) fn accepted_issuers(&self) -> Option<Vec<String>> {
-        if !self.issuers.is_empty() {
-            Some(self.issuers.clone())
-        } else {
-            self.issuer.clone().map(|i| vec![i])
-        }
+        if !self.issuers.is_empty() { Some(self.issuers.clone()) } else { self.issuer.clone().map(|i| vec![i]) }
     }
 
     pub(crate) fn has_jwks_source(&self) -> bool {

@@ -30,17 +30,9 @@ impl HttpClient {
             .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
             .expect("ring supports the default protocol versions");
         // The scheme is also checked per URL; the connector is a second line of defence.
-        let builder = if allow_http {
-            builder.https_or_http()
-        } else {
-            builder.https_only()
-        };
+        let builder = if allow_http { builder.https_or_http() } else { builder.https_only() };
         let connector = builder.enable_http1().build();
-        HttpClient {
-            client: Client::builder(TokioExecutor::new()).build(connector),
-            timeout,
-            allow_http,
-        }
+        HttpClient { client: Client::builder(TokioExecutor::new()).build(connector), timeout, allow_http }
     }
 
     /// GETs a document (2xx only).
@@ -70,25 +62,14 @@ impl HttpClient {
         serde_json::from_slice(&body).map_err(|e| format!("POST {url}: unexpected answer: {e}"))
     }
 
-    async fn send(
-        &self,
-        url: &str,
-        request: hyper::http::request::Builder,
-        body: Bytes,
-    ) -> Result<Bytes, String> {
+    async fn send(&self, url: &str, request: hyper::http::request::Builder, body: Bytes) -> Result<Bytes, String> {
         let method = request.method_ref().cloned().unwrap_or_default();
         let fail = |m: String| format!("{method} {url}: {m}");
         crate::config::check_url(url, self.allow_http)?;
-        let request = request
-            .body(Full::new(body))
-            .map_err(|e| fail(e.to_string()))?;
+        let request = request.body(Full::new(body)).map_err(|e| fail(e.to_string()))?;
         // One deadline for connect, headers and body: a server trickling bytes is still cut off.
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| fail(format!("{e:#}")))?;
+            let response = self.client.request(request).await.map_err(|e| fail(format!("{e:#}")))?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_BODY)
                 .collect()
@@ -100,8 +81,6 @@ impl HttpClient {
             }
             Ok(body)
         };
-        tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| fail("timed out".into()))?
+        tokio::time::timeout(self.timeout, exchange).await.map_err(|_| fail("timed out".into()))?
     }
 }

@@ -20,10 +20,8 @@ pub(crate) async fn introspect(
         .append_pair("token", token)
         .append_pair("token_type_hint", "access_token")
         .finish();
-    let answer: Claims = http
-        .post_form_json(endpoint, &basic_auth(settings), form)
-        .await
-        .map_err(AuthError::KeySource)?;
+    let answer: Claims =
+        http.post_form_json(endpoint, &basic_auth(settings), form).await.map_err(AuthError::KeySource)?;
     // RFC 7662 §2.2: anything but `"active": true` means the token must not be honoured.
     if answer.get("active") != Some(&Value::Bool(true)) {
         return Err(AuthError::Rejected("token is not active".into()));
@@ -34,10 +32,6 @@ pub(crate) async fn introspect(
 /// RFC 6749 §2.3.1: id and secret are form-urlencoded before being joined and base64-encoded.
 fn basic_auth(settings: &IntrospectionConfig) -> String {
     let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let pair = format!(
-        "{}:{}",
-        encode(&settings.client_id),
-        encode(&settings.client_secret)
-    );
+    let pair = format!("{}:{}", encode(&settings.client_id), encode(&settings.client_secret));
     format!("Basic {}", STANDARD.encode(pair))
 }

@@ -28,10 +28,7 @@ impl VerificationKey {
     /// `None` for keys that must never verify a token here: symmetric (`oct`) keys, encryption
     /// keys, unknown key types or algorithms.
     fn from_jwk(jwk: &Jwk) -> Option<Self> {
-        if matches!(
-            jwk.common.public_key_use,
-            Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_))
-        ) {
+        if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_))) {
             return None;
         }
         let kind = match &jwk.algorithm {
@@ -46,12 +43,7 @@ impl VerificationKey {
             None => None,
         };
         let key = DecodingKey::from_jwk(jwk).ok()?;
-        Some(VerificationKey {
-            kid: jwk.common.key_id.clone(),
-            alg,
-            kind,
-            key,
-        })
+        Some(VerificationKey { kid: jwk.common.key_id.clone(), alg, kind, key })
     }
 
     /// Whether this key may verify a signature made with `alg`.
@@ -113,10 +105,7 @@ impl KeySet {
         if keys.is_empty() {
             return Err("the JWKS holds no usable signature key".into());
         }
-        Ok(KeySet {
-            keys,
-            fetched_at: Instant::now(),
-        })
+        Ok(KeySet { keys, fetched_at: Instant::now() })
     }
 
     pub(crate) fn find(&self, kid: Option<&str>, alg: Algorithm) -> Lookup<'_> {
@@ -133,9 +122,7 @@ impl KeySet {
                 match (fitting.next(), fitting.next()) {
                     (Some(key), None) => Lookup::Found(key),
                     (None, _) => Lookup::NoKey("no key of the JWKS fits the token's algorithm"),
-                    (Some(_), Some(_)) => {
-                        Lookup::NoKey("token has no key id (kid) and the JWKS has several keys")
-                    }
+                    (Some(_), Some(_)) => Lookup::NoKey("token has no key id (kid) and the JWKS has several keys"),
                 }
             }
         }
@@ -162,21 +149,13 @@ struct FetchState {
 impl FetchState {
     /// A recent failure is answered from memory: an IdP that is down is not asked on every request.
     fn recent_failure(&self, min_refetch: Duration) -> Option<String> {
-        self.last_failure
-            .as_ref()
-            .filter(|(at, _)| at.elapsed() < min_refetch)
-            .map(|(_, e)| e.clone())
+        self.last_failure.as_ref().filter(|(at, _)| at.elapsed() < min_refetch).map(|(_, e)| e.clone())
     }
 }
 
 impl KeyCache {
     pub(crate) fn new(max_age: Duration, min_refetch: Duration) -> Self {
-        KeyCache {
-            current: RwLock::new(None),
-            fetch: Mutex::new(FetchState::default()),
-            max_age,
-            min_refetch,
-        }
+        KeyCache { current: RwLock::new(None), fetch: Mutex::new(FetchState::default()), max_age, min_refetch }
     }
 
     fn is_fresh(&self, set: &KeySet) -> bool {
@@ -245,10 +224,7 @@ impl KeyCache {
             // Fetched by someone else while this task waited: look there first.
             return Ok(Some(current));
         }
-        if state
-            .last_unknown_kid_refetch
-            .is_some_and(|at| at.elapsed() < self.min_refetch)
-        {
+        if state.last_unknown_kid_refetch.is_some_and(|at| at.elapsed() < self.min_refetch) {
             return Ok(None);
         }
         if let Some(error) = state.recent_failure(self.min_refetch) {

@@ -32,9 +32,7 @@ use keys::{KeyCache, KeySet, Lookup};
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// Nothing to verify tokens with: no JWKS source and no introspection.
-    #[error(
-        "no token verification is configured ([auth] issuer, jwks_file, jwks_url or introspection)"
-    )]
+    #[error("no token verification is configured ([auth] issuer, jwks_file, jwks_url or introspection)")]
     NotConfigured,
     #[error("invalid token verification settings: {0}")]
     Config(String),
@@ -86,10 +84,7 @@ impl TokenVerifier {
     pub fn new(config: VerifierConfig) -> Result<Self, AuthError> {
         config.validate()?;
         let algorithms = config.parsed_algorithms()?;
-        let http = HttpClient::new(
-            Duration::from_secs(config.request_timeout_seconds.max(1)),
-            config.allow_http,
-        );
+        let http = HttpClient::new(Duration::from_secs(config.request_timeout_seconds.max(1)), config.allow_http);
         let keys = KeyCache::new(
             Duration::from_secs(config.jwks_cache_seconds),
             Duration::from_secs(config.min_refetch_interval_seconds),
@@ -133,9 +128,7 @@ impl TokenVerifier {
         } else if !self.is_configured() {
             Err(AuthError::NotConfigured)
         } else {
-            Err(AuthError::Rejected(
-                "not a JWT, and no token introspection is configured".into(),
-            ))
+            Err(AuthError::Rejected("not a JWT, and no token introspection is configured".into()))
         }
     }
 
@@ -147,18 +140,11 @@ impl TokenVerifier {
         }
     }
 
-    async fn verify_jwt(
-        &self,
-        token: &str,
-        raw_header: &Claims,
-    ) -> Result<VerifiedToken, AuthError> {
+    async fn verify_jwt(&self, token: &str, raw_header: &Claims) -> Result<VerifiedToken, AuthError> {
         let reject = |m: String| AuthError::Rejected(m);
         // Checked on the raw header first so that `none` and HMAC tokens get a clear answer
         // before any key is looked at (algorithm-confusion attacks name a public key as secret).
-        let alg_name = raw_header
-            .get("alg")
-            .and_then(|a| a.as_str())
-            .unwrap_or_default();
+        let alg_name = raw_header.get("alg").and_then(|a| a.as_str()).unwrap_or_default();
         let alg = alg_name
             .parse::<Algorithm>()
             .ok()
@@ -168,8 +154,7 @@ impl TokenVerifier {
         if raw_header.contains_key("crit") {
             return Err(reject("token header has critical extensions (crit)".into()));
         }
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| reject(format!("malformed token: {e}")))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| reject(format!("malformed token: {e}")))?;
         let kid = header.kid.as_deref();
 
         let unknown_kid = || reject(format!("unknown key id {:?}", kid.unwrap_or_default()));
@@ -177,11 +162,7 @@ impl TokenVerifier {
         // An unknown kid may be a key the IdP has just rotated in: look once more in a newer set
         // (at most one refetch per call; the cache rate-limits them across calls).
         if let Lookup::UnknownKid = keys.find(kid, alg) {
-            match self
-                .keys
-                .refetch_for_unknown_kid(&keys, self.fetch_key_set())
-                .await
-            {
+            match self.keys.refetch_for_unknown_kid(&keys, self.fetch_key_set()).await {
                 Ok(Some(fresh)) => keys = fresh,
                 Ok(None) => return Err(unknown_kid()),
                 Err(e) => return Err(AuthError::KeySource(e)),
@@ -211,17 +192,12 @@ impl TokenVerifier {
     }
 
     async fn key_set(&self) -> Result<Arc<KeySet>, AuthError> {
-        self.keys
-            .get(self.fetch_key_set())
-            .await
-            .map_err(AuthError::KeySource)
+        self.keys.get(self.fetch_key_set()).await.map_err(AuthError::KeySource)
     }
 
     async fn fetch_key_set(&self) -> Result<KeySet, String> {
         let text = if let Some(file) = &self.config.jwks_file {
-            tokio::fs::read(file)
-                .await
-                .map_err(|e| format!("{}: {e}", file.display()))?
+            tokio::fs::read(file).await.map_err(|e| format!("{}: {e}", file.display()))?
         } else {
             let url = match &self.config.jwks_url {
                 Some(url) => url.clone(),
@@ -243,21 +219,12 @@ impl TokenVerifier {
     /// The discovery document of `issuer`, fetched once (a failed fetch is retried next time).
     async fn discovery(&self) -> Result<Arc<Discovery>, AuthError> {
         let Some(issuer) = &self.config.issuer else {
-            return Err(AuthError::Config(
-                "no issuer configured for discovery".into(),
-            ));
+            return Err(AuthError::Config("no issuer configured for discovery".into()));
         };
         self.discovery
             .get_or_try_init(|| async {
-                let url = format!(
-                    "{}/.well-known/openid-configuration",
-                    issuer.trim_end_matches('/')
-                );
-                let doc: Discovery = self
-                    .http
-                    .get_json(&url)
-                    .await
-                    .map_err(AuthError::KeySource)?;
+                let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+                let doc: Discovery = self.http.get_json(&url).await.map_err(AuthError::KeySource)?;
                 // OIDC Discovery §4.3: a document for another issuer must not be used, or a
                 // mix-up would let that issuer's keys sign tokens for this one.
                 if doc.issuer != *issuer {
@@ -266,10 +233,7 @@ impl TokenVerifier {
                         doc.issuer
                     )));
                 }
-                for url in [&doc.jwks_uri, &doc.introspection_endpoint]
-                    .into_iter()
-                    .flatten()
-                {
+                for url in [&doc.jwks_uri, &doc.introspection_endpoint].into_iter().flatten() {
                     config::check_url(url, self.config.allow_http).map_err(AuthError::KeySource)?;
                 }
                 Ok(Arc::new(doc))
@@ -278,11 +242,7 @@ impl TokenVerifier {
             .cloned()
     }
 
-    async fn introspect(
-        &self,
-        token: &str,
-        settings: &IntrospectionConfig,
-    ) -> Result<VerifiedToken, AuthError> {
+    async fn introspect(&self, token: &str, settings: &IntrospectionConfig) -> Result<VerifiedToken, AuthError> {
         let endpoint = match &settings.endpoint {
             Some(url) => url.clone(),
             None => self
@@ -290,9 +250,7 @@ impl TokenVerifier {
                 .await?
                 .introspection_endpoint
                 .clone()
-                .ok_or_else(|| {
-                    AuthError::Config("the discovery document has no introspection_endpoint".into())
-                })?,
+                .ok_or_else(|| AuthError::Config("the discovery document has no introspection_endpoint".into()))?,
         };
         let answer = introspection::introspect(&self.http, &endpoint, settings, token).await?;
         self.claim_rules().check(answer)
@@ -303,9 +261,7 @@ impl TokenVerifier {
 /// first one base64url JSON object); anything else is treated as an opaque token.
 fn jwt_header(token: &str) -> Option<Claims> {
     let mut parts = token.split('.');
-    let (Some(header), Some(_), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(header), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return None;
     };
     let bytes = URL_SAFE_NO_PAD.decode(header).ok()?;

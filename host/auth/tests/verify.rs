@@ -71,12 +71,7 @@ impl Idp {
 
 async fn discovery(State(idp): State<Arc<Idp>>) -> Json<Value> {
     idp.discovery_hits.fetch_add(1, Ordering::SeqCst);
-    let issuer = idp
-        .discovery_issuer
-        .lock()
-        .unwrap()
-        .clone()
-        .unwrap_or_else(|| idp.base.clone());
+    let issuer = idp.discovery_issuer.lock().unwrap().clone().unwrap_or_else(|| idp.base.clone());
     Json(json!({
         "issuer": issuer,
         "jwks_uri": format!("{}/jwks", idp.base),
@@ -89,22 +84,12 @@ async fn jwks(State(idp): State<Arc<Idp>>) -> String {
     idp.jwks.lock().unwrap().clone()
 }
 
-async fn introspect(
-    State(idp): State<Arc<Idp>>,
-    headers: HeaderMap,
-    body: String,
-) -> (StatusCode, Json<Value>) {
+async fn introspect(State(idp): State<Arc<Idp>>, headers: HeaderMap, body: String) -> (StatusCode, Json<Value>) {
     idp.introspection_hits.fetch_add(1, Ordering::SeqCst);
     // RFC 6749 §2.3.1 encoding of the client credentials.
-    let expected = format!(
-        "Basic {}",
-        STANDARD.encode(format!("{CLIENT_ID}:s3cret%3A%26%3D"))
-    );
+    let expected = format!("Basic {}", STANDARD.encode(format!("{CLIENT_ID}:s3cret%3A%26%3D")));
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "invalid_client"})),
-        );
+        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"})));
     }
     let form: HashMap<String, String> = form_urlencoded(&body);
     let answer = form
@@ -115,10 +100,7 @@ async fn introspect(
 }
 
 fn form_urlencoded(body: &str) -> HashMap<String, String> {
-    body.split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (k.to_string(), percent_decode(v)))
-        .collect()
+    body.split('&').filter_map(|pair| pair.split_once('=')).map(|(k, v)| (k.to_string(), percent_decode(v))).collect()
 }
 
 fn percent_decode(text: &str) -> String {
@@ -142,9 +124,7 @@ fn percent_decode(text: &str) -> String {
 // ---------------------------------------------------------------- tokens
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
 }
 
 fn fixture_text(name: &str) -> String {
@@ -152,10 +132,7 @@ fn fixture_text(name: &str) -> String {
 }
 
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 fn claims(issuer: &str) -> Value {
@@ -188,19 +165,13 @@ fn sign(alg: Algorithm, pem: &str, kid: Option<&str>, claims: &Value) -> String 
 }
 
 fn rs256(claims: &Value) -> String {
-    sign(
-        Algorithm::RS256,
-        "rs256-test-key.pem",
-        Some("test-rs256"),
-        claims,
-    )
+    sign(Algorithm::RS256, "rs256-test-key.pem", Some("test-rs256"), claims)
 }
 
 /// A JWKS holding the fixture keys plus the public half of `untrusted-rs256-key.pem` as `kid`.
 fn rotated_jwks(kid: &str) -> String {
     let mut set: JwkSet = serde_json::from_str(&fixture_text("jwks.json")).unwrap();
-    let key =
-        EncodingKey::from_rsa_pem(fixture_text("untrusted-rs256-key.pem").as_bytes()).unwrap();
+    let key = EncodingKey::from_rsa_pem(fixture_text("untrusted-rs256-key.pem").as_bytes()).unwrap();
     let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
     jwk.common.key_id = Some(kid.into());
     set.keys.push(jwk);
@@ -241,14 +212,8 @@ async fn valid_rs256_token_is_accepted_with_its_claims() {
     let token = v.verify(&rs256(&claims)).await.unwrap();
     assert_eq!(token.issuer, idp.base);
     assert_eq!(token.subject.as_deref(), Some("tel:+34600000001"));
-    assert_eq!(
-        token.audience,
-        vec![AUDIENCE.to_string(), "other-api".into()]
-    );
-    assert_eq!(
-        token.scopes,
-        vec!["openid", "webrtc-calls:create", "webrtc-events:create"]
-    );
+    assert_eq!(token.audience, vec![AUDIENCE.to_string(), "other-api".into()]);
+    assert_eq!(token.scopes, vec!["openid", "webrtc-calls:create", "webrtc-events:create"]);
     assert_eq!(token.expires_at, claims["exp"].as_i64().unwrap());
     assert_eq!(token.issued_at, claims["iat"].as_i64());
     assert_eq!(token.client_id.as_deref(), Some("asp-webrtc-app-001"));
@@ -264,24 +229,11 @@ async fn valid_es256_token_is_accepted_from_a_jwks_file() {
         audiences: vec![AUDIENCE.into()],
         ..VerifierConfig::default()
     });
-    let claims = with(
-        claims("https://auth.operator.com"),
-        "client_id",
-        json!("asp-2"),
-    );
-    let token = sign(
-        Algorithm::ES256,
-        "es256-test-key.pem",
-        Some("test-es256"),
-        &claims,
-    );
+    let claims = with(claims("https://auth.operator.com"), "client_id", json!("asp-2"));
+    let token = sign(Algorithm::ES256, "es256-test-key.pem", Some("test-es256"), &claims);
     let token = v.verify(&token).await.unwrap();
     assert_eq!(token.issuer, "https://auth.operator.com");
-    assert_eq!(
-        token.client_id.as_deref(),
-        Some("asp-2"),
-        "client_id wins over azp"
-    );
+    assert_eq!(token.client_id.as_deref(), Some("asp-2"), "client_id wins over azp");
 }
 
 #[tokio::test]
@@ -294,12 +246,7 @@ async fn ps256_token_is_accepted() {
     rsa.as_object_mut().unwrap().remove("alg");
     rsa["kid"] = json!("test-ps256");
     *idp.jwks.lock().unwrap() = json!({"keys": [rsa]}).to_string();
-    let token = sign(
-        Algorithm::PS256,
-        "rs256-test-key.pem",
-        Some("test-ps256"),
-        &claims(&idp.base),
-    );
+    let token = sign(Algorithm::PS256, "rs256-test-key.pem", Some("test-ps256"), &claims(&idp.base));
     assert!(v.verify(&token).await.is_ok());
 }
 
@@ -333,10 +280,7 @@ async fn not_yet_valid_token_is_rejected() {
     let idp = Idp::start().await;
     let v = verifier(jwks_config(&idp));
     let claims = with(claims(&idp.base), "nbf", json!(now() + 3600));
-    assert_rejected(
-        v.verify(&rs256(&claims)).await,
-        "token is not valid yet (nbf)",
-    );
+    assert_rejected(v.verify(&rs256(&claims)).await, "token is not valid yet (nbf)");
 }
 
 #[tokio::test]
@@ -344,10 +288,7 @@ async fn wrong_issuer_is_rejected() {
     let idp = Idp::start().await;
     let v = verifier(jwks_config(&idp));
     let claims = claims("https://evil.example.com");
-    assert_rejected(
-        v.verify(&rs256(&claims)).await,
-        "token issuer is not accepted",
-    );
+    assert_rejected(v.verify(&rs256(&claims)).await, "token issuer is not accepted");
 }
 
 #[tokio::test]
@@ -355,10 +296,7 @@ async fn wrong_audience_is_rejected() {
     let idp = Idp::start().await;
     let v = verifier(jwks_config(&idp));
     let claims = with(claims(&idp.base), "aud", json!("some-other-api"));
-    assert_rejected(
-        v.verify(&rs256(&claims)).await,
-        "token audience is not accepted",
-    );
+    assert_rejected(v.verify(&rs256(&claims)).await, "token audience is not accepted");
 }
 
 #[tokio::test]
@@ -367,10 +305,7 @@ async fn unsigned_alg_none_token_is_rejected() {
     let v = verifier(jwks_config(&idp));
     let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT","kid":"test-rs256"}"#);
     let payload = URL_SAFE_NO_PAD.encode(claims(&idp.base).to_string());
-    assert_rejected(
-        v.verify(&format!("{header}.{payload}.")).await,
-        r#"token algorithm "none" is not accepted"#,
-    );
+    assert_rejected(v.verify(&format!("{header}.{payload}.")).await, r#"token algorithm "none" is not accepted"#);
     assert_eq!(idp.jwks_hits(), 0, "no key is even looked at");
 }
 
@@ -383,10 +318,7 @@ async fn hs256_signed_with_the_public_jwks_is_rejected() {
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("test-rs256".into());
     let token = jsonwebtoken::encode(&header, &claims(&idp.base), &secret).unwrap();
-    assert_rejected(
-        v.verify(&token).await,
-        r#"token algorithm "HS256" is not accepted"#,
-    );
+    assert_rejected(v.verify(&token).await, r#"token algorithm "HS256" is not accepted"#);
 }
 
 #[tokio::test]
@@ -394,12 +326,7 @@ async fn key_not_in_the_jwks_is_rejected() {
     let idp = Idp::start().await;
     let v = verifier(jwks_config(&idp));
     // Signed by a key the IdP never published, claiming to be the published one.
-    let token = sign(
-        Algorithm::RS256,
-        "untrusted-rs256-key.pem",
-        Some("test-rs256"),
-        &claims(&idp.base),
-    );
+    let token = sign(Algorithm::RS256, "untrusted-rs256-key.pem", Some("test-rs256"), &claims(&idp.base));
     assert_rejected(v.verify(&token).await, "bad token signature");
 }
 
@@ -407,16 +334,8 @@ async fn key_not_in_the_jwks_is_rejected() {
 async fn kid_of_another_key_type_is_rejected() {
     let idp = Idp::start().await;
     let v = verifier(jwks_config(&idp));
-    let token = sign(
-        Algorithm::ES256,
-        "es256-test-key.pem",
-        Some("test-rs256"),
-        &claims(&idp.base),
-    );
-    assert_rejected(
-        v.verify(&token).await,
-        "the key named by kid does not fit the token's algorithm",
-    );
+    let token = sign(Algorithm::ES256, "es256-test-key.pem", Some("test-rs256"), &claims(&idp.base));
+    assert_rejected(v.verify(&token).await, "the key named by kid does not fit the token's algorithm");
 }
 
 #[tokio::test]
@@ -425,16 +344,11 @@ async fn token_without_kid_is_rejected_when_the_choice_is_ambiguous() {
     let v = verifier(jwks_config(&idp));
     let claims = claims(&idp.base);
     // One RSA key in the set: unambiguous.
-    assert!(
-        v.verify(&sign(Algorithm::RS256, "rs256-test-key.pem", None, &claims))
-            .await
-            .is_ok()
-    );
+    assert!(v.verify(&sign(Algorithm::RS256, "rs256-test-key.pem", None, &claims)).await.is_ok());
     *idp.jwks.lock().unwrap() = rotated_jwks("second-rsa");
     let v = verifier(jwks_config(&idp));
     assert_rejected(
-        v.verify(&sign(Algorithm::RS256, "rs256-test-key.pem", None, &claims))
-            .await,
+        v.verify(&sign(Algorithm::RS256, "rs256-test-key.pem", None, &claims)).await,
         "token has no key id (kid) and the JWKS has several keys",
     );
 }
@@ -449,23 +363,13 @@ async fn unknown_kid_refetches_once_per_interval() {
     // The IdP rotates: tokens now come with a key the cache has not seen.
     *idp.jwks.lock().unwrap() = rotated_jwks("rotated-1");
     let claims = claims(&idp.base);
-    let rotated = sign(
-        Algorithm::RS256,
-        "untrusted-rs256-key.pem",
-        Some("rotated-1"),
-        &claims,
-    );
+    let rotated = sign(Algorithm::RS256, "untrusted-rs256-key.pem", Some("rotated-1"), &claims);
     let token = v.verify(&rotated).await.unwrap();
     assert_eq!(token.subject.as_deref(), Some("tel:+34600000001"));
     assert_eq!(idp.jwks_hits(), 2, "the unknown kid triggered one refetch");
 
     // Another unknown kid within min_refetch_interval (10 s): rejected without asking the IdP.
-    let bogus = sign(
-        Algorithm::RS256,
-        "untrusted-rs256-key.pem",
-        Some("rotated-2"),
-        &claims,
-    );
+    let bogus = sign(Algorithm::RS256, "untrusted-rs256-key.pem", Some("rotated-2"), &claims);
     assert_rejected(v.verify(&bogus).await, r#"unknown key id "rotated-2""#);
     assert_rejected(v.verify(&bogus).await, r#"unknown key id "rotated-2""#);
     assert_eq!(idp.jwks_hits(), 2);
@@ -479,17 +383,9 @@ async fn unknown_kid_refetches_once_per_interval() {
 #[tokio::test]
 async fn unknown_kid_refetches_again_after_the_interval() {
     let idp = Idp::start().await;
-    let v = verifier(VerifierConfig {
-        min_refetch_interval_seconds: 0,
-        ..jwks_config(&idp)
-    });
+    let v = verifier(VerifierConfig { min_refetch_interval_seconds: 0, ..jwks_config(&idp) });
     v.preload().await.unwrap();
-    let bogus = sign(
-        Algorithm::RS256,
-        "untrusted-rs256-key.pem",
-        Some("nope"),
-        &claims(&idp.base),
-    );
+    let bogus = sign(Algorithm::RS256, "untrusted-rs256-key.pem", Some("nope"), &claims(&idp.base));
     assert_rejected(v.verify(&bogus).await, r#"unknown key id "nope""#);
     assert_rejected(v.verify(&bogus).await, r#"unknown key id "nope""#);
     assert_eq!(idp.jwks_hits(), 3);
@@ -498,10 +394,7 @@ async fn unknown_kid_refetches_again_after_the_interval() {
 #[tokio::test]
 async fn expired_cache_is_refreshed() {
     let idp = Idp::start().await;
-    let v = verifier(VerifierConfig {
-        jwks_cache_seconds: 0,
-        ..jwks_config(&idp)
-    });
+    let v = verifier(VerifierConfig { jwks_cache_seconds: 0, ..jwks_config(&idp) });
     let token = rs256(&claims(&idp.base));
     v.verify(&token).await.unwrap();
     v.verify(&token).await.unwrap();
@@ -513,11 +406,7 @@ async fn jwks_server_down_is_a_key_source_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/jwks", listener.local_addr().unwrap());
     drop(listener); // nothing listens there any more: connection refused
-    let v = verifier(VerifierConfig {
-        jwks_url: Some(url),
-        allow_http: true,
-        ..VerifierConfig::default()
-    });
+    let v = verifier(VerifierConfig { jwks_url: Some(url), allow_http: true, ..VerifierConfig::default() });
     assert!(matches!(v.preload().await, Err(AuthError::KeySource(_))));
     let token = rs256(&claims("https://auth.operator.com"));
     match v.verify(&token).await {
@@ -529,10 +418,7 @@ async fn jwks_server_down_is_a_key_source_error() {
 #[tokio::test]
 async fn jwks_outage_after_a_successful_fetch_keeps_the_old_keys() {
     let idp = Idp::start().await;
-    let v = verifier(VerifierConfig {
-        jwks_cache_seconds: 0,
-        ..jwks_config(&idp)
-    });
+    let v = verifier(VerifierConfig { jwks_cache_seconds: 0, ..jwks_config(&idp) });
     let token = rs256(&claims(&idp.base));
     v.verify(&token).await.unwrap();
     *idp.jwks.lock().unwrap() = "not json".into();
@@ -553,10 +439,7 @@ async fn discovery_finds_the_jwks_and_implies_the_issuer() {
     });
     v.preload().await.unwrap();
     assert!(v.verify(&rs256(&claims(&idp.base))).await.is_ok());
-    assert_rejected(
-        v.verify(&rs256(&claims("https://evil.example.com"))).await,
-        "token issuer is not accepted",
-    );
+    assert_rejected(v.verify(&rs256(&claims("https://evil.example.com"))).await, "token issuer is not accepted");
     assert_eq!(idp.discovery_hits.load(Ordering::SeqCst), 1);
     assert_eq!(idp.jwks_hits(), 1);
 }
@@ -565,11 +448,7 @@ async fn discovery_finds_the_jwks_and_implies_the_issuer() {
 async fn discovery_document_of_another_issuer_is_refused() {
     let idp = Idp::start().await;
     *idp.discovery_issuer.lock().unwrap() = Some("https://evil.example.com".into());
-    let v = verifier(VerifierConfig {
-        issuer: Some(idp.base.clone()),
-        allow_http: true,
-        ..VerifierConfig::default()
-    });
+    let v = verifier(VerifierConfig { issuer: Some(idp.base.clone()), allow_http: true, ..VerifierConfig::default() });
     match v.verify(&rs256(&claims(&idp.base))).await {
         Err(AuthError::KeySource(message)) => {
             assert!(message.contains("not \"http://127.0.0.1"), "{message}")
@@ -607,18 +486,12 @@ async fn active_opaque_token_is_accepted_by_introspection() {
         "scope": "webrtc-events:create webrtc-calls:create",
         "client_id": "asp-webrtc-app-001",
     });
-    idp.introspection
-        .lock()
-        .unwrap()
-        .insert("opaque+token/1".into(), answer.clone());
+    idp.introspection.lock().unwrap().insert("opaque+token/1".into(), answer.clone());
     let v = verifier(introspection_config(&idp, CLIENT_SECRET));
     let token = v.verify("opaque+token/1").await.unwrap();
     assert_eq!(token.subject.as_deref(), Some("tel:+34600000002"));
     assert_eq!(token.audience, vec![AUDIENCE.to_string()]);
-    assert_eq!(
-        token.scopes,
-        vec!["webrtc-calls:create", "webrtc-events:create"]
-    );
+    assert_eq!(token.scopes, vec!["webrtc-calls:create", "webrtc-events:create"]);
     assert_eq!(token.client_id.as_deref(), Some("asp-webrtc-app-001"));
     assert_eq!(token.issued_at, None);
     assert_eq!(Value::Object(token.claims), answer);
@@ -637,10 +510,7 @@ async fn inactive_token_is_rejected_by_introspection() {
 async fn expired_introspected_token_is_rejected() {
     let idp = Idp::start().await;
     let answer = json!({"active": true, "iss": idp.base, "aud": AUDIENCE, "exp": now() - 3600});
-    idp.introspection
-        .lock()
-        .unwrap()
-        .insert("stale".into(), answer);
+    idp.introspection.lock().unwrap().insert("stale".into(), answer);
     let v = verifier(introspection_config(&idp, CLIENT_SECRET));
     assert_rejected(v.verify("stale").await, "token has expired");
 }
@@ -649,15 +519,9 @@ async fn expired_introspected_token_is_rejected() {
 async fn introspected_token_for_another_audience_is_rejected() {
     let idp = Idp::start().await;
     let answer = json!({"active": true, "iss": idp.base, "aud": "billing", "exp": now() + 600});
-    idp.introspection
-        .lock()
-        .unwrap()
-        .insert("elsewhere".into(), answer);
+    idp.introspection.lock().unwrap().insert("elsewhere".into(), answer);
     let v = verifier(introspection_config(&idp, CLIENT_SECRET));
-    assert_rejected(
-        v.verify("elsewhere").await,
-        "token audience is not accepted",
-    );
+    assert_rejected(v.verify("elsewhere").await, "token audience is not accepted");
 }
 
 #[tokio::test]
@@ -675,10 +539,7 @@ async fn jwt_is_introspected_when_no_jwks_source_is_configured() {
     let idp = Idp::start().await;
     let jwt = rs256(&claims(&idp.base));
     let answer = json!({"active": true, "iss": idp.base, "aud": AUDIENCE, "exp": now() + 600});
-    idp.introspection
-        .lock()
-        .unwrap()
-        .insert(jwt.clone(), answer);
+    idp.introspection.lock().unwrap().insert(jwt.clone(), answer);
     let v = verifier(VerifierConfig {
         issuers: vec![idp.base.clone()],
         introspection: Some(IntrospectionConfig {
@@ -697,10 +558,7 @@ async fn jwt_is_introspected_when_no_jwks_source_is_configured() {
 async fn opaque_token_without_introspection_is_rejected() {
     let idp = Idp::start().await;
     let v = verifier(jwks_config(&idp));
-    assert_rejected(
-        v.verify("opaque").await,
-        "not a JWT, and no token introspection is configured",
-    );
+    assert_rejected(v.verify("opaque").await, "not a JWT, and no token introspection is configured");
 }
 
 // ---------------------------------------------------------------- configuration
@@ -709,10 +567,7 @@ async fn opaque_token_without_introspection_is_rejected() {
 async fn nothing_configured_is_not_configured() {
     let v = verifier(VerifierConfig::default());
     assert!(!v.is_configured());
-    assert!(matches!(
-        v.verify(&rs256(&claims("x"))).await,
-        Err(AuthError::NotConfigured)
-    ));
+    assert!(matches!(v.verify(&rs256(&claims("x"))).await, Err(AuthError::NotConfigured)));
     assert!(v.preload().await.is_ok());
 }
 
@@ -728,31 +583,19 @@ fn unsafe_settings_are_refused() {
         ..VerifierConfig::default()
     };
     refused(algorithms(&["RS256", "HS256"]), "symmetric algorithm HS256");
-    refused(
-        algorithms(&["none"]),
-        r#"unknown or refused algorithm "none""#,
-    );
+    refused(algorithms(&["none"]), r#"unknown or refused algorithm "none""#);
     refused(algorithms(&[]), "no algorithm is accepted");
     refused(
-        VerifierConfig {
-            jwks_url: Some("http://idp.example.com/jwks".into()),
-            ..VerifierConfig::default()
-        },
+        VerifierConfig { jwks_url: Some("http://idp.example.com/jwks".into()), ..VerifierConfig::default() },
+        "http URLs need allow_http = true",
+    );
+    refused(
+        VerifierConfig { issuer: Some("http://idp.example.com".into()), ..VerifierConfig::default() },
         "http URLs need allow_http = true",
     );
     refused(
         VerifierConfig {
-            issuer: Some("http://idp.example.com".into()),
-            ..VerifierConfig::default()
-        },
-        "http URLs need allow_http = true",
-    );
-    refused(
-        VerifierConfig {
-            introspection: Some(IntrospectionConfig {
-                client_id: "gw".into(),
-                ..Default::default()
-            }),
+            introspection: Some(IntrospectionConfig { client_id: "gw".into(), ..Default::default() }),
             ..VerifierConfig::default()
         },
         "introspection needs an endpoint, or an issuer",
@@ -771,8 +614,5 @@ fn config_deserializes_with_defaults() {
     assert_eq!(config.min_refetch_interval_seconds, 10);
     assert!(!config.allow_http);
     assert!(TokenVerifier::new(config).is_ok());
-    assert!(
-        serde_json::from_value::<VerifierConfig>(json!({"jwks": "x"})).is_err(),
-        "unknown fields are refused"
-    );
+    assert!(serde_json::from_value::<VerifierConfig>(json!({"jwks": "x"})).is_err(), "unknown fields are refused");
 }

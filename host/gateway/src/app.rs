@@ -10,12 +10,12 @@ use camara_sip::{SipConfig, Transport, UserAgent};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use camara_auth::{AuthError, TokenVerifier};
 use crate::config::GatewayConfig;
 use crate::notify::Notifier;
 use crate::plugins::Plugins;
 use crate::sdp::RtpPorts;
 use crate::store::Store;
+use camara_auth::{AuthError, TokenVerifier};
 
 /// Everything a request handler or the SIP event loop needs.
 pub struct Gateway {
@@ -60,8 +60,8 @@ impl RunningGateway {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("signal handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
             tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
         }
         #[cfg(not(unix))]
@@ -128,8 +128,10 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         media_address: config.media.address.clone().unwrap_or(sip_ip),
         rtp_ports: RtpPorts::new(config.media.rtp_port_min, config.media.rtp_port_max),
         rate_limiter: governor::RateLimiter::keyed(
-            governor::Quota::per_second(std::num::NonZeroU32::new(config.api.rate_limit_per_second.max(1)).expect("at least 1"))
-                .allow_burst(std::num::NonZeroU32::new(config.api.rate_limit_burst.max(1)).expect("at least 1")),
+            governor::Quota::per_second(
+                std::num::NonZeroU32::new(config.api.rate_limit_per_second.max(1)).expect("at least 1"),
+            )
+            .allow_burst(std::num::NonZeroU32::new(config.api.rate_limit_burst.max(1)).expect("at least 1")),
         ),
         config,
         verifier,

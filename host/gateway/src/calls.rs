@@ -47,13 +47,12 @@ pub async fn place_call(
         .map_outgoing_call(&call, &gw.network)
         .await?
         .map_err(|e| ApiError::from_plugin_decision(e.status, e.code, e.message))?;
-    let next_hop = gw
-        .config
-        .sip
-        .next_hop
-        .ok_or_else(|| ApiError::unavailable("No SIP next hop is configured ([sip] next_hop): calls cannot be placed"))?;
+    let next_hop = gw.config.sip.next_hop.ok_or_else(|| {
+        ApiError::unavailable("No SIP next hop is configured ([sip] next_hop): calls cannot be placed")
+    })?;
     let session_id = uuid::Uuid::new_v4().to_string();
-    let sdp = crate::sdp::sip_offer(&request.offer.sdp, &gw.media_address, gw.rtp_ports.next(), rand::random::<u32>().into());
+    let sdp =
+        crate::sdp::sip_offer(&request.offer.sdp, &gw.media_address, gw.rtp_ports.next(), rand::random::<u32>().into());
     let call_id = format!("{}@{}", uuid::Uuid::new_v4().simple(), gw.network.local_host);
     let invite = OutgoingInvite {
         call_id: Some(call_id.clone()),
@@ -143,7 +142,10 @@ pub async fn run_sip_events(gw: Arc<Gateway>, mut events: UnboundedReceiver<UaEv
                     privacy,
                     headers: headers
                         .into_iter()
-                        .map(|(name, value)| camara_plugin_host::authorization::camara::gateway::types::Pair { name, value })
+                        .map(|(name, value)| camara_plugin_host::authorization::camara::gateway::types::Pair {
+                            name,
+                            value,
+                        })
                         .collect(),
                 };
                 on_incoming(&gw, &call_id, invite).await;
@@ -164,7 +166,11 @@ async fn on_incoming(gw: &Gateway, call_id: &str, invite: mapping::IncomingInvit
         Ok(Ok(call)) => match gw.store.registrations_of(&call.target_phone_number, None) {
             Ok(registrations) if registrations.is_empty() => (404, "Not Found".to_string()),
             Ok(_) => {
-                tracing::warn!(call_id, target = call.target_phone_number, "incoming call refused: no media anchor yet");
+                tracing::warn!(
+                    call_id,
+                    target = call.target_phone_number,
+                    "incoming call refused: no media anchor yet"
+                );
                 (480, "Temporarily Unavailable".to_string())
             }
             Err(_) => (500, "Server Internal Error".to_string()),

@@ -6,7 +6,11 @@ use camara_plugin_harness::{Harness, JSON_FUNCTIONS, PluginKind};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "camara-gateway", version, about = "CAMARA WebRTC gateway: WebRTC APIs towards apps, SIP towards the telco network")]
+#[command(
+    name = "camara-gateway",
+    version,
+    about = "CAMARA WebRTC gateway: WebRTC APIs towards apps, SIP towards the telco network"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -48,7 +52,9 @@ pub enum PluginCommand {
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
-    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("expected key=value, got {s:?}"))
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
 }
 
 /// Runs a `plugin` subcommand; returns the process exit code.

@@ -139,7 +139,12 @@ pub struct RegistrationPolicy {
 
 impl Default for RegistrationPolicy {
     fn default() -> Self {
-        RegistrationPolicy { min_ttl_seconds: 60, default_ttl_seconds: 3600, max_ttl_seconds: 86400, end_calls_on_expiry: true }
+        RegistrationPolicy {
+            min_ttl_seconds: 60,
+            default_ttl_seconds: 3600,
+            max_ttl_seconds: 86400,
+            end_calls_on_expiry: true,
+        }
     }
 }
 
@@ -159,7 +164,10 @@ pub struct NotificationConfig {
 
 impl NotificationConfig {
     pub fn sink_policy(&self) -> crate::sink_policy::SinkPolicy {
-        crate::sink_policy::SinkPolicy { allow_loopback: self.allow_http_loopback_sinks, allow_private: self.allow_private_sinks }
+        crate::sink_policy::SinkPolicy {
+            allow_loopback: self.allow_http_loopback_sinks,
+            allow_private: self.allow_private_sinks,
+        }
     }
 }
 

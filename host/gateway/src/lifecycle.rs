@@ -55,7 +55,9 @@ pub async fn sweep(gw: &Gateway) {
     }
     // A credential is announced as expiring shortly before it does, while the sink still
     // accepts it; the subscription itself ends at its own time.
-    let notice = chrono::Duration::seconds(i64::try_from(gw.config.notifications.credential_expiry_notice_seconds).unwrap_or(60));
+    let notice = chrono::Duration::seconds(
+        i64::try_from(gw.config.notifications.credential_expiry_notice_seconds).unwrap_or(60),
+    );
     match backend.subscriptions_expiring_before(now + notice) {
         Ok(due) => {
             for ending in due {

@@ -15,8 +15,8 @@ use crate::http_client::{HttpClient, RequestError};
 use crate::plugins::Plugins;
 use crate::sink_policy::SinkPolicy;
 use crate::store::Store;
-use camara_store::NewNotification;
 use crate::store::Subscription;
+use camara_store::NewNotification;
 
 pub const SESSION_STATUS: &str = "org.camaraproject.webrtc-events.v0.session-status";
 pub const SESSION_INVITATION: &str = "org.camaraproject.webrtc-events.v0.session-invitation";
@@ -122,14 +122,18 @@ impl Notifier {
         };
         for delivery in deliveries {
             let Some(subscription) = subscriptions.iter().find(|s| s.id == delivery.subscription_id) else {
-                tracing::warn!(subscription = delivery.subscription_id, "routing named an unknown subscription; dropped");
+                tracing::warn!(
+                    subscription = delivery.subscription_id,
+                    "routing named an unknown subscription; dropped"
+                );
                 continue;
             };
             if let Err(e) = serde_json::from_str::<cloudevents::Event>(&delivery.payload)
-                && delivery.content_type == "application/cloudevents+json" {
-                    tracing::warn!(subscription = subscription.id, "routing produced an invalid CloudEvent ({e}); dropped");
-                    continue;
-                }
+                && delivery.content_type == "application/cloudevents+json"
+            {
+                tracing::warn!(subscription = subscription.id, "routing produced an invalid CloudEvent ({e}); dropped");
+                continue;
+            }
             let mut headers = vec![
                 ("content-type".to_string(), delivery.content_type.clone()),
                 ("x-correlator".to_string(), uuid::Uuid::new_v4().to_string()),
@@ -138,7 +142,13 @@ impl Notifier {
             if let Some(c) = subscription.sink_credential.as_ref().filter(|_| delivery.sink == subscription.sink) {
                 headers.push(("authorization".into(), format!("Bearer {}", c.access_token)));
             }
-            headers.extend(delivery.headers.iter().map(|p| (p.name.clone(), p.value.clone())));
+            // The host owns these; a plugin adds headers, it does not replace credentials.
+            let host_owned = |name: &str| {
+                ["authorization", "content-type", "x-correlator"].contains(&name.to_ascii_lowercase().as_str())
+            };
+            headers.extend(
+                delivery.headers.iter().filter(|p| !host_owned(&p.name)).map(|p| (p.name.clone(), p.value.clone())),
+            );
             let entry = NewNotification {
                 subscription_id: subscription.id.clone(),
                 sink: delivery.sink,

@@ -37,11 +37,15 @@ impl Plugins {
     pub async fn load(config: &PluginsConfig) -> Result<Self, PluginError> {
         let runtime = PluginRuntime::new(&RuntimeConfig::default())?;
         let authorization =
-            AuthorizationPlugin::load(&runtime, spec(&config.authorization, camara_plugin_bundle::AUTHORIZATION)).await?;
-        let mapping = MappingPlugin::load(&runtime, spec(&config.api_mapping, camara_plugin_bundle::API_MAPPING)).await?;
-        let routing =
-            RoutingPlugin::load(&runtime, spec(&config.notification_routing, camara_plugin_bundle::NOTIFICATION_ROUTING))
+            AuthorizationPlugin::load(&runtime, spec(&config.authorization, camara_plugin_bundle::AUTHORIZATION))
                 .await?;
+        let mapping =
+            MappingPlugin::load(&runtime, spec(&config.api_mapping, camara_plugin_bundle::API_MAPPING)).await?;
+        let routing = RoutingPlugin::load(
+            &runtime,
+            spec(&config.notification_routing, camara_plugin_bundle::NOTIFICATION_ROUTING),
+        )
+        .await?;
         tracing::info!(
             authorization = authorization.name(),
             api_mapping = mapping.name(),

@@ -29,10 +29,8 @@ impl RtpPorts {
 /// network always gets G.711; Opus never crosses to the SIP side).
 fn g711_payloads(device_sdp: &str) -> Vec<(u8, &'static str)> {
     let offered = |name: &str| device_sdp.lines().any(|l| l.starts_with("a=rtpmap:") && l.contains(name));
-    let mut payloads: Vec<(u8, &'static str)> = [(0, "PCMU"), (8, "PCMA")]
-        .into_iter()
-        .filter(|(_, name)| offered(&format!(" {name}/8000")))
-        .collect();
+    let mut payloads: Vec<(u8, &'static str)> =
+        [(0, "PCMU"), (8, "PCMA")].into_iter().filter(|(_, name)| offered(&format!(" {name}/8000"))).collect();
     if payloads.is_empty() {
         payloads = vec![(0, "PCMU"), (8, "PCMA")];
     }
@@ -61,7 +59,8 @@ mod tests {
 
     #[test]
     fn the_offer_keeps_the_devices_g711_and_adds_telephone_event() {
-        let device = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\n";
+        let device =
+            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\n";
         let offer = sip_offer(device, "203.0.113.100", 30000, 7);
         assert!(offer.contains("m=audio 30000 RTP/AVP 0 101\r\n"), "{offer}");
         assert!(offer.contains("c=IN IP4 203.0.113.100\r\n"));

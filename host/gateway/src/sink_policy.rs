@@ -59,10 +59,11 @@ impl SinkPolicy {
             Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
             Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
             Some(url::Host::Domain(name)) => {
-                let lookup = tokio::time::timeout(std::time::Duration::from_secs(5), tokio::net::lookup_host((name, port)))
-                    .await
-                    .map_err(|_| format!("sink host {name} did not resolve in time"))?
-                    .map_err(|e| format!("sink host {name} does not resolve: {e}"))?;
+                let lookup =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), tokio::net::lookup_host((name, port)))
+                        .await
+                        .map_err(|_| format!("sink host {name} did not resolve in time"))?
+                        .map_err(|e| format!("sink host {name} does not resolve: {e}"))?;
                 lookup.map(|a| a.ip()).collect()
             }
             None => return Err("sink has no host".into()),
@@ -122,7 +123,19 @@ mod tests {
 
     #[test]
     fn internal_ranges_are_refused_unless_allowed() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1", "0.0.0.0"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "0.0.0.0",
+        ] {
             assert!(!STRICT.allows(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["203.0.113.7", "2001:db8::1", "8.8.8.8"] {

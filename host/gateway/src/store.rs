@@ -5,17 +5,14 @@
 
 use std::sync::Arc;
 
-use camara_store::{Store as Backend, StoreError};
 pub use camara_store::{Direction, MediaSession, Registration, SinkCredential, Subscription};
+use camara_store::{Store as Backend, StoreError};
 
 use crate::error::ApiError;
 
 /// Statuses after which a session changes no more.
 pub fn is_final_status(status: &str) -> bool {
-    matches!(
-        status,
-        "Terminated" | "SessionCancelled" | "Declined" | "Failed" | "NoAnswer" | "NotReachable" | "Busy"
-    )
+    matches!(status, "Terminated" | "SessionCancelled" | "Declined" | "Failed" | "NoAnswer" | "NotReachable" | "Busy")
 }
 
 fn internal(e: StoreError) -> ApiError {
@@ -119,7 +116,11 @@ impl Store {
         self.backend.session_by_call_id(call_id).map_err(internal)
     }
 
-    pub fn update_session(&self, id: &str, change: &mut dyn FnMut(&mut MediaSession)) -> Result<MediaSession, ApiError> {
+    pub fn update_session(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut MediaSession),
+    ) -> Result<MediaSession, ApiError> {
         self.backend.update_session(id, change).map_err(internal)
     }
 }

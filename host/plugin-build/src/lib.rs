@@ -104,8 +104,5 @@ impl PluginBuild {
 
 /// Where cargo puts the component of `package` under `target_dir`.
 pub fn component_path(target_dir: &Path, package: &str) -> PathBuf {
-    target_dir
-        .join(TARGET)
-        .join("release")
-        .join(format!("{}.wasm", package.replace('-', "_")))
+    target_dir.join(TARGET).join("release").join(format!("{}.wasm", package.replace('-', "_")))
 }

@@ -5,7 +5,11 @@ use camara_plugin_host::{authorization, mapping, routing};
 /// An authorization request for `operation_id` of `api` with the given claims (a JSON object).
 /// `iss`, `sub`, `aud`, `exp`, `iat`, `client_id` and `scope` (space-separated) fill the typed
 /// fields; the whole object is passed as `all-claims-json`.
-pub fn authorization_request(api: &str, operation_id: &str, claims: serde_json::Value) -> authorization::AuthorizationRequest {
+pub fn authorization_request(
+    api: &str,
+    operation_id: &str,
+    claims: serde_json::Value,
+) -> authorization::AuthorizationRequest {
     let text = |k: &str| claims.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let audience = match claims.get("aud") {
         Some(serde_json::Value::String(a)) => vec![a.clone()],

@@ -42,7 +42,11 @@ pub(crate) async fn call(
 ) -> Result<Value, HarnessError> {
     if !JSON_FUNCTIONS.iter().any(|(k, f, _)| *k == kind && *f == function) {
         let known: Vec<_> = JSON_FUNCTIONS.iter().filter(|(k, ..)| *k == kind).map(|(_, f, _)| *f).collect();
-        return Err(HarnessError::UnknownFunction { kind: kind.as_str(), function: function.into(), known: known.join(", ") });
+        return Err(HarnessError::UnknownFunction {
+            kind: kind.as_str(),
+            function: function.into(),
+            known: known.join(", "),
+        });
     }
     match kind {
         PluginKind::Authorization => {
@@ -53,14 +57,20 @@ pub(crate) async fn call(
             let plugin = harness.mapping(wasm, config).await?;
             match function {
                 "map-outgoing-call" => output(
-                    plugin.map_outgoing_call(&param(&input, function, "call")?, &param(&input, function, "network")?).await?,
+                    plugin
+                        .map_outgoing_call(&param(&input, function, "call")?, &param(&input, function, "network")?)
+                        .await?,
                 ),
                 "map-registration" => output(
-                    plugin.map_registration(&param(&input, function, "request")?, &param(&input, function, "network")?).await?,
+                    plugin
+                        .map_registration(&param(&input, function, "request")?, &param(&input, function, "network")?)
+                        .await?,
                 ),
                 "map-incoming-call" => output(plugin.map_incoming_call(&param(&input, function, "invite")?).await?),
                 _ => output(
-                    plugin.map_sip_event(&param(&input, function, "event")?, param(&input, function, "direction")?).await?,
+                    plugin
+                        .map_sip_event(&param(&input, function, "event")?, param(&input, function, "direction")?)
+                        .await?,
                 ),
             }
         }

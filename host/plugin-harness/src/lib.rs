@@ -75,7 +75,11 @@ impl Harness {
     }
 
     /// Loads an authorization-policy component (its `validate-config` runs first).
-    pub async fn authorization(&self, wasm: &Path, config: &[(&str, &str)]) -> Result<AuthorizationPlugin, HarnessError> {
+    pub async fn authorization(
+        &self,
+        wasm: &Path,
+        config: &[(&str, &str)],
+    ) -> Result<AuthorizationPlugin, HarnessError> {
         Ok(AuthorizationPlugin::load(&self.runtime, self.spec(wasm, config)).await?)
     }
 

@@ -19,7 +19,7 @@ mod worlds;
 
 pub use error::PluginError;
 pub use runtime::{PluginKind, PluginLimits, PluginRuntime, PluginSpec, RuntimeConfig, WasmSource};
-pub use worlds::{authorization, mapping, routing};
 pub use worlds::authorization::AuthorizationPlugin;
 pub use worlds::mapping::MappingPlugin;
 pub use worlds::routing::RoutingPlugin;
+pub use worlds::{authorization, mapping, routing};

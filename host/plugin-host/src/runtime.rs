@@ -22,7 +22,8 @@ pub enum PluginKind {
 }
 
 impl PluginKind {
-    pub const ALL: [PluginKind; 3] = [PluginKind::Authorization, PluginKind::ApiMapping, PluginKind::NotificationRouting];
+    pub const ALL: [PluginKind; 3] =
+        [PluginKind::Authorization, PluginKind::ApiMapping, PluginKind::NotificationRouting];
 
     /// The WIT world a component of this kind must implement.
     pub fn world(self) -> &'static str {
@@ -300,11 +301,7 @@ impl<W: World> LoadedPlugin<W> {
         // Checked once per epoch tick: yield so a long call never holds an executor thread,
         // and trap once the deadline has passed.
         store.epoch_deadline_callback(move |_| {
-            if started.elapsed() >= deadline {
-                Err(DeadlineMarker.into())
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
+            if started.elapsed() >= deadline { Err(DeadlineMarker.into()) } else { Ok(UpdateDeadline::Yield(1)) }
         });
         let instance = W::instantiate(&self.pre, &mut store).await.map_err(|e| self.failure(&store, e))?;
         Ok(Call { plugin: self, store, instance })

@@ -69,11 +69,8 @@ impl MappingGuest for DefaultMapping {
             .as_ref()
             .map(|n| name_addr(call.originator_name.as_ref(), format!("sip:{n}@{home};user=phone")));
         let emergency = call.call_type == CallType::Emergency || call.receiver_address.starts_with("urn:service:sos");
-        let extra_headers = if emergency {
-            vec![Pair { name: "Priority".into(), value: "emergency".into() }]
-        } else {
-            Vec::new()
-        };
+        let extra_headers =
+            if emergency { vec![Pair { name: "Priority".into(), value: "emergency".into() }] } else { Vec::new() };
         Ok(InvitePlan { request_uri, from, to, p_asserted_identity, privacy, extra_headers })
     }
 

@@ -1,8 +1,6 @@
 //! The default mapping, run in isolation through the plugin harness.
 
-use camara_plugin_harness::mapping::{
-    CallDirection, IncomingInvite, NameAddr, SessionStatus, SipEvent, SipRequest,
-};
+use camara_plugin_harness::mapping::{CallDirection, IncomingInvite, NameAddr, SessionStatus, SipEvent, SipRequest};
 use camara_plugin_harness::{Harness, MappingPlugin, PluginKind, build_component, fixtures};
 use serde_json::json;
 
@@ -53,7 +51,8 @@ async fn sip_outcomes_read_as_camara_statuses() {
         (503, "Service Unavailable", Some(SessionStatus::Failed)),
     ];
     for (code, phrase, expected) in cases {
-        let update = mapping.map_sip_event(&fixtures::invite_response(code, phrase), CallDirection::Outgoing).await.unwrap();
+        let update =
+            mapping.map_sip_event(&fixtures::invite_response(code, phrase), CallDirection::Outgoing).await.unwrap();
         assert_eq!(update.map(|u| u.status), expected, "{code}");
     }
     let bye = SipEvent::Request(SipRequest { method: "BYE".into(), reason: None, has_sdp: false });
@@ -79,7 +78,11 @@ async fn incoming_invites_find_their_subscriber() {
     assert_eq!(call.target_phone_number, "+818000000001");
     assert_eq!(call.originator_address, "tel:+818000000002");
     assert_eq!(call.originator_name.as_deref(), Some("Bob"));
-    let unknown = IncomingInvite { request_uri: "sip:service@gateway.example".into(), to: NameAddr { display_name: None, uri: "sip:service@x.example".into() }, ..invite };
+    let unknown = IncomingInvite {
+        request_uri: "sip:service@gateway.example".into(),
+        to: NameAddr { display_name: None, uri: "sip:service@x.example".into() },
+        ..invite
+    };
     assert_eq!(mapping.map_incoming_call(&unknown).await.unwrap().unwrap_err().status_code, 404);
 }
 

@@ -65,12 +65,13 @@ impl PolicyGuest for DefaultPolicy {
             );
         };
         if op.operation_id == "createSession"
-            && let Some(originator) = req.request.addresses.first() {
-                let anonymous = originator == address::ANONYMOUS;
-                if !anonymous && address::phone_number(originator) != Some(number.as_str()) {
-                    return deny(403, "INVALID_TOKEN_CONTEXT", "originatorAddress is not consistent with access token.");
-                }
+            && let Some(originator) = req.request.addresses.first()
+        {
+            let anonymous = originator == address::ANONYMOUS;
+            if !anonymous && address::phone_number(originator) != Some(number.as_str()) {
+                return deny(403, "INVALID_TOKEN_CONTEXT", "originatorAddress is not consistent with access token.");
             }
+        }
         Decision::Allow(Subscriber { phone_number: Some(number), subject: req.claims.subject.clone() })
     }
 }

@@ -1,7 +1,7 @@
 //! The default policy, run in isolation through the plugin harness.
 
 use camara_plugin_harness::authorization::Decision;
-use camara_plugin_harness::{HarnessError, Harness, build_component, fixtures};
+use camara_plugin_harness::{Harness, HarnessError, build_component, fixtures};
 use serde_json::json;
 
 async fn policy(config: &[(&str, &str)]) -> camara_plugin_harness::AuthorizationPlugin {

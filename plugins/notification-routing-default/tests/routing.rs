@@ -18,7 +18,13 @@ async fn events_go_to_the_subscriptions_of_their_device_and_subscriber() {
     let subs = [
         fixtures::subscription("sub-a", "https://a.example/hook", &[STATUS], device, "+818000000001"),
         fixtures::subscription("sub-b", "https://b.example/hook", &[INVITATION], device, "+818000000001"),
-        fixtures::subscription("sub-c", "https://c.example/hook", &[STATUS], "00000000-0000-4000-8000-000000000000", "+818000000001"),
+        fixtures::subscription(
+            "sub-c",
+            "https://c.example/hook",
+            &[STATUS],
+            "00000000-0000-4000-8000-000000000000",
+            "+818000000001",
+        ),
         fixtures::subscription("sub-d", "https://d.example/hook", &[STATUS], device, "+818000000099"),
     ];
     let event = fixtures::session_status_event("ms-1", device, "+818000000001");

@@ -5,9 +5,8 @@ pub const ANONYMOUS: &str = "sip:anonymous@anonymous.invalid";
 
 /// `+` followed by 5 to 15 digits, not starting with 0 (CAMARA `PhoneNumber`).
 pub fn is_e164(s: &str) -> bool {
-    s.strip_prefix('+').is_some_and(|d| {
-        (5..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
-    })
+    s.strip_prefix('+')
+        .is_some_and(|d| (5..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0'))
 }
 
 /// The host of `host`, `host:port` or `[v6]:port`.
@@ -67,10 +66,7 @@ mod tests {
     #[test]
     fn numbers_become_user_phone_sip_uris() {
         assert_eq!(sip_uri("tel:+818000000002", "tn.op").unwrap(), "sip:+818000000002@tn.op;user=phone");
-        assert_eq!(
-            sip_uri("tel:0312;phone-context=+81", "op").unwrap(),
-            "sip:0312;phone-context=+81@op;user=phone"
-        );
+        assert_eq!(sip_uri("tel:0312;phone-context=+81", "op").unwrap(), "sip:0312;phone-context=+81@op;user=phone");
         assert_eq!(sip_uri("urn:service:sos", "op").unwrap(), "urn:service:sos");
         assert!(sip_uri("mailto:a@b", "op").is_err());
     }

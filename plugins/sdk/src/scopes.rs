@@ -24,9 +24,10 @@ pub fn requirement(api: &str, operation_id: &str) -> Option<Requirement> {
         ("webrtc-call-handling", "updateSessionStatus") => Scope("webrtc-call-handling:sessions:write"),
         ("webrtc-call-handling", "deleteSessionById") => Scope("webrtc-call-handling:sessions:delete"),
         ("webrtc-events", "createNotificationChannelSubscription") => Requirement::CreateScopePerEventType,
-        ("webrtc-events", "retrieveNotificationChannelSubscriptionList" | "retrieveNotificationChannelSubscription") => {
-            Scope("webrtc-events:read")
-        }
+        (
+            "webrtc-events",
+            "retrieveNotificationChannelSubscriptionList" | "retrieveNotificationChannelSubscription",
+        ) => Scope("webrtc-events:read"),
         ("webrtc-events", "updateNotificationChannelSubscription") => Scope("webrtc-events:update"),
         ("webrtc-events", "deleteNotificationChannelSubscription") => Scope("webrtc-events:delete"),
         _ => return None,
@@ -52,7 +53,10 @@ mod tests {
     fn event_subscriptions_need_a_create_scope_per_type() {
         let req = requirement("webrtc-events", "createNotificationChannelSubscription").unwrap();
         let types = vec!["org.camaraproject.webrtc-events.v0.session-status".to_string()];
-        assert_eq!(missing(&req, &[], &types), vec!["webrtc-events:org.camaraproject.webrtc-events.v0.session-status:create"]);
+        assert_eq!(
+            missing(&req, &[], &types),
+            vec!["webrtc-events:org.camaraproject.webrtc-events.v0.session-status:create"]
+        );
         let granted = vec!["webrtc-events:org.camaraproject.webrtc-events.v0.session-status:create".to_string()];
         assert!(missing(&req, &granted, &types).is_empty());
         assert_eq!(requirement("webrtc-events", "nope"), None);

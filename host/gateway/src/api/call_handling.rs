@@ -19,9 +19,7 @@ use crate::validate;
 const API: &str = "webrtc-call-handling";
 
 pub fn routes() -> Router<Arc<Gateway>> {
-    Router::new()
-        .route("/sessions", post(create))
-        .route("/sessions/{mediaSessionId}", get(read).delete(remove))
+    Router::new().route("/sessions", post(create)).route("/sessions/{mediaSessionId}", get(read).delete(remove))
 }
 
 fn response(s: &MediaSession) -> MediaSessionResponse {
@@ -88,20 +86,30 @@ pub(super) async fn create(
 }
 
 #[utoipa::path(get, path = "/webrtc-call-handling/v0.3/sessions/{mediaSessionId}", tag = "webrtc-call-handling", operation_id = "getSessionDetailsById", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("mediaSessionId" = String, Path)), responses((status = 200, description = "The session", body = MediaSessionResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-call-handling:sessions:read"])))]
-pub(super) async fn read(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub(super) async fn read(
+    gw: GatewayState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let mut op = OperationContext::new(API, "getSessionDetailsById", "GET");
     op.path_ids.push(("mediaSessionId", &id));
     let caller = authorize(&gw, &headers, op).await?;
-    let session = gw.store.session(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))?;
+    let session =
+        gw.store.session(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))?;
     Ok(Json(response(&session)))
 }
 
 #[utoipa::path(delete, path = "/webrtc-call-handling/v0.3/sessions/{mediaSessionId}", tag = "webrtc-call-handling", operation_id = "deleteSessionById", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("mediaSessionId" = String, Path)), responses((status = 204, description = "Ended (BYE or CANCEL)"), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-call-handling:sessions:delete"])))]
-pub(super) async fn remove(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub(super) async fn remove(
+    gw: GatewayState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let mut op = OperationContext::new(API, "deleteSessionById", "DELETE");
     op.path_ids.push(("mediaSessionId", &id));
     let caller = authorize(&gw, &headers, op).await?;
-    let session = gw.store.session(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))?;
+    let session =
+        gw.store.session(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))?;
     calls::end_call(&gw, &session).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,10 +13,11 @@ use super::{CamaraJson, GatewayState, OperationContext, authorize};
 use crate::app::Gateway;
 use crate::error::{ApiError, ErrorInfo};
 use crate::model::{
-    SinkCredential, SubscriptionConfig, SubscriptionDetail, SubscriptionRequest, SubscriptionResponse, SubscriptionUpdate,
+    SinkCredential, SubscriptionConfig, SubscriptionDetail, SubscriptionRequest, SubscriptionResponse,
+    SubscriptionUpdate,
 };
-use crate::store::SinkCredential as StoredCredential;
 use crate::notify::{GatewayEvent, SUBSCRIBABLE_TYPES, SUBSCRIPTION_ENDED};
+use crate::store::SinkCredential as StoredCredential;
 use crate::store::Subscription;
 use crate::validate;
 
@@ -103,13 +104,17 @@ pub(super) async fn update(
         .map(|t| validate::date_time("config.subscriptionExpireTime", t))
         .transpose()?;
     if body.sink_credential.is_none() && expires_at.is_none() {
-        return Err(ApiError::invalid_argument("Nothing to update: give sinkCredential and/or config.subscriptionExpireTime"));
+        return Err(ApiError::invalid_argument(
+            "Nothing to update: give sinkCredential and/or config.subscriptionExpireTime",
+        ));
     }
     let mut op = OperationContext::new(API, "updateNotificationChannelSubscription", "PUT");
     op.path_ids.push(("subscriptionId", &id));
     let caller = authorize(&gw, &headers, op).await?;
-    let current =
-        gw.store.subscription(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Subscription not found"))?;
+    let current = gw
+        .store
+        .subscription(&id, &caller.phone_number)?
+        .ok_or_else(|| ApiError::not_found("Subscription not found"))?;
     if config.subscription_detail.as_ref().is_some_and(|d| d.device_id != current.device_id) {
         return Err(ApiError::invalid_argument("config.subscriptionDetail.deviceId cannot be changed"));
     }
@@ -162,16 +167,27 @@ pub(super) async fn create(
 }
 
 #[utoipa::path(get, path = "/webrtc-events/v0.2/subscriptions/{subscriptionId}", tag = "webrtc-events", operation_id = "retrieveNotificationChannelSubscription", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("subscriptionId" = String, Path)), responses((status = 200, description = "The subscription", body = SubscriptionResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-events:read"])))]
-pub(super) async fn read(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub(super) async fn read(
+    gw: GatewayState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let mut op = OperationContext::new(API, "retrieveNotificationChannelSubscription", "GET");
     op.path_ids.push(("subscriptionId", &id));
     let caller = authorize(&gw, &headers, op).await?;
-    let s = gw.store.subscription(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Subscription not found"))?;
+    let s = gw
+        .store
+        .subscription(&id, &caller.phone_number)?
+        .ok_or_else(|| ApiError::not_found("Subscription not found"))?;
     Ok(Json(response(&s)))
 }
 
 #[utoipa::path(delete, path = "/webrtc-events/v0.2/subscriptions/{subscriptionId}", tag = "webrtc-events", operation_id = "deleteNotificationChannelSubscription", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("subscriptionId" = String, Path)), responses((status = 202, description = "Deleted; subscription-ended follows"), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-events:delete"])))]
-pub(super) async fn remove(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub(super) async fn remove(
+    gw: GatewayState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let mut op = OperationContext::new(API, "deleteNotificationChannelSubscription", "DELETE");
     op.path_ids.push(("subscriptionId", &id));
     let caller = authorize(&gw, &headers, op).await?;

@@ -34,7 +34,11 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route(openapi::PATH, get(openapi::serve))
         .fallback(|| async { ApiError::not_found("The requested resource does not exist") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "The method is not allowed on this resource")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "The method is not allowed on this resource",
+            )
         })
         .layer(middleware::from_fn(correlator))
         .with_state(gw)
@@ -44,10 +48,11 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 async fn correlator(request: Request, next: Next) -> Response {
     let value = request.headers().get("x-correlator").cloned();
     if let Some(v) = &value
-        && !v.to_str().is_ok_and(validate::correlator_is_valid) {
-            return ApiError::invalid_argument("x-correlator does not match ^[a-zA-Z0-9-_:;.\\/<>{}]{0,256}$")
-                .into_response();
-        }
+        && !v.to_str().is_ok_and(validate::correlator_is_valid)
+    {
+        return ApiError::invalid_argument("x-correlator does not match ^[a-zA-Z0-9-_:;.\\/<>{}]{0,256}$")
+            .into_response();
+    }
     let mut response = next.run(request).await;
     if let Some(v) = value {
         response.headers_mut().insert("x-correlator", v);
@@ -96,7 +101,12 @@ impl OperationContext<'_> {
             operation_id,
             method,
             path_ids: Vec::new(),
-            fields: RequestFields { device_id: None, registration_id: None, addresses: Vec::new(), event_types: Vec::new() },
+            fields: RequestFields {
+                device_id: None,
+                registration_id: None,
+                addresses: Vec::new(),
+                event_types: Vec::new(),
+            },
         }
     }
 }
@@ -109,7 +119,9 @@ pub async fn authorize(gw: &Gateway, headers: &HeaderMap, op: OperationContext<'
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::unauthenticated("Request not authenticated due to missing, invalid, or expired credentials."))?;
+        .ok_or_else(|| {
+            ApiError::unauthenticated("Request not authenticated due to missing, invalid, or expired credentials.")
+        })?;
     let verified = gw.verifier.verify(token).await.map_err(|e| match e {
         camara_auth::AuthError::KeySource(why) => {
             tracing::warn!("tokens cannot be verified: {why}");
@@ -168,7 +180,9 @@ pub async fn authorize(gw: &Gateway, headers: &HeaderMap, op: OperationContext<'
                 "The access token does not identify a subscriber phone number",
             )),
         },
-        Decision::Deny(CamaraError { status, code, message }) => Err(ApiError::from_plugin_decision(status, code, message)),
+        Decision::Deny(CamaraError { status, code, message }) => {
+            Err(ApiError::from_plugin_decision(status, code, message))
+        }
     }
 }
 

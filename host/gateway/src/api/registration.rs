@@ -7,13 +7,13 @@ use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use chrono::{Duration, Utc};
 use camara_plugin_host::mapping::RegistrationRequest as MappingRequest;
+use chrono::{Duration, Utc};
 
 use super::{CamaraJson, GatewayState, OperationContext, authorize};
 use crate::app::Gateway;
-use crate::error::{ApiError, ErrorInfo};
 use crate::config::RegistrationPolicy;
+use crate::error::{ApiError, ErrorInfo};
 use crate::model::{RegistrationInfo, RegistrationRequest, RegistrationResponse, RegistrationUpdate};
 use crate::store::Registration;
 use crate::validate;
@@ -41,7 +41,11 @@ pub(super) async fn create(
     CamaraJson(body): CamaraJson<RegistrationRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     validate::uuid("deviceId", &body.device_id)?;
-    let requested = body.registration_expire_time.as_deref().map(|t| validate::date_time("registrationExpireTime", t)).transpose()?;
+    let requested = body
+        .registration_expire_time
+        .as_deref()
+        .map(|t| validate::date_time("registrationExpireTime", t))
+        .transpose()?;
     let mut op = OperationContext::new(API, "createRegistration", "POST");
     op.fields.device_id = Some(body.device_id.clone());
     let caller = authorize(&gw, &headers, op).await?;
@@ -104,8 +108,13 @@ pub(super) struct ListQuery {
 }
 
 #[utoipa::path(get, path = "/webrtc-registration/v0.3/sessions", tag = "webrtc-registration", operation_id = "getRegistrationsByDeviceId", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("deviceId" = String, Query, description = "The device")), responses((status = 200, description = "The caller's registrations of the device", body = Vec<RegistrationResponse>), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo)), security(("openId" = ["webrtc-registration:sessions:read"])))]
-pub(super) async fn list(gw: GatewayState, headers: HeaderMap, Query(query): Query<ListQuery>) -> Result<impl IntoResponse, ApiError> {
-    let device_id = query.device_id.ok_or_else(|| ApiError::invalid_argument("The deviceId query parameter is required"))?;
+pub(super) async fn list(
+    gw: GatewayState,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let device_id =
+        query.device_id.ok_or_else(|| ApiError::invalid_argument("The deviceId query parameter is required"))?;
     validate::uuid("deviceId", &device_id)?;
     let mut op = OperationContext::new(API, "getRegistrationsByDeviceId", "GET");
     op.fields.device_id = Some(device_id.clone());
@@ -122,7 +131,11 @@ pub(super) async fn update(
     Path(id): Path<String>,
     CamaraJson(body): CamaraJson<RegistrationUpdate>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let requested = body.registration_expire_time.as_deref().map(|t| validate::date_time("registrationExpireTime", t)).transpose()?;
+    let requested = body
+        .registration_expire_time
+        .as_deref()
+        .map(|t| validate::date_time("registrationExpireTime", t))
+        .transpose()?;
     let mut op = OperationContext::new(API, "updateRegistrationById", "PUT");
     op.path_ids.push(("registrationId", &id));
     op.fields.registration_id = Some(id.clone());
@@ -136,18 +149,28 @@ pub(super) async fn update(
 }
 
 #[utoipa::path(get, path = "/webrtc-registration/v0.3/sessions/{registrationId}", tag = "webrtc-registration", operation_id = "getRegistrationById", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("registrationId" = String, Path)), responses((status = 200, description = "The registration", body = RegistrationResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-registration:sessions:read"])))]
-pub(super) async fn read(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub(super) async fn read(
+    gw: GatewayState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let mut op = OperationContext::new(API, "getRegistrationById", "GET");
     op.path_ids.push(("registrationId", &id));
     op.fields.registration_id = Some(id.clone());
     let caller = authorize(&gw, &headers, op).await?;
-    let registration =
-        gw.store.registration(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Registration not found"))?;
+    let registration = gw
+        .store
+        .registration(&id, &caller.phone_number)?
+        .ok_or_else(|| ApiError::not_found("Registration not found"))?;
     Ok(axum::Json(response(&registration)))
 }
 
 #[utoipa::path(delete, path = "/webrtc-registration/v0.3/sessions/{registrationId}", tag = "webrtc-registration", operation_id = "deleteRegistrationById", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("registrationId" = String, Path)), responses((status = 204, description = "Deleted"), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-registration:sessions:delete"])))]
-pub(super) async fn remove(gw: GatewayState, headers: HeaderMap, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub(super) async fn remove(
+    gw: GatewayState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let mut op = OperationContext::new(API, "deleteRegistrationById", "DELETE");
     op.path_ids.push(("registrationId", &id));
     op.fields.registration_id = Some(id.clone());

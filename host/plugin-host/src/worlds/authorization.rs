@@ -7,13 +7,13 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize, serde::Deserialize],
 });
 
+pub use camara::gateway::types::CamaraError;
 pub use exports::camara::gateway::policy::{
     AuthorizationRequest, Decision, Operation, RequestFields, Subscriber, TokenClaims,
 };
-pub use camara::gateway::types::CamaraError;
 
-use crate::runtime::{LoadedPlugin, PluginKind, PluginRuntime, PluginSpec};
 use crate::PluginError;
+use crate::runtime::{LoadedPlugin, PluginKind, PluginRuntime, PluginSpec};
 
 super::plugin_world!(AuthorizationWorld, PluginKind::Authorization, AuthorizationPolicy, AuthorizationPolicyPre);
 

@@ -18,8 +18,8 @@ pub use exports::camara::gateway::mapping::{
     RegistrationRequest, SipEvent, SipRejection, SipRequest, SipResponse, StatusUpdate,
 };
 
-use crate::runtime::{LoadedPlugin, PluginKind, PluginRuntime, PluginSpec};
 use crate::PluginError;
+use crate::runtime::{LoadedPlugin, PluginKind, PluginRuntime, PluginSpec};
 
 super::plugin_world!(MappingWorld, PluginKind::ApiMapping, ApiMapping, ApiMappingPre);
 

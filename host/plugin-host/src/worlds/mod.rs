@@ -14,7 +14,9 @@ macro_rules! plugin_world {
             type Pre = $pre<crate::state::CallState>;
             type Instance = $bindings;
 
-            fn add_to_linker(linker: &mut wasmtime::component::Linker<crate::state::CallState>) -> wasmtime::Result<()> {
+            fn add_to_linker(
+                linker: &mut wasmtime::component::Linker<crate::state::CallState>,
+            ) -> wasmtime::Result<()> {
                 $bindings::add_to_linker::<_, wasmtime::component::HasSelf<crate::state::CallState>>(linker, |s| s)
             }
 

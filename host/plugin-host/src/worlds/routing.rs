@@ -16,8 +16,8 @@ pub use exports::camara::gateway::routing::{
     Delivery, DeliveryFailure, Event, FailureKind, RetryDecision, Subscription,
 };
 
-use crate::runtime::{LoadedPlugin, PluginKind, PluginRuntime, PluginSpec};
 use crate::PluginError;
+use crate::runtime::{LoadedPlugin, PluginKind, PluginRuntime, PluginSpec};
 
 super::plugin_world!(RoutingWorld, PluginKind::NotificationRouting, NotificationRouting, NotificationRoutingPre);
 

@@ -9,7 +9,6 @@ wit_bindgen::generate!({
     path: "../../../wit",
 });
 
-
 use exports::camara::gateway::policy::{AuthorizationRequest, Decision, Guest as PolicyGuest, Subscriber};
 
 struct FaultyPolicy;
