@@ -294,24 +294,9 @@ pub fn sipp_available() -> bool {
 impl Sipp {
     /// Starts sipp as a UAS with `scenario` on a free loopback port over `transport`.
     pub async fn uas(scenario: &str, transport: SipTransportName) -> Sipp {
-        let dir = TempDir::new("sipp");
-        let port = free_port();
-        let message_log = dir.0.join("messages.log");
-        let child = tokio::process::Command::new("sipp")
-            .current_dir(&dir.0)
-            .arg("-sf")
-            .arg(repo_root().join("tests/sipp").join(scenario))
-            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-t", if transport == SipTransportName::Tcp { "t1" } else { "u1" }])
-            .args(["-m", "1", "-timeout", "30s", "-timeout_error", "-nostdin", "-trace_msg", "-trace_err"])
-            .arg("-message_file")
-            .arg(&message_log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("sipp starts");
+        let sipp = Sipp::spawn(scenario, transport, None);
         // Wait until sipp listens.
+        let port = sipp.addr.port();
         for _ in 0..100 {
             let bound = match transport {
                 SipTransportName::Udp => std::net::UdpSocket::bind(("127.0.0.1", port)).is_err(),
@@ -322,29 +307,35 @@ impl Sipp {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Sipp { addr: SocketAddr::from(([127, 0, 0, 1], port)), child, message_log, _dir: dir }
+        sipp
     }
 
     /// Starts sipp as a UAC playing `scenario` towards `target` (one call).
     pub async fn uac(scenario: &str, target: SocketAddr, transport: SipTransportName) -> Sipp {
+        Sipp::spawn(scenario, transport, Some(target))
+    }
+
+    fn spawn(scenario: &str, transport: SipTransportName, target: Option<SocketAddr>) -> Sipp {
         let dir = TempDir::new("sipp");
         let port = free_port();
         let message_log = dir.0.join("messages.log");
-        let child = tokio::process::Command::new("sipp")
+        let mut command = tokio::process::Command::new("sipp");
+        command
             .current_dir(&dir.0)
             .arg("-sf")
             .arg(repo_root().join("tests/sipp").join(scenario))
             .args(["-i", "127.0.0.1", "-p", &port.to_string()])
             .args(["-t", if transport == SipTransportName::Tcp { "t1" } else { "u1" }])
-            .args(["-m", "1", "-timeout", "20s", "-timeout_error", "-nostdin", "-trace_msg", "-trace_err"])
+            .args(["-m", "1", "-timeout", "30s", "-timeout_error", "-nostdin", "-trace_msg", "-trace_err"])
             .arg("-message_file")
             .arg(&message_log)
-            .arg(target.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("sipp starts");
+            .kill_on_drop(true);
+        if let Some(target) = target {
+            command.arg(target.to_string());
+        }
+        let child = command.spawn().expect("sipp starts");
         Sipp { addr: SocketAddr::from(([127, 0, 0, 1], port)), child, message_log, _dir: dir }
     }
 

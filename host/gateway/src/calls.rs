@@ -215,6 +215,8 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
         CallEvent::Timeout => Some(SipEvent::Timeout),
         // Handled by `on_incoming`; an incoming call has no session before it is offered.
         CallEvent::Incoming { .. } => None,
+        // A REGISTER binding, not a call: no session to update.
+        CallEvent::Registration(_) => None,
         CallEvent::Terminated => session.local_hangup.clone().map(SipEvent::LocalHangup),
     };
     let update = match sip_event {

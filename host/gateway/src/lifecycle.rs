@@ -8,7 +8,7 @@ use camara_store::SubscriptionEnd;
 use chrono::Utc;
 
 use crate::app::Gateway;
-use crate::notify::{GatewayEvent, REGISTRATION_ENDS, SUBSCRIPTION_ENDED};
+use crate::notify::{GatewayEvent, REGISTRATION_ENDS};
 
 /// How often due expiries are looked for.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -70,18 +70,7 @@ pub async fn sweep(gw: &Gateway) {
                 };
                 if let Ok(Some(s)) = backend.remove_subscription(&ending.subscription.id) {
                     tracing::info!(subscription = s.id, reason, "subscription ended");
-                    let event = GatewayEvent {
-                        event_type: SUBSCRIPTION_ENDED,
-                        data: serde_json::json!({
-                            "subscriptionId": s.id,
-                            "terminationReason": reason,
-                            "terminationDescription": description,
-                        }),
-                        media_session_id: None,
-                        registration_id: None,
-                        device_id: Some(s.device_id.clone()),
-                        phone_number: Some(s.owner_phone_number.clone()),
-                    };
+                    let event = GatewayEvent::subscription_ended(&s, reason, description);
                     gw.notifier.publish(event, std::slice::from_ref(&s)).await;
                     gw.notifier.close(&s.id);
                 }

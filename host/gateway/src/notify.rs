@@ -36,6 +36,24 @@ pub struct GatewayEvent {
     pub phone_number: Option<String>,
 }
 
+impl GatewayEvent {
+    /// `subscription-ended` for `subscription`, with a CAMARA `TerminationReason`.
+    pub fn subscription_ended(subscription: &Subscription, reason: &str, description: &str) -> Self {
+        GatewayEvent {
+            event_type: SUBSCRIPTION_ENDED,
+            data: serde_json::json!({
+                "subscriptionId": subscription.id,
+                "terminationReason": reason,
+                "terminationDescription": description,
+            }),
+            media_session_id: None,
+            registration_id: None,
+            device_id: Some(subscription.device_id.clone()),
+            phone_number: Some(subscription.owner_phone_number.clone()),
+        }
+    }
+}
+
 /// One outbox entry on its way.
 struct Job {
     id: u64,

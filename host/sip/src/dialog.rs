@@ -10,8 +10,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::message::{
-    Headers, Message, Method, Request, Response, SipHeaders, Transmit, name_addr_uri, new_branch,
-    uri_socket_addr,
+    Headers, Message, Method, Request, Response, SipHeaders, Transmit, name_addr_uri, new_branch, uri_socket_addr,
 };
 use crate::transaction::{ClientOutput, InviteClient, NonInviteClient, TimerConfig};
 use crate::{CallEvent, HangupKind, NameAddr, OutgoingInvite, SipError, Transport};
@@ -111,12 +110,7 @@ pub struct UacCall {
 
 impl UacCall {
     /// Validates the caller's input and starts the INVITE transaction.
-    pub fn new(
-        invite: &OutgoingInvite,
-        setup: CallSetup,
-        timers: TimerConfig,
-        now: Instant,
-    ) -> Result<Self, SipError> {
+    pub fn new(invite: &OutgoingInvite, setup: CallSetup, timers: TimerConfig, now: Instant) -> Result<Self, SipError> {
         let request = build_invite(invite, &setup)?;
         let invite_tx = InviteClient::new(request, invite.transport.is_reliable(), timers, now);
         let mut call = Self {
@@ -168,10 +162,7 @@ impl UacCall {
     /// Whether an in-dialog request with these tags belongs to this call.
     pub fn matches_dialog(&self, local_tag: &str, remote_tag: &str) -> bool {
         local_tag == self.setup.local_tag
-            && (self
-                .confirmed
-                .as_ref()
-                .is_some_and(|p| p.remote_tag == remote_tag)
+            && (self.confirmed.as_ref().is_some_and(|p| p.remote_tag == remote_tag)
                 || self.early_tags.contains(remote_tag))
     }
 
@@ -209,18 +200,14 @@ impl UacCall {
         };
         let branch = response.top_via().and_then(|v| v.branch);
         if method == Method::Invite {
-            if branch.as_deref() == Some(self.setup.branch.as_str())
-                && !self.invite_tx.is_terminated()
-            {
+            if branch.as_deref() == Some(self.setup.branch.as_str()) && !self.invite_tx.is_terminated() {
                 self.invite_tx.handle_response(response, now);
             } else if (200..300).contains(&response.status) {
                 // A 2xx retransmission after the transaction ended still needs its ACK.
                 self.on_invite_2xx(response, now);
             }
-        } else if let Some(ctx) = self
-            .client_txs
-            .iter_mut()
-            .find(|c| c.method == method && Some(&c.branch) == branch.as_ref())
+        } else if let Some(ctx) =
+            self.client_txs.iter_mut().find(|c| c.method == method && Some(&c.branch) == branch.as_ref())
         {
             ctx.tx.handle_response(response, now);
         } else {
@@ -332,9 +319,7 @@ impl UacCall {
                 let (purpose, dest) = (self.client_txs[i].purpose, self.client_txs[i].dest);
                 match out {
                     ClientOutput::Transmit(request) => self.transmit(dest, request),
-                    ClientOutput::Response(response) => {
-                        self.on_client_tx_response(purpose, &response)
-                    }
+                    ClientOutput::Response(response) => self.on_client_tx_response(purpose, &response),
                     ClientOutput::Timeout => {
                         tracing::warn!(call_id = %self.setup.call_id, ?purpose, "request timed out");
                         if purpose == Purpose::Bye {
@@ -386,10 +371,7 @@ impl UacCall {
         if let Some(tag) = &tag {
             self.early_tags.insert(tag.clone());
         }
-        let rseq = response
-            .headers
-            .get("RSeq")
-            .and_then(|v| v.trim().parse::<u32>().ok());
+        let rseq = response.headers.get("RSeq").and_then(|v| v.trim().parse::<u32>().ok());
         let reliable = response.headers.has_option_tag("Require", "100rel");
         match (reliable, rseq, &tag) {
             (true, Some(rseq), Some(tag)) => {
@@ -418,10 +400,7 @@ impl UacCall {
     }
 
     fn report_unreliable(&mut self, response: &Response, tag: Option<String>) {
-        if self
-            .seen_provisionals
-            .insert((response.status, tag, response.body.clone()))
-        {
+        if self.seen_provisionals.insert((response.status, tag, response.body.clone())) {
             self.emit(response_event(response, false));
         }
     }
@@ -472,15 +451,9 @@ impl UacCall {
     }
 
     fn send_prack(&mut self, peer: &Peer, rseq: u32, now: Instant) {
-        self.start_client_tx_with(
-            Purpose::Prack,
-            Method::PRack,
-            peer,
-            now,
-            |headers, invite_cseq| {
-                headers.push("RAck", format!("{rseq} {invite_cseq} INVITE"));
-            },
-        );
+        self.start_client_tx_with(Purpose::Prack, Method::PRack, peer, now, |headers, invite_cseq| {
+            headers.push("RAck", format!("{rseq} {invite_cseq} INVITE"));
+        });
     }
 
     fn send_bye(&mut self, now: Instant) {
@@ -508,12 +481,7 @@ impl UacCall {
             }
         }
         headers.push("CSeq", format!("{} CANCEL", self.invite_cseq));
-        let cancel = Request {
-            method: Method::Cancel,
-            uri: invite.uri.clone(),
-            headers,
-            body: Vec::new(),
-        };
+        let cancel = Request { method: Method::Cancel, uri: invite.uri.clone(), headers, body: Vec::new() };
         let tx = NonInviteClient::new(cancel, self.transport.is_reliable(), self.timers, now);
         self.client_txs.push(ClientTx {
             purpose: Purpose::Cancel,
@@ -543,13 +511,7 @@ impl UacCall {
         extra(&mut request.headers, self.invite_cseq);
         let dest = self.peer_destination(peer);
         let tx = NonInviteClient::new(request, self.transport.is_reliable(), self.timers, now);
-        self.client_txs.push(ClientTx {
-            purpose,
-            method,
-            branch,
-            dest,
-            tx,
-        });
+        self.client_txs.push(ClientTx { purpose, method, branch, dest, tx });
     }
 
     fn setup_request_uri(&self) -> String {
@@ -581,21 +543,13 @@ impl UacCall {
         headers.push("To", format!("{to};tag={}", peer.remote_tag));
         headers.push("Call-ID", self.setup.call_id.as_str());
         headers.push("CSeq", format!("{cseq} {method}"));
-        Request {
-            method,
-            uri: peer.remote_target.clone(),
-            headers,
-            body: Vec::new(),
-        }
+        Request { method, uri: peer.remote_target.clone(), headers, body: Vec::new() }
     }
 
     /// Next hop of an in-dialog request: the first Route, else the remote
     /// target. Hosts that need DNS fall back to the configured next hop.
     fn peer_destination(&self, peer: &Peer) -> SocketAddr {
-        let uri = peer
-            .route_set
-            .first()
-            .map_or(peer.remote_target.as_str(), |r| name_addr_uri(r));
+        let uri = peer.route_set.first().map_or(peer.remote_target.as_str(), |r| name_addr_uri(r));
         uri_socket_addr(uri).unwrap_or_else(|| {
             tracing::debug!(uri, next_hop = %self.next_hop, "target host is not an IP literal; using the next hop");
             self.next_hop
@@ -607,11 +561,7 @@ impl Peer {
     /// RFC 3261 s.12.1.2: route set is the Record-Route reversed; the remote
     /// target is the Contact (the request-URI if the UAS sent none).
     fn from_response(response: &Response, tag: &str, fallback_target: &str) -> Peer {
-        let mut route_set: Vec<String> = response
-            .headers
-            .get_all("Record-Route")
-            .map(str::to_string)
-            .collect();
+        let mut route_set: Vec<String> = response.headers.get_all("Record-Route").map(str::to_string).collect();
         route_set.reverse();
         let remote_target = response
             .headers
@@ -620,51 +570,29 @@ impl Peer {
             .filter(|u| !u.is_empty())
             .unwrap_or(fallback_target)
             .to_string();
-        Peer {
-            remote_tag: tag.to_string(),
-            remote_target,
-            route_set,
-        }
+        Peer { remote_tag: tag.to_string(), remote_target, route_set }
     }
 }
 
 fn response_event(response: &Response, reliable: bool) -> CallEvent {
-    CallEvent::Response {
-        status: response.status,
-        reason: response.reason.clone(),
-        sdp: response.sdp(),
-        reliable,
-    }
+    CallEvent::Response { status: response.status, reason: response.reason.clone(), sdp: response.sdp(), reliable }
 }
 
 fn invalid_uri(uri: &str, reason: impl Into<String>) -> SipError {
-    SipError::InvalidUri {
-        uri: uri.to_string(),
-        reason: reason.into(),
-    }
+    SipError::InvalidUri { uri: uri.to_string(), reason: reason.into() }
 }
 
 /// Any URI that will be written between angle brackets or on the request line.
-fn check_uri(uri: &str) -> Result<(), SipError> {
-    if uri.is_empty()
-        || uri
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "<>\"".contains(c))
-    {
-        return Err(invalid_uri(
-            uri,
-            "empty, or contains whitespace, control characters, quotes or angle brackets",
-        ));
+pub(crate) fn check_uri(uri: &str) -> Result<(), SipError> {
+    if uri.is_empty() || uri.chars().any(|c| c.is_whitespace() || c.is_control() || "<>\"".contains(c)) {
+        return Err(invalid_uri(uri, "empty, or contains whitespace, control characters, quotes or angle brackets"));
     }
     let Some((scheme, _)) = uri.split_once(':') else {
         return Err(invalid_uri(uri, "missing scheme"));
     };
     if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
         rsip::Uri::try_from(uri).map_err(|e| invalid_uri(uri, e.to_string()))?;
-    } else if !scheme
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-    {
+    } else if !scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) {
         return Err(invalid_uri(uri, "invalid scheme"));
     }
     Ok(())
@@ -672,24 +600,14 @@ fn check_uri(uri: &str) -> Result<(), SipError> {
 
 fn check_name_addr(value: &NameAddr) -> Result<(), SipError> {
     check_uri(&value.uri)?;
-    if value
-        .display_name
-        .as_deref()
-        .is_some_and(|n| n.chars().any(char::is_control))
-    {
-        return Err(SipError::InvalidHeader {
-            name: "display name".into(),
-            reason: "control characters".into(),
-        });
+    if value.display_name.as_deref().is_some_and(|n| n.chars().any(char::is_control)) {
+        return Err(SipError::InvalidHeader { name: "display name".into(), reason: "control characters".into() });
     }
     Ok(())
 }
 
 fn check_header(name: &str, value: &str) -> Result<(), SipError> {
-    let invalid = |reason: &str| SipError::InvalidHeader {
-        name: name.to_string(),
-        reason: reason.to_string(),
-    };
+    let invalid = |reason: &str| SipError::InvalidHeader { name: name.to_string(), reason: reason.to_string() };
     let is_token = |c: char| c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c);
     if name.is_empty() || !name.chars().all(is_token) {
         return Err(invalid("name is not a token"));
@@ -708,10 +626,7 @@ fn build_invite(invite: &OutgoingInvite, setup: &CallSetup) -> Result<Request, S
     let request_uri = &invite.request_uri;
     check_uri(request_uri)?;
     if !request_uri.to_ascii_lowercase().starts_with("sip") {
-        return Err(invalid_uri(
-            request_uri,
-            "the request-URI must be a SIP URI",
-        ));
+        return Err(invalid_uri(request_uri, "the request-URI must be a SIP URI"));
     }
     check_name_addr(&invite.from)?;
     check_name_addr(&invite.to)?;
@@ -727,26 +642,13 @@ fn build_invite(invite: &OutgoingInvite, setup: &CallSetup) -> Result<Request, S
 
     let (host, port, transport) = (&setup.local_host, setup.local_port, invite.transport);
     let mut headers = Headers::default();
-    headers.push(
-        "Via",
-        format!(
-            "SIP/2.0/{} {host}:{port};branch={}",
-            transport.via_name(),
-            setup.branch
-        ),
-    );
+    headers.push("Via", format!("SIP/2.0/{} {host}:{port};branch={}", transport.via_name(), setup.branch));
     headers.push("Max-Forwards", "70");
-    headers.push(
-        "From",
-        format!("{};tag={}", invite.from.to_header_value(), setup.local_tag),
-    );
+    headers.push("From", format!("{};tag={}", invite.from.to_header_value(), setup.local_tag));
     headers.push("To", invite.to.to_header_value());
     headers.push("Call-ID", setup.call_id.as_str());
     headers.push("CSeq", "1 INVITE");
-    headers.push(
-        "Contact",
-        format!("<sip:{host}:{port};transport={}>", transport.uri_param()),
-    );
+    headers.push("Contact", format!("<sip:{host}:{port};transport={}>", transport.uri_param()));
     if let Some(pai) = &invite.p_asserted_identity {
         headers.push("P-Asserted-Identity", pai.to_header_value());
     }
@@ -768,12 +670,7 @@ fn build_invite(invite: &OutgoingInvite, setup: &CallSetup) -> Result<Request, S
         }
         None => Vec::new(),
     };
-    Ok(Request {
-        method: Method::Invite,
-        uri: request_uri.clone(),
-        headers,
-        body,
-    })
+    Ok(Request { method: Method::Invite, uri: request_uri.clone(), headers, body })
 }
 
 #[cfg(test)]
@@ -793,14 +690,8 @@ mod tests {
                 display_name: Some("Alice".into()),
                 uri: "sip:+818000000001@operator.com;user=phone".into(),
             },
-            to: NameAddr {
-                display_name: None,
-                uri: "sip:+818000000002@tn.operator.com;user=phone".into(),
-            },
-            p_asserted_identity: Some(NameAddr {
-                display_name: None,
-                uri: "tel:+818000000001".into(),
-            }),
+            to: NameAddr { display_name: None, uri: "sip:+818000000002@tn.operator.com;user=phone".into() },
+            p_asserted_identity: Some(NameAddr { display_name: None, uri: "tel:+818000000001".into() }),
             privacy: None,
             extra_headers: vec![("X-Correlator".into(), "abc".into())],
             sdp: Some("v=0\r\n".into()),
@@ -828,16 +719,11 @@ mod tests {
     impl Harness {
         fn new(transport: Transport) -> (Self, Request) {
             let now = Instant::now();
-            let mut call =
-                UacCall::new(&outgoing(transport), setup(), TimerConfig::default(), now).unwrap();
+            let mut call = UacCall::new(&outgoing(transport), setup(), TimerConfig::default(), now).unwrap();
             let sent = drain(&mut call);
-            let [CallOutput::Transmit(t)] = sent.as_slice() else {
-                panic!("{sent:?}")
-            };
+            let [CallOutput::Transmit(t)] = sent.as_slice() else { panic!("{sent:?}") };
             assert_eq!(t.dest, NEXT_HOP.parse().unwrap());
-            let Message::Request(invite) = t.message.clone() else {
-                panic!()
-            };
+            let Message::Request(invite) = t.message.clone() else { panic!() };
             (Self { call, now }, invite)
         }
 
@@ -855,11 +741,7 @@ mod tests {
         outputs
             .iter()
             .filter_map(|o| match o {
-                CallOutput::Transmit(Transmit {
-                    dest,
-                    message: Message::Request(r),
-                    ..
-                }) => Some((*dest, r.clone())),
+                CallOutput::Transmit(Transmit { dest, message: Message::Request(r), .. }) => Some((*dest, r.clone())),
                 _ => None,
             })
             .collect()
@@ -880,17 +762,9 @@ mod tests {
         let tag = (status > 100).then_some("a6c85cf");
         let mut r = response_to(req, status, reason, tag);
         if status > 100 {
-            r.headers.push(
-                "Contact",
-                format!("<sip:+818000000002@{UAS};transport=tcp>"),
-            );
-            r.headers.push(
-                "Record-Route",
-                "<sip:198.51.100.20;lr>, <sip:198.51.100.21;lr>".to_string(),
-            );
-            r.headers = crate::message::parse(&r.to_bytes())
-                .map(|m| m.headers().clone())
-                .unwrap();
+            r.headers.push("Contact", format!("<sip:+818000000002@{UAS};transport=tcp>"));
+            r.headers.push("Record-Route", "<sip:198.51.100.20;lr>, <sip:198.51.100.21;lr>".to_string());
+            r.headers = crate::message::parse(&r.to_bytes()).map(|m| m.headers().clone()).unwrap();
         }
         if let Some(rseq) = rseq {
             r.headers.push("Require", "100rel");
@@ -930,19 +804,12 @@ mod tests {
         let now = Instant::now();
         let mut bad = outgoing(Transport::Udp);
         bad.request_uri = "sip:bob@ex ample.com".into();
-        assert!(matches!(
-            UacCall::new(&bad, setup(), TimerConfig::default(), now),
-            Err(SipError::InvalidUri { .. })
-        ));
+        assert!(matches!(UacCall::new(&bad, setup(), TimerConfig::default(), now), Err(SipError::InvalidUri { .. })));
         let mut bad = outgoing(Transport::Udp);
         bad.to.uri = "<sip:x>".into();
-        assert!(matches!(
-            UacCall::new(&bad, setup(), TimerConfig::default(), now),
-            Err(SipError::InvalidUri { .. })
-        ));
+        assert!(matches!(UacCall::new(&bad, setup(), TimerConfig::default(), now), Err(SipError::InvalidUri { .. })));
         let mut bad = outgoing(Transport::Udp);
-        bad.extra_headers
-            .push(("X-Bad".into(), "a\r\nVia: evil".into()));
+        bad.extra_headers.push(("X-Bad".into(), "a\r\nVia: evil".into()));
         assert!(matches!(
             UacCall::new(&bad, setup(), TimerConfig::default(), now),
             Err(SipError::InvalidHeader { .. })
@@ -955,28 +822,16 @@ mod tests {
         let out = h.respond(uas_response(&invite, 100, "Trying", None));
         assert_eq!(
             events(&out),
-            [CallEvent::Response {
-                status: 100,
-                reason: "Trying".into(),
-                sdp: None,
-                reliable: false
-            }]
+            [CallEvent::Response { status: 100, reason: "Trying".into(), sdp: None, reliable: false }]
         );
 
         let out = h.respond(uas_response(&invite, 183, "Session Progress", Some(1)));
         assert_eq!(
             events(&out),
-            [CallEvent::Response {
-                status: 183,
-                reason: "Session Progress".into(),
-                sdp: None,
-                reliable: true
-            }]
+            [CallEvent::Response { status: 183, reason: "Session Progress".into(), sdp: None, reliable: true }]
         );
         let sent = requests(&out);
-        let [(dest, prack)] = sent.as_slice() else {
-            panic!("{out:?}")
-        };
+        let [(dest, prack)] = sent.as_slice() else { panic!("{out:?}") };
         // First Route (the reversed Record-Route) is the next hop.
         assert_eq!(*dest, "198.51.100.21:5060".parse().unwrap());
         assert_eq!(prack.method, Method::PRack);
@@ -991,17 +846,7 @@ mod tests {
         );
         assert_eq!(
             header_names(prack),
-            [
-                "Via",
-                "Max-Forwards",
-                "Route",
-                "Route",
-                "From",
-                "To",
-                "Call-ID",
-                "CSeq",
-                "RAck"
-            ]
+            ["Via", "Max-Forwards", "Route", "Route", "From", "To", "Call-ID", "CSeq", "RAck"]
         );
         let prack_branch = prack.top_via().and_then(|v| v.branch).unwrap();
         assert!(prack_branch.starts_with("z9hG4bK") && prack_branch != "z9hG4bK776asdhds");
@@ -1029,25 +874,15 @@ mod tests {
         let out = h.respond(ok.clone());
         assert_eq!(
             events(&out),
-            [CallEvent::Response {
-                status: 200,
-                reason: "OK".into(),
-                sdp: Some("v=0\r\n".into()),
-                reliable: false
-            }]
+            [CallEvent::Response { status: 200, reason: "OK".into(), sdp: Some("v=0\r\n".into()), reliable: false }]
         );
         let sent = requests(&out);
-        let [(dest, ack)] = sent.as_slice() else {
-            panic!("{out:?}")
-        };
+        let [(dest, ack)] = sent.as_slice() else { panic!("{out:?}") };
         assert_eq!(*dest, "198.51.100.21:5060".parse().unwrap());
         assert_eq!(ack.method, Method::Ack);
         assert_eq!(ack.uri, format!("sip:+818000000002@{UAS};transport=tcp"));
         assert_eq!(ack.headers.get("CSeq"), Some("1 ACK"));
-        assert_ne!(
-            ack.top_via().and_then(|v| v.branch).as_deref(),
-            Some("z9hG4bK776asdhds")
-        );
+        assert_ne!(ack.top_via().and_then(|v| v.branch).as_deref(), Some("z9hG4bK776asdhds"));
         assert_eq!(h.call.phase(), CallPhase::Confirmed);
 
         // Retransmitted 2xx: same ACK again, no new event.
@@ -1067,23 +902,12 @@ mod tests {
         let (mut h, invite) = Harness::new(Transport::Udp);
         h.respond(uas_response(&invite, 200, "OK", None));
         let mut other = uas_response(&invite, 200, "OK", None);
-        other.headers.set_first(
-            "To",
-            "<sip:+818000000002@tn.operator.com;user=phone>;tag=fork2".into(),
-        );
+        other.headers.set_first("To", "<sip:+818000000002@tn.operator.com;user=phone>;tag=fork2".into());
         let out = h.respond(other);
         assert!(events(&out).is_empty());
-        let methods: Vec<_> = requests(&out)
-            .iter()
-            .map(|(_, r)| (r.method, r.tag_of_to().map(str::to_string)))
-            .collect();
-        assert_eq!(
-            methods,
-            [
-                (Method::Ack, Some("fork2".into())),
-                (Method::Bye, Some("fork2".into()))
-            ]
-        );
+        let methods: Vec<_> =
+            requests(&out).iter().map(|(_, r)| (r.method, r.tag_of_to().map(str::to_string))).collect();
+        assert_eq!(methods, [(Method::Ack, Some("fork2".into())), (Method::Bye, Some("fork2".into()))]);
         assert_eq!(h.call.phase(), CallPhase::Confirmed);
     }
 
@@ -1094,9 +918,7 @@ mod tests {
         assert_eq!(h.call.hangup(h.now), Ok(HangupKind::Bye));
         let out = drain(&mut h.call);
         let sent = requests(&out);
-        let [(_, bye)] = sent.as_slice() else {
-            panic!("{out:?}")
-        };
+        let [(_, bye)] = sent.as_slice() else { panic!("{out:?}") };
         assert_eq!(bye.method, Method::Bye);
         assert_eq!(bye.headers.get("CSeq"), Some("2 BYE"));
         assert_eq!(bye.tag_of_to(), Some("a6c85cf"));
@@ -1119,17 +941,12 @@ mod tests {
     fn cancel_waits_for_a_provisional_then_487_is_acked_by_the_transaction() {
         let (mut h, invite) = Harness::new(Transport::Udp);
         assert_eq!(h.call.hangup(h.now), Ok(HangupKind::Cancel));
-        assert!(
-            drain(&mut h.call).is_empty(),
-            "no CANCEL before a provisional response"
-        );
+        assert!(drain(&mut h.call).is_empty(), "no CANCEL before a provisional response");
 
         let out = h.respond(uas_response(&invite, 180, "Ringing", None));
         assert_eq!(events(&out).len(), 1);
         let sent = requests(&out);
-        let [(dest, cancel)] = sent.as_slice() else {
-            panic!("{out:?}")
-        };
+        let [(dest, cancel)] = sent.as_slice() else { panic!("{out:?}") };
         assert_eq!(*dest, NEXT_HOP.parse().unwrap());
         assert_eq!(cancel.method, Method::Cancel);
         assert_eq!(cancel.uri, invite.uri);
@@ -1142,19 +959,12 @@ mod tests {
         assert_eq!(
             events(&out),
             [
-                CallEvent::Response {
-                    status: 487,
-                    reason: "Request Terminated".into(),
-                    sdp: None,
-                    reliable: false
-                },
+                CallEvent::Response { status: 487, reason: "Request Terminated".into(), sdp: None, reliable: false },
                 CallEvent::Terminated
             ]
         );
         let sent = requests(&out);
-        let [(_, ack)] = sent.as_slice() else {
-            panic!("{out:?}")
-        };
+        let [(_, ack)] = sent.as_slice() else { panic!("{out:?}") };
         assert_eq!(ack.method, Method::Ack);
         assert_eq!(ack.headers.get("Via"), invite.headers.get("Via"));
         assert_eq!(ack.headers.get("CSeq"), Some("1 ACK"));
@@ -1178,10 +988,7 @@ mod tests {
         let (mut h, _) = Harness::new(Transport::Tcp);
         h.now += Duration::from_secs(32);
         h.call.handle_timeout(h.now);
-        assert_eq!(
-            events(&drain(&mut h.call)),
-            [CallEvent::Timeout, CallEvent::Terminated]
-        );
+        assert_eq!(events(&drain(&mut h.call)), [CallEvent::Timeout, CallEvent::Terminated]);
         assert!(h.call.is_finished());
     }
 
@@ -1193,10 +1000,7 @@ mod tests {
         drain(&mut h.call);
         h.now += Duration::from_secs(32);
         h.call.handle_timeout(h.now);
-        assert_eq!(
-            events(&drain(&mut h.call)),
-            [CallEvent::Timeout, CallEvent::Terminated]
-        );
+        assert_eq!(events(&drain(&mut h.call)), [CallEvent::Timeout, CallEvent::Terminated]);
         assert!(h.call.is_finished());
     }
 
@@ -1214,11 +1018,7 @@ mod tests {
         assert_eq!(
             events(&drain(&mut h.call)),
             [
-                CallEvent::Request {
-                    method: "BYE".into(),
-                    reason: Some("Q.850;cause=16".into()),
-                    sdp: None
-                },
+                CallEvent::Request { method: "BYE".into(), reason: Some("Q.850;cause=16".into()), sdp: None },
                 CallEvent::Terminated
             ]
         );
@@ -1232,10 +1032,7 @@ mod tests {
 
         let (mut h, _) = Harness::new(Transport::Tcp);
         h.call.transport_failed(NEXT_HOP.parse().unwrap(), h.now);
-        assert_eq!(
-            events(&drain(&mut h.call)),
-            [CallEvent::Timeout, CallEvent::Terminated]
-        );
+        assert_eq!(events(&drain(&mut h.call)), [CallEvent::Timeout, CallEvent::Terminated]);
         assert!(h.call.is_finished());
     }
 }

@@ -6,14 +6,15 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::dialog::{ALLOW, CallOutput, CallSetup, UacCall};
+use crate::dialog::{ALLOW, CallOutput, CallSetup, UacCall, check_uri};
 use crate::message::{
-    Message, Method, Request, Response, SipHeaders, Transmit, new_branch, parse, random_token,
-    response_destination, response_to, stamp_top_via,
+    Message, Method, Request, Response, SipHeaders, Transmit, new_branch, parse, random_token, response_destination,
+    response_to, stamp_top_via,
 };
+use crate::registration::{Registration, RegistrationOutput, RegistrationSetup};
 use crate::transaction::{InviteServer, NonInviteServer, ServerOutput, TimerConfig};
 use crate::uas::{InviteRefusal, UasCall, UasSetup};
-use crate::{HangupKind, OutgoingInvite, SipError, Transport, UaEvent};
+use crate::{CallEvent, HangupKind, OutgoingInvite, RegisterRequest, SipError, Transport, UaEvent};
 
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
@@ -157,6 +158,8 @@ enum Delivery {
 pub struct Endpoint {
     config: EndpointConfig,
     calls: HashMap<String, Call>,
+    /// Registration bindings by id (their Call-ID).
+    registrations: HashMap<String, Registration>,
     servers: HashMap<ServerKey, ServerTx>,
     outputs: VecDeque<Output>,
 }
@@ -173,19 +176,11 @@ struct Answer {
 
 impl Answer {
     fn plain(status: u16, reason: &'static str) -> Self {
-        Self {
-            status,
-            reason,
-            capabilities: false,
-            deliver: None,
-        }
+        Self { status, reason, capabilities: false, deliver: None }
     }
 
     fn with_capabilities(status: u16, reason: &'static str) -> Self {
-        Self {
-            capabilities: true,
-            ..Self::plain(status, reason)
-        }
+        Self { capabilities: true, ..Self::plain(status, reason) }
     }
 }
 
@@ -194,6 +189,7 @@ impl Endpoint {
         Self {
             config,
             calls: HashMap::new(),
+            registrations: HashMap::new(),
             servers: HashMap::new(),
             outputs: VecDeque::new(),
         }
@@ -210,9 +206,7 @@ impl Endpoint {
             Some(id) if self.calls.contains_key(id) => {
                 return Err(SipError::Config(format!("Call-ID {id} is in use")));
             }
-            Some(id)
-                if id.is_empty() || id.contains(|c: char| c.is_whitespace() || c.is_control()) =>
-            {
+            Some(id) if id.is_empty() || id.contains(|c: char| c.is_whitespace() || c.is_control()) => {
                 return Err(SipError::InvalidHeader {
                     name: "Call-ID".into(),
                     reason: "empty or with whitespace".into(),
@@ -239,10 +233,7 @@ impl Endpoint {
     /// BYE if answered; CANCEL for an unanswered outgoing call, 480
     /// ([`HangupKind::Reject`]) for an unanswered incoming one.
     pub fn hangup(&mut self, call_id: &str, now: Instant) -> Result<HangupKind, SipError> {
-        let call = self
-            .calls
-            .get_mut(call_id)
-            .ok_or_else(|| SipError::UnknownCall(call_id.to_string()))?;
+        let call = self.calls.get_mut(call_id).ok_or_else(|| SipError::UnknownCall(call_id.to_string()))?;
         let kind = match call {
             Call::Uac(c) => c.hangup(now),
             Call::Uas(c) => c.hangup(now),
@@ -261,36 +252,78 @@ impl Endpoint {
         reliable: bool,
         now: Instant,
     ) -> Result<(), SipError> {
-        let result = self
-            .incoming_call(call_id)?
-            .provisional(status, sdp, reliable, now);
+        let result = self.incoming_call(call_id)?.provisional(status, sdp, reliable, now);
         self.drain_call(call_id);
         result
     }
 
     /// 200 OK to an incoming call.
-    pub fn accept(
-        &mut self,
-        call_id: &str,
-        sdp: Option<String>,
-        now: Instant,
-    ) -> Result<(), SipError> {
+    pub fn accept(&mut self, call_id: &str, sdp: Option<String>, now: Instant) -> Result<(), SipError> {
         let result = self.incoming_call(call_id)?.accept(sdp, now);
         self.drain_call(call_id);
         result
     }
 
     /// A final 3xx-6xx to an incoming call.
-    pub fn reject(
-        &mut self,
-        call_id: &str,
-        status: u16,
-        reason: &str,
-        now: Instant,
-    ) -> Result<(), SipError> {
+    pub fn reject(&mut self, call_id: &str, status: u16, reason: &str, now: Instant) -> Result<(), SipError> {
         let result = self.incoming_call(call_id)?.reject(status, reason, now);
         self.drain_call(call_id);
         result
+    }
+
+    /// Starts keeping a contact registered; returns the binding id (the
+    /// Call-ID of its REGISTERs) that tags its events.
+    pub fn register(&mut self, request: RegisterRequest, now: Instant) -> Result<String, SipError> {
+        let port = match request.transport {
+            Transport::Udp => self.config.udp_port,
+            Transport::Tcp => self.config.tcp_port,
+        }
+        .ok_or(SipError::TransportUnavailable(request.transport))?;
+        check_register_request(&request)?;
+        let call_id = format!("{}@{}", random_token(), self.config.advertised_host);
+        let setup = RegistrationSetup {
+            call_id: call_id.clone(),
+            from_tag: random_token(),
+            local_host: self.config.advertised_host.clone(),
+            local_port: port,
+            user_agent: self.config.user_agent.clone(),
+        };
+        tracing::info!(binding = %call_id, aor = %request.aor, registrar = %request.registrar, "registering");
+        let registration = Registration::new(request, setup, self.config.timers, now);
+        self.registrations.insert(call_id.clone(), registration);
+        self.drain_registration(&call_id);
+        Ok(call_id)
+    }
+
+    /// Removes a binding (REGISTER with Expires: 0); `Unregistered` follows.
+    pub fn unregister(&mut self, binding_id: &str, now: Instant) -> Result<(), SipError> {
+        let registration =
+            self.registrations.get_mut(binding_id).ok_or_else(|| SipError::UnknownCall(binding_id.to_string()))?;
+        let result = registration.unregister(now);
+        self.drain_registration(binding_id);
+        result
+    }
+
+    /// Number of registration bindings still held.
+    pub fn registration_count(&self) -> usize {
+        self.registrations.len()
+    }
+
+    fn drain_registration(&mut self, binding_id: &str) {
+        let Some(registration) = self.registrations.get_mut(binding_id) else {
+            return;
+        };
+        while let Some(out) = registration.poll_output() {
+            self.outputs.push_back(match out {
+                RegistrationOutput::Transmit(t) => Output::Transmit(t),
+                RegistrationOutput::Event(event) => {
+                    Output::Event(UaEvent { call_id: binding_id.to_string(), event: CallEvent::Registration(event) })
+                }
+            });
+        }
+        if registration.is_finished() {
+            self.registrations.remove(binding_id);
+        }
     }
 
     fn incoming_call(&mut self, call_id: &str) -> Result<&mut UasCall, SipError> {
@@ -301,13 +334,7 @@ impl Endpoint {
     }
 
     /// One datagram, or one framed message from a stream.
-    pub fn handle_input(
-        &mut self,
-        transport: Transport,
-        source: SocketAddr,
-        data: &[u8],
-        now: Instant,
-    ) {
+    pub fn handle_input(&mut self, transport: Transport, source: SocketAddr, data: &[u8], now: Instant) {
         match parse(data) {
             Ok(Message::Response(response)) => self.handle_response(response, now),
             Ok(Message::Request(mut request)) => {
@@ -322,17 +349,21 @@ impl Endpoint {
 
     /// The transport could not deliver to `dest` (e.g. TCP connect failed).
     pub fn transport_failed(&mut self, transport: Transport, dest: SocketAddr, now: Instant) {
-        let ids: Vec<String> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| c.transport() == transport)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let ids: Vec<String> =
+            self.calls.iter().filter(|(_, c)| c.transport() == transport).map(|(id, _)| id.clone()).collect();
         for id in ids {
             if let Some(call) = self.calls.get_mut(&id) {
                 call.transport_failed(dest, now);
             }
             self.drain_call(&id);
+        }
+        let ids: Vec<String> =
+            self.registrations.iter().filter(|(_, r)| r.transport() == transport).map(|(id, _)| id.clone()).collect();
+        for id in ids {
+            if let Some(registration) = self.registrations.get_mut(&id) {
+                registration.transport_failed(dest, now);
+            }
+            self.drain_registration(&id);
         }
     }
 
@@ -367,6 +398,18 @@ impl Endpoint {
             }
             self.drain_call(&id);
         }
+        let due: Vec<String> = self
+            .registrations
+            .iter()
+            .filter(|(_, r)| r.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            if let Some(registration) = self.registrations.get_mut(&id) {
+                registration.handle_timeout(now);
+            }
+            self.drain_registration(&id);
+        }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -374,6 +417,7 @@ impl Endpoint {
             .values()
             .filter_map(Call::poll_timeout)
             .chain(self.servers.values().filter_map(|s| s.tx.poll_timeout()))
+            .chain(self.registrations.values().filter_map(Registration::poll_timeout))
             .min()
     }
 
@@ -393,10 +437,7 @@ impl Endpoint {
         while let Some(out) = call.poll_output() {
             self.outputs.push_back(match out {
                 CallOutput::Transmit(t) => Output::Transmit(t),
-                CallOutput::Event(event) => Output::Event(UaEvent {
-                    call_id: call_id.to_string(),
-                    event,
-                }),
+                CallOutput::Event(event) => Output::Event(UaEvent { call_id: call_id.to_string(), event }),
             });
         }
         if call.is_finished() {
@@ -409,6 +450,11 @@ impl Endpoint {
             tracing::warn!("response without Call-ID dropped");
             return;
         };
+        if let Some(registration) = self.registrations.get_mut(&call_id) {
+            registration.handle_response(response, now);
+            self.drain_registration(&call_id);
+            return;
+        }
         match self.calls.get_mut(&call_id) {
             Some(call) => call.handle_response(response, now),
             None => {
@@ -418,13 +464,7 @@ impl Endpoint {
         self.drain_call(&call_id);
     }
 
-    fn handle_request(
-        &mut self,
-        request: Request,
-        transport: Transport,
-        source: SocketAddr,
-        now: Instant,
-    ) {
+    fn handle_request(&mut self, request: Request, transport: Transport, source: SocketAddr, now: Instant) {
         let Some(via) = request.top_via() else {
             tracing::warn!(%source, method = %request.method, "request without a usable Via dropped");
             return;
@@ -460,11 +500,7 @@ impl Endpoint {
         let key = ServerKey {
             branch: via.branch.clone().unwrap_or_default(),
             sent_by: via.sent_by(),
-            method: if is_ack {
-                Method::Invite.to_string()
-            } else {
-                request.method.to_string()
-            },
+            method: if is_ack { Method::Invite.to_string() } else { request.method.to_string() },
         };
         if let Some(server) = self.servers.get_mut(&key) {
             let (transport, dest) = (server.transport, server.dest);
@@ -522,35 +558,21 @@ impl Endpoint {
         }
 
         let answer = self.answer(&request);
-        let mut response = response_to(
-            &request,
-            answer.status,
-            answer.reason,
-            Some(&random_token()),
-        );
+        let mut response = response_to(&request, answer.status, answer.reason, Some(&random_token()));
         if answer.capabilities {
             response.headers.push("Allow", ALLOW);
             response.headers.push("Accept", "application/sdp");
             response.headers.push("Supported", "100rel");
         }
         if !self.config.user_agent.is_empty() {
-            response
-                .headers
-                .push("Server", self.config.user_agent.as_str());
+            response.headers.push("Server", self.config.user_agent.as_str());
         }
         let mut tx = NonInviteServer::new(transport.is_reliable(), self.config.timers);
         if let Some(response) = tx.respond(response, now) {
             self.send(transport, dest, response);
         }
         if !tx.is_terminated() {
-            self.servers.insert(
-                key,
-                ServerTx {
-                    tx: ServerMachine::NonInvite(tx),
-                    transport,
-                    dest,
-                },
-            );
+            self.servers.insert(key, ServerTx { tx: ServerMachine::NonInvite(tx), transport, dest });
         }
         if let Some((call_id, delivery)) = answer.deliver {
             match (self.calls.get_mut(&call_id), delivery) {
@@ -575,11 +597,7 @@ impl Endpoint {
         let call_id = key_call_id(&request);
         if self.calls.contains_key(&call_id) {
             // s.8.2.2.2: same Call-ID, other branch: a merged request (or our own call looped back).
-            let refusal = InviteRefusal {
-                status: 482,
-                reason: "Loop Detected",
-                headers: vec![],
-            };
+            let refusal = InviteRefusal { status: 482, reason: "Loop Detected", headers: vec![] };
             self.refuse_invite(&request, refusal, transport, dest, key, now);
             return;
         }
@@ -594,14 +612,7 @@ impl Endpoint {
             local_port: port,
             user_agent: self.config.user_agent.clone(),
         };
-        match UasCall::new(
-            request.clone(),
-            setup,
-            transport,
-            dest,
-            self.config.timers,
-            now,
-        ) {
+        match UasCall::new(request.clone(), setup, transport, dest, self.config.timers, now) {
             Ok(call) => {
                 tracing::info!(%call_id, uri = %request.uri, "incoming call");
                 self.calls.insert(call_id.clone(), Call::Uas(call));
@@ -625,19 +636,12 @@ impl Endpoint {
         key: ServerKey,
         now: Instant,
     ) {
-        let mut response = response_to(
-            request,
-            refusal.status,
-            refusal.reason,
-            Some(&random_token()),
-        );
+        let mut response = response_to(request, refusal.status, refusal.reason, Some(&random_token()));
         for (name, value) in refusal.headers {
             response.headers.push(name, value);
         }
         if !self.config.user_agent.is_empty() {
-            response
-                .headers
-                .push("Server", self.config.user_agent.as_str());
+            response.headers.push("Server", self.config.user_agent.as_str());
         }
         let mut tx = InviteServer::new(transport.is_reliable(), self.config.timers);
         tx.respond(response, now);
@@ -646,14 +650,7 @@ impl Endpoint {
                 self.send(transport, dest, response);
             }
         }
-        self.servers.insert(
-            key,
-            ServerTx {
-                tx: ServerMachine::Invite(tx),
-                transport,
-                dest,
-            },
-        );
+        self.servers.insert(key, ServerTx { tx: ServerMachine::Invite(tx), transport, dest });
     }
 
     fn answer(&self, request: &Request) -> Answer {
@@ -665,10 +662,7 @@ impl Endpoint {
                 Method::Cancel => match request.call_id().and_then(|id| self.calls.get(id)) {
                     Some(Call::Uas(call))
                         if request.top_via().is_some_and(|v| {
-                            call.matches_invite(
-                                v.branch.as_deref().unwrap_or_default(),
-                                &v.sent_by(),
-                            )
+                            call.matches_invite(v.branch.as_deref().unwrap_or_default(), &v.sent_by())
                         }) =>
                     {
                         Answer {
@@ -679,9 +673,7 @@ impl Endpoint {
                     _ => Answer::plain(481, "Call/Transaction Does Not Exist"),
                 },
                 // These only make sense inside a dialog or transaction we would know.
-                Method::Bye | Method::PRack | Method::Update => {
-                    Answer::plain(481, "Call/Transaction Does Not Exist")
-                }
+                Method::Bye | Method::PRack | Method::Update => Answer::plain(481, "Call/Transaction Does Not Exist"),
                 _ => Answer::with_capabilities(405, "Method Not Allowed"),
             };
         };
@@ -689,27 +681,19 @@ impl Endpoint {
         let call = request
             .call_id()
             .and_then(|id| self.calls.get(id))
-            .filter(|call| {
-                request
-                    .tag_of_from()
-                    .is_some_and(|remote_tag| call.matches_dialog(local_tag, remote_tag))
-            });
+            .filter(|call| request.tag_of_from().is_some_and(|remote_tag| call.matches_dialog(local_tag, remote_tag)));
         let Some(call) = call else {
             // s.12.2.2: a request for a dialog we do not have.
             return Answer::plain(481, "Call/Transaction Does Not Exist");
         };
         let call_id = request.call_id().unwrap_or_default().to_string();
         match method {
-            Method::Bye => Answer {
-                deliver: Some((call_id, Delivery::Bye)),
-                ..Answer::plain(200, "OK")
-            },
+            Method::Bye => Answer { deliver: Some((call_id, Delivery::Bye)), ..Answer::plain(200, "OK") },
             // RFC 3262 s.3: 200 only for the PRACK of the reliable provisional in flight.
             Method::PRack => match call {
-                Call::Uas(uas) if uas.prack_status(request) == 200 => Answer {
-                    deliver: Some((call_id, Delivery::Prack)),
-                    ..Answer::plain(200, "OK")
-                },
+                Call::Uas(uas) if uas.prack_status(request) == 200 => {
+                    Answer { deliver: Some((call_id, Delivery::Prack)), ..Answer::plain(200, "OK") }
+                }
                 _ => Answer::plain(481, "Call/Transaction Does Not Exist"),
             },
             Method::Options => Answer::with_capabilities(200, "OK"),
@@ -726,16 +710,47 @@ impl Endpoint {
     }
 
     fn send(&mut self, transport: Transport, dest: SocketAddr, response: Response) {
-        self.outputs.push_back(Output::Transmit(Transmit {
-            transport,
-            dest,
-            message: Message::Response(response),
-        }));
+        self.outputs.push_back(Output::Transmit(Transmit { transport, dest, message: Message::Response(response) }));
     }
 }
 
 fn key_call_id(request: &Request) -> String {
     request.call_id().unwrap_or_default().to_string()
+}
+
+/// Everything of a [`RegisterRequest`] that ends up in a header or URI.
+fn check_register_request(request: &RegisterRequest) -> Result<(), SipError> {
+    let invalid =
+        |name: &str, reason: &str| SipError::InvalidHeader { name: name.to_string(), reason: reason.to_string() };
+    check_uri(&request.aor)?;
+    let scheme = request.aor.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+    if !matches!(scheme.as_deref(), Some("sip" | "sips")) {
+        return Err(SipError::InvalidUri {
+            uri: request.aor.clone(),
+            reason: "the address of record must be a SIP URI".into(),
+        });
+    }
+    if request.domain.is_empty() || request.domain.contains(['@', ';', '?']) {
+        return Err(SipError::InvalidUri {
+            uri: request.domain.clone(),
+            reason: "the registrar domain must be a bare host".into(),
+        });
+    }
+    check_uri(&format!("sip:{}", request.domain))?;
+    if request.contact_user.contains(['@', ';', '?', ':'])
+        || (!request.contact_user.is_empty() && check_uri(&format!("sip:{}@h", request.contact_user)).is_err())
+    {
+        return Err(invalid("Contact", "invalid user part"));
+    }
+    for (name, value) in [("username", &request.username), ("password", &request.password)] {
+        if value.chars().any(char::is_control) {
+            return Err(invalid(name, "control characters"));
+        }
+    }
+    if request.expires == 0 {
+        return Err(SipError::Config("expires must be above 0".into()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -764,11 +779,7 @@ mod tests {
         outputs
             .iter()
             .filter_map(|o| match o {
-                Output::Transmit(Transmit {
-                    dest,
-                    message: Message::Response(r),
-                    ..
-                }) => Some((*dest, r.clone())),
+                Output::Transmit(Transmit { dest, message: Message::Response(r), .. }) => Some((*dest, r.clone())),
                 _ => None,
             })
             .collect()
@@ -778,10 +789,7 @@ mod tests {
         outputs
             .iter()
             .filter_map(|o| match o {
-                Output::Transmit(Transmit {
-                    message: Message::Request(r),
-                    ..
-                }) => Some(r.clone()),
+                Output::Transmit(Transmit { message: Message::Request(r), .. }) => Some(r.clone()),
                 _ => None,
             })
             .collect()
@@ -805,15 +813,107 @@ mod tests {
         drain(ep)
     }
 
+    fn register_request() -> RegisterRequest {
+        RegisterRequest {
+            registrar: PEER.parse().unwrap(),
+            transport: Transport::Udp,
+            domain: "operator.com".into(),
+            aor: "sip:+818000000001@operator.com".into(),
+            contact_user: "+818000000001".into(),
+            username: "user1".into(),
+            password: "secret".into(),
+            expires: 3600,
+        }
+    }
+
+    /// A registrar response as it comes off the wire, so the header values
+    /// go through the parser.
+    fn registrar_response(req: &Request, status: &str, extra: &[&str]) -> String {
+        let mut text = format!("SIP/2.0 {status}\r\n");
+        for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+            let mut value = req.headers.get(name).unwrap().to_string();
+            if name == "To" {
+                value.push_str(";tag=reg");
+            }
+            text.push_str(&format!("{name}: {value}\r\n"));
+        }
+        for header in extra {
+            text.push_str(header);
+            text.push_str("\r\n");
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        text
+    }
+
+    fn registration_events(outputs: &[Output], binding: &str) -> Vec<crate::RegistrationEvent> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Event(UaEvent { call_id, event: CallEvent::Registration(e) }) if call_id == binding => {
+                    Some(e.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn registration_through_the_endpoint() {
+        use crate::RegistrationEvent;
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let mut bad = register_request();
+        bad.transport = Transport::Tcp;
+        assert!(matches!(ep.register(bad, now), Err(SipError::TransportUnavailable(Transport::Tcp))));
+        let mut bad = register_request();
+        bad.aor = "tel:+818000000001".into();
+        assert!(matches!(ep.register(bad, now), Err(SipError::InvalidUri { .. })));
+        let mut bad = register_request();
+        bad.contact_user = "a b".into();
+        assert!(ep.register(bad, now).is_err());
+        assert!(matches!(ep.unregister("nope", now), Err(SipError::UnknownCall(_))));
+
+        let binding = ep.register(register_request(), now).unwrap();
+        assert!(binding.ends_with("@gw.example.com"));
+        let [first] = sent_requests(&drain(&mut ep)).try_into().unwrap();
+        assert_eq!(first.call_id(), Some(binding.as_str()));
+        let challenge = registrar_response(
+            &first,
+            "401 Unauthorized",
+            &[
+                "WWW-Authenticate: Digest realm=\"operator.com\", nonce=\"abc/+=\", algorithm=MD5, qop=\"auth,auth-int\", opaque=\"xyz\"",
+            ],
+        );
+        let out = input(&mut ep, &challenge, now);
+        let [second] = sent_requests(&out).try_into().unwrap();
+        let auth = second.headers.get("Authorization").unwrap();
+        assert!(auth.starts_with("Digest username=\"user1\", realm=\"operator.com\", nonce=\"abc/+=\", uri=\"sip:operator.com\", response=\""), "{auth}");
+        assert!(auth.contains("qop=auth, nc=00000001") && auth.contains("opaque=\"xyz\""), "{auth}");
+        let ok = registrar_response(
+            &second,
+            "200 OK",
+            &["Contact: <sip:+818000000001@gw.example.com:5060;transport=udp>;expires=1200", "Expires: 3600"],
+        );
+        let out = input(&mut ep, &ok, now);
+        assert_eq!(registration_events(&out, &binding), [RegistrationEvent::Registered { expires: 1200 }]);
+        assert_eq!(ep.poll_timeout(), Some(now + Duration::from_secs(600)));
+
+        ep.unregister(&binding, now).unwrap();
+        let [un] = sent_requests(&drain(&mut ep)).try_into().unwrap();
+        assert_eq!(un.headers.get("Expires"), Some("0"));
+        let out = input(&mut ep, &registrar_response(&un, "200 OK", &[]), now);
+        assert_eq!(registration_events(&out, &binding), [RegistrationEvent::Unregistered]);
+        assert_eq!(ep.registration_count(), 0);
+        assert_eq!(ep.poll_timeout(), None);
+    }
+
     #[test]
     fn options_is_answered_with_capabilities_and_retransmissions_replayed() {
         let mut ep = endpoint();
         let now = Instant::now();
         let options = request_text("OPTIONS", None, "o1", "p1");
         let out = sent_responses(&input(&mut ep, &options, now));
-        let [(dest, ok)] = out.as_slice() else {
-            panic!("{out:?}")
-        };
+        let [(dest, ok)] = out.as_slice() else { panic!("{out:?}") };
         // rport: back to the source port, not the Via port.
         assert_eq!(*dest, PEER.parse().unwrap());
         assert_eq!(ok.status, 200);
@@ -821,9 +921,7 @@ mod tests {
         assert_eq!(ok.headers.get("Accept"), Some("application/sdp"));
         assert_eq!(
             ok.headers.get("Via"),
-            Some(
-                "SIP/2.0/UDP peer.example.com:5070;branch=z9hG4bKin1;received=192.0.2.10;rport=5070"
-            )
+            Some("SIP/2.0/UDP peer.example.com:5070;branch=z9hG4bKin1;received=192.0.2.10;rport=5070")
         );
         assert!(ok.tag_of_to().is_some());
 
@@ -840,9 +938,7 @@ mod tests {
         // No Contact: no dialog can be built, the INVITE is refused.
         let invite = request_text("INVITE", None, "i1", "p1");
         let out = sent_responses(&input(&mut ep, &invite, now));
-        let [(_, refused)] = out.as_slice() else {
-            panic!("{out:?}")
-        };
+        let [(_, refused)] = out.as_slice() else { panic!("{out:?}") };
         assert_eq!(refused.status, 400);
         // Timer G over UDP.
         ep.handle_timeout(now + Duration::from_millis(500));
@@ -874,22 +970,13 @@ mod tests {
     fn unknown_dialog_gets_481_and_bad_requests_400() {
         let mut ep = endpoint();
         let now = Instant::now();
-        let out = sent_responses(&input(
-            &mut ep,
-            &request_text("BYE", Some("x"), "nope", "p1"),
-            now,
-        ));
+        let out = sent_responses(&input(&mut ep, &request_text("BYE", Some("x"), "nope", "p1"), now));
         assert_eq!(out[0].1.status, 481);
-        let bad =
-            request_text("BYE", Some("x"), "c", "p1").replace("CSeq: 7 BYE", "CSeq: seven BYE");
+        let bad = request_text("BYE", Some("x"), "c", "p1").replace("CSeq: 7 BYE", "CSeq: seven BYE");
         let out = sent_responses(&input(&mut ep, &bad, now));
         assert_eq!(out[0].1.status, 400);
         assert!(input(&mut ep, "garbage\r\n\r\n", now).is_empty());
-        let out = sent_responses(&input(
-            &mut ep,
-            &request_text("MESSAGE", None, "m", "p1"),
-            now,
-        ));
+        let out = sent_responses(&input(&mut ep, &request_text("MESSAGE", None, "m", "p1"), now));
         assert_eq!(out[0].1.status, 405);
     }
 
@@ -902,14 +989,8 @@ mod tests {
                 OutgoingInvite {
                     call_id: None,
                     request_uri: "sip:bob@192.0.2.10:5070".into(),
-                    from: NameAddr {
-                        display_name: None,
-                        uri: "sip:alice@example.com".into(),
-                    },
-                    to: NameAddr {
-                        display_name: None,
-                        uri: "sip:bob@example.com".into(),
-                    },
+                    from: NameAddr { display_name: None, uri: "sip:alice@example.com".into() },
+                    to: NameAddr { display_name: None, uri: "sip:bob@example.com".into() },
                     p_asserted_identity: None,
                     privacy: None,
                     extra_headers: vec![],
@@ -923,14 +1004,7 @@ mod tests {
         assert!(call_id.ends_with("@gw.example.com"));
         let invite = sent_requests(&drain(&mut ep)).remove(0);
         assert!(matches!(
-            ep.invite(
-                OutgoingInvite {
-                    call_id: None,
-                    transport: Transport::Tcp,
-                    ..sample_invite()
-                },
-                now
-            ),
+            ep.invite(OutgoingInvite { call_id: None, transport: Transport::Tcp, ..sample_invite() }, now),
             Err(SipError::TransportUnavailable(Transport::Tcp))
         ));
 
@@ -953,37 +1027,18 @@ mod tests {
             .collect();
         assert_eq!(
             events,
-            [
-                CallEvent::Request {
-                    method: "BYE".into(),
-                    reason: None,
-                    sdp: None
-                },
-                CallEvent::Terminated
-            ]
+            [CallEvent::Request { method: "BYE".into(), reason: None, sdp: None }, CallEvent::Terminated]
         );
-        assert!(matches!(
-            ep.hangup(&call_id, now),
-            Err(SipError::UnknownCall(_))
-        ));
-        assert!(matches!(
-            ep.hangup("other", now),
-            Err(SipError::UnknownCall(_))
-        ));
+        assert!(matches!(ep.hangup(&call_id, now), Err(SipError::UnknownCall(_))));
+        assert!(matches!(ep.hangup("other", now), Err(SipError::UnknownCall(_))));
     }
 
     fn sample_invite() -> OutgoingInvite {
         OutgoingInvite {
             call_id: None,
             request_uri: "sip:bob@example.com".into(),
-            from: NameAddr {
-                display_name: None,
-                uri: "sip:alice@example.com".into(),
-            },
-            to: NameAddr {
-                display_name: None,
-                uri: "sip:bob@example.com".into(),
-            },
+            from: NameAddr { display_name: None, uri: "sip:alice@example.com".into() },
+            to: NameAddr { display_name: None, uri: "sip:bob@example.com".into() },
             p_asserted_identity: None,
             privacy: None,
             extra_headers: vec![],
@@ -1013,23 +1068,16 @@ mod tests {
             text.push_str("\r\n");
         }
         match sdp {
-            Some(sdp) => text.push_str(&format!(
-                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-                sdp.len()
-            )),
+            Some(sdp) => {
+                text.push_str(&format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}", sdp.len()))
+            }
             None => text.push_str("Content-Length: 0\r\n\r\n"),
         }
         text
     }
 
     /// A request from the caller inside the dialog of an incoming call.
-    fn caller_request(
-        method: &str,
-        cseq: u32,
-        call_id: &str,
-        local_tag: &str,
-        extra: &[&str],
-    ) -> String {
+    fn caller_request(method: &str, cseq: u32, call_id: &str, local_tag: &str, extra: &[&str]) -> String {
         let branch = format!("z9hG4bK{method}{cseq}");
         let mut text = format!(
             "{method} sip:gw.example.com:5060 SIP/2.0\r\n\
@@ -1058,25 +1106,15 @@ mod tests {
     }
 
     fn request_event(method: &str) -> CallEvent {
-        CallEvent::Request {
-            method: method.into(),
-            reason: None,
-            sdp: None,
-        }
+        CallEvent::Request { method: method.into(), reason: None, sdp: None }
     }
 
     #[test]
     fn incoming_call_with_reliable_provisionals_answer_and_remote_bye() {
         let mut ep = endpoint();
         let now = Instant::now();
-        let invite = incoming_invite(
-            "c1",
-            &[
-                "Supported: 100rel, timer",
-                "P-Asserted-Identity: <tel:+818000000002>",
-            ],
-            Some(SDP),
-        );
+        let invite =
+            incoming_invite("c1", &["Supported: 100rel, timer", "P-Asserted-Identity: <tel:+818000000002>"], Some(SDP));
         let out = input(&mut ep, &invite, now);
         let responses = sent_responses(&out);
         assert_eq!(responses.len(), 1);
@@ -1084,16 +1122,7 @@ mod tests {
         assert_eq!(responses[0].1.tag_of_to(), None);
         let events = events_of(&out);
         let [
-            CallEvent::Incoming {
-                request_uri,
-                from,
-                to,
-                p_asserted_identity,
-                sdp,
-                supports_100rel,
-                headers,
-                privacy,
-            },
+            CallEvent::Incoming { request_uri, from, to, p_asserted_identity, sdp, supports_100rel, headers, privacy },
         ] = events.as_slice()
         else {
             panic!("{events:?}")
@@ -1101,24 +1130,14 @@ mod tests {
         assert_eq!(request_uri, "sip:+818000000001@gw.example.com;user=phone");
         assert_eq!(
             from,
-            &NameAddr {
-                display_name: Some("Bob".into()),
-                uri: "sip:+818000000002@tn.operator.com;user=phone".into()
-            }
+            &NameAddr { display_name: Some("Bob".into()), uri: "sip:+818000000002@tn.operator.com;user=phone".into() }
         );
         assert_eq!(to.uri, "sip:+818000000001@operator.com;user=phone");
-        assert_eq!(
-            p_asserted_identity.as_ref().map(|p| p.uri.as_str()),
-            Some("tel:+818000000002")
-        );
+        assert_eq!(p_asserted_identity.as_ref().map(|p| p.uri.as_str()), Some("tel:+818000000002"));
         assert_eq!(sdp.as_deref(), Some(SDP));
         assert!(*supports_100rel);
         assert_eq!(*privacy, None);
-        assert!(
-            headers
-                .iter()
-                .any(|(n, v)| n == "Supported" && v == "100rel, timer")
-        );
+        assert!(headers.iter().any(|(n, v)| n == "Supported" && v == "100rel, timer"));
 
         // A retransmitted INVITE gets the 100 again and no new event.
         let again = input(&mut ep, &invite, now);
@@ -1126,22 +1145,16 @@ mod tests {
         assert!(events_of(&again).is_empty());
 
         // Reliable 183 with SDP, then a reliable 180 held until the PRACK.
-        ep.provisional("c1", 183, Some("v=0\r\n".into()), true, now)
-            .unwrap();
+        ep.provisional("c1", 183, Some("v=0\r\n".into()), true, now).unwrap();
         ep.provisional("c1", 180, None, true, now).unwrap();
         let out = drain(&mut ep);
         let responses = sent_responses(&out);
-        let [(dest, p183)] = responses.as_slice() else {
-            panic!("{out:?}")
-        };
+        let [(dest, p183)] = responses.as_slice() else { panic!("{out:?}") };
         assert_eq!(*dest, "192.0.2.10:5070".parse().unwrap());
         assert_eq!(p183.status, 183);
         assert_eq!(p183.headers.get("Require"), Some("100rel"));
         assert_eq!(p183.headers.get("RSeq"), Some("1"));
-        assert_eq!(
-            p183.headers.get("Contact"),
-            Some("<sip:gw.example.com:5060;transport=udp>")
-        );
+        assert_eq!(p183.headers.get("Contact"), Some("<sip:gw.example.com:5060;transport=udp>"));
         assert_eq!(p183.headers.get_all("Record-Route").count(), 2);
         assert_eq!(p183.body, b"v=0\r\n");
         let local_tag = p183.tag_of_to().unwrap().to_string();
@@ -1152,10 +1165,7 @@ mod tests {
 
         // A PRACK for another RSeq does not match: 481.
         let wrong = caller_request("PRACK", 2, "c1", &local_tag, &["RAck: 7 1 INVITE"]);
-        assert_eq!(
-            sent_responses(&input(&mut ep, &wrong, now))[0].1.status,
-            481
-        );
+        assert_eq!(sent_responses(&input(&mut ep, &wrong, now))[0].1.status, 481);
         let prack = caller_request("PRACK", 3, "c1", &local_tag, &["RAck: 1 1 INVITE"]);
         let out = input(&mut ep, &prack, now);
         assert_eq!(events_of(&out), [request_event("PRACK")]);
@@ -1173,17 +1183,11 @@ mod tests {
         // The 2xx waits for the 180's PRACK.
         ep.accept("c1", Some(SDP.into()), now).unwrap();
         assert!(sent_responses(&drain(&mut ep)).is_empty());
-        assert!(matches!(
-            ep.accept("c1", None, now),
-            Err(SipError::WrongState { .. })
-        ));
+        assert!(matches!(ep.accept("c1", None, now), Err(SipError::WrongState { .. })));
         let prack = caller_request("PRACK", 4, "c1", &local_tag, &["RAck: 2 1 INVITE"]);
         let out = input(&mut ep, &prack, now);
         let responses = sent_responses(&out);
-        assert_eq!(
-            responses.iter().map(|(_, r)| r.status).collect::<Vec<_>>(),
-            [200, 200]
-        );
+        assert_eq!(responses.iter().map(|(_, r)| r.status).collect::<Vec<_>>(), [200, 200]);
         let ok = &responses[1].1;
         assert_eq!(ok.headers.get("CSeq"), Some("1 INVITE"));
         assert_eq!(ok.tag_of_to(), Some(local_tag.as_str()));
@@ -1193,29 +1197,18 @@ mod tests {
         let t = now + Duration::from_secs(1);
         ep.handle_timeout(t);
         let retransmitted = sent_responses(&drain(&mut ep));
-        assert!(
-            retransmitted
-                .iter()
-                .any(|(_, r)| r.status == 200 && r.headers.get("CSeq") == Some("1 INVITE"))
-        );
+        assert!(retransmitted.iter().any(|(_, r)| r.status == 200 && r.headers.get("CSeq") == Some("1 INVITE")));
         let ack = caller_request("ACK", 1, "c1", &local_tag, &[]);
         assert_eq!(events_of(&input(&mut ep, &ack, t)), [request_event("ACK")]);
         // A repeated ACK is absorbed.
         assert!(input(&mut ep, &ack, t).is_empty());
         ep.handle_timeout(t + Duration::from_secs(4));
-        assert!(
-            sent_responses(&drain(&mut ep))
-                .iter()
-                .all(|(_, r)| r.headers.get("CSeq") != Some("1 INVITE"))
-        );
+        assert!(sent_responses(&drain(&mut ep)).iter().all(|(_, r)| r.headers.get("CSeq") != Some("1 INVITE")));
 
         let bye = caller_request("BYE", 5, "c1", &local_tag, &[]);
         let out = input(&mut ep, &bye, t);
         assert_eq!(sent_responses(&out)[0].1.status, 200);
-        assert_eq!(
-            events_of(&out),
-            [request_event("BYE"), CallEvent::Terminated]
-        );
+        assert_eq!(events_of(&out), [request_event("BYE"), CallEvent::Terminated]);
         assert!(matches!(ep.hangup("c1", t), Err(SipError::UnknownCall(_))));
         // Timer L lets the call go.
         ep.handle_timeout(t + Duration::from_secs(64));
@@ -1239,30 +1232,18 @@ mod tests {
             .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
         let out = input(&mut ep, &cancel, now);
         let responses = sent_responses(&out);
-        let statuses: Vec<_> = responses
-            .iter()
-            .map(|(_, r)| (r.status, r.cseq().unwrap().1))
-            .collect();
+        let statuses: Vec<_> = responses.iter().map(|(_, r)| (r.status, r.cseq().unwrap().1)).collect();
         assert_eq!(statuses, [(200, Method::Cancel), (487, Method::Invite)]);
         assert_eq!(responses[1].1.tag_of_to(), Some(local_tag.as_str()));
         assert_eq!(events_of(&out), [request_event("CANCEL")]);
-        assert!(matches!(
-            ep.accept("c2", None, now),
-            Err(SipError::WrongState { .. })
-        ));
+        assert!(matches!(ep.accept("c2", None, now), Err(SipError::WrongState { .. })));
 
         // The ACK of the 487 (same branch as the INVITE) ends the call.
         let ack = incoming_invite("c2", &[], None)
             .replace("INVITE sip:", "ACK sip:")
             .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
-            .replace(
-                "user=phone>\r\nCall-ID",
-                &format!("user=phone>;tag={local_tag}\r\nCall-ID"),
-            );
-        assert_eq!(
-            events_of(&input(&mut ep, &ack, now)),
-            [CallEvent::Terminated]
-        );
+            .replace("user=phone>\r\nCall-ID", &format!("user=phone>;tag={local_tag}\r\nCall-ID"));
+        assert_eq!(events_of(&input(&mut ep, &ack, now)), [CallEvent::Terminated]);
         ep.handle_timeout(now + Duration::from_secs(5));
         assert_eq!(ep.call_count(), 0);
     }
@@ -1272,14 +1253,8 @@ mod tests {
         let mut ep = endpoint();
         let now = Instant::now();
         input(&mut ep, &incoming_invite("c3", &[], None), now);
-        assert!(matches!(
-            ep.reject("c3", 200, "OK", now),
-            Err(SipError::InvalidStatus(200))
-        ));
-        assert!(matches!(
-            ep.provisional("c3", 200, None, false, now),
-            Err(SipError::InvalidStatus(200))
-        ));
+        assert!(matches!(ep.reject("c3", 200, "OK", now), Err(SipError::InvalidStatus(200))));
+        assert!(matches!(ep.provisional("c3", 200, None, false, now), Err(SipError::InvalidStatus(200))));
         ep.reject("c3", 486, "Busy Here", now).unwrap();
         let busy = sent_responses(&drain(&mut ep));
         assert_eq!(busy[0].1.status, 486);
@@ -1294,10 +1269,7 @@ mod tests {
         input(&mut ep, &incoming_invite("c4", &[], None), now);
         assert_eq!(ep.hangup("c4", now).unwrap(), HangupKind::Reject);
         assert_eq!(sent_responses(&drain(&mut ep))[0].1.status, 480);
-        assert!(matches!(
-            ep.accept("other", None, now),
-            Err(SipError::UnknownCall(_))
-        ));
+        assert!(matches!(ep.accept("other", None, now), Err(SipError::UnknownCall(_))));
     }
 
     #[test]
@@ -1317,15 +1289,10 @@ mod tests {
         let [bye] = sent_requests(&out).try_into().unwrap();
         assert_eq!(bye.method, Method::Bye);
         assert_eq!(bye.uri, "sip:+818000000002@192.0.2.10:5070");
-        assert_eq!(
-            bye.headers.get_all("Route").collect::<Vec<_>>(),
-            ["<sip:192.0.2.20;lr>", "<sip:192.0.2.21;lr>"]
-        );
+        assert_eq!(bye.headers.get_all("Route").collect::<Vec<_>>(), ["<sip:192.0.2.20;lr>", "<sip:192.0.2.21;lr>"]);
         assert_eq!(bye.tag_of_from(), Some(local_tag.as_str()));
         assert_eq!(bye.tag_of_to(), Some("a6c85cf"));
-        assert!(out.iter().any(
-            |o| matches!(o, Output::Transmit(t) if t.dest == "192.0.2.20:5060".parse().unwrap())
-        ));
+        assert!(out.iter().any(|o| matches!(o, Output::Transmit(t) if t.dest == "192.0.2.20:5060".parse().unwrap())));
         let ok = response_to(&bye, 200, "OK", None);
         ep.handle_input(Transport::Udp, PEER.parse().unwrap(), &ok.to_bytes(), now);
         assert_eq!(events_of(&drain(&mut ep)), [CallEvent::Terminated]);
@@ -1340,17 +1307,11 @@ mod tests {
         drain(&mut ep);
         let mut events = Vec::new();
         let mut byes = 0;
-        while let Some(at) = ep
-            .poll_timeout()
-            .filter(|t| *t <= now + Duration::from_secs(32))
-        {
+        while let Some(at) = ep.poll_timeout().filter(|t| *t <= now + Duration::from_secs(32)) {
             ep.handle_timeout(at);
             let out = drain(&mut ep);
             events.extend(events_of(&out));
-            byes += sent_requests(&out)
-                .iter()
-                .filter(|r| r.method == Method::Bye)
-                .count();
+            byes += sent_requests(&out).iter().filter(|r| r.method == Method::Bye).count();
         }
         assert_eq!(events, [CallEvent::Timeout]);
         assert_eq!(byes, 1);

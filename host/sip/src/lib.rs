@@ -2,7 +2,8 @@
 //!
 //! This crate owns the SIP machinery: UDP/TCP transport, RFC 3261
 //! transactions, UAC and UAS dialogs (with RFC 3262 PRACK) and the
-//! [`UserAgent`] that places, receives and tears down calls.
+//! [`UserAgent`] that places, receives and tears down calls and keeps
+//! registrations ([`registration`], with HTTP Digest from [`digest`]).
 //!
 //! It does not decide anything CAMARA-specific (which addresses map to which
 //! URIs, how call states become API notifications) and never touches media:
@@ -15,8 +16,10 @@
 use std::net::SocketAddr;
 
 pub mod dialog;
+pub mod digest;
 pub mod endpoint;
 pub mod message;
+pub mod registration;
 pub mod transaction;
 mod transport;
 mod ua;
@@ -141,12 +144,7 @@ pub enum CallEvent {
     },
     /// Every distinct provisional or final response to the INVITE
     /// (retransmissions filtered out).
-    Response {
-        status: u16,
-        reason: String,
-        sdp: Option<String>,
-        reliable: bool,
-    },
+    Response { status: u16, reason: String, sdp: Option<String>, reliable: bool },
     /// A request from the remote party inside the call (BYE, PRACK, ACK,
     /// CANCEL...), already answered where it takes an answer.
     Request {
@@ -159,6 +157,62 @@ pub enum CallEvent {
     Timeout,
     /// The call is over on the SIP side; the last event of a call.
     Terminated,
+    /// A registration binding changed state (the `call_id` of the
+    /// [`UaEvent`] is the binding id returned by [`UserAgent::register`]).
+    Registration(RegistrationEvent),
+}
+
+/// What happened to a registration binding (see [`UserAgent::register`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistrationEvent {
+    /// The first 2xx: the binding holds for `expires` seconds (as granted by
+    /// the registrar) and will be refreshed before then.
+    Registered { expires: u32 },
+    /// A later 2xx (refresh, or recovery after a failure).
+    Refreshed { expires: u32 },
+    /// A REGISTER failed: a final response that could not be recovered
+    /// (`status`), or no response at all (`None`: timeout / transport error).
+    /// Registration is retried with backoff, unless this was the
+    /// un-REGISTER, which `Unregistered` follows.
+    Failed { status: Option<u16>, reason: String },
+    /// The binding is gone (un-REGISTER answered, refused or timed out);
+    /// the last event of a binding.
+    Unregistered,
+}
+
+/// Everything needed to keep one contact registered (RFC 3261 s.10).
+#[derive(Clone)]
+pub struct RegisterRequest {
+    /// Where REGISTER is sent; no DNS is done.
+    pub registrar: SocketAddr,
+    pub transport: Transport,
+    /// The registrar domain: the request-URI is `sip:{domain}`.
+    pub domain: String,
+    /// Address of record, written in To and From (e.g. `sip:+81...@operator.com`).
+    pub aor: String,
+    /// User part of the Contact `<sip:{contact_user}@{advertised_host}:{port}>`.
+    pub contact_user: String,
+    /// Digest credentials.
+    pub username: String,
+    pub password: String,
+    /// Requested binding lifetime in seconds (the registrar may shorten it).
+    pub expires: u32,
+}
+
+/// The password stays out of logs.
+impl std::fmt::Debug for RegisterRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterRequest")
+            .field("registrar", &self.registrar)
+            .field("transport", &self.transport)
+            .field("domain", &self.domain)
+            .field("aor", &self.aor)
+            .field("contact_user", &self.contact_user)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("expires", &self.expires)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,8 +240,5 @@ pub enum SipError {
     #[error("status {0} is not allowed here")]
     InvalidStatus(u16),
     #[error("call {call_id:?}: {reason}")]
-    WrongState {
-        call_id: String,
-        reason: &'static str,
-    },
+    WrongState { call_id: String, reason: &'static str },
 }

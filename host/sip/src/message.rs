@@ -59,19 +59,12 @@ impl Headers {
     }
 
     pub fn get_all<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
-        self.0
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.0.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// Replaces the value of the first header with that name.
     pub fn set_first(&mut self, name: &str, value: String) {
-        if let Some((_, v)) = self
-            .0
-            .iter_mut()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
+        if let Some((_, v)) = self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
             *v = value;
         }
     }
@@ -82,9 +75,7 @@ impl Headers {
 
     /// True when a comma-separated option-tag header (Require, Supported) lists `tag`.
     pub fn has_option_tag(&self, name: &str, tag: &str) -> bool {
-        self.get_all(name)
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(tag))
+        self.get_all(name).flat_map(|v| v.split(',')).any(|t| t.trim().eq_ignore_ascii_case(tag))
     }
 }
 
@@ -112,21 +103,13 @@ pub enum Message {
 
 impl Request {
     pub fn to_bytes(&self) -> Vec<u8> {
-        serialize(
-            &format!("{} {} SIP/2.0", self.method, self.uri),
-            &self.headers,
-            &self.body,
-        )
+        serialize(&format!("{} {} SIP/2.0", self.method, self.uri), &self.headers, &self.body)
     }
 }
 
 impl Response {
     pub fn to_bytes(&self) -> Vec<u8> {
-        serialize(
-            &format!("SIP/2.0 {} {}", self.status, self.reason),
-            &self.headers,
-            &self.body,
-        )
+        serialize(&format!("SIP/2.0 {} {}", self.status, self.reason), &self.headers, &self.body)
     }
 }
 
@@ -169,11 +152,7 @@ pub trait SipHeaders {
     }
 
     fn cseq(&self) -> Option<(u32, Method)> {
-        let (num, method) = self
-            .headers()
-            .get("CSeq")?
-            .trim()
-            .split_once(char::is_whitespace)?;
+        let (num, method) = self.headers().get("CSeq")?.trim().split_once(char::is_whitespace)?;
         Some((num.trim().parse().ok()?, method.trim().parse().ok()?))
     }
 
@@ -211,11 +190,8 @@ impl SipHeaders for Response {
 }
 
 fn sdp_body(headers: &Headers, body: &[u8]) -> Option<String> {
-    let is_sdp = headers.get("Content-Type").is_some_and(|ct| {
-        ct.trim()
-            .to_ascii_lowercase()
-            .starts_with("application/sdp")
-    });
+    let is_sdp =
+        headers.get("Content-Type").is_some_and(|ct| ct.trim().to_ascii_lowercase().starts_with("application/sdp"));
     (is_sdp && !body.is_empty()).then(|| String::from_utf8_lossy(body).into_owned())
 }
 
@@ -238,9 +214,7 @@ fn expand_compact(name: &str) -> &str {
 
 /// Headers whose comma-joined values are separate entries (RFC 3261 s.7.3.1).
 fn is_list_header(name: &str) -> bool {
-    ["Via", "Route", "Record-Route", "Contact"]
-        .iter()
-        .any(|h| h.eq_ignore_ascii_case(name))
+    ["Via", "Route", "Record-Route", "Contact"].iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// Parses one complete SIP message (a datagram, or one framed stream message).
@@ -262,11 +236,7 @@ pub fn parse(data: &[u8]) -> Result<Message, ParseError> {
         let name = expand_compact(name.trim());
         let value = value.trim();
         if name.eq_ignore_ascii_case("Content-Length") {
-            content_length = Some(
-                value
-                    .parse::<usize>()
-                    .map_err(|_| ParseError::ContentLength)?,
-            );
+            content_length = Some(value.parse::<usize>().map_err(|_| ParseError::ContentLength)?);
         } else if is_list_header(name) {
             for item in split_list(value) {
                 headers.push(name, item);
@@ -278,21 +248,15 @@ pub fn parse(data: &[u8]) -> Result<Message, ParseError> {
 
     if let Some(declared) = content_length {
         if declared > body.len() {
-            return Err(ParseError::Truncated {
-                declared,
-                available: body.len(),
-            });
+            return Err(ParseError::Truncated { declared, available: body.len() });
         }
         body.truncate(declared);
     }
 
     Ok(match parsed {
-        rsip::SipMessage::Request(r) => Message::Request(Request {
-            method: r.method,
-            uri: r.uri.to_string(),
-            headers,
-            body,
-        }),
+        rsip::SipMessage::Request(r) => {
+            Message::Request(Request { method: r.method, uri: r.uri.to_string(), headers, body })
+        }
         rsip::SipMessage::Response(r) => Message::Response(Response {
             status: r.status_code.code(),
             // rsip replaces well-known reason phrases by its own spelling; keep the peer's.
@@ -304,10 +268,7 @@ pub fn parse(data: &[u8]) -> Result<Message, ParseError> {
 }
 
 fn raw_reason_phrase(data: &[u8]) -> Option<String> {
-    let line_end = data
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .unwrap_or(data.len());
+    let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap_or(data.len());
     let line = std::str::from_utf8(&data[..line_end]).ok()?;
     let mut parts = line.splitn(3, ' ');
     parts.next()?;
@@ -365,17 +326,13 @@ fn params_start(value: &str) -> usize {
 
 /// Header parameter lookup: `Some(Some(v))` for `name=v`, `Some(None)` for a bare `name`.
 pub fn header_param<'a>(value: &'a str, name: &str) -> Option<Option<&'a str>> {
-    value[params_start(value)..]
-        .split(';')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .find_map(|p| {
-            let (k, v) = match p.split_once('=') {
-                Some((k, v)) => (k.trim(), Some(v.trim().trim_matches('"'))),
-                None => (p, None),
-            };
-            k.eq_ignore_ascii_case(name).then_some(v)
-        })
+    value[params_start(value)..].split(';').map(str::trim).filter(|p| !p.is_empty()).find_map(|p| {
+        let (k, v) = match p.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim().trim_matches('"'))),
+            None => (p, None),
+        };
+        k.eq_ignore_ascii_case(name).then_some(v)
+    })
 }
 
 /// The URI inside a name-addr (`"Bob" <sip:b@x>;tag=1`) or addr-spec.
@@ -403,15 +360,8 @@ pub struct Via {
 impl Via {
     pub fn parse(value: &str) -> Option<Via> {
         let start = params_start(value);
-        let (protocol, sent_by) = value[..start]
-            .trim()
-            .rsplit_once(|c: char| c.is_whitespace())?;
-        let transport = protocol
-            .trim()
-            .rsplit('/')
-            .next()?
-            .trim()
-            .to_ascii_uppercase();
+        let (protocol, sent_by) = value[..start].trim().rsplit_once(|c: char| c.is_whitespace())?;
+        let transport = protocol.trim().rsplit('/').next()?.trim().to_ascii_uppercase();
         let (host, port) = split_host_port(sent_by.trim())?;
         let rport = header_param(value, "rport").map(|v| v.and_then(|p| p.parse().ok()));
         Some(Via {
@@ -419,9 +369,7 @@ impl Via {
             host: host.to_string(),
             port,
             branch: header_param(value, "branch").flatten().map(str::to_string),
-            received: header_param(value, "received")
-                .flatten()
-                .map(str::to_string),
+            received: header_param(value, "received").flatten().map(str::to_string),
             rport,
         })
     }
@@ -467,11 +415,7 @@ pub fn stamp_top_via(request: &mut Request, source: SocketAddr) {
     }
     let start = params_start(&value);
     let mut out = value[..start].to_string();
-    for param in value[start..]
-        .split(';')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-    {
+    for param in value[start..].split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let key = param.split('=').next().unwrap_or("").trim();
         if key.eq_ignore_ascii_case("received") || key.eq_ignore_ascii_case("rport") {
             continue;
@@ -534,19 +478,11 @@ impl StreamFramer {
     /// means the stream cannot be resynchronised and should be closed.
     pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, FramingError> {
         // Leading CRLFs are keep-alives (RFC 5626 s.3.5.1) or message separators.
-        let skip = self
-            .buf
-            .iter()
-            .take_while(|b| **b == b'\r' || **b == b'\n')
-            .count();
+        let skip = self.buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
         self.buf.drain(..skip);
 
         let Some(head_end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            return if self.buf.len() > MAX_HEADER_BYTES {
-                Err(FramingError::HeadTooLarge)
-            } else {
-                Ok(None)
-            };
+            return if self.buf.len() > MAX_HEADER_BYTES { Err(FramingError::HeadTooLarge) } else { Ok(None) };
         };
         let body_start = head_end + 4;
         let head = String::from_utf8_lossy(&self.buf[..head_end]);
@@ -592,12 +528,7 @@ pub fn response_to(request: &Request, status: u16, reason: &str, to_tag: Option<
             headers.push(name, value);
         }
     }
-    Response {
-        status,
-        reason: reason.to_string(),
-        headers,
-        body: Vec::new(),
-    }
+    Response { status, reason: reason.to_string(), headers, body: Vec::new() }
 }
 
 #[cfg(test)]
@@ -622,10 +553,7 @@ mod tests {
         };
         assert_eq!((r.status, r.reason.as_str()), (200, "OK"));
         assert_eq!(r.headers.get_all("Via").count(), 2);
-        assert_eq!(
-            r.top_via().and_then(|v| v.branch),
-            Some("z9hG4bK1".to_string())
-        );
+        assert_eq!(r.top_via().and_then(|v| v.branch), Some("z9hG4bK1".to_string()));
         assert_eq!(r.tag_of_from(), Some("1928301774"));
         assert_eq!(r.tag_of_to(), Some("a6c85cf"));
         assert_eq!(r.call_id(), Some("a84b4c76e66710@gw.example.com"));
@@ -662,72 +590,42 @@ mod tests {
     #[test]
     fn keeps_the_peer_reason_phrase() {
         let raw = "SIP/2.0 183 Session Progress\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n\r\n";
-        let Ok(Message::Response(r)) = parse(raw.as_bytes()) else {
-            panic!()
-        };
+        let Ok(Message::Response(r)) = parse(raw.as_bytes()) else { panic!() };
         assert_eq!(r.reason, "Session Progress");
     }
 
     #[test]
     fn rejects_truncated_and_garbage() {
         let raw = "SIP/2.0 200 OK\r\nContent-Length: 10\r\n\r\nabc";
-        assert!(matches!(
-            parse(raw.as_bytes()),
-            Err(ParseError::Truncated { .. })
-        ));
-        assert!(matches!(
-            parse(b"\x00\x01garbage"),
-            Err(ParseError::Syntax(_))
-        ));
+        assert!(matches!(parse(raw.as_bytes()), Err(ParseError::Truncated { .. })));
+        assert!(matches!(parse(b"\x00\x01garbage"), Err(ParseError::Syntax(_))));
     }
 
     #[test]
     fn via_received_and_rport() {
-        let mut req = Request {
-            method: Method::Options,
-            uri: "sip:gw".into(),
-            headers: Headers::default(),
-            body: vec![],
-        };
-        req.headers.push(
-            "Via",
-            "SIP/2.0/UDP client.example.com:5070;branch=z9hG4bKa;rport",
-        );
+        let mut req =
+            Request { method: Method::Options, uri: "sip:gw".into(), headers: Headers::default(), body: vec![] };
+        req.headers.push("Via", "SIP/2.0/UDP client.example.com:5070;branch=z9hG4bKa;rport");
         req.headers.push("Via", "SIP/2.0/UDP other");
         let source: SocketAddr = "192.0.2.7:40000".parse().unwrap();
         stamp_top_via(&mut req, source);
         assert_eq!(
             req.headers.get("Via"),
-            Some(
-                "SIP/2.0/UDP client.example.com:5070;branch=z9hG4bKa;received=192.0.2.7;rport=40000"
-            )
+            Some("SIP/2.0/UDP client.example.com:5070;branch=z9hG4bKa;received=192.0.2.7;rport=40000")
         );
         let via = req.top_via().unwrap();
         assert_eq!(response_destination(&via), Some(source));
 
         // Sent-by already equal to the source and no rport: left untouched.
-        req.headers
-            .set_first("Via", "SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKb".into());
+        req.headers.set_first("Via", "SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKb".into());
         stamp_top_via(&mut req, source);
-        assert_eq!(
-            req.headers.get("Via"),
-            Some("SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKb")
-        );
-        assert_eq!(
-            response_destination(&req.top_via().unwrap()),
-            Some("192.0.2.7:5070".parse().unwrap())
-        );
+        assert_eq!(req.headers.get("Via"), Some("SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKb"));
+        assert_eq!(response_destination(&req.top_via().unwrap()), Some("192.0.2.7:5070".parse().unwrap()));
 
         // Hostname sent-by without rport: received added, sent-by port kept.
-        req.headers.set_first(
-            "Via",
-            "SIP/2.0/UDP host.example:5071;branch=z9hG4bKc".into(),
-        );
+        req.headers.set_first("Via", "SIP/2.0/UDP host.example:5071;branch=z9hG4bKc".into());
         stamp_top_via(&mut req, source);
-        assert_eq!(
-            response_destination(&req.top_via().unwrap()),
-            Some("192.0.2.7:5071".parse().unwrap())
-        );
+        assert_eq!(response_destination(&req.top_via().unwrap()), Some("192.0.2.7:5071".parse().unwrap()));
     }
 
     #[test]
@@ -742,12 +640,7 @@ mod tests {
         framer.push(&msg[msg.len() - 2..]);
         framer.push(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(framer.next_message(), Ok(Some(msg.to_vec())));
-        assert_eq!(
-            framer.next_message(),
-            Ok(Some(
-                b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec()
-            ))
-        );
+        assert_eq!(framer.next_message(), Ok(Some(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec())));
         assert_eq!(framer.next_message(), Ok(None));
         framer.push(b"SIP/2.0 200 OK\r\nContent-Length: x\r\n\r\n");
         assert_eq!(framer.next_message(), Err(FramingError::BadContentLength));
@@ -759,10 +652,7 @@ mod tests {
             uri_socket_addr("sip:+2@198.51.100.10:5070;transport=tcp"),
             Some("198.51.100.10:5070".parse().unwrap())
         );
-        assert_eq!(
-            uri_socket_addr("sip:198.51.100.10"),
-            Some("198.51.100.10:5060".parse().unwrap())
-        );
+        assert_eq!(uri_socket_addr("sip:198.51.100.10"), Some("198.51.100.10:5060".parse().unwrap()));
         assert_eq!(uri_socket_addr("sip:tn.operator.com"), None);
     }
 }

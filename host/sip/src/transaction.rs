@@ -22,11 +22,7 @@ pub struct TimerConfig {
 
 impl Default for TimerConfig {
     fn default() -> Self {
-        Self {
-            t1: Duration::from_millis(500),
-            t2: Duration::from_secs(4),
-            t4: Duration::from_secs(5),
-        }
+        Self { t1: Duration::from_millis(500), t2: Duration::from_secs(4), t4: Duration::from_secs(5) }
     }
 }
 
@@ -171,8 +167,7 @@ impl InviteClient {
         {
             let next = interval * 2;
             self.timer_a = Some((now + next, next));
-            self.outputs
-                .push_back(ClientOutput::Transmit(self.request.clone()));
+            self.outputs.push_back(ClientOutput::Transmit(self.request.clone()));
         }
         if due(self.timer_b, now) && self.state == InviteClientState::Calling {
             self.terminate();
@@ -189,12 +184,7 @@ impl InviteClient {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        earliest(&[
-            self.timer_a.map(|(t, _)| t),
-            self.timer_b,
-            self.timer_d,
-            self.timer_m,
-        ])
+        earliest(&[self.timer_a.map(|(t, _)| t), self.timer_b, self.timer_d, self.timer_m])
     }
 
     pub fn poll_output(&mut self) -> Option<ClientOutput> {
@@ -221,23 +211,14 @@ impl InviteClient {
             headers.push("Route", route);
         }
         for name in ["From", "To", "Call-ID"] {
-            let source = if name == "To" {
-                &response.headers
-            } else {
-                &self.request.headers
-            };
+            let source = if name == "To" { &response.headers } else { &self.request.headers };
             if let Some(value) = source.get(name) {
                 headers.push(name, value);
             }
         }
         let cseq = self.request.cseq().map_or(1, |(n, _)| n);
         headers.push("CSeq", format!("{cseq} ACK"));
-        Request {
-            method: Method::Ack,
-            uri: self.request.uri.clone(),
-            headers,
-            body: Vec::new(),
-        }
+        Request { method: Method::Ack, uri: self.request.uri.clone(), headers, body: Vec::new() }
     }
 }
 
@@ -321,14 +302,9 @@ impl NonInviteClient {
             && matches!(self.state, Trying | Proceeding)
         {
             // Once a provisional arrived, the peer is alive: retransmit every T2.
-            let next = if self.state == Proceeding {
-                self.timers.t2
-            } else {
-                (interval * 2).min(self.timers.t2)
-            };
+            let next = if self.state == Proceeding { self.timers.t2 } else { (interval * 2).min(self.timers.t2) };
             self.timer_e = Some((now + next, next));
-            self.outputs
-                .push_back(ClientOutput::Transmit(self.request.clone()));
+            self.outputs.push_back(ClientOutput::Transmit(self.request.clone()));
         }
         if due(self.timer_f, now) && matches!(self.state, Trying | Proceeding) {
             self.terminate();
@@ -381,13 +357,7 @@ pub struct NonInviteServer {
 
 impl NonInviteServer {
     pub fn new(reliable: bool, timers: TimerConfig) -> Self {
-        Self {
-            state: NonInviteServerState::Trying,
-            reliable,
-            timers,
-            last_response: None,
-            timer_j: None,
-        }
+        Self { state: NonInviteServerState::Trying, reliable, timers, last_response: None, timer_j: None }
     }
 
     pub fn state(&self) -> NonInviteServerState {
@@ -421,9 +391,7 @@ impl NonInviteServer {
     /// A retransmission of the request: what to send back, if anything.
     pub fn handle_retransmission(&self) -> Option<Response> {
         match self.state {
-            NonInviteServerState::Proceeding | NonInviteServerState::Completed => {
-                self.last_response.clone()
-            }
+            NonInviteServerState::Proceeding | NonInviteServerState::Completed => self.last_response.clone(),
             _ => None,
         }
     }
@@ -538,13 +506,10 @@ impl InviteServer {
     /// response is sent again (s.17.2.1); in Accepted the TU's own 2xx
     /// retransmissions cover it.
     pub fn handle_retransmission(&mut self) {
-        if matches!(
-            self.state,
-            InviteServerState::Proceeding | InviteServerState::Completed
-        ) && let Some(response) = &self.last_response
+        if matches!(self.state, InviteServerState::Proceeding | InviteServerState::Completed)
+            && let Some(response) = &self.last_response
         {
-            self.outputs
-                .push_back(ServerOutput::Transmit(response.clone()));
+            self.outputs.push_back(ServerOutput::Transmit(response.clone()));
         }
     }
 
@@ -577,8 +542,7 @@ impl InviteServer {
             let next = (interval * 2).min(self.timers.t2);
             self.timer_g = Some((now + next, next));
             if let Some(response) = &self.last_response {
-                self.outputs
-                    .push_back(ServerOutput::Transmit(response.clone()));
+                self.outputs.push_back(ServerOutput::Transmit(response.clone()));
             }
         }
         if due(self.timer_h, now) && self.state == InviteServerState::Completed {
@@ -596,12 +560,7 @@ impl InviteServer {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        earliest(&[
-            self.timer_g.map(|(t, _)| t),
-            self.timer_h,
-            self.timer_i,
-            self.timer_l,
-        ])
+        earliest(&[self.timer_g.map(|(t, _)| t), self.timer_h, self.timer_i, self.timer_l])
     }
 
     pub fn poll_output(&mut self) -> Option<ServerOutput> {
@@ -650,10 +609,7 @@ impl Retransmitter {
 
     /// For a reliable provisional: RFC 3262 names no cap.
     pub fn for_reliable_provisional(timers: TimerConfig, now: Instant) -> Self {
-        Self {
-            cap: None,
-            ..Self::for_2xx(timers, now)
-        }
+        Self { cap: None, ..Self::for_2xx(timers, now) }
     }
 
     pub fn poll_timeout(&self) -> Instant {
@@ -686,12 +642,7 @@ mod tests {
         headers.push("To", "<sip:b@example.com>");
         headers.push("Call-ID", "c1@gw.example.com");
         headers.push("CSeq", format!("1 {method}"));
-        Request {
-            method,
-            uri: "sip:b@example.com".into(),
-            headers,
-            body: vec![],
-        }
+        Request { method, uri: "sip:b@example.com".into(), headers, body: vec![] }
     }
 
     fn response(status: u16, method: Method) -> Response {
@@ -754,10 +705,7 @@ mod tests {
         let t0 = Instant::now();
         let mut tx = InviteClient::new(request(Method::Invite), false, TimerConfig::default(), t0);
         drain(|| tx.poll_output());
-        tx.handle_response(
-            response(180, Method::Invite),
-            t0 + Duration::from_millis(100),
-        );
+        tx.handle_response(response(180, Method::Invite), t0 + Duration::from_millis(100));
         assert!(matches!(tx.poll_output(), Some(ClientOutput::Response(r)) if r.status == 180));
         assert_eq!(tx.state(), InviteClientState::Proceeding);
         assert_eq!(tx.poll_timeout(), None);
@@ -777,19 +725,13 @@ mod tests {
         assert_eq!(ack.method, Method::Ack);
         assert_eq!(ack.uri, "sip:b@example.com");
         assert_eq!(ack.headers.get("CSeq"), Some("1 ACK"));
-        assert_eq!(
-            ack.top_via().and_then(|v| v.branch).as_deref(),
-            Some("z9hG4bKtest")
-        );
+        assert_eq!(ack.top_via().and_then(|v| v.branch).as_deref(), Some("z9hG4bKtest"));
         assert_eq!(ack.tag_of_to(), Some("t1"));
         assert_eq!(tx.state(), InviteClientState::Completed);
 
         // A retransmitted 486 re-sends the ACK but is not passed up again.
         tx.handle_response(response(486, Method::Invite), t0 + Duration::from_secs(1));
-        assert_eq!(
-            drain(|| tx.poll_output()),
-            [ClientOutput::Transmit(ack.clone())]
-        );
+        assert_eq!(drain(|| tx.poll_output()), [ClientOutput::Transmit(ack.clone())]);
 
         // Timer D: 32 s over UDP.
         assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_secs(32)));
@@ -813,17 +755,10 @@ mod tests {
         let mut tx = InviteClient::new(request(Method::Invite), false, TimerConfig::default(), t0);
         drain(|| tx.poll_output());
         tx.handle_response(response(200, Method::Invite), t0);
-        assert!(
-            matches!(drain(|| tx.poll_output()).as_slice(), [ClientOutput::Response(r)] if r.status == 200)
-        );
+        assert!(matches!(drain(|| tx.poll_output()).as_slice(), [ClientOutput::Response(r)] if r.status == 200));
         assert_eq!(tx.state(), InviteClientState::Accepted);
-        tx.handle_response(
-            response(200, Method::Invite),
-            t0 + Duration::from_millis(500),
-        );
-        assert!(
-            matches!(drain(|| tx.poll_output()).as_slice(), [ClientOutput::Response(r)] if r.status == 200)
-        );
+        tx.handle_response(response(200, Method::Invite), t0 + Duration::from_millis(500));
+        assert!(matches!(drain(|| tx.poll_output()).as_slice(), [ClientOutput::Response(r)] if r.status == 200));
         // Timer M
         tx.handle_timeout(t0 + Duration::from_secs(32));
         assert!(tx.is_terminated());
@@ -865,9 +800,7 @@ mod tests {
         assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_millis(4500)));
 
         tx.handle_response(response(200, Method::Bye), t0 + Duration::from_secs(1));
-        assert!(
-            matches!(drain(|| tx.poll_output()).as_slice(), [ClientOutput::Response(r)] if r.status == 200)
-        );
+        assert!(matches!(drain(|| tx.poll_output()).as_slice(), [ClientOutput::Response(r)] if r.status == 200));
         // A retransmitted 200 is absorbed.
         tx.handle_response(response(200, Method::Bye), t0 + Duration::from_secs(2));
         assert!(drain(|| tx.poll_output()).is_empty());
@@ -889,10 +822,7 @@ mod tests {
     #[test]
     fn configured_t1_scales_the_timers() {
         let t0 = Instant::now();
-        let timers = TimerConfig {
-            t1: Duration::from_millis(100),
-            ..TimerConfig::default()
-        };
+        let timers = TimerConfig { t1: Duration::from_millis(100), ..TimerConfig::default() };
         let mut tx = NonInviteClient::new(request(Method::Options), false, timers, t0);
         assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_millis(100)));
         tx.handle_timeout(t0 + Duration::from_millis(6400));
@@ -948,16 +878,9 @@ mod tests {
         assert_eq!(server_outputs(&mut tx).len(), 1);
 
         let mut sent = Vec::new();
-        while let Some(at) = tx
-            .poll_timeout()
-            .filter(|t| *t < t0 + Duration::from_secs(10))
-        {
+        while let Some(at) = tx.poll_timeout().filter(|t| *t < t0 + Duration::from_secs(10)) {
             tx.handle_timeout(at);
-            sent.extend(
-                server_outputs(&mut tx)
-                    .into_iter()
-                    .map(|_| (at - t0).as_millis() as u64),
-            );
+            sent.extend(server_outputs(&mut tx).into_iter().map(|_| (at - t0).as_millis() as u64));
         }
         // Timer G: T1 doubling, capped at T2.
         assert_eq!(sent, [500, 1500, 3500, 7500]);

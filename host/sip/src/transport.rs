@@ -93,15 +93,7 @@ impl Transports {
             }
             None => None,
         };
-        let transports = Self {
-            udp,
-            udp_addr,
-            tcp_addr,
-            connections: HashMap::new(),
-            events,
-            connect_timeout,
-            tasks,
-        };
+        let transports = Self { udp, udp_addr, tcp_addr, connections: HashMap::new(), events, connect_timeout, tasks };
         Ok((transports, events_rx))
     }
 
@@ -114,17 +106,11 @@ impl Transports {
 
     /// Sends one message. TCP sends are queued on the peer's connection
     /// (opened on demand); failures come back as [`NetEvent`]s.
-    pub(crate) async fn send(
-        &mut self,
-        transport: Transport,
-        dest: SocketAddr,
-        data: Vec<u8>,
-    ) -> io::Result<()> {
+    pub(crate) async fn send(&mut self, transport: Transport, dest: SocketAddr, data: Vec<u8>) -> io::Result<()> {
         match transport {
             Transport::Udp => {
-                let socket = self.udp.as_ref().ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::NotConnected, "no UDP listener")
-                })?;
+                let socket =
+                    self.udp.as_ref().ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "no UDP listener"))?;
                 socket.send_to(&data, dest).await?;
                 Ok(())
             }
@@ -139,13 +125,7 @@ impl Transports {
                 // Queued before the connection exists; the task flushes it once connected.
                 let _ = tx.send(data);
                 self.connections.insert(dest, Connection { id, tx });
-                self.tasks.spawn(outgoing_connection(
-                    dest,
-                    id,
-                    rx,
-                    self.events.clone(),
-                    self.connect_timeout,
-                ));
+                self.tasks.spawn(outgoing_connection(dest, id, rx, self.events.clone(), self.connect_timeout));
                 Ok(())
             }
         }
@@ -175,11 +155,7 @@ async fn udp_receive_loop(socket: Arc<UdpSocket>, events: mpsc::UnboundedSender<
                 if data.iter().all(|b| b.is_ascii_whitespace()) {
                     continue;
                 }
-                let event = NetEvent::Received {
-                    transport: Transport::Udp,
-                    source,
-                    data: data.to_vec(),
-                };
+                let event = NetEvent::Received { transport: Transport::Udp, source, data: data.to_vec() };
                 if events.send(event).is_err() {
                     return;
                 }

@@ -8,13 +8,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::endpoint::{Endpoint, EndpointConfig, Output};
 use crate::transport::{NetEvent, Transports};
-use crate::{HangupKind, OutgoingInvite, SipConfig, SipError, Transport, UaEvent};
+use crate::{HangupKind, OutgoingInvite, RegisterRequest, SipConfig, SipError, Transport, UaEvent};
 
 enum Command {
-    Invite(
-        Box<OutgoingInvite>,
-        oneshot::Sender<Result<String, SipError>>,
-    ),
+    Invite(Box<OutgoingInvite>, oneshot::Sender<Result<String, SipError>>),
     Hangup(String, oneshot::Sender<Result<HangupKind, SipError>>),
     Provisional {
         call_id: String,
@@ -34,6 +31,8 @@ enum Command {
         reason: String,
         reply: oneshot::Sender<Result<(), SipError>>,
     },
+    Register(Box<RegisterRequest>, oneshot::Sender<Result<String, SipError>>),
+    Unregister(String, oneshot::Sender<Result<(), SipError>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -48,19 +47,14 @@ pub struct UserAgent {
 
 impl std::fmt::Debug for UserAgent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserAgent")
-            .field("udp", &self.udp_addr)
-            .field("tcp", &self.tcp_addr)
-            .finish()
+        f.debug_struct("UserAgent").field("udp", &self.udp_addr).field("tcp", &self.tcp_addr).finish()
     }
 }
 
 impl UserAgent {
     /// Binds the configured listeners and starts the SIP task. Events of
     /// every call arrive on the returned receiver.
-    pub async fn start(
-        config: SipConfig,
-    ) -> Result<(UserAgent, mpsc::UnboundedReceiver<UaEvent>), SipError> {
+    pub async fn start(config: SipConfig) -> Result<(UserAgent, mpsc::UnboundedReceiver<UaEvent>), SipError> {
         if config.udp_listen.is_none() && config.tcp_listen.is_none() {
             return Err(SipError::Config("no UDP or TCP listener configured".into()));
         }
@@ -73,18 +67,14 @@ impl UserAgent {
                     .map(|a| a.ip())
                     .filter(|ip| !ip.is_unspecified())
                     .ok_or_else(|| {
-                        SipError::Config(
-                            "advertised_host is required when listening on an unspecified address"
-                                .into(),
-                        )
+                        SipError::Config("advertised_host is required when listening on an unspecified address".into())
                     })?;
                 host_for(ip)
             }
         };
 
         let connect_timeout = config.timers.transaction_timeout();
-        let (transports, net_events) =
-            Transports::bind(config.udp_listen, config.tcp_listen, connect_timeout).await?;
+        let (transports, net_events) = Transports::bind(config.udp_listen, config.tcp_listen, connect_timeout).await?;
         let udp_addr = transports.local_addr(Transport::Udp);
         let tcp_addr = transports.local_addr(Transport::Tcp);
         let endpoint = Endpoint::new(EndpointConfig {
@@ -99,14 +89,7 @@ impl UserAgent {
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (events, events_rx) = mpsc::unbounded_channel();
         tokio::spawn(run(endpoint, transports, commands_rx, net_events, events));
-        Ok((
-            UserAgent {
-                commands,
-                udp_addr,
-                tcp_addr,
-            },
-            events_rx,
-        ))
+        Ok((UserAgent { commands, udp_addr, tcp_addr }, events_rx))
     }
 
     /// The bound address of a listener (useful with port 0).
@@ -119,16 +102,14 @@ impl UserAgent {
 
     /// Sends an INVITE; returns the Call-ID that tags this call's events.
     pub async fn invite(&self, invite: OutgoingInvite) -> Result<String, SipError> {
-        self.request(|reply| Command::Invite(Box::new(invite), reply))
-            .await?
+        self.request(|reply| Command::Invite(Box::new(invite), reply)).await?
     }
 
     /// BYE if answered; otherwise CANCEL for a call we placed, or a 480
     /// final response ([`HangupKind::Reject`]) for an incoming call.
     pub async fn hangup(&self, call_id: &str) -> Result<HangupKind, SipError> {
         let call_id = call_id.to_string();
-        self.request(|reply| Command::Hangup(call_id, reply))
-            .await?
+        self.request(|reply| Command::Hangup(call_id, reply)).await?
     }
 
     /// Sends a provisional response (101-199, typically 180 or 183) to an
@@ -145,26 +126,14 @@ impl UserAgent {
         reliable: bool,
     ) -> Result<(), SipError> {
         let call_id = call_id.to_string();
-        self.request(|reply| Command::Provisional {
-            call_id,
-            status,
-            sdp,
-            reliable,
-            reply,
-        })
-        .await?
+        self.request(|reply| Command::Provisional { call_id, status, sdp, reliable, reply }).await?
     }
 
     /// Answers an incoming call with 200 OK, retransmitted until the ACK
     /// (reported as `CallEvent::Request { method: "ACK", .. }`).
     pub async fn accept(&self, call_id: &str, sdp: Option<String>) -> Result<(), SipError> {
         let call_id = call_id.to_string();
-        self.request(|reply| Command::Accept {
-            call_id,
-            sdp,
-            reply,
-        })
-        .await?
+        self.request(|reply| Command::Accept { call_id, sdp, reply }).await?
     }
 
     /// Refuses an incoming call with a final 3xx-6xx response;
@@ -172,29 +141,39 @@ impl UserAgent {
     pub async fn reject(&self, call_id: &str, status: u16, reason: &str) -> Result<(), SipError> {
         let call_id = call_id.to_string();
         let reason = reason.to_string();
-        self.request(|reply| Command::Reject {
-            call_id,
-            status,
-            reason,
-            reply,
-        })
-        .await?
+        self.request(|reply| Command::Reject { call_id, status, reason, reply }).await?
+    }
+
+    /// Starts keeping a contact registered with a registrar (RFC 3261 s.10),
+    /// answering Digest challenges (MD5 or SHA-256, RFC 7616 / RFC 8760).
+    /// Returns the binding id at once (the REGISTER is only sent); its
+    /// progress arrives as `UaEvent { call_id: <binding id>, event:
+    /// CallEvent::Registration(..) }`: `Registered`, then `Refreshed` on each
+    /// refresh (done halfway through the granted time), `Failed` whenever an
+    /// attempt fails (retried with backoff from 10 s up to 10 min).
+    pub async fn register(&self, request: RegisterRequest) -> Result<String, SipError> {
+        self.request(|reply| Command::Register(Box::new(request), reply)).await?
+    }
+
+    /// Removes a binding with a REGISTER carrying `Expires: 0` (after any
+    /// REGISTER in flight is answered). Returns once that is under way;
+    /// `RegistrationEvent::Unregistered` is the binding's last event (after
+    /// a `Failed` if the registrar refused or did not answer).
+    pub async fn unregister(&self, binding_id: &str) -> Result<(), SipError> {
+        let binding_id = binding_id.to_string();
+        self.request(|reply| Command::Unregister(binding_id, reply)).await?
     }
 
     /// Stops the SIP task and closes the sockets. Calls in progress are
-    /// abandoned without signalling; hang them up first.
+    /// abandoned without signalling; hang them up first. Registrations are
+    /// abandoned too (they lapse at their expiry); unregister them first.
     pub async fn shutdown(&self) {
         let _ = self.request(Command::Shutdown).await;
     }
 
-    async fn request<T>(
-        &self,
-        command: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, SipError> {
+    async fn request<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, SipError> {
         let (reply, response) = oneshot::channel();
-        self.commands
-            .send(command(reply))
-            .map_err(|_| SipError::Shutdown)?;
+        self.commands.send(command(reply)).map_err(|_| SipError::Shutdown)?;
         response.await.map_err(|_| SipError::Shutdown)
     }
 }
@@ -256,6 +235,12 @@ async fn run(
                 }
                 Some(Command::Reject { call_id, status, reason, reply }) => {
                     let _ = reply.send(endpoint.reject(&call_id, status, &reason, Instant::now()));
+                }
+                Some(Command::Register(request, reply)) => {
+                    let _ = reply.send(endpoint.register(*request, Instant::now()));
+                }
+                Some(Command::Unregister(binding_id, reply)) => {
+                    let _ = reply.send(endpoint.unregister(&binding_id, Instant::now()));
                 }
                 Some(Command::Shutdown(reply)) => {
                     tracing::info!("SIP user agent shutting down");

@@ -12,12 +12,11 @@ use std::time::Instant;
 
 use crate::dialog::{ALLOW, CallOutput, HangupError};
 use crate::message::{
-    Headers, Message, Method, Request, Response, SipHeaders, Transmit, header_param, name_addr_uri,
-    new_branch, response_to, uri_socket_addr,
+    Headers, Message, Method, Request, Response, SipHeaders, Transmit, header_param, name_addr_uri, new_branch,
+    response_to, uri_socket_addr,
 };
 use crate::transaction::{
-    ClientOutput, InviteServer, NonInviteClient, RetransmitAction, Retransmitter, ServerOutput,
-    TimerConfig,
+    ClientOutput, InviteServer, NonInviteClient, RetransmitAction, Retransmitter, ServerOutput, TimerConfig,
 };
 use crate::{CallEvent, HangupKind, NameAddr, SipError, Transport};
 
@@ -104,17 +103,10 @@ pub struct UasCall {
 /// `"Bob" <sip:...>;tag=x` -> display name and URI.
 pub fn parse_name_addr(value: &str) -> NameAddr {
     let uri = name_addr_uri(value).to_string();
-    let display_name = value
-        .find('<')
-        .map(|open| value[..open].trim())
-        .filter(|name| !name.is_empty())
-        .map(|name| {
-            let unquoted = name
-                .strip_prefix('"')
-                .and_then(|n| n.strip_suffix('"'))
-                .unwrap_or(name);
-            unquoted.replace("\\\"", "\"").replace("\\\\", "\\")
-        });
+    let display_name = value.find('<').map(|open| value[..open].trim()).filter(|name| !name.is_empty()).map(|name| {
+        let unquoted = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')).unwrap_or(name);
+        unquoted.replace("\\\"", "\"").replace("\\\\", "\\")
+    });
     NameAddr { display_name, uri }
 }
 
@@ -155,24 +147,15 @@ impl UasCall {
             });
         }
         // The Contact is the remote target of the dialog (s.8.1.1.8): without it no BYE can reach the caller.
-        let remote_target = invite
-            .headers
-            .get("Contact")
-            .map(name_addr_uri)
-            .filter(|u| !u.is_empty() && *u != "*")
-            .map(str::to_string);
-        let (Some(remote_target), Some(via), Some((invite_cseq, _))) =
-            (remote_target, invite.top_via(), invite.cseq())
+        let remote_target =
+            invite.headers.get("Contact").map(name_addr_uri).filter(|u| !u.is_empty() && *u != "*").map(str::to_string);
+        let (Some(remote_target), Some(via), Some((invite_cseq, _))) = (remote_target, invite.top_via(), invite.cseq())
         else {
-            return Err(InviteRefusal {
-                status: 400,
-                reason: "Missing Contact",
-                headers: vec![],
-            });
+            return Err(InviteRefusal { status: 400, reason: "Missing Contact", headers: vec![] });
         };
         let call_id = invite.call_id().unwrap_or_default().to_string();
-        let supports_100rel = invite.headers.has_option_tag("Supported", "100rel")
-            || invite.headers.has_option_tag("Require", "100rel");
+        let supports_100rel =
+            invite.headers.has_option_tag("Supported", "100rel") || invite.headers.has_option_tag("Require", "100rel");
         let requires_100rel = invite.headers.has_option_tag("Require", "100rel");
         let mut call = Self {
             call_id,
@@ -188,11 +171,7 @@ impl UasCall {
             requires_100rel,
             remote_tag: invite.tag_of_from().unwrap_or_default().to_string(),
             remote_target,
-            route_set: invite
-                .headers
-                .get_all("Record-Route")
-                .map(str::to_string)
-                .collect(),
+            route_set: invite.headers.get_all("Record-Route").map(str::to_string).collect(),
             phase: UasPhase::Early,
             final_requested: false,
             bye_pending: false,
@@ -214,12 +193,7 @@ impl UasCall {
             to: parse_name_addr(header("To").unwrap_or_default()),
             p_asserted_identity: header("P-Asserted-Identity").map(parse_name_addr),
             privacy: header("Privacy").map(str::to_string),
-            headers: call
-                .invite
-                .headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
+            headers: call.invite.headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             sdp: call.invite.sdp(),
             supports_100rel,
         };
@@ -293,10 +267,7 @@ impl UasCall {
             return Err(SipError::InvalidStatus(status));
         }
         if reason.chars().any(char::is_control) {
-            return Err(SipError::InvalidHeader {
-                name: "reason phrase".into(),
-                reason: "control characters".into(),
-            });
+            return Err(SipError::InvalidHeader { name: "reason phrase".into(), reason: "control characters".into() });
         }
         self.check_early("a final response was already sent")?;
         self.send_reject(status, reason, now);
@@ -339,9 +310,8 @@ impl UasCall {
     /// transaction) or for the 2xx (reported once).
     pub fn handle_ack(&mut self, request: &Request, now: Instant) {
         let via = request.top_via();
-        let same_branch = via.as_ref().is_some_and(|v| {
-            self.matches_invite(v.branch.as_deref().unwrap_or_default(), &v.sent_by())
-        });
+        let same_branch =
+            via.as_ref().is_some_and(|v| self.matches_invite(v.branch.as_deref().unwrap_or_default(), &v.sent_by()));
         if same_branch && self.invite_tx.handle_ack(now) {
             if self.phase == UasPhase::Rejected {
                 self.terminate();
@@ -378,9 +348,7 @@ impl UasCall {
         let rack = request.headers.get("RAck").and_then(parse_rack);
         match (&self.unacked, rack) {
             (Some(unacked), Some((rseq, cseq, method)))
-                if rseq == unacked.rseq
-                    && cseq == self.invite_cseq
-                    && method.eq_ignore_ascii_case("INVITE") =>
+                if rseq == unacked.rseq && cseq == self.invite_cseq && method.eq_ignore_ascii_case("INVITE") =>
             {
                 200
             }
@@ -509,10 +477,7 @@ impl UasCall {
         if self.phase == UasPhase::Early && !self.final_requested {
             Ok(())
         } else {
-            Err(SipError::WrongState {
-                call_id: self.call_id.clone(),
-                reason,
-            })
+            Err(SipError::WrongState { call_id: self.call_id.clone(), reason })
         }
     }
 
@@ -608,9 +573,7 @@ impl UasCall {
             response.headers.push("Allow", ALLOW);
         }
         if !self.setup.user_agent.is_empty() {
-            response
-                .headers
-                .push("Server", self.setup.user_agent.as_str());
+            response.headers.push("Server", self.setup.user_agent.as_str());
         }
         response
     }
@@ -636,10 +599,7 @@ impl UasCall {
 
     fn send_now(&mut self, item: Held, now: Instant) {
         match item {
-            Held::Provisional {
-                mut response,
-                reliable,
-            } => {
+            Held::Provisional { mut response, reliable } => {
                 if reliable {
                     let rseq = self.next_rseq;
                     self.next_rseq = self.next_rseq.wrapping_add(1);
@@ -703,12 +663,7 @@ impl UasCall {
         if !self.setup.user_agent.is_empty() {
             headers.push("User-Agent", self.setup.user_agent.as_str());
         }
-        let request = Request {
-            method: Method::Bye,
-            uri: self.remote_target.clone(),
-            headers,
-            body: Vec::new(),
-        };
+        let request = Request { method: Method::Bye, uri: self.remote_target.clone(), headers, body: Vec::new() };
         let dest = self.peer_destination();
         let tx = NonInviteClient::new(request, self.transport.is_reliable(), self.timers, now);
         self.bye = Some(Bye { branch, dest, tx });
@@ -717,20 +672,14 @@ impl UasCall {
     /// The first Route, else the remote target; a host that needs DNS falls
     /// back to where the INVITE came from.
     fn peer_destination(&self) -> SocketAddr {
-        let uri = self
-            .route_set
-            .first()
-            .map_or(self.remote_target.as_str(), |r| name_addr_uri(r));
+        let uri = self.route_set.first().map_or(self.remote_target.as_str(), |r| name_addr_uri(r));
         uri_socket_addr(uri).unwrap_or(self.response_dest)
     }
 }
 
 /// Require/RSeq go before Allow/Server so the provisional reads like the call-flow example.
 fn insert_before_body_headers(headers: &mut Headers, name: &str, value: &str) {
-    let mut entries: Vec<(String, String)> = headers
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect();
+    let mut entries: Vec<(String, String)> = headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
     let at = entries
         .iter()
         .position(|(n, _)| n.eq_ignore_ascii_case("Allow") || n.eq_ignore_ascii_case("Server"))

@@ -7,8 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use camara_sip::{
-    CallEvent, HangupKind, NameAddr, OutgoingInvite, SipConfig, TimerConfig, Transport, UaEvent,
-    UserAgent,
+    CallEvent, HangupKind, NameAddr, OutgoingInvite, SipConfig, TimerConfig, Transport, UaEvent, UserAgent,
 };
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -26,24 +25,14 @@ fn sipp_available() -> bool {
 }
 
 fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sipp")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(name)
 }
 
 /// A port that is free now; sipp binds it right after.
 fn free_port(transport: Transport) -> u16 {
     match transport {
-        Transport::Udp => std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port(),
-        Transport::Tcp => std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port(),
+        Transport::Udp => std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
+        Transport::Tcp => std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
     }
 }
 
@@ -63,22 +52,12 @@ struct Sipp {
 impl Sipp {
     async fn start(scenario_file: &str, transport: Transport) -> Sipp {
         let port = free_port(transport);
-        let error_file = std::env::temp_dir().join(format!(
-            "camara-sip-{}-{port}-errors.log",
-            std::process::id()
-        ));
+        let error_file = std::env::temp_dir().join(format!("camara-sip-{}-{port}-errors.log", std::process::id()));
         let child = Command::new("sipp")
             .arg("-sf")
             .arg(scenario(scenario_file))
             .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-            .args([
-                "-t",
-                if transport == Transport::Udp {
-                    "u1"
-                } else {
-                    "t1"
-                },
-            ])
+            .args(["-t", if transport == Transport::Udp { "u1" } else { "t1" }])
             .args(["-m", "1", "-timeout", "20s", "-timeout_error", "-nostdin"])
             .arg("-trace_err")
             .arg("-error_file")
@@ -97,11 +76,7 @@ impl Sipp {
         })
         .await;
         assert!(ready.is_ok(), "sipp did not bind port {port}");
-        Sipp {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            error_file,
-        }
+        Sipp { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), error_file }
     }
 
     async fn assert_success(self) {
@@ -141,34 +116,30 @@ fn invite(next_hop: SocketAddr, transport: Transport) -> OutgoingInvite {
     OutgoingInvite {
         call_id: None,
         request_uri: format!("sip:+818000000002@{next_hop};user=phone"),
-        from: NameAddr {
-            display_name: Some("Alice".into()),
-            uri: "sip:+818000000001@operator.com;user=phone".into(),
-        },
+        from: NameAddr { display_name: Some("Alice".into()), uri: "sip:+818000000001@operator.com;user=phone".into() },
         to: NameAddr { display_name: Some("Bob".into()), uri: "sip:+818000000002@tn.operator.com;user=phone".into() },
         p_asserted_identity: Some(NameAddr { display_name: None, uri: "tel:+818000000001".into() }),
         privacy: None,
         extra_headers: vec![],
-        sdp: Some("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0\r\n".into()),
+        sdp: Some(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0\r\n"
+                .into(),
+        ),
         next_hop,
         transport,
     }
 }
 
 async fn next_event(events: &mut UnboundedReceiver<UaEvent>, call_id: &str) -> CallEvent {
-    let event = tokio::time::timeout(STEP, events.recv())
-        .await
-        .expect("no call event in time")
-        .expect("event channel closed");
+    let event =
+        tokio::time::timeout(STEP, events.recv()).await.expect("no call event in time").expect("event channel closed");
     assert_eq!(event.call_id, call_id);
     event.event
 }
 
 fn status_of(event: &CallEvent) -> Option<(u16, bool)> {
     match event {
-        CallEvent::Response {
-            status, reliable, ..
-        } => Some((*status, *reliable)),
+        CallEvent::Response { status, reliable, .. } => Some((*status, *reliable)),
         _ => None,
     }
 }
@@ -180,43 +151,22 @@ async fn answered_call_then_bye(transport: Transport) {
     let (ua, mut events) = start_ua().await;
     let sipp = Sipp::start("uas_100rel.xml", transport).await;
 
-    let call_id = ua
-        .invite(invite(sipp.addr, transport))
-        .await
-        .expect("invite");
+    let call_id = ua.invite(invite(sipp.addr, transport)).await.expect("invite");
     let local = ua.local_addr(Transport::Udp).unwrap().ip().to_string();
     assert!(call_id.ends_with(&format!("@{local}")), "{call_id}");
 
-    assert_eq!(
-        status_of(&next_event(&mut events, &call_id).await),
-        Some((100, false))
-    );
-    assert_eq!(
-        status_of(&next_event(&mut events, &call_id).await),
-        Some((180, true))
-    );
+    assert_eq!(status_of(&next_event(&mut events, &call_id).await), Some((100, false)));
+    assert_eq!(status_of(&next_event(&mut events, &call_id).await), Some((180, true)));
     let answer = next_event(&mut events, &call_id).await;
-    let CallEvent::Response {
-        status: 200,
-        reason,
-        sdp: Some(sdp),
-        reliable: false,
-    } = &answer
-    else {
+    let CallEvent::Response { status: 200, reason, sdp: Some(sdp), reliable: false } = &answer else {
         panic!("expected 200 OK with SDP, got {answer:?}");
     };
     assert_eq!(reason, "OK");
     assert!(sdp.contains("m=audio"), "{sdp}");
 
     assert_eq!(ua.hangup(&call_id).await.expect("hangup"), HangupKind::Bye);
-    assert_eq!(
-        next_event(&mut events, &call_id).await,
-        CallEvent::Terminated
-    );
-    assert!(
-        ua.hangup(&call_id).await.is_err(),
-        "a finished call cannot be hung up"
-    );
+    assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated);
+    assert!(ua.hangup(&call_id).await.is_err(), "a finished call cannot be hung up");
 
     sipp.assert_success().await;
     ua.shutdown().await;
@@ -229,39 +179,21 @@ async fn cancelled_call(transport: Transport, hangup_before_ringing: bool) {
     let (ua, mut events) = start_ua().await;
     let sipp = Sipp::start("uas_cancel.xml", transport).await;
 
-    let call_id = ua
-        .invite(invite(sipp.addr, transport))
-        .await
-        .expect("invite");
+    let call_id = ua.invite(invite(sipp.addr, transport)).await.expect("invite");
     if hangup_before_ringing {
         // sipp rings only after a 1 s pause: the CANCEL must wait for the 180.
-        assert_eq!(
-            ua.hangup(&call_id).await.expect("hangup"),
-            HangupKind::Cancel
-        );
-        assert_eq!(
-            status_of(&next_event(&mut events, &call_id).await),
-            Some((180, false))
-        );
+        assert_eq!(ua.hangup(&call_id).await.expect("hangup"), HangupKind::Cancel);
+        assert_eq!(status_of(&next_event(&mut events, &call_id).await), Some((180, false)));
     } else {
-        assert_eq!(
-            status_of(&next_event(&mut events, &call_id).await),
-            Some((180, false))
-        );
-        assert_eq!(
-            ua.hangup(&call_id).await.expect("hangup"),
-            HangupKind::Cancel
-        );
+        assert_eq!(status_of(&next_event(&mut events, &call_id).await), Some((180, false)));
+        assert_eq!(ua.hangup(&call_id).await.expect("hangup"), HangupKind::Cancel);
     }
     let terminated = next_event(&mut events, &call_id).await;
     assert!(
         matches!(&terminated, CallEvent::Response { status: 487, reason, .. } if reason == "Request Terminated"),
         "{terminated:?}"
     );
-    assert_eq!(
-        next_event(&mut events, &call_id).await,
-        CallEvent::Terminated
-    );
+    assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated);
 
     sipp.assert_success().await;
     ua.shutdown().await;
@@ -295,26 +227,13 @@ async fn udp_call_ended_by_the_remote_party() {
     let (ua, mut events) = start_ua().await;
     let sipp = Sipp::start("uas_remote_bye.xml", Transport::Udp).await;
 
-    let call_id = ua
-        .invite(invite(sipp.addr, Transport::Udp))
-        .await
-        .expect("invite");
-    assert_eq!(
-        status_of(&next_event(&mut events, &call_id).await),
-        Some((200, false))
-    );
+    let call_id = ua.invite(invite(sipp.addr, Transport::Udp)).await.expect("invite");
+    assert_eq!(status_of(&next_event(&mut events, &call_id).await), Some((200, false)));
     assert_eq!(
         next_event(&mut events, &call_id).await,
-        CallEvent::Request {
-            method: "BYE".into(),
-            reason: Some("Q.850;cause=16".into()),
-            sdp: None
-        }
+        CallEvent::Request { method: "BYE".into(), reason: Some("Q.850;cause=16".into()), sdp: None }
     );
-    assert_eq!(
-        next_event(&mut events, &call_id).await,
-        CallEvent::Terminated
-    );
+    assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated);
     assert!(ua.hangup(&call_id).await.is_err());
 
     sipp.assert_success().await;

@@ -25,24 +25,14 @@ fn sipp_available() -> bool {
 }
 
 fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sipp")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(name)
 }
 
 /// A port that is free now; sipp binds it right after.
 fn free_port(transport: Transport) -> u16 {
     match transport {
-        Transport::Udp => std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port(),
-        Transport::Tcp => std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port(),
+        Transport::Udp => std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
+        Transport::Tcp => std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
     }
 }
 
@@ -55,23 +45,13 @@ impl Sipp {
     /// sipp as the caller, sending one call to `target`.
     fn call(scenario_file: &str, transport: Transport, target: SocketAddr) -> Sipp {
         let port = free_port(transport);
-        let error_file = std::env::temp_dir().join(format!(
-            "camara-sip-uas-{}-{port}-errors.log",
-            std::process::id()
-        ));
+        let error_file = std::env::temp_dir().join(format!("camara-sip-uas-{}-{port}-errors.log", std::process::id()));
         let child = Command::new("sipp")
             .arg(target.to_string())
             .arg("-sf")
             .arg(scenario(scenario_file))
             .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-            .args([
-                "-t",
-                if transport == Transport::Udp {
-                    "u1"
-                } else {
-                    "t1"
-                },
-            ])
+            .args(["-t", if transport == Transport::Udp { "u1" } else { "t1" }])
             .args(["-m", "1", "-timeout", "20s", "-timeout_error", "-nostdin"])
             .arg("-trace_err")
             .arg("-error_file")
@@ -119,10 +99,7 @@ async fn start_ua() -> (UserAgent, UnboundedReceiver<UaEvent>) {
 }
 
 async fn next_event(events: &mut UnboundedReceiver<UaEvent>) -> UaEvent {
-    tokio::time::timeout(STEP, events.recv())
-        .await
-        .expect("no call event in time")
-        .expect("event channel closed")
+    tokio::time::timeout(STEP, events.recv()).await.expect("no call event in time").expect("event channel closed")
 }
 
 /// Waits for the Incoming event of a new call; returns its Call-ID and the event.
@@ -139,11 +116,7 @@ async fn expect(events: &mut UnboundedReceiver<UaEvent>, call_id: &str, expected
 }
 
 fn request(method: &str) -> CallEvent {
-    CallEvent::Request {
-        method: method.into(),
-        reason: None,
-        sdp: None,
-    }
+    CallEvent::Request { method: method.into(), reason: None, sdp: None }
 }
 
 async fn answered_call_with_prack(transport: Transport) {
@@ -151,50 +124,25 @@ async fn answered_call_with_prack(transport: Transport) {
         return;
     }
     let (ua, mut events) = start_ua().await;
-    let sipp = Sipp::call(
-        "uac_100rel.xml",
-        transport,
-        ua.local_addr(transport).unwrap(),
-    );
+    let sipp = Sipp::call("uac_100rel.xml", transport, ua.local_addr(transport).unwrap());
 
     let (call_id, event) = incoming(&mut events).await;
-    let CallEvent::Incoming {
-        request_uri,
-        from,
-        to,
-        p_asserted_identity,
-        sdp,
-        supports_100rel,
-        ..
-    } = event
-    else {
+    let CallEvent::Incoming { request_uri, from, to, p_asserted_identity, sdp, supports_100rel, .. } = event else {
         unreachable!()
     };
-    assert!(
-        request_uri.starts_with("sip:+818000000001@127.0.0.1:"),
-        "{request_uri}"
-    );
+    assert!(request_uri.starts_with("sip:+818000000001@127.0.0.1:"), "{request_uri}");
     assert_eq!(from.display_name.as_deref(), Some("Bob"));
     assert_eq!(from.uri, "sip:+818000000002@tn.operator.com;user=phone");
     assert_eq!(to.uri, "sip:+818000000001@operator.com;user=phone");
-    assert_eq!(
-        p_asserted_identity.map(|p| p.uri).as_deref(),
-        Some("tel:+818000000002")
-    );
+    assert_eq!(p_asserted_identity.map(|p| p.uri).as_deref(), Some("tel:+818000000002"));
     assert!(sdp.is_some_and(|s| s.contains("m=audio")));
     assert!(supports_100rel);
 
-    ua.provisional(&call_id, 183, Some(ANSWER_SDP.into()), true)
-        .await
-        .expect("183");
+    ua.provisional(&call_id, 183, Some(ANSWER_SDP.into()), true).await.expect("183");
     expect(&mut events, &call_id, request("PRACK")).await;
-    ua.provisional(&call_id, 180, None, true)
-        .await
-        .expect("180");
+    ua.provisional(&call_id, 180, None, true).await.expect("180");
     expect(&mut events, &call_id, request("PRACK")).await;
-    ua.accept(&call_id, Some(ANSWER_SDP.into()))
-        .await
-        .expect("accept");
+    ua.accept(&call_id, Some(ANSWER_SDP.into())).await.expect("accept");
     expect(&mut events, &call_id, request("ACK")).await;
     expect(&mut events, &call_id, request("BYE")).await;
     expect(&mut events, &call_id, CallEvent::Terminated).await;
@@ -219,29 +167,14 @@ async fn cancelled_by_the_caller(transport: Transport) {
         return;
     }
     let (ua, mut events) = start_ua().await;
-    let sipp = Sipp::call(
-        "uac_cancel.xml",
-        transport,
-        ua.local_addr(transport).unwrap(),
-    );
+    let sipp = Sipp::call("uac_cancel.xml", transport, ua.local_addr(transport).unwrap());
     let (call_id, event) = incoming(&mut events).await;
-    assert!(matches!(
-        event,
-        CallEvent::Incoming {
-            supports_100rel: false,
-            ..
-        }
-    ));
+    assert!(matches!(event, CallEvent::Incoming { supports_100rel: false, .. }));
     // The caller did not offer 100rel: the 180 goes unreliably.
-    ua.provisional(&call_id, 180, None, true)
-        .await
-        .expect("180");
+    ua.provisional(&call_id, 180, None, true).await.expect("180");
     expect(&mut events, &call_id, request("CANCEL")).await;
     expect(&mut events, &call_id, CallEvent::Terminated).await;
-    assert!(
-        ua.accept(&call_id, None).await.is_err(),
-        "too late to answer"
-    );
+    assert!(ua.accept(&call_id, None).await.is_err(), "too late to answer");
 
     sipp.assert_success().await;
     ua.shutdown().await;
@@ -263,11 +196,7 @@ async fn udp_incoming_call_rejected_busy() {
         return;
     }
     let (ua, mut events) = start_ua().await;
-    let sipp = Sipp::call(
-        "uac_rejected.xml",
-        Transport::Udp,
-        ua.local_addr(Transport::Udp).unwrap(),
-    );
+    let sipp = Sipp::call("uac_rejected.xml", Transport::Udp, ua.local_addr(Transport::Udp).unwrap());
     let (call_id, _) = incoming(&mut events).await;
     ua.reject(&call_id, 486, "Busy Here").await.expect("reject");
     expect(&mut events, &call_id, CallEvent::Terminated).await;

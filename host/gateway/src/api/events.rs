@@ -16,7 +16,7 @@ use crate::model::{
     SinkCredential, SubscriptionConfig, SubscriptionDetail, SubscriptionRequest, SubscriptionResponse,
     SubscriptionUpdate,
 };
-use crate::notify::{GatewayEvent, SUBSCRIBABLE_TYPES, SUBSCRIPTION_ENDED};
+use crate::notify::{GatewayEvent, SUBSCRIBABLE_TYPES};
 use crate::store::SinkCredential as StoredCredential;
 use crate::store::Subscription;
 use crate::validate;
@@ -195,18 +195,7 @@ pub(super) async fn remove(
         .store
         .remove_subscription(&id, &caller.phone_number)?
         .ok_or_else(|| ApiError::not_found("Subscription not found"))?;
-    let event = GatewayEvent {
-        event_type: SUBSCRIPTION_ENDED,
-        data: serde_json::json!({
-            "subscriptionId": s.id,
-            "terminationReason": "SUBSCRIPTION_DELETED",
-            "terminationDescription": "Subscription deleted by client request",
-        }),
-        media_session_id: None,
-        registration_id: None,
-        device_id: Some(s.device_id.clone()),
-        phone_number: Some(s.owner_phone_number.clone()),
-    };
+    let event = GatewayEvent::subscription_ended(&s, "SUBSCRIPTION_DELETED", "Subscription deleted by client request");
     gw.notifier.publish(event, std::slice::from_ref(&s)).await;
     gw.notifier.close(&s.id);
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": s.id }))))
