@@ -292,7 +292,8 @@ pub fn sipp_available() -> bool {
 }
 
 impl Sipp {
-    /// Starts sipp as a UAS with `scenario` on a free loopback port over `transport`.
+    /// Starts sipp as a UAS with `scenario` (in `tests/sipp/`, or a path from the repository
+    /// root) on a free loopback port over `transport`.
     pub async fn uas(scenario: &str, transport: SipTransportName) -> Sipp {
         let sipp = Sipp::spawn(scenario, transport, None);
         // Wait until sipp listens.
@@ -323,7 +324,11 @@ impl Sipp {
         command
             .current_dir(&dir.0)
             .arg("-sf")
-            .arg(repo_root().join("tests/sipp").join(scenario))
+            .arg(if scenario.contains('/') {
+                repo_root().join(scenario)
+            } else {
+                repo_root().join("tests/sipp").join(scenario)
+            })
             .args(["-i", "127.0.0.1", "-p", &port.to_string()])
             .args(["-t", if transport == SipTransportName::Tcp { "t1" } else { "u1" }])
             .args(["-m", "1", "-timeout", "30s", "-timeout_error", "-nostdin", "-trace_msg", "-trace_err"])

@@ -150,6 +150,7 @@ pub async fn run_sip_events(gw: Arc<Gateway>, mut events: UnboundedReceiver<UaEv
                 };
                 on_incoming(&gw, &call_id, invite).await;
             }
+            CallEvent::Registration(event) => crate::bindings::on_event(&gw, &call_id, event).await,
             event => on_call_event(&gw, &call_id, event).await,
         }
     }
@@ -215,7 +216,7 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
         CallEvent::Timeout => Some(SipEvent::Timeout),
         // Handled by `on_incoming`; an incoming call has no session before it is offered.
         CallEvent::Incoming { .. } => None,
-        // A REGISTER binding, not a call: no session to update.
+        // Handled by `bindings::on_event`: a REGISTER binding has no session.
         CallEvent::Registration(_) => None,
         CallEvent::Terminated => session.local_hangup.clone().map(SipEvent::LocalHangup),
     };

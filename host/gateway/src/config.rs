@@ -94,6 +94,52 @@ pub struct SipSettings {
     /// Where INVITEs go (outbound proxy / SBC); none means calls cannot be placed.
     pub next_hop: Option<SocketAddr>,
     pub next_hop_transport: SipTransportName,
+    /// Where REGISTERs go when the api-mapping plugin asks for them (`sip-account` mode).
+    pub registrar: Option<RegistrarConfig>,
+    /// The SIP account of each phone number, for `sip-account` mode, keyed by E.164 number.
+    pub accounts: BTreeMap<String, SipAccount>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrarConfig {
+    pub address: SocketAddr,
+    #[serde(default = "default_transport")]
+    pub transport: SipTransportName,
+    /// The registrar's domain (request URI `sip:{domain}`).
+    pub domain: String,
+    /// Requested binding lifetime; the registrar may grant less. Refreshed before it ends.
+    #[serde(default = "default_register_expires")]
+    pub expires_seconds: u32,
+    /// How long `POST /sessions` waits for the registrar's answer.
+    #[serde(default = "default_register_timeout")]
+    pub answer_timeout_ms: u64,
+}
+
+fn default_transport() -> SipTransportName {
+    SipTransportName::Udp
+}
+
+fn default_register_expires() -> u32 {
+    3600
+}
+
+fn default_register_timeout() -> u64 {
+    10_000
+}
+
+/// Digest credentials of one SIP account (no AKA: the gateway has no SIM).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipAccount {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for SipAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipAccount").field("username", &self.username).finish_non_exhaustive()
+    }
 }
 
 impl Default for SipSettings {
@@ -104,6 +150,8 @@ impl Default for SipSettings {
             advertised_host: None,
             next_hop: None,
             next_hop_transport: SipTransportName::Udp,
+            registrar: None,
+            accounts: BTreeMap::new(),
         }
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bindings;
 pub mod calls;
 pub mod cli;
 pub mod config;

@@ -45,6 +45,7 @@ pub async fn sweep(gw: &Gateway) {
                     };
                     let subscriptions = backend.subscriptions_of(&r.phone_number).unwrap_or_default();
                     gw.notifier.publish(event, &subscriptions).await;
+                    crate::bindings::unbind(gw, &r.id).await;
                     if gw.config.registration.end_calls_on_expiry {
                         end_calls_of(gw, &r.id).await;
                     }

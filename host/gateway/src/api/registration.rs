@@ -71,14 +71,20 @@ pub(super) async fn create(
         )
         .await?
         .map_err(|e| ApiError::from_plugin_decision(e.status, e.code, e.message))?;
-    if plan.send_register {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "NOT_IMPLEMENTED",
-            "The api-mapping plugin asks for SIP REGISTER (sip-account mode), which this gateway version does not send yet",
+    // Refused before anything is sent to the network.
+    if !gw.store.registrations_of(&registration.phone_number, Some(&registration.device_id))?.is_empty() {
+        return Err(ApiError::conflict(
+            "ALREADY_EXISTS",
+            "An active registration already exists for this deviceId and phone number",
         ));
     }
-    gw.store.insert_registration(registration.clone())?;
+    if plan.send_register {
+        crate::bindings::bind(&gw, &registration, &plan).await?;
+    }
+    if let Err(e) = gw.store.insert_registration(registration.clone()) {
+        crate::bindings::unbind(&gw, &registration.id).await;
+        return Err(e);
+    }
     Ok((StatusCode::CREATED, axum::Json(response(&registration))))
 }
 
@@ -178,5 +184,6 @@ pub(super) async fn remove(
     gw.store
         .remove_registration(&id, &caller.phone_number)?
         .ok_or_else(|| ApiError::not_found("Registration not found"))?;
+    crate::bindings::unbind(&gw, &id).await;
     Ok(StatusCode::NO_CONTENT)
 }
