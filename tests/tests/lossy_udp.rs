@@ -284,12 +284,10 @@ async fn a_call_over_a_lossy_udp_path_completes_through_retransmission() {
     let wait = Duration::from_secs(30);
     let mut statuses = Vec::new();
     for expected_sequence in 1..=3 {
-        let event = tokio::time::timeout(wait, sink.next(2 * wait))
-            .await
-            .unwrap_or_else(|_| {
-                let sipp_log = std::fs::read_to_string(&sipp.message_log).unwrap_or_default();
-                panic!("no event {expected_sequence}:\n{}\nsipp:\n{sipp_log}", relay.trace())
-            });
+        let event = tokio::time::timeout(wait, sink.next(2 * wait)).await.unwrap_or_else(|_| {
+            let sipp_log = std::fs::read_to_string(&sipp.message_log).unwrap_or_default();
+            panic!("no event {expected_sequence}:\n{}\nsipp:\n{sipp_log}", relay.trace())
+        });
         let data = &event.body["data"];
         assert_eq!(event.body["type"], SESSION_STATUS);
         assert_eq!(data["subscriptionId"], subscription_id.as_str());
@@ -330,7 +328,10 @@ async fn a_call_over_a_lossy_udp_path_completes_through_retransmission() {
     let methods: Vec<&str> = cseqs.iter().map(|c| c.split_whitespace().nth(1).unwrap_or_default()).collect();
     assert_eq!(methods, ["INVITE", "PRACK", "PRACK", "ACK", "BYE"], "relay:\n{trace}");
     let prack = received_message(&messages, "PRACK").expect("PRACK logged");
-    assert!(prack.contains(&format!("Route: <sip:{};lr>", relay.gateway_side)), "PRACK not routed via the relay: {prack}");
+    assert!(
+        prack.contains(&format!("Route: <sip:{};lr>", relay.gateway_side)),
+        "PRACK not routed via the relay: {prack}"
+    );
 
     let (dropped_to_sipp, dropped_to_gateway) = {
         let log = relay.log.lock().unwrap();
@@ -340,8 +341,14 @@ async fn a_call_over_a_lossy_udp_path_completes_through_retransmission() {
         "seed {seed}: dropped gateway->sipp {dropped_to_sipp:?}, sipp->gateway {dropped_to_gateway:?}; {} ms\n{trace}",
         started.elapsed().as_millis()
     );
-    assert!(!dropped_to_sipp.is_empty(), "nothing lost gateway -> sipp (seed {seed}): the test proves nothing\n{trace}");
-    assert!(!dropped_to_gateway.is_empty(), "nothing lost sipp -> gateway (seed {seed}): the test proves nothing\n{trace}");
+    assert!(
+        !dropped_to_sipp.is_empty(),
+        "nothing lost gateway -> sipp (seed {seed}): the test proves nothing\n{trace}"
+    );
+    assert!(
+        !dropped_to_gateway.is_empty(),
+        "nothing lost sipp -> gateway (seed {seed}): the test proves nothing\n{trace}"
+    );
 
     gateway.stop().await;
 }

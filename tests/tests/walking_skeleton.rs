@@ -125,3 +125,55 @@ async fn a_call_from_the_network_to_an_unregistered_number_is_refused_with_404()
     assert_eq!(code, 0, "sipp failed: {errors}\n{messages}");
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_is_a_re_invite_offering_sendonly() {
+    init_logs();
+    if !sipp_available() {
+        eprintln!("sipp is not installed (apt-get install sip-tester): skipped");
+        return;
+    }
+    let sipp = Sipp::uas("uas_call_hold.xml", SipTransportName::Udp).await;
+    let gateway =
+        camara_gateway::start(gateway_config(Some(sipp.addr), SipTransportName::Udp)).await.expect("gateway starts");
+    let api = Api::new(gateway.http_addr);
+    let mut sink = Sink::start(vec![]).await;
+    let token = tokens::for_subscriber(ALICE);
+    let registration_id = api.register(&token).await.body["registrationId"].as_str().unwrap().to_string();
+    assert_eq!(api.subscribe(&token, &sink.url, "t").await.status, 201);
+    let session = api.call_number(&token, &registration_id, ALICE, &format!("tel:{BOB}")).await;
+    let path = format!("/webrtc-call-handling/v0.3/sessions/{}", session.body["mediaSessionId"].as_str().unwrap());
+    let wait = Duration::from_secs(10);
+    for expected in ["InProgress", "Ringing", "Connected"] {
+        assert_eq!(sink.next(wait).await.body["data"]["status"], expected);
+    }
+    let refused = api
+        .call("PUT", &format!("{path}/status"), Some(&token), &[], Some(serde_json::json!({"status": "Declined"})))
+        .await;
+    assert_eq!((refused.status, refused.body["code"].as_str()), (400, Some("INVALID_ARGUMENT")));
+
+    let held = api
+        .call(
+            "PUT",
+            &format!("{path}/status"),
+            Some(&token),
+            &[("x-correlator", "hold-1")],
+            Some(serde_json::json!({"status": "Hold"})),
+        )
+        .await;
+    assert_eq!(held.status, 200, "{:?}", held.body);
+    assert_eq!(held.body["status"], "Hold");
+    assert_eq!(held.headers["x-correlator"], "hold-1");
+    let event = sink.next(wait).await;
+    assert_eq!(
+        (event.body["data"]["status"].as_str(), event.body["data"]["sequenceNumber"].as_u64()),
+        (Some("Hold"), Some(4))
+    );
+
+    assert_eq!(api.call("DELETE", &path, Some(&token), &[], None).await.status, 204);
+    let ended = sink.next(wait).await;
+    assert_eq!(ended.body["data"]["status"], "Terminated");
+    let (code, messages, errors) = sipp.finish(Duration::from_secs(15)).await;
+    assert_eq!(code, 0, "sipp failed: {errors}\n{messages}");
+    gateway.stop().await;
+}

@@ -29,6 +29,8 @@ pub struct Gateway {
     pub network: NetworkContext,
     /// Address in the SIP-side SDP `c=` line.
     pub media_address: String,
+    /// Re-INVITEs waiting for their answer.
+    pub reoffers: crate::calls::Reoffers,
     /// SIP registration bindings (`sip-account` mode).
     pub bindings: crate::bindings::Bindings,
     /// Per-client request budget.
@@ -129,6 +131,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         network: NetworkContext { local_host, next_hop: config.sip.next_hop.map(|a| a.to_string()) },
         media_address: config.media.address.clone().unwrap_or(sip_ip),
         bindings: Default::default(),
+        reoffers: Default::default(),
         rtp_ports: RtpPorts::new(config.media.rtp_port_min, config.media.rtp_port_max),
         rate_limiter: governor::RateLimiter::keyed(
             governor::Quota::per_second(

@@ -51,7 +51,7 @@ pub async fn place_call(
         ApiError::unavailable("No SIP next hop is configured ([sip] next_hop): calls cannot be placed")
     })?;
     let session_id = uuid::Uuid::new_v4().to_string();
-    let sdp =
+    let sip_sdp =
         crate::sdp::sip_offer(&request.offer.sdp, &gw.media_address, gw.rtp_ports.next(), rand::random::<u32>().into());
     let call_id = format!("{}@{}", uuid::Uuid::new_v4().simple(), gw.network.local_host);
     let invite = OutgoingInvite {
@@ -62,7 +62,7 @@ pub async fn place_call(
         p_asserted_identity: plan.p_asserted_identity.map(name_addr),
         privacy: plan.privacy,
         extra_headers: plan.extra_headers.into_iter().map(|p| (p.name, p.value)).collect(),
-        sdp: Some(sdp),
+        sdp: Some(sip_sdp.clone()),
         next_hop,
         transport: match gw.config.sip.next_hop_transport {
             SipTransportName::Udp => Transport::Udp,
@@ -83,6 +83,7 @@ pub async fn place_call(
         receiver_name: request.receiver_name,
         offer_sdp: request.offer.sdp,
         answer_sdp: None,
+        sip_local_sdp: Some(sip_sdp),
         status: "Initial".into(),
         sequence: 0,
         local_hangup: None,
@@ -107,7 +108,8 @@ pub async fn end_call(gw: &Gateway, session: &MediaSession) -> Result<(), ApiErr
     }
     // Recorded before the hangup leaves: the SIP side may report the end of the call before
     // `hangup` returns, and that report must already know the device ended it.
-    let expected = if session.status == "Connected" { "BYE" } else { "CANCEL" };
+    let answered = matches!(session.status.as_str(), "Connected" | "Hold" | "Resume");
+    let expected = if answered { "BYE" } else { "CANCEL" };
     gw.store.update_session(&session.id, &mut |s| s.local_hangup = Some(expected.to_string()))?;
     match gw.sip.hangup(call_id).await {
         Ok(kind) => {
@@ -126,6 +128,62 @@ pub async fn end_call(gw: &Gateway, session: &MediaSession) -> Result<(), ApiErr
             Ok(())
         }
     }
+}
+
+/// Callers waiting for the final response to their re-INVITE, by Call-ID.
+#[derive(Default)]
+pub struct Reoffers {
+    waiting: std::sync::Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Sender<(u16, String)>>>,
+}
+
+impl Reoffers {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, tokio::sync::oneshot::Sender<(u16, String)>>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Hold or resume an answered outgoing call (`PUT .../status`): a re-INVITE whose SDP says
+/// `sendonly` or `sendrecv`. Answers once the network has accepted or refused it.
+pub async fn hold_or_resume(gw: &Gateway, session: &MediaSession, hold: bool) -> Result<MediaSession, ApiError> {
+    let conflict = |m: String| ApiError::conflict("CONFLICT", m);
+    let (Some(call_id), Some(local_sdp)) = (&session.sip_call_id, &session.sip_local_sdp) else {
+        return Err(conflict("The session has no call in progress".into()));
+    };
+    if session.direction != Direction::Outgoing || !matches!(session.status.as_str(), "Connected" | "Hold" | "Resume") {
+        return Err(conflict(format!("A {} session cannot be put on hold or resumed", session.status)));
+    }
+    let sdp = crate::sdp::with_direction(local_sdp, if hold { "sendonly" } else { "sendrecv" });
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // Registered before the re-INVITE leaves, so its answer cannot arrive unseen.
+    gw.reoffers.lock().insert(call_id.clone(), tx);
+    if let Err(e) = gw.sip.reinvite(call_id, sdp.clone()).await {
+        gw.reoffers.lock().remove(call_id);
+        return Err(conflict(format!("The call cannot be changed now: {e}")));
+    }
+    let (status, reason) = match tokio::time::timeout(std::time::Duration::from_secs(32), rx).await {
+        Ok(Ok(answer)) => answer,
+        _ => {
+            gw.reoffers.lock().remove(call_id);
+            return Err(ApiError::new(
+                axum::http::StatusCode::GATEWAY_TIMEOUT,
+                "TIMEOUT",
+                "The network did not answer the re-INVITE",
+            ));
+        }
+    };
+    if !(200..300).contains(&status) {
+        return Err(conflict(format!("The network refused the change: {status} {reason}")));
+    }
+    gw.store.update_session(&session.id, &mut |s| s.sip_local_sdp = Some(sdp.clone()))?;
+    let (status, reason) = if hold {
+        (mapping::SessionStatus::Hold, "Call put on hold by the device")
+    } else {
+        (mapping::SessionStatus::Resume, "Call resumed by the device")
+    };
+    apply_status(gw, &session.id, StatusUpdate { status, reason: reason.into() }).await;
+    gw.store.session(&session.id, &session.owner_phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))
 }
 
 /// Reads the SIP user agent's reports until it stops.
@@ -151,6 +209,11 @@ pub async fn run_sip_events(gw: Arc<Gateway>, mut events: UnboundedReceiver<UaEv
                 on_incoming(&gw, &call_id, invite).await;
             }
             CallEvent::Registration(event) => crate::bindings::on_event(&gw, &call_id, event).await,
+            CallEvent::ReinviteResponse { status, reason, .. } => {
+                if let Some(waiter) = gw.reoffers.lock().remove(&call_id) {
+                    let _ = waiter.send((status, reason));
+                }
+            }
             event => on_call_event(&gw, &call_id, event).await,
         }
     }
@@ -218,6 +281,8 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
         CallEvent::Incoming { .. } => None,
         // Handled by `bindings::on_event`: a REGISTER binding has no session.
         CallEvent::Registration(_) => None,
+        // Handled by `hold_or_resume`, which waits for it.
+        CallEvent::ReinviteResponse { .. } => None,
         CallEvent::Terminated => session.local_hangup.clone().map(SipEvent::LocalHangup),
     };
     let update = match sip_event {

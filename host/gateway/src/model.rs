@@ -67,6 +67,16 @@ pub enum CallType {
     Emergency,
 }
 
+/// `MediaSessionStatusChange`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MediaSessionStatusChange {
+    pub status: String,
+    pub offer: Option<SdpDescriptor>,
+    pub answer: Option<SdpDescriptor>,
+    pub location_details: Option<serde_json::Value>,
+}
+
 /// `MediaSessionResponse`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -53,8 +53,40 @@ pub fn sip_offer(device_sdp: &str, address: &str, port: u16, session_id: u64) ->
     sdp
 }
 
+/// `sdp` re-offered with its media direction set to `direction` (`sendrecv`, `sendonly`,
+/// `recvonly`, `inactive`) and its `o=` version incremented, as a re-offer must (RFC 3264 8).
+pub fn with_direction(sdp: &str, direction: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split("\r\n").filter(|l| !l.is_empty()) {
+        let line = match line {
+            "a=sendrecv" | "a=sendonly" | "a=recvonly" | "a=inactive" => format!("a={direction}"),
+            l if l.starts_with("o=") => {
+                let mut fields: Vec<String> = l.split(' ').map(str::to_string).collect();
+                if let Some(version) = fields.get_mut(2) {
+                    *version = version.parse::<u64>().map(|v| (v + 1).to_string()).unwrap_or_else(|_| version.clone());
+                }
+                fields.join(" ")
+            }
+            l => l.to_string(),
+        };
+        out.push_str(&line);
+        out.push_str("\r\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_re_offer_changes_the_direction_and_the_version() {
+        let offer = super::sip_offer("v=0\r\n", "203.0.113.100", 30000, 7);
+        let held = super::with_direction(&offer, "sendonly");
+        assert!(held.contains("o=- 7 2 IN IP4 203.0.113.100\r\n"), "{held}");
+        assert!(held.contains("a=sendonly\r\n") && !held.contains("a=sendrecv"), "{held}");
+        let resumed = super::with_direction(&held, "sendrecv");
+        assert!(resumed.contains("o=- 7 3 IN IP4") && resumed.contains("a=sendrecv\r\n"), "{resumed}");
+    }
+
     use super::*;
 
     #[test]

@@ -76,6 +76,19 @@ struct ClientTx {
     tx: NonInviteClient,
 }
 
+/// A re-INVITE sent in the confirmed dialog (RFC 3261 s.14.1).
+#[derive(Debug)]
+struct Reinvite {
+    cseq: u32,
+    branch: String,
+    dest: SocketAddr,
+    tx: InviteClient,
+    /// A final response was received (the transaction may still absorb retransmissions).
+    answered: bool,
+    /// The ACK for its 2xx, re-sent on each 2xx retransmission.
+    ack: Option<Request>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallOutput {
     Transmit(Transmit),
@@ -105,6 +118,11 @@ pub struct UacCall {
     /// The ACK for the winning 2xx, re-sent on each 2xx retransmission.
     ack: Option<(Request, SocketAddr)>,
     client_txs: Vec<ClientTx>,
+    /// re-INVITE transactions not terminated yet; at most one unanswered.
+    reinvites: Vec<Reinvite>,
+    /// CSeq, ACK and destination of the last answered 2xx to a re-INVITE,
+    /// kept after its transaction ended.
+    reinvite_ack: Option<(u32, Request, SocketAddr)>,
     outputs: VecDeque<CallOutput>,
 }
 
@@ -131,6 +149,8 @@ impl UacCall {
             confirmed: None,
             ack: None,
             client_txs: Vec::new(),
+            reinvites: Vec::new(),
+            reinvite_ack: None,
             outputs: VecDeque::new(),
         };
         call.pump(now);
@@ -157,6 +177,7 @@ impl UacCall {
         self.phase == CallPhase::Terminated
             && matches!(self.invite_tx.state(), Terminated | Proceeding)
             && self.client_txs.is_empty()
+            && self.reinvites.iter().all(|r| matches!(r.tx.state(), Terminated | Proceeding))
     }
 
     /// Whether an in-dialog request with these tags belongs to this call.
@@ -192,14 +213,56 @@ impl UacCall {
         Ok(kind)
     }
 
+    /// Whether a re-INVITE was sent and has no final response yet.
+    pub fn reinvite_pending(&self) -> bool {
+        self.reinvites.iter().any(|r| !r.answered)
+    }
+
+    /// Sends a re-INVITE with `sdp` as the offer in the confirmed dialog
+    /// (RFC 3261 s.14.1). Its final response is reported as
+    /// [`CallEvent::ReinviteResponse`].
+    pub fn reinvite(&mut self, sdp: String, now: Instant) -> Result<(), SipError> {
+        let wrong_state = |reason| SipError::WrongState { call_id: self.setup.call_id.clone(), reason };
+        if self.phase != CallPhase::Confirmed || self.hangup.is_some() {
+            return Err(wrong_state("the call is not answered, or is ending"));
+        }
+        if self.reinvite_pending() {
+            return Err(wrong_state("a re-INVITE is already pending"));
+        }
+        let Some(peer) = self.confirmed.clone() else {
+            return Err(wrong_state("the call is not answered"));
+        };
+        self.last_cseq += 1;
+        let cseq = self.last_cseq;
+        let branch = new_branch();
+        let mut request = self.in_dialog_request(Method::Invite, &peer, cseq, &branch);
+        let invite = self.invite_tx.request();
+        if let Some(contact) = invite.headers.get("Contact") {
+            request.headers.push("Contact", contact);
+        }
+        request.headers.push("Allow", ALLOW);
+        if !self.setup.user_agent.is_empty() {
+            request.headers.push("User-Agent", self.setup.user_agent.as_str());
+        }
+        request.headers.push("Content-Type", "application/sdp");
+        request.body = sdp.into_bytes();
+        let dest = self.peer_destination(&peer);
+        let tx = InviteClient::new(request, self.transport.is_reliable(), self.timers, now);
+        self.reinvites.push(Reinvite { cseq, branch, dest, tx, answered: false, ack: None });
+        self.pump(now);
+        Ok(())
+    }
+
     /// A response whose Call-ID is this call's.
     pub fn handle_response(&mut self, response: Response, now: Instant) {
-        let Some((_, method)) = response.cseq() else {
+        let Some((cseq, method)) = response.cseq() else {
             tracing::debug!(call_id = %self.setup.call_id, "response without a usable CSeq dropped");
             return;
         };
         let branch = response.top_via().and_then(|v| v.branch);
-        if method == Method::Invite {
+        if method == Method::Invite && cseq != self.invite_cseq {
+            self.handle_reinvite_response(cseq, branch.as_deref(), response, now);
+        } else if method == Method::Invite {
             if branch.as_deref() == Some(self.setup.branch.as_str()) && !self.invite_tx.is_terminated() {
                 self.invite_tx.handle_response(response, now);
             } else if (200..300).contains(&response.status) {
@@ -212,6 +275,28 @@ impl UacCall {
             ctx.tx.handle_response(response, now);
         } else {
             tracing::debug!(call_id = %self.setup.call_id, %method, "response matches no transaction");
+        }
+        self.pump(now);
+    }
+
+    fn handle_reinvite_response(&mut self, cseq: u32, branch: Option<&str>, response: Response, now: Instant) {
+        if let Some(r) = self
+            .reinvites
+            .iter_mut()
+            .find(|r| r.cseq == cseq && Some(r.branch.as_str()) == branch && !r.tx.is_terminated())
+        {
+            r.tx.handle_response(response, now);
+            self.pump(now);
+            return;
+        }
+        if (200..300).contains(&response.status)
+            && let Some((ack_cseq, ack, dest)) = self.reinvite_ack.clone()
+            && ack_cseq == cseq
+        {
+            // A 2xx retransmission after the transaction ended still needs its ACK.
+            self.transmit(dest, ack);
+        } else {
+            tracing::debug!(call_id = %self.setup.call_id, cseq, status = response.status, "re-INVITE response matches no transaction");
         }
         self.pump(now);
     }
@@ -238,6 +323,14 @@ impl UacCall {
                 self.terminate();
             }
         }
+        let mut reinvite_failed = false;
+        for r in self.reinvites.iter_mut().filter(|r| r.dest == dest && !r.tx.is_terminated()) {
+            r.tx.transport_error();
+            reinvite_failed |= !std::mem::replace(&mut r.answered, true);
+        }
+        if reinvite_failed {
+            self.on_reinvite_failure(408, "Request Timeout", None, now);
+        }
         let mut bye_failed = false;
         for ctx in self.client_txs.iter_mut().filter(|c| c.dest == dest) {
             ctx.tx.transport_error();
@@ -251,6 +344,9 @@ impl UacCall {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.invite_tx.handle_timeout(now);
+        for r in &mut self.reinvites {
+            r.tx.handle_timeout(now);
+        }
         for ctx in &mut self.client_txs {
             ctx.tx.handle_timeout(now);
         }
@@ -271,6 +367,7 @@ impl UacCall {
             .iter()
             .filter_map(|c| c.tx.poll_timeout())
             .chain(self.invite_tx.poll_timeout())
+            .chain(self.reinvites.iter().filter_map(|r| r.tx.poll_timeout()))
             .chain(self.cancel_deadline)
             .min()
     }
@@ -314,6 +411,23 @@ impl UacCall {
             }
         }
         let mut i = 0;
+        while i < self.reinvites.len() {
+            while let Some(out) = self.reinvites[i].tx.poll_output() {
+                let dest = self.reinvites[i].dest;
+                match out {
+                    ClientOutput::Transmit(request) => self.transmit(dest, request),
+                    ClientOutput::Response(response) => self.on_reinvite_response(i, response, now),
+                    ClientOutput::Timeout => {
+                        tracing::warn!(call_id = %self.setup.call_id, "re-INVITE timed out");
+                        self.reinvites[i].answered = true;
+                        self.on_reinvite_failure(408, "Request Timeout", None, now);
+                    }
+                }
+            }
+            i += 1;
+        }
+        self.reinvites.retain(|r| !r.tx.is_terminated());
+        let mut i = 0;
         while i < self.client_txs.len() {
             while let Some(out) = self.client_txs[i].tx.poll_output() {
                 let (purpose, dest) = (self.client_txs[i].purpose, self.client_txs[i].dest);
@@ -331,6 +445,62 @@ impl UacCall {
             i += 1;
         }
         self.client_txs.retain(|c| !c.tx.is_terminated());
+    }
+
+    /// A response passed up by the re-INVITE transaction at `index`.
+    fn on_reinvite_response(&mut self, index: usize, response: Response, now: Instant) {
+        if response.status < 200 {
+            return;
+        }
+        let first = !std::mem::replace(&mut self.reinvites[index].answered, true);
+        if response.status >= 300 {
+            // The transaction ACKed it already.
+            if matches!(response.status, 408 | 481) {
+                self.on_reinvite_failure(response.status, &response.reason, response.sdp(), now);
+            } else if self.phase != CallPhase::Terminated {
+                self.emit(reinvite_event(&response));
+            }
+            return;
+        }
+        let r = &self.reinvites[index];
+        let (cseq, dest) = (r.cseq, r.dest);
+        if let Some(ack) = r.ack.clone() {
+            self.transmit(dest, ack);
+            return;
+        }
+        let Some(mut peer) = self.confirmed.clone() else {
+            return;
+        };
+        if first {
+            // s.12.2.1.2: a 2xx to a re-INVITE refreshes the remote target.
+            if let Some(target) = response.headers.get("Contact").map(name_addr_uri).filter(|u| !u.is_empty()) {
+                peer.remote_target = target.to_string();
+                if let Some(confirmed) = &mut self.confirmed {
+                    confirmed.remote_target = peer.remote_target.clone();
+                }
+            }
+        }
+        let ack = self.in_dialog_request(Method::Ack, &peer, cseq, &new_branch());
+        self.transmit(dest, ack.clone());
+        self.reinvites[index].ack = Some(ack.clone());
+        self.reinvite_ack = Some((cseq, ack, dest));
+        if first && self.phase != CallPhase::Terminated {
+            self.emit(reinvite_event(&response));
+        }
+    }
+
+    /// s.14.1: a 481 or 408 (or a timeout) on a re-INVITE ends the dialog:
+    /// report it, send BYE, and terminate the call without waiting for the BYE's answer.
+    fn on_reinvite_failure(&mut self, status: u16, reason: &str, sdp: Option<String>, now: Instant) {
+        if self.phase == CallPhase::Terminated {
+            return;
+        }
+        self.emit(CallEvent::ReinviteResponse { status, reason: reason.to_string(), sdp });
+        if self.hangup != Some(HangupKind::Bye) {
+            self.hangup = Some(HangupKind::Bye);
+            self.send_bye(now);
+        }
+        self.terminate();
     }
 
     fn on_client_tx_response(&mut self, purpose: Purpose, response: &Response) {
@@ -576,6 +746,10 @@ impl Peer {
 
 fn response_event(response: &Response, reliable: bool) -> CallEvent {
     CallEvent::Response { status: response.status, reason: response.reason.clone(), sdp: response.sdp(), reliable }
+}
+
+fn reinvite_event(response: &Response) -> CallEvent {
+    CallEvent::ReinviteResponse { status: response.status, reason: response.reason.clone(), sdp: response.sdp() }
 }
 
 fn invalid_uri(uri: &str, reason: impl Into<String>) -> SipError {
@@ -1034,5 +1208,224 @@ mod tests {
         h.call.transport_failed(NEXT_HOP.parse().unwrap(), h.now);
         assert_eq!(events(&drain(&mut h.call)), [CallEvent::Timeout, CallEvent::Terminated]);
         assert!(h.call.is_finished());
+    }
+
+    /// An answered call over `transport` and the re-INVITE it sent with `a=sendonly`.
+    fn answered_then_reinvite(transport: Transport) -> (Harness, Request, Request) {
+        let (mut h, invite) = Harness::new(transport);
+        h.respond(uas_response(&invite, 200, "OK", None));
+        assert!(!h.call.reinvite_pending());
+        h.call.reinvite("v=0\r\na=sendonly\r\n".into(), h.now).unwrap();
+        assert!(h.call.reinvite_pending());
+        let out = drain(&mut h.call);
+        let sent = requests(&out);
+        let [(dest, reinvite)] = sent.as_slice() else { panic!("{out:?}") };
+        assert_eq!(*dest, "198.51.100.21:5060".parse().unwrap());
+        (h, invite, reinvite.clone())
+    }
+
+    fn reinvite_response(reinvite: &Request, status: u16, reason: &str, sdp: Option<&str>) -> Response {
+        let mut r = response_to(reinvite, status, reason, None);
+        if let Some(sdp) = sdp {
+            r.headers.push("Content-Type", "application/sdp");
+            r.body = sdp.as_bytes().to_vec();
+        }
+        r
+    }
+
+    #[test]
+    fn reinvite_is_built_in_the_dialog() {
+        let (_, invite, reinvite) = answered_then_reinvite(Transport::Tcp);
+        assert_eq!(reinvite.method, Method::Invite);
+        assert_eq!(reinvite.uri, format!("sip:+818000000002@{UAS};transport=tcp"));
+        assert_eq!(reinvite.headers.get("CSeq"), Some("2 INVITE"));
+        assert_eq!(reinvite.headers.get("Call-ID"), invite.headers.get("Call-ID"));
+        assert_eq!(reinvite.tag_of_from(), Some("1928301774"));
+        assert_eq!(reinvite.tag_of_to(), Some("a6c85cf"));
+        assert_eq!(
+            reinvite.headers.get_all("Route").collect::<Vec<_>>(),
+            ["<sip:198.51.100.21;lr>", "<sip:198.51.100.20;lr>"]
+        );
+        assert_eq!(reinvite.headers.get("Contact"), Some("<sip:webrtc-gw.operator.com:5060;transport=tcp>"));
+        assert_eq!(reinvite.headers.get("Content-Type"), Some("application/sdp"));
+        assert_eq!(reinvite.body, b"v=0\r\na=sendonly\r\n");
+        let branch = reinvite.top_via().and_then(|v| v.branch).unwrap();
+        assert!(branch.starts_with("z9hG4bK") && branch != "z9hG4bK776asdhds");
+        assert_eq!(
+            header_names(&reinvite),
+            [
+                "Via",
+                "Max-Forwards",
+                "Route",
+                "Route",
+                "From",
+                "To",
+                "Call-ID",
+                "CSeq",
+                "Contact",
+                "Allow",
+                "User-Agent",
+                "Content-Type"
+            ]
+        );
+        // The wire form carries the body length.
+        let text = String::from_utf8(reinvite.to_bytes()).unwrap();
+        assert!(text.contains("Content-Length: 17\r\n"), "{text}");
+    }
+
+    #[test]
+    fn reinvite_2xx_is_acked_and_reacked_on_retransmission() {
+        let (mut h, _, reinvite) = answered_then_reinvite(Transport::Udp);
+        // Retransmitted over UDP until answered.
+        h.now += Duration::from_millis(500);
+        h.call.handle_timeout(h.now);
+        let resent: Vec<_> = requests(&drain(&mut h.call)).into_iter().map(|(_, r)| r).collect();
+        assert_eq!(resent, std::slice::from_ref(&reinvite));
+        // A provisional is not reported.
+        assert!(events(&h.respond(reinvite_response(&reinvite, 100, "Trying", None))).is_empty());
+
+        let mut ok = reinvite_response(&reinvite, 200, "OK", Some("v=0\r\na=recvonly\r\n"));
+        ok.headers.push("Contact", "<sip:198.51.100.11:5060>");
+        let out = h.respond(ok.clone());
+        assert_eq!(
+            events(&out),
+            [CallEvent::ReinviteResponse {
+                status: 200,
+                reason: "OK".into(),
+                sdp: Some("v=0\r\na=recvonly\r\n".into())
+            }]
+        );
+        let sent = requests(&out);
+        let [(dest, ack)] = sent.as_slice() else { panic!("{out:?}") };
+        assert_eq!(*dest, "198.51.100.21:5060".parse().unwrap());
+        assert_eq!(ack.method, Method::Ack);
+        assert_eq!(ack.headers.get("CSeq"), Some("2 ACK"));
+        assert_eq!(ack.tag_of_to(), Some("a6c85cf"));
+        // Target refresh: the new Contact is the remote target.
+        assert_eq!(ack.uri, "sip:198.51.100.11:5060");
+        assert_ne!(ack.top_via().and_then(|v| v.branch), reinvite.top_via().and_then(|v| v.branch));
+        assert!(!h.call.reinvite_pending());
+        assert_eq!(h.call.phase(), CallPhase::Confirmed);
+
+        // Retransmitted 2xx: same ACK, no event.
+        let out = h.respond(ok.clone());
+        assert_eq!(requests(&out), [(*dest, ack.clone())]);
+        assert!(events(&out).is_empty());
+        // Still after the transaction is gone (Timer M).
+        h.now += Duration::from_secs(33);
+        h.call.handle_timeout(h.now);
+        let out = h.respond(ok);
+        assert_eq!(requests(&out), [(*dest, ack.clone())]);
+        assert!(events(&out).is_empty());
+
+        // A second re-INVITE takes the next CSeq; BYE after it the one after.
+        h.call.reinvite("v=0\r\n".into(), h.now).unwrap();
+        let sent = requests(&drain(&mut h.call));
+        assert_eq!(sent[0].1.headers.get("CSeq"), Some("3 INVITE"));
+        assert_eq!(sent[0].1.uri, "sip:198.51.100.11:5060");
+    }
+
+    #[test]
+    fn reinvite_488_is_reported_and_the_dialog_lives_on() {
+        let (mut h, _, reinvite) = answered_then_reinvite(Transport::Udp);
+        let out = h.respond(reinvite_response(&reinvite, 488, "Not Acceptable Here", None));
+        assert_eq!(
+            events(&out),
+            [CallEvent::ReinviteResponse { status: 488, reason: "Not Acceptable Here".into(), sdp: None }]
+        );
+        let sent = requests(&out);
+        let [(_, ack)] = sent.as_slice() else { panic!("{out:?}") };
+        assert_eq!(ack.method, Method::Ack);
+        assert_eq!(ack.headers.get("CSeq"), Some("2 ACK"));
+        assert_eq!(ack.headers.get("Via"), reinvite.headers.get("Via"));
+        assert_eq!(h.call.phase(), CallPhase::Confirmed);
+        // A retransmitted 488 is re-ACKed by the transaction, not reported again.
+        let out = h.respond(reinvite_response(&reinvite, 488, "Not Acceptable Here", None));
+        assert_eq!(requests(&out).len(), 1);
+        assert!(events(&out).is_empty());
+
+        // 491: reported too, a later re-INVITE is allowed.
+        h.call.reinvite("v=0\r\n".into(), h.now).unwrap();
+        let sent = requests(&drain(&mut h.call));
+        let second = sent[0].1.clone();
+        assert_eq!(second.headers.get("CSeq"), Some("3 INVITE"));
+        let out = h.respond(reinvite_response(&second, 491, "Request Pending", None));
+        assert_eq!(
+            events(&out),
+            [CallEvent::ReinviteResponse { status: 491, reason: "Request Pending".into(), sdp: None }]
+        );
+
+        // The call still hangs up normally.
+        assert_eq!(h.call.hangup(h.now), Ok(HangupKind::Bye));
+        let sent = requests(&drain(&mut h.call));
+        let [(_, bye)] = sent.as_slice() else { panic!("{sent:?}") };
+        assert_eq!(bye.method, Method::Bye);
+        assert_eq!(bye.headers.get("CSeq"), Some("4 BYE"));
+        let out = h.respond(response_to(bye, 200, "OK", None));
+        assert_eq!(events(&out), [CallEvent::Terminated]);
+    }
+
+    #[test]
+    fn reinvite_481_ends_the_dialog_with_bye() {
+        let (mut h, _, reinvite) = answered_then_reinvite(Transport::Tcp);
+        let out = h.respond(reinvite_response(&reinvite, 481, "Call/Transaction Does Not Exist", None));
+        assert_eq!(
+            events(&out),
+            [
+                CallEvent::ReinviteResponse {
+                    status: 481,
+                    reason: "Call/Transaction Does Not Exist".into(),
+                    sdp: None
+                },
+                CallEvent::Terminated
+            ]
+        );
+        let methods: Vec<_> =
+            requests(&out).iter().map(|(_, r)| (r.method, r.headers.get("CSeq").unwrap().to_string())).collect();
+        assert_eq!(methods, [(Method::Ack, "2 ACK".into()), (Method::Bye, "3 BYE".into())]);
+        assert_eq!(h.call.phase(), CallPhase::Terminated);
+        assert_eq!(h.call.hangup(h.now), Err(HangupError::Finished));
+    }
+
+    #[test]
+    fn reinvite_timeout_is_reported_as_408_then_bye() {
+        let (mut h, _, _) = answered_then_reinvite(Transport::Tcp);
+        h.now += Duration::from_secs(32);
+        h.call.handle_timeout(h.now);
+        let out = drain(&mut h.call);
+        assert_eq!(
+            events(&out),
+            [
+                CallEvent::ReinviteResponse { status: 408, reason: "Request Timeout".into(), sdp: None },
+                CallEvent::Terminated
+            ]
+        );
+        assert_eq!(requests(&out).iter().map(|(_, r)| r.method).collect::<Vec<_>>(), [Method::Bye]);
+    }
+
+    #[test]
+    fn reinvite_is_refused_outside_a_confirmed_dialog() {
+        let wrong_state = |r: Result<(), SipError>| matches!(r, Err(SipError::WrongState { .. }));
+        let (mut h, invite) = Harness::new(Transport::Udp);
+        assert!(wrong_state(h.call.reinvite("v=0\r\n".into(), h.now)));
+        h.respond(uas_response(&invite, 180, "Ringing", None));
+        assert!(wrong_state(h.call.reinvite("v=0\r\n".into(), h.now)));
+        assert!(drain(&mut h.call).is_empty());
+
+        // Pending re-INVITE.
+        let (mut h, _, _) = answered_then_reinvite(Transport::Udp);
+        assert!(wrong_state(h.call.reinvite("v=0\r\n".into(), h.now)));
+        assert!(drain(&mut h.call).is_empty());
+
+        // Hanging up.
+        let (mut h, invite) = Harness::new(Transport::Udp);
+        h.respond(uas_response(&invite, 200, "OK", None));
+        h.call.hangup(h.now).unwrap();
+        assert!(wrong_state(h.call.reinvite("v=0\r\n".into(), h.now)));
+
+        // Rejected call.
+        let (mut h, invite) = Harness::new(Transport::Udp);
+        h.respond(uas_response(&invite, 486, "Busy Here", None));
+        assert!(wrong_state(h.call.reinvite("v=0\r\n".into(), h.now)));
     }
 }

@@ -243,6 +243,21 @@ impl Endpoint {
         Ok(kind)
     }
 
+    /// A re-INVITE with `sdp` as the offer in an answered outgoing call;
+    /// its final response arrives as [`CallEvent::ReinviteResponse`].
+    pub fn reinvite(&mut self, call_id: &str, sdp: String, now: Instant) -> Result<(), SipError> {
+        let call = self.calls.get_mut(call_id).ok_or_else(|| SipError::UnknownCall(call_id.to_string()))?;
+        let result = match call {
+            Call::Uac(c) => c.reinvite(sdp, now),
+            Call::Uas(_) => Err(SipError::WrongState {
+                call_id: call_id.to_string(),
+                reason: "re-INVITE is only supported on outgoing calls",
+            }),
+        };
+        self.drain_call(call_id);
+        result
+    }
+
     /// A provisional response (101-199) to an incoming call.
     pub fn provisional(
         &mut self,
@@ -1213,6 +1228,17 @@ mod tests {
         // Timer L lets the call go.
         ep.handle_timeout(t + Duration::from_secs(64));
         assert_eq!(ep.call_count(), 0);
+    }
+
+    #[test]
+    fn reinvite_needs_a_known_outgoing_call() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        assert!(matches!(ep.reinvite("nope", "v=0\r\n".into(), now), Err(SipError::UnknownCall(_))));
+        input(&mut ep, &incoming_invite("r1", &[], None), now);
+        drain(&mut ep);
+        assert!(matches!(ep.reinvite("r1", "v=0\r\n".into(), now), Err(SipError::WrongState { .. })));
+        assert!(drain(&mut ep).is_empty());
     }
 
     #[test]

@@ -153,6 +153,14 @@ pub enum CallEvent {
         reason: Option<String>,
         sdp: Option<String>,
     },
+    /// The final response to a re-INVITE sent with [`UserAgent::reinvite`]
+    /// (retransmissions filtered out). A 2xx was ACKed; any other response
+    /// leaves the session as it was, except 481 and 408 (also reported when
+    /// the re-INVITE timed out or could not be sent), after which the dialog
+    /// is ended with BYE and `Terminated` follows (RFC 3261 s.14.1).
+    /// 491 Request Pending means a re-INVITE crossed one from the peer: it
+    /// may be retried later.
+    ReinviteResponse { status: u16, reason: String, sdp: Option<String> },
     /// No final response (Timer B) or the transport failed.
     Timeout,
     /// The call is over on the SIP side; the last event of a call.

@@ -31,6 +31,11 @@ enum Command {
         reason: String,
         reply: oneshot::Sender<Result<(), SipError>>,
     },
+    Reinvite {
+        call_id: String,
+        sdp: String,
+        reply: oneshot::Sender<Result<(), SipError>>,
+    },
     Register(Box<RegisterRequest>, oneshot::Sender<Result<String, SipError>>),
     Unregister(String, oneshot::Sender<Result<(), SipError>>),
     Shutdown(oneshot::Sender<()>),
@@ -144,6 +149,18 @@ impl UserAgent {
         self.request(|reply| Command::Reject { call_id, status, reason, reply }).await?
     }
 
+    /// Sends a re-INVITE carrying `sdp` as a new offer (e.g. `a=sendonly`
+    /// to hold, `a=sendrecv` to resume) in an answered outgoing call.
+    /// Fails with [`SipError::WrongState`] if the call is not answered, is
+    /// ending, or already has a re-INVITE without a final response. The
+    /// outcome arrives as `CallEvent::ReinviteResponse` (a 2xx is ACKed;
+    /// after a 481, 408 or timeout the call is ended with BYE and
+    /// `CallEvent::Terminated` follows; after 491 it may be retried later).
+    pub async fn reinvite(&self, call_id: &str, sdp: String) -> Result<(), SipError> {
+        let call_id = call_id.to_string();
+        self.request(|reply| Command::Reinvite { call_id, sdp, reply }).await?
+    }
+
     /// Starts keeping a contact registered with a registrar (RFC 3261 s.10),
     /// answering Digest challenges (MD5 or SHA-256, RFC 7616 / RFC 8760).
     /// Returns the binding id at once (the REGISTER is only sent); its
@@ -235,6 +252,9 @@ async fn run(
                 }
                 Some(Command::Reject { call_id, status, reason, reply }) => {
                     let _ = reply.send(endpoint.reject(&call_id, status, &reason, Instant::now()));
+                }
+                Some(Command::Reinvite { call_id, sdp, reply }) => {
+                    let _ = reply.send(endpoint.reinvite(&call_id, sdp, Instant::now()));
                 }
                 Some(Command::Register(request, reply)) => {
                     let _ = reply.send(endpoint.register(*request, Instant::now()));

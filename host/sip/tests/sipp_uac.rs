@@ -172,6 +172,36 @@ async fn answered_call_then_bye(transport: Transport) {
     ua.shutdown().await;
 }
 
+/// Answered call, put on hold with a re-INVITE (a=sendonly) that the peer
+/// answers a=recvonly, then hung up.
+async fn answered_call_held_then_bye(transport: Transport) {
+    if !sipp_available() {
+        return;
+    }
+    let (ua, mut events) = start_ua().await;
+    let sipp = Sipp::start("uas_reinvite.xml", transport).await;
+
+    let call_id = ua.invite(invite(sipp.addr, transport)).await.expect("invite");
+    assert_eq!(status_of(&next_event(&mut events, &call_id).await), Some((100, false)));
+    assert_eq!(status_of(&next_event(&mut events, &call_id).await), Some((180, true)));
+    assert_eq!(status_of(&next_event(&mut events, &call_id).await), Some((200, false)));
+
+    let hold = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0\r\na=sendonly\r\n";
+    ua.reinvite(&call_id, hold.into()).await.expect("reinvite");
+    let answer = next_event(&mut events, &call_id).await;
+    let CallEvent::ReinviteResponse { status: 200, reason, sdp: Some(sdp) } = &answer else {
+        panic!("expected 200 OK with SDP to the re-INVITE, got {answer:?}");
+    };
+    assert_eq!(reason, "OK");
+    assert!(sdp.contains("a=recvonly"), "{sdp}");
+
+    assert_eq!(ua.hangup(&call_id).await.expect("hangup"), HangupKind::Bye);
+    assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated);
+
+    sipp.assert_success().await;
+    ua.shutdown().await;
+}
+
 async fn cancelled_call(transport: Transport, hangup_before_ringing: bool) {
     if !sipp_available() {
         return;
@@ -207,6 +237,16 @@ async fn udp_answered_call_with_prack_then_bye() {
 #[tokio::test]
 async fn tcp_answered_call_with_prack_then_bye() {
     answered_call_then_bye(Transport::Tcp).await;
+}
+
+#[tokio::test]
+async fn udp_answered_call_held_with_reinvite_then_bye() {
+    answered_call_held_then_bye(Transport::Udp).await;
+}
+
+#[tokio::test]
+async fn tcp_answered_call_held_with_reinvite_then_bye() {
+    answered_call_held_then_bye(Transport::Tcp).await;
 }
 
 #[tokio::test]

@@ -77,6 +77,7 @@ pub fn session(id: &str, call_id: Option<&str>, created: i64) -> MediaSession {
         receiver_name: None,
         offer_sdp: "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\n".into(),
         answer_sdp: None,
+        sip_local_sdp: None,
         status: "Initial".into(),
         sequence: 0,
         local_hangup: None,

@@ -123,6 +123,9 @@ pub struct MediaSession {
     pub receiver_name: Option<String>,
     pub offer_sdp: String,
     pub answer_sdp: Option<String>,
+    /// The SDP the gateway last offered on the SIP side (re-offered, changed, for hold/resume).
+    #[serde(default)]
+    pub sip_local_sdp: Option<String>,
     pub status: String,
     /// `sequenceNumber` of the last session-status event.
     pub sequence: u32,

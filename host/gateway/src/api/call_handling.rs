@@ -12,14 +12,17 @@ use super::{CamaraJson, GatewayState, OperationContext, authorize};
 use crate::app::Gateway;
 use crate::calls;
 use crate::error::{ApiError, ErrorInfo};
-use crate::model::{MediaSessionCreate, MediaSessionResponse, SdpDescriptor};
+use crate::model::{MediaSessionCreate, MediaSessionResponse, MediaSessionStatusChange, SdpDescriptor};
 use crate::store::MediaSession;
 use crate::validate;
 
 const API: &str = "webrtc-call-handling";
 
 pub fn routes() -> Router<Arc<Gateway>> {
-    Router::new().route("/sessions", post(create)).route("/sessions/{mediaSessionId}", get(read).delete(remove))
+    Router::new()
+        .route("/sessions", post(create))
+        .route("/sessions/{mediaSessionId}", get(read).delete(remove))
+        .route("/sessions/{mediaSessionId}/status", axum::routing::put(update_status))
 }
 
 fn response(s: &MediaSession) -> MediaSessionResponse {
@@ -112,4 +115,30 @@ pub(super) async fn remove(
         gw.store.session(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))?;
     calls::end_call(&gw, &session).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(put, path = "/webrtc-call-handling/v0.3/sessions/{mediaSessionId}/status", tag = "webrtc-call-handling", operation_id = "updateSessionStatus", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("mediaSessionId" = String, Path)), request_body = MediaSessionStatusChange, responses((status = 200, description = "The session after the change", body = MediaSessionResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-call-handling:sessions:write"])))]
+pub(super) async fn update_status(
+    gw: GatewayState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    CamaraJson(body): CamaraJson<MediaSessionStatusChange>,
+) -> Result<impl IntoResponse, ApiError> {
+    let hold = match body.status.as_str() {
+        "Hold" => true,
+        "Resume" => false,
+        // Answering needs the WebRTC answer turned into a SIP answer: the media anchor's job.
+        other => {
+            return Err(ApiError::invalid_argument(format!(
+                "status {other:?} cannot be requested on this session; Hold and Resume can"
+            )));
+        }
+    };
+    let mut op = OperationContext::new(API, "updateSessionStatus", "PUT");
+    op.path_ids.push(("mediaSessionId", &id));
+    let caller = authorize(&gw, &headers, op).await?;
+    let session =
+        gw.store.session(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))?;
+    let session = calls::hold_or_resume(&gw, &session, hold).await?;
+    Ok(Json(response(&session)))
 }

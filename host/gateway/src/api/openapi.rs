@@ -25,6 +25,7 @@ pub const PATH: &str = "/openapi.json";
         super::call_handling::create,
         super::call_handling::read,
         super::call_handling::remove,
+        super::call_handling::update_status,
         super::events::list,
         super::events::create,
         super::events::read,
