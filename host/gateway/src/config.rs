@@ -247,6 +247,31 @@ pub struct PluginsConfig {
     pub authorization: PluginSlot,
     pub api_mapping: PluginSlot,
     pub notification_routing: PluginSlot,
+    pub runtime: PluginRuntimeSettings,
+}
+
+/// The engine all plugins share.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginRuntimeSettings {
+    /// Pooling allocator (fast instantiation); falls back to on-demand when refused.
+    pub pooling: bool,
+    /// Plugin calls that may run at once.
+    pub max_concurrent_calls: u32,
+    /// Memory a pool slot keeps mapped between calls. Fast where the kernel has `pagemap_scan`
+    /// (Linux 6.7+); set 0 on older kernels (see BENCHMARKS.md).
+    pub keep_resident_kib: usize,
+}
+
+impl Default for PluginRuntimeSettings {
+    fn default() -> Self {
+        let defaults = camara_plugin_host::RuntimeConfig::default();
+        PluginRuntimeSettings {
+            pooling: defaults.pooling,
+            max_concurrent_calls: defaults.max_concurrent_calls,
+            keep_resident_kib: defaults.keep_resident_bytes >> 10,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -35,7 +35,13 @@ fn spec(slot: &PluginSlot, bundled: BundledPlugin) -> PluginSpec {
 impl Plugins {
     /// Compiles, pre-instantiates and validates the configuration of each plugin.
     pub async fn load(config: &PluginsConfig) -> Result<Self, PluginError> {
-        let runtime = PluginRuntime::new(&RuntimeConfig::default())?;
+        let settings = &config.runtime;
+        let runtime = PluginRuntime::new(&RuntimeConfig {
+            pooling: settings.pooling,
+            max_concurrent_calls: settings.max_concurrent_calls,
+            keep_resident_bytes: settings.keep_resident_kib << 10,
+            ..RuntimeConfig::default()
+        })?;
         let authorization =
             AuthorizationPlugin::load(&runtime, spec(&config.authorization, camara_plugin_bundle::AUTHORIZATION))
                 .await?;
