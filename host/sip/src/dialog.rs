@@ -7,10 +7,11 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::message::{
-    Headers, Message, Method, Request, Response, SipHeaders, Transmit, name_addr_uri, new_branch, uri_socket_addr,
+    Headers, Message, Method, Request, Response, SipHeaders, Transmit, header_param, name_addr_uri, new_branch,
+    uri_socket_addr,
 };
 use crate::transaction::{ClientOutput, InviteClient, NonInviteClient, TimerConfig};
 use crate::{CallEvent, HangupKind, NameAddr, OutgoingInvite, SipError, Transport};
@@ -87,6 +88,50 @@ struct Reinvite {
     answered: bool,
     /// The ACK for its 2xx, re-sent on each 2xx retransmission.
     ack: Option<Request>,
+    /// A session refresh (RFC 4028) sent by the call itself: its outcome is not reported.
+    refresh: bool,
+    /// The offer it carried, the local SDP once accepted.
+    sdp: Option<String>,
+}
+
+/// The RFC 4028 session timer of a confirmed call.
+#[derive(Debug, Clone, Copy)]
+struct SessionTimer {
+    /// Session interval in seconds.
+    interval: u32,
+    /// We are the refresher (refresher=uac of the INVITE dialog).
+    we_refresh: bool,
+    /// When to send the next refresh; `None` when not ours or one is in flight.
+    refresh_at: Option<Instant>,
+    /// s.10: with no refresh by then, the session is over: BYE (for the
+    /// refresher, at the expiry itself).
+    expires_at: Instant,
+}
+
+impl SessionTimer {
+    fn new(interval: u32, we_refresh: bool, now: Instant) -> Self {
+        let n = Duration::from_secs(interval.into());
+        Self {
+            interval,
+            we_refresh,
+            refresh_at: we_refresh.then(|| now + n / 2),
+            // The refresher's own refresh may still be in flight until the very end.
+            expires_at: if we_refresh { now + n } else { now + n - Duration::from_secs(32).min(n / 3) },
+        }
+    }
+}
+
+/// `Session-Expires: N;refresher=uac|uas`: the interval and the refresher, if given.
+fn session_expires(headers: &Headers) -> Option<(u32, Option<String>)> {
+    let value = headers.get("Session-Expires")?;
+    let interval = value.split(';').next()?.trim().parse::<u32>().ok().filter(|&n| n > 0)?;
+    let refresher = header_param(value, "refresher").flatten().map(|r| r.trim().to_ascii_lowercase());
+    Some((interval, refresher))
+}
+
+/// The number of a `Min-SE` header.
+fn min_se(headers: &Headers) -> Option<u32> {
+    headers.get("Min-SE")?.split(';').next()?.trim().parse::<u32>().ok().filter(|&n| n > 0)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,13 +168,20 @@ pub struct UacCall {
     /// CSeq, ACK and destination of the last answered 2xx to a re-INVITE,
     /// kept after its transaction ended.
     reinvite_ack: Option<(u32, Request, SocketAddr)>,
+    /// The last SDP offer of ours the peer accepted (sent again by session refreshes).
+    local_sdp: Option<String>,
+    /// Session interval asked for (raised by a 422); 0: no session timer.
+    session_interval: u32,
+    session: Option<SessionTimer>,
+    /// The INVITE was already retried after a 422 (RFC 4028 s.7.2).
+    retried_422: bool,
     outputs: VecDeque<CallOutput>,
 }
 
 impl UacCall {
     /// Validates the caller's input and starts the INVITE transaction.
     pub fn new(invite: &OutgoingInvite, setup: CallSetup, timers: TimerConfig, now: Instant) -> Result<Self, SipError> {
-        let request = build_invite(invite, &setup)?;
+        let request = build_invite(invite, &setup, &timers)?;
         let invite_tx = InviteClient::new(request, invite.transport.is_reliable(), timers, now);
         let mut call = Self {
             setup,
@@ -151,6 +203,10 @@ impl UacCall {
             client_txs: Vec::new(),
             reinvites: Vec::new(),
             reinvite_ack: None,
+            local_sdp: invite.sdp.clone(),
+            session_interval: timers.session_expires,
+            session: None,
+            retried_422: false,
             outputs: VecDeque::new(),
         };
         call.pump(now);
@@ -193,6 +249,7 @@ impl UacCall {
             CallPhase::Confirmed => {
                 if self.hangup != Some(HangupKind::Bye) {
                     self.hangup = Some(HangupKind::Bye);
+                    self.session = None;
                     self.send_bye(now);
                 }
                 HangupKind::Bye
@@ -229,8 +286,17 @@ impl UacCall {
         if self.reinvite_pending() {
             return Err(wrong_state("a re-INVITE is already pending"));
         }
-        let Some(peer) = self.confirmed.clone() else {
+        if self.confirmed.is_none() {
             return Err(wrong_state("the call is not answered"));
+        }
+        self.send_reinvite(sdp, false, now);
+        Ok(())
+    }
+
+    /// Starts a re-INVITE carrying `sdp`; `refresh`: an RFC 4028 session refresh.
+    fn send_reinvite(&mut self, sdp: String, refresh: bool, now: Instant) {
+        let Some(peer) = self.confirmed.clone() else {
+            return;
         };
         self.last_cseq += 1;
         let cseq = self.last_cseq;
@@ -244,13 +310,36 @@ impl UacCall {
         if !self.setup.user_agent.is_empty() {
             request.headers.push("User-Agent", self.setup.user_agent.as_str());
         }
+        if let Some(session) = &self.session {
+            // Any re-INVITE refreshes the session (RFC 4028 s.7.4).
+            let refresher = if session.we_refresh { "uac" } else { "uas" };
+            request.headers.push("Supported", "timer");
+            request.headers.push("Session-Expires", format!("{};refresher={refresher}", session.interval));
+            request.headers.push("Min-SE", self.timers.min_se.to_string());
+        }
         request.headers.push("Content-Type", "application/sdp");
-        request.body = sdp.into_bytes();
+        request.body = sdp.clone().into_bytes();
         let dest = self.peer_destination(&peer);
         let tx = InviteClient::new(request, self.transport.is_reliable(), self.timers, now);
-        self.reinvites.push(Reinvite { cseq, branch, dest, tx, answered: false, ack: None });
+        self.reinvites.push(Reinvite { cseq, branch, dest, tx, answered: false, ack: None, refresh, sdp: Some(sdp) });
         self.pump(now);
-        Ok(())
+    }
+
+    /// An UPDATE without offer from the peer, answered 200: a session refresh (RFC 4028 s.10).
+    pub fn handle_session_refresh(&mut self, request: &Request, now: Instant) {
+        if self.phase != CallPhase::Confirmed || self.hangup.is_some() || self.session_interval == 0 {
+            return;
+        }
+        // In the peer's request, refresher=uac names the peer, uas names us.
+        let (interval, we_refresh) = match session_expires(&request.headers) {
+            Some((n, refresher)) => (n, refresher.as_deref() == Some("uas")),
+            None => match self.session {
+                Some(s) => (s.interval, s.we_refresh),
+                None => return,
+            },
+        };
+        self.session = Some(SessionTimer::new(interval, we_refresh, now));
+        self.pump(now);
     }
 
     /// A response whose Call-ID is this call's.
@@ -323,13 +412,15 @@ impl UacCall {
                 self.terminate();
             }
         }
-        let mut reinvite_failed = false;
+        let mut reinvite_failed = None;
         for r in self.reinvites.iter_mut().filter(|r| r.dest == dest && !r.tx.is_terminated()) {
             r.tx.transport_error();
-            reinvite_failed |= !std::mem::replace(&mut r.answered, true);
+            if !std::mem::replace(&mut r.answered, true) {
+                reinvite_failed = Some(r.refresh);
+            }
         }
-        if reinvite_failed {
-            self.on_reinvite_failure(408, "Request Timeout", None, now);
+        if let Some(refresh) = reinvite_failed {
+            self.on_reinvite_failure(refresh, 408, "Request Timeout", None, now);
         }
         let mut bye_failed = false;
         for ctx in self.client_txs.iter_mut().filter(|c| c.dest == dest) {
@@ -359,7 +450,37 @@ impl UacCall {
                 self.terminate();
             }
         }
+        self.session_timeout(now);
         self.pump(now);
+    }
+
+    fn session_active(&self) -> Option<SessionTimer> {
+        self.session.filter(|_| self.phase == CallPhase::Confirmed && self.hangup.is_none())
+    }
+
+    fn session_timeout(&mut self, now: Instant) {
+        let Some(session) = self.session_active() else {
+            return;
+        };
+        if session.expires_at <= now {
+            tracing::warn!(call_id = %self.setup.call_id, "session expired without refresh; ending the call");
+            self.session = None;
+            self.hangup = Some(HangupKind::Bye);
+            self.send_bye(now);
+            self.terminate();
+        } else if session.refresh_at.is_some_and(|t| t <= now) {
+            if let Some(s) = &mut self.session {
+                s.refresh_at = None;
+            }
+            if self.reinvite_pending() {
+                // Its 2xx refreshes the session; if it fails, the refresh is retried then.
+            } else if let Some(sdp) = self.local_sdp.clone() {
+                tracing::debug!(call_id = %self.setup.call_id, "session refresh");
+                self.send_reinvite(sdp, true, now);
+            } else {
+                tracing::warn!(call_id = %self.setup.call_id, "no local SDP to refresh the session with");
+            }
+        }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -369,6 +490,8 @@ impl UacCall {
             .chain(self.invite_tx.poll_timeout())
             .chain(self.reinvites.iter().filter_map(|r| r.tx.poll_timeout()))
             .chain(self.cancel_deadline)
+            .chain(self.session_active().map(|s| s.expires_at))
+            .chain(self.session_active().and_then(|s| s.refresh_at))
             .min()
     }
 
@@ -384,6 +507,7 @@ impl UacCall {
         if self.phase != CallPhase::Terminated {
             self.phase = CallPhase::Terminated;
             self.cancel_deadline = None;
+            self.session = None;
             self.emit(CallEvent::Terminated);
         }
     }
@@ -420,7 +544,8 @@ impl UacCall {
                     ClientOutput::Timeout => {
                         tracing::warn!(call_id = %self.setup.call_id, "re-INVITE timed out");
                         self.reinvites[i].answered = true;
-                        self.on_reinvite_failure(408, "Request Timeout", None, now);
+                        let refresh = self.reinvites[i].refresh;
+                        self.on_reinvite_failure(refresh, 408, "Request Timeout", None, now);
                     }
                 }
             }
@@ -453,17 +578,36 @@ impl UacCall {
             return;
         }
         let first = !std::mem::replace(&mut self.reinvites[index].answered, true);
+        let refresh = self.reinvites[index].refresh;
         if response.status >= 300 {
             // The transaction ACKed it already.
             if matches!(response.status, 408 | 481) {
-                self.on_reinvite_failure(response.status, &response.reason, response.sdp(), now);
+                self.on_reinvite_failure(refresh, response.status, &response.reason, response.sdp(), now);
+                return;
+            }
+            if refresh {
+                tracing::info!(call_id = %self.setup.call_id, status = response.status, "session refresh refused");
             } else if self.phase != CallPhase::Terminated {
                 self.emit(reinvite_event(&response));
+            }
+            // Refresh again: at once after our own re-INVITE failed, a little
+            // later after a glare (491); else let the session expire.
+            let retry = match (refresh, response.status) {
+                (true, 491) => Some(now + Duration::from_secs(2)),
+                (false, _) => Some(now),
+                (true, _) => None,
+            };
+            if let Some(s) = &mut self.session
+                && s.we_refresh
+                && s.refresh_at.is_none()
+            {
+                s.refresh_at = retry;
             }
             return;
         }
         let r = &self.reinvites[index];
         let (cseq, dest) = (r.cseq, r.dest);
+        let sdp = r.sdp.clone();
         if let Some(ack) = r.ack.clone() {
             self.transmit(dest, ack);
             return;
@@ -485,17 +629,87 @@ impl UacCall {
         self.reinvites[index].ack = Some(ack.clone());
         self.reinvite_ack = Some((cseq, ack, dest));
         if first && self.phase != CallPhase::Terminated {
-            self.emit(reinvite_event(&response));
+            if sdp.is_some() {
+                self.local_sdp = sdp;
+            }
+            self.on_session_response(&response, now);
+            if !refresh {
+                self.emit(reinvite_event(&response));
+            }
         }
+    }
+
+    /// The Session-Expires of a 2xx to an INVITE or re-INVITE (RFC 4028 s.7.2):
+    /// none means no session timer.
+    fn on_session_response(&mut self, response: &Response, now: Instant) {
+        if self.session_interval == 0 {
+            return;
+        }
+        self.session = session_expires(&response.headers).map(|(interval, refresher)| {
+            // A missing refresher is ours to choose (s.7.4): we refresh.
+            SessionTimer::new(interval, refresher.as_deref() != Some("uas"), now)
+        });
+    }
+
+    /// RFC 4028 s.7.2: a 422 to the INVITE is retried once with the peer's Min-SE.
+    fn retry_after_422(&mut self, response: &Response, now: Instant) -> bool {
+        if self.retried_422
+            || self.session_interval == 0
+            || self.hangup.is_some()
+            || self.phase == CallPhase::Terminated
+        {
+            return false;
+        }
+        let Some(min) = min_se(&response.headers) else {
+            return false;
+        };
+        self.retried_422 = true;
+        self.session_interval = self.session_interval.max(min);
+        let mut request = self.invite_tx.request().clone();
+        self.last_cseq += 1;
+        let old_cseq = std::mem::replace(&mut self.invite_cseq, self.last_cseq);
+        let branch = new_branch();
+        request.headers.set_first(
+            "Via",
+            format!(
+                "SIP/2.0/{} {}:{};branch={branch}",
+                self.transport.via_name(),
+                self.setup.local_host,
+                self.setup.local_port
+            ),
+        );
+        request.headers.set_first("CSeq", format!("{} INVITE", self.invite_cseq));
+        request.headers.set_first("Session-Expires", self.session_interval.to_string());
+        request.headers.set_first("Min-SE", min.to_string());
+        tracing::info!(call_id = %self.setup.call_id, interval = self.session_interval, "422: retrying the INVITE");
+        let old_branch = std::mem::replace(&mut self.setup.branch, branch);
+        let tx = InviteClient::new(request, self.transport.is_reliable(), self.timers, now);
+        // The answered first INVITE lingers with the re-INVITEs to absorb 422 retransmissions.
+        let old = std::mem::replace(&mut self.invite_tx, tx);
+        self.reinvites.push(Reinvite {
+            cseq: old_cseq,
+            branch: old_branch,
+            dest: self.next_hop,
+            tx: old,
+            answered: true,
+            ack: None,
+            refresh: false,
+            sdp: None,
+        });
+        self.phase = CallPhase::Calling;
+        true
     }
 
     /// s.14.1: a 481 or 408 (or a timeout) on a re-INVITE ends the dialog:
     /// report it, send BYE, and terminate the call without waiting for the BYE's answer.
-    fn on_reinvite_failure(&mut self, status: u16, reason: &str, sdp: Option<String>, now: Instant) {
+    /// A failed session refresh (`refresh`) ends the dialog the same way, unreported.
+    fn on_reinvite_failure(&mut self, refresh: bool, status: u16, reason: &str, sdp: Option<String>, now: Instant) {
         if self.phase == CallPhase::Terminated {
             return;
         }
-        self.emit(CallEvent::ReinviteResponse { status, reason: reason.to_string(), sdp });
+        if !refresh {
+            self.emit(CallEvent::ReinviteResponse { status, reason: reason.to_string(), sdp });
+        }
         if self.hangup != Some(HangupKind::Bye) {
             self.hangup = Some(HangupKind::Bye);
             self.send_bye(now);
@@ -523,6 +737,7 @@ impl UacCall {
         match response.status {
             100..=199 if self.phase != CallPhase::Terminated => self.on_provisional(response, now),
             200..=299 => self.on_invite_2xx(response, now),
+            422 if self.retry_after_422(&response, now) => {}
             300..=699 if self.phase != CallPhase::Terminated => {
                 self.emit(response_event(&response, false));
                 self.terminate();
@@ -602,6 +817,7 @@ impl UacCall {
         self.confirmed = Some(peer);
         self.phase = CallPhase::Confirmed;
         self.cancel_deadline = None;
+        self.on_session_response(&response, now);
         self.emit(response_event(&response, false));
         // The answer crossed our CANCEL: the call must still be torn down.
         if self.hangup == Some(HangupKind::Cancel) {
@@ -796,7 +1012,7 @@ fn check_header(name: &str, value: &str) -> Result<(), SipError> {
 }
 
 /// The INVITE in the header order of the call-flow examples.
-fn build_invite(invite: &OutgoingInvite, setup: &CallSetup) -> Result<Request, SipError> {
+fn build_invite(invite: &OutgoingInvite, setup: &CallSetup, timers: &TimerConfig) -> Result<Request, SipError> {
     let request_uri = &invite.request_uri;
     check_uri(request_uri)?;
     if !request_uri.to_ascii_lowercase().starts_with("sip") {
@@ -829,10 +1045,16 @@ fn build_invite(invite: &OutgoingInvite, setup: &CallSetup) -> Result<Request, S
     if let Some(privacy) = &invite.privacy {
         headers.push("Privacy", privacy.as_str());
     }
-    headers.push("Supported", "100rel");
+    let session_timer = timers.session_expires > 0;
+    headers.push("Supported", if session_timer { "100rel, timer" } else { "100rel" });
     headers.push("Allow", ALLOW);
     if !setup.user_agent.is_empty() {
         headers.push("User-Agent", setup.user_agent.as_str());
+    }
+    if session_timer {
+        // RFC 4028 s.7.1: the refresher is left to the UAS.
+        headers.push("Session-Expires", timers.session_expires.max(timers.min_se).to_string());
+        headers.push("Min-SE", timers.min_se.to_string());
     }
     for (name, value) in &invite.extra_headers {
         headers.push(name.as_str(), value.as_str());
@@ -964,9 +1186,11 @@ mod tests {
             CSeq: 1 INVITE\r\n\
             Contact: <sip:webrtc-gw.operator.com:5060;transport=tcp>\r\n\
             P-Asserted-Identity: <tel:+818000000001>\r\n\
-            Supported: 100rel\r\n\
+            Supported: 100rel, timer\r\n\
             Allow: INVITE, ACK, BYE, CANCEL, UPDATE, PRACK, OPTIONS\r\n\
             User-Agent: camara-gw\r\n\
+            Session-Expires: 1800\r\n\
+            Min-SE: 90\r\n\
             X-Correlator: abc\r\n\
             Content-Type: application/sdp\r\n\
             Content-Length: 5\r\n\r\nv=0\r\n";
@@ -1427,5 +1651,177 @@ mod tests {
         let (mut h, invite) = Harness::new(Transport::Udp);
         h.respond(uas_response(&invite, 486, "Busy Here", None));
         assert!(wrong_state(h.call.reinvite("v=0\r\n".into(), h.now)));
+    }
+
+    /// A call answered over TCP with `Session-Expires: {se}` in the 2xx (none if `None`).
+    fn answered_with_session(se: Option<&str>) -> (Harness, Request) {
+        let (mut h, invite) = Harness::new(Transport::Tcp);
+        let mut ok = uas_response(&invite, 200, "OK", None);
+        if let Some(se) = se {
+            ok.headers.push("Require", "timer");
+            ok.headers.push("Session-Expires", se);
+        }
+        let out = h.respond(ok);
+        assert_eq!(requests(&out).len(), 1, "{out:?}");
+        (h, invite)
+    }
+
+    fn advance(h: &mut Harness, secs: u64) -> Vec<CallOutput> {
+        h.now += Duration::from_secs(secs);
+        h.call.handle_timeout(h.now);
+        drain(&mut h.call)
+    }
+
+    #[test]
+    fn session_timer_off_leaves_timer_out_of_the_invite() {
+        let timers = TimerConfig { session_expires: 0, ..TimerConfig::default() };
+        let mut call = UacCall::new(&outgoing(Transport::Tcp), setup(), timers, Instant::now()).unwrap();
+        let sent = requests(&drain(&mut call));
+        let invite = &sent[0].1;
+        assert_eq!(invite.headers.get("Supported"), Some("100rel"));
+        assert_eq!(invite.headers.get("Session-Expires"), None);
+        assert_eq!(invite.headers.get("Min-SE"), None);
+    }
+
+    #[test]
+    fn refresher_uac_refreshes_at_half_interval_with_the_same_sdp() {
+        let (mut h, _) = answered_with_session(Some("1800;refresher=uac"));
+        let start = h.now;
+        // Timer M of the INVITE transaction goes; nothing is sent before N/2.
+        assert!(requests(&advance(&mut h, 899)).is_empty());
+        let out = advance(&mut h, 1);
+        assert!(events(&out).is_empty());
+        let sent = requests(&out);
+        let [(_, refresh)] = sent.as_slice() else { panic!("{out:?}") };
+        assert_eq!(refresh.method, Method::Invite);
+        assert_eq!(refresh.headers.get("CSeq"), Some("2 INVITE"));
+        assert_eq!(refresh.body, b"v=0\r\n");
+        assert_eq!(refresh.headers.get("Session-Expires"), Some("1800;refresher=uac"));
+        assert_eq!(refresh.headers.get("Supported"), Some("timer"));
+        assert!(h.call.reinvite_pending());
+
+        // Its 2xx is ACKed, not reported, and restarts the timer.
+        let mut ok = reinvite_response(refresh, 200, "OK", Some("v=0\r\n"));
+        ok.headers.push("Session-Expires", "1800;refresher=uac");
+        let out = h.respond(ok);
+        assert!(events(&out).is_empty(), "{out:?}");
+        assert_eq!(requests(&out).iter().map(|(_, r)| r.method).collect::<Vec<_>>(), [Method::Ack]);
+        assert_eq!(h.now, start + Duration::from_secs(900));
+        assert!(requests(&advance(&mut h, 899)).is_empty());
+        let sent = requests(&advance(&mut h, 1));
+        let [(_, second)] = sent.as_slice() else { panic!("{sent:?}") };
+        assert_eq!(second.headers.get("CSeq"), Some("3 INVITE"));
+        assert_eq!(second.body, b"v=0\r\n");
+        assert_eq!(h.call.phase(), CallPhase::Confirmed);
+
+        // A refresh answered 481 ends the call, with no ReinviteResponse.
+        let out = h.respond(reinvite_response(second, 481, "Call/Transaction Does Not Exist", None));
+        assert_eq!(events(&out), [CallEvent::Terminated]);
+        assert_eq!(requests(&out).iter().map(|(_, r)| r.method).collect::<Vec<_>>(), [Method::Ack, Method::Bye]);
+    }
+
+    #[test]
+    fn refresh_uses_the_last_accepted_local_sdp() {
+        let (mut h, _) = answered_with_session(Some("1800"));
+        h.call.reinvite("v=0\r\na=sendonly\r\n".into(), h.now).unwrap();
+        let sent = requests(&drain(&mut h.call));
+        let reinvite = &sent[0].1;
+        assert_eq!(reinvite.headers.get("Session-Expires"), Some("1800;refresher=uac"));
+        let mut ok = reinvite_response(reinvite, 200, "OK", None);
+        ok.headers.push("Session-Expires", "1800;refresher=uac");
+        assert_eq!(events(&h.respond(ok)).len(), 1);
+        let sent = requests(&advance(&mut h, 900));
+        let [(_, refresh)] = sent.as_slice() else { panic!("{sent:?}") };
+        assert_eq!(refresh.body, b"v=0\r\na=sendonly\r\n");
+    }
+
+    #[test]
+    fn refresher_uas_without_refresh_ends_with_bye() {
+        let (mut h, _) = answered_with_session(Some("1800;refresher=uas"));
+        // 1800 - min(32, 600) = 1768 s.
+        let out = advance(&mut h, 1767);
+        assert!(out.is_empty(), "{out:?}");
+        let out = advance(&mut h, 1);
+        assert_eq!(events(&out), [CallEvent::Terminated]);
+        assert_eq!(requests(&out).iter().map(|(_, r)| r.method).collect::<Vec<_>>(), [Method::Bye]);
+        assert_eq!(h.call.phase(), CallPhase::Terminated);
+        assert_eq!(h.call.hangup(h.now), Err(HangupError::Finished));
+    }
+
+    #[test]
+    fn refresher_uas_update_resets_the_timer() {
+        let (mut h, invite) = answered_with_session(Some("90;refresher=uas"));
+        // 90 - min(32, 30) = 60 s.
+        assert!(advance(&mut h, 50).is_empty());
+        let mut update = invite.clone();
+        update.method = Method::Update;
+        update.body.clear();
+        update.headers.set_first("Session-Expires", "90;refresher=uac".into());
+        h.call.handle_session_refresh(&update, h.now);
+        assert!(drain(&mut h.call).is_empty());
+        assert!(advance(&mut h, 59).is_empty());
+        let out = advance(&mut h, 1);
+        assert_eq!(events(&out), [CallEvent::Terminated]);
+        assert_eq!(requests(&out)[0].1.method, Method::Bye);
+    }
+
+    #[test]
+    fn no_session_expires_in_the_2xx_means_no_timer() {
+        let (mut h, _) = answered_with_session(None);
+        assert!(advance(&mut h, 33).is_empty());
+        assert_eq!(h.call.poll_timeout(), None);
+        assert!(advance(&mut h, 100_000).is_empty());
+        assert_eq!(h.call.phase(), CallPhase::Confirmed);
+    }
+
+    #[test]
+    fn interval_too_small_is_retried_once_with_min_se() {
+        let (mut h, invite) = Harness::new(Transport::Udp);
+        let mut too_small = uas_response(&invite, 422, "Session Interval Too Small", None);
+        too_small.headers.push("Min-SE", "3600");
+        let out = h.respond(too_small.clone());
+        assert!(events(&out).is_empty(), "{out:?}");
+        let sent = requests(&out);
+        let [(_, ack), (dest, retry)] = sent.as_slice() else { panic!("{out:?}") };
+        assert_eq!(ack.method, Method::Ack);
+        assert_eq!(ack.headers.get("CSeq"), Some("1 ACK"));
+        assert_eq!(*dest, NEXT_HOP.parse().unwrap());
+        assert_eq!(retry.method, Method::Invite);
+        assert_eq!(retry.headers.get("CSeq"), Some("2 INVITE"));
+        assert_eq!(retry.headers.get("Session-Expires"), Some("3600"));
+        assert_eq!(retry.headers.get("Min-SE"), Some("3600"));
+        assert_ne!(retry.headers.get("Via"), invite.headers.get("Via"));
+        assert_eq!(retry.body, invite.body);
+        // A retransmitted 422 is re-ACKed, not reported.
+        let out = h.respond(too_small);
+        assert!(events(&out).is_empty());
+        assert_eq!(requests(&out), [(*dest, ack.clone())]);
+
+        // A second 422 is not retried again.
+        let mut again = uas_response(retry, 422, "Session Interval Too Small", None);
+        again.headers.push("Min-SE", "7200");
+        let out = h.respond(again);
+        assert_eq!(events(&out).last(), Some(&CallEvent::Terminated));
+        assert!(requests(&out).iter().all(|(_, r)| r.method == Method::Ack));
+    }
+
+    #[test]
+    fn retried_invite_is_answered_normally() {
+        let (mut h, invite) = Harness::new(Transport::Tcp);
+        let mut too_small = uas_response(&invite, 422, "Session Interval Too Small", None);
+        too_small.headers.push("Min-SE", "3600");
+        let sent = requests(&h.respond(too_small));
+        let retry = sent.last().unwrap().1.clone();
+        let mut ok = uas_response(&retry, 200, "OK", None);
+        ok.headers.push("Session-Expires", "3600;refresher=uac");
+        let out = h.respond(ok);
+        assert_eq!(
+            events(&out),
+            [CallEvent::Response { status: 200, reason: "OK".into(), sdp: None, reliable: false }]
+        );
+        let sent = requests(&out);
+        assert_eq!(sent[0].1.headers.get("CSeq"), Some("2 ACK"));
+        let sent = requests(&advance(&mut h, 1800));
+        assert_eq!(sent[0].1.headers.get("CSeq"), Some("3 INVITE"));
     }
 }

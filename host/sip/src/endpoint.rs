@@ -152,6 +152,8 @@ enum Delivery {
     Bye,
     Prack,
     Cancel,
+    /// An UPDATE without offer: an RFC 4028 session refresh.
+    SessionRefresh,
 }
 
 #[derive(Debug)]
@@ -579,6 +581,15 @@ impl Endpoint {
             response.headers.push("Accept", "application/sdp");
             response.headers.push("Supported", "100rel");
         }
+        if answer.deliver.as_ref().is_some_and(|(_, d)| *d == Delivery::SessionRefresh)
+            && let Some(session_expires) = request.headers.get("Session-Expires")
+        {
+            // RFC 4028 s.9: the 2xx to a refresh carries the session interval back.
+            let interval = session_expires.split(';').next().unwrap_or_default().trim().to_string();
+            let refresher = crate::message::header_param(session_expires, "refresher").flatten().unwrap_or("uac");
+            response.headers.push("Require", "timer");
+            response.headers.push("Session-Expires", format!("{interval};refresher={refresher}"));
+        }
         if !self.config.user_agent.is_empty() {
             response.headers.push("Server", self.config.user_agent.as_str());
         }
@@ -594,6 +605,7 @@ impl Endpoint {
                 (Some(call), Delivery::Bye) => call.handle_remote_bye(&request, now),
                 (Some(Call::Uas(call)), Delivery::Prack) => call.handle_prack(&request, now),
                 (Some(Call::Uas(call)), Delivery::Cancel) => call.handle_cancel(&request, now),
+                (Some(Call::Uac(call)), Delivery::SessionRefresh) => call.handle_session_refresh(&request, now),
                 _ => {}
             }
             self.drain_call(&call_id);
@@ -713,7 +725,9 @@ impl Endpoint {
             },
             Method::Options => Answer::with_capabilities(200, "OK"),
             // A session refresh without an offer needs nothing from us.
-            Method::Update if request.body.is_empty() => Answer::plain(200, "OK"),
+            Method::Update if request.body.is_empty() => {
+                Answer { deliver: Some((call_id, Delivery::SessionRefresh)), ..Answer::plain(200, "OK") }
+            }
             Method::Update | Method::Invite => {
                 tracing::info!(%call_id, %method, "mid-call offer not supported; answering 488");
                 Answer::plain(488, "Not Acceptable Here")
@@ -1046,6 +1060,43 @@ mod tests {
         );
         assert!(matches!(ep.hangup(&call_id, now), Err(SipError::UnknownCall(_))));
         assert!(matches!(ep.hangup("other", now), Err(SipError::UnknownCall(_))));
+    }
+
+    #[test]
+    fn update_refreshes_the_session_of_an_outgoing_call() {
+        let mut ep = endpoint();
+        let mut now = Instant::now();
+        let call_id = ep.invite(sample_invite(), now).unwrap();
+        let invite = sent_requests(&drain(&mut ep)).remove(0);
+        assert_eq!(invite.headers.get("Session-Expires"), Some("1800"));
+        let mut ok = response_to(&invite, 200, "OK", Some("r1"));
+        ok.headers.push("Contact", "<sip:bob@192.0.2.10:5070>");
+        ok.headers.push("Session-Expires", "90;refresher=uas");
+        ep.handle_input(Transport::Udp, PEER.parse().unwrap(), &ok.to_bytes(), now);
+        drain(&mut ep);
+
+        now += Duration::from_secs(50);
+        ep.handle_timeout(now);
+        assert!(sent_requests(&drain(&mut ep)).is_empty());
+        let local_tag = invite.tag_of_from().unwrap().to_string();
+        let update = request_text("UPDATE", Some(&local_tag), &call_id, "r1")
+            .replace("Content-Length: 0", "Session-Expires: 90;refresher=uac\r\nContent-Length: 0");
+        let out = input(&mut ep, &update, now);
+        let responses = sent_responses(&out);
+        let [(_, response)] = responses.as_slice() else { panic!("{out:?}") };
+        assert_eq!(response.status, 200);
+        assert_eq!(response.headers.get("Require"), Some("timer"));
+        assert_eq!(response.headers.get("Session-Expires"), Some("90;refresher=uac"));
+
+        // The deadline (60 s) now counts from the UPDATE.
+        now += Duration::from_secs(59);
+        ep.handle_timeout(now);
+        assert!(sent_requests(&drain(&mut ep)).is_empty());
+        now += Duration::from_secs(1);
+        ep.handle_timeout(now);
+        let out = drain(&mut ep);
+        assert_eq!(sent_requests(&out)[0].method, Method::Bye);
+        assert!(out.iter().any(|o| matches!(o, Output::Event(e) if e.event == CallEvent::Terminated)));
     }
 
     fn sample_invite() -> OutgoingInvite {

@@ -208,6 +208,7 @@ fn expand_compact(name: &str) -> &str {
         "k" => "Supported",
         "s" => "Subject",
         "e" => "Content-Encoding",
+        "x" => "Session-Expires",
         _ => name,
     }
 }

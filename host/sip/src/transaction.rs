@@ -18,11 +18,23 @@ pub struct TimerConfig {
     pub t2: Duration,
     /// How long the network may hold a message.
     pub t4: Duration,
+    /// RFC 4028 session interval asked for in outgoing INVITEs (`Session-Expires`),
+    /// in seconds; 0 disables session timers.
+    pub session_expires: u32,
+    /// Smallest session interval accepted (`Min-SE`), in seconds. RFC 4028
+    /// wants at least 90 on the wire; tests may use less.
+    pub min_se: u32,
 }
 
 impl Default for TimerConfig {
     fn default() -> Self {
-        Self { t1: Duration::from_millis(500), t2: Duration::from_secs(4), t4: Duration::from_secs(5) }
+        Self {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+            session_expires: 1800,
+            min_se: 90,
+        }
     }
 }
 

@@ -96,6 +96,10 @@ impl Sipp {
 }
 
 async fn start_ua() -> (UserAgent, UnboundedReceiver<UaEvent>) {
+    start_ua_with(TimerConfig::default()).await
+}
+
+async fn start_ua_with(timers: TimerConfig) -> (UserAgent, UnboundedReceiver<UaEvent>) {
     // RUST_LOG=camara_sip=debug shows the SIP side when a run fails.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -106,7 +110,7 @@ async fn start_ua() -> (UserAgent, UnboundedReceiver<UaEvent>) {
         tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
         advertised_host: None,
         user_agent: "camara-sip-test".into(),
-        timers: TimerConfig::default(),
+        timers,
     })
     .await
     .expect("start user agent")
@@ -202,6 +206,28 @@ async fn answered_call_held_then_bye(transport: Transport) {
     ua.shutdown().await;
 }
 
+/// RFC 4028 with the gateway as refresher: a 4 s session is refreshed with a
+/// re-INVITE after 2 s, silently (no event), then the call is hung up.
+async fn session_refreshed_then_bye(transport: Transport) {
+    if !sipp_available() {
+        return;
+    }
+    let (ua, mut events) = start_ua_with(TimerConfig { session_expires: 4, min_se: 2, ..TimerConfig::default() }).await;
+    let sipp = Sipp::start("uas_session_timer.xml", transport).await;
+
+    let call_id = ua.invite(invite(sipp.addr, transport)).await.expect("invite");
+    assert_eq!(status_of(&next_event(&mut events, &call_id).await), Some((200, false)));
+    // The refresh goes at 2 s; the next one would be at 4 s.
+    let quiet = tokio::time::timeout(Duration::from_millis(3000), events.recv()).await;
+    assert!(quiet.is_err(), "the refresh must not be reported: {quiet:?}");
+
+    assert_eq!(ua.hangup(&call_id).await.expect("hangup"), HangupKind::Bye);
+    assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated);
+
+    sipp.assert_success().await;
+    ua.shutdown().await;
+}
+
 async fn cancelled_call(transport: Transport, hangup_before_ringing: bool) {
     if !sipp_available() {
         return;
@@ -278,4 +304,14 @@ async fn udp_call_ended_by_the_remote_party() {
 
     sipp.assert_success().await;
     ua.shutdown().await;
+}
+
+#[tokio::test]
+async fn udp_session_timer_refreshed_by_the_gateway() {
+    session_refreshed_then_bye(Transport::Udp).await;
+}
+
+#[tokio::test]
+async fn tcp_session_timer_refreshed_by_the_gateway() {
+    session_refreshed_then_bye(Transport::Tcp).await;
 }
