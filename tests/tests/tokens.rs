@@ -152,6 +152,22 @@ async fn malformed_requests_get_camara_errors() {
         .call("POST", "/webrtc-call-handling/v0.3/sessions", Some(&token), &[], Some(json!({"originatorAddress": format!("tel:{ALICE}"), "receiverAddress": format!("tel:{BOB}"), "offer": {"sdp": WEBRTC_OFFER}})))
         .await;
     assert_eq!(no_registration.status, 400);
+    let subscription = |protocol: &str, credential_type: &str, token_type: &str| {
+        json!({
+            "protocol": protocol, "sink": "https://203.0.113.9/hook", "types": [SESSION_STATUS],
+            "config": {"subscriptionDetail": {"deviceId": DEVICE_ID}},
+            "sinkCredential": {"credentialType": credential_type, "accessToken": "t",
+                               "accessTokenExpiresUtc": "2099-01-01T00:00:00Z", "accessTokenType": token_type}
+        })
+    };
+    for (body, code) in [
+        (subscription("MQTT3", "ACCESSTOKEN", "bearer"), "INVALID_PROTOCOL"),
+        (subscription("HTTP", "PLAIN", "bearer"), "INVALID_CREDENTIAL"),
+        (subscription("HTTP", "ACCESSTOKEN", "mac"), "INVALID_TOKEN"),
+    ] {
+        let reply = api.call("POST", "/webrtc-events/v0.2/subscriptions", Some(&token), &[], Some(body)).await;
+        assert_eq!((reply.status, reply.body["code"].as_str()), (400, Some(code)));
+    }
     let insecure_sink = api.subscribe(&token, "http://203.0.113.9/hook", "t").await;
     assert_eq!((insecure_sink.status, insecure_sink.body["code"].as_str()), (400, Some("INVALID_SINK")));
     let unknown =

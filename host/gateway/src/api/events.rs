@@ -49,7 +49,7 @@ fn response(s: &Subscription) -> SubscriptionResponse {
 
 fn check(body: &SubscriptionRequest) -> Result<Option<chrono::DateTime<Utc>>, ApiError> {
     if body.protocol != "HTTP" {
-        return Err(ApiError::invalid_argument("protocol must be HTTP"));
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PROTOCOL", "Only HTTP is supported"));
     }
     validate::max_len("sink", &body.sink, 1024)?;
     if body.types.is_empty() || body.types.len() > 3 {
@@ -70,8 +70,11 @@ fn check(body: &SubscriptionRequest) -> Result<Option<chrono::DateTime<Utc>>, Ap
 }
 
 fn check_credential(c: &SinkCredential) -> Result<StoredCredential, ApiError> {
-    if c.credential_type != "ACCESSTOKEN" || c.access_token_type != "bearer" {
-        return Err(ApiError::invalid_argument("sinkCredential must be an ACCESSTOKEN of type bearer"));
+    if c.credential_type != "ACCESSTOKEN" {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_CREDENTIAL", "Only Access token is supported"));
+    }
+    if c.access_token_type != "bearer" {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_TOKEN", "Only bearer token is supported"));
     }
     validate::max_len("sinkCredential.accessToken", &c.access_token, 8192)?;
     let expires_at = validate::date_time("sinkCredential.accessTokenExpiresUtc", &c.access_token_expires_utc)?;
