@@ -295,9 +295,13 @@ impl Sipp {
     /// Starts sipp as a UAS with `scenario` (in `tests/sipp/`, or a path from the repository
     /// root) on a free loopback port over `transport`.
     pub async fn uas(scenario: &str, transport: SipTransportName) -> Sipp {
-        let sipp = Sipp::spawn(scenario, transport, None);
+        Sipp::uas_with(scenario, transport, free_port(), &[]).await
+    }
+
+    /// [`Sipp::uas`] on `port`, with `extra` sipp arguments (`-rsa`, `-key`...).
+    pub async fn uas_with(scenario: &str, transport: SipTransportName, port: u16, extra: &[&str]) -> Sipp {
+        let sipp = Sipp::spawn(scenario, transport, port, extra, None);
         // Wait until sipp listens.
-        let port = sipp.addr.port();
         for _ in 0..100 {
             let bound = match transport {
                 SipTransportName::Udp => std::net::UdpSocket::bind(("127.0.0.1", port)).is_err(),
@@ -313,12 +317,17 @@ impl Sipp {
 
     /// Starts sipp as a UAC playing `scenario` towards `target` (one call).
     pub async fn uac(scenario: &str, target: SocketAddr, transport: SipTransportName) -> Sipp {
-        Sipp::spawn(scenario, transport, Some(target))
+        Sipp::spawn(scenario, transport, free_port(), &[], Some(target))
     }
 
-    fn spawn(scenario: &str, transport: SipTransportName, target: Option<SocketAddr>) -> Sipp {
+    fn spawn(
+        scenario: &str,
+        transport: SipTransportName,
+        port: u16,
+        extra: &[&str],
+        target: Option<SocketAddr>,
+    ) -> Sipp {
         let dir = TempDir::new("sipp");
-        let port = free_port();
         let message_log = dir.0.join("messages.log");
         let mut command = tokio::process::Command::new("sipp");
         command
@@ -331,7 +340,8 @@ impl Sipp {
             })
             .args(["-i", "127.0.0.1", "-p", &port.to_string()])
             .args(["-t", if transport == SipTransportName::Tcp { "t1" } else { "u1" }])
-            .args(["-m", "1", "-timeout", "30s", "-timeout_error", "-nostdin", "-trace_msg", "-trace_err"])
+            .args(["-m", "1", "-timeout", "60s", "-timeout_error", "-nostdin", "-trace_msg", "-trace_err"])
+            .args(extra)
             .arg("-message_file")
             .arg(&message_log)
             .stdout(Stdio::null())

@@ -25,7 +25,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -195,60 +194,6 @@ impl LossyRelay {
     }
 }
 
-/// sipp as a UAS behind the relay: `Sipp::uas` plus `-rsa` and `-key relay`.
-struct LossySipp {
-    child: tokio::process::Child,
-    message_log: std::path::PathBuf,
-    dir: TempDir,
-}
-
-impl LossySipp {
-    async fn uas_on(port: u16, scenario: &str, send_to: SocketAddr, relay: SocketAddr) -> LossySipp {
-        let dir = TempDir::new("sipp-lossy");
-        let message_log = dir.0.join("messages.log");
-        let child = tokio::process::Command::new("sipp")
-            .current_dir(&dir.0)
-            .arg("-sf")
-            .arg(repo_root().join("tests/sipp").join(scenario))
-            .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-t", "u1"])
-            .args(["-rsa", &send_to.to_string(), "-key", "relay", &relay.to_string()])
-            .args(["-m", "1", "-timeout", "60s", "-timeout_error", "-nostdin", "-trace_msg", "-trace_err"])
-            .arg("-message_file")
-            .arg(&message_log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("sipp starts");
-        for _ in 0..100 {
-            if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        LossySipp { child, message_log, dir }
-    }
-
-    /// Waits for sipp to finish; its exit code, message log and errors.
-    async fn finish(mut self, timeout: Duration) -> (i32, String, String) {
-        let status = tokio::time::timeout(timeout, self.child.wait()).await.expect("sipp finished in time").unwrap();
-        let mut stderr = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            use tokio::io::AsyncReadExt;
-            let _ = e.read_to_string(&mut stderr).await;
-        }
-        let messages = std::fs::read_to_string(&self.message_log).unwrap_or_default();
-        let errors: String = std::fs::read_dir(&self.dir.0)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
-            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-            .collect();
-        (status.code().unwrap_or(-1), messages, format!("{stderr}{errors}"))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_over_a_lossy_udp_path_completes_through_retransmission() {
     init_logs();
@@ -261,7 +206,15 @@ async fn a_call_over_a_lossy_udp_path_completes_through_retransmission() {
     // The relay needs sipp's port and sipp the relay's addresses: pick sipp's port first.
     let sipp_port = free_port();
     let relay = LossyRelay::start(SocketAddr::from(([127, 0, 0, 1], sipp_port)), seed).await;
-    let sipp = LossySipp::uas_on(sipp_port, "uas_call_flow_lossy.xml", relay.sipp_side, relay.gateway_side).await;
+    // `-rsa`: everything sipp sends goes to the relay; `-key relay`: the scenario record-routes it.
+    let (send_to, record_route) = (relay.sipp_side.to_string(), relay.gateway_side.to_string());
+    let sipp = Sipp::uas_with(
+        "uas_call_flow_lossy.xml",
+        SipTransportName::Udp,
+        sipp_port,
+        &["-rsa", &send_to, "-key", "relay", &record_route],
+    )
+    .await;
     let gateway = camara_gateway::start(gateway_config(Some(relay.gateway_side), SipTransportName::Udp))
         .await
         .expect("gateway starts");
