@@ -669,15 +669,7 @@ impl UacCall {
         self.last_cseq += 1;
         let old_cseq = std::mem::replace(&mut self.invite_cseq, self.last_cseq);
         let branch = new_branch();
-        request.headers.set_first(
-            "Via",
-            format!(
-                "SIP/2.0/{} {}:{};branch={branch}",
-                self.transport.via_name(),
-                self.setup.local_host,
-                self.setup.local_port
-            ),
-        );
+        request.headers.set_first("Via", self.transport.via(&self.setup.local_host, self.setup.local_port, &branch));
         request.headers.set_first("CSeq", format!("{} INVITE", self.invite_cseq));
         request.headers.set_first("Session-Expires", self.session_interval.to_string());
         request.headers.set_first("Min-SE", min.to_string());
@@ -909,15 +901,7 @@ impl UacCall {
     fn in_dialog_request(&self, method: Method, peer: &Peer, cseq: u32, branch: &str) -> Request {
         let invite = self.invite_tx.request();
         let mut headers = Headers::default();
-        headers.push(
-            "Via",
-            format!(
-                "SIP/2.0/{} {}:{};branch={branch}",
-                self.transport.via_name(),
-                self.setup.local_host,
-                self.setup.local_port
-            ),
-        );
+        headers.push("Via", self.transport.via(&self.setup.local_host, self.setup.local_port, branch));
         headers.push("Max-Forwards", "70");
         for route in &peer.route_set {
             headers.push("Route", route.as_str());
@@ -1032,7 +1016,7 @@ fn build_invite(invite: &OutgoingInvite, setup: &CallSetup, timers: &TimerConfig
 
     let (host, port, transport) = (&setup.local_host, setup.local_port, invite.transport);
     let mut headers = Headers::default();
-    headers.push("Via", format!("SIP/2.0/{} {host}:{port};branch={}", transport.via_name(), setup.branch));
+    headers.push("Via", transport.via(host, port, &setup.branch));
     headers.push("Max-Forwards", "70");
     headers.push("From", format!("{};tag={}", invite.from.to_header_value(), setup.local_tag));
     headers.push("To", invite.to.to_header_value());

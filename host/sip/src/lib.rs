@@ -49,6 +49,11 @@ impl Transport {
         }
     }
 
+    /// The value of a Via header this side sends: `SIP/2.0/UDP host:port;branch=...`.
+    pub fn via(self, host: &str, port: u16, branch: &str) -> String {
+        format!("SIP/2.0/{} {host}:{port};branch={branch}", self.via_name())
+    }
+
     /// Lower-case form used in the URI `transport` parameter.
     pub fn uri_param(self) -> &'static str {
         match self {

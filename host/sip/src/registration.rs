@@ -263,10 +263,7 @@ impl Registration {
         let request_uri = format!("sip:{}", self.request.domain);
         let (host, port) = (&self.setup.local_host, self.setup.local_port);
         let mut headers = Headers::default();
-        headers.push(
-            "Via",
-            format!("SIP/2.0/{} {host}:{port};branch={}", self.request.transport.via_name(), new_branch()),
-        );
+        headers.push("Via", self.request.transport.via(host, port, &new_branch()));
         headers.push("Max-Forwards", "70");
         headers.push("From", format!("<{}>;tag={}", self.request.aor, self.setup.from_tag));
         headers.push("To", format!("<{}>", self.request.aor));

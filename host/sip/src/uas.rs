@@ -637,15 +637,7 @@ impl UasCall {
         self.local_cseq += 1;
         let branch = new_branch();
         let mut headers = Headers::default();
-        headers.push(
-            "Via",
-            format!(
-                "SIP/2.0/{} {}:{};branch={branch}",
-                self.transport.via_name(),
-                self.setup.local_host,
-                self.setup.local_port
-            ),
-        );
+        headers.push("Via", self.transport.via(&self.setup.local_host, self.setup.local_port, &branch));
         headers.push("Max-Forwards", "70");
         for route in &self.route_set {
             headers.push("Route", route.as_str());
