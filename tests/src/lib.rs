@@ -21,6 +21,7 @@ pub const BOB: &str = "+818000000002";
 pub const ISSUER: &str = "https://auth.operator.test";
 pub const AUDIENCE: &str = "camara-webrtc-gateway";
 pub const SESSION_STATUS: &str = "org.camaraproject.webrtc-events.v0.session-status";
+pub const SESSION_INVITATION: &str = "org.camaraproject.webrtc-events.v0.session-invitation";
 pub const SUBSCRIPTION_ENDED: &str = "org.camaraproject.webrtc-events.v0.subscription-ended";
 
 /// Every scope of the three APIs.
@@ -188,7 +189,7 @@ impl Api {
                 "accessTokenExpiresUtc": "2099-12-31T23:59:59.999Z",
                 "accessTokenType": "bearer"
             },
-            "types": [SESSION_STATUS],
+            "types": [SESSION_STATUS, SESSION_INVITATION],
             "config": {"subscriptionDetail": {"deviceId": DEVICE_ID}}
         });
         self.call("POST", "/webrtc-events/v0.2/subscriptions", Some(token), &[], Some(body)).await
@@ -320,6 +321,11 @@ impl Sipp {
         Sipp::spawn(scenario, transport, free_port(), &[], Some(target))
     }
 
+    /// [`Sipp::uac`] with `extra` sipp arguments (`-rtp_echo -mp PORT`...).
+    pub async fn uac_with(scenario: &str, target: SocketAddr, transport: SipTransportName, extra: &[&str]) -> Sipp {
+        Sipp::spawn(scenario, transport, free_port(), extra, Some(target))
+    }
+
     fn spawn(
         scenario: &str,
         transport: SipTransportName,
@@ -397,4 +403,91 @@ pub fn received_message(message_log: &str, method: &str) -> Option<String> {
         .filter_map(|block| block.split_once("message received").map(|(_, rest)| rest))
         .map(|rest| rest.split_once('\n').map(|(_, msg)| msg.trim().replace("\r\n", "\n")).unwrap_or_default())
         .find(|msg| msg.starts_with(method))
+}
+
+/// A real WebRTC peer that is not this project's code: `tests/peers/webrtc_peer.py` (aiortc),
+/// sending a sine tone and analysing what comes back. Driven with one JSON object per line.
+pub struct WebRtcPeer {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+/// The Python of the venv `tests/install-peers.sh` makes.
+pub fn peer_python() -> PathBuf {
+    let venv = std::env::var_os("CAMARA_PEERS_VENV").map(PathBuf::from);
+    venv.unwrap_or_else(|| PathBuf::from("/opt/camara-peers-venv")).join("bin/python")
+}
+
+/// Whether a real peer the test needs is installed. In CI (`CI` set), a missing peer is a
+/// failure, not a skip: `.ci/run` installs them.
+pub fn peer_installed(what: &str, installed: bool) -> bool {
+    if !installed {
+        assert!(std::env::var_os("CI").is_none(), "{what} is missing: run tests/install-peers.sh");
+        eprintln!("{what} is not installed (tests/install-peers.sh): skipped");
+    }
+    installed
+}
+
+impl WebRtcPeer {
+    pub fn available() -> bool {
+        peer_python().exists()
+    }
+
+    /// Starts the peer with `args` (`--role offer --codec pcmu --tone 1000`...), on loopback.
+    pub fn start(args: &[&str]) -> WebRtcPeer {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(peer_python())
+            .arg(repo_root().join("tests/peers/webrtc_peer.py"))
+            .args(args)
+            .arg("--loopback")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the WebRTC peer starts");
+        let stdin = child.stdin.take().unwrap();
+        let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        WebRtcPeer { child, stdin, lines }
+    }
+
+    pub async fn send(&mut self, command: Value) {
+        use tokio::io::AsyncWriteExt;
+        let line = format!("{command}\n");
+        self.stdin.write_all(line.as_bytes()).await.expect("peer reads its commands");
+    }
+
+    /// The next event named `event`, skipping others; a panic on an error event or timeout.
+    pub async fn expect(&mut self, event: &str, timeout: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let line = tokio::time::timeout_at(deadline, self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("the peer sent no {event:?} in time"))
+                .expect("peer output")
+                .unwrap_or_else(|| panic!("the peer exited before {event:?}"));
+            let value: Value = serde_json::from_str(&line).expect("peer prints JSON lines");
+            assert_ne!(value["event"], "error", "the peer failed: {value}");
+            if value["event"] == event {
+                return value;
+            }
+        }
+    }
+
+    /// Forgets what was received so far (for a measurement of the next phase).
+    pub async fn reset(&mut self) {
+        self.send(json!({"cmd": "reset"})).await;
+        self.expect("reset", Duration::from_secs(5)).await;
+    }
+
+    pub async fn report(&mut self) -> Value {
+        self.send(json!({"cmd": "report"})).await;
+        self.expect("report", Duration::from_secs(5)).await
+    }
+
+    pub async fn close(mut self) {
+        self.send(json!({"cmd": "close"})).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    }
 }

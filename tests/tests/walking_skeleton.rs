@@ -177,19 +177,3 @@ async fn hold_is_a_re_invite_offering_sendonly() {
     assert_eq!(code, 0, "sipp failed: {errors}\n{messages}");
     gateway.stop().await;
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_from_the_network_to_a_registered_number_is_refused_with_480_for_now() {
-    init_logs();
-    if !sipp_available() {
-        eprintln!("sipp is not installed (apt-get install sip-tester): skipped");
-        return;
-    }
-    let gateway = camara_gateway::start(gateway_config(None, SipTransportName::Udp)).await.expect("gateway starts");
-    let api = Api::new(gateway.http_addr);
-    assert_eq!(api.register(&tokens::for_subscriber(ALICE)).await.status, 201);
-    let sipp = Sipp::uac("uac_registered_unavailable.xml", gateway.sip_udp_addr.unwrap(), SipTransportName::Udp).await;
-    let (code, messages, errors) = sipp.finish(Duration::from_secs(15)).await;
-    assert_eq!(code, 0, "sipp failed: {errors}\n{messages}");
-    gateway.stop().await;
-}

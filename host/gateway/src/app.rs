@@ -13,7 +13,6 @@ use tokio::task::JoinHandle;
 use crate::config::GatewayConfig;
 use crate::notify::Notifier;
 use crate::plugins::Plugins;
-use crate::sdp::RtpPorts;
 use crate::store::Store;
 use camara_auth::{AuthError, TokenVerifier};
 
@@ -25,10 +24,10 @@ pub struct Gateway {
     pub store: Store,
     pub notifier: Notifier,
     pub sip: UserAgent,
-    pub rtp_ports: RtpPorts,
     pub network: NetworkContext,
-    /// Address in the SIP-side SDP `c=` line.
-    pub media_address: String,
+    /// The media anchor, and the media of each call by session id.
+    pub media: camara_media::MediaAnchor,
+    pub media_sessions: crate::calls::MediaSessions,
     /// Re-INVITEs waiting for their answer.
     pub reoffers: crate::calls::Reoffers,
     /// SIP registration bindings (`sip-account` mode).
@@ -127,12 +126,15 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         Duration::from_millis(config.notifications.request_timeout_ms),
         config.notifications.sink_policy(),
     );
+    let sip_address: std::net::IpAddr = sip_ip.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+    let (media_events_tx, media_events) = tokio::sync::mpsc::unbounded_channel();
+    let media = camara_media::MediaAnchor::new(config.media.anchor(sip_address)?, media_events_tx);
     let gateway = Arc::new(Gateway {
         network: NetworkContext { local_host, next_hop: config.sip.next_hop.map(|a| a.to_string()) },
-        media_address: config.media.address.clone().unwrap_or(sip_ip),
+        media,
+        media_sessions: Default::default(),
         bindings: Default::default(),
         reoffers: Default::default(),
-        rtp_ports: RtpPorts::new(config.media.rtp_port_min, config.media.rtp_port_max),
         rate_limiter: governor::RateLimiter::keyed(
             governor::Quota::per_second(
                 std::num::NonZeroU32::new(config.api.rate_limit_per_second.max(1)).expect("at least 1"),
@@ -148,6 +150,8 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     });
     gateway.notifier.resume_pending();
     tokio::spawn(crate::calls::run_sip_events(gateway.clone(), sip_events));
+    tokio::spawn(crate::calls::run_media_events(gateway.clone(), media_events));
+    gateway.sip.set_offer_answerer(Arc::new(crate::calls::NetworkOffers(Arc::downgrade(&gateway))));
     let expiry = tokio::spawn(crate::lifecycle::run(gateway.clone()));
 
     let router = crate::api::router(gateway.clone());

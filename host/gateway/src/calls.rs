@@ -2,7 +2,9 @@
 //! the SIP side reports into session statuses and `session-status` events.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use camara_media::Direction as MediaDirection;
 use camara_plugin_host::mapping::{self, CallDirection, SipEvent, SipRequest, SipResponse, StatusUpdate};
 use camara_sip::{CallEvent, HangupKind, NameAddr, OutgoingInvite, Transport, UaEvent};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -11,8 +13,102 @@ use crate::app::Gateway;
 use crate::config::SipTransportName;
 use crate::error::ApiError;
 use crate::model::{CallType, MediaSessionCreate};
-use crate::notify::{GatewayEvent, SESSION_STATUS};
+use crate::notify::{GatewayEvent, SESSION_INVITATION, SESSION_STATUS};
 use crate::store::{Direction, MediaSession, Registration, is_final_status};
+use camara_media::{MediaError, MediaEvent};
+
+fn media_error(e: MediaError) -> ApiError {
+    match e {
+        MediaError::Sdp(why) => ApiError::invalid_argument(format!("offer.sdp: {why}")),
+        MediaError::NoCommonCodec => ApiError::invalid_argument(
+            "offer.sdp offers no audio codec the network accepts (G.711 or, transcoded, Opus)",
+        ),
+        e => ApiError::unavailable(format!("No media resources for the call: {e}")),
+    }
+}
+
+/// The media of each call, by session id.
+#[derive(Default)]
+pub struct MediaSessions(std::sync::Mutex<std::collections::HashMap<String, Arc<camara_media::MediaSession>>>);
+
+impl MediaSessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<camara_media::MediaSession>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn insert(&self, session_id: &str, media: Arc<camara_media::MediaSession>) {
+        self.lock().insert(session_id.to_string(), media);
+    }
+
+    pub fn get(&self, session_id: &str) -> Option<Arc<camara_media::MediaSession>> {
+        self.lock().get(session_id).cloned()
+    }
+
+    /// Stops and forgets the media of a session.
+    pub async fn close(&self, session_id: &str) {
+        let media = self.lock().remove(session_id);
+        if let Some(media) = media {
+            media.close().await;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Answers the network's offers inside calls (its hold and resume) from the call's media,
+/// synchronously, as the SIP stack asks.
+pub struct NetworkOffers(pub std::sync::Weak<Gateway>);
+
+impl camara_sip::OfferAnswerer for NetworkOffers {
+    fn answer_offer(&self, call_id: &str, offer: &str) -> Option<String> {
+        let gw = self.0.upgrade()?;
+        let session = gw.store.session_by_call_id(call_id).ok()??;
+        let media = gw.media_sessions.get(&session.id)?;
+        match media.network_reoffered(offer) {
+            Ok((answer, _)) => {
+                let _ = gw.store.update_session(&session.id, &mut |s| s.sip_local_sdp = Some(answer.clone()));
+                Some(answer)
+            }
+            Err(e) => {
+                tracing::info!(session = session.id, "network re-offer refused: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// Reads the media anchor's reports until it stops.
+pub async fn run_media_events(gw: Arc<Gateway>, mut events: UnboundedReceiver<MediaEvent>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            MediaEvent::NetworkSilent { key, after } => {
+                let Ok(Some(session)) = gw.store.session_by_id(&key) else { continue };
+                tracing::warn!(session = key, "no RTP from the network for {after:?}: ending the call");
+                let reason = format!("No media from the network for {} s", after.as_secs());
+                end_for_media(&gw, &session, &reason).await;
+            }
+        }
+    }
+}
+
+/// Ends a call whose media cannot go on: BYE (or CANCEL) towards the network, `Terminated`
+/// with `reason` towards the device.
+async fn end_for_media(gw: &Gateway, session: &MediaSession, reason: &str) {
+    let update = StatusUpdate { status: mapping::SessionStatus::Terminated, reason: reason.to_string() };
+    apply_status(gw, &session.id, update).await;
+    if let Some(call_id) = &session.sip_call_id
+        && let Err(e) = gw.sip.hangup(call_id).await
+    {
+        tracing::debug!(session = session.id, "hangup after a media failure: {e}");
+    }
+    gw.media_sessions.close(&session.id).await;
+}
 
 fn name_addr(n: mapping::NameAddr) -> NameAddr {
     NameAddr { display_name: n.display_name, uri: n.uri }
@@ -51,8 +147,8 @@ pub async fn place_call(
         ApiError::unavailable("No SIP next hop is configured ([sip] next_hop): calls cannot be placed")
     })?;
     let session_id = uuid::Uuid::new_v4().to_string();
-    let sip_sdp =
-        crate::sdp::sip_offer(&request.offer.sdp, &gw.media_address, gw.rtp_ports.next(), rand::random::<u32>().into());
+    let (media, sip_sdp) = gw.media.outgoing(&session_id, &request.offer.sdp).await.map_err(media_error)?;
+    gw.media_sessions.insert(&session_id, media);
     let call_id = format!("{}@{}", uuid::Uuid::new_v4().simple(), gw.network.local_host);
     let invite = OutgoingInvite {
         call_id: Some(call_id.clone()),
@@ -89,11 +185,15 @@ pub async fn place_call(
         local_hangup: None,
         created_at: chrono::Utc::now(),
     };
-    gw.store.insert_session(session.clone())?;
+    if let Err(e) = gw.store.insert_session(session.clone()) {
+        gw.media_sessions.close(&session.id).await;
+        return Err(e);
+    }
     match gw.sip.invite(invite).await {
         Ok(_) => Ok(session),
         Err(e) => {
             tracing::warn!(session = session.id, "INVITE not sent: {e}");
+            gw.media_sessions.close(&session.id).await;
             let _ = gw.store.update_session(&session.id, &mut |s| s.status = "Failed".into());
             Err(ApiError::unavailable(format!("The call could not be sent to the network: {e}")))
         }
@@ -130,16 +230,18 @@ pub async fn end_call(gw: &Gateway, session: &MediaSession) -> Result<(), ApiErr
     }
 }
 
+/// The final response to a re-INVITE: status, reason phrase and SDP answer.
+type ReofferAnswer = (u16, String, Option<String>);
+type ReofferWaiters = std::collections::HashMap<String, tokio::sync::oneshot::Sender<ReofferAnswer>>;
+
 /// Callers waiting for the final response to their re-INVITE, by Call-ID.
 #[derive(Default)]
 pub struct Reoffers {
-    waiting: std::sync::Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Sender<(u16, String)>>>,
+    waiting: std::sync::Mutex<ReofferWaiters>,
 }
 
 impl Reoffers {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, tokio::sync::oneshot::Sender<(u16, String)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReofferWaiters> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -148,13 +250,13 @@ impl Reoffers {
 /// `sendonly` or `sendrecv`. Answers once the network has accepted or refused it.
 pub async fn hold_or_resume(gw: &Gateway, session: &MediaSession, hold: bool) -> Result<MediaSession, ApiError> {
     let conflict = |m: String| ApiError::conflict("CONFLICT", m);
-    let (Some(call_id), Some(local_sdp)) = (&session.sip_call_id, &session.sip_local_sdp) else {
+    let (Some(call_id), Some(media)) = (&session.sip_call_id, gw.media_sessions.get(&session.id)) else {
         return Err(conflict("The session has no call in progress".into()));
     };
     if session.direction != Direction::Outgoing || !matches!(session.status.as_str(), "Connected" | "Hold" | "Resume") {
         return Err(conflict(format!("A {} session cannot be put on hold or resumed", session.status)));
     }
-    let sdp = crate::sdp::with_direction(local_sdp, if hold { "sendonly" } else { "sendrecv" });
+    let sdp = media.network_reoffer(if hold { MediaDirection::SendOnly } else { MediaDirection::SendRecv });
     let (tx, rx) = tokio::sync::oneshot::channel();
     // Registered before the re-INVITE leaves, so its answer cannot arrive unseen.
     gw.reoffers.lock().insert(call_id.clone(), tx);
@@ -162,7 +264,7 @@ pub async fn hold_or_resume(gw: &Gateway, session: &MediaSession, hold: bool) ->
         gw.reoffers.lock().remove(call_id);
         return Err(conflict(format!("The call cannot be changed now: {e}")));
     }
-    let (status, reason) = match tokio::time::timeout(std::time::Duration::from_secs(32), rx).await {
+    let (status, reason, answer) = match tokio::time::timeout(std::time::Duration::from_secs(32), rx).await {
         Ok(Ok(answer)) => answer,
         _ => {
             gw.reoffers.lock().remove(call_id);
@@ -175,6 +277,11 @@ pub async fn hold_or_resume(gw: &Gateway, session: &MediaSession, hold: bool) ->
     };
     if !(200..300).contains(&status) {
         return Err(conflict(format!("The network refused the change: {status} {reason}")));
+    }
+    if let Some(answer) = answer
+        && let Err(e) = media.network_reoffer_answered(&answer)
+    {
+        tracing::warn!(session = session.id, "unusable answer to the re-INVITE: {e}");
     }
     gw.store.update_session(&session.id, &mut |s| s.sip_local_sdp = Some(sdp.clone()))?;
     let (status, reason) = if hold {
@@ -190,7 +297,7 @@ pub async fn hold_or_resume(gw: &Gateway, session: &MediaSession, hold: bool) ->
 pub async fn run_sip_events(gw: Arc<Gateway>, mut events: UnboundedReceiver<UaEvent>) {
     while let Some(UaEvent { call_id, event }) = events.recv().await {
         match event {
-            CallEvent::Incoming { request_uri, from, to, p_asserted_identity, privacy, headers, .. } => {
+            CallEvent::Incoming { request_uri, from, to, p_asserted_identity, privacy, headers, sdp, .. } => {
                 let invite = mapping::IncomingInvite {
                     request_uri,
                     from: mapping::NameAddr { display_name: from.display_name, uri: from.uri },
@@ -206,12 +313,12 @@ pub async fn run_sip_events(gw: Arc<Gateway>, mut events: UnboundedReceiver<UaEv
                         })
                         .collect(),
                 };
-                on_incoming(&gw, &call_id, invite).await;
+                on_incoming(&gw, &call_id, invite, sdp).await;
             }
             CallEvent::Registration(event) => crate::bindings::on_event(&gw, &call_id, event).await,
-            CallEvent::ReinviteResponse { status, reason, .. } => {
+            CallEvent::ReinviteResponse { status, reason, sdp } => {
                 if let Some(waiter) = gw.reoffers.lock().remove(&call_id) {
-                    let _ = waiter.send((status, reason));
+                    let _ = waiter.send((status, reason, sdp));
                 }
             }
             event => on_call_event(&gw, &call_id, event).await,
@@ -220,34 +327,158 @@ pub async fn run_sip_events(gw: Arc<Gateway>, mut events: UnboundedReceiver<UaEv
 }
 
 /// An INVITE from the network. The mapping plugin names the subscriber it is for; a number
-/// nobody registered is refused as the plugin says (404 by default).
-///
-/// A registered device cannot be offered the call yet: `session-invitation` needs a WebRTC offer,
-/// which only the media anchor can produce. Until then such calls get 480, so the network can
-/// try elsewhere (voicemail, another device) instead of waiting.
-async fn on_incoming(gw: &Gateway, call_id: &str, invite: mapping::IncomingInvite) {
-    let (status, reason) = match gw.plugins.mapping.map_incoming_call(&invite).await {
-        Ok(Ok(call)) => match gw.store.registrations_of(&call.target_phone_number, None) {
-            Ok(registrations) if registrations.is_empty() => (404, "Not Found".to_string()),
-            Ok(_) => {
-                tracing::warn!(
-                    call_id,
-                    target = call.target_phone_number,
-                    "incoming call refused: no media anchor yet"
-                );
-                (480, "Temporarily Unavailable".to_string())
+/// nobody registered is refused as the plugin says (404 by default). Otherwise the media anchor
+/// turns the SIP offer into a WebRTC offer and the device is invited (`session-invitation`); it
+/// answers with `PUT .../status`, or the no-answer timer refuses the call.
+async fn on_incoming(gw: &Arc<Gateway>, call_id: &str, invite: mapping::IncomingInvite, sdp: Option<String>) {
+    let refuse = |status: u16, reason: &str| {
+        let reason = reason.to_string();
+        async move {
+            if let Err(e) = gw.sip.reject(call_id, status, &reason).await {
+                tracing::warn!(call_id, "incoming call not refused: {e}");
             }
-            Err(_) => (500, "Server Internal Error".to_string()),
-        },
-        Ok(Err(rejection)) => (rejection.status_code, rejection.reason_phrase),
-        Err(e) => {
-            tracing::error!(call_id, "incoming call not mapped: {e}");
-            (500, "Server Internal Error".to_string())
         }
     };
-    if let Err(e) = gw.sip.reject(call_id, status, &reason).await {
-        tracing::warn!(call_id, "incoming call not refused: {e}");
+    let call = match gw.plugins.mapping.map_incoming_call(&invite).await {
+        Ok(Ok(call)) => call,
+        Ok(Err(rejection)) => return refuse(rejection.status_code, &rejection.reason_phrase).await,
+        Err(e) => {
+            tracing::error!(call_id, "incoming call not mapped: {e}");
+            return refuse(500, "Server Internal Error").await;
+        }
+    };
+    let registration = match gw.store.registrations_of(&call.target_phone_number, None) {
+        Ok(registrations) => match registrations.into_iter().next() {
+            Some(registration) => registration,
+            None => return refuse(404, "Not Found").await,
+        },
+        Err(_) => return refuse(500, "Server Internal Error").await,
+    };
+    let Some(sdp) = sdp else {
+        // An offerless INVITE needs our offer in the 2xx and the answer in the ACK, which the
+        // API has no step for yet.
+        tracing::warn!(call_id, "offerless INVITE refused");
+        return refuse(488, "Not Acceptable Here").await;
+    };
+    let session_id = uuid::Uuid::new_v4().to_string();
+    let (media, webrtc_offer) = match gw.media.incoming(&session_id, &sdp).await {
+        Ok(media) => media,
+        Err(e) => {
+            tracing::warn!(call_id, "incoming call without usable media: {e}");
+            return refuse(488, "Not Acceptable Here").await;
+        }
+    };
+    gw.media_sessions.insert(&session_id, media);
+    let session = MediaSession {
+        id: session_id.clone(),
+        owner_phone_number: call.target_phone_number.clone(),
+        registration_id: registration.id.clone(),
+        device_id: registration.device_id.clone(),
+        direction: Direction::Incoming,
+        sip_call_id: Some(call_id.to_string()),
+        originator_address: call.originator_address,
+        originator_name: call.originator_name,
+        receiver_address: call.receiver_address,
+        receiver_name: None,
+        offer_sdp: webrtc_offer,
+        answer_sdp: None,
+        sip_local_sdp: None,
+        status: "Initial".into(),
+        sequence: 1,
+        local_hangup: None,
+        created_at: chrono::Utc::now(),
+    };
+    if gw.store.insert_session(session.clone()).is_err() {
+        gw.media_sessions.close(&session_id).await;
+        return refuse(500, "Server Internal Error").await;
     }
+    let mut data = session_data(&session);
+    data["offer"] = serde_json::json!({ "sdp": session.offer_sdp });
+    let event = GatewayEvent {
+        event_type: SESSION_INVITATION,
+        data,
+        media_session_id: Some(session.id.clone()),
+        registration_id: Some(session.registration_id.clone()),
+        device_id: Some(session.device_id.clone()),
+        phone_number: Some(session.owner_phone_number.clone()),
+    };
+    if let Ok(subscriptions) = gw.store.subscriptions_of(&session.owner_phone_number) {
+        gw.notifier.publish(event, &subscriptions).await;
+    }
+    let no_answer = Duration::from_secs(gw.config.sip.no_answer_seconds.max(1));
+    let (gw, call_id) = (gw.clone(), call_id.to_string());
+    tokio::spawn(async move {
+        tokio::time::sleep(no_answer).await;
+        let Ok(Some(session)) = gw.store.session_by_id(&session_id) else { return };
+        if matches!(session.status.as_str(), "Initial" | "InProgress" | "Ringing") {
+            tracing::info!(session = session_id, "no answer within {no_answer:?}: 480");
+            let update =
+                StatusUpdate { status: mapping::SessionStatus::NoAnswer, reason: "Not answered in time".into() };
+            apply_status(&gw, &session_id, update).await;
+            let _ = gw.store.update_session(&session_id, &mut |s| s.local_hangup = Some("NoAnswer".into()));
+            if let Err(e) = gw.sip.reject(&call_id, 480, "Temporarily Unavailable").await {
+                tracing::debug!(call_id, "no-answer refusal: {e}");
+            }
+        }
+    });
+}
+
+/// The device's answer to an incoming call (`PUT .../status`): `InProgress` (183 with the SDP
+/// answer, reliable), `Ringing` (180), `Connected` (200 with the answer) or `Declined` (603).
+pub async fn answer_incoming(
+    gw: &Gateway,
+    session: &MediaSession,
+    status: &str,
+    answer_sdp: Option<String>,
+) -> Result<MediaSession, ApiError> {
+    let conflict = |m: String| ApiError::conflict("CONFLICT", m);
+    let (Some(call_id), Some(media)) = (&session.sip_call_id, gw.media_sessions.get(&session.id)) else {
+        return Err(conflict("The session has no call in progress".into()));
+    };
+    if !matches!(session.status.as_str(), "Initial" | "InProgress" | "Ringing") {
+        return Err(conflict(format!("A {} session cannot be answered", session.status)));
+    }
+    if status == "Declined" {
+        gw.store.update_session(&session.id, &mut |s| s.local_hangup = Some("Declined".into()))?;
+        gw.sip.reject(call_id, 603, "Decline").await.map_err(|e| conflict(format!("The call is gone: {e}")))?;
+        let update = StatusUpdate { status: mapping::SessionStatus::Declined, reason: "Declined by the device".into() };
+        apply_status(gw, &session.id, update).await;
+        return gw
+            .store
+            .session(&session.id, &session.owner_phone_number)?
+            .ok_or_else(|| ApiError::not_found("Session not found"));
+    }
+    // The first answer sets up the media; the SIP answer then goes in every later response.
+    let sip_answer = match (&session.sip_local_sdp, answer_sdp) {
+        (Some(sip_answer), _) => Some(sip_answer.clone()),
+        (None, Some(answer)) => {
+            let sip_answer = media.device_answered(&answer).await.map_err(|e| match e {
+                MediaError::Sdp(why) => ApiError::invalid_argument(format!("answer.sdp: {why}")),
+                MediaError::NoCommonCodec => ApiError::invalid_argument("answer.sdp has no codec of the offer"),
+                e => ApiError::unavailable(format!("The media could not be set up: {e}")),
+            })?;
+            gw.store.update_session(&session.id, &mut |s| {
+                s.answer_sdp = Some(answer.clone());
+                s.sip_local_sdp = Some(sip_answer.clone());
+            })?;
+            Some(sip_answer)
+        }
+        (None, None) if status == "Ringing" => None,
+        (None, None) => return Err(ApiError::invalid_argument(format!("status {status} needs answer.sdp"))),
+    };
+    let sent = match status {
+        "InProgress" => gw.sip.provisional(call_id, 183, sip_answer, true).await,
+        "Ringing" => gw.sip.provisional(call_id, 180, None, true).await,
+        _ => gw.sip.accept(call_id, sip_answer).await,
+    };
+    sent.map_err(|e| conflict(format!("The call is gone: {e}")))?;
+    let (status, reason) = match status {
+        "InProgress" => (mapping::SessionStatus::InProgress, "Answer sent to the network (183)"),
+        "Ringing" => (mapping::SessionStatus::Ringing, "The device is ringing (180)"),
+        _ => (mapping::SessionStatus::Connected, "Answered by the device (200)"),
+    };
+    apply_status(gw, &session.id, StatusUpdate { status, reason: reason.into() }).await;
+    gw.store.session(&session.id, &session.owner_phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))
 }
 
 async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
@@ -260,6 +491,42 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
         Err(_) => return,
     };
     let last = matches!(event, CallEvent::Terminated);
+    // An offer inside the call, already answered by `NetworkOffers`: the network holds (it will
+    // not receive: sendonly or inactive) or resumes.
+    if let CallEvent::Request { method, sdp: Some(offer), .. } = &event
+        && matches!(method.as_str(), "INVITE" | "UPDATE")
+    {
+        let held = camara_media::sdp::parse_audio(offer).is_ok_and(|audio| !audio.direction.receives());
+        let update = match (held, session.status.as_str()) {
+            (true, status) if status != "Hold" => {
+                Some((mapping::SessionStatus::Hold, "Call put on hold by the remote party"))
+            }
+            (false, "Hold") => Some((mapping::SessionStatus::Resume, "Call resumed by the remote party")),
+            _ => None,
+        };
+        if let Some((status, reason)) = update {
+            apply_status(gw, &session.id, StatusUpdate { status, reason: reason.into() }).await;
+        }
+        return;
+    }
+    if let CallEvent::Response { status, sdp: Some(sdp), reliable, .. } = &event
+        && (*reliable || (200..300).contains(status))
+        && session.direction == Direction::Outgoing
+        && let Some(media) = gw.media_sessions.get(&session.id)
+    {
+        match media.network_answered(sdp).await {
+            Ok(Some(answer)) => {
+                let _ = gw.store.update_session(&session.id, &mut |s| s.answer_sdp = Some(answer.clone()));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // The call cannot carry media: end it rather than leave the device waiting.
+                tracing::warn!(session = session.id, "network answer unusable: {e}");
+                end_for_media(gw, &session, &format!("The network's media answer is unusable: {e}")).await;
+                return;
+            }
+        }
+    }
     let direction = match session.direction {
         Direction::Outgoing => CallDirection::Outgoing,
         Direction::Incoming => CallDirection::Incoming,
@@ -300,7 +567,26 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
     }
     if last {
         let _ = gw.store.update_session(&session.id, &mut |s| s.sip_call_id = None);
+        gw.media_sessions.close(&session.id).await;
     }
+}
+
+/// The fields every session event carries.
+fn session_data(session: &MediaSession) -> serde_json::Value {
+    let mut data = serde_json::json!({
+        "mediaSessionId": session.id,
+        "originatorAddress": session.originator_address,
+        "receiverAddress": session.receiver_address,
+        "status": session.status,
+        "sequenceNumber": session.sequence,
+    });
+    if let Some(name) = &session.originator_name {
+        data["originatorName"] = name.clone().into();
+    }
+    if let Some(name) = &session.receiver_name {
+        data["receiverName"] = name.clone().into();
+    }
+    data
 }
 
 async fn apply_status(gw: &Gateway, session_id: &str, update: StatusUpdate) {
@@ -319,19 +605,10 @@ async fn apply_status(gw: &Gateway, session_id: &str, update: StatusUpdate) {
         return;
     }
     tracing::info!(session = session.id, status, reason = update.reason, "session status");
-    let mut data = serde_json::json!({
-        "mediaSessionId": session.id,
-        "originatorAddress": session.originator_address,
-        "receiverAddress": session.receiver_address,
-        "status": status,
-        "reason": update.reason,
-        "sequenceNumber": session.sequence,
-    });
-    if let Some(name) = &session.originator_name {
-        data["originatorName"] = name.clone().into();
-    }
-    if let Some(name) = &session.receiver_name {
-        data["receiverName"] = name.clone().into();
+    let mut data = session_data(&session);
+    data["reason"] = update.reason.into();
+    if let Some(answer) = &session.answer_sdp {
+        data["answer"] = serde_json::json!({ "sdp": answer });
     }
     let event = GatewayEvent {
         event_type: SESSION_STATUS,

@@ -98,6 +98,8 @@ pub struct SipSettings {
     pub registrar: Option<RegistrarConfig>,
     /// The SIP account of each phone number, for `sip-account` mode, keyed by E.164 number.
     pub accounts: BTreeMap<String, SipAccount>,
+    /// An incoming call the device has not answered after this long is refused with 480.
+    pub no_answer_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,23 +154,93 @@ impl Default for SipSettings {
             next_hop_transport: SipTransportName::Udp,
             registrar: None,
             accounts: BTreeMap::new(),
+            no_answer_seconds: 60,
         }
     }
 }
 
-/// The RTP side as offered to the network.
+/// Media anchoring: the RTP leg towards the network and the WebRTC leg towards devices.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MediaConfig {
-    /// Address in the SIP-side SDP `c=` line; default: the SIP listen address.
+    /// Address of the RTP leg (bound, and in the SIP-side SDP `c=` line); default: the SIP
+    /// listen address.
     pub address: Option<String>,
     pub rtp_port_min: u16,
     pub rtp_port_max: u16,
+    /// Address ICE gathers its candidate on, towards devices; default: `address`.
+    pub webrtc_address: Option<String>,
+    /// Public address announced to devices when `webrtc_address` is behind a 1:1 NAT.
+    pub webrtc_announced_address: Option<String>,
+    /// UDP ports of the WebRTC leg (0 and 0: any free port).
+    pub webrtc_port_min: u16,
+    pub webrtc_port_max: u16,
+    /// ICE lite, for a gateway on a public address (full ICE otherwise).
+    pub ice_lite: bool,
+    /// No RTP from the network for this long ends the call with a status event.
+    pub media_timeout_seconds: u64,
+    /// G.711 laws the network accepts, preferred first (`PCMU`, `PCMA`).
+    pub network_codecs: Vec<String>,
+    /// Opus towards the device, G.711 towards the network, when they share no G.711.
+    pub transcoding: bool,
+    /// Opus towards the device whenever it offers Opus.
+    pub prefer_opus_to_device: bool,
 }
 
 impl Default for MediaConfig {
     fn default() -> Self {
-        MediaConfig { address: None, rtp_port_min: 30000, rtp_port_max: 39999 }
+        MediaConfig {
+            address: None,
+            rtp_port_min: 30000,
+            rtp_port_max: 39999,
+            webrtc_address: None,
+            webrtc_announced_address: None,
+            webrtc_port_min: 0,
+            webrtc_port_max: 0,
+            ice_lite: false,
+            media_timeout_seconds: 30,
+            network_codecs: vec!["PCMU".into(), "PCMA".into()],
+            transcoding: true,
+            prefer_opus_to_device: false,
+        }
+    }
+}
+
+impl MediaConfig {
+    /// The media anchor's settings; `default_address` is the SIP listen address.
+    pub fn anchor(&self, default_address: std::net::IpAddr) -> anyhow::Result<camara_media::MediaConfig> {
+        let ip = |field: &str, value: &Option<String>, default: std::net::IpAddr| -> anyhow::Result<std::net::IpAddr> {
+            match value {
+                Some(v) => v.parse().map_err(|_| anyhow::anyhow!("[media] {field} = {v:?} is not an IP address")),
+                None => Ok(default),
+            }
+        };
+        let network_address = ip("address", &self.address, default_address)?;
+        let mut network = Vec::new();
+        for name in &self.network_codecs {
+            network.push(match name.to_ascii_uppercase().as_str() {
+                "PCMU" => camara_media::Encoding::Pcmu,
+                "PCMA" => camara_media::Encoding::Pcma,
+                _ => anyhow::bail!("[media] network_codecs: {name:?} is not PCMU or PCMA"),
+            });
+        }
+        Ok(camara_media::MediaConfig {
+            network_address,
+            rtp_ports: (self.rtp_port_min, self.rtp_port_max),
+            webrtc_address: ip("webrtc_address", &self.webrtc_address, network_address)?,
+            webrtc_announced_address: match &self.webrtc_announced_address {
+                Some(_) => Some(ip("webrtc_announced_address", &self.webrtc_announced_address, network_address)?),
+                None => None,
+            },
+            webrtc_ports: (self.webrtc_port_min != 0).then_some((self.webrtc_port_min, self.webrtc_port_max)),
+            ice_lite: self.ice_lite,
+            media_timeout: std::time::Duration::from_secs(self.media_timeout_seconds.max(1)),
+            codecs: camara_media::CodecPolicy {
+                network,
+                transcoding: self.transcoding,
+                prefer_opus_to_device: self.prefer_opus_to_device,
+            },
+        })
     }
 }
 

@@ -19,7 +19,6 @@ pub mod lifecycle;
 pub mod model;
 pub mod notify;
 pub mod plugins;
-pub mod sdp;
 pub mod sink_policy;
 pub mod store;
 pub mod validate;

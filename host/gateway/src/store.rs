@@ -112,6 +112,11 @@ impl Store {
         Ok(self.backend.session(id).map_err(internal)?.filter(|s| s.owner_phone_number == owner))
     }
 
+    /// A session whoever owns it: for the gateway's own events, never for an API caller.
+    pub fn session_by_id(&self, id: &str) -> Result<Option<MediaSession>, ApiError> {
+        self.backend.session(id).map_err(internal)
+    }
+
     pub fn session_by_call_id(&self, call_id: &str) -> Result<Option<MediaSession>, ApiError> {
         self.backend.session_by_call_id(call_id).map_err(internal)
     }

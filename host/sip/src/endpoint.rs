@@ -147,23 +147,46 @@ impl Call {
 }
 
 /// What the call must learn about a request once its response is queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Delivery {
     Bye,
     Prack,
     Cancel,
     /// An UPDATE without offer: an RFC 4028 session refresh.
     SessionRefresh,
+    /// A re-INVITE or UPDATE whose offer was answered: reported to the application.
+    Offer {
+        method: String,
+        offer: String,
+    },
 }
 
-#[derive(Debug)]
+/// Answers an offer the remote party makes inside a call (a re-INVITE or an UPDATE with SDP,
+/// e.g. its hold or resume). Called synchronously while the request is handled, so it must be
+/// quick; `None` refuses the offer with 488 and the session stays as it was.
+pub trait OfferAnswerer: Send + Sync {
+    fn answer_offer(&self, call_id: &str, offer: &str) -> Option<String>;
+}
+
 pub struct Endpoint {
     config: EndpointConfig,
+    offer_answerer: Option<std::sync::Arc<dyn OfferAnswerer>>,
     calls: HashMap<String, Call>,
     /// Registration bindings by id (their Call-ID).
     registrations: HashMap<String, Registration>,
     servers: HashMap<ServerKey, ServerTx>,
     outputs: VecDeque<Output>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("config", &self.config)
+            .field("calls", &self.calls.len())
+            .field("registrations", &self.registrations.len())
+            .field("offer_answerer", &self.offer_answerer.is_some())
+            .finish()
+    }
 }
 
 /// What to do with a new incoming request.
@@ -174,11 +197,13 @@ struct Answer {
     capabilities: bool,
     /// Tell this call about the request once the response is queued.
     deliver: Option<(String, Delivery)>,
+    /// An SDP answer for the response body (with a Contact: a target refresh).
+    sdp: Option<String>,
 }
 
 impl Answer {
     fn plain(status: u16, reason: &'static str) -> Self {
-        Self { status, reason, capabilities: false, deliver: None }
+        Self { status, reason, capabilities: false, deliver: None, sdp: None }
     }
 
     fn with_capabilities(status: u16, reason: &'static str) -> Self {
@@ -190,11 +215,17 @@ impl Endpoint {
     pub fn new(config: EndpointConfig) -> Self {
         Self {
             config,
+            offer_answerer: None,
             calls: HashMap::new(),
             registrations: HashMap::new(),
             servers: HashMap::new(),
             outputs: VecDeque::new(),
         }
+    }
+
+    /// Who answers offers made inside calls; without one they are refused with 488.
+    pub fn set_offer_answerer(&mut self, answerer: std::sync::Arc<dyn OfferAnswerer>) {
+        self.offer_answerer = Some(answerer);
     }
 
     /// Starts a call; returns its Call-ID.
@@ -590,6 +621,17 @@ impl Endpoint {
             response.headers.push("Require", "timer");
             response.headers.push("Session-Expires", format!("{interval};refresher={refresher}"));
         }
+        if let Some(sdp) = &answer.sdp {
+            let port = match transport {
+                Transport::Udp => self.config.udp_port,
+                Transport::Tcp => self.config.tcp_port,
+            }
+            .unwrap_or(5060);
+            let contact = format!("<sip:{}:{port};transport={}>", self.config.advertised_host, transport.uri_param());
+            response.headers.push("Contact", contact);
+            response.headers.push("Content-Type", "application/sdp");
+            response.body = sdp.as_bytes().to_vec();
+        }
         if !self.config.user_agent.is_empty() {
             response.headers.push("Server", self.config.user_agent.as_str());
         }
@@ -606,6 +648,10 @@ impl Endpoint {
                 (Some(Call::Uas(call)), Delivery::Prack) => call.handle_prack(&request, now),
                 (Some(Call::Uas(call)), Delivery::Cancel) => call.handle_cancel(&request, now),
                 (Some(Call::Uac(call)), Delivery::SessionRefresh) => call.handle_session_refresh(&request, now),
+                (Some(_), Delivery::Offer { method, offer }) => {
+                    let event = CallEvent::Request { method, reason: None, sdp: Some(offer) };
+                    self.outputs.push_back(Output::Event(UaEvent { call_id: call_id.clone(), event }));
+                }
                 _ => {}
             }
             self.drain_call(&call_id);
@@ -729,8 +775,22 @@ impl Endpoint {
                 Answer { deliver: Some((call_id, Delivery::SessionRefresh)), ..Answer::plain(200, "OK") }
             }
             Method::Update | Method::Invite => {
-                tracing::info!(%call_id, %method, "mid-call offer not supported; answering 488");
-                Answer::plain(488, "Not Acceptable Here")
+                let offer = String::from_utf8_lossy(&request.body).into_owned();
+                let answer = match (&self.offer_answerer, offer.is_empty()) {
+                    (Some(answerer), false) => answerer.answer_offer(&call_id, &offer),
+                    _ => None,
+                };
+                match answer {
+                    Some(sdp) => Answer {
+                        sdp: Some(sdp),
+                        deliver: Some((call_id, Delivery::Offer { method: method.to_string(), offer })),
+                        ..Answer::plain(200, "OK")
+                    },
+                    None => {
+                        tracing::info!(%call_id, %method, "mid-call offer not answerable; answering 488");
+                        Answer::plain(488, "Not Acceptable Here")
+                    }
+                }
             }
             // A CANCEL inside a dialog would target a re-INVITE, which we never leave pending.
             Method::Cancel => Answer::plain(481, "Call/Transaction Does Not Exist"),
@@ -1097,6 +1157,51 @@ mod tests {
         let out = drain(&mut ep);
         assert_eq!(sent_requests(&out)[0].method, Method::Bye);
         assert!(out.iter().any(|o| matches!(o, Output::Event(e) if e.event == CallEvent::Terminated)));
+    }
+
+    #[test]
+    fn a_reinvite_with_an_offer_is_answered_by_the_offer_answerer_or_refused() {
+        struct Hold;
+        impl OfferAnswerer for Hold {
+            fn answer_offer(&self, _call_id: &str, offer: &str) -> Option<String> {
+                offer.contains("a=sendonly").then(|| "v=0\r\na=recvonly\r\n".to_string())
+            }
+        }
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let call_id = ep.invite(sample_invite(), now).unwrap();
+        let invite = sent_requests(&drain(&mut ep)).remove(0);
+        let mut ok = response_to(&invite, 200, "OK", Some("r1"));
+        ok.headers.push("Contact", "<sip:bob@192.0.2.10:5070>");
+        ep.handle_input(Transport::Udp, PEER.parse().unwrap(), &ok.to_bytes(), now);
+        drain(&mut ep);
+        let local_tag = invite.tag_of_from().unwrap().to_string();
+        let with_body = |branch: &str, body: &str| {
+            request_text("INVITE", Some(&local_tag), &call_id, "r1").replace("z9hG4bKin1", branch).replace(
+                "Content-Length: 0\r\n",
+                &format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n", body.len()),
+            ) + body
+        };
+
+        // No answerer yet: refused, nothing reported.
+        let out = input(&mut ep, &with_body("z9hG4bKh1", "v=0\r\na=sendonly\r\n"), now);
+        assert_eq!(sent_responses(&out)[0].1.status, 488);
+        assert!(!out.iter().any(|o| matches!(o, Output::Event(_))));
+
+        ep.set_offer_answerer(std::sync::Arc::new(Hold));
+        let out = input(&mut ep, &with_body("z9hG4bKh2", "v=0\r\na=sendonly\r\n"), now);
+        let responses = sent_responses(&out);
+        let response = &responses[0].1;
+        assert_eq!(response.status, 200);
+        assert_eq!(response.headers.get("Content-Type"), Some("application/sdp"));
+        assert_eq!(response.headers.get("Contact"), Some("<sip:gw.example.com:5060;transport=udp>"));
+        assert_eq!(response.body, b"v=0\r\na=recvonly\r\n");
+        assert!(out.iter().any(|o| matches!(o, Output::Event(e)
+            if e.event == CallEvent::Request { method: "INVITE".into(), reason: None, sdp: Some("v=0\r\na=sendonly\r\n".into()) })));
+
+        // The answerer can refuse an offer too.
+        let out = input(&mut ep, &with_body("z9hG4bKh3", "v=0\r\na=sendrecv\r\n"), now);
+        assert_eq!(sent_responses(&out)[0].1.status, 488);
     }
 
     fn sample_invite() -> OutgoingInvite {

@@ -25,6 +25,7 @@ mod transport;
 mod ua;
 pub mod uas;
 
+pub use endpoint::OfferAnswerer;
 pub use transaction::TimerConfig;
 pub use ua::UserAgent;
 

@@ -38,6 +38,7 @@ enum Command {
     },
     Register(Box<RegisterRequest>, oneshot::Sender<Result<String, SipError>>),
     Unregister(String, oneshot::Sender<Result<(), SipError>>),
+    SetOfferAnswerer(std::sync::Arc<dyn crate::endpoint::OfferAnswerer>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -115,6 +116,13 @@ impl UserAgent {
     pub async fn hangup(&self, call_id: &str) -> Result<HangupKind, SipError> {
         let call_id = call_id.to_string();
         self.request(|reply| Command::Hangup(call_id, reply)).await?
+    }
+
+    /// Who answers offers the remote party makes inside calls (re-INVITE or UPDATE with SDP);
+    /// until one is set they are refused with 488. Each answered offer is also reported as
+    /// `CallEvent::Request` with the offer.
+    pub fn set_offer_answerer(&self, answerer: std::sync::Arc<dyn crate::endpoint::OfferAnswerer>) {
+        let _ = self.commands.send(Command::SetOfferAnswerer(answerer));
     }
 
     /// Sends a provisional response (101-199, typically 180 or 183) to an
@@ -241,6 +249,7 @@ async fn run(
                 Some(Command::Invite(invite, reply)) => {
                     let _ = reply.send(endpoint.invite(*invite, Instant::now()));
                 }
+                Some(Command::SetOfferAnswerer(answerer)) => endpoint.set_offer_answerer(answerer),
                 Some(Command::Hangup(call_id, reply)) => {
                     let _ = reply.send(endpoint.hangup(&call_id, Instant::now()));
                 }

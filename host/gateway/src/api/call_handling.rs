@@ -124,21 +124,31 @@ pub(super) async fn update_status(
     Path(id): Path<String>,
     CamaraJson(body): CamaraJson<MediaSessionStatusChange>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let hold = match body.status.as_str() {
-        "Hold" => true,
-        "Resume" => false,
-        // Answering needs the WebRTC answer turned into a SIP answer: the media anchor's job.
-        other => {
-            return Err(ApiError::invalid_argument(format!(
-                "status {other:?} cannot be requested on this session; Hold and Resume can"
-            )));
-        }
-    };
+    if !matches!(body.status.as_str(), "Hold" | "Resume" | "InProgress" | "Ringing" | "Connected" | "Declined") {
+        return Err(ApiError::invalid_argument(format!(
+            "status {:?} cannot be requested; InProgress, Ringing, Connected, Declined, Hold and Resume can",
+            body.status
+        )));
+    }
+    if let Some(answer) = &body.answer {
+        validate::max_len("answer.sdp", &answer.sdp, 65536)?;
+    }
     let mut op = OperationContext::new(API, "updateSessionStatus", "PUT");
     op.path_ids.push(("mediaSessionId", &id));
     let caller = authorize(&gw, &headers, op).await?;
     let session =
         gw.store.session(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))?;
-    let session = calls::hold_or_resume(&gw, &session, hold).await?;
+    let session = match body.status.as_str() {
+        "Hold" | "Resume" => calls::hold_or_resume(&gw, &session, body.status == "Hold").await?,
+        status if session.direction == crate::store::Direction::Incoming => {
+            calls::answer_incoming(&gw, &session, status, body.answer.map(|a| a.sdp)).await?
+        }
+        status => {
+            return Err(ApiError::conflict(
+                "CONFLICT",
+                format!("An outgoing session is answered by the network; {status} cannot be requested"),
+            ));
+        }
+    };
     Ok(Json(response(&session)))
 }

@@ -1,0 +1,382 @@
+//! The I/O around the relay: sockets of the network leg, the peer connection of the device
+//! leg, and the tasks that move packets between them.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinHandle;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::rtcp::sender_report::SenderReport;
+use webrtc::rtp::packet::Packet;
+use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+use webrtc::track::track_remote::TrackRemote;
+use webrtc::util::{Marshal, Unmarshal};
+
+use crate::config::MediaConfig;
+use crate::relay::{Relay, RelayStats, device_formats};
+use crate::sdp::{AudioMedia, Direction, Format, RtpDescription, parse_audio};
+use crate::webrtc_leg::{RelayTrack, gathered_description, peer_connection};
+use crate::{MediaError, negotiate::Bridge};
+
+/// What a session reports on its own, with the key the gateway gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// No RTP from the network for the configured media timeout.
+    NetworkSilent { key: String, after: Duration },
+}
+
+/// Makes media sessions; one per gateway.
+pub struct MediaAnchor {
+    config: Arc<MediaConfig>,
+    next_port: AtomicU32,
+    events: UnboundedSender<MediaEvent>,
+}
+
+/// Our direction once the other side answered `remote` to our `local`.
+fn negotiated(local: Direction, remote: Direction) -> Direction {
+    match (local.sends() && remote.receives(), local.receives() && remote.sends()) {
+        (true, true) => Direction::SendRecv,
+        (true, false) => Direction::SendOnly,
+        (false, true) => Direction::RecvOnly,
+        (false, false) => Direction::Inactive,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl MediaAnchor {
+    pub fn new(config: MediaConfig, events: UnboundedSender<MediaEvent>) -> Self {
+        MediaAnchor { config: Arc::new(config), next_port: AtomicU32::new(0), events }
+    }
+
+    pub fn config(&self) -> &MediaConfig {
+        &self.config
+    }
+
+    /// An even RTP port and the RTCP port above it, from the configured range.
+    async fn bind_network_leg(&self) -> Result<(UdpSocket, UdpSocket, u16), MediaError> {
+        let (min, max) = self.config.rtp_ports;
+        let min = min + (min % 2);
+        let span = u32::from(max.saturating_sub(min) / 2 + 1);
+        for _ in 0..span {
+            let port = min + (self.next_port.fetch_add(1, Ordering::Relaxed) % span) as u16 * 2;
+            let Ok(rtp) = UdpSocket::bind((self.config.network_address, port)).await else { continue };
+            let Ok(rtcp) = UdpSocket::bind((self.config.network_address, port + 1)).await else { continue };
+            return Ok((rtp, rtcp, port));
+        }
+        Err(MediaError::NoPorts)
+    }
+
+    async fn session(&self, key: &str, formats: Vec<Format>) -> Result<Arc<MediaSession>, MediaError> {
+        let (rtp, rtcp, port) = self.bind_network_leg().await?;
+        let local = RtpDescription {
+            address: self.config.network_address,
+            port,
+            session_id: rand::random::<u32>().into(),
+            version: 1,
+            formats,
+            direction: Direction::SendRecv,
+        };
+        let session = Arc::new(MediaSession {
+            key: key.to_string(),
+            config: self.config.clone(),
+            relay: Arc::new(Mutex::new(Relay::new())),
+            rtp: Arc::new(rtp),
+            local: Mutex::new(local),
+            remote_offer: Mutex::new(None),
+            track: Arc::new(OnceLock::new()),
+            pc: tokio::sync::Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let tasks = vec![
+            tokio::spawn(network_to_device(session.rtp.clone(), session.relay.clone(), session.track.clone())),
+            tokio::spawn(rtcp_reports(Arc::new(rtcp), session.rtp.clone(), session.relay.clone())),
+            tokio::spawn(watch_media(session.clone_weak(), self.config.media_timeout, self.events.clone())),
+        ];
+        lock(&session.tasks).extend(tasks);
+        Ok(session)
+    }
+
+    /// An outgoing call: the session for the device's offer, and the SIP offer to send.
+    pub async fn outgoing(&self, key: &str, device_offer: &str) -> Result<(Arc<MediaSession>, String), MediaError> {
+        let device = parse_audio(device_offer)?;
+        let formats = self.config.codecs.network_offer(&device)?;
+        let session = self.session(key, formats).await?;
+        *lock(&session.remote_offer) = Some((device, device_offer.to_string()));
+        let offer = lock(&session.local).render();
+        Ok((session, offer))
+    }
+
+    /// An incoming call: the session for the network's offer, and the WebRTC offer to give the
+    /// device.
+    pub async fn incoming(&self, key: &str, network_offer: &str) -> Result<(Arc<MediaSession>, String), MediaError> {
+        let network = parse_audio(network_offer)?;
+        let formats = self.config.codecs.device_offer(&network)?;
+        let session = self.session(key, Vec::new()).await?;
+        lock(&session.relay).set_network_address(network.address.map(|a| SocketAddr::new(a, network.port)));
+        let pc = peer_connection(&self.config, &formats).await?;
+        let track = RelayTrack::new(&formats[0]);
+        let _ = session.track.set(track.clone());
+        session.listen_to_device(&pc);
+        pc.add_transceiver_from_track(
+            track,
+            Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Sendrecv, send_encodings: vec![] }),
+        )
+        .await?;
+        let offer = pc.create_offer(None).await?;
+        pc.set_local_description(offer).await?;
+        let sdp = gathered_description(&pc).await?;
+        *session.pc.lock().await = Some(pc);
+        *lock(&session.remote_offer) = Some((network, network_offer.to_string()));
+        Ok((session, sdp))
+    }
+}
+
+/// The media of one call.
+pub struct MediaSession {
+    key: String,
+    config: Arc<MediaConfig>,
+    relay: Arc<Mutex<Relay>>,
+    rtp: Arc<UdpSocket>,
+    /// Our latest description towards the network.
+    local: Mutex<RtpDescription>,
+    /// The offer that started the call (the device's or the network's) and its text.
+    remote_offer: Mutex<Option<(AudioMedia, String)>>,
+    track: Arc<OnceLock<Arc<RelayTrack>>>,
+    pc: tokio::sync::Mutex<Option<Arc<RTCPeerConnection>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl MediaSession {
+    fn clone_weak(self: &Arc<Self>) -> std::sync::Weak<Self> {
+        Arc::downgrade(self)
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn stats(&self) -> RelayStats {
+        lock(&self.relay).stats()
+    }
+
+    pub fn bridge(&self) -> Option<Bridge> {
+        lock(&self.relay).bridge().cloned()
+    }
+
+    /// The RTP port of the network leg.
+    pub fn network_port(&self) -> u16 {
+        lock(&self.local).port
+    }
+
+    fn listen_to_device(&self, pc: &RTCPeerConnection) {
+        let relay = self.relay.clone();
+        let rtp = self.rtp.clone();
+        pc.on_track(Box::new(move |track, _, _| {
+            let (relay, rtp) = (relay.clone(), rtp.clone());
+            Box::pin(async move {
+                tokio::spawn(device_to_network(track, rtp, relay));
+            })
+        }));
+    }
+
+    fn apply_network_description(&self, remote: &AudioMedia, local_direction: Direction) {
+        let mut relay = lock(&self.relay);
+        relay.set_network_address(remote.address.map(|a| SocketAddr::new(a, remote.port)));
+        relay.set_network_direction(negotiated(local_direction, remote.direction), Instant::now());
+    }
+
+    /// An outgoing call's answer from the network (in a reliable 183 or the 200). The first one
+    /// decides the codecs and returns the answer for the device; later ones only move the
+    /// network's address or direction.
+    pub async fn network_answered(&self, sdp: &str) -> Result<Option<String>, MediaError> {
+        let answer = parse_audio(sdp)?;
+        let local_direction = lock(&self.local).direction;
+        self.apply_network_description(&answer, local_direction);
+        let mut pc_slot = self.pc.lock().await;
+        if pc_slot.is_some() {
+            return Ok(None);
+        }
+        let (device_offer, device_sdp) =
+            lock(&self.remote_offer).clone().ok_or(MediaError::State("not an outgoing call"))?;
+        let bridge = self.config.codecs.outgoing_bridge(&device_offer, &answer)?;
+        lock(&self.relay).set_bridge(bridge.clone(), Instant::now())?;
+        {
+            let mut local = lock(&self.local);
+            local.formats = std::iter::once(bridge.network.clone()).chain(bridge.network_events.clone()).collect();
+        }
+        let pc = peer_connection(&self.config, &device_formats(&bridge)).await?;
+        let track = RelayTrack::new(&bridge.device);
+        let _ = self.track.set(track.clone());
+        self.listen_to_device(&pc);
+        // Added before the offer is applied, so the offer's m-line takes this sendrecv
+        // transceiver instead of a receive-only one of its own.
+        pc.add_track(track).await?;
+        pc.set_remote_description(RTCSessionDescription::offer(device_sdp)?).await?;
+        let device_answer = pc.create_answer(None).await?;
+        pc.set_local_description(device_answer).await?;
+        let sdp = gathered_description(&pc).await?;
+        *pc_slot = Some(pc);
+        Ok(Some(sdp))
+    }
+
+    /// An incoming call's answer from the device: returns the SIP answer.
+    pub async fn device_answered(&self, sdp: &str) -> Result<String, MediaError> {
+        let answer = parse_audio(sdp)?;
+        let (network_offer, _) = lock(&self.remote_offer).clone().ok_or(MediaError::State("not an incoming call"))?;
+        let bridge = self.config.codecs.incoming_bridge(&network_offer, &answer)?;
+        let pc = self.pc.lock().await.clone().ok_or(MediaError::State("not an incoming call"))?;
+        pc.set_remote_description(RTCSessionDescription::answer(sdp.to_string())?).await?;
+        lock(&self.relay).set_bridge(bridge.clone(), Instant::now())?;
+        let mut local = lock(&self.local);
+        local.formats = std::iter::once(bridge.network.clone()).chain(bridge.network_events.clone()).collect();
+        local.direction = network_offer.direction.answer();
+        self.apply_network_description(&network_offer, local.direction);
+        Ok(local.render())
+    }
+
+    /// A re-offer towards the network with `direction` (hold: sendonly; resume: sendrecv).
+    /// Applied once the network answers, through [`Self::network_reoffer_answered`].
+    pub fn network_reoffer(&self, direction: Direction) -> String {
+        let mut local = lock(&self.local);
+        local.version += 1;
+        local.direction = direction;
+        local.render()
+    }
+
+    pub fn network_reoffer_answered(&self, sdp: &str) -> Result<(), MediaError> {
+        let answer = parse_audio(sdp)?;
+        let direction = lock(&self.local).direction;
+        self.apply_network_description(&answer, direction);
+        Ok(())
+    }
+
+    /// A re-offer from the network (its hold or resume): returns our answer and the direction
+    /// the network now has (sendonly: it holds us).
+    pub fn network_reoffered(&self, sdp: &str) -> Result<(String, Direction), MediaError> {
+        let offer = parse_audio(sdp)?;
+        let mut local = lock(&self.local);
+        local.version += 1;
+        local.direction = offer.direction.answer();
+        self.apply_network_description(&offer, local.direction);
+        Ok((local.render(), offer.direction))
+    }
+
+    /// Stops both legs.
+    pub async fn close(&self) {
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+        if let Some(pc) = self.pc.lock().await.take() {
+            let _ = pc.close().await;
+        }
+    }
+}
+
+impl Drop for MediaSession {
+    fn drop(&mut self) {
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+async fn network_to_device(rtp: Arc<UdpSocket>, relay: Arc<Mutex<Relay>>, track: Arc<OnceLock<Arc<RelayTrack>>>) {
+    let mut buf = vec![0u8; 1500];
+    let mut out = Vec::new();
+    loop {
+        let Ok((n, source)) = rtp.recv_from(&mut buf).await else { return };
+        let Ok(packet) = Packet::unmarshal(&mut &buf[..n]) else {
+            tracing::debug!(%source, "not an RTP packet on the network leg: dropped");
+            continue;
+        };
+        lock(&relay).from_network(&packet, source, Instant::now(), &mut out);
+        match track.get() {
+            Some(track) => {
+                for packet in out.drain(..) {
+                    track.send(packet).await;
+                }
+            }
+            None => out.clear(),
+        }
+    }
+}
+
+async fn device_to_network(track: Arc<TrackRemote>, rtp: Arc<UdpSocket>, relay: Arc<Mutex<Relay>>) {
+    let mut out = Vec::new();
+    while let Ok((packet, _)) = track.read_rtp().await {
+        let destination = {
+            let mut relay = lock(&relay);
+            relay.from_device(&packet, Instant::now(), &mut out);
+            relay.network_destination()
+        };
+        let Some(destination) = destination else {
+            out.clear();
+            continue;
+        };
+        for packet in out.drain(..) {
+            if let Ok(bytes) = packet.marshal() {
+                let _ = rtp.send_to(&bytes, destination).await;
+            }
+        }
+    }
+}
+
+/// RTCP on the network leg: drains what the network sends and reports our stream every 5 s
+/// (RFC 3550 6.4.1 sender reports) to the RTCP port next to the network's RTP port.
+async fn rtcp_reports(rtcp: Arc<UdpSocket>, _rtp: Arc<UdpSocket>, relay: Arc<Mutex<Relay>>) {
+    let receiver = rtcp.clone();
+    let drain = tokio::spawn(async move {
+        let mut buf = vec![0u8; 1500];
+        while receiver.recv_from(&mut buf).await.is_ok() {}
+    });
+    let mut interval = tokio::time::interval(Duration::from_secs(5));
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        let (destination, report) = {
+            let relay = lock(&relay);
+            let stats = relay.stats();
+            let Some(destination) = relay.network_destination() else { continue };
+            let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+            let ntp_seconds = now.as_secs() + 2_208_988_800;
+            let ntp_fraction = (u64::from(now.subsec_nanos()) << 32) / 1_000_000_000;
+            let report = SenderReport {
+                ssrc: relay.network_ssrc(),
+                ntp_time: (ntp_seconds << 32) | ntp_fraction,
+                rtp_time: 0,
+                packet_count: stats.to_network as u32,
+                octet_count: 0,
+                ..Default::default()
+            };
+            (SocketAddr::new(destination.ip(), destination.port().wrapping_add(1)), report)
+        };
+        if let Ok(bytes) = report.marshal() {
+            let _ = rtcp.send_to(&bytes, destination).await;
+        }
+        if drain.is_finished() {
+            return;
+        }
+    }
+}
+
+/// Reports a network that stopped sending, once.
+async fn watch_media(session: std::sync::Weak<MediaSession>, timeout: Duration, events: UnboundedSender<MediaEvent>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(250).min(timeout));
+    loop {
+        interval.tick().await;
+        let Some(session) = session.upgrade() else { return };
+        if lock(&session.relay).network_silent_for(timeout, Instant::now()) {
+            let _ = events.send(MediaEvent::NetworkSilent { key: session.key.clone(), after: timeout });
+            return;
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Calls from the network (the call-termination flow): sipp calls a registered number, the
+//! device is invited with a WebRTC offer (`session-invitation`), and answers, declines or lets
+//! it ring out through `PUT .../status`. The answering device is a real WebRTC peer (aiortc);
+//! sipp echoes the media, so the peer hears its own tone come back through both legs.
+
+use std::time::Duration;
+
+use camara_gateway::config::SipTransportName;
+use camara_gateway_tests::*;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+struct Callee {
+    gateway: camara_gateway::app::RunningGateway,
+    api: Api,
+    sink: Sink,
+    token: String,
+}
+
+async fn registered_callee(no_answer_seconds: u64) -> Callee {
+    init_logs();
+    let mut config = gateway_config(None, SipTransportName::Udp);
+    config.sip.no_answer_seconds = no_answer_seconds;
+    let gateway = camara_gateway::start(config).await.expect("gateway starts");
+    let api = Api::new(gateway.http_addr);
+    let sink = Sink::start(vec![]).await;
+    let token = tokens::for_subscriber(ALICE);
+    assert_eq!(api.register(&token).await.status, 201);
+    assert_eq!(api.subscribe(&token, &sink.url, "sink-secret").await.status, 201);
+    Callee { gateway, api, sink, token }
+}
+
+impl Callee {
+    /// The `session-invitation` event's data.
+    async fn invitation(&mut self) -> Value {
+        let event = self.sink.next(WAIT).await;
+        assert_eq!(event.body["type"], SESSION_INVITATION, "{}", event.body);
+        let data = event.body["data"].clone();
+        assert_eq!(data["status"], "Initial");
+        assert_eq!(data["originatorAddress"], format!("tel:{BOB}"), "{data}");
+        assert_eq!(data["receiverAddress"], format!("tel:{ALICE}"), "{data}");
+        assert_eq!(data["sequenceNumber"], 1);
+        assert!(data["offer"]["sdp"].as_str().unwrap().contains("UDP/TLS/RTP/SAVPF"), "{data}");
+        data
+    }
+
+    async fn put_status(&self, session_id: &str, body: Value) -> Reply {
+        let path = format!("/webrtc-call-handling/v0.3/sessions/{session_id}/status");
+        self.api.call("PUT", &path, Some(&self.token), &[], Some(body)).await
+    }
+
+    async fn next_status(&mut self) -> Value {
+        let event = self.sink.next(WAIT).await;
+        assert_eq!(event.body["type"], SESSION_STATUS, "{}", event.body);
+        event.body["data"].clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_answers_and_the_media_flows_both_ways() {
+    if !peer_installed("sipp", sipp_available()) || !peer_installed("the aiortc peer", WebRtcPeer::available()) {
+        return;
+    }
+    let mut callee = registered_callee(60).await;
+    let media_port = free_port().to_string();
+    let target = callee.gateway.sip_udp_addr.unwrap();
+    let sipp = Sipp::uac_with("uac_media.xml", target, SipTransportName::Udp, &["-rtp_echo", "-mp", &media_port]).await;
+    let invitation = callee.invitation().await;
+    let session_id = invitation["mediaSessionId"].as_str().unwrap().to_string();
+
+    let mut peer = WebRtcPeer::start(&["--role", "answer", "--codec", "any", "--tone", "700"]);
+    peer.send(json!({"cmd": "offer", "sdp": invitation["offer"]["sdp"]})).await;
+    let answer = peer.expect("answer", WAIT).await["sdp"].as_str().unwrap().to_string();
+
+    let progress = callee.put_status(&session_id, json!({"status": "InProgress", "answer": {"sdp": answer}})).await;
+    assert_eq!(progress.status, 200, "{:?}", progress.body);
+    assert_eq!(progress.body["status"], "InProgress");
+    assert_eq!(progress.body["answer"]["sdp"], answer.as_str());
+    assert_eq!(callee.next_status().await["status"], "InProgress");
+    peer.expect("connected", WAIT).await;
+
+    let connected = callee.put_status(&session_id, json!({"status": "Connected"})).await;
+    assert_eq!(connected.status, 200, "{:?}", connected.body);
+    let event = callee.next_status().await;
+    assert_eq!((event["status"].as_str(), event["sequenceNumber"].as_u64()), (Some("Connected"), Some(3)));
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    peer.reset().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let report = peer.report().await;
+    let frequency = report["frequency"].as_f64().unwrap_or_else(|| panic!("nothing came back: {report}"));
+    assert!((frequency - 700.0).abs() < 10.0, "sent 700 Hz, got {frequency} Hz: {report}");
+
+    // sipp hangs up after four seconds of media.
+    let ended = callee.next_status().await;
+    assert_eq!(ended["status"], "Terminated", "{ended}");
+    let (code, messages, errors) = sipp.finish(WAIT).await;
+    assert_eq!(code, 0, "sipp: {errors}\n{messages}");
+    let start_lines = received_start_lines(&messages);
+    assert!(start_lines.iter().any(|l| l.starts_with("SIP/2.0 183")), "{start_lines:?}");
+    peer.close().await;
+    callee.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_declines_with_603() {
+    if !peer_installed("sipp", sipp_available()) {
+        return;
+    }
+    let mut callee = registered_callee(60).await;
+    let sipp = Sipp::uac("uac_declined.xml", callee.gateway.sip_udp_addr.unwrap(), SipTransportName::Udp).await;
+    let session_id = callee.invitation().await["mediaSessionId"].as_str().unwrap().to_string();
+    let declined = callee.put_status(&session_id, json!({"status": "Declined"})).await;
+    assert_eq!((declined.status, declined.body["status"].as_str()), (200, Some("Declined")), "{:?}", declined.body);
+    assert_eq!(callee.next_status().await["status"], "Declined");
+    let (code, messages, errors) = sipp.finish(WAIT).await;
+    assert_eq!(code, 0, "sipp: {errors}\n{messages}");
+    // A declined call cannot be answered any more.
+    let late = callee.put_status(&session_id, json!({"status": "Connected", "answer": {"sdp": WEBRTC_OFFER}})).await;
+    assert_eq!((late.status, late.body["code"].as_str()), (409, Some("CONFLICT")), "{:?}", late.body);
+    callee.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_call_is_refused_with_480_when_the_timer_fires() {
+    if !peer_installed("sipp", sipp_available()) {
+        return;
+    }
+    let mut callee = registered_callee(1).await;
+    let sipp = Sipp::uac("uac_no_answer.xml", callee.gateway.sip_udp_addr.unwrap(), SipTransportName::Udp).await;
+    callee.invitation().await;
+    assert_eq!(callee.next_status().await["status"], "NoAnswer");
+    let (code, messages, errors) = sipp.finish(WAIT).await;
+    assert_eq!(code, 0, "sipp: {errors}\n{messages}");
+    callee.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answering_needs_an_answer_sdp() {
+    if !peer_installed("sipp", sipp_available()) {
+        return;
+    }
+    let mut callee = registered_callee(2).await;
+    let sipp = Sipp::uac("uac_no_answer.xml", callee.gateway.sip_udp_addr.unwrap(), SipTransportName::Udp).await;
+    let session_id = callee.invitation().await["mediaSessionId"].as_str().unwrap().to_string();
+    let bare = callee.put_status(&session_id, json!({"status": "Connected"})).await;
+    assert_eq!((bare.status, bare.body["code"].as_str()), (400, Some("INVALID_ARGUMENT")), "{:?}", bare.body);
+    let garbage =
+        callee.put_status(&session_id, json!({"status": "Connected", "answer": {"sdp": "v=0\r\nnonsense"}})).await;
+    assert_eq!((garbage.status, garbage.body["code"].as_str()), (400, Some("INVALID_ARGUMENT")), "{:?}", garbage.body);
+    let other = tokens::for_subscriber(BOB);
+    let path = format!("/webrtc-call-handling/v0.3/sessions/{session_id}/status");
+    let foreign = callee.api.call("PUT", &path, Some(&other), &[], Some(json!({"status": "Declined"}))).await;
+    assert_eq!(foreign.status, 404, "another subscriber's session is not found");
+    // Still unanswered: the timer refuses it.
+    assert_eq!(callee.next_status().await["status"], "NoAnswer");
+    let (code, messages, errors) = sipp.finish(WAIT).await;
+    assert_eq!(code, 0, "sipp: {errors}\n{messages}");
+    callee.gateway.stop().await;
+}
