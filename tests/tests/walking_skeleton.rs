@@ -150,7 +150,8 @@ async fn hold_is_a_re_invite_offering_sendonly() {
     let refused = api
         .call("PUT", &format!("{path}/status"), Some(&token), &[], Some(serde_json::json!({"status": "Declined"})))
         .await;
-    assert_eq!((refused.status, refused.body["code"].as_str()), (400, Some("INVALID_ARGUMENT")));
+    // The network answers an outgoing call; the device cannot decline it.
+    assert_eq!((refused.status, refused.body["code"].as_str()), (409, Some("CONFLICT")));
 
     let held = api
         .call(
