@@ -107,6 +107,9 @@ pub fn gateway_config(next_hop: Option<SocketAddr>, transport: SipTransportName)
     config.auth.audiences = vec![AUDIENCE.into()];
     config.notifications.allow_http_loopback_sinks = true;
     config.storage.path = None;
+    // The tests bring their own SIP peers (sipp) and sign their own tokens.
+    config.device_side.demo_endpoint = false;
+    config.oauth_server.enabled = false;
     config
 }
 

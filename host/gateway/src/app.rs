@@ -19,7 +19,9 @@ use camara_auth::{AuthError, TokenVerifier};
 /// Everything a request handler or the SIP event loop needs.
 pub struct Gateway {
     pub config: GatewayConfig,
-    pub verifier: TokenVerifier,
+    pub verifier: Arc<TokenVerifier>,
+    /// The network-side demo endpoint, when it stands in for the telco network.
+    pub demo: Option<Arc<crate::demo::DemoEndpoint>>,
     pub plugins: Arc<Plugins>,
     pub store: Store,
     pub notifier: Notifier,
@@ -74,16 +76,50 @@ impl RunningGateway {
     }
 }
 
+/// Whether `[auth]` names any source of token keys.
+fn auth_configured(auth: &camara_auth::VerifierConfig) -> bool {
+    auth.issuer.is_some() || auth.jwks_file.is_some() || auth.jwks_url.is_some() || auth.introspection.is_some()
+}
+
 /// Starts the gateway described by `config`.
 pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
-    let verifier = TokenVerifier::new(config.auth.clone())?;
-    match verifier.preload().await {
-        // The IdP may come up after the gateway: requests answer 503 until it does.
-        Err(AuthError::KeySource(why)) => tracing::warn!("token keys not loaded yet: {why}"),
-        other => other?,
+    let mut config = config;
+    // Bound first: the built-in OAuth server's issuer and the relay's URLs are on this address.
+    let listener = tokio::net::TcpListener::bind(config.http.listen).await?;
+    let http_addr = listener.local_addr()?;
+    if config.http.public_base_url.is_none() {
+        config.http.public_base_url = Some(format!("http://{http_addr}"));
+    }
+    let base_url = config.public_base_url();
+    let oauth_server = if config.oauth_server.enabled {
+        if config.oauth_server.issuer == camara_oauth::OAuthConfig::default().issuer {
+            config.oauth_server.issuer = format!("{base_url}/oauth");
+        }
+        let server = Arc::new(camara_oauth::OAuthServer::new(config.oauth_server.clone())?);
+        if !auth_configured(&config.auth) {
+            // Tokens of the built-in provider are verified exactly as a real IdP's: discovery.
+            config.auth.issuer = Some(server.issuer().to_string());
+            config.auth.allow_http |= server.issuer().starts_with("http://");
+            if config.auth.audiences.is_empty() {
+                config.auth.audiences = vec![server.audience().to_string()];
+            }
+            tracing::info!(issuer = server.issuer(), "tokens come from the built-in OAuth server");
+        }
+        Some(server)
+    } else {
+        None
+    };
+    let verifier = Arc::new(TokenVerifier::new(config.auth.clone())?);
+    let own_issuer = oauth_server.as_ref().is_some_and(|o| config.auth.issuer.as_deref() == Some(o.issuer()));
+    if !own_issuer {
+        match verifier.preload().await {
+            // The IdP may come up after the gateway: requests answer 503 until it does.
+            Err(AuthError::KeySource(why)) => tracing::warn!("token keys not loaded yet: {why}"),
+            other => other?,
+        }
     }
     if !verifier.is_configured() {
-        tracing::warn!("no [auth] jwks_file or jwks_url: every API call will be refused with 401");
+        tracing::warn!("no [auth] issuer, jwks_file or jwks_url: every API call will be refused with 401");
     }
     let plugins = Arc::new(Plugins::load(&config.plugins).await?);
     let store = Store::new(match &config.storage.path {
@@ -113,19 +149,34 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     let sip_ip = sip_udp_addr.or(sip_tcp_addr).map(|a| a.ip().to_string()).unwrap_or_else(|| "127.0.0.1".into());
     let local_host = config.sip.advertised_host.clone().unwrap_or_else(|| sip_ip.clone());
 
-    let listener = tokio::net::TcpListener::bind(config.http.listen).await?;
-    let http_addr = listener.local_addr()?;
-    let mut config = config;
-    if config.http.public_base_url.is_none() {
-        config.http.public_base_url = Some(format!("http://{http_addr}"));
-    }
-    let notifier = Notifier::new(
+    let demo = if config.device_side.demo_endpoint && config.sip.next_hop.is_none() {
+        let demo = crate::demo::DemoEndpoint::start(config.device_side.demo_endpoint_listen, sip_udp_addr).await?;
+        config.sip.next_hop = Some(demo.sip_addr);
+        config.sip.next_hop_transport = crate::config::SipTransportName::Udp;
+        Some(demo)
+    } else {
+        None
+    };
+    let relay = if config.device_side.relay {
+        if config.relay.public_base_url.is_none() {
+            config.relay.public_base_url = Some(base_url.clone());
+        }
+        let claim = config.oauth_server.phone_number_claim.clone();
+        let authenticator = Arc::new(camara_relay::TokenVerifierAuthenticator::new(verifier.clone(), claim));
+        Some(camara_relay::Relay::new(config.relay.clone(), authenticator)?)
+    } else {
+        None
+    };
+    let mut notifier = Notifier::new(
         plugins.clone(),
         store.clone(),
         format!("{}{}", config.public_base_url(), config.api.events_base),
         Duration::from_millis(config.notifications.request_timeout_ms),
         config.notifications.sink_policy(),
     );
+    if let Some(relay) = &relay {
+        notifier = notifier.with_own_relay(relay.sink_url_prefix());
+    }
     let sip_address: std::net::IpAddr = sip_ip.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
     let (media_events_tx, media_events) = tokio::sync::mpsc::unbounded_channel();
     let media = camara_media::MediaAnchor::new(config.media.anchor(sip_address)?, media_events_tx);
@@ -143,6 +194,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         ),
         config,
         verifier,
+        demo,
         plugins,
         store,
         notifier,
@@ -154,7 +206,14 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     gateway.sip.set_offer_answerer(Arc::new(crate::calls::NetworkOffers(Arc::downgrade(&gateway))));
     let expiry = tokio::spawn(crate::lifecycle::run(gateway.clone()));
 
-    let router = crate::api::router(gateway.clone());
+    let mut router = crate::api::router(gateway.clone());
+    if let Some(oauth) = oauth_server {
+        router = router.merge(oauth.router());
+    }
+    if let Some(relay) = &relay {
+        router = router.merge(relay.router());
+    }
+    router = crate::device_pages::add(router, &gateway);
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let serve = axum::serve(listener, router).with_graceful_shutdown(async {

@@ -9,7 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
     pub http: HttpConfig,
@@ -22,6 +22,58 @@ pub struct GatewayConfig {
     pub notifications: NotificationConfig,
     pub storage: StorageConfig,
     pub plugins: PluginsConfig,
+    /// The built-in OAuth/OIDC provider (development and demos; on in the embedded defaults so a
+    /// newcomer can sign in, off in a production configuration).
+    pub oauth_server: camara_oauth::OAuthConfig,
+    /// The Notification Relay, when it runs in this process (`[device_side] relay`).
+    pub relay: camara_relay::RelayConfig,
+    pub device_side: DeviceSide,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            http: Default::default(),
+            api: Default::default(),
+            auth: Default::default(),
+            sip: Default::default(),
+            media: Default::default(),
+            registration: Default::default(),
+            notifications: Default::default(),
+            storage: Default::default(),
+            plugins: Default::default(),
+            oauth_server: camara_oauth::OAuthConfig { enabled: true, ..Default::default() },
+            relay: Default::default(),
+            device_side: Default::default(),
+        }
+    }
+}
+
+/// What of the seed's device side runs in this process. The embedded defaults run all of it, so
+/// one command gives a working call; an operator turns each part off for the real one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeviceSide {
+    /// The Notification Relay under `[relay] mount_path` (off when devices use an external relay).
+    pub relay: bool,
+    /// The browser softphone at `/softphone/`.
+    pub softphone: bool,
+    /// A SIP endpoint on the network side that answers calls and echoes their audio, and calls
+    /// the device on `POST /demo/calls`; it is the `[sip] next_hop` when none is configured.
+    pub demo_endpoint: bool,
+    /// Where the demo endpoint listens (UDP); port 0 picks a free one.
+    pub demo_endpoint_listen: SocketAddr,
+}
+
+impl Default for DeviceSide {
+    fn default() -> Self {
+        DeviceSide {
+            relay: true,
+            softphone: true,
+            demo_endpoint: true,
+            demo_endpoint_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
 }
 
 /// Where registrations, subscriptions, sessions and undelivered events are kept.

@@ -13,6 +13,8 @@ pub mod bindings;
 pub mod calls;
 pub mod cli;
 pub mod config;
+pub mod demo;
+pub mod device_pages;
 pub mod error;
 pub mod http_client;
 pub mod lifecycle;

@@ -13,6 +13,19 @@ async fn main() -> anyhow::Result<()> {
             let config = camara_gateway::GatewayConfig::load(config.as_deref())?;
             let running = camara_gateway::start(config).await?;
             println!("camara-gateway: HTTP on http://{}", running.http_addr);
+            let gateway = &running.gateway;
+            if gateway.config.device_side.softphone {
+                let base = gateway.config.public_base_url();
+                println!("Open {base}/softphone/ in a browser to make a call.");
+                if gateway.config.oauth_server.enabled {
+                    println!("  Sign in as alice / alice (+818000000001) or bob / bob (+818000000002).");
+                }
+                if gateway.demo.is_some() {
+                    println!(
+                        "  Calls go to the demo endpoint, which answers and echoes your voice; it calls you on POST {base}/demo/calls."
+                    );
+                }
+            }
             running.serve_until_signal().await;
             Ok(())
         }

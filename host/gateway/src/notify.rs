@@ -67,12 +67,18 @@ struct Job {
     not_before: chrono::DateTime<chrono::Utc>,
 }
 
+/// Longer than the relay's wait for a device to reconnect plus its wait for the acknowledgement.
+const OWN_RELAY_TIMEOUT: Duration = Duration::from_secs(20);
+
 struct Inner {
     plugins: Arc<Plugins>,
     store: Store,
     client: HttpClient,
     source: String,
     timeout: Duration,
+    /// The in-process Notification Relay's sinks: our own server, reached without the sink
+    /// policy, with time for the relay to wait for a device to reconnect and acknowledge.
+    own_relay: Option<(String, HttpClient)>,
     queues: Mutex<HashMap<String, mpsc::UnboundedSender<Job>>>,
 }
 
@@ -91,9 +97,30 @@ impl Notifier {
                 client: HttpClient::new(policy),
                 source,
                 timeout,
+                own_relay: None,
                 queues: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Trusts sinks under `prefix` (the in-process relay's `.../sink/`), before any event is sent.
+    pub fn with_own_relay(mut self, prefix: String) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.own_relay = Some((prefix, HttpClient::new(SinkPolicy::ANY)));
+        }
+        self
+    }
+
+    /// Whether `sink` is a channel of the in-process relay: its prefix and a channel id only.
+    pub fn is_own_relay_sink(&self, sink: &str) -> bool {
+        Notifier::own_relay_channel(&self.inner.own_relay, sink)
+    }
+
+    fn own_relay_channel(own_relay: &Option<(String, HttpClient)>, sink: &str) -> bool {
+        own_relay.as_ref().is_some_and(|(prefix, _)| {
+            sink.strip_prefix(prefix.as_str())
+                .is_some_and(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        })
     }
 
     /// Routes `event` over `subscriptions` and queues what the routing plugin decides.
@@ -242,7 +269,13 @@ impl Inner {
         }
         let mut attempt = job.attempt + 1;
         loop {
-            let (kind, status_code) = match self.client.post(&d.sink, headers, d.payload.clone(), self.timeout).await {
+            let (client, timeout) = match &self.own_relay {
+                Some((_, relay_client)) if Notifier::own_relay_channel(&self.own_relay, &d.sink) => {
+                    (relay_client, OWN_RELAY_TIMEOUT)
+                }
+                _ => (&self.client, self.timeout),
+            };
+            let (kind, status_code) = match client.post(&d.sink, headers, d.payload.clone(), timeout).await {
                 Ok(status) if (200..300).contains(&status) => {
                     tracing::debug!(subscription = d.subscription_id, status, attempt, "event delivered");
                     self.forget(job.id);

@@ -1,0 +1,63 @@
+//! The device side's pages and demo controls served next to the API: the browser softphone
+//! (plain files embedded at build time, no build step) and `POST /demo/calls`, which makes the
+//! demo endpoint call a device.
+
+use std::sync::Arc;
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::app::Gateway;
+use crate::error::ApiError;
+
+const INDEX_HTML: &str = include_str!("../web/softphone/index.html");
+const APP_JS: &str = include_str!("../web/softphone/app.js");
+const STYLE_CSS: &str = include_str!("../web/softphone/style.css");
+
+fn file(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DemoCall {
+    /// The E.164 number to call (a registered device).
+    to: String,
+}
+
+/// Adds the softphone and the demo controls that this configuration turns on.
+pub fn add(router: Router, gw: &Arc<Gateway>) -> Router {
+    let mut router = router;
+    if gw.config.device_side.softphone {
+        router = router
+            .route("/", get(|| async { Redirect::to("/softphone/") }))
+            .route("/softphone", get(|| async { Redirect::permanent("/softphone/") }))
+            .route("/softphone/", get(|| async { file("text/html; charset=utf-8", INDEX_HTML) }))
+            .route("/softphone/app.js", get(|| async { file("text/javascript; charset=utf-8", APP_JS) }))
+            .route("/softphone/style.css", get(|| async { file("text/css; charset=utf-8", STYLE_CSS) }));
+    }
+    if let Some(demo) = gw.demo.clone() {
+        router = router.route(
+            "/demo/calls",
+            post(move |Json(body): Json<DemoCall>| {
+                let demo = demo.clone();
+                async move {
+                    if crate::validate::address("to", &format!("tel:{}", body.to)).is_err() {
+                        return Err(ApiError::invalid_argument("to must be an E.164 number such as +818000000001"));
+                    }
+                    let call_id = demo
+                        .call(&body.to)
+                        .await
+                        .map_err(|e| ApiError::unavailable(format!("The demo endpoint cannot call: {e}")))?;
+                    Ok((
+                        StatusCode::ACCEPTED,
+                        Json(serde_json::json!({ "callId": call_id, "from": crate::demo::DEMO_NUMBER })),
+                    ))
+                }
+            }),
+        );
+    }
+    router
+}
