@@ -1,0 +1,72 @@
+//! The embedded defaults' demo endpoint, which stands in for the telco network so that a
+//! newcomer's first call works with nothing installed: it answers and echoes the audio, and it
+//! calls a registered device on `POST /demo/calls`. A real WebRTC peer (aiortc) is the device.
+
+use std::time::Duration;
+
+use camara_gateway::config::SipTransportName;
+use camara_gateway_tests::*;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn demo_gateway() -> (camara_gateway::RunningGateway, Api, Sink, String, String) {
+    init_logs();
+    let mut config = gateway_config(None, SipTransportName::Udp);
+    config.device_side.demo_endpoint = true;
+    let gateway = camara_gateway::start(config).await.expect("gateway starts");
+    assert!(gateway.gateway.demo.is_some(), "no next hop configured: the demo endpoint is it");
+    let api = Api::new(gateway.http_addr);
+    let sink = Sink::start(vec![]).await;
+    let token = tokens::for_subscriber(ALICE);
+    let registration_id = api.register(&token).await.body["registrationId"].as_str().unwrap().to_string();
+    assert_eq!(api.subscribe(&token, &sink.url, "sink-secret").await.status, 201);
+    (gateway, api, sink, token, registration_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_the_demo_endpoint_hears_its_own_voice() {
+    if !peer_installed("the aiortc peer", WebRtcPeer::available()) {
+        return;
+    }
+    let (gateway, api, mut sink, token, registration_id) = demo_gateway().await;
+    let mut peer = WebRtcPeer::start(&["--role", "offer", "--codec", "pcmu", "--tone", "800"]);
+    let offer = peer.expect("offer", WAIT).await;
+    let body = json!({
+        "originatorAddress": format!("tel:{ALICE}"),
+        "receiverAddress": "tel:+818000000002",
+        "offer": {"sdp": offer["sdp"]}
+    });
+    let path = "/webrtc-call-handling/v0.3/sessions";
+    let created = api.call("POST", path, Some(&token), &[("registrationId", &registration_id)], Some(body)).await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let answer = loop {
+        let data = sink.next(WAIT).await.body["data"].clone();
+        if data["status"] == "Connected" {
+            break data["answer"]["sdp"].as_str().unwrap().to_string();
+        }
+    };
+    peer.send(json!({"cmd": "answer", "sdp": answer})).await;
+    peer.expect("connected", WAIT).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    peer.reset().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = peer.report().await;
+    let frequency = report["frequency"].as_f64().unwrap_or_else(|| panic!("no echo: {report}"));
+    assert!((frequency - 800.0).abs() < 10.0, "{report}");
+    peer.close().await;
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_endpoint_calls_the_device_on_request() {
+    let (gateway, api, mut sink, _token, _registration_id) = demo_gateway().await;
+    let asked = api.call("POST", "/demo/calls", None, &[], Some(json!({"to": ALICE}))).await;
+    assert_eq!(asked.status, 202, "{:?}", asked.body);
+    let invitation = sink.next(WAIT).await.body;
+    assert_eq!(invitation["type"], SESSION_INVITATION, "{invitation}");
+    assert_eq!(invitation["data"]["originatorAddress"], "tel:+818000000002", "{invitation}");
+    let bad = api.call("POST", "/demo/calls", None, &[], Some(json!({"to": "alice"}))).await;
+    assert_eq!((bad.status, bad.body["code"].as_str()), (400, Some("INVALID_ARGUMENT")), "{:?}", bad.body);
+    gateway.stop().await;
+}
