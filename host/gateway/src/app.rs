@@ -77,7 +77,7 @@ impl RunningGateway {
 }
 
 /// Whether `[auth]` names any source of token keys.
-fn auth_configured(auth: &camara_auth::VerifierConfig) -> bool {
+pub fn auth_configured(auth: &camara_auth::VerifierConfig) -> bool {
     auth.issuer.is_some() || auth.jwks_file.is_some() || auth.jwks_url.is_some() || auth.introspection.is_some()
 }
 

@@ -23,6 +23,15 @@ pub enum Command {
         #[arg(long, env = "CAMARA_GW_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Run only the Notification Relay, as its own process (`[relay]` of the configuration; its
+    /// `[relay.auth]`, or else `[auth]`, verifies the devices' tokens). Devices then use its URL,
+    /// and the gateway runs with `[device_side] relay = false`.
+    Relay {
+        #[arg(long, env = "CAMARA_GW_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+    },
     /// Work with one plugin component on its own.
     #[command(subcommand)]
     Plugin(PluginCommand),

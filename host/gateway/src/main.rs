@@ -29,6 +29,17 @@ async fn main() -> anyhow::Result<()> {
             running.serve_until_signal().await;
             Ok(())
         }
+        Command::Relay { config, listen } => {
+            let config = camara_gateway::GatewayConfig::load(config.as_deref())?;
+            let mut relay = config.relay;
+            if !camara_gateway::app::auth_configured(&relay.auth) {
+                relay.auth = config.auth;
+            }
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            println!("camara-gateway relay: HTTP on http://{}", listener.local_addr()?);
+            camara_relay::serve(relay, listener).await?;
+            Ok(())
+        }
         Command::Plugin(command) => std::process::exit(camara_gateway::cli::plugin(command).await?),
     }
 }
