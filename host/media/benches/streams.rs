@@ -46,7 +46,9 @@ struct Stream {
 struct Totals {
     received: AtomicU64,
     latencies_us: std::sync::Mutex<Vec<u32>>,
-    measuring: std::sync::atomic::AtomicBool,
+    /// The measured window, in microseconds since the epoch: packets sent in it are counted
+    /// when they come back, even after it closed.
+    window_us: (AtomicU64, AtomicU64),
 }
 
 async fn client() -> Arc<RTCPeerConnection> {
@@ -86,8 +88,12 @@ async fn connect(anchor: &MediaAnchor, index: usize, totals: Arc<Totals>, epoch:
         Box::pin(async move {
             tokio::spawn(async move {
                 while let Ok((packet, _)) = remote.read_rtp().await {
-                    if packet.payload.len() >= 8 && totals.measuring.load(Ordering::Relaxed) {
+                    if packet.payload.len() >= 8 {
                         let sent = u64::from_be_bytes(packet.payload[..8].try_into().unwrap());
+                        let (from, to) = (&totals.window_us.0, &totals.window_us.1);
+                        if sent < from.load(Ordering::Relaxed) || sent > to.load(Ordering::Relaxed) {
+                            continue;
+                        }
                         let now = epoch.elapsed().as_micros() as u64;
                         totals.received.fetch_add(1, Ordering::Relaxed);
                         totals.latencies_us.lock().unwrap().push(now.saturating_sub(sent) as u32);
@@ -141,7 +147,7 @@ async fn run(count: usize) {
     let totals = Arc::new(Totals {
         received: AtomicU64::new(0),
         latencies_us: Default::default(),
-        measuring: Default::default(),
+        window_us: (AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)),
     });
     let mut streams = Vec::with_capacity(count);
     for index in 0..count {
@@ -164,10 +170,12 @@ async fn run(count: usize) {
             loop {
                 tick.tick().await;
                 seq = seq.wrapping_add(1);
-                let measuring = totals.measuring.load(Ordering::Relaxed);
                 for track in &tracks {
                     let mut payload = vec![0xffu8; 160];
-                    payload[..8].copy_from_slice(&(epoch.elapsed().as_micros() as u64).to_be_bytes());
+                    let stamp = epoch.elapsed().as_micros() as u64;
+                    payload[..8].copy_from_slice(&stamp.to_be_bytes());
+                    let (from, to) = (&totals.window_us.0, &totals.window_us.1);
+                    let measuring = from.load(Ordering::Relaxed) <= stamp && stamp <= to.load(Ordering::Relaxed);
                     let packet = Packet {
                         header: Header {
                             version: 2,
@@ -188,12 +196,12 @@ async fn run(count: usize) {
     // Warm up, then measure.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cpu_before = cpu_seconds();
-    totals.measuring.store(true, Ordering::Relaxed);
+    totals.window_us.0.store(epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
     tokio::time::sleep(MEASURE).await;
-    totals.measuring.store(false, Ordering::Relaxed);
+    totals.window_us.1.store(epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
     let cpu = cpu_seconds() - cpu_before;
-    // In-flight packets of the last instant still come back.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Packets of the window still in flight come back.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     sender.abort();
     let sent = sent.load(Ordering::Relaxed);
     let received = totals.received.load(Ordering::Relaxed);

@@ -25,6 +25,8 @@ pub struct RelayStats {
     pub dropped: u64,
     pub events_to_network: u64,
     pub events_to_device: u64,
+    /// Payload octets sent towards the network (for RTCP sender reports).
+    pub octets_to_network: u64,
 }
 
 /// The SSRC, sequence numbers and timestamps of one outgoing stream.
@@ -210,6 +212,14 @@ impl Relay {
         self.to_network.ssrc
     }
 
+    /// The RTP timestamp towards the network that corresponds to `now` (RFC 3550 6.4.1: the
+    /// sender report's RTP time), from the last packet sent; `None` before any was sent.
+    pub fn network_rtp_time(&self, now: Instant) -> Option<u32> {
+        let (_, ts, at) = self.to_network.last?;
+        let elapsed = now.saturating_duration_since(at).as_secs_f64() * f64::from(self.to_network.clock_rate);
+        Some(ts.wrapping_add(elapsed as u32))
+    }
+
     /// Whether the network has sent nothing for `timeout` while it was expected to: only in
     /// two-way media, since a holding network may well send nothing (RFC 3264 does not make
     /// it play music).
@@ -271,6 +281,7 @@ impl Relay {
         };
         header.padding = false;
         self.stats.to_network += 1;
+        self.stats.octets_to_network += payload.len() as u64;
         out.push(Packet { header, payload });
     }
 

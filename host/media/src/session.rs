@@ -263,7 +263,18 @@ impl MediaSession {
     /// the network now has (sendonly: it holds us).
     pub fn network_reoffered(&self, sdp: &str) -> Result<(String, Direction), MediaError> {
         let offer = parse_audio(sdp)?;
+        // The device's leg keeps its codec, so the network must keep offering the one it has;
+        // anything else is refused (488) and the call goes on as it was.
+        let bridge = self.bridge().ok_or(MediaError::State("the call has no media yet"))?;
+        let network = offer.first(bridge.network.encoding).ok_or(MediaError::NoCommonCodec)?.clone();
+        let events = offer.telephone_event(8000).cloned();
         let mut local = lock(&self.local);
+        local.formats = std::iter::once(network.clone()).chain(events.clone()).collect();
+        if network != bridge.network || events != bridge.network_events {
+            // Same codec, new payload types: the relay follows them.
+            let mut relay = lock(&self.relay);
+            relay.set_bridge(Bridge { network, network_events: events, ..bridge }, Instant::now())?;
+        }
         local.version += 1;
         local.direction = offer.direction.answer();
         self.apply_network_description(&offer, local.direction);
@@ -349,12 +360,14 @@ async fn rtcp_reports(rtcp: Arc<UdpSocket>, _rtp: Arc<UdpSocket>, relay: Arc<Mut
             let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
             let ntp_seconds = now.as_secs() + 2_208_988_800;
             let ntp_fraction = (u64::from(now.subsec_nanos()) << 32) / 1_000_000_000;
+            // Nothing sent yet: a sender report would have no RTP time to tie to NTP time.
+            let Some(rtp_time) = relay.network_rtp_time(Instant::now()) else { continue };
             let report = SenderReport {
                 ssrc: relay.network_ssrc(),
                 ntp_time: (ntp_seconds << 32) | ntp_fraction,
-                rtp_time: 0,
+                rtp_time,
                 packet_count: stats.to_network as u32,
-                octet_count: 0,
+                octet_count: stats.octets_to_network as u32,
                 ..Default::default()
             };
             (SocketAddr::new(destination.ip(), destination.port().wrapping_add(1)), report)
