@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests talk to, when they are missing:
-#  - sipp (Debian package sip-tester);
+#  - sipp (Debian package sip-tester) and Chromium (Debian package chromium);
 #  - a Python venv at ${CAMARA_PEERS_VENV:-/opt/camara-peers-venv} with the pinned
 #    aiortc/numpy of tests/peers/requirements.txt, for tests/peers/webrtc_peer.py
 #    (run as "$VENV/bin/python tests/peers/webrtc_peer.py ...").
+#  - the npm packages of the Node drivers in tests/ (each pinned by its package-lock.json).
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,6 +16,8 @@ sudo=""
 
 packages=()
 command -v sipp >/dev/null 2>&1 || packages+=(sip-tester)
+# Debian's Chromium drives the softphone in tests/tests/browser.rs (never a downloaded browser).
+command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 [ -x "$python" ] || packages+=(python3)
 # Debian's python3 needs python3-venv (ensurepip) to create a venv with pip in it.
 { [ -x "$python" ] && "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; } || packages+=(python3-venv)
@@ -32,3 +35,14 @@ if ! { [ -x "$venv/bin/python" ] && cmp -s "$requirements" "$venv/.camara-requir
         -r "$requirements"
     $sudo cp "$requirements" "$venv/.camara-requirements.txt"
 fi
+
+
+# --- playwright-core (npm) for tests/tests/browser.rs ---------------------------------------
+browser_dir="$here/browser"
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
+   && ! { cmp -s "$browser_dir/package-lock.json" "$browser_dir/node_modules/.camara-package-lock.json" \
+          && [ -f "$browser_dir/node_modules/playwright-core/package.json" ]; }; then
+    (cd "$browser_dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+    cp "$browser_dir/package-lock.json" "$browser_dir/node_modules/.camara-package-lock.json"
+fi
+# --- end of playwright-core -----------------------------------------------------------------

@@ -159,3 +159,33 @@ async fn answering_needs_an_answer_sdp() {
     assert_eq!(code, 0, "sipp: {errors}\n{messages}");
     callee.gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offerless_invite_gets_our_offer_in_the_200_and_its_answer_in_the_ack() {
+    if !peer_installed("sipp", sipp_available()) || !peer_installed("the aiortc peer", WebRtcPeer::available()) {
+        return;
+    }
+    let mut callee = registered_callee(60).await;
+    let media_port = free_port().to_string();
+    let target = callee.gateway.sip_udp_addr.unwrap();
+    let sipp =
+        Sipp::uac_with("uac_offerless.xml", target, SipTransportName::Udp, &["-rtp_echo", "-mp", &media_port]).await;
+    let invitation = callee.invitation().await;
+    let session_id = invitation["mediaSessionId"].as_str().unwrap().to_string();
+    let mut peer = WebRtcPeer::start(&["--role", "answer", "--codec", "pcmu", "--tone", "600"]);
+    peer.send(json!({"cmd": "offer", "sdp": invitation["offer"]["sdp"]})).await;
+    let answer = peer.expect("answer", WAIT).await["sdp"].as_str().unwrap().to_string();
+    let connected = callee.put_status(&session_id, json!({"status": "Connected", "answer": {"sdp": answer}})).await;
+    assert_eq!(connected.status, 200, "{:?}", connected.body);
+    peer.expect("connected", WAIT).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    peer.reset().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let report = peer.report().await;
+    let frequency = report["frequency"].as_f64().unwrap_or_else(|| panic!("nothing came back: {report}"));
+    assert!((frequency - 600.0).abs() < 10.0, "sent 600 Hz, got {frequency} Hz: {report}");
+    let (code, messages, errors) = sipp.finish(WAIT).await;
+    assert_eq!(code, 0, "sipp: {errors}\n{messages}");
+    peer.close().await;
+    callee.gateway.stop().await;
+}

@@ -354,14 +354,14 @@ async fn on_incoming(gw: &Arc<Gateway>, call_id: &str, invite: mapping::Incoming
         },
         Err(_) => return refuse(500, "Server Internal Error").await,
     };
-    let Some(sdp) = sdp else {
-        // An offerless INVITE needs our offer in the 2xx and the answer in the ACK, which the
-        // API has no step for yet.
-        tracing::warn!(call_id, "offerless INVITE refused");
-        return refuse(488, "Not Acceptable Here").await;
-    };
     let session_id = uuid::Uuid::new_v4().to_string();
-    let (media, webrtc_offer) = match gw.media.incoming(&session_id, &sdp).await {
+    // An offerless INVITE gets our offer with the device's answer; the network answers in the
+    // PRACK or the ACK.
+    let media = match &sdp {
+        Some(sdp) => gw.media.incoming(&session_id, sdp).await,
+        None => gw.media.incoming_offerless(&session_id).await,
+    };
+    let (media, webrtc_offer) = match media {
         Ok(media) => media,
         Err(e) => {
             tracing::warn!(call_id, "incoming call without usable media: {e}");
@@ -440,9 +440,10 @@ pub async fn answer_incoming(
     }
     if status == "Declined" {
         gw.store.update_session(&session.id, &mut |s| s.local_hangup = Some("Declined".into()))?;
-        gw.sip.reject(call_id, 603, "Decline").await.map_err(|e| conflict(format!("The call is gone: {e}")))?;
+        // The status first: once the 603 is out, the end of the call can be reported any moment.
         let update = StatusUpdate { status: mapping::SessionStatus::Declined, reason: "Declined by the device".into() };
         apply_status(gw, &session.id, update).await;
+        gw.sip.reject(call_id, 603, "Decline").await.map_err(|e| conflict(format!("The call is gone: {e}")))?;
         return gw
             .store
             .session(&session.id, &session.owner_phone_number)?
@@ -467,8 +468,14 @@ pub async fn answer_incoming(
         (None, None) => return Err(ApiError::invalid_argument(format!("status {status} needs answer.sdp"))),
     };
     let sent = match status {
-        "InProgress" => gw.sip.provisional(call_id, 183, sip_answer, true).await,
+        "InProgress" => {
+            if media.is_offerless() {
+                media.offer_sent_early();
+            }
+            gw.sip.provisional(call_id, 183, sip_answer, true).await
+        }
         "Ringing" => gw.sip.provisional(call_id, 180, None, true).await,
+        _ if media.exchange_completed_early() => gw.sip.accept(call_id, None).await,
         _ => gw.sip.accept(call_id, sip_answer).await,
     };
     sent.map_err(|e| conflict(format!("The call is gone: {e}")))?;
@@ -506,6 +513,18 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
         };
         if let Some((status, reason)) = update {
             apply_status(gw, &session.id, StatusUpdate { status, reason: reason.into() }).await;
+        }
+        return;
+    }
+    // The network's answer to the offer we made for its offerless INVITE.
+    if let CallEvent::Request { method, sdp: Some(answer), .. } = &event
+        && matches!(method.as_str(), "ACK" | "PRACK")
+        && let Some(media) = gw.media_sessions.get(&session.id)
+        && media.is_offerless()
+    {
+        if let Err(e) = media.network_answered_our_offer(answer) {
+            tracing::warn!(session = session.id, "the network's answer is unusable: {e}");
+            end_for_media(gw, &session, &format!("The network's media answer is unusable: {e}")).await;
         }
         return;
     }

@@ -16,8 +16,20 @@ const INDEX_HTML: &str = include_str!("../web/softphone/index.html");
 const APP_JS: &str = include_str!("../web/softphone/app.js");
 const STYLE_CSS: &str = include_str!("../web/softphone/style.css");
 
+/// The page only talks to its own origin (the APIs, the OAuth server, the relay's WebSocket).
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
+    media-src 'self' blob:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 fn file(content_type: &'static str, body: &'static str) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body)
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
 }
 
 #[derive(serde::Deserialize)]

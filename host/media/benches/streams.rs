@@ -160,39 +160,38 @@ async fn run(count: usize) {
     }
     let tracks: Vec<Arc<TrackLocalStaticRTP>> = streams.iter().map(|s| s.track.clone()).collect();
     let sent = Arc::new(AtomicU64::new(0));
-    let sender = {
-        let sent = sent.clone();
-        let totals = totals.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let mut seq: u16 = 0;
-            loop {
-                tick.tick().await;
-                seq = seq.wrapping_add(1);
-                for track in &tracks {
+    // One sender per stream, as each device has its own clock.
+    let senders: Vec<_> = tracks
+        .into_iter()
+        .map(|track| {
+            let sent = sent.clone();
+            let totals = totals.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(20));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                let mut seq: u16 = rand::random();
+                loop {
+                    tick.tick().await;
+                    seq = seq.wrapping_add(1);
                     let mut payload = vec![0xffu8; 160];
                     let stamp = epoch.elapsed().as_micros() as u64;
                     payload[..8].copy_from_slice(&stamp.to_be_bytes());
                     let (from, to) = (&totals.window_us.0, &totals.window_us.1);
                     let measuring = from.load(Ordering::Relaxed) <= stamp && stamp <= to.load(Ordering::Relaxed);
-                    let packet = Packet {
-                        header: Header {
-                            version: 2,
-                            payload_type: 0,
-                            sequence_number: seq,
-                            timestamp: u32::from(seq) * 160,
-                            ..Default::default()
-                        },
-                        payload: Bytes::from(payload),
+                    let header = Header {
+                        version: 2,
+                        payload_type: 0,
+                        sequence_number: seq,
+                        timestamp: u32::from(seq) * 160,
+                        ..Default::default()
                     };
-                    if track.write_rtp(&packet).await.is_ok() && measuring {
+                    if track.write_rtp(&Packet { header, payload: Bytes::from(payload) }).await.is_ok() && measuring {
                         sent.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-            }
+            })
         })
-    };
+        .collect();
     // Warm up, then measure.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cpu_before = cpu_seconds();
@@ -202,15 +201,18 @@ async fn run(count: usize) {
     let cpu = cpu_seconds() - cpu_before;
     // Packets of the window still in flight come back.
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    sender.abort();
+    for sender in senders {
+        sender.abort();
+    }
     let sent = sent.load(Ordering::Relaxed);
+    let expected = (count as f64 * MEASURE.as_secs_f64() * 50.0) as u64;
     let received = totals.received.load(Ordering::Relaxed);
     let mut latencies = std::mem::take(&mut *totals.latencies_us.lock().unwrap());
     latencies.sort_unstable();
     let loss = 100.0 * (1.0 - received as f64 / sent.max(1) as f64);
     let relayed: u64 = streams.iter().map(|s| s.session.stats().to_network + s.session.stats().to_device).sum();
     println!(
-        "streams {count:>4}: sent {sent:>7} back {received:>7} loss {loss:>5.2}% | round trip p50 {:>6.2} ms p99 {:>6.2} ms | \
+        "streams {count:>4}: sent {sent:>7} of {expected:>7} due, back {received:>7} loss {loss:>5.2}% | round trip p50 {:>6.2} ms p99 {:>6.2} ms | \
          process CPU {:>5.1}% of one core = {:.2}% per stream | anchor relayed {relayed} packets",
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),

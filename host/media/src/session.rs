@@ -95,6 +95,8 @@ impl MediaAnchor {
             track: Arc::new(OnceLock::new()),
             pc: tokio::sync::Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
+            offerless: Default::default(),
+            offer_sent_early: Default::default(),
         });
         let tasks = vec![
             tokio::spawn(network_to_device(session.rtp.clone(), session.relay.clone(), session.track.clone())),
@@ -118,7 +120,38 @@ impl MediaAnchor {
     /// An incoming call: the session for the network's offer, and the WebRTC offer to give the
     /// device.
     pub async fn incoming(&self, key: &str, network_offer: &str) -> Result<(Arc<MediaSession>, String), MediaError> {
-        let network = parse_audio(network_offer)?;
+        self.invite_device(key, parse_audio(network_offer)?, network_offer.to_string(), false).await
+    }
+
+    /// An incoming call whose INVITE carried no offer (RFC 3261 13.2.1): the device is offered
+    /// the operator's G.711 laws (and Opus), and its answer makes our offer to the network, which
+    /// answers in the ACK or PRACK ([`MediaSession::network_answered_our_offer`]).
+    pub async fn incoming_offerless(&self, key: &str) -> Result<(Arc<MediaSession>, String), MediaError> {
+        let network = AudioMedia {
+            address: None,
+            port: 0,
+            proto: "RTP/AVP".into(),
+            formats: self
+                .config
+                .codecs
+                .network
+                .iter()
+                .filter(|e| e.is_g711())
+                .map(|e| if *e == crate::Encoding::Pcma { Format::pcma() } else { Format::pcmu() })
+                .chain([Format::telephone_event(crate::sdp::NETWORK_TELEPHONE_EVENT_PT, 8000)])
+                .collect(),
+            direction: Direction::SendRecv,
+        };
+        self.invite_device(key, network, String::new(), true).await
+    }
+
+    async fn invite_device(
+        &self,
+        key: &str,
+        network: AudioMedia,
+        network_offer: String,
+        offerless: bool,
+    ) -> Result<(Arc<MediaSession>, String), MediaError> {
         let formats = self.config.codecs.device_offer(&network)?;
         let session = self.session(key, Vec::new()).await?;
         lock(&session.relay).set_network_address(network.address.map(|a| SocketAddr::new(a, network.port)));
@@ -135,7 +168,8 @@ impl MediaAnchor {
         pc.set_local_description(offer).await?;
         let sdp = gathered_description(&pc).await?;
         *session.pc.lock().await = Some(pc);
-        *lock(&session.remote_offer) = Some((network, network_offer.to_string()));
+        *lock(&session.remote_offer) = Some((network, network_offer));
+        session.offerless.store(offerless, std::sync::atomic::Ordering::Relaxed);
         Ok((session, sdp))
     }
 }
@@ -153,6 +187,11 @@ pub struct MediaSession {
     track: Arc<OnceLock<Arc<RelayTrack>>>,
     pc: tokio::sync::Mutex<Option<Arc<RTCPeerConnection>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// An incoming call without an offer: our SIP description is the offer.
+    offerless: std::sync::atomic::AtomicBool,
+    /// That offer went out in a reliable provisional: its answer comes in the PRACK, and the
+    /// 2xx carries no new offer.
+    offer_sent_early: std::sync::atomic::AtomicBool,
 }
 
 impl MediaSession {
@@ -237,10 +276,58 @@ impl MediaSession {
         pc.set_remote_description(RTCSessionDescription::answer(sdp.to_string())?).await?;
         lock(&self.relay).set_bridge(bridge.clone(), Instant::now())?;
         let mut local = lock(&self.local);
+        if self.is_offerless() {
+            // Our offer: the device's law when it passes through, every law when transcoded.
+            local.formats = if bridge.transcodes() {
+                network_offer.formats.clone()
+            } else {
+                std::iter::once(bridge.network.clone()).chain(bridge.network_events.clone()).collect()
+            };
+            local.direction = Direction::SendRecv;
+            return Ok(local.render());
+        }
         local.formats = std::iter::once(bridge.network.clone()).chain(bridge.network_events.clone()).collect();
         local.direction = network_offer.direction.answer();
         self.apply_network_description(&network_offer, local.direction);
         Ok(local.render())
+    }
+
+    /// Records that our offer of an offerless call went out in a reliable provisional.
+    pub fn offer_sent_early(&self) {
+        self.offer_sent_early.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the final response must leave the SDP out: the offer/answer exchange of an
+    /// offerless call already completed with the PRACK (RFC 3262 5).
+    pub fn exchange_completed_early(&self) -> bool {
+        self.is_offerless() && self.offer_sent_early.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the call came without an offer, so that our SIP description is an offer.
+    pub fn is_offerless(&self) -> bool {
+        self.offerless.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The network's answer (in the ACK or PRACK) to the offer we made for an offerless INVITE.
+    pub fn network_answered_our_offer(&self, sdp: &str) -> Result<(), MediaError> {
+        let answer = parse_audio(sdp)?;
+        let bridge = self.bridge().ok_or(MediaError::State("the device has not answered"))?;
+        let chosen = answer.voice().ok_or(MediaError::NoCommonCodec)?;
+        let network = if chosen.encoding == bridge.network.encoding || bridge.transcodes() {
+            lock(&self.local).formats.iter().find(|f| f.encoding == chosen.encoding).cloned()
+        } else {
+            None
+        }
+        .ok_or(MediaError::NoCommonCodec)?;
+        let network_events = answer.telephone_event(8000).cloned();
+        lock(&self.relay).set_bridge(
+            Bridge { network: network.clone(), network_events: network_events.clone(), ..bridge },
+            Instant::now(),
+        )?;
+        let mut local = lock(&self.local);
+        local.formats = std::iter::once(network).chain(network_events).collect();
+        self.apply_network_description(&answer, local.direction);
+        Ok(())
     }
 
     /// A re-offer towards the network with `direction` (hold: sendonly; resume: sendrecv).

@@ -132,6 +132,7 @@
     accessToken: null,
     refreshToken: null,
     expiresAt: 0, // ms since the epoch
+    lifetime: 0, // ms, as issued
     claims: {},
     refreshTimer: null,
     refreshing: null, // the promise of a refresh in flight
@@ -147,6 +148,7 @@
     lastCall: null,
     busy: new Set(), // actions in progress: their buttons stay disabled
     seenEvents: new Set(), // `${source} ${id}` of every CloudEvent handled
+    retiring: new Set(), // ids of the subscriptions being deleted by this page
     earlyEvents: [], // session events that came before the POST /sessions answer
   };
   /** Every CloudEvent received, in arrival order. */
@@ -328,11 +330,12 @@
     if (tokens.refresh_token) auth.refreshToken = tokens.refresh_token; // rotated on each use
     const lifetime = Math.max(1, Number(tokens.expires_in) || 300) * 1000;
     auth.expiresAt = Date.now() + lifetime;
+    auth.lifetime = lifetime;
     auth.claims = jwtPayload(tokens.access_token);
     clearTimeout(auth.refreshTimer);
     if (auth.refreshToken) {
       // A minute before expiry, or at 80 % of a short lifetime.
-      const delay = Math.max(1000, Math.min(lifetime - 60_000, lifetime * 0.8));
+      const delay = Math.max(1000, lifetime > 120_000 ? lifetime - 60_000 : lifetime * 0.8);
       auth.refreshTimer = setTimeout(() => {
         refreshTokens().catch((e) => setStatus(`Token refresh failed: ${describeError(e)}; sign in again`, 'error'));
       }, delay);
@@ -359,10 +362,11 @@
     return auth.refreshing;
   }
 
-  /** A token that is valid for the next 30 s. */
+  /** A token that stays valid for a while (30 s, or a fifth of a short lifetime). */
   async function freshToken() {
     if (!auth.accessToken) throw new ApiError(401, 'UNAUTHENTICATED', 'not signed in');
-    if (auth.expiresAt - Date.now() < 30_000 && auth.refreshToken) await refreshTokens();
+    const margin = Math.min(30_000, auth.lifetime * 0.2);
+    if (auth.expiresAt - Date.now() < margin && auth.refreshToken) await refreshTokens();
   }
 
   async function signOut() {
@@ -420,7 +424,7 @@
     clearTimeout(app.registrationTimer);
     const remaining = Date.parse(r.expiresAt) - Date.now();
     if (Number.isFinite(remaining)) {
-      const delay = Math.max(5_000, Math.min(remaining - 60_000, remaining * 0.8));
+      const delay = Math.max(5_000, remaining > 300_000 ? remaining - 60_000 : remaining * 0.8);
       app.registrationTimer = setTimeout(() => {
         action('Renew registration', renewRegistration);
       }, delay);
@@ -474,6 +478,7 @@
       this.reconnectTimer = null;
       this.readyWaiters = [];
       this.lastError = null;
+      this.inFlight = 0; // events received and not yet acknowledged
     }
 
     get id() {
@@ -534,7 +539,11 @@
       } else if (frame.type === 'event') {
         // Handled in order, one at a time; acknowledged once handled (also when handling failed:
         // a redelivery would fail the same way).
-        queueEvent(frame.event).finally(() => this.send({ type: 'ack', deliveryId: frame.deliveryId }));
+        this.inFlight += 1;
+        queueEvent(frame.event).finally(() => {
+          this.send({ type: 'ack', deliveryId: frame.deliveryId });
+          this.inFlight -= 1;
+        });
       } else if (frame.type !== 'pong') {
         console.info('[softphone] relay frame ignored', frame);
       }
@@ -588,6 +597,8 @@
   }
 
   async function closeChannel(channel) {
+    // The events it delivered are acknowledged first, or the relay would wait for them.
+    await waitFor(() => channel.inFlight === 0, 2000);
     channel.close();
     try {
       await api('DELETE', `${RELAY_API}/channels/${encodeURIComponent(channel.id)}`);
@@ -638,11 +649,14 @@
   async function retire(subscription, channel) {
     let failure = null;
     if (subscription) {
+      app.retiring.add(subscription.id);
       try {
         await api('DELETE', `${EVENTS_API}/subscriptions/${encodeURIComponent(subscription.id)}`);
         await waitFor(() => events.some((e) => e.type === SUBSCRIPTION_ENDED && e.data.subscriptionId === subscription.id), 2000);
       } catch (e) {
         if (!(e instanceof ApiError && e.status === 404)) failure = e;
+      } finally {
+        app.retiring.delete(subscription.id);
       }
     }
     if (channel) await closeChannel(channel);
@@ -715,12 +729,13 @@
         }
         break;
       case SUBSCRIPTION_ENDED:
-        if (app.subscription && data.subscriptionId === app.subscription.id) {
+        // Ended by the gateway (expiry, ...); one this page deletes is retire()'s business.
+        if (app.subscription && data.subscriptionId === app.subscription.id && !app.retiring.has(data.subscriptionId)) {
           clearTimeout(app.subscriptionTimer);
           const channel = app.channel;
           app.subscription = null;
           app.channel = null;
-          if (channel) closeChannel(channel);
+          if (channel) setTimeout(() => closeChannel(channel), 0); // after this event's ack
           setStatus(`The event subscription ended (${data.terminationReason || 'no reason given'}); subscribe again`, 'error');
         }
         break;
@@ -1183,7 +1198,6 @@
     $('resume').disabled = !established || call.status !== 'Hold' || busy('Resume');
     $('mute').disabled = !live || !call.stream;
     $('mute').setAttribute('aria-pressed', String(Boolean(call && call.muted)));
-    $('mute').textContent = call && call.muted ? 'Unmute' : 'Mute';
     $('hangup').disabled = !live || !call.mediaSessionId || busy('Hang up');
     $('keypad').disabled = !(live && call.sender && call.pc && ['connected', 'completed'].includes(call.pc.iceConnectionState));
   }
