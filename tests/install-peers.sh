@@ -36,6 +36,20 @@ if ! { [ -x "$venv/bin/python" ] && cmp -s "$requirements" "$venv/.camara-requir
     $sudo cp "$requirements" "$venv/.camara-requirements.txt"
 fi
 
+# --- oidc-provider (npm) for tests/tests/oidc_interop.rs ------------------------------------
+# An external OpenID Provider: the pinned npm package of tests/oidc-provider/package-lock.json,
+# installed into tests/oidc-provider/node_modules. Needs Node.js (>= 20) and npm; without them the
+# test is skipped locally and fails in CI. Up to date when node_modules holds a copy of the lock
+# it was installed from.
+oidc_dir="$here/oidc-provider"
+if ! { command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; }; then
+    echo "install-peers: node and npm are needed for tests/oidc-provider (oidc_interop): not installed" >&2
+elif ! { cmp -s "$oidc_dir/package-lock.json" "$oidc_dir/node_modules/.camara-package-lock.json" \
+        && [ -f "$oidc_dir/node_modules/oidc-provider/package.json" ]; }; then
+    (cd "$oidc_dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+    cp "$oidc_dir/package-lock.json" "$oidc_dir/node_modules/.camara-package-lock.json"
+fi
+# --- end of oidc-provider -------------------------------------------------------------------
 
 # --- playwright-core (npm) for tests/tests/browser.rs ---------------------------------------
 browser_dir="$here/browser"
