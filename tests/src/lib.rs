@@ -494,3 +494,290 @@ impl WebRtcPeer {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// The device side: a device application that cannot host an HTTP endpoint. It signs in at the
+// gateway's built-in OAuth server (authorization code + PKCE, the `softphone` client), calls the
+// CAMARA APIs with that access token, and receives its events through a Notification Relay
+// channel: the subscription's sink is the channel's `sinkUrl`, the events come over the
+// channel's WebSocket and are acknowledged one by one.
+
+/// The public client of the built-in OAuth server that devices sign in with.
+pub const DEVICE_CLIENT_ID: &str = "softphone";
+pub const REGISTRATION_ENDS: &str = "org.camaraproject.webrtc-events.v0.registration-ends";
+
+/// `openid` and every scope of the three APIs.
+pub fn device_scopes() -> String {
+    format!("openid {}", ALL_SCOPES.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// An answer read as text, whatever its content type.
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl RawReply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// The query parameter `name` of the `Location` header.
+    pub fn location_param(&self, name: &str) -> Option<String> {
+        let location = self.headers.get("location")?.to_str().ok()?;
+        let url = url::Url::parse(location).ok()?;
+        url.query_pairs().find(|(n, _)| n == name).map(|(_, v)| v.into_owned())
+    }
+}
+
+/// `application/x-www-form-urlencoded`.
+pub fn form_encode(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+}
+
+fn html_unescape(text: &str) -> String {
+    text.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}
+
+/// The `<input type="hidden" name=".." value="..">` fields of a page, in order.
+pub fn hidden_fields(html: &str) -> Vec<(String, String)> {
+    html.split("<input type=\"hidden\" ")
+        .skip(1)
+        .filter_map(|rest| {
+            let name = rest.split("name=\"").nth(1)?.split('"').next()?;
+            let value = rest.split("value=\"").nth(1)?.split('"').next()?;
+            Some((name.to_string(), html_unescape(value)))
+        })
+        .collect()
+}
+
+impl Api {
+    /// The gateway's origin, `http://host:port`.
+    pub fn origin(&self) -> &str {
+        &self.base
+    }
+
+    /// Any request to `url` (absolute, or a path on the gateway), the answer read as text.
+    pub async fn raw(&self, method: &str, url: &str, headers: &[(&str, &str)], body: Option<String>) -> RawReply {
+        let url = if url.starts_with("http") { url.to_string() } else { format!("{}{url}", self.base) };
+        let mut request = hyper::Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let body = Full::new(Bytes::from(body.unwrap_or_default()));
+        let response = self.client.request(request.body(body).unwrap()).await.expect("the server answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        RawReply { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() }
+    }
+
+    /// A form POST (the OAuth endpoints).
+    pub async fn post_form(&self, url: &str, form: &[(&str, &str)]) -> RawReply {
+        let headers = [("content-type", "application/x-www-form-urlencoded")];
+        self.raw("POST", url, &headers, Some(form_encode(form))).await
+    }
+}
+
+type DeviceSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A signed-in device application with (once opened) its relay channel.
+pub struct Device {
+    pub api: Api,
+    pub access_token: String,
+    pub refresh_token: String,
+    /// The last answer of `/oauth/token`.
+    pub tokens: Value,
+    /// What `POST /relay/channels` answered (Null until [`Device::open_channel`]).
+    pub channel: Value,
+    socket: Option<DeviceSocket>,
+}
+
+impl Device {
+    /// Signs in as `username` with every scope of the three APIs.
+    pub async fn sign_in(gateway: SocketAddr, username: &str, password: &str) -> Device {
+        Device::sign_in_with_scope(gateway, username, password, &device_scopes()).await
+    }
+
+    /// The authorization code flow with PKCE (S256) of a public client, as a browser runs it:
+    /// GET `/oauth/authorize` (the sign-in page), POST its form with the credentials and
+    /// "approve", follow nothing but read the code off the 303, then POST `/oauth/token`.
+    pub async fn sign_in_with_scope(gateway: SocketAddr, username: &str, password: &str, scope: &str) -> Device {
+        use base64::Engine;
+        use sha2::Digest;
+        let api = Api::new(gateway);
+        let origin = api.origin().to_string();
+        let issuer = format!("{origin}/oauth");
+        let redirect_uri = format!("{origin}/softphone/");
+        let verifier = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&verifier));
+        let state = uuid::Uuid::new_v4().simple().to_string();
+        let query = form_encode(&[
+            ("response_type", "code"),
+            ("client_id", DEVICE_CLIENT_ID),
+            ("redirect_uri", &redirect_uri),
+            ("scope", scope),
+            ("state", &state),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ]);
+        let page = api.raw("GET", &format!("{issuer}/authorize?{query}"), &[], None).await;
+        assert_eq!(page.status, 200, "the sign-in page: {}", page.body);
+        let mut form = hidden_fields(&page.body);
+        assert!(form.iter().any(|(n, v)| n == "code_challenge" && *v == challenge), "{form:?}");
+        form.extend([
+            ("username".to_string(), username.to_string()),
+            ("password".to_string(), password.to_string()),
+            ("decision".to_string(), "approve".to_string()),
+        ]);
+        let form: Vec<(&str, &str)> = form.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let redirect = api.post_form(&format!("{issuer}/authorize"), &form).await;
+        assert_eq!(redirect.status, 303, "the consent answer: {}", redirect.body);
+        let location = redirect.headers["location"].to_str().unwrap().to_string();
+        assert!(location.starts_with(&redirect_uri), "back to the client: {location}");
+        assert_eq!(redirect.location_param("state").as_deref(), Some(state.as_str()), "{location}");
+        assert_eq!(redirect.location_param("iss").as_deref(), Some(issuer.as_str()), "RFC 9207: {location}");
+        let code = redirect.location_param("code").unwrap_or_else(|| panic!("no code in {location}"));
+        let answer = api
+            .post_form(
+                &format!("{issuer}/token"),
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", &redirect_uri),
+                    ("client_id", DEVICE_CLIENT_ID),
+                    ("code_verifier", &verifier),
+                ],
+            )
+            .await;
+        assert_eq!(answer.status, 200, "the code exchange: {}", answer.body);
+        let tokens = answer.json();
+        assert_eq!(tokens["token_type"], "Bearer", "{tokens}");
+        let access_token = tokens["access_token"].as_str().expect("an access token").to_string();
+        let refresh_token = tokens["refresh_token"].as_str().expect("a refresh token").to_string();
+        Device { api, access_token, refresh_token, tokens, channel: Value::Null, socket: None }
+    }
+
+    /// The `refresh_token` grant: a new access token and (rotated) refresh token replace the
+    /// old ones. Returns the token endpoint's answer.
+    pub async fn refresh(&mut self) -> Value {
+        let issuer = format!("{}/oauth", self.api.origin());
+        let answer = self
+            .api
+            .post_form(
+                &format!("{issuer}/token"),
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", &self.refresh_token),
+                    ("client_id", DEVICE_CLIENT_ID),
+                ],
+            )
+            .await;
+        assert_eq!(answer.status, 200, "the refresh: {}", answer.body);
+        let tokens = answer.json();
+        self.access_token = tokens["access_token"].as_str().expect("an access token").to_string();
+        self.refresh_token = tokens["refresh_token"].as_str().expect("a refresh token").to_string();
+        self.tokens = tokens.clone();
+        tokens
+    }
+
+    /// A CAMARA API call with the device's access token.
+    pub async fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> Reply {
+        self.api.call(method, path, Some(&self.access_token), headers, body).await
+    }
+
+    /// `POST /webrtc-registration/v0.3/sessions` for [`DEVICE_ID`], expiring when asked.
+    pub async fn register(&self, expire_time: Option<&str>) -> Reply {
+        let mut body = json!({"deviceId": DEVICE_ID});
+        if let Some(t) = expire_time {
+            body["registrationExpireTime"] = t.into();
+        }
+        self.call("POST", "/webrtc-registration/v0.3/sessions", &[], Some(body)).await
+    }
+
+    /// Asks the relay for a channel (`POST /relay/channels` with the access token), connects
+    /// its WebSocket with the channel's `websocketToken` and waits for `ready`. Returns the
+    /// channel as the relay described it.
+    pub async fn open_channel(&mut self) -> Value {
+        let created = self.call("POST", "/relay/channels", &[], None).await;
+        assert_eq!(created.status, 201, "relay channel: {:?}", created.body);
+        let channel = created.body;
+        let id = channel["channelId"].as_str().expect("channelId");
+        let url = format!(
+            "{}?token={}",
+            channel["websocketUrl"].as_str().expect("websocketUrl"),
+            channel["websocketToken"].as_str().expect("websocketToken")
+        );
+        let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("the relay's WebSocket");
+        let ready = Device::next_frame(&mut socket, Duration::from_secs(5)).await.expect("a ready frame");
+        assert_eq!(ready, json!({"type": "ready", "channelId": id}));
+        self.socket = Some(socket);
+        self.channel = channel.clone();
+        channel
+    }
+
+    /// `POST /webrtc-events/v0.2/subscriptions` of `types` for [`DEVICE_ID`], to the channel's
+    /// `sinkUrl` with its `sinkCredential` as the relay handed them out.
+    pub async fn subscribe(&self, types: &[&str], expire_time: Option<&str>) -> Reply {
+        assert!(self.channel.is_object(), "open_channel first");
+        let mut config = json!({"subscriptionDetail": {"deviceId": DEVICE_ID}});
+        if let Some(t) = expire_time {
+            config["subscriptionExpireTime"] = t.into();
+        }
+        let body = json!({
+            "protocol": "HTTP",
+            "sink": self.channel["sinkUrl"],
+            "sinkCredential": self.channel["sinkCredential"],
+            "types": types,
+            "config": config,
+        });
+        self.call("POST", "/webrtc-events/v0.2/subscriptions", &[], Some(body)).await
+    }
+
+    /// The next text frame as JSON, skipping WebSocket pings and pongs; `None` after `wait`.
+    /// Panics when the socket closes.
+    async fn next_frame(socket: &mut DeviceSocket, wait: Duration) -> Option<Value> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let message = match tokio::time::timeout_at(deadline, socket.next()).await {
+                Err(_) => return None,
+                Ok(message) => message,
+            };
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    return Some(serde_json::from_str(&text).unwrap_or_else(|_| panic!("relay frame {text:?}")));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("the relay's WebSocket ended: {other:?}"),
+            }
+        }
+    }
+
+    /// The next event the relay pushes, or `None` after `wait`; acknowledged once read.
+    pub async fn try_next_event(&mut self, wait: Duration) -> Option<Value> {
+        use futures_util::SinkExt;
+        let socket = self.socket.as_mut().expect("open_channel first");
+        let frame = Device::next_frame(socket, wait).await?;
+        assert_eq!(frame["type"], "event", "only events are pushed: {frame}");
+        let delivery_id = frame["deliveryId"].as_str().expect("deliveryId");
+        let ack = json!({"type": "ack", "deliveryId": delivery_id}).to_string();
+        socket.send(tokio_tungstenite::tungstenite::Message::Text(ack.into())).await.expect("ack sent");
+        Some(frame["event"].clone())
+    }
+
+    /// The next event (a CloudEvent), acknowledged; a panic when none comes within `wait`.
+    pub async fn next_event(&mut self, wait: Duration) -> Value {
+        self.try_next_event(wait).await.unwrap_or_else(|| panic!("the relay pushed no event within {wait:?}"))
+    }
+
+    /// A panic if any event arrives within `wait`.
+    pub async fn expect_no_event(&mut self, wait: Duration) {
+        if let Some(event) = self.try_next_event(wait).await {
+            panic!("no event was expected, the relay pushed {event}");
+        }
+    }
+}

@@ -178,3 +178,53 @@ async fn hold_is_a_re_invite_offering_sendonly() {
     assert_eq!(code, 0, "sipp failed: {errors}\n{messages}");
     gateway.stop().await;
 }
+
+/// An emergency call (`callType: EMERGENCY` to `urn:service:sos`) carries the caller's
+/// `locationDetails` as a PIDF-LO document in a multipart/mixed INVITE body, with `Priority:
+/// emergency` and a `Geolocation` header pointing at it (RFC 6442); sipp checks each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emergency_call_carries_the_callers_location_as_pidf_lo() {
+    init_logs();
+    if !sipp_available() {
+        eprintln!("sipp is not installed (apt-get install sip-tester): skipped");
+        return;
+    }
+    let sipp = Sipp::uas("uas_emergency.xml", SipTransportName::Udp).await;
+    let gateway =
+        camara_gateway::start(gateway_config(Some(sipp.addr), SipTransportName::Udp)).await.expect("gateway starts");
+    let api = Api::new(gateway.http_addr);
+    let mut sink = Sink::start(vec![]).await;
+    let token = tokens::for_subscriber(ALICE);
+    let registration_id = api.register(&token).await.body["registrationId"].as_str().unwrap().to_string();
+    assert_eq!(api.subscribe(&token, &sink.url, "t").await.status, 201);
+    let body = serde_json::json!({
+        "originatorAddress": format!("tel:{ALICE}"),
+        "receiverAddress": "urn:service:sos",
+        "callType": "EMERGENCY",
+        "locationDetails": {
+            "shape": "Circle",
+            "coordinates": {"latitude": 40.7128, "longitude": -74.006, "radius": 50},
+            "method": "GPS",
+            "confidence": {"pdf": "normal", "value": 88},
+            "timestamp": "2025-10-06T19:32:10Z"
+        },
+        "offer": {"sdp": WEBRTC_OFFER}
+    });
+    let headers = [("registrationId", registration_id.as_str())];
+    let created = api.call("POST", "/webrtc-call-handling/v0.3/sessions", Some(&token), &headers, Some(body)).await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let wait = Duration::from_secs(10);
+    loop {
+        if sink.next(wait).await.body["data"]["status"] == "Connected" {
+            break;
+        }
+    }
+    let path = format!("/webrtc-call-handling/v0.3/sessions/{}", created.body["mediaSessionId"].as_str().unwrap());
+    assert_eq!(api.call("DELETE", &path, Some(&token), &[], None).await.status, 204);
+    let (code, messages, errors) = sipp.finish(Duration::from_secs(15)).await;
+    assert_eq!(code, 0, "sipp failed: {errors}\n{messages}");
+    let invite = received_message(&messages, "INVITE").expect("sipp logged the INVITE");
+    assert!(invite.contains("<gml:pos>40.7128 -74.006</gml:pos>"), "{invite}");
+    assert!(invite.contains("<con:confidence pdf=\"normal\">88</con:confidence>"), "{invite}");
+    gateway.stop().await;
+}

@@ -67,6 +67,7 @@ impl MappingGuest for NationalNumberMapping {
                 .map(|n| NameAddr { display_name: call.originator_name, uri: format!("sip:{n}@{home};user=phone") }),
             privacy: (call.originator_address == address::ANONYMOUS).then(|| "id".to_string()),
             extra_headers: Vec::new(),
+            body_parts: Vec::new(),
         })
     }
 

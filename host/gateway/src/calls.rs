@@ -158,6 +158,11 @@ pub async fn place_call(
         p_asserted_identity: plan.p_asserted_identity.map(name_addr),
         privacy: plan.privacy,
         extra_headers: plan.extra_headers.into_iter().map(|p| (p.name, p.value)).collect(),
+        extra_body_parts: plan
+            .body_parts
+            .into_iter()
+            .map(|p| camara_sip::BodyPart { content_type: p.content_type, content_id: p.content_id, body: p.body })
+            .collect(),
         sdp: Some(sip_sdp.clone()),
         next_hop,
         transport: match gw.config.sip.next_hop_transport {
@@ -626,6 +631,8 @@ async fn apply_status(gw: &Gateway, session_id: &str, update: StatusUpdate) {
     tracing::info!(session = session.id, status, reason = update.reason, "session status");
     let mut data = session_data(&session);
     data["reason"] = update.reason.into();
+    // As the call-flow examples show: the session's offer and, once there is one, its answer.
+    data["offer"] = serde_json::json!({ "sdp": session.offer_sdp });
     if let Some(answer) = &session.answer_sdp {
         data["answer"] = serde_json::json!({ "sdp": answer });
     }

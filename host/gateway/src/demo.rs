@@ -134,6 +134,7 @@ impl DemoEndpoint {
                 privacy: None,
                 extra_headers: vec![],
                 sdp: Some(description(self.media_ip, port, 0, true)),
+                extra_body_parts: vec![],
                 next_hop: gateway,
                 transport: Transport::Udp,
             })

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::message::{
     Headers, Message, Method, Request, Response, SipHeaders, Transmit, header_param, name_addr_uri, new_branch,
-    uri_socket_addr,
+    random_token, uri_socket_addr,
 };
 use crate::transaction::{ClientOutput, InviteClient, NonInviteClient, TimerConfig};
 use crate::{CallEvent, HangupKind, NameAddr, OutgoingInvite, SipError, Transport};
@@ -999,8 +999,10 @@ fn check_header(name: &str, value: &str) -> Result<(), SipError> {
 fn build_invite(invite: &OutgoingInvite, setup: &CallSetup, timers: &TimerConfig) -> Result<Request, SipError> {
     let request_uri = &invite.request_uri;
     check_uri(request_uri)?;
-    if !request_uri.to_ascii_lowercase().starts_with("sip") {
-        return Err(invalid_uri(request_uri, "the request-URI must be a SIP URI"));
+    // A SIP URI, or a service URN (RFC 5031) for an emergency call (`urn:service:sos`).
+    let lower = request_uri.to_ascii_lowercase();
+    if !lower.starts_with("sip") && !lower.starts_with("urn:service:") {
+        return Err(invalid_uri(request_uri, "the request-URI must be a SIP URI or a service URN"));
     }
     check_name_addr(&invite.from)?;
     check_name_addr(&invite.to)?;
@@ -1043,14 +1045,48 @@ fn build_invite(invite: &OutgoingInvite, setup: &CallSetup, timers: &TimerConfig
     for (name, value) in &invite.extra_headers {
         headers.push(name.as_str(), value.as_str());
     }
-    let body = match &invite.sdp {
-        Some(sdp) => {
+    let body = match (&invite.sdp, invite.extra_body_parts.is_empty()) {
+        (Some(sdp), true) => {
             headers.push("Content-Type", "application/sdp");
             sdp.clone().into_bytes()
         }
-        None => Vec::new(),
+        (None, true) => Vec::new(),
+        (sdp, false) => {
+            let boundary = format!("camara-{}", random_token());
+            headers.push("Content-Type", format!("multipart/mixed;boundary={boundary}"));
+            multipart_body(&boundary, sdp.as_deref(), &invite.extra_body_parts)?
+        }
     };
     Ok(Request { method: Method::Invite, uri: request_uri.clone(), headers, body })
+}
+
+/// A `multipart/mixed` body (RFC 2046 5.1, RFC 5621): the SDP first, then the other parts.
+fn multipart_body(boundary: &str, sdp: Option<&str>, parts: &[crate::BodyPart]) -> Result<Vec<u8>, SipError> {
+    let mut body = String::new();
+    let sdp_part = sdp.map(|sdp| crate::BodyPart {
+        content_type: "application/sdp".into(),
+        content_id: None,
+        body: sdp.to_string(),
+    });
+    for part in sdp_part.iter().chain(parts) {
+        if part.body.contains(&format!("--{boundary}"))
+            || part.content_type.contains(['\r', '\n'])
+            || part.content_id.as_deref().is_some_and(|id| id.contains(['\r', '\n', '<', '>']))
+        {
+            return Err(SipError::InvalidHeader { name: "body part".into(), reason: "unsafe content".into() });
+        }
+        body.push_str(&format!("--{boundary}\r\nContent-Type: {}\r\n", part.content_type));
+        if let Some(id) = &part.content_id {
+            body.push_str(&format!("Content-ID: <{id}>\r\n"));
+        }
+        body.push_str("\r\n");
+        body.push_str(&part.body);
+        if !part.body.ends_with("\r\n") {
+            body.push_str("\r\n");
+        }
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    Ok(body.into_bytes())
 }
 
 #[cfg(test)]
@@ -1075,6 +1111,7 @@ mod tests {
             privacy: None,
             extra_headers: vec![("X-Correlator".into(), "abc".into())],
             sdp: Some("v=0\r\n".into()),
+            extra_body_parts: vec![],
             next_hop: NEXT_HOP.parse().unwrap(),
             transport,
         }
@@ -1089,6 +1126,31 @@ mod tests {
             local_port: 5060,
             user_agent: "camara-gw".into(),
         }
+    }
+
+    #[test]
+    fn extra_body_parts_make_a_multipart_body_with_the_sdp_first() {
+        let mut invite = outgoing(Transport::Udp);
+        invite.sdp = Some("v=0\r\n".into());
+        invite.extra_body_parts = vec![crate::BodyPart {
+            content_type: "application/pidf+xml".into(),
+            content_id: Some("loc1@gw".into()),
+            body: "<presence/>".into(),
+        }];
+        let request = build_invite(&invite, &setup(), &TimerConfig::default()).unwrap();
+        let content_type = request.headers.get("Content-Type").unwrap().to_string();
+        let boundary = content_type.strip_prefix("multipart/mixed;boundary=").expect("multipart");
+        let body = String::from_utf8(request.body.clone()).unwrap();
+        assert_eq!(
+            body,
+            format!(
+                "--{boundary}\r\nContent-Type: application/sdp\r\n\r\nv=0\r\n--{boundary}\r\n\
+                 Content-Type: application/pidf+xml\r\nContent-ID: <loc1@gw>\r\n\r\n<presence/>\r\n--{boundary}--\r\n"
+            )
+        );
+        // A part cannot smuggle headers or end the body early.
+        invite.extra_body_parts[0].content_type = "text/plain\r\nX-Evil: 1".into();
+        assert!(build_invite(&invite, &setup(), &TimerConfig::default()).is_err());
     }
 
     struct Harness {

@@ -1084,6 +1084,7 @@ mod tests {
                     privacy: None,
                     extra_headers: vec![],
                     sdp: None,
+                    extra_body_parts: vec![],
                     next_hop: PEER.parse().unwrap(),
                     transport: Transport::Udp,
                 },
@@ -1214,6 +1215,7 @@ mod tests {
             privacy: None,
             extra_headers: vec![],
             sdp: None,
+            extra_body_parts: vec![],
             next_hop: PEER.parse().unwrap(),
             transport: Transport::Udp,
         }

@@ -112,9 +112,21 @@ pub struct OutgoingInvite {
     /// Written after the standard headers, in order.
     pub extra_headers: Vec<(String, String)>,
     pub sdp: Option<String>,
+    /// Sent with the SDP in a `multipart/mixed` body (RFC 5621), e.g. a PIDF-LO location for an
+    /// emergency call (RFC 6442); none gives a plain `application/sdp` body.
+    pub extra_body_parts: Vec<BodyPart>,
     /// Where the INVITE is sent (outbound proxy / NNI peer); no DNS is done.
     pub next_hop: SocketAddr,
     pub transport: Transport,
+}
+
+/// One part of a `multipart/mixed` message body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyPart {
+    pub content_type: String,
+    /// Without the angle brackets; a `cid:` URI in a header (`Geolocation`) points at it.
+    pub content_id: Option<String>,
+    pub body: String,
 }
 
 /// How a call was asked to end.

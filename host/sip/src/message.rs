@@ -221,6 +221,12 @@ fn is_list_header(name: &str) -> bool {
 /// Parses one complete SIP message (a datagram, or one framed stream message).
 pub fn parse(data: &[u8]) -> Result<Message, ParseError> {
     let parsed = rsip::SipMessage::try_from(data).map_err(|e| ParseError::Syntax(e.to_string()))?;
+    // rsip reads any three characters u16 accepts ("000", "+99", "999"); RFC 3261 s.7.2 allows 1xx-6xx.
+    if let rsip::SipMessage::Response(r) = &parsed
+        && !(100..=699).contains(&r.status_code.code())
+    {
+        return Err(ParseError::Syntax(format!("status code {} out of range", r.status_code.code())));
+    }
     let (rsip_headers, mut body) = match &parsed {
         rsip::SipMessage::Request(r) => (&r.headers, r.body.clone()),
         rsip::SipMessage::Response(r) => (&r.headers, r.body.clone()),

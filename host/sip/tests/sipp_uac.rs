@@ -23,6 +23,7 @@ fn invite(next_hop: SocketAddr, transport: Transport) -> OutgoingInvite {
             "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0\r\n"
                 .into(),
         ),
+        extra_body_parts: vec![],
         next_hop,
         transport,
     }

@@ -20,9 +20,9 @@ wit_bindgen::generate!({
 
 use camara::gateway::config;
 use camara::gateway::types::{CallType, CamaraError, SessionStatus};
-use camara_plugin_sdk::{address, status};
+use camara_plugin_sdk::{address, pidf, status};
 use exports::camara::gateway::mapping::{
-    CallDirection, Guest as MappingGuest, IncomingCall, IncomingInvite, InvitePlan, NameAddr, NetworkContext,
+    BodyPart, CallDirection, Guest as MappingGuest, IncomingCall, IncomingInvite, InvitePlan, NameAddr, NetworkContext,
     OutgoingCall, RegistrationPlan, RegistrationRequest, SipEvent, SipRejection, StatusUpdate,
 };
 
@@ -69,9 +69,24 @@ impl MappingGuest for DefaultMapping {
             .as_ref()
             .map(|n| name_addr(call.originator_name.as_ref(), format!("sip:{n}@{home};user=phone")));
         let emergency = call.call_type == CallType::Emergency || call.receiver_address.starts_with("urn:service:sos");
-        let extra_headers =
+        let mut extra_headers =
             if emergency { vec![Pair { name: "Priority".into(), value: "emergency".into() }] } else { Vec::new() };
-        Ok(InvitePlan { request_uri, from, to, p_asserted_identity, privacy, extra_headers })
+        // RFC 6442: an emergency call carries the caller's location by value, as PIDF-LO.
+        let mut body_parts = Vec::new();
+        if let (true, Some(location)) = (emergency, call.location_json.as_deref()) {
+            let location: serde_json::Value = serde_json::from_str(location).map_err(|e| invalid(e.to_string()))?;
+            let entity = p_asserted_identity.as_ref().map_or_else(|| from.uri.clone(), |p| p.uri.clone());
+            let document = pidf::pidf_lo(&location, &entity).map_err(invalid)?;
+            let content_id = format!("caller-location@{home}");
+            extra_headers.push(Pair { name: "Geolocation".into(), value: format!("<cid:{content_id}>") });
+            extra_headers.push(Pair { name: "Geolocation-Routing".into(), value: "yes".into() });
+            body_parts.push(BodyPart {
+                content_type: "application/pidf+xml".into(),
+                content_id: Some(content_id),
+                body: document,
+            });
+        }
+        Ok(InvitePlan { request_uri, from, to, p_asserted_identity, privacy, extra_headers, body_parts })
     }
 
     fn map_registration(req: RegistrationRequest, net: NetworkContext) -> Result<RegistrationPlan, CamaraError> {

@@ -6,5 +6,6 @@
 //! generated types. Does not own any plugin world: it compiles for the host as well as for wasm.
 
 pub mod address;
+pub mod pidf;
 pub mod scopes;
 pub mod status;
