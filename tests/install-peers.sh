@@ -60,3 +60,13 @@ if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
     cp "$browser_dir/package-lock.json" "$browser_dir/node_modules/.camara-package-lock.json"
 fi
 # --- end of playwright-core -----------------------------------------------------------------
+
+# --- schemathesis (PyPI) for tests/tests/schemathesis.rs ------------------------------------
+# A pinned release, from wheels only, in the peers' venv (made above): "$venv/bin/schemathesis".
+schemathesis_version=4.32.5
+if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qx "schemathesis, version $schemathesis_version"; then
+    $sudo "$venv/bin/pip" install -q --disable-pip-version-check --only-binary=:all: \
+        "schemathesis==$schemathesis_version"
+fi
+# --- end of schemathesis --------------------------------------------------------------------
+

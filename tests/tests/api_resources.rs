@@ -80,6 +80,8 @@ async fn subscriptions_are_listed_refreshed_and_deleted_with_a_final_event() {
     let alice = tokens::for_subscriber(ALICE);
     let bob = tokens::for_subscriber(BOB);
     let mut sink = Sink::start(vec![]).await;
+    // Session events are for a registered device (422 SERVICE_NOT_APPLICABLE otherwise).
+    assert_eq!(api.register(&alice).await.status, 201);
 
     let created = api.subscribe(&alice, &sink.url, "first-token").await;
     assert_eq!(created.status, 201);

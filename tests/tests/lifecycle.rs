@@ -44,6 +44,18 @@ async fn registrations_and_subscriptions_end_with_their_events() {
         )
         .await;
     assert_eq!(watcher.status, 201, "{:?}", watcher.body);
+    // Session events are for a registered device: the registration comes first.
+    let registration = api
+        .call(
+            "POST",
+            "/webrtc-registration/v0.3/sessions",
+            Some(&token),
+            &[],
+            Some(json!({"deviceId": DEVICE_ID, "registrationExpireTime": in_seconds(2)})),
+        )
+        .await;
+    assert_eq!(registration.status, 201, "{:?}", registration.body);
+    let registration_id = registration.body["registrationId"].as_str().unwrap().to_string();
     let expiring = api
         .call(
             "POST",
@@ -64,17 +76,6 @@ async fn registrations_and_subscriptions_end_with_their_events() {
         )
         .await;
     let token_expiring_id = token_expiring.body["id"].as_str().unwrap().to_string();
-    let registration = api
-        .call(
-            "POST",
-            "/webrtc-registration/v0.3/sessions",
-            Some(&token),
-            &[],
-            Some(json!({"deviceId": DEVICE_ID, "registrationExpireTime": in_seconds(2)})),
-        )
-        .await;
-    assert_eq!(registration.status, 201, "{:?}", registration.body);
-    let registration_id = registration.body["registrationId"].as_str().unwrap().to_string();
 
     let mut seen = std::collections::BTreeMap::new();
     for _ in 0..3 {
@@ -123,7 +124,6 @@ async fn a_registration_that_expires_ends_its_calls() {
     let api = Api::new(gateway.http_addr);
     let token = tokens::for_subscriber(ALICE);
     let mut sink = Sink::start(vec![]).await;
-    assert_eq!(api.subscribe(&token, &sink.url, "t").await.status, 201);
     let registration = api
         .call(
             "POST",
@@ -134,6 +134,7 @@ async fn a_registration_that_expires_ends_its_calls() {
         )
         .await;
     let registration_id = registration.body["registrationId"].as_str().unwrap().to_string();
+    assert_eq!(api.subscribe(&token, &sink.url, "t").await.status, 201);
     let session = api.call_number(&token, &registration_id, ALICE, &format!("tel:{BOB}")).await;
     assert_eq!(session.status, 201);
     let mut statuses = Vec::new();

@@ -2,21 +2,28 @@
 
 use std::sync::Arc;
 
-use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::{CamaraJson, GatewayState, OperationContext, authorize};
+use super::{
+    Authenticated, CamaraJson, CommonErrors, CorrelatorHeader, GatewayState, OperationContext, PathId, authorize,
+};
 use crate::app::Gateway;
 use crate::calls;
 use crate::error::{ApiError, ErrorInfo};
-use crate::model::{MediaSessionCreate, MediaSessionResponse, MediaSessionStatusChange, SdpDescriptor};
+use crate::model::{
+    MediaSessionCreate, MediaSessionResponse, MediaSessionStatusChange, SESSION_STATUSES, SdpDescriptor,
+};
 use crate::store::MediaSession;
 use crate::validate;
 
 const API: &str = "webrtc-call-handling";
+
+/// The statuses a device may ask for with `PUT .../status`: hold and resume its call, or
+/// answer (or decline) an incoming one.
+const REQUESTABLE: [&str; 6] = ["InProgress", "Ringing", "Connected", "Declined", "Hold", "Resume"];
 
 pub fn routes() -> Router<Arc<Gateway>> {
     Router::new()
@@ -54,29 +61,49 @@ fn check(body: &MediaSessionCreate) -> Result<(), ApiError> {
     if !body.offer.sdp.starts_with("v=0") {
         return Err(ApiError::invalid_argument("offer.sdp is not an SDP session description"));
     }
+    if let Some(location) = &body.location_details {
+        validate::location_details("locationDetails", location)?;
+    }
     if body.status.is_some() || body.answer.is_some() {
         return Err(ApiError::invalid_argument("status and answer must not be sent when creating a session"));
     }
     Ok(())
 }
 
-#[utoipa::path(post, path = "/webrtc-call-handling/v0.3/sessions", tag = "webrtc-call-handling", operation_id = "createSession", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("registrationId" = String, Header, description = "The device registration")), request_body = MediaSessionCreate, responses((status = 201, description = "Created; the call is on its way", body = MediaSessionResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Unknown registration", body = ErrorInfo)), security(("openId" = ["webrtc-call-handling:sessions:create"])))]
+#[utoipa::path(
+    post,
+    path = "/webrtc-call-handling/v0.3/sessions",
+    tag = "webrtc-call-handling",
+    operation_id = "createSession",
+    params(CorrelatorHeader, ("registrationId" = String, Header, max_length = 256, description = "The device registration")),
+    request_body = MediaSessionCreate,
+    responses(
+        (status = 201, description = "Created; the call is on its way", body = MediaSessionResponse),
+        CommonErrors,
+        (status = 404, description = "registrationId names no registration of the caller", body = ErrorInfo),
+        (status = 415, description = "The body is not JSON", body = ErrorInfo),
+        (status = 503, description = "The network side cannot take the call now", body = ErrorInfo),
+    ),
+    security(("openId" = ["webrtc-call-handling:sessions:create"]))
+)]
 pub(super) async fn create(
     gw: GatewayState,
+    auth: Authenticated,
     headers: HeaderMap,
     CamaraJson(body): CamaraJson<MediaSessionCreate>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let registration_id = headers
-        .get("registrationId")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 256)
-        .map(str::to_string)
-        .ok_or_else(|| ApiError::invalid_argument("The registrationId header is required"))?;
+    let registration_id = match headers.get("registrationId") {
+        None => return Err(ApiError::invalid_argument("The registrationId header is required")),
+        Some(v) => {
+            v.to_str().map_err(|_| ApiError::invalid_argument("The registrationId header is not text"))?.to_string()
+        }
+    };
+    validate::id("registrationId", &registration_id)?;
     check(&body)?;
     let mut op = OperationContext::new(API, "createSession", "POST");
     op.fields.registration_id = Some(registration_id.clone());
     op.fields.addresses = vec![body.originator_address.clone(), body.receiver_address.clone()];
-    let caller = authorize(&gw, &headers, op).await?;
+    let caller = authorize(&gw, auth, op).await?;
     let registration = gw
         .store
         .registration(&registration_id, &caller.phone_number)?
@@ -88,54 +115,102 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-#[utoipa::path(get, path = "/webrtc-call-handling/v0.3/sessions/{mediaSessionId}", tag = "webrtc-call-handling", operation_id = "getSessionDetailsById", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("mediaSessionId" = String, Path)), responses((status = 200, description = "The session", body = MediaSessionResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-call-handling:sessions:read"])))]
+#[utoipa::path(
+    get,
+    path = "/webrtc-call-handling/v0.3/sessions/{mediaSessionId}",
+    tag = "webrtc-call-handling",
+    operation_id = "getSessionDetailsById",
+    params(CorrelatorHeader, ("mediaSessionId" = String, Path, max_length = 256)),
+    responses(
+        (status = 200, description = "The session", body = MediaSessionResponse),
+        CommonErrors,
+        (status = 404, description = "Not found", body = ErrorInfo),
+    ),
+    security(("openId" = ["webrtc-call-handling:sessions:read"]))
+)]
 pub(super) async fn read(
     gw: GatewayState,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    auth: Authenticated,
+    PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut op = OperationContext::new(API, "getSessionDetailsById", "GET");
     op.path_ids.push(("mediaSessionId", &id));
-    let caller = authorize(&gw, &headers, op).await?;
+    let caller = authorize(&gw, auth, op).await?;
     let session =
         gw.store.session(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))?;
     Ok(Json(response(&session)))
 }
 
-#[utoipa::path(delete, path = "/webrtc-call-handling/v0.3/sessions/{mediaSessionId}", tag = "webrtc-call-handling", operation_id = "deleteSessionById", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("mediaSessionId" = String, Path)), responses((status = 204, description = "Ended (BYE or CANCEL)"), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-call-handling:sessions:delete"])))]
+#[utoipa::path(
+    delete,
+    path = "/webrtc-call-handling/v0.3/sessions/{mediaSessionId}",
+    tag = "webrtc-call-handling",
+    operation_id = "deleteSessionById",
+    params(CorrelatorHeader, ("mediaSessionId" = String, Path, max_length = 256)),
+    responses(
+        (status = 204, description = "Ended (BYE or CANCEL)"),
+        CommonErrors,
+        (status = 404, description = "Not found", body = ErrorInfo),
+    ),
+    security(("openId" = ["webrtc-call-handling:sessions:delete"]))
+)]
 pub(super) async fn remove(
     gw: GatewayState,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    auth: Authenticated,
+    PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut op = OperationContext::new(API, "deleteSessionById", "DELETE");
     op.path_ids.push(("mediaSessionId", &id));
-    let caller = authorize(&gw, &headers, op).await?;
+    let caller = authorize(&gw, auth, op).await?;
     let session =
         gw.store.session(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))?;
     calls::end_call(&gw, &session).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(put, path = "/webrtc-call-handling/v0.3/sessions/{mediaSessionId}/status", tag = "webrtc-call-handling", operation_id = "updateSessionStatus", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("mediaSessionId" = String, Path)), request_body = MediaSessionStatusChange, responses((status = 200, description = "The session after the change", body = MediaSessionResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-call-handling:sessions:write"])))]
+#[utoipa::path(
+    put,
+    path = "/webrtc-call-handling/v0.3/sessions/{mediaSessionId}/status",
+    tag = "webrtc-call-handling",
+    operation_id = "updateSessionStatus",
+    params(CorrelatorHeader, ("mediaSessionId" = String, Path, max_length = 256)),
+    request_body = MediaSessionStatusChange,
+    responses(
+        (status = 200, description = "The session after the change", body = MediaSessionResponse),
+        CommonErrors,
+        (status = 404, description = "Not found", body = ErrorInfo),
+        (status = 409, description = "The session cannot take this status now", body = ErrorInfo),
+        (status = 415, description = "The body is not JSON", body = ErrorInfo),
+    ),
+    security(("openId" = ["webrtc-call-handling:sessions:write"]))
+)]
 pub(super) async fn update_status(
     gw: GatewayState,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    auth: Authenticated,
+    PathId(id): PathId,
     CamaraJson(body): CamaraJson<MediaSessionStatusChange>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if !matches!(body.status.as_str(), "Hold" | "Resume" | "InProgress" | "Ringing" | "Connected" | "Declined") {
+    if !SESSION_STATUSES.contains(&body.status.as_str()) {
+        return Err(ApiError::invalid_argument(format!("status {:?} is not a SessionStatus", body.status)));
+    }
+    if !REQUESTABLE.contains(&body.status.as_str()) {
         return Err(ApiError::invalid_argument(format!(
-            "status {:?} cannot be requested; InProgress, Ringing, Connected, Declined, Hold and Resume can",
-            body.status
+            "status {:?} cannot be requested; {} can",
+            body.status,
+            REQUESTABLE.join(", ")
         )));
     }
-    if let Some(answer) = &body.answer {
-        validate::max_len("answer.sdp", &answer.sdp, 65536)?;
+    for (field, sdp) in [("offer.sdp", &body.offer), ("answer.sdp", &body.answer)] {
+        if let Some(sdp) = sdp {
+            validate::max_len(field, &sdp.sdp, 65536)?;
+        }
+    }
+    if let Some(location) = &body.location_details {
+        validate::location_details("locationDetails", location)?;
     }
     let mut op = OperationContext::new(API, "updateSessionStatus", "PUT");
     op.path_ids.push(("mediaSessionId", &id));
-    let caller = authorize(&gw, &headers, op).await?;
+    let caller = authorize(&gw, auth, op).await?;
     let session =
         gw.store.session(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))?;
     let session = match body.status.as_str() {

@@ -2,21 +2,22 @@
 
 use std::sync::Arc;
 
-use axum::extract::Path;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
 
-use super::{CamaraJson, GatewayState, OperationContext, authorize};
+use super::{
+    Authenticated, CamaraJson, CommonErrors, CorrelatorHeader, GatewayState, OperationContext, PathId, authorize,
+};
 use crate::app::Gateway;
 use crate::error::{ApiError, ErrorInfo};
 use crate::model::{
-    SinkCredential, SubscriptionConfig, SubscriptionDetail, SubscriptionRequest, SubscriptionResponse,
-    SubscriptionUpdate,
+    SinkCredential, SubscriptionAsync, SubscriptionConfig, SubscriptionDetail, SubscriptionRequest,
+    SubscriptionResponse, SubscriptionUpdate,
 };
-use crate::notify::{GatewayEvent, SUBSCRIBABLE_TYPES};
+use crate::notify::{GatewayEvent, SESSION_INVITATION, SESSION_STATUS, SUBSCRIBABLE_TYPES};
 use crate::store::SinkCredential as StoredCredential;
 use crate::store::Subscription;
 use crate::validate;
@@ -47,7 +48,14 @@ fn response(s: &Subscription) -> SubscriptionResponse {
     }
 }
 
-fn check(body: &SubscriptionRequest) -> Result<Option<chrono::DateTime<Utc>>, ApiError> {
+/// What a subscription request asks for, once its own fields are checked.
+struct Checked {
+    expires_at: Option<chrono::DateTime<Utc>>,
+    sink_credential: Option<StoredCredential>,
+}
+
+/// The checks of the request's own fields, before the caller is known.
+fn check(body: &SubscriptionRequest) -> Result<Checked, ApiError> {
     if body.protocol != "HTTP" {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PROTOCOL", "Only HTTP is supported"));
     }
@@ -59,41 +67,75 @@ fn check(body: &SubscriptionRequest) -> Result<Option<chrono::DateTime<Utc>>, Ap
         return Err(ApiError::invalid_argument(format!("unknown event type {t:?}")));
     }
     validate::uuid("config.subscriptionDetail.deviceId", &body.config.subscription_detail.device_id)?;
-    if let Some(c) = &body.sink_credential {
-        check_credential(c)?;
+    if let Some(n) = body.config.subscription_max_events
+        && !(1..=1_000_000).contains(&n)
+    {
+        return Err(ApiError::out_of_range("config.subscriptionMaxEvents must be between 1 and 1000000"));
     }
-    body.config
+    let sink_credential = body.sink_credential.as_ref().map(check_credential).transpose()?;
+    let expires_at = body
+        .config
         .subscription_expire_time
         .as_deref()
-        .map(|t| validate::date_time("config.subscriptionExpireTime", t))
-        .transpose()
+        .map(|t| validate::future_date_time("config.subscriptionExpireTime", t))
+        .transpose()?;
+    Ok(Checked { expires_at, sink_credential })
 }
 
+/// `AccessTokenCredential`, in the order of its schema: the credential type (the discriminator)
+/// first, then the members it requires.
 fn check_credential(c: &SinkCredential) -> Result<StoredCredential, ApiError> {
     if c.credential_type != "ACCESSTOKEN" {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_CREDENTIAL", "Only Access token is supported"));
     }
-    if c.access_token_type != "bearer" {
+    let required = |name: &str, value: &Option<String>| {
+        value.clone().ok_or_else(|| ApiError::invalid_argument(format!("sinkCredential.{name} is required")))
+    };
+    let access_token = required("accessToken", &c.access_token)?;
+    let expires = required("accessTokenExpiresUtc", &c.access_token_expires_utc)?;
+    if required("accessTokenType", &c.access_token_type)? != "bearer" {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_TOKEN", "Only bearer token is supported"));
     }
-    validate::max_len("sinkCredential.accessToken", &c.access_token, 8192)?;
-    let expires_at = validate::date_time("sinkCredential.accessTokenExpiresUtc", &c.access_token_expires_utc)?;
-    Ok(StoredCredential { access_token: c.access_token.clone(), expires_at })
+    validate::max_len("sinkCredential.accessToken", &access_token, 8192)?;
+    let expires_at = validate::date_time("sinkCredential.accessTokenExpiresUtc", &expires)?;
+    Ok(StoredCredential { access_token, expires_at })
 }
 
-#[utoipa::path(get, path = "/webrtc-events/v0.2/subscriptions", tag = "webrtc-events", operation_id = "retrieveNotificationChannelSubscriptionList", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response")), responses((status = 200, description = "The caller's subscriptions", body = Vec<SubscriptionResponse>), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo)), security(("openId" = ["webrtc-events:read"])))]
-pub(super) async fn list(gw: GatewayState, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/webrtc-events/v0.2/subscriptions",
+    tag = "webrtc-events",
+    operation_id = "retrieveNotificationChannelSubscriptionList",
+    params(CorrelatorHeader),
+    responses((status = 200, description = "The caller's subscriptions", body = Vec<SubscriptionResponse>), CommonErrors),
+    security(("openId" = ["webrtc-events:read"]))
+)]
+pub(super) async fn list(gw: GatewayState, auth: Authenticated) -> Result<impl IntoResponse, ApiError> {
     let op = OperationContext::new(API, "retrieveNotificationChannelSubscriptionList", "GET");
-    let caller = authorize(&gw, &headers, op).await?;
+    let caller = authorize(&gw, auth, op).await?;
     let found: Vec<_> = gw.store.subscriptions_of(&caller.phone_number)?.iter().map(response).collect();
     Ok(Json(found))
 }
 
-#[utoipa::path(put, path = "/webrtc-events/v0.2/subscriptions/{subscriptionId}", tag = "webrtc-events", operation_id = "updateNotificationChannelSubscription", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("subscriptionId" = String, Path)), request_body = SubscriptionUpdate, responses((status = 200, description = "Refreshed", body = SubscriptionResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-events:update"])))]
+#[utoipa::path(
+    put,
+    path = "/webrtc-events/v0.2/subscriptions/{subscriptionId}",
+    tag = "webrtc-events",
+    operation_id = "updateNotificationChannelSubscription",
+    params(CorrelatorHeader, ("subscriptionId" = String, Path, max_length = 256)),
+    request_body = SubscriptionUpdate,
+    responses(
+        (status = 200, description = "Refreshed", body = SubscriptionResponse),
+        CommonErrors,
+        (status = 404, description = "Not found", body = ErrorInfo),
+        (status = 415, description = "The body is not JSON", body = ErrorInfo),
+    ),
+    security(("openId" = ["webrtc-events:update"]))
+)]
 pub(super) async fn update(
     gw: GatewayState,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    auth: Authenticated,
+    PathId(id): PathId,
     CamaraJson(body): CamaraJson<SubscriptionUpdate>,
 ) -> Result<impl IntoResponse, ApiError> {
     let credential = body.sink_credential.as_ref().map(check_credential).transpose()?;
@@ -104,8 +146,11 @@ pub(super) async fn update(
     let expires_at = config
         .subscription_expire_time
         .as_deref()
-        .map(|t| validate::date_time("config.subscriptionExpireTime", t))
+        .map(|t| validate::future_date_time("config.subscriptionExpireTime", t))
         .transpose()?;
+    if let Some(detail) = &config.subscription_detail {
+        validate::uuid("config.subscriptionDetail.deviceId", &detail.device_id)?;
+    }
     if body.sink_credential.is_none() && expires_at.is_none() {
         return Err(ApiError::invalid_argument(
             "Nothing to update: give sinkCredential and/or config.subscriptionExpireTime",
@@ -113,7 +158,7 @@ pub(super) async fn update(
     }
     let mut op = OperationContext::new(API, "updateNotificationChannelSubscription", "PUT");
     op.path_ids.push(("subscriptionId", &id));
-    let caller = authorize(&gw, &headers, op).await?;
+    let caller = authorize(&gw, auth, op).await?;
     let current = gw
         .store
         .subscription(&id, &caller.phone_number)?
@@ -136,13 +181,38 @@ pub(super) async fn update(
     Ok(Json(response(&updated)))
 }
 
-#[utoipa::path(post, path = "/webrtc-events/v0.2/subscriptions", tag = "webrtc-events", operation_id = "createNotificationChannelSubscription", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response")), request_body = SubscriptionRequest, responses((status = 201, description = "Created", body = SubscriptionResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo)), security(("openId" = ["webrtc-events:org.camaraproject.webrtc-events.v0.session-status:create", "webrtc-events:org.camaraproject.webrtc-events.v0.session-invitation:create", "webrtc-events:org.camaraproject.webrtc-events.v0.registration-ends:create"])))]
+/// The event types that need a registration of the device: `WebrtcSubscriptionDetail` says
+/// session-invitation and session-status require "a `deviceId` related to a valid
+/// registration"; registration-ends does not.
+const NEED_REGISTRATION: [&str; 2] = [SESSION_STATUS, SESSION_INVITATION];
+
+#[utoipa::path(
+    post,
+    path = "/webrtc-events/v0.2/subscriptions",
+    tag = "webrtc-events",
+    operation_id = "createNotificationChannelSubscription",
+    params(CorrelatorHeader),
+    request_body = SubscriptionRequest,
+    responses(
+        (status = 201, description = "Created", body = SubscriptionResponse),
+        CommonErrors,
+        (status = 415, description = "The body is not JSON", body = ErrorInfo),
+        (status = 422, description = "SERVICE_NOT_APPLICABLE: session-status and session-invitation need a registration of the device by the caller", body = ErrorInfo),
+    ),
+    security(("openId" = ["webrtc-events:org.camaraproject.webrtc-events.v0.session-status:create", "webrtc-events:org.camaraproject.webrtc-events.v0.session-invitation:create", "webrtc-events:org.camaraproject.webrtc-events.v0.registration-ends:create"]))
+)]
 pub(super) async fn create(
     gw: GatewayState,
-    headers: HeaderMap,
+    auth: Authenticated,
     CamaraJson(body): CamaraJson<SubscriptionRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let expires_at = check(&body)?;
+    let Checked { expires_at, sink_credential } = check(&body)?;
+    let device_id = body.config.subscription_detail.device_id.clone();
+    let mut op = OperationContext::new(API, "createNotificationChannelSubscription", "POST");
+    op.fields.device_id = Some(device_id.clone());
+    op.fields.event_types = body.types.clone();
+    let caller = authorize(&gw, auth, op).await?;
+    // Where the sink resolves is looked up for authorized callers only.
     if !gw.notifier.is_own_relay_sink(&body.sink) {
         gw.config
             .notifications
@@ -151,15 +221,20 @@ pub(super) async fn create(
             .await
             .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_SINK", why))?;
     }
-    let mut op = OperationContext::new(API, "createNotificationChannelSubscription", "POST");
-    op.fields.device_id = Some(body.config.subscription_detail.device_id.clone());
-    op.fields.event_types = body.types.clone();
-    let caller = authorize(&gw, &headers, op).await?;
-    let sink_credential = body.sink_credential.as_ref().map(check_credential).transpose()?;
+    let now = Utc::now();
+    if body.types.iter().any(|t| NEED_REGISTRATION.contains(&t.as_str()))
+        && !gw.store.registrations_of(&caller.phone_number, Some(&device_id))?.iter().any(|r| r.expires_at > now)
+    {
+        return Err(ApiError::unprocessable(
+            "SERVICE_NOT_APPLICABLE",
+            "The service is not available for the provided identifier: \
+             session-status and session-invitation need a registration of this deviceId",
+        ));
+    }
     let subscription = Subscription {
         id: uuid::Uuid::new_v4().to_string(),
         owner_phone_number: caller.phone_number,
-        device_id: body.config.subscription_detail.device_id.clone(),
+        device_id,
         sink: body.sink,
         sink_credential,
         types: body.types,
@@ -171,15 +246,27 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(response(&subscription))))
 }
 
-#[utoipa::path(get, path = "/webrtc-events/v0.2/subscriptions/{subscriptionId}", tag = "webrtc-events", operation_id = "retrieveNotificationChannelSubscription", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("subscriptionId" = String, Path)), responses((status = 200, description = "The subscription", body = SubscriptionResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-events:read"])))]
+#[utoipa::path(
+    get,
+    path = "/webrtc-events/v0.2/subscriptions/{subscriptionId}",
+    tag = "webrtc-events",
+    operation_id = "retrieveNotificationChannelSubscription",
+    params(CorrelatorHeader, ("subscriptionId" = String, Path, max_length = 256)),
+    responses(
+        (status = 200, description = "The subscription", body = SubscriptionResponse),
+        CommonErrors,
+        (status = 404, description = "Not found", body = ErrorInfo),
+    ),
+    security(("openId" = ["webrtc-events:read"]))
+)]
 pub(super) async fn read(
     gw: GatewayState,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    auth: Authenticated,
+    PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut op = OperationContext::new(API, "retrieveNotificationChannelSubscription", "GET");
     op.path_ids.push(("subscriptionId", &id));
-    let caller = authorize(&gw, &headers, op).await?;
+    let caller = authorize(&gw, auth, op).await?;
     let s = gw
         .store
         .subscription(&id, &caller.phone_number)?
@@ -187,15 +274,27 @@ pub(super) async fn read(
     Ok(Json(response(&s)))
 }
 
-#[utoipa::path(delete, path = "/webrtc-events/v0.2/subscriptions/{subscriptionId}", tag = "webrtc-events", operation_id = "deleteNotificationChannelSubscription", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("subscriptionId" = String, Path)), responses((status = 202, description = "Deleted; subscription-ended follows"), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-events:delete"])))]
+#[utoipa::path(
+    delete,
+    path = "/webrtc-events/v0.2/subscriptions/{subscriptionId}",
+    tag = "webrtc-events",
+    operation_id = "deleteNotificationChannelSubscription",
+    params(CorrelatorHeader, ("subscriptionId" = String, Path, max_length = 256)),
+    responses(
+        (status = 202, description = "Deleted; subscription-ended follows", body = SubscriptionAsync),
+        CommonErrors,
+        (status = 404, description = "Not found", body = ErrorInfo),
+    ),
+    security(("openId" = ["webrtc-events:delete"]))
+)]
 pub(super) async fn remove(
     gw: GatewayState,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    auth: Authenticated,
+    PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut op = OperationContext::new(API, "deleteNotificationChannelSubscription", "DELETE");
     op.path_ids.push(("subscriptionId", &id));
-    let caller = authorize(&gw, &headers, op).await?;
+    let caller = authorize(&gw, auth, op).await?;
     let s = gw
         .store
         .remove_subscription(&id, &caller.phone_number)?
@@ -203,5 +302,5 @@ pub(super) async fn remove(
     let event = GatewayEvent::subscription_ended(&s, "SUBSCRIPTION_DELETED", "Subscription deleted by client request");
     gw.notifier.publish(event, std::slice::from_ref(&s)).await;
     gw.notifier.close(&s.id);
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": s.id }))))
+    Ok((StatusCode::ACCEPTED, Json(SubscriptionAsync { id: s.id })))
 }

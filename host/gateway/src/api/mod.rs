@@ -10,7 +10,8 @@ mod registration;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -21,7 +22,7 @@ use camara_plugin_host::mapping::CamaraError;
 use serde::de::DeserializeOwned;
 
 use crate::app::Gateway;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorInfo};
 use crate::validate;
 
 pub fn router(gw: Arc<Gateway>) -> Router {
@@ -60,24 +61,125 @@ async fn correlator(request: Request, next: Next) -> Response {
     response
 }
 
-/// `Json` whose rejections are CAMARA errors.
+/// `Json` whose rejections are CAMARA errors: no body at all is `400`, a body that is not
+/// `application/json` (or `+json`) is `415`, one that does not parse into `T` is `400`.
 pub struct CamaraJson<T>(pub T);
+
+/// The body of a request, read once: whether it was declared JSON, and its bytes.
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(Option<bool>, axum::body::Bytes), ApiError> {
+    use axum::http::header::CONTENT_TYPE;
+    let declared = req.headers().get(CONTENT_TYPE).map(|v| {
+        let essence = v.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    });
+    let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+        ApiError::new(
+            e.status(),
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE { "PAYLOAD_TOO_LARGE" } else { "INVALID_ARGUMENT" },
+            e.body_text(),
+        )
+    })?;
+    Ok((declared, bytes))
+}
+
+fn parse_body<T: DeserializeOwned>(declared: Option<bool>, bytes: &[u8]) -> Result<T, ApiError> {
+    match declared {
+        None if bytes.is_empty() => Err(ApiError::invalid_argument("A JSON request body is required")),
+        None | Some(false) => Err(ApiError::unsupported_media_type()),
+        Some(true) => Json::<T>::from_bytes(bytes)
+            .map(|Json(v)| v)
+            .map_err(|e| ApiError::invalid_argument(format!("Invalid request body: {}", e.body_text()))),
+    }
+}
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for CamaraJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        use axum::extract::rejection::JsonRejection;
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(CamaraJson(v)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UNSUPPORTED_MEDIA_TYPE",
-                "The request body must be application/json",
-            )),
-            Err(e) => Err(ApiError::invalid_argument(format!("Invalid request body: {}", e.body_text()))),
-        }
+        let (declared, bytes) = read_body(req, state).await?;
+        parse_body(declared, &bytes).map(CamaraJson)
     }
+}
+
+/// For an operation whose request body is optional: no body and no content type is `None`.
+impl<S: Send + Sync, T: DeserializeOwned> OptionalFromRequest<S> for CamaraJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, ApiError> {
+        let (declared, bytes) = read_body(req, state).await?;
+        if declared.is_none() && bytes.is_empty() {
+            return Ok(None);
+        }
+        parse_body(declared, &bytes).map(|v| Some(CamaraJson(v)))
+    }
+}
+
+/// An identifier from the path (`registrationId`, `mediaSessionId`, `subscriptionId`): at most
+/// 256 characters, as the schemas say; a malformed path is a CAMARA error too.
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(id) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::invalid_argument(format!("Invalid path: {}", e.body_text())))?;
+        validate::id("The identifier in the path", &id)?;
+        Ok(PathId(id))
+    }
+}
+
+/// The query string as name-value pairs (a malformed one is a CAMARA error, not axum's text).
+pub struct QueryPairs(pub Vec<(String, String)>);
+
+impl QueryPairs {
+    /// The only value of `name`: `None` when absent, an error when given twice.
+    pub fn single(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        let mut values = self.0.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(ApiError::invalid_argument(format!("The {name} query parameter is given more than once")));
+        }
+        Ok(first)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        Ok(QueryPairs(url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()))
+    }
+}
+
+/// The `x-correlator` request header of every operation, for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct CorrelatorHeader {
+    /// Correlation id for the different services; echoed on the response.
+    #[param(rename = "x-correlator", pattern = r"^[a-zA-Z0-9-_:;.\/<>{}]{0,256}$", max_length = 256)]
+    x_correlator: Option<String>,
+}
+
+/// The error answers every operation may give, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum CommonErrors {
+    /// Invalid argument (`INVALID_ARGUMENT`, `OUT_OF_RANGE`, or a code of the operation)
+    #[response(status = 400)]
+    BadRequest(ErrorInfo),
+    /// Unauthenticated: missing, invalid or expired access token
+    #[response(status = 401)]
+    Unauthenticated(ErrorInfo),
+    /// Permission denied, or a token inconsistent with the request
+    #[response(status = 403)]
+    Forbidden(ErrorInfo),
+    /// Too many requests from this client
+    #[response(status = 429)]
+    TooManyRequests(ErrorInfo),
 }
 
 /// The caller, once the token is verified and the policy allowed the operation.
@@ -111,8 +213,23 @@ impl OperationContext<'_> {
     }
 }
 
-/// Verifies the bearer token and asks the authorization plugin.
-pub async fn authorize(gw: &Gateway, headers: &HeaderMap, op: OperationContext<'_>) -> Result<Caller, ApiError> {
+/// A request whose bearer token is verified and within its client's rate limit. An operation
+/// takes it before its body, so that a request without a valid token is `401` whatever it
+/// carries, and nothing of it is read or checked first.
+pub struct Authenticated {
+    claims: TokenClaims,
+}
+
+impl FromRequestParts<Arc<Gateway>> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, gw: &Arc<Gateway>) -> Result<Self, ApiError> {
+        authenticate(gw, &parts.headers).await
+    }
+}
+
+/// Verifies the bearer token and applies the client's rate limit.
+async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Authenticated, ApiError> {
     let token = headers
         .get("authorization")
         .and_then(|v: &HeaderValue| v.to_str().ok())
@@ -154,6 +271,11 @@ pub async fn authorize(gw: &Gateway, headers: &HeaderMap, op: OperationContext<'
             "Rate limit reached for this client; retry later",
         ));
     }
+    Ok(Authenticated { claims })
+}
+
+/// Asks the authorization plugin whether the authenticated caller may do `op`.
+pub async fn authorize(gw: &Gateway, auth: Authenticated, op: OperationContext<'_>) -> Result<Caller, ApiError> {
     let request = AuthorizationRequest {
         operation: Operation {
             api: op.api.into(),
@@ -168,7 +290,7 @@ pub async fn authorize(gw: &Gateway, headers: &HeaderMap, op: OperationContext<'
                 })
                 .collect(),
         },
-        claims,
+        claims: auth.claims,
         request: op.fields,
     };
     match gw.plugins.authorization.authorize(&request).await? {

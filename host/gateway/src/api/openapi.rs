@@ -33,7 +33,7 @@ pub const PATH: &str = "/openapi.json";
         super::events::remove,
     ),
     components(schemas(crate::error::ErrorInfo)),
-    modifiers(&OpenIdScheme)
+    modifiers(&OpenIdScheme, &OptionalBodies)
 )]
 struct ApiDoc;
 
@@ -46,6 +46,24 @@ impl utoipa::Modify for OpenIdScheme {
             "openId",
             SecurityScheme::OpenIdConnect(OpenIdConnect::new("/.well-known/openid-configuration")),
         );
+    }
+}
+
+/// The request bodies the CAMARA files do not mark `required` and the gateway serves without
+/// (utoipa marks every typed body required).
+struct OptionalBodies;
+
+impl utoipa::Modify for OptionalBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let update = openapi
+            .paths
+            .paths
+            .get_mut("/webrtc-registration/v0.3/sessions/{registrationId}")
+            .and_then(|item| item.put.as_mut())
+            .and_then(|operation| operation.request_body.as_mut());
+        if let Some(utoipa::openapi::RefOr::T(body)) = update {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
     }
 }
 
@@ -74,4 +92,21 @@ pub fn document(api: &ApiConfig) -> utoipa::openapi::OpenApi {
 
 pub(super) async fn serve(gw: GatewayState) -> Json<utoipa::openapi::OpenApi> {
     Json(document(&gw.config.api))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The document states the patterns the gateway enforces.
+    #[test]
+    fn the_documented_patterns_are_the_enforced_ones() {
+        let doc = serde_json::to_value(document(&ApiConfig::default())).unwrap();
+        assert_eq!(doc["components"]["schemas"]["Address"]["pattern"], crate::validate::ADDRESS_PATTERN);
+        let create = &doc["paths"]["/webrtc-call-handling/v0.3/sessions"]["post"];
+        let correlator = create["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "x-correlator").unwrap();
+        assert_eq!(correlator["schema"]["pattern"], crate::validate::CORRELATOR_PATTERN);
+        let update = &doc["paths"]["/webrtc-registration/v0.3/sessions/{registrationId}"]["put"];
+        assert_eq!(update["requestBody"]["required"], false, "the body of a registration refresh is optional");
+    }
 }

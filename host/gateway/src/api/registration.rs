@@ -3,14 +3,16 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use camara_plugin_host::mapping::RegistrationRequest as MappingRequest;
 use chrono::{Duration, Utc};
 
-use super::{CamaraJson, GatewayState, OperationContext, authorize};
+use super::{
+    Authenticated, CamaraJson, CommonErrors, CorrelatorHeader, GatewayState, OperationContext, PathId, QueryPairs,
+    authorize,
+};
 use crate::app::Gateway;
 use crate::config::RegistrationPolicy;
 use crate::error::{ApiError, ErrorInfo};
@@ -34,10 +36,24 @@ fn response(r: &Registration) -> RegistrationResponse {
     }
 }
 
-#[utoipa::path(post, path = "/webrtc-registration/v0.3/sessions", tag = "webrtc-registration", operation_id = "createRegistration", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response")), request_body = RegistrationRequest, responses((status = 201, description = "Registered", body = RegistrationResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 409, description = "Already registered", body = ErrorInfo)), security(("openId" = ["webrtc-registration:sessions:create"])))]
+#[utoipa::path(
+    post,
+    path = "/webrtc-registration/v0.3/sessions",
+    tag = "webrtc-registration",
+    operation_id = "createRegistration",
+    params(CorrelatorHeader),
+    request_body = RegistrationRequest,
+    responses(
+        (status = 201, description = "Registered", body = RegistrationResponse),
+        CommonErrors,
+        (status = 409, description = "Already registered (ALREADY_EXISTS)", body = ErrorInfo),
+        (status = 415, description = "The body is not JSON", body = ErrorInfo),
+    ),
+    security(("openId" = ["webrtc-registration:sessions:create"]))
+)]
 pub(super) async fn create(
     gw: GatewayState,
-    headers: HeaderMap,
+    auth: Authenticated,
     CamaraJson(body): CamaraJson<RegistrationRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     validate::uuid("deviceId", &body.device_id)?;
@@ -48,7 +64,7 @@ pub(super) async fn create(
         .transpose()?;
     let mut op = OperationContext::new(API, "createRegistration", "POST");
     op.fields.device_id = Some(body.device_id.clone());
-    let caller = authorize(&gw, &headers, op).await?;
+    let caller = authorize(&gw, auth, op).await?;
 
     let expires_at = expiry(&gw.config.registration, requested)?;
     let registration = Registration {
@@ -107,36 +123,58 @@ fn expiry(
     }
 }
 
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct ListQuery {
-    device_id: Option<String>,
-}
-
-#[utoipa::path(get, path = "/webrtc-registration/v0.3/sessions", tag = "webrtc-registration", operation_id = "getRegistrationsByDeviceId", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("deviceId" = String, Query, description = "The device")), responses((status = 200, description = "The caller's registrations of the device", body = Vec<RegistrationResponse>), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo)), security(("openId" = ["webrtc-registration:sessions:read"])))]
+#[utoipa::path(
+    get,
+    path = "/webrtc-registration/v0.3/sessions",
+    tag = "webrtc-registration",
+    operation_id = "getRegistrationsByDeviceId",
+    params(CorrelatorHeader, ("deviceId" = String, Query, format = "uuid", max_length = 36, description = "The device")),
+    responses(
+        (status = 200, description = "The caller's registrations of the device", body = Vec<RegistrationResponse>),
+        CommonErrors,
+    ),
+    security(("openId" = ["webrtc-registration:sessions:read"]))
+)]
 pub(super) async fn list(
     gw: GatewayState,
-    headers: HeaderMap,
-    Query(query): Query<ListQuery>,
+    auth: Authenticated,
+    query: QueryPairs,
 ) -> Result<impl IntoResponse, ApiError> {
-    let device_id =
-        query.device_id.ok_or_else(|| ApiError::invalid_argument("The deviceId query parameter is required"))?;
+    let device_id = query
+        .single("deviceId")?
+        .ok_or_else(|| ApiError::invalid_argument("The deviceId query parameter is required"))?
+        .to_string();
     validate::uuid("deviceId", &device_id)?;
     let mut op = OperationContext::new(API, "getRegistrationsByDeviceId", "GET");
     op.fields.device_id = Some(device_id.clone());
-    let caller = authorize(&gw, &headers, op).await?;
+    let caller = authorize(&gw, auth, op).await?;
     let found: Vec<_> =
         gw.store.registrations_of(&caller.phone_number, Some(&device_id))?.iter().map(response).collect();
     Ok(axum::Json(found))
 }
 
-#[utoipa::path(put, path = "/webrtc-registration/v0.3/sessions/{registrationId}", tag = "webrtc-registration", operation_id = "updateRegistrationById", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("registrationId" = String, Path)), request_body = RegistrationUpdate, responses((status = 200, description = "Refreshed", body = RegistrationResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-registration:sessions:write"])))]
+#[utoipa::path(
+    put,
+    path = "/webrtc-registration/v0.3/sessions/{registrationId}",
+    tag = "webrtc-registration",
+    operation_id = "updateRegistrationById",
+    params(CorrelatorHeader, ("registrationId" = String, Path, max_length = 256)),
+    request_body(content = RegistrationUpdate, description = "Optional (as in the CAMARA file): without a body the operator's default lifetime applies"),
+    responses(
+        (status = 200, description = "Refreshed", body = RegistrationResponse),
+        CommonErrors,
+        (status = 404, description = "Not found", body = ErrorInfo),
+        (status = 415, description = "The body is not JSON", body = ErrorInfo),
+    ),
+    security(("openId" = ["webrtc-registration:sessions:write"]))
+)]
 pub(super) async fn update(
     gw: GatewayState,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    CamaraJson(body): CamaraJson<RegistrationUpdate>,
+    auth: Authenticated,
+    PathId(id): PathId,
+    body: Option<CamaraJson<RegistrationUpdate>>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let body = body.map(|CamaraJson(b)| b).unwrap_or_default();
     let requested = body
         .registration_expire_time
         .as_deref()
@@ -145,7 +183,7 @@ pub(super) async fn update(
     let mut op = OperationContext::new(API, "updateRegistrationById", "PUT");
     op.path_ids.push(("registrationId", &id));
     op.fields.registration_id = Some(id.clone());
-    let caller = authorize(&gw, &headers, op).await?;
+    let caller = authorize(&gw, auth, op).await?;
     let expires_at = expiry(&gw.config.registration, requested)?;
     let registration = gw
         .store
@@ -154,16 +192,28 @@ pub(super) async fn update(
     Ok(axum::Json(response(&registration)))
 }
 
-#[utoipa::path(get, path = "/webrtc-registration/v0.3/sessions/{registrationId}", tag = "webrtc-registration", operation_id = "getRegistrationById", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("registrationId" = String, Path)), responses((status = 200, description = "The registration", body = RegistrationResponse), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-registration:sessions:read"])))]
+#[utoipa::path(
+    get,
+    path = "/webrtc-registration/v0.3/sessions/{registrationId}",
+    tag = "webrtc-registration",
+    operation_id = "getRegistrationById",
+    params(CorrelatorHeader, ("registrationId" = String, Path, max_length = 256)),
+    responses(
+        (status = 200, description = "The registration", body = RegistrationResponse),
+        CommonErrors,
+        (status = 404, description = "Not found", body = ErrorInfo),
+    ),
+    security(("openId" = ["webrtc-registration:sessions:read"]))
+)]
 pub(super) async fn read(
     gw: GatewayState,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    auth: Authenticated,
+    PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut op = OperationContext::new(API, "getRegistrationById", "GET");
     op.path_ids.push(("registrationId", &id));
     op.fields.registration_id = Some(id.clone());
-    let caller = authorize(&gw, &headers, op).await?;
+    let caller = authorize(&gw, auth, op).await?;
     let registration = gw
         .store
         .registration(&id, &caller.phone_number)?
@@ -171,16 +221,28 @@ pub(super) async fn read(
     Ok(axum::Json(response(&registration)))
 }
 
-#[utoipa::path(delete, path = "/webrtc-registration/v0.3/sessions/{registrationId}", tag = "webrtc-registration", operation_id = "deleteRegistrationById", params(("x-correlator" = Option<String>, Header, description = "Correlation id, echoed on the response"), ("registrationId" = String, Path)), responses((status = 204, description = "Deleted"), (status = 400, description = "Invalid argument", body = ErrorInfo), (status = 401, description = "Unauthenticated", body = ErrorInfo), (status = 403, description = "Permission denied", body = ErrorInfo), (status = 404, description = "Not found", body = ErrorInfo)), security(("openId" = ["webrtc-registration:sessions:delete"])))]
+#[utoipa::path(
+    delete,
+    path = "/webrtc-registration/v0.3/sessions/{registrationId}",
+    tag = "webrtc-registration",
+    operation_id = "deleteRegistrationById",
+    params(CorrelatorHeader, ("registrationId" = String, Path, max_length = 256)),
+    responses(
+        (status = 204, description = "Deleted"),
+        CommonErrors,
+        (status = 404, description = "Not found", body = ErrorInfo),
+    ),
+    security(("openId" = ["webrtc-registration:sessions:delete"]))
+)]
 pub(super) async fn remove(
     gw: GatewayState,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    auth: Authenticated,
+    PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut op = OperationContext::new(API, "deleteRegistrationById", "DELETE");
     op.path_ids.push(("registrationId", &id));
     op.fields.registration_id = Some(id.clone());
-    let caller = authorize(&gw, &headers, op).await?;
+    let caller = authorize(&gw, auth, op).await?;
     gw.store
         .remove_registration(&id, &caller.phone_number)?
         .ok_or_else(|| ApiError::not_found("Registration not found"))?;
