@@ -141,7 +141,8 @@ pub async fn on_event(gw: &Gateway, binding: &str, event: RegistrationEvent) {
         }
         (RegistrationEvent::Unregistered, _) => gw.bindings.forget(binding),
         _ => {
-            let _ = gw.bindings.channel(binding).send(Some(event));
+            // `send` drops the value when nobody subscribed yet; the waiter may subscribe later.
+            gw.bindings.channel(binding).send_replace(Some(event));
         }
     }
 }

@@ -1,0 +1,336 @@
+//! Interop with a real SIP registrar and proxy: Kamailio (Debian's package), started here on a
+//! free loopback port with `tests/kamailio/kamailio.cfg` (no database: one digest account in the
+//! config, an in-memory location table, record-routing).
+//!
+//! - `sip-account` registration: the gateway's REGISTER is challenged (401, digest, MD5 and
+//!   SHA-256), answered, and saved in Kamailio's location table; deleting the registration
+//!   removes the binding (un-REGISTER).
+//! - a call from the network: sipp calls the number's address of record at Kamailio, which looks
+//!   it up and relays the INVITE to the gateway's registered Contact; the device is invited
+//!   (`session-invitation`) and declines; 603 goes back through Kamailio to sipp. Or it answers
+//!   (a real WebRTC answer from the aiortc peer): the gateway's 200 echoes Kamailio's
+//!   Record-Route, and sipp's ACK and BYE reach the gateway through Kamailio.
+//! - a call from the device: the gateway sends the INVITE to Kamailio (`[sip] next_hop`), which
+//!   record-routes it to a sipp UAS; the call connects, and the ACK and the BYE of the dialog
+//!   follow the route set through Kamailio. (INVITEs are not challenged: the gateway answers
+//!   401/407 only for REGISTER.)
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use camara_gateway::config::{RegistrarConfig, SipAccount, SipTransportName};
+use camara_gateway_tests::*;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(15);
+const DOMAIN: &str = "operator.test";
+const PASSWORD: &str = "kamailio-secret";
+
+fn kamailio_binary() -> Option<PathBuf> {
+    ["/usr/sbin/kamailio", "/usr/local/sbin/kamailio"].into_iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+/// A Kamailio process in the foreground (`-DD -E`), stopped with SIGTERM (which also ends its
+/// children) when dropped.
+struct Kamailio {
+    addr: SocketAddr,
+    child: std::process::Child,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Kamailio {
+    /// Starts Kamailio with the digest `algorithm` for REGISTER, relaying INVITEs for `BOB` to
+    /// `uas` (the network side).
+    async fn start(algorithm: &str, uas: Option<SocketAddr>) -> Kamailio {
+        let dir = TempDir::new("kamailio");
+        let port = free_port();
+        let template = std::fs::read_to_string(repo_root().join("tests/kamailio/kamailio.cfg")).unwrap();
+        let config = template
+            .replace("@PORT@", &port.to_string())
+            .replace("@DOMAIN@", DOMAIN)
+            .replace("@ALGORITHM@", algorithm)
+            .replace("@USERNAME@", ALICE)
+            .replace("@PASSWORD@", PASSWORD)
+            .replace("@UAS_USER@", BOB)
+            .replace("@UAS_ADDR@", &uas.map_or_else(|| "127.0.0.1:9".to_string(), |a| a.to_string()));
+        let config_file = dir.0.join("kamailio.cfg");
+        std::fs::write(&config_file, config).unwrap();
+        let log = dir.0.join("kamailio.log");
+        let child = std::process::Command::new(kamailio_binary().expect("kamailio installed"))
+            .args(["-DD", "-E", "-m", "32", "-M", "4", "-f"])
+            .arg(&config_file)
+            .arg("-Y")
+            .arg(&dir.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("kamailio starts");
+        let mut kamailio = Kamailio { addr: SocketAddr::from(([127, 0, 0, 1], port)), child, log, _dir: dir };
+        // Ready once its UDP socket is bound and its workers started.
+        for _ in 0..100 {
+            if let Ok(Some(status)) = kamailio.child.try_wait() {
+                panic!("kamailio exited ({status}):\n{}", kamailio.log());
+            }
+            if std::net::UdpSocket::bind(kamailio.addr).is_err() {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return kamailio;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("kamailio did not bind {}:\n{}", kamailio.addr, kamailio.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The lines of our `xlog` in the route script (prefixed `KAM`).
+    fn script_lines(&self) -> Vec<String> {
+        self.log().lines().filter(|l| l.contains("<script>")).map(str::to_string).collect()
+    }
+
+    fn stop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+            for _ in 0..50 {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn installed() -> bool {
+    peer_installed("sipp", sipp_available())
+        && peer_installed("kamailio (tests/install-peers.sh)", kamailio_binary().is_some())
+}
+
+/// A gateway in `sip-account` mode whose registrar and next hop are `kamailio`.
+async fn gateway_behind(kamailio: &Kamailio) -> camara_gateway::app::RunningGateway {
+    init_logs();
+    let mut config = gateway_config(Some(kamailio.addr), SipTransportName::Udp);
+    let mapping = &mut config.plugins.api_mapping.config;
+    mapping.insert("registration-mode".into(), "sip-account".into());
+    mapping.insert("home-domain".into(), DOMAIN.into());
+    mapping.insert("network-domain".into(), DOMAIN.into());
+    config.sip.registrar = Some(RegistrarConfig {
+        address: kamailio.addr,
+        transport: SipTransportName::Udp,
+        domain: DOMAIN.into(),
+        expires_seconds: 3600,
+        answer_timeout_ms: 10_000,
+    });
+    config.sip.accounts.insert(ALICE.into(), SipAccount { username: ALICE.into(), password: PASSWORD.into() });
+    camara_gateway::start(config).await.expect("gateway starts")
+}
+
+async fn next_data(sink: &mut Sink, kind: &str, kamailio: &Kamailio) -> Value {
+    let Ok(event) = tokio::time::timeout(WAIT, sink.next(2 * WAIT)).await else {
+        panic!("no {kind} event in time; kamailio's log:\n{}", kamailio.log());
+    };
+    assert_eq!(event.body["type"], kind, "{}", event.body);
+    event.body["data"].clone()
+}
+
+/// Register (digest with `algorithm`), be called through Kamailio, decline, unregister; then
+/// Kamailio itself refuses the next call with 404.
+async fn registered_and_called_through_kamailio(algorithm: &str) {
+    if !installed() {
+        return;
+    }
+    let kamailio = Kamailio::start(algorithm, None).await;
+    let gateway = gateway_behind(&kamailio).await;
+    let api = Api::new(gateway.http_addr);
+    let mut sink = Sink::start(vec![]).await;
+    let token = tokens::for_subscriber(ALICE);
+
+    // A wrong password would be a 401 loop; Kamailio accepts only the configured account.
+    let registration = api.register(&token).await;
+    assert_eq!(registration.status, 201, "{:?}\n{}", registration.body, kamailio.log());
+    let registration_id = registration.body["registrationId"].as_str().unwrap().to_string();
+    assert_eq!(api.subscribe(&token, &sink.url, "sink-secret").await.status, 201);
+    let script = kamailio.script_lines();
+    assert!(script.iter().any(|l| l.contains("challenging REGISTER")), "{}", kamailio.log());
+    assert!(script.iter().any(|l| l.contains("authenticated, saving the location")), "{script:#?}");
+    if algorithm == "MD5" {
+        assert!(
+            script.iter().any(|l| l.contains("authorization: Digest") && l.contains("algorithm=MD5")),
+            "{script:#?}"
+        );
+    }
+    if algorithm == "SHA-256" {
+        // The 401 offered SHA-256 only, and the gateway's answer used it.
+        assert!(
+            script.iter().any(|l| l.contains("authorization: Digest") && l.contains("algorithm=SHA-256")),
+            "{script:#?}"
+        );
+    }
+
+    let caller = Sipp::uac("tests/kamailio/uac_declined.xml", kamailio.addr, SipTransportName::Udp).await;
+    let invitation = next_data(&mut sink, SESSION_INVITATION, &kamailio).await;
+    assert_eq!(invitation["receiverAddress"], format!("tel:{ALICE}"), "{invitation}");
+    assert_eq!(invitation["originatorAddress"], format!("tel:{BOB}"), "{invitation}");
+    assert!(invitation["offer"]["sdp"].as_str().unwrap().contains("UDP/TLS/RTP/SAVPF"), "{invitation}");
+    let session_id = invitation["mediaSessionId"].as_str().unwrap().to_string();
+    let path = format!("/webrtc-call-handling/v0.3/sessions/{session_id}/status");
+    let declined = api.call("PUT", &path, Some(&token), &[], Some(json!({"status": "Declined"}))).await;
+    assert_eq!((declined.status, declined.body["status"].as_str()), (200, Some("Declined")), "{:?}", declined.body);
+    assert_eq!(next_data(&mut sink, SESSION_STATUS, &kamailio).await["status"], "Declined");
+    let (code, messages, errors) = caller.finish(WAIT).await;
+    assert_eq!(code, 0, "sipp: {errors}\n{messages}\n{}", kamailio.log());
+    let script = kamailio.script_lines();
+    assert!(
+        script.iter().any(|l| l.contains(&format!("INVITE to the registered contact sip:{ALICE}@127.0.0.1:"))),
+        "{script:#?}"
+    );
+
+    let deleted = api
+        .call("DELETE", &format!("/webrtc-registration/v0.3/sessions/{registration_id}"), Some(&token), &[], None)
+        .await;
+    assert_eq!(deleted.status, 204);
+    // The un-REGISTER (Expires: 0, authenticated) removes the binding: Kamailio then answers
+    // the next call itself with 404 (not the gateway, which would also refuse it).
+    let unregistered = |k: &Kamailio| k.script_lines().iter().any(|l| l.contains("saving the location (expires 0)"));
+    for _ in 0..100 {
+        if unregistered(&kamailio) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(unregistered(&kamailio), "no un-REGISTER:\n{}", kamailio.log());
+    let not_registered = |k: &Kamailio| k.script_lines().iter().any(|l| l.contains("is not registered"));
+    for _ in 0..20 {
+        let caller = Sipp::uac("tests/kamailio/uac_not_found.xml", kamailio.addr, SipTransportName::Udp).await;
+        let (code, _, _) = caller.finish(WAIT).await;
+        if code == 0 && not_registered(&kamailio) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(not_registered(&kamailio), "the binding stayed after the un-REGISTER:\n{}", kamailio.log());
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kamailio_challenges_the_register_with_md5_and_routes_a_call_to_the_gateway() {
+    registered_and_called_through_kamailio("MD5").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kamailio_challenges_the_register_with_sha256_and_routes_a_call_to_the_gateway() {
+    registered_and_called_through_kamailio("SHA-256").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_from_the_device_goes_through_kamailio_and_its_dialog_follows_the_record_route() {
+    if !installed() {
+        return;
+    }
+    let callee = Sipp::uas("tests/kamailio/uas_call.xml", SipTransportName::Udp).await;
+    let kamailio = Kamailio::start("MD5", Some(callee.addr)).await;
+    let gateway = gateway_behind(&kamailio).await;
+    let api = Api::new(gateway.http_addr);
+    let mut sink = Sink::start(vec![]).await;
+    let token = tokens::for_subscriber(ALICE);
+    let registration = api.register(&token).await;
+    assert_eq!(registration.status, 201, "{:?}\n{}", registration.body, kamailio.log());
+    let registration_id = registration.body["registrationId"].as_str().unwrap().to_string();
+    assert_eq!(api.subscribe(&token, &sink.url, "sink-secret").await.status, 201);
+
+    let session = api.call_number(&token, &registration_id, ALICE, &format!("tel:{BOB}")).await;
+    assert_eq!(session.status, 201, "{:?}", session.body);
+    let session_id = session.body["mediaSessionId"].as_str().unwrap().to_string();
+    let mut statuses = Vec::new();
+    while statuses.last().map(String::as_str) != Some("Connected") {
+        let data = next_data(&mut sink, SESSION_STATUS, &kamailio).await;
+        statuses.push(data["status"].as_str().unwrap().to_string());
+        assert!(statuses.len() < 5, "{statuses:?}\n{}", kamailio.log());
+    }
+    // No 183 from this callee: 180 is Ringing, 200 Connected.
+    assert_eq!(statuses, ["Ringing", "Connected"]);
+
+    let path = format!("/webrtc-call-handling/v0.3/sessions/{session_id}");
+    assert_eq!(api.call("DELETE", &path, Some(&token), &[], None).await.status, 204);
+    let ended = next_data(&mut sink, SESSION_STATUS, &kamailio).await;
+    assert_eq!(ended["status"], "Terminated", "{ended}");
+
+    let (code, messages, errors) = callee.finish(WAIT).await;
+    assert_eq!(code, 0, "sipp: {errors}\n{messages}\n{}", kamailio.log());
+    let seen = received_start_lines(&messages);
+    let methods: Vec<&str> = seen.iter().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(methods, ["INVITE", "ACK", "BYE"], "{seen:?}");
+    let kamailio_via = format!("SIP/2.0/UDP {}", kamailio.addr);
+    for method in ["INVITE", "ACK", "BYE"] {
+        let message = received_message(&messages, method).unwrap();
+        let vias: Vec<&str> = message.lines().filter(|l| l.to_ascii_lowercase().starts_with("via:")).collect();
+        // Kamailio's Via on top of the gateway's: the request came through the proxy.
+        assert!(vias.len() == 2 && vias[0].contains(&kamailio_via), "{method}: {vias:?}\n{message}");
+    }
+    let invite = received_message(&messages, "INVITE").unwrap();
+    assert!(invite.starts_with(&format!("INVITE sip:{BOB}@{DOMAIN};user=phone SIP/2.0")), "{invite}");
+    assert!(invite.contains(&format!("From: \"Alice\" <sip:{ALICE}@{DOMAIN};user=phone>;tag=")), "{invite}");
+    let script = kamailio.script_lines();
+    for method in ["ACK", "BYE"] {
+        assert!(script.iter().any(|l| l.contains(&format!("in-dialog {method} loose-routed"))), "{script:#?}");
+    }
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_answers_a_call_routed_by_kamailio_and_the_callers_bye_follows_the_record_route() {
+    if !installed() || !peer_installed("the aiortc peer", WebRtcPeer::available()) {
+        return;
+    }
+    let kamailio = Kamailio::start("MD5", None).await;
+    let gateway = gateway_behind(&kamailio).await;
+    let api = Api::new(gateway.http_addr);
+    let mut sink = Sink::start(vec![]).await;
+    let token = tokens::for_subscriber(ALICE);
+    let registration = api.register(&token).await;
+    assert_eq!(registration.status, 201, "{:?}\n{}", registration.body, kamailio.log());
+    assert_eq!(api.subscribe(&token, &sink.url, "sink-secret").await.status, 201);
+
+    let caller = Sipp::uac("tests/kamailio/uac_answered.xml", kamailio.addr, SipTransportName::Udp).await;
+    let invitation = next_data(&mut sink, SESSION_INVITATION, &kamailio).await;
+    let session_id = invitation["mediaSessionId"].as_str().unwrap().to_string();
+    let mut peer = WebRtcPeer::start(&["--role", "answer", "--codec", "any", "--tone", "700"]);
+    peer.send(json!({"cmd": "offer", "sdp": invitation["offer"]["sdp"]})).await;
+    let answer = peer.expect("answer", WAIT).await["sdp"].as_str().unwrap().to_string();
+    let path = format!("/webrtc-call-handling/v0.3/sessions/{session_id}/status");
+    let connected = api
+        .call("PUT", &path, Some(&token), &[], Some(json!({"status": "Connected", "answer": {"sdp": answer}})))
+        .await;
+    assert_eq!(connected.status, 200, "{:?}", connected.body);
+    assert_eq!(next_data(&mut sink, SESSION_STATUS, &kamailio).await["status"], "Connected");
+
+    // sipp hangs up after 1.5 s, its BYE routed by Kamailio's Record-Route.
+    let ended = next_data(&mut sink, SESSION_STATUS, &kamailio).await;
+    assert_eq!(ended["status"], "Terminated", "{ended}");
+    let (code, messages, errors) = caller.finish(WAIT).await;
+    assert_eq!(code, 0, "sipp: {errors}\n{messages}\n{}", kamailio.log());
+    let ok = messages
+        .split("----------------------------------------------- ")
+        .find(|block| block.contains("message received") && block.contains("SIP/2.0 200") && block.contains("INVITE"))
+        .unwrap_or_else(|| panic!("no 200 to the INVITE: {messages}"));
+    assert!(ok.contains(&format!("Record-Route: <sip:{};lr", kamailio.addr)), "{ok}");
+    let script = kamailio.script_lines();
+    for method in ["ACK", "BYE"] {
+        assert!(script.iter().any(|l| l.contains(&format!("in-dialog {method} loose-routed"))), "{script:#?}");
+    }
+    peer.close().await;
+    gateway.stop().await;
+}
