@@ -100,7 +100,7 @@ impl MediaAnchor {
         });
         let tasks = vec![
             tokio::spawn(network_to_device(session.rtp.clone(), session.relay.clone(), session.track.clone())),
-            tokio::spawn(rtcp_reports(Arc::new(rtcp), session.rtp.clone(), session.relay.clone())),
+            tokio::spawn(rtcp_reports(rtcp, session.relay.clone())),
             tokio::spawn(watch_media(session.clone_weak(), self.config.media_timeout, self.events.clone())),
         ];
         lock(&session.tasks).extend(tasks);
@@ -430,16 +430,21 @@ async fn device_to_network(track: Arc<TrackRemote>, rtp: Arc<UdpSocket>, relay: 
 
 /// RTCP on the network leg: drains what the network sends and reports our stream every 5 s
 /// (RFC 3550 6.4.1 sender reports) to the RTCP port next to the network's RTP port.
-async fn rtcp_reports(rtcp: Arc<UdpSocket>, _rtp: Arc<UdpSocket>, relay: Arc<Mutex<Relay>>) {
-    let receiver = rtcp.clone();
-    let drain = tokio::spawn(async move {
-        let mut buf = vec![0u8; 1500];
-        while receiver.recv_from(&mut buf).await.is_ok() {}
-    });
+async fn rtcp_reports(rtcp: UdpSocket, relay: Arc<Mutex<Relay>>) {
+    // One task owns the socket, so aborting it (the session's close) frees the port.
+    let mut buf = vec![0u8; 1500];
     let mut interval = tokio::time::interval(Duration::from_secs(5));
     interval.tick().await;
     loop {
-        interval.tick().await;
+        tokio::select! {
+            received = rtcp.recv_from(&mut buf) => {
+                if received.is_err() {
+                    return;
+                }
+                continue;
+            }
+            _ = interval.tick() => {}
+        }
         let (destination, report) = {
             let relay = lock(&relay);
             let stats = relay.stats();
@@ -461,9 +466,6 @@ async fn rtcp_reports(rtcp: Arc<UdpSocket>, _rtp: Arc<UdpSocket>, relay: Arc<Mut
         };
         if let Ok(bytes) = report.marshal() {
             let _ = rtcp.send_to(&bytes, destination).await;
-        }
-        if drain.is_finished() {
-            return;
         }
     }
 }

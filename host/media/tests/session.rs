@@ -68,3 +68,20 @@ async fn an_offer_the_network_cannot_take_is_refused_before_any_port_is_used() {
     assert!(session.bridge().unwrap().transcodes());
     session.close().await;
 }
+
+#[tokio::test]
+async fn a_closed_session_gives_its_rtp_and_rtcp_ports_back() {
+    let (events, _) = tokio::sync::mpsc::unbounded_channel();
+    // Room for exactly one session: ports 42000 (RTP) and 42001 (RTCP).
+    let config = MediaConfig { rtp_ports: (42000, 42000), ..Default::default() };
+    let anchor = MediaAnchor::new(config, events);
+    let (first, _) = anchor.outgoing("a", DEVICE_OFFER).await.unwrap();
+    assert_eq!(first.network_port(), 42000);
+    assert!(anchor.outgoing("b", DEVICE_OFFER).await.is_err(), "the only pair is taken");
+    first.close().await;
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (second, _) = anchor.outgoing("c", DEVICE_OFFER).await.expect("the ports came back");
+    assert_eq!(second.network_port(), 42000);
+    second.close().await;
+}
