@@ -70,3 +70,21 @@ async fn the_demo_endpoint_calls_the_device_on_request() {
     assert_eq!((bad.status, bad.body["code"].as_str()), (400, Some("INVALID_ARGUMENT")), "{:?}", bad.body);
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_oauth_server_is_not_served_next_to_a_real_issuer() {
+    init_logs();
+    let discovery = "/oauth/.well-known/openid-configuration";
+    let mut config = gateway_config(None, SipTransportName::Udp);
+    config.oauth_server.enabled = true;
+    // `[auth]` trusts the test JWKS (another issuer), as a production configuration would.
+    let gateway = camara_gateway::start(config).await.expect("gateway starts");
+    assert_eq!(Api::new(gateway.http_addr).try_call("GET", discovery).await, Some(404));
+    gateway.stop().await;
+    let mut config = gateway_config(None, SipTransportName::Udp);
+    config.oauth_server.enabled = true;
+    config.auth = Default::default();
+    let gateway = camara_gateway::start(config).await.expect("gateway starts");
+    assert_eq!(Api::new(gateway.http_addr).try_call("GET", discovery).await, Some(200));
+    gateway.stop().await;
+}

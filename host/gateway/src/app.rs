@@ -104,8 +104,15 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
                 config.auth.audiences = vec![server.audience().to_string()];
             }
             tracing::info!(issuer = server.issuer(), "tokens come from the built-in OAuth server");
+            Some(server)
+        } else if config.auth.issuer.as_deref() == Some(server.issuer()) {
+            Some(server)
+        } else {
+            // `[auth]` trusts another issuer: the demo provider (with its demo users) is not
+            // served next to a real one, whatever the defaults say.
+            tracing::info!("[auth] names another issuer: the built-in OAuth server is not served");
+            None
         }
-        Some(server)
     } else {
         None
     };
