@@ -220,6 +220,7 @@ fn is_list_header(name: &str) -> bool {
 
 /// Parses one complete SIP message (a datagram, or one framed stream message).
 pub fn parse(data: &[u8]) -> Result<Message, ParseError> {
+    check_head_characters(data)?;
     let parsed = rsip::SipMessage::try_from(data).map_err(|e| ParseError::Syntax(e.to_string()))?;
     // rsip reads any three characters u16 accepts ("000", "+99", "999"); RFC 3261 s.7.2 allows 1xx-6xx.
     if let rsip::SipMessage::Response(r) = &parsed
@@ -272,6 +273,28 @@ pub fn parse(data: &[u8]) -> Result<Message, ParseError> {
             body,
         }),
     })
+}
+
+/// RFC 3261 s.25.1: no control characters in the start line and headers but HTAB and the CRLF
+/// ending each line. rsip lets them through inside values (a bare LF included), and the state
+/// machines copy header values into what they send (a Contact becomes a request-URI, a
+/// Record-Route a Route), so they are refused here rather than echoed.
+fn check_head_characters(data: &[u8]) -> Result<(), ParseError> {
+    let head_end = data.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(data.len());
+    let head = &data[..head_end];
+    for (i, &byte) in head.iter().enumerate() {
+        let allowed = match byte {
+            b'\t' => true,
+            b'\r' => head.get(i + 1).is_none_or(|next| *next == b'\n'),
+            b'\n' => i > 0 && head[i - 1] == b'\r',
+            0..=0x1f | 0x7f => false,
+            _ => true,
+        };
+        if !allowed {
+            return Err(ParseError::Syntax(format!("control character 0x{byte:02x} in the message head at byte {i}")));
+        }
+    }
+    Ok(())
 }
 
 fn raw_reason_phrase(data: &[u8]) -> Option<String> {
@@ -606,6 +629,41 @@ mod tests {
         let raw = "SIP/2.0 200 OK\r\nContent-Length: 10\r\n\r\nabc";
         assert!(matches!(parse(raw.as_bytes()), Err(ParseError::Truncated { .. })));
         assert!(matches!(parse(b"\x00\x01garbage"), Err(ParseError::Syntax(_))));
+    }
+
+    /// Found by the `parse_message` fuzz target: rsip took "000" as status 0, which serialised
+    /// as "SIP/2.0 0 OK" that nothing parses back (and would have reached the INVITE
+    /// transaction as a provisional response).
+    #[test]
+    fn rejects_status_codes_outside_1xx_to_6xx() {
+        for status in ["000", "099", "+99", "700", "999"] {
+            let raw = format!(
+                "SIP/2.0 {status} OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n\r\n"
+            );
+            assert!(matches!(parse(raw.as_bytes()), Err(ParseError::Syntax(_))), "{status}");
+        }
+        for status in ["100", "699"] {
+            let raw = format!("SIP/2.0 {status} X\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n\r\n");
+            let Ok(message) = parse(raw.as_bytes()) else { panic!("{status}") };
+            assert!(parse(&message.to_bytes()).is_ok(), "{status}");
+        }
+    }
+
+    /// Found by the `endpoint_input` fuzz target: a 2xx whose Contact had a control character
+    /// (`<sip:+81...@gw.example.com:50\x110;transport=udp>`) was accepted, and that Contact
+    /// became the request-URI of the ACK, which no parser (ours included) reads back. A bare LF
+    /// in a value would have gone on the wire the same way.
+    #[test]
+    fn rejects_control_characters_in_the_head() {
+        let ok = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nTo: <sip:b@h>;\ttag=1\r\n\
+                  Contact: <sip:+818000000001@gw.example.com:5060;transport=udp>\r\nl: 3\r\n\r\na\x00\n";
+        assert!(parse(ok.as_bytes()).is_ok());
+        for bad in ["\x11", "\x00", "\n", "\r", "\nX-Evil: 1", "\x7f", "\x1b"] {
+            let raw = ok.replace(":5060;", &format!(":50{bad}60;"));
+            assert!(matches!(parse(raw.as_bytes()), Err(ParseError::Syntax(_))), "{bad:?}");
+        }
+        assert!(parse(b"OPTIONS sip:a\x01b@h SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n").is_err());
+        assert!(parse(b"SIP/2.0 200 O\x00K\r\nVia: SIP/2.0/UDP h\r\n\r\n").is_err());
     }
 
     #[test]
