@@ -51,14 +51,6 @@ impl MediaSessions {
             media.close().await;
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Answers the network's offers inside calls (its hold and resume) from the call's media,

@@ -200,10 +200,6 @@ impl Relay {
         self.network_direction = direction;
     }
 
-    pub fn network_direction(&self) -> Direction {
-        self.network_direction
-    }
-
     pub fn network_destination(&self) -> Option<SocketAddr> {
         self.latch.learned.or(self.latch.signalled)
     }
