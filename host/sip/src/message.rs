@@ -220,7 +220,6 @@ fn is_list_header(name: &str) -> bool {
 
 /// Parses one complete SIP message (a datagram, or one framed stream message).
 pub fn parse(data: &[u8]) -> Result<Message, ParseError> {
-    check_head_characters(data)?;
     let parsed = rsip::SipMessage::try_from(data).map_err(|e| ParseError::Syntax(e.to_string()))?;
     // rsip reads any three characters u16 accepts ("000", "+99", "999"); RFC 3261 s.7.2 allows 1xx-6xx.
     if let rsip::SipMessage::Response(r) = &parsed
@@ -232,6 +231,7 @@ pub fn parse(data: &[u8]) -> Result<Message, ParseError> {
         rsip::SipMessage::Request(r) => (&r.headers, r.body.clone()),
         rsip::SipMessage::Response(r) => (&r.headers, r.body.clone()),
     };
+    check_head(&data[..data.len().saturating_sub(body.len())])?;
 
     let mut headers = Headers::default();
     let mut content_length = None;
@@ -275,18 +275,24 @@ pub fn parse(data: &[u8]) -> Result<Message, ParseError> {
     })
 }
 
-/// RFC 3261 s.25.1: no control characters in the start line and headers but HTAB and the CRLF
-/// ending each line. rsip lets them through inside values (a bare LF included), and the state
-/// machines copy header values into what they send (a Contact becomes a request-URI, a
-/// Record-Route a Route), so they are refused here rather than echoed.
-fn check_head_characters(data: &[u8]) -> Result<(), ParseError> {
-    let head_end = data.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(data.len());
-    let head = &data[..head_end];
-    for (i, &byte) in head.iter().enumerate() {
+/// What rsip took as the start line and headers (`head`, up to the body) must end at the first
+/// empty line and hold no control characters but HTAB and the CRLF ending each line (RFC 3261
+/// s.7, s.25.1). rsip lets through values with a bare LF or other control characters, a message
+/// without the empty line (its headers after the first became the body), and a request-URI
+/// running over an empty line; the state machines copy header values into what they send (a
+/// Contact becomes a request-URI, a Record-Route a Route), so such messages are refused here.
+fn check_head(head: &[u8]) -> Result<(), ParseError> {
+    let Some(lines) = head.strip_suffix(b"\r\n\r\n") else {
+        return Err(ParseError::Syntax("no empty line after the headers".into()));
+    };
+    if lines.windows(4).any(|w| w == b"\r\n\r\n") {
+        return Err(ParseError::Syntax("empty line inside the message head".into()));
+    }
+    for (i, &byte) in lines.iter().enumerate() {
         let allowed = match byte {
             b'\t' => true,
-            b'\r' => head.get(i + 1).is_none_or(|next| *next == b'\n'),
-            b'\n' => i > 0 && head[i - 1] == b'\r',
+            b'\r' => lines.get(i + 1) == Some(&b'\n'),
+            b'\n' => i > 0 && lines[i - 1] == b'\r',
             0..=0x1f | 0x7f => false,
             _ => true,
         };
@@ -664,6 +670,23 @@ mod tests {
         }
         assert!(parse(b"OPTIONS sip:a\x01b@h SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n").is_err());
         assert!(parse(b"SIP/2.0 200 O\x00K\r\nVia: SIP/2.0/UDP h\r\n\r\n").is_err());
+        assert!(parse(b"OPTIONS sip:a@h SIP/2.0\r\n\r\n").is_ok());
+    }
+
+    /// Found by the `parse_message` fuzz target: rsip read `sip:gw.exa\r\n\r\n.c/m` as the
+    /// request-URI, then headers with control characters after it (which went back in the Via of
+    /// the 400). And without an empty line, rsip takes the first header line as the only header
+    /// and the rest as the body.
+    #[test]
+    fn the_head_ends_at_the_first_empty_line() {
+        let raw = b"OPTIONS sip:gw.exa\r\n\r\n.c/m SIP/2.0\r\nVi`:\x1f\x1fl-ID: c1\r\nCSet: <sip:+8\r\n\r\n";
+        assert!(matches!(parse(raw), Err(ParseError::Syntax(_))));
+        let raw = b"OPTIONS sip:gw.exa\r\n\r\n.c/m SIP/2.0\r\nCall-ID: c1\r\n\r\n";
+        assert!(matches!(parse(raw), Err(ParseError::Syntax(_))));
+        let raw = b"OPTIONS sip:a@h SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nCall-ID: c1\r\nContent-Length: 0\r\n";
+        assert!(matches!(parse(raw), Err(ParseError::Syntax(_))));
+        let raw = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\nCall-ID: c1\r\n\r\nv=0\r\n\r\nx";
+        assert!(parse(raw).is_ok(), "an empty line in the body is the body's business");
     }
 
     #[test]
