@@ -12,8 +12,8 @@
 //!   Record-Route, and sipp's ACK and BYE reach the gateway through Kamailio.
 //! - a call from the device: the gateway sends the INVITE to Kamailio (`[sip] next_hop`), which
 //!   record-routes it to a sipp UAS; the call connects, and the ACK and the BYE of the dialog
-//!   follow the route set through Kamailio. (INVITEs are not challenged: the gateway answers
-//!   401/407 only for REGISTER.)
+//!   follow the route set through Kamailio. Kamailio challenges the INVITE first (407, proxy
+//!   authentication) and the gateway answers it with the number's account.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -284,6 +284,11 @@ async fn a_call_from_the_device_goes_through_kamailio_and_its_dialog_follows_the
     assert!(invite.starts_with(&format!("INVITE sip:{BOB}@{DOMAIN};user=phone SIP/2.0")), "{invite}");
     assert!(invite.contains(&format!("From: \"Alice\" <sip:{ALICE}@{DOMAIN};user=phone>;tag=")), "{invite}");
     let script = kamailio.script_lines();
+    // The proxy challenged the INVITE (407) and the gateway answered with the account's credentials.
+    let challenged = script.iter().position(|l| l.contains("challenging INVITE of"));
+    let authenticated = script.iter().position(|l| l.contains("INVITE of") && l.contains("authenticated"));
+    assert!(challenged.is_some() && authenticated > challenged, "{script:#?}");
+    assert!(!invite.to_ascii_lowercase().contains("proxy-authorization"), "consumed by the proxy: {invite}");
     for method in ["ACK", "BYE"] {
         assert!(script.iter().any(|l| l.contains(&format!("in-dialog {method} loose-routed"))), "{script:#?}");
     }

@@ -161,6 +161,13 @@ pub async fn place_call(
             SipTransportName::Udp => Transport::Udp,
             SipTransportName::Tcp => Transport::Tcp,
         },
+        credentials: gw
+            .config
+            .sip
+            .accounts
+            .get(phone_number)
+            .or(gw.config.sip.trunk_account.as_ref())
+            .map(|a| camara_sip::Credentials { username: a.username.clone(), password: a.password.clone() }),
     };
     // The session exists before the INVITE leaves, so no response can outrun it.
     let session = MediaSession {

@@ -150,6 +150,9 @@ pub struct SipSettings {
     pub registrar: Option<RegistrarConfig>,
     /// The SIP account of each phone number, for `sip-account` mode, keyed by E.164 number.
     pub accounts: BTreeMap<String, SipAccount>,
+    /// Answers digest challenges to INVITEs of numbers without an account of their own (a trunk
+    /// account in number-range mode); a number's `accounts` entry is used first.
+    pub trunk_account: Option<SipAccount>,
     /// An incoming call the device has not answered after this long is refused with 480.
     pub no_answer_seconds: u64,
 }
@@ -206,6 +209,7 @@ impl Default for SipSettings {
             next_hop_transport: SipTransportName::Udp,
             registrar: None,
             accounts: BTreeMap::new(),
+            trunk_account: None,
             no_answer_seconds: 60,
         }
     }

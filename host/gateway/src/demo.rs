@@ -137,6 +137,7 @@ impl DemoEndpoint {
                 extra_body_parts: vec![],
                 next_hop: gateway,
                 transport: Transport::Udp,
+                credentials: None,
             })
             .await?;
         self.echoes.lock().unwrap_or_else(|e| e.into_inner()).insert(call_id.clone(), echo(socket));

@@ -9,12 +9,13 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::digest::{Challenge, DigestInput, authorization};
 use crate::message::{
     Headers, Message, Method, Request, Response, SipHeaders, Transmit, header_param, name_addr_uri, new_branch,
     random_token, uri_socket_addr,
 };
 use crate::transaction::{ClientOutput, InviteClient, NonInviteClient, TimerConfig};
-use crate::{CallEvent, HangupKind, NameAddr, OutgoingInvite, SipError, Transport};
+use crate::{CallEvent, Credentials, HangupKind, NameAddr, OutgoingInvite, SipError, Transport};
 
 /// Methods this user agent accepts, advertised in Allow.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, UPDATE, PRACK, OPTIONS";
@@ -175,8 +176,23 @@ pub struct UacCall {
     session: Option<SessionTimer>,
     /// The INVITE was already retried after a 422 (RFC 4028 s.7.2).
     retried_422: bool,
+    credentials: Option<Credentials>,
+    /// The answer to each challenge, sent again with every retry of the INVITE.
+    auth_answers: Vec<AuthAnswer>,
     outputs: VecDeque<CallOutput>,
 }
+
+/// An `Authorization` (or, from a proxy, `Proxy-Authorization`) value for one realm.
+#[derive(Debug, Clone)]
+struct AuthAnswer {
+    proxy: bool,
+    realm: String,
+    value: String,
+}
+
+/// A new challenge for a realm already answered means the credentials were refused, unless it
+/// says the nonce was stale; this bounds the stale case too.
+const MAX_INVITE_CHALLENGES: usize = 4;
 
 impl UacCall {
     /// Validates the caller's input and starts the INVITE transaction.
@@ -207,6 +223,8 @@ impl UacCall {
             session_interval: timers.session_expires,
             session: None,
             retried_422: false,
+            credentials: invite.credentials.clone(),
+            auth_answers: Vec::new(),
             outputs: VecDeque::new(),
         };
         call.pump(now);
@@ -665,18 +683,80 @@ impl UacCall {
         };
         self.retried_422 = true;
         self.session_interval = self.session_interval.max(min);
+        let interval = self.session_interval;
+        tracing::info!(call_id = %self.setup.call_id, interval, "422: retrying the INVITE");
+        self.retry_invite(now, |headers| {
+            headers.set_first("Session-Expires", interval.to_string());
+            headers.set_first("Min-SE", min.to_string());
+        });
+        true
+    }
+
+    /// RFC 3261 s.22.2: a 401/407 to the INVITE is answered with the call's credentials, once
+    /// per realm (again only when the server says the nonce was stale).
+    fn retry_with_credentials(&mut self, response: &Response, now: Instant) -> bool {
+        if self.hangup.is_some() || self.phase == CallPhase::Terminated {
+            return false;
+        }
+        let Some(credentials) = self.credentials.clone() else {
+            return false;
+        };
+        let proxy = response.status == 407;
+        let challenge_header = if proxy { "Proxy-Authenticate" } else { "WWW-Authenticate" };
+        let challenge = match Challenge::best(response.headers.get_all(challenge_header)) {
+            Ok(challenge) => challenge,
+            Err(error) => {
+                tracing::warn!(call_id = %self.setup.call_id, status = response.status, "cannot answer the challenge: {error}");
+                return false;
+            }
+        };
+        let seen = self.auth_answers.iter().any(|a| a.proxy == proxy && a.realm == challenge.realm);
+        if (seen && !challenge.stale) || self.auth_answers.len() >= MAX_INVITE_CHALLENGES {
+            tracing::info!(call_id = %self.setup.call_id, realm = %challenge.realm, "INVITE credentials refused");
+            return false;
+        }
+        let uri = self.invite_tx.request().uri.clone();
+        let cnonce = random_token();
+        let value = authorization(
+            &challenge,
+            &DigestInput {
+                username: &credentials.username,
+                password: &credentials.password,
+                method: "INVITE",
+                uri: &uri,
+                nc: 1,
+                cnonce: &cnonce,
+            },
+        );
+        tracing::debug!(call_id = %self.setup.call_id, realm = %challenge.realm, "answering a digest challenge");
+        // A proxy and the far end may both ask: the answers to other realms stay.
+        self.auth_answers.retain(|a| !(a.proxy == proxy && a.realm == challenge.realm));
+        self.auth_answers.push(AuthAnswer { proxy, realm: challenge.realm, value });
+        let answers = self.auth_answers.clone();
+        self.retry_invite(now, |headers| {
+            headers.remove("Authorization");
+            headers.remove("Proxy-Authorization");
+            for answer in answers {
+                let name = if answer.proxy { "Proxy-Authorization" } else { "Authorization" };
+                headers.push(name, answer.value);
+            }
+        });
+        true
+    }
+
+    /// Sends the INVITE again as a new transaction (CSeq + 1, new branch, same Call-ID and tags),
+    /// edited by `edit`, after a failure response the call can recover from.
+    fn retry_invite(&mut self, now: Instant, edit: impl FnOnce(&mut Headers)) {
         let mut request = self.invite_tx.request().clone();
         self.last_cseq += 1;
         let old_cseq = std::mem::replace(&mut self.invite_cseq, self.last_cseq);
         let branch = new_branch();
         request.headers.set_first("Via", self.transport.via(&self.setup.local_host, self.setup.local_port, &branch));
         request.headers.set_first("CSeq", format!("{} INVITE", self.invite_cseq));
-        request.headers.set_first("Session-Expires", self.session_interval.to_string());
-        request.headers.set_first("Min-SE", min.to_string());
-        tracing::info!(call_id = %self.setup.call_id, interval = self.session_interval, "422: retrying the INVITE");
+        edit(&mut request.headers);
         let old_branch = std::mem::replace(&mut self.setup.branch, branch);
         let tx = InviteClient::new(request, self.transport.is_reliable(), self.timers, now);
-        // The answered first INVITE lingers with the re-INVITEs to absorb 422 retransmissions.
+        // The answered INVITE lingers with the re-INVITEs to absorb retransmissions of its response.
         let old = std::mem::replace(&mut self.invite_tx, tx);
         self.reinvites.push(Reinvite {
             cseq: old_cseq,
@@ -689,7 +769,9 @@ impl UacCall {
             sdp: None,
         });
         self.phase = CallPhase::Calling;
-        true
+        // Early dialogs of the refused INVITE are gone with it.
+        self.early_tags.clear();
+        self.rseqs.clear();
     }
 
     /// s.14.1: a 481 or 408 (or a timeout) on a re-INVITE ends the dialog:
@@ -730,6 +812,7 @@ impl UacCall {
             100..=199 if self.phase != CallPhase::Terminated => self.on_provisional(response, now),
             200..=299 => self.on_invite_2xx(response, now),
             422 if self.retry_after_422(&response, now) => {}
+            401 | 407 if self.retry_with_credentials(&response, now) => {}
             300..=699 if self.phase != CallPhase::Terminated => {
                 self.emit(response_event(&response, false));
                 self.terminate();
@@ -1114,6 +1197,7 @@ mod tests {
             extra_body_parts: vec![],
             next_hop: NEXT_HOP.parse().unwrap(),
             transport,
+            credentials: None,
         }
     }
 
@@ -1849,6 +1933,102 @@ mod tests {
         let out = h.respond(again);
         assert_eq!(events(&out).last(), Some(&CallEvent::Terminated));
         assert!(requests(&out).iter().all(|(_, r)| r.method == Method::Ack));
+    }
+
+    fn challenge(invite: &Request, status: u16, realm: &str, nonce: &str, stale: bool) -> Response {
+        let (reason, header) = match status {
+            401 => ("Unauthorized", "WWW-Authenticate"),
+            _ => ("Proxy Authentication Required", "Proxy-Authenticate"),
+        };
+        let mut r = response_to(invite, status, reason, Some("proxy1"));
+        let stale = if stale { ", stale=true" } else { "" };
+        r.headers
+            .push(header, format!("Digest realm=\"{realm}\", nonce=\"{nonce}\", qop=\"auth\", algorithm=MD5{stale}"));
+        r
+    }
+
+    #[test]
+    fn digest_challenges_to_the_invite_are_answered_once_per_realm() {
+        let now = Instant::now();
+        let mut invite = outgoing(Transport::Udp);
+        invite.credentials = Some(Credentials { username: "alice".into(), password: "secret".into() });
+        let mut h = Harness { call: UacCall::new(&invite, setup(), TimerConfig::default(), now).unwrap(), now };
+        let first = requests(&drain(&mut h.call)).remove(0).1;
+        assert_eq!(first.headers.get("Proxy-Authorization"), None);
+
+        // The proxy asks: ACK (by the transaction), then the INVITE again with the answer.
+        let out = h.respond(challenge(&first, 407, "proxy.operator.com", "n1", false));
+        assert!(events(&out).is_empty(), "{out:?}");
+        let sent = requests(&out);
+        let [(_, ack), (_, second)] = sent.as_slice() else { panic!("{out:?}") };
+        assert_eq!((ack.method, ack.headers.get("CSeq")), (Method::Ack, Some("1 ACK")));
+        assert_eq!(second.headers.get("CSeq"), Some("2 INVITE"));
+        assert_eq!(second.headers.get("From"), first.headers.get("From"));
+        assert_eq!(second.headers.get("Call-ID"), first.headers.get("Call-ID"));
+        assert_ne!(second.headers.get("Via"), first.headers.get("Via"));
+        assert_eq!(second.body, first.body);
+        let answer = second.headers.get("Proxy-Authorization").expect("answered");
+        let parsed = |name: &str| {
+            let start = answer.find(&format!("{name}=")).unwrap() + name.len() + 1;
+            answer[start..].split(',').next().unwrap().trim_matches('"').to_string()
+        };
+        let expected = crate::digest::response(
+            &Challenge::parse(r#"Digest realm="proxy.operator.com", nonce="n1", qop="auth""#).unwrap(),
+            &DigestInput {
+                username: "alice",
+                password: "secret",
+                method: "INVITE",
+                uri: &first.uri,
+                nc: 1,
+                cnonce: &parsed("cnonce"),
+            },
+        );
+        assert_eq!(parsed("response"), expected);
+        assert_eq!(parsed("uri"), first.uri);
+
+        // Then the far end asks too (another realm): both answers go in the third INVITE.
+        let out = h.respond(challenge(second, 401, "operator.com", "n2", false));
+        let third = requests(&out).pop().unwrap().1;
+        assert_eq!(third.headers.get("CSeq"), Some("3 INVITE"));
+        assert!(third.headers.get("Proxy-Authorization").is_some_and(|v| v.contains("nonce=\"n1\"")));
+        assert!(third.headers.get("Authorization").is_some_and(|v| v.contains("nonce=\"n2\"")));
+
+        // A stale nonce is answered again, replacing the old answer of that realm.
+        let out = h.respond(challenge(&third, 407, "proxy.operator.com", "n3", true));
+        let fourth = requests(&out).pop().unwrap().1;
+        assert_eq!(fourth.headers.get_all("Proxy-Authorization").count(), 1);
+        assert!(fourth.headers.get("Proxy-Authorization").is_some_and(|v| v.contains("nonce=\"n3\"")));
+
+        // The same realm again without stale: the credentials are wrong; the call fails with it.
+        let out = h.respond(challenge(&fourth, 407, "proxy.operator.com", "n4", false));
+        let events = events(&out);
+        assert!(matches!(events.first(), Some(CallEvent::Response { status: 407, .. })), "{events:?}");
+        assert_eq!(events.last(), Some(&CallEvent::Terminated));
+        assert!(requests(&out).iter().all(|(_, r)| r.method == Method::Ack));
+    }
+
+    #[test]
+    fn a_challenge_without_credentials_ends_the_call() {
+        let (mut h, invite) = Harness::new(Transport::Udp);
+        let out = h.respond(challenge(&invite, 401, "operator.com", "n1", false));
+        assert!(matches!(events(&out).first(), Some(CallEvent::Response { status: 401, .. })));
+        assert_eq!(events(&out).last(), Some(&CallEvent::Terminated));
+    }
+
+    #[test]
+    fn cancel_after_a_challenge_mirrors_the_retried_invite() {
+        let now = Instant::now();
+        let mut invite = outgoing(Transport::Udp);
+        invite.credentials = Some(Credentials { username: "alice".into(), password: "secret".into() });
+        let mut h = Harness { call: UacCall::new(&invite, setup(), TimerConfig::default(), now).unwrap(), now };
+        let first = requests(&drain(&mut h.call)).remove(0).1;
+        let retry = requests(&h.respond(challenge(&first, 407, "proxy.operator.com", "n1", false))).pop().unwrap().1;
+        h.respond(uas_response(&retry, 180, "Ringing", None));
+        h.call.hangup(now).unwrap();
+        let cancel = requests(&drain(&mut h.call)).pop().unwrap().1;
+        assert_eq!(cancel.method, Method::Cancel);
+        assert_eq!(cancel.headers.get("Via"), retry.headers.get("Via"));
+        assert_eq!(cancel.headers.get("CSeq"), Some("2 CANCEL"));
     }
 
     #[test]

@@ -1087,6 +1087,7 @@ mod tests {
                     extra_body_parts: vec![],
                     next_hop: PEER.parse().unwrap(),
                     transport: Transport::Udp,
+                    credentials: None,
                 },
                 now,
             )
@@ -1218,6 +1219,7 @@ mod tests {
             extra_body_parts: vec![],
             next_hop: PEER.parse().unwrap(),
             transport: Transport::Udp,
+            credentials: None,
         }
     }
 

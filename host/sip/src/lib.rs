@@ -118,6 +118,23 @@ pub struct OutgoingInvite {
     /// Where the INVITE is sent (outbound proxy / NNI peer); no DNS is done.
     pub next_hop: SocketAddr,
     pub transport: Transport,
+    /// Answers a 401/407 digest challenge to the INVITE (RFC 3261 s.22.2); none: a challenge
+    /// ends the call like any other failure response.
+    pub credentials: Option<Credentials>,
+}
+
+/// Digest credentials of a SIP account.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// The password stays out of logs.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("username", &self.username).field("password", &"<redacted>").finish()
+    }
 }
 
 /// One part of a `multipart/mixed` message body.

@@ -26,6 +26,7 @@ fn invite(next_hop: SocketAddr, transport: Transport) -> OutgoingInvite {
         extra_body_parts: vec![],
         next_hop,
         transport,
+        credentials: None,
     }
 }
 

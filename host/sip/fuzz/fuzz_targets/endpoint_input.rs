@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use camara_sip::endpoint::{Endpoint, EndpointConfig, Output};
 use camara_sip::message::{Message, Request, SipHeaders, parse};
-use camara_sip::{NameAddr, OfferAnswerer, OutgoingInvite, RegisterRequest, TimerConfig, Transport};
+use camara_sip::{Credentials, NameAddr, OfferAnswerer, OutgoingInvite, RegisterRequest, TimerConfig, Transport};
 use libfuzzer_sys::fuzz_target;
 
 const MAX_STEPS: usize = 48;
@@ -517,6 +517,8 @@ impl Harness {
                     extra_body_parts: vec![],
                     next_hop: next_hop.addr(),
                     transport: transport.get(),
+                    credentials: extras
+                        .then(|| Credentials { username: "alice".into(), password: "secret".into() }),
                 };
                 let _ = self.ep.invite(invite, now);
             }
