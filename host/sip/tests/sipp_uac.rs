@@ -124,6 +124,34 @@ async fn session_refreshed_then_bye(transport: Transport) {
     ua.shutdown().await;
 }
 
+/// A network that challenges the INVITE (401): the call's credentials answer it, sipp checks the
+/// digest with its own `verifyauth`, answers, and the call ends with our BYE. With a wrong
+/// password sipp refuses the retry with 403, which ends the call.
+async fn challenged_call(transport: Transport, password: &str) {
+    if !sipp_available() {
+        return;
+    }
+    let (ua, mut events) = start_ua().await;
+    let sipp = Sipp::start("uas_invite_digest.xml", transport).await;
+    let credentials = camara_sip::Credentials { username: "+818000000001".into(), password: password.into() };
+    let call_id =
+        ua.invite(OutgoingInvite { credentials: Some(credentials), ..invite(sipp.addr, transport) }).await.unwrap();
+    let event = next_event(&mut events, &call_id).await;
+    if password == "secret" {
+        // The 401 is answered, not reported.
+        assert_eq!(status_of(&event), Some((200, false)), "{event:?}");
+        assert_eq!(ua.hangup(&call_id).await.expect("hangup"), HangupKind::Bye);
+        assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated);
+        sipp.assert_success().await;
+    } else {
+        assert_eq!(status_of(&event), Some((403, false)), "{event:?}");
+        assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated);
+        let (success, report) = sipp.finish().await;
+        assert!(!success, "sipp must refuse a wrong digest: {report}");
+    }
+    ua.shutdown().await;
+}
+
 async fn cancelled_call(transport: Transport, hangup_before_ringing: bool) {
     if !sipp_available() {
         return;
@@ -210,4 +238,19 @@ async fn udp_session_timer_refreshed_by_the_gateway() {
 #[tokio::test]
 async fn tcp_session_timer_refreshed_by_the_gateway() {
     session_refreshed_then_bye(Transport::Tcp).await;
+}
+
+#[tokio::test]
+async fn udp_challenged_invite_is_answered_with_digest_credentials() {
+    challenged_call(Transport::Udp, "secret").await;
+}
+
+#[tokio::test]
+async fn tcp_challenged_invite_is_answered_with_digest_credentials() {
+    challenged_call(Transport::Tcp, "secret").await;
+}
+
+#[tokio::test]
+async fn wrong_digest_credentials_end_the_call_with_the_refusal() {
+    challenged_call(Transport::Udp, "not-the-secret").await;
 }

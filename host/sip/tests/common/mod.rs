@@ -96,18 +96,20 @@ impl Sipp {
     }
 
     pub async fn assert_success(self) {
+        let (success, report) = self.finish().await;
+        assert!(success, "sipp failed: {report}");
+    }
+
+    /// Waits for sipp to exit: whether its scenario passed, and its exit status, stderr and error log.
+    pub async fn finish(self) -> (bool, String) {
         let output = tokio::time::timeout(Duration::from_secs(30), self.child.wait_with_output())
             .await
             .expect("sipp did not exit")
             .expect("wait for sipp");
         let errors = std::fs::read_to_string(&self.error_file).unwrap_or_default();
         let _ = std::fs::remove_file(&self.error_file);
-        assert!(
-            output.status.success(),
-            "sipp failed ({}):\n{}\n{errors}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let report = format!("({})\n{}\n{errors}", output.status, String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), report)
     }
 }
 
