@@ -1,24 +1,24 @@
 //! The UAC side of one outgoing call, as a sans-IO state machine.
 //!
-//! A [`UacCall`] owns the INVITE client transaction and every client
-//! transaction sent inside the call (PRACK, CANCEL, BYE, ACK for 2xx). It
-//! turns responses into [`CallEvent`]s and produces the requests RFC 3261 and
-//! RFC 3262 require, addressed to the right hop.
+//! A [`UacCall`] owns the INVITE client transaction and the client transactions of the early
+//! dialogs (PRACK, CANCEL, the BYE of an unwanted fork). It turns responses into [`CallEvent`]s
+//! and produces the requests RFC 3261 and RFC 3262 require, addressed to the right hop. Once a
+//! 2xx confirms the dialog, the requests sent inside it (re-INVITE, UPDATE, BYE) and the session
+//! timer are the [`Dialog`]'s.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::digest::{Challenge, DigestInput, authorization};
+use crate::in_dialog::{Dialog, DialogParts, OfferMethod, SessionTimer, min_se, session_expires};
 use crate::message::{
-    Headers, Message, Method, Request, Response, SipHeaders, Transmit, header_param, name_addr_uri, new_branch,
-    random_token, uri_socket_addr,
+    Headers, Message, Method, Request, Response, SipHeaders, Transmit, name_addr_uri, new_branch, random_token,
 };
 use crate::transaction::{ClientOutput, InviteClient, NonInviteClient, TimerConfig};
 use crate::{CallEvent, Credentials, HangupKind, NameAddr, OutgoingInvite, SipError, Transport};
 
-/// Methods this user agent accepts, advertised in Allow.
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, UPDATE, PRACK, OPTIONS";
+pub use crate::in_dialog::ALLOW;
 
 /// Identifiers and local addressing chosen by the endpoint for a new call.
 #[derive(Debug, Clone)]
@@ -64,7 +64,6 @@ struct Peer {
 enum Purpose {
     Prack,
     Cancel,
-    Bye,
     /// BYE for a 2xx that lost the race against the first one (s.13.2.2.4).
     StrayBye,
 }
@@ -78,108 +77,13 @@ struct ClientTx {
     tx: NonInviteClient,
 }
 
-/// A re-INVITE sent in the confirmed dialog (RFC 3261 s.14.1).
+/// An INVITE transaction replaced by a retry (after a 422 or a digest challenge), kept to
+/// absorb retransmissions of its final response.
 #[derive(Debug)]
-struct Reinvite {
+struct RetiredInvite {
     cseq: u32,
     branch: String,
-    dest: SocketAddr,
     tx: InviteClient,
-    /// A final response was received (the transaction may still absorb retransmissions).
-    answered: bool,
-    /// The ACK for its 2xx, re-sent on each 2xx retransmission.
-    ack: Option<Request>,
-    /// A session refresh (RFC 4028) sent by the call itself: its outcome is not reported.
-    refresh: bool,
-    /// The offer it carried, the local SDP once accepted.
-    sdp: Option<String>,
-}
-
-/// The RFC 4028 session timer of a confirmed call.
-#[derive(Debug, Clone, Copy)]
-struct SessionTimer {
-    /// Session interval in seconds.
-    interval: u32,
-    /// We are the refresher (refresher=uac of the INVITE dialog).
-    we_refresh: bool,
-    /// When to send the next refresh; `None` when not ours or one is in flight.
-    refresh_at: Option<Instant>,
-    /// s.10: with no refresh by then, the session is over: BYE (for the
-    /// refresher, at the expiry itself).
-    expires_at: Instant,
-}
-
-impl SessionTimer {
-    fn new(interval: u32, we_refresh: bool, now: Instant) -> Self {
-        let n = Duration::from_secs(interval.into());
-        Self {
-            interval,
-            we_refresh,
-            refresh_at: we_refresh.then(|| now + n / 2),
-            // The refresher's own refresh may still be in flight until the very end.
-            expires_at: if we_refresh { now + n } else { now + n - Duration::from_secs(32).min(n / 3) },
-        }
-    }
-}
-
-/// `Session-Expires: N;refresher=uac|uas`: the interval and the refresher, if given.
-fn session_expires(headers: &Headers) -> Option<(u32, Option<String>)> {
-    let value = headers.get("Session-Expires")?;
-    let interval = value.split(';').next()?.trim().parse::<u32>().ok().filter(|&n| n > 0)?;
-    let refresher = header_param(value, "refresher").flatten().map(|r| r.trim().to_ascii_lowercase());
-    Some((interval, refresher))
-}
-
-/// The number of a `Min-SE` header.
-fn min_se(headers: &Headers) -> Option<u32> {
-    headers.get("Min-SE")?.split(';').next()?.trim().parse::<u32>().ok().filter(|&n| n > 0)
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CallOutput {
-    Transmit(Transmit),
-    Event(CallEvent),
-}
-
-#[derive(Debug)]
-pub struct UacCall {
-    setup: CallSetup,
-    transport: Transport,
-    next_hop: SocketAddr,
-    timers: TimerConfig,
-    invite_cseq: u32,
-    last_cseq: u32,
-    invite_tx: InviteClient,
-    phase: CallPhase,
-    hangup: Option<HangupKind>,
-    cancel_sent: bool,
-    /// RFC 3261 s.9.1: give up on a CANCELled INVITE after 64*T1 without a final response.
-    cancel_deadline: Option<Instant>,
-    /// Last RSeq per early dialog (RFC 3262 s.4).
-    rseqs: HashMap<String, u32>,
-    /// Unreliable provisionals already reported: (status, To tag, body).
-    seen_provisionals: HashSet<(u16, Option<String>, Vec<u8>)>,
-    early_tags: HashSet<String>,
-    confirmed: Option<Peer>,
-    /// The ACK for the winning 2xx, re-sent on each 2xx retransmission.
-    ack: Option<(Request, SocketAddr)>,
-    client_txs: Vec<ClientTx>,
-    /// re-INVITE transactions not terminated yet; at most one unanswered.
-    reinvites: Vec<Reinvite>,
-    /// CSeq, ACK and destination of the last answered 2xx to a re-INVITE,
-    /// kept after its transaction ended.
-    reinvite_ack: Option<(u32, Request, SocketAddr)>,
-    /// The last SDP offer of ours the peer accepted (sent again by session refreshes).
-    local_sdp: Option<String>,
-    /// Session interval asked for (raised by a 422); 0: no session timer.
-    session_interval: u32,
-    session: Option<SessionTimer>,
-    /// The INVITE was already retried after a 422 (RFC 4028 s.7.2).
-    retried_422: bool,
-    credentials: Option<Credentials>,
-    /// The answer to each challenge, sent again with every retry of the INVITE.
-    auth_answers: Vec<AuthAnswer>,
-    outputs: VecDeque<CallOutput>,
 }
 
 /// An `Authorization` (or, from a proxy, `Proxy-Authorization`) value for one realm.
@@ -194,6 +98,52 @@ struct AuthAnswer {
 /// says the nonce was stale; this bounds the stale case too.
 const MAX_INVITE_CHALLENGES: usize = 4;
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallOutput {
+    Transmit(Transmit),
+    Event(CallEvent),
+}
+
+#[derive(Debug)]
+pub struct UacCall {
+    setup: CallSetup,
+    transport: Transport,
+    next_hop: SocketAddr,
+    timers: TimerConfig,
+    invite_cseq: u32,
+    /// Last CSeq number used outside the confirmed dialog (INVITE retries, PRACK, CANCEL).
+    last_cseq: u32,
+    invite_tx: InviteClient,
+    retired_invites: Vec<RetiredInvite>,
+    phase: CallPhase,
+    hangup: Option<HangupKind>,
+    cancel_sent: bool,
+    /// RFC 3261 s.9.1: give up on a CANCELled INVITE after 64*T1 without a final response.
+    cancel_deadline: Option<Instant>,
+    /// Last RSeq per early dialog (RFC 3262 s.4).
+    rseqs: HashMap<String, u32>,
+    /// Unreliable provisionals already reported: (status, To tag, body).
+    seen_provisionals: HashSet<(u16, Option<String>, Vec<u8>)>,
+    early_tags: HashSet<String>,
+    /// The To tag of the winning 2xx.
+    confirmed_tag: Option<String>,
+    /// The ACK for the winning 2xx, re-sent on each 2xx retransmission.
+    ack: Option<(Request, SocketAddr)>,
+    client_txs: Vec<ClientTx>,
+    /// The confirmed dialog, from the winning 2xx on.
+    dialog: Option<Dialog>,
+    /// The offer of the INVITE.
+    offer: Option<String>,
+    /// Session interval asked for (raised by a 422); 0: no session timer.
+    session_interval: u32,
+    /// The INVITE was already retried after a 422 (RFC 4028 s.7.2).
+    retried_422: bool,
+    credentials: Option<Credentials>,
+    /// The answer to each challenge, sent again with every retry of the INVITE.
+    auth_answers: Vec<AuthAnswer>,
+    outputs: VecDeque<CallOutput>,
+}
+
 impl UacCall {
     /// Validates the caller's input and starts the INVITE transaction.
     pub fn new(invite: &OutgoingInvite, setup: CallSetup, timers: TimerConfig, now: Instant) -> Result<Self, SipError> {
@@ -207,6 +157,7 @@ impl UacCall {
             invite_cseq: 1,
             last_cseq: 1,
             invite_tx,
+            retired_invites: Vec::new(),
             phase: CallPhase::Calling,
             hangup: None,
             cancel_sent: false,
@@ -214,14 +165,12 @@ impl UacCall {
             rseqs: HashMap::new(),
             seen_provisionals: HashSet::new(),
             early_tags: HashSet::new(),
-            confirmed: None,
+            confirmed_tag: None,
             ack: None,
             client_txs: Vec::new(),
-            reinvites: Vec::new(),
-            reinvite_ack: None,
-            local_sdp: invite.sdp.clone(),
+            dialog: None,
+            offer: invite.sdp.clone(),
             session_interval: timers.session_expires,
-            session: None,
             retried_422: false,
             credentials: invite.credentials.clone(),
             auth_answers: Vec::new(),
@@ -251,14 +200,14 @@ impl UacCall {
         self.phase == CallPhase::Terminated
             && matches!(self.invite_tx.state(), Terminated | Proceeding)
             && self.client_txs.is_empty()
-            && self.reinvites.iter().all(|r| matches!(r.tx.state(), Terminated | Proceeding))
+            && self.retired_invites.iter().all(|r| matches!(r.tx.state(), Terminated | Proceeding))
+            && self.dialog.as_ref().is_none_or(Dialog::is_settled)
     }
 
     /// Whether an in-dialog request with these tags belongs to this call.
     pub fn matches_dialog(&self, local_tag: &str, remote_tag: &str) -> bool {
         local_tag == self.setup.local_tag
-            && (self.confirmed.as_ref().is_some_and(|p| p.remote_tag == remote_tag)
-                || self.early_tags.contains(remote_tag))
+            && (self.confirmed_tag.as_deref() == Some(remote_tag) || self.early_tags.contains(remote_tag))
     }
 
     pub fn hangup(&mut self, now: Instant) -> Result<HangupKind, HangupError> {
@@ -267,8 +216,9 @@ impl UacCall {
             CallPhase::Confirmed => {
                 if self.hangup != Some(HangupKind::Bye) {
                     self.hangup = Some(HangupKind::Bye);
-                    self.session = None;
-                    self.send_bye(now);
+                    if let Some(dialog) = &mut self.dialog {
+                        dialog.bye(now);
+                    }
                 }
                 HangupKind::Bye
             }
@@ -288,75 +238,33 @@ impl UacCall {
         Ok(kind)
     }
 
-    /// Whether a re-INVITE was sent and has no final response yet.
+    /// Whether a re-INVITE or UPDATE of ours has no final response yet.
     pub fn reinvite_pending(&self) -> bool {
-        self.reinvites.iter().any(|r| !r.answered)
+        self.dialog.as_ref().is_some_and(Dialog::offer_pending)
     }
 
-    /// Sends a re-INVITE with `sdp` as the offer in the confirmed dialog
-    /// (RFC 3261 s.14.1). Its final response is reported as
-    /// [`CallEvent::ReinviteResponse`].
-    pub fn reinvite(&mut self, sdp: String, now: Instant) -> Result<(), SipError> {
-        let wrong_state = |reason| SipError::WrongState { call_id: self.setup.call_id.clone(), reason };
-        if self.phase != CallPhase::Confirmed || self.hangup.is_some() {
-            return Err(wrong_state("the call is not answered, or is ending"));
-        }
-        if self.reinvite_pending() {
-            return Err(wrong_state("a re-INVITE is already pending"));
-        }
-        if self.confirmed.is_none() {
-            return Err(wrong_state("the call is not answered"));
-        }
-        self.send_reinvite(sdp, false, now);
+    /// Sends `sdp` as an offer in the confirmed dialog, in a re-INVITE (RFC 3261 s.14.1) or an
+    /// UPDATE (RFC 3311). Its final response is reported as [`CallEvent::ReinviteResponse`].
+    pub fn offer(&mut self, method: OfferMethod, sdp: String, now: Instant) -> Result<(), SipError> {
+        let call_id = self.setup.call_id.clone();
+        let dialog = self
+            .dialog
+            .as_mut()
+            .filter(|_| self.phase == CallPhase::Confirmed && self.hangup.is_none())
+            .ok_or(SipError::WrongState { call_id, reason: "the call is not answered, or is ending" })?;
+        dialog.offer(method, sdp, now)?;
+        self.pump(now);
         Ok(())
     }
 
-    /// Starts a re-INVITE carrying `sdp`; `refresh`: an RFC 4028 session refresh.
-    fn send_reinvite(&mut self, sdp: String, refresh: bool, now: Instant) {
-        let Some(peer) = self.confirmed.clone() else {
-            return;
-        };
-        self.last_cseq += 1;
-        let cseq = self.last_cseq;
-        let branch = new_branch();
-        let mut request = self.in_dialog_request(Method::Invite, &peer, cseq, &branch);
-        let invite = self.invite_tx.request();
-        if let Some(contact) = invite.headers.get("Contact") {
-            request.headers.push("Contact", contact);
+    /// A re-INVITE or UPDATE from the peer, answered 2xx: a target and session refresh.
+    pub fn handle_peer_refresh(&mut self, request: &Request, now: Instant) {
+        if self.phase == CallPhase::Confirmed
+            && self.hangup.is_none()
+            && let Some(dialog) = &mut self.dialog
+        {
+            dialog.handle_peer_request(request, now);
         }
-        request.headers.push("Allow", ALLOW);
-        if !self.setup.user_agent.is_empty() {
-            request.headers.push("User-Agent", self.setup.user_agent.as_str());
-        }
-        if let Some(session) = &self.session {
-            // Any re-INVITE refreshes the session (RFC 4028 s.7.4).
-            let refresher = if session.we_refresh { "uac" } else { "uas" };
-            request.headers.push("Supported", "timer");
-            request.headers.push("Session-Expires", format!("{};refresher={refresher}", session.interval));
-            request.headers.push("Min-SE", self.timers.min_se.to_string());
-        }
-        request.headers.push("Content-Type", "application/sdp");
-        request.body = sdp.clone().into_bytes();
-        let dest = self.peer_destination(&peer);
-        let tx = InviteClient::new(request, self.transport.is_reliable(), self.timers, now);
-        self.reinvites.push(Reinvite { cseq, branch, dest, tx, answered: false, ack: None, refresh, sdp: Some(sdp) });
-        self.pump(now);
-    }
-
-    /// An UPDATE without offer from the peer, answered 200: a session refresh (RFC 4028 s.10).
-    pub fn handle_session_refresh(&mut self, request: &Request, now: Instant) {
-        if self.phase != CallPhase::Confirmed || self.hangup.is_some() || self.session_interval == 0 {
-            return;
-        }
-        // In the peer's request, refresher=uac names the peer, uas names us.
-        let (interval, we_refresh) = match session_expires(&request.headers) {
-            Some((n, refresher)) => (n, refresher.as_deref() == Some("uas")),
-            None => match self.session {
-                Some(s) => (s.interval, s.we_refresh),
-                None => return,
-            },
-        };
-        self.session = Some(SessionTimer::new(interval, we_refresh, now));
         self.pump(now);
     }
 
@@ -367,43 +275,26 @@ impl UacCall {
             return;
         };
         let branch = response.top_via().and_then(|v| v.branch);
-        if method == Method::Invite && cseq != self.invite_cseq {
-            self.handle_reinvite_response(cseq, branch.as_deref(), response, now);
-        } else if method == Method::Invite {
-            if branch.as_deref() == Some(self.setup.branch.as_str()) && !self.invite_tx.is_terminated() {
+        let branch = branch.as_deref();
+        if method == Method::Invite && cseq == self.invite_cseq {
+            if branch == Some(self.setup.branch.as_str()) && !self.invite_tx.is_terminated() {
                 self.invite_tx.handle_response(response, now);
             } else if (200..300).contains(&response.status) {
                 // A 2xx retransmission after the transaction ended still needs its ACK.
                 self.on_invite_2xx(response, now);
             }
+        } else if let Some(retired) = self
+            .retired_invites
+            .iter_mut()
+            .find(|r| method == Method::Invite && r.cseq == cseq && Some(r.branch.as_str()) == branch)
+        {
+            retired.tx.handle_response(response, now);
         } else if let Some(ctx) =
-            self.client_txs.iter_mut().find(|c| c.method == method && Some(&c.branch) == branch.as_ref())
+            self.client_txs.iter_mut().find(|c| c.method == method && Some(c.branch.as_str()) == branch)
         {
             ctx.tx.handle_response(response, now);
-        } else {
-            tracing::debug!(call_id = %self.setup.call_id, %method, "response matches no transaction");
-        }
-        self.pump(now);
-    }
-
-    fn handle_reinvite_response(&mut self, cseq: u32, branch: Option<&str>, response: Response, now: Instant) {
-        if let Some(r) = self
-            .reinvites
-            .iter_mut()
-            .find(|r| r.cseq == cseq && Some(r.branch.as_str()) == branch && !r.tx.is_terminated())
-        {
-            r.tx.handle_response(response, now);
-            self.pump(now);
-            return;
-        }
-        if (200..300).contains(&response.status)
-            && let Some((ack_cseq, ack, dest)) = self.reinvite_ack.clone()
-            && ack_cseq == cseq
-        {
-            // A 2xx retransmission after the transaction ended still needs its ACK.
-            self.transmit(dest, ack);
-        } else {
-            tracing::debug!(call_id = %self.setup.call_id, cseq, status = response.status, "re-INVITE response matches no transaction");
+        } else if !self.dialog.as_mut().is_some_and(|d| d.handle_response(response, now)) {
+            tracing::debug!(call_id = %self.setup.call_id, %method, cseq, "response matches no transaction");
         }
         self.pump(now);
     }
@@ -430,31 +321,24 @@ impl UacCall {
                 self.terminate();
             }
         }
-        let mut reinvite_failed = None;
-        for r in self.reinvites.iter_mut().filter(|r| r.dest == dest && !r.tx.is_terminated()) {
-            r.tx.transport_error();
-            if !std::mem::replace(&mut r.answered, true) {
-                reinvite_failed = Some(r.refresh);
+        if dest == self.next_hop {
+            for retired in &mut self.retired_invites {
+                retired.tx.transport_error();
             }
         }
-        if let Some(refresh) = reinvite_failed {
-            self.on_reinvite_failure(refresh, 408, "Request Timeout", None, now);
-        }
-        let mut bye_failed = false;
         for ctx in self.client_txs.iter_mut().filter(|c| c.dest == dest) {
             ctx.tx.transport_error();
-            bye_failed |= ctx.purpose == Purpose::Bye;
         }
-        if bye_failed {
-            self.terminate();
+        if let Some(dialog) = &mut self.dialog {
+            dialog.transport_failed(dest, now);
         }
         self.pump(now);
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.invite_tx.handle_timeout(now);
-        for r in &mut self.reinvites {
-            r.tx.handle_timeout(now);
+        for retired in &mut self.retired_invites {
+            retired.tx.handle_timeout(now);
         }
         for ctx in &mut self.client_txs {
             ctx.tx.handle_timeout(now);
@@ -468,37 +352,10 @@ impl UacCall {
                 self.terminate();
             }
         }
-        self.session_timeout(now);
-        self.pump(now);
-    }
-
-    fn session_active(&self) -> Option<SessionTimer> {
-        self.session.filter(|_| self.phase == CallPhase::Confirmed && self.hangup.is_none())
-    }
-
-    fn session_timeout(&mut self, now: Instant) {
-        let Some(session) = self.session_active() else {
-            return;
-        };
-        if session.expires_at <= now {
-            tracing::warn!(call_id = %self.setup.call_id, "session expired without refresh; ending the call");
-            self.session = None;
-            self.hangup = Some(HangupKind::Bye);
-            self.send_bye(now);
-            self.terminate();
-        } else if session.refresh_at.is_some_and(|t| t <= now) {
-            if let Some(s) = &mut self.session {
-                s.refresh_at = None;
-            }
-            if self.reinvite_pending() {
-                // Its 2xx refreshes the session; if it fails, the refresh is retried then.
-            } else if let Some(sdp) = self.local_sdp.clone() {
-                tracing::debug!(call_id = %self.setup.call_id, "session refresh");
-                self.send_reinvite(sdp, true, now);
-            } else {
-                tracing::warn!(call_id = %self.setup.call_id, "no local SDP to refresh the session with");
-            }
+        if let Some(dialog) = &mut self.dialog {
+            dialog.handle_timeout(now);
         }
+        self.pump(now);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -506,10 +363,9 @@ impl UacCall {
             .iter()
             .filter_map(|c| c.tx.poll_timeout())
             .chain(self.invite_tx.poll_timeout())
-            .chain(self.reinvites.iter().filter_map(|r| r.tx.poll_timeout()))
+            .chain(self.retired_invites.iter().filter_map(|r| r.tx.poll_timeout()))
             .chain(self.cancel_deadline)
-            .chain(self.session_active().map(|s| s.expires_at))
-            .chain(self.session_active().and_then(|s| s.refresh_at))
+            .chain(self.dialog.as_ref().and_then(Dialog::poll_timeout))
             .min()
     }
 
@@ -525,7 +381,9 @@ impl UacCall {
         if self.phase != CallPhase::Terminated {
             self.phase = CallPhase::Terminated;
             self.cancel_deadline = None;
-            self.session = None;
+            if let Some(dialog) = &mut self.dialog {
+                dialog.close();
+            }
             self.emit(CallEvent::Terminated);
         }
     }
@@ -552,121 +410,51 @@ impl UacCall {
                 }
             }
         }
-        let mut i = 0;
-        while i < self.reinvites.len() {
-            while let Some(out) = self.reinvites[i].tx.poll_output() {
-                let dest = self.reinvites[i].dest;
-                match out {
-                    ClientOutput::Transmit(request) => self.transmit(dest, request),
-                    ClientOutput::Response(response) => self.on_reinvite_response(i, response, now),
-                    ClientOutput::Timeout => {
-                        tracing::warn!(call_id = %self.setup.call_id, "re-INVITE timed out");
-                        self.reinvites[i].answered = true;
-                        let refresh = self.reinvites[i].refresh;
-                        self.on_reinvite_failure(refresh, 408, "Request Timeout", None, now);
-                    }
+        let mut absorbed = Vec::new();
+        for retired in &mut self.retired_invites {
+            while let Some(out) = retired.tx.poll_output() {
+                // Only the ACKs of a re-sent final response; it was handled the first time.
+                if let ClientOutput::Transmit(request) = out {
+                    absorbed.push(request);
                 }
             }
-            i += 1;
         }
-        self.reinvites.retain(|r| !r.tx.is_terminated());
+        for request in absorbed {
+            self.transmit(self.next_hop, request);
+        }
+        self.retired_invites.retain(|r| !r.tx.is_terminated());
         let mut i = 0;
         while i < self.client_txs.len() {
             while let Some(out) = self.client_txs[i].tx.poll_output() {
                 let (purpose, dest) = (self.client_txs[i].purpose, self.client_txs[i].dest);
                 match out {
                     ClientOutput::Transmit(request) => self.transmit(dest, request),
-                    ClientOutput::Response(response) => self.on_client_tx_response(purpose, &response),
+                    ClientOutput::Response(response) if response.status >= 300 => tracing::info!(
+                        call_id = %self.setup.call_id,
+                        ?purpose,
+                        status = response.status,
+                        "request rejected"
+                    ),
+                    ClientOutput::Response(_) => {}
                     ClientOutput::Timeout => {
                         tracing::warn!(call_id = %self.setup.call_id, ?purpose, "request timed out");
-                        if purpose == Purpose::Bye {
-                            self.terminate();
-                        }
                     }
                 }
             }
             i += 1;
         }
         self.client_txs.retain(|c| !c.tx.is_terminated());
-    }
-
-    /// A response passed up by the re-INVITE transaction at `index`.
-    fn on_reinvite_response(&mut self, index: usize, response: Response, now: Instant) {
-        if response.status < 200 {
-            return;
-        }
-        let first = !std::mem::replace(&mut self.reinvites[index].answered, true);
-        let refresh = self.reinvites[index].refresh;
-        if response.status >= 300 {
-            // The transaction ACKed it already.
-            if matches!(response.status, 408 | 481) {
-                self.on_reinvite_failure(refresh, response.status, &response.reason, response.sdp(), now);
-                return;
+        if let Some(dialog) = &mut self.dialog {
+            while let Some(out) = dialog.poll_output() {
+                self.outputs.push_back(out);
             }
-            if refresh {
-                tracing::info!(call_id = %self.setup.call_id, status = response.status, "session refresh refused");
-            } else if self.phase != CallPhase::Terminated {
-                self.emit(reinvite_event(&response));
-            }
-            // Refresh again: at once after our own re-INVITE failed, a little
-            // later after a glare (491); else let the session expire.
-            let retry = match (refresh, response.status) {
-                (true, 491) => Some(now + Duration::from_secs(2)),
-                (false, _) => Some(now),
-                (true, _) => None,
-            };
-            if let Some(s) = &mut self.session
-                && s.we_refresh
-                && s.refresh_at.is_none()
-            {
-                s.refresh_at = retry;
-            }
-            return;
-        }
-        let r = &self.reinvites[index];
-        let (cseq, dest) = (r.cseq, r.dest);
-        let sdp = r.sdp.clone();
-        if let Some(ack) = r.ack.clone() {
-            self.transmit(dest, ack);
-            return;
-        }
-        let Some(mut peer) = self.confirmed.clone() else {
-            return;
-        };
-        if first {
-            // s.12.2.1.2: a 2xx to a re-INVITE refreshes the remote target.
-            if let Some(target) = response.headers.get("Contact").map(name_addr_uri).filter(|u| !u.is_empty()) {
-                peer.remote_target = target.to_string();
-                if let Some(confirmed) = &mut self.confirmed {
-                    confirmed.remote_target = peer.remote_target.clone();
+            if dialog.is_over() {
+                if self.hangup != Some(HangupKind::Bye) && dialog.is_ending() {
+                    self.hangup = Some(HangupKind::Bye);
                 }
+                self.terminate();
             }
         }
-        let ack = self.in_dialog_request(Method::Ack, &peer, cseq, &new_branch());
-        self.transmit(dest, ack.clone());
-        self.reinvites[index].ack = Some(ack.clone());
-        self.reinvite_ack = Some((cseq, ack, dest));
-        if first && self.phase != CallPhase::Terminated {
-            if sdp.is_some() {
-                self.local_sdp = sdp;
-            }
-            self.on_session_response(&response, now);
-            if !refresh {
-                self.emit(reinvite_event(&response));
-            }
-        }
-    }
-
-    /// The Session-Expires of a 2xx to an INVITE or re-INVITE (RFC 4028 s.7.2):
-    /// none means no session timer.
-    fn on_session_response(&mut self, response: &Response, now: Instant) {
-        if self.session_interval == 0 {
-            return;
-        }
-        self.session = session_expires(&response.headers).map(|(interval, refresher)| {
-            // A missing refresher is ours to choose (s.7.4): we refresh.
-            SessionTimer::new(interval, refresher.as_deref() != Some("uas"), now)
-        });
     }
 
     /// RFC 4028 s.7.2: a 422 to the INVITE is retried once with the peer's Min-SE.
@@ -756,55 +544,12 @@ impl UacCall {
         edit(&mut request.headers);
         let old_branch = std::mem::replace(&mut self.setup.branch, branch);
         let tx = InviteClient::new(request, self.transport.is_reliable(), self.timers, now);
-        // The answered INVITE lingers with the re-INVITEs to absorb retransmissions of its response.
         let old = std::mem::replace(&mut self.invite_tx, tx);
-        self.reinvites.push(Reinvite {
-            cseq: old_cseq,
-            branch: old_branch,
-            dest: self.next_hop,
-            tx: old,
-            answered: true,
-            ack: None,
-            refresh: false,
-            sdp: None,
-        });
+        self.retired_invites.push(RetiredInvite { cseq: old_cseq, branch: old_branch, tx: old });
         self.phase = CallPhase::Calling;
         // Early dialogs of the refused INVITE are gone with it.
         self.early_tags.clear();
         self.rseqs.clear();
-    }
-
-    /// s.14.1: a 481 or 408 (or a timeout) on a re-INVITE ends the dialog:
-    /// report it, send BYE, and terminate the call without waiting for the BYE's answer.
-    /// A failed session refresh (`refresh`) ends the dialog the same way, unreported.
-    fn on_reinvite_failure(&mut self, refresh: bool, status: u16, reason: &str, sdp: Option<String>, now: Instant) {
-        if self.phase == CallPhase::Terminated {
-            return;
-        }
-        if !refresh {
-            self.emit(CallEvent::ReinviteResponse { status, reason: reason.to_string(), sdp });
-        }
-        if self.hangup != Some(HangupKind::Bye) {
-            self.hangup = Some(HangupKind::Bye);
-            self.send_bye(now);
-        }
-        self.terminate();
-    }
-
-    fn on_client_tx_response(&mut self, purpose: Purpose, response: &Response) {
-        if response.status < 200 {
-            return;
-        }
-        match purpose {
-            Purpose::Bye => self.terminate(),
-            _ if response.status >= 300 => tracing::info!(
-                call_id = %self.setup.call_id,
-                ?purpose,
-                status = response.status,
-                "request rejected"
-            ),
-            _ => {}
-        }
     }
 
     fn on_invite_response(&mut self, response: Response, now: Instant) {
@@ -870,8 +615,8 @@ impl UacCall {
             tracing::warn!(call_id = %self.setup.call_id, "2xx without To tag dropped");
             return;
         };
-        if let Some(peer) = &self.confirmed {
-            if peer.remote_tag == tag {
+        if let Some(confirmed_tag) = &self.confirmed_tag {
+            if *confirmed_tag == tag {
                 if let Some((ack, dest)) = self.ack.clone() {
                     self.transmit(dest, ack);
                 }
@@ -885,19 +630,29 @@ impl UacCall {
             return;
         }
         let peer = Peer::from_response(&response, &tag, &self.setup_request_uri());
-        let dest = self.peer_destination(&peer);
-        let ack = self.in_dialog_request(Method::Ack, &peer, self.invite_cseq, &new_branch());
+        let parts = self.parts_for(&peer);
+        let dest = parts.destination();
+        let ack = parts.request(Method::Ack, self.invite_cseq, &new_branch());
         self.transmit(dest, ack.clone());
         self.ack = Some((ack, dest));
-        self.confirmed = Some(peer);
+        self.confirmed_tag = Some(tag);
         self.phase = CallPhase::Confirmed;
         self.cancel_deadline = None;
-        self.on_session_response(&response, now);
+        // RFC 4028 s.7.2: the 2xx's Session-Expires (none: no session timer); a missing
+        // refresher is ours to choose (s.7.4): we refresh.
+        let session = session_expires(&response.headers)
+            .filter(|_| self.session_interval > 0)
+            .map(|(interval, refresher)| SessionTimer::new(interval, refresher.as_deref() != Some("uas"), now));
+        let timers = TimerConfig { session_expires: self.session_interval, ..self.timers };
+        let allows_update = response.headers.has_option_tag("Allow", "UPDATE");
+        self.dialog = Some(Dialog::new(parts, timers, self.last_cseq, allows_update, self.offer.clone(), session));
         self.emit(response_event(&response, false));
         // The answer crossed our CANCEL: the call must still be torn down.
         if self.hangup == Some(HangupKind::Cancel) {
             self.hangup = Some(HangupKind::Bye);
-            self.send_bye(now);
+            if let Some(dialog) = &mut self.dialog {
+                dialog.bye(now);
+            }
         }
     }
 
@@ -905,9 +660,9 @@ impl UacCall {
     fn reject_stray_2xx(&mut self, response: &Response, tag: &str, now: Instant) {
         tracing::info!(call_id = %self.setup.call_id, tag, "ACK and BYE for an unwanted 2xx");
         let peer = Peer::from_response(response, tag, &self.setup_request_uri());
-        let dest = self.peer_destination(&peer);
-        let ack = self.in_dialog_request(Method::Ack, &peer, self.invite_cseq, &new_branch());
-        self.transmit(dest, ack);
+        let parts = self.parts_for(&peer);
+        let ack = parts.request(Method::Ack, self.invite_cseq, &new_branch());
+        self.transmit(parts.destination(), ack);
         self.start_client_tx(Purpose::StrayBye, Method::Bye, &peer, now);
     }
 
@@ -915,12 +670,6 @@ impl UacCall {
         self.start_client_tx_with(Purpose::Prack, Method::PRack, peer, now, |headers, invite_cseq| {
             headers.push("RAck", format!("{rseq} {invite_cseq} INVITE"));
         });
-    }
-
-    fn send_bye(&mut self, now: Instant) {
-        if let Some(peer) = self.confirmed.clone() {
-            self.start_client_tx(Purpose::Bye, Method::Bye, &peer, now);
-        }
     }
 
     /// CANCEL mirrors the INVITE (s.9.1): same Via branch, Request-URI,
@@ -968,9 +717,10 @@ impl UacCall {
     ) {
         self.last_cseq += 1;
         let branch = new_branch();
-        let mut request = self.in_dialog_request(method, peer, self.last_cseq, &branch);
+        let parts = self.parts_for(peer);
+        let mut request = parts.request(method, self.last_cseq, &branch);
         extra(&mut request.headers, self.invite_cseq);
-        let dest = self.peer_destination(peer);
+        let dest = parts.destination();
         let tx = NonInviteClient::new(request, self.transport.is_reliable(), self.timers, now);
         self.client_txs.push(ClientTx { purpose, method, branch, dest, tx });
     }
@@ -979,34 +729,23 @@ impl UacCall {
         self.invite_tx.request().uri.clone()
     }
 
-    /// RFC 3261 s.12.2.1.1: request-URI is the remote target, Route the route
-    /// set (loose routing assumed).
-    fn in_dialog_request(&self, method: Method, peer: &Peer, cseq: u32, branch: &str) -> Request {
+    /// How requests reach `peer`'s (early or confirmed) dialog (RFC 3261 s.12.2.1.1).
+    fn parts_for(&self, peer: &Peer) -> DialogParts {
         let invite = self.invite_tx.request();
-        let mut headers = Headers::default();
-        headers.push("Via", self.transport.via(&self.setup.local_host, self.setup.local_port, branch));
-        headers.push("Max-Forwards", "70");
-        for route in &peer.route_set {
-            headers.push("Route", route.as_str());
-        }
-        if let Some(from) = invite.headers.get("From") {
-            headers.push("From", from);
-        }
         let to = invite.headers.get("To").unwrap_or_default();
-        headers.push("To", format!("{to};tag={}", peer.remote_tag));
-        headers.push("Call-ID", self.setup.call_id.as_str());
-        headers.push("CSeq", format!("{cseq} {method}"));
-        Request { method, uri: peer.remote_target.clone(), headers, body: Vec::new() }
-    }
-
-    /// Next hop of an in-dialog request: the first Route, else the remote
-    /// target. Hosts that need DNS fall back to the configured next hop.
-    fn peer_destination(&self, peer: &Peer) -> SocketAddr {
-        let uri = peer.route_set.first().map_or(peer.remote_target.as_str(), |r| name_addr_uri(r));
-        uri_socket_addr(uri).unwrap_or_else(|| {
-            tracing::debug!(uri, next_hop = %self.next_hop, "target host is not an IP literal; using the next hop");
-            self.next_hop
-        })
+        DialogParts {
+            call_id: self.setup.call_id.clone(),
+            transport: self.transport,
+            local_host: self.setup.local_host.clone(),
+            local_port: self.setup.local_port,
+            user_agent: self.setup.user_agent.clone(),
+            local: invite.headers.get("From").unwrap_or_default().to_string(),
+            remote: format!("{to};tag={}", peer.remote_tag),
+            contact: invite.headers.get("Contact").unwrap_or_default().to_string(),
+            remote_target: peer.remote_target.clone(),
+            route_set: peer.route_set.clone(),
+            fallback_dest: self.next_hop,
+        }
     }
 }
 
@@ -1029,10 +768,6 @@ impl Peer {
 
 fn response_event(response: &Response, reliable: bool) -> CallEvent {
     CallEvent::Response { status: response.status, reason: response.reason.clone(), sdp: response.sdp(), reliable }
-}
-
-fn reinvite_event(response: &Response) -> CallEvent {
-    CallEvent::ReinviteResponse { status: response.status, reason: response.reason.clone(), sdp: response.sdp() }
 }
 
 fn invalid_uri(uri: &str, reason: impl Into<String>) -> SipError {
@@ -1569,7 +1304,7 @@ mod tests {
         let (mut h, invite) = Harness::new(transport);
         h.respond(uas_response(&invite, 200, "OK", None));
         assert!(!h.call.reinvite_pending());
-        h.call.reinvite("v=0\r\na=sendonly\r\n".into(), h.now).unwrap();
+        h.call.offer(OfferMethod::Reinvite, "v=0\r\na=sendonly\r\n".into(), h.now).unwrap();
         assert!(h.call.reinvite_pending());
         let out = drain(&mut h.call);
         let sent = requests(&out);
@@ -1673,7 +1408,7 @@ mod tests {
         assert!(events(&out).is_empty());
 
         // A second re-INVITE takes the next CSeq; BYE after it the one after.
-        h.call.reinvite("v=0\r\n".into(), h.now).unwrap();
+        h.call.offer(OfferMethod::Reinvite, "v=0\r\n".into(), h.now).unwrap();
         let sent = requests(&drain(&mut h.call));
         assert_eq!(sent[0].1.headers.get("CSeq"), Some("3 INVITE"));
         assert_eq!(sent[0].1.uri, "sip:198.51.100.11:5060");
@@ -1699,7 +1434,7 @@ mod tests {
         assert!(events(&out).is_empty());
 
         // 491: reported too, a later re-INVITE is allowed.
-        h.call.reinvite("v=0\r\n".into(), h.now).unwrap();
+        h.call.offer(OfferMethod::Reinvite, "v=0\r\n".into(), h.now).unwrap();
         let sent = requests(&drain(&mut h.call));
         let second = sent[0].1.clone();
         assert_eq!(second.headers.get("CSeq"), Some("3 INVITE"));
@@ -1761,26 +1496,26 @@ mod tests {
     fn reinvite_is_refused_outside_a_confirmed_dialog() {
         let wrong_state = |r: Result<(), SipError>| matches!(r, Err(SipError::WrongState { .. }));
         let (mut h, invite) = Harness::new(Transport::Udp);
-        assert!(wrong_state(h.call.reinvite("v=0\r\n".into(), h.now)));
+        assert!(wrong_state(h.call.offer(OfferMethod::Reinvite, "v=0\r\n".into(), h.now)));
         h.respond(uas_response(&invite, 180, "Ringing", None));
-        assert!(wrong_state(h.call.reinvite("v=0\r\n".into(), h.now)));
+        assert!(wrong_state(h.call.offer(OfferMethod::Reinvite, "v=0\r\n".into(), h.now)));
         assert!(drain(&mut h.call).is_empty());
 
         // Pending re-INVITE.
         let (mut h, _, _) = answered_then_reinvite(Transport::Udp);
-        assert!(wrong_state(h.call.reinvite("v=0\r\n".into(), h.now)));
+        assert!(wrong_state(h.call.offer(OfferMethod::Reinvite, "v=0\r\n".into(), h.now)));
         assert!(drain(&mut h.call).is_empty());
 
         // Hanging up.
         let (mut h, invite) = Harness::new(Transport::Udp);
         h.respond(uas_response(&invite, 200, "OK", None));
         h.call.hangup(h.now).unwrap();
-        assert!(wrong_state(h.call.reinvite("v=0\r\n".into(), h.now)));
+        assert!(wrong_state(h.call.offer(OfferMethod::Reinvite, "v=0\r\n".into(), h.now)));
 
         // Rejected call.
         let (mut h, invite) = Harness::new(Transport::Udp);
         h.respond(uas_response(&invite, 486, "Busy Here", None));
-        assert!(wrong_state(h.call.reinvite("v=0\r\n".into(), h.now)));
+        assert!(wrong_state(h.call.offer(OfferMethod::Reinvite, "v=0\r\n".into(), h.now)));
     }
 
     /// A call answered over TCP with `Session-Expires: {se}` in the 2xx (none if `None`).
@@ -1853,7 +1588,7 @@ mod tests {
     #[test]
     fn refresh_uses_the_last_accepted_local_sdp() {
         let (mut h, _) = answered_with_session(Some("1800"));
-        h.call.reinvite("v=0\r\na=sendonly\r\n".into(), h.now).unwrap();
+        h.call.offer(OfferMethod::Reinvite, "v=0\r\na=sendonly\r\n".into(), h.now).unwrap();
         let sent = requests(&drain(&mut h.call));
         let reinvite = &sent[0].1;
         assert_eq!(reinvite.headers.get("Session-Expires"), Some("1800;refresher=uac"));
@@ -1887,7 +1622,7 @@ mod tests {
         update.method = Method::Update;
         update.body.clear();
         update.headers.set_first("Session-Expires", "90;refresher=uac".into());
-        h.call.handle_session_refresh(&update, h.now);
+        h.call.handle_peer_refresh(&update, h.now);
         assert!(drain(&mut h.call).is_empty());
         assert!(advance(&mut h, 59).is_empty());
         let out = advance(&mut h, 1);

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::dialog::{ALLOW, CallOutput, CallSetup, UacCall, check_uri};
+use crate::in_dialog::OfferMethod;
 use crate::message::{
     Message, Method, Request, Response, SipHeaders, Transmit, new_branch, parse, random_token, response_destination,
     response_to, stamp_top_via,
@@ -144,6 +145,20 @@ impl Call {
             Call::Uas(c) => c.handle_remote_bye(request, now),
         }
     }
+
+    fn handle_peer_refresh(&mut self, request: &Request, now: Instant) {
+        match self {
+            Call::Uac(c) => c.handle_peer_refresh(request, now),
+            Call::Uas(c) => c.handle_peer_refresh(request, now),
+        }
+    }
+
+    fn offer_pending(&self) -> bool {
+        match self {
+            Call::Uac(c) => c.reinvite_pending(),
+            Call::Uas(c) => c.offer_pending(),
+        }
+    }
 }
 
 /// What the call must learn about a request once its response is queued.
@@ -276,16 +291,18 @@ impl Endpoint {
         Ok(kind)
     }
 
-    /// A re-INVITE with `sdp` as the offer in an answered outgoing call;
-    /// its final response arrives as [`CallEvent::ReinviteResponse`].
+    /// A re-INVITE with `sdp` as the offer in an answered call (see [`Self::offer`]).
     pub fn reinvite(&mut self, call_id: &str, sdp: String, now: Instant) -> Result<(), SipError> {
+        self.offer(call_id, OfferMethod::Reinvite, sdp, now)
+    }
+
+    /// `sdp` as an offer in a re-INVITE or an UPDATE, in an answered call of either direction;
+    /// its final response arrives as [`CallEvent::ReinviteResponse`].
+    pub fn offer(&mut self, call_id: &str, method: OfferMethod, sdp: String, now: Instant) -> Result<(), SipError> {
         let call = self.calls.get_mut(call_id).ok_or_else(|| SipError::UnknownCall(call_id.to_string()))?;
         let result = match call {
-            Call::Uac(c) => c.reinvite(sdp, now),
-            Call::Uas(_) => Err(SipError::WrongState {
-                call_id: call_id.to_string(),
-                reason: "re-INVITE is only supported on outgoing calls",
-            }),
+            Call::Uac(c) => c.offer(method, sdp, now),
+            Call::Uas(c) => c.offer(method, sdp, now),
         };
         self.drain_call(call_id);
         result
@@ -612,7 +629,7 @@ impl Endpoint {
             response.headers.push("Accept", "application/sdp");
             response.headers.push("Supported", "100rel");
         }
-        if answer.deliver.as_ref().is_some_and(|(_, d)| *d == Delivery::SessionRefresh)
+        if answer.deliver.as_ref().is_some_and(|(_, d)| matches!(d, Delivery::SessionRefresh | Delivery::Offer { .. }))
             && let Some(session_expires) = request.headers.get("Session-Expires")
         {
             // RFC 4028 s.9: the 2xx to a refresh carries the session interval back.
@@ -647,8 +664,9 @@ impl Endpoint {
                 (Some(call), Delivery::Bye) => call.handle_remote_bye(&request, now),
                 (Some(Call::Uas(call)), Delivery::Prack) => call.handle_prack(&request, now),
                 (Some(Call::Uas(call)), Delivery::Cancel) => call.handle_cancel(&request, now),
-                (Some(Call::Uac(call)), Delivery::SessionRefresh) => call.handle_session_refresh(&request, now),
-                (Some(_), Delivery::Offer { method, offer }) => {
+                (Some(call), Delivery::SessionRefresh) => call.handle_peer_refresh(&request, now),
+                (Some(call), Delivery::Offer { method, offer }) => {
+                    call.handle_peer_refresh(&request, now);
                     let event = CallEvent::Request { method, reason: None, sdp: Some(offer) };
                     self.outputs.push_back(Output::Event(UaEvent { call_id: call_id.clone(), event }));
                 }
@@ -774,6 +792,8 @@ impl Endpoint {
             Method::Update if request.body.is_empty() => {
                 Answer { deliver: Some((call_id, Delivery::SessionRefresh)), ..Answer::plain(200, "OK") }
             }
+            // RFC 3261 s.14.2, RFC 3311 s.5.2: offers crossing ours wait.
+            Method::Update | Method::Invite if call.offer_pending() => Answer::plain(491, "Request Pending"),
             Method::Update | Method::Invite => {
                 let offer = String::from_utf8_lossy(&request.body).into_owned();
                 let answer = match (&self.offer_answerer, offer.is_empty()) {

@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 pub mod dialog;
 pub mod digest;
 pub mod endpoint;
+pub mod in_dialog;
 pub mod message;
 pub mod registration;
 pub mod transaction;
@@ -26,6 +27,7 @@ mod ua;
 pub mod uas;
 
 pub use endpoint::OfferAnswerer;
+pub use in_dialog::OfferMethod;
 pub use transaction::TimerConfig;
 pub use ua::UserAgent;
 

@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::endpoint::{Endpoint, EndpointConfig, Output};
 use crate::transport::{NetEvent, Transports};
-use crate::{HangupKind, OutgoingInvite, RegisterRequest, SipConfig, SipError, Transport, UaEvent};
+use crate::{HangupKind, OfferMethod, OutgoingInvite, RegisterRequest, SipConfig, SipError, Transport, UaEvent};
 
 enum Command {
     Invite(Box<OutgoingInvite>, oneshot::Sender<Result<String, SipError>>),
@@ -31,8 +31,9 @@ enum Command {
         reason: String,
         reply: oneshot::Sender<Result<(), SipError>>,
     },
-    Reinvite {
+    Offer {
         call_id: String,
+        method: OfferMethod,
         sdp: String,
         reply: oneshot::Sender<Result<(), SipError>>,
     },
@@ -157,16 +158,21 @@ impl UserAgent {
         self.request(|reply| Command::Reject { call_id, status, reason, reply }).await?
     }
 
-    /// Sends a re-INVITE carrying `sdp` as a new offer (e.g. `a=sendonly`
-    /// to hold, `a=sendrecv` to resume) in an answered outgoing call.
-    /// Fails with [`SipError::WrongState`] if the call is not answered, is
-    /// ending, or already has a re-INVITE without a final response. The
-    /// outcome arrives as `CallEvent::ReinviteResponse` (a 2xx is ACKed;
-    /// after a 481, 408 or timeout the call is ended with BYE and
-    /// `CallEvent::Terminated` follows; after 491 it may be retried later).
+    /// Sends a re-INVITE carrying `sdp` as a new offer (see [`Self::offer`]).
     pub async fn reinvite(&self, call_id: &str, sdp: String) -> Result<(), SipError> {
+        self.offer(call_id, OfferMethod::Reinvite, sdp).await
+    }
+
+    /// Sends `sdp` as a new offer (e.g. `a=sendonly` to hold, `a=sendrecv` to resume) in an
+    /// answered call of either direction, in a re-INVITE or an UPDATE (RFC 3311).
+    /// Fails with [`SipError::WrongState`] if the call is not answered (and, incoming, ACKed),
+    /// is ending, or already has an offer without a final response. The outcome arrives as
+    /// `CallEvent::ReinviteResponse` (a re-INVITE's 2xx is ACKed; after a 481, 408 or timeout
+    /// the call is ended with BYE and `CallEvent::Terminated` follows; after 491 it may be
+    /// retried later).
+    pub async fn offer(&self, call_id: &str, method: OfferMethod, sdp: String) -> Result<(), SipError> {
         let call_id = call_id.to_string();
-        self.request(|reply| Command::Reinvite { call_id, sdp, reply }).await?
+        self.request(|reply| Command::Offer { call_id, method, sdp, reply }).await?
     }
 
     /// Starts keeping a contact registered with a registrar (RFC 3261 s.10),
@@ -262,8 +268,8 @@ async fn run(
                 Some(Command::Reject { call_id, status, reason, reply }) => {
                     let _ = reply.send(endpoint.reject(&call_id, status, &reason, Instant::now()));
                 }
-                Some(Command::Reinvite { call_id, sdp, reply }) => {
-                    let _ = reply.send(endpoint.reinvite(&call_id, sdp, Instant::now()));
+                Some(Command::Offer { call_id, method, sdp, reply }) => {
+                    let _ = reply.send(endpoint.offer(&call_id, method, sdp, Instant::now()));
                 }
                 Some(Command::Register(request, reply)) => {
                     let _ = reply.send(endpoint.register(*request, Instant::now()));

@@ -3,21 +3,21 @@
 //! A [`UasCall`] owns the INVITE server transaction of an out-of-dialog
 //! INVITE and everything the UAS core must do on top of it: the To tag,
 //! reliable provisional responses retransmitted until their PRACK (RFC 3262),
-//! the 2xx retransmitted until its ACK (RFC 3261 s.13.3.1.4), and the BYE
-//! client transaction when the call is hung up from our side.
+//! the 2xx retransmitted until its ACK (RFC 3261 s.13.3.1.4), and the RFC 4028
+//! session timer negotiation of the 2xx. Once the 2xx is sent, the requests we
+//! send inside the dialog (BYE, re-INVITE, UPDATE, session refreshes) are the
+//! [`Dialog`]'s.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::dialog::{ALLOW, CallOutput, HangupError};
+use crate::in_dialog::{Dialog, DialogParts, OfferMethod, SessionTimer, session_expires};
 use crate::message::{
-    Headers, Message, Method, Request, Response, SipHeaders, Transmit, header_param, name_addr_uri, new_branch,
-    response_to, uri_socket_addr,
+    Headers, Message, Request, Response, SipHeaders, Transmit, header_param, name_addr_uri, response_to,
 };
-use crate::transaction::{
-    ClientOutput, InviteServer, NonInviteClient, RetransmitAction, Retransmitter, ServerOutput, TimerConfig,
-};
+use crate::transaction::{InviteServer, RetransmitAction, Retransmitter, ServerOutput, TimerConfig};
 use crate::{CallEvent, HangupKind, NameAddr, SipError, Transport};
 
 /// Local identifiers and addressing chosen by the endpoint for an incoming call.
@@ -59,13 +59,6 @@ struct Unacked {
 }
 
 #[derive(Debug)]
-struct Bye {
-    branch: String,
-    dest: SocketAddr,
-    tx: NonInviteClient,
-}
-
-#[derive(Debug)]
 pub struct UasCall {
     call_id: String,
     setup: UasSetup,
@@ -95,8 +88,10 @@ pub struct UasCall {
     held: VecDeque<Held>,
     /// The 2xx, retransmitted until its ACK.
     answer: Option<(Response, Retransmitter)>,
-    local_cseq: u32,
-    bye: Option<Bye>,
+    /// The SDP of ours in force: the answer, or the offer of an offerless INVITE.
+    local_sdp: Option<String>,
+    /// The confirmed dialog, from the 2xx on.
+    dialog: Option<Dialog>,
     outputs: VecDeque<CallOutput>,
 }
 
@@ -137,13 +132,23 @@ impl UasCall {
             .get_all("Require")
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("100rel"))
+            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("100rel") && !t.eq_ignore_ascii_case("timer"))
             .collect();
         if !unsupported.is_empty() {
             return Err(InviteRefusal {
                 status: 420,
                 reason: "Bad Extension",
                 headers: vec![("Unsupported", unsupported.join(", "))],
+            });
+        }
+        // RFC 4028 s.8.1: a session interval below our minimum is refused with ours.
+        if let Some((interval, _)) = session_expires(&invite.headers)
+            && interval < timers.min_se
+        {
+            return Err(InviteRefusal {
+                status: 422,
+                reason: "Session Interval Too Small",
+                headers: vec![("Min-SE", timers.min_se.to_string())],
             });
         }
         // The Contact is the remote target of the dialog (s.8.1.1.8): without it no BYE can reach the caller.
@@ -179,8 +184,8 @@ impl UasCall {
             unacked: None,
             held: VecDeque::new(),
             answer: None,
-            local_cseq: 0,
-            bye: None,
+            local_sdp: None,
+            dialog: None,
             outputs: VecDeque::new(),
             invite,
         };
@@ -216,7 +221,9 @@ impl UasCall {
 
     /// Done with everything, including absorbing retransmissions.
     pub fn is_finished(&self) -> bool {
-        self.phase == UasPhase::Terminated && self.invite_tx.is_terminated() && self.bye.is_none()
+        self.phase == UasPhase::Terminated
+            && self.invite_tx.is_terminated()
+            && self.dialog.as_ref().is_none_or(Dialog::is_settled)
     }
 
     /// Whether a request with this top Via branch and sent-by is the INVITE
@@ -255,7 +262,18 @@ impl UasCall {
         self.check_early("a final response was already sent")?;
         self.final_requested = true;
         let mut response = self.response(200, "OK");
-        response.headers.push("Supported", "100rel");
+        response.headers.push("Supported", "100rel, timer");
+        if let Some((interval, we_refresh)) = self.negotiate_session() {
+            // In the INVITE's transaction, refresher=uac names the caller.
+            let refresher = if we_refresh { "uas" } else { "uac" };
+            if self.invite.headers.has_option_tag("Supported", "timer") {
+                response.headers.push("Require", "timer");
+            }
+            response.headers.push("Session-Expires", format!("{interval};refresher={refresher}"));
+        }
+        if sdp.is_some() {
+            self.local_sdp = sdp.clone();
+        }
         set_sdp(&mut response, sdp);
         self.send_or_hold(Held::Answer(response), now);
         self.pump(now);
@@ -290,10 +308,7 @@ impl UasCall {
                 HangupKind::Bye
             }
             UasPhase::Confirmed => {
-                if self.bye.is_none() && !self.bye_pending {
-                    self.bye_pending = true;
-                    self.send_bye(now);
-                }
+                self.send_bye(now);
                 HangupKind::Bye
             }
         };
@@ -381,19 +396,40 @@ impl UasCall {
         self.pump(now);
     }
 
-    /// A response with this call's Call-ID: only our BYE expects one.
+    /// Sends `sdp` as an offer in the confirmed dialog, in a re-INVITE or an UPDATE; its final
+    /// response is reported as [`CallEvent::ReinviteResponse`].
+    pub fn offer(&mut self, method: OfferMethod, sdp: String, now: Instant) -> Result<(), SipError> {
+        let call_id = self.call_id.clone();
+        let dialog = self
+            .dialog
+            .as_mut()
+            .filter(|_| self.phase == UasPhase::Confirmed && !self.bye_pending)
+            .ok_or(SipError::WrongState { call_id, reason: "the call is not answered and ACKed, or is ending" })?;
+        dialog.offer(method, sdp, now)?;
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Whether a re-INVITE or UPDATE of ours has no final response yet.
+    pub fn offer_pending(&self) -> bool {
+        self.dialog.as_ref().is_some_and(Dialog::offer_pending)
+    }
+
+    /// A re-INVITE or UPDATE from the caller, answered 2xx: a target and session refresh.
+    pub fn handle_peer_refresh(&mut self, request: &Request, now: Instant) {
+        if self.phase != UasPhase::Terminated
+            && let Some(dialog) = &mut self.dialog
+        {
+            dialog.handle_peer_request(request, now);
+        }
+        self.pump(now);
+    }
+
+    /// A response with this call's Call-ID: only requests of the dialog expect one.
     pub fn handle_response(&mut self, response: Response, now: Instant) {
-        let branch = response.top_via().and_then(|v| v.branch);
-        match &mut self.bye {
-            Some(bye)
-                if response.cseq().is_some_and(|(_, m)| m == Method::Bye)
-                    && branch.as_deref() == Some(bye.branch.as_str()) =>
-            {
-                bye.tx.handle_response(response, now)
-            }
-            _ => {
-                tracing::debug!(call_id = %self.call_id, status = response.status, "response matches no transaction")
-            }
+        let status = response.status;
+        if !self.dialog.as_mut().is_some_and(|d| d.handle_response(response, now)) {
+            tracing::debug!(call_id = %self.call_id, status, "response matches no transaction");
         }
         self.pump(now);
     }
@@ -407,11 +443,8 @@ impl UasCall {
                 self.terminate();
             }
         }
-        if let Some(bye) = &mut self.bye
-            && bye.dest == dest
-        {
-            bye.tx.transport_error();
-            self.terminate();
+        if let Some(dialog) = &mut self.dialog {
+            dialog.transport_failed(dest, now);
         }
         self.pump(now);
     }
@@ -446,13 +479,12 @@ impl UasCall {
                     self.answer = None;
                     self.phase = UasPhase::Confirmed;
                     self.emit(CallEvent::Timeout);
-                    self.bye_pending = true;
                     self.send_bye(now);
                 }
             }
         }
-        if let Some(bye) = &mut self.bye {
-            bye.tx.handle_timeout(now);
+        if let Some(dialog) = &mut self.dialog {
+            dialog.handle_timeout(now);
         }
         self.pump(now);
     }
@@ -462,7 +494,7 @@ impl UasCall {
             self.invite_tx.poll_timeout(),
             self.unacked.as_ref().map(|u| u.retransmit.poll_timeout()),
             self.answer.as_ref().map(|(_, r)| r.poll_timeout()),
-            self.bye.as_ref().and_then(|b| b.tx.poll_timeout()),
+            self.dialog.as_ref().and_then(Dialog::poll_timeout),
         ]
         .into_iter()
         .flatten()
@@ -489,6 +521,9 @@ impl UasCall {
         if self.phase != UasPhase::Terminated {
             self.phase = UasPhase::Terminated;
             self.stop_retransmissions();
+            if let Some(dialog) = &mut self.dialog {
+                dialog.close();
+            }
             self.emit(CallEvent::Terminated);
         }
     }
@@ -519,34 +554,12 @@ impl UasCall {
                 }
             }
         }
-        if let Some(bye) = &mut self.bye {
-            let dest = bye.dest;
-            let mut done = false;
-            let mut outs = Vec::new();
-            while let Some(out) = bye.tx.poll_output() {
-                match out {
-                    ClientOutput::Transmit(request) => outs.push(request),
-                    ClientOutput::Response(response) if response.status >= 200 => done = true,
-                    ClientOutput::Response(_) => {}
-                    ClientOutput::Timeout => {
-                        tracing::warn!(call_id = %self.call_id, "BYE timed out");
-                        done = true;
-                    }
-                }
+        if let Some(dialog) = &mut self.dialog {
+            while let Some(out) = dialog.poll_output() {
+                self.outputs.push_back(out);
             }
-            let terminated = bye.tx.is_terminated();
-            for request in outs {
-                self.outputs.push_back(CallOutput::Transmit(Transmit {
-                    transport: self.transport,
-                    dest,
-                    message: Message::Request(request),
-                }));
-            }
-            if done {
+            if dialog.is_over() {
                 self.terminate();
-            }
-            if terminated {
-                self.bye = None;
             }
         }
     }
@@ -559,15 +572,7 @@ impl UasCall {
             for rr in self.invite.headers.get_all("Record-Route") {
                 response.headers.push("Record-Route", rr);
             }
-            response.headers.push(
-                "Contact",
-                format!(
-                    "<sip:{}:{};transport={}>",
-                    self.setup.local_host,
-                    self.setup.local_port,
-                    self.transport.uri_param()
-                ),
-            );
+            response.headers.push("Contact", self.contact());
         }
         if status >= 200 {
             response.headers.push("Allow", ALLOW);
@@ -614,9 +619,15 @@ impl UasCall {
                 self.invite_tx.respond(response, now);
             }
             Held::Answer(response) => {
+                let session = session_expires(&response.headers)
+                    .map(|(interval, refresher)| SessionTimer::new(interval, refresher.as_deref() == Some("uas"), now));
                 self.invite_tx.respond(response.clone(), now);
                 self.answer = Some((response, Retransmitter::for_2xx(self.timers, now)));
                 self.phase = UasPhase::Answered;
+                let allows_update = self.invite.headers.has_option_tag("Allow", "UPDATE");
+                let parts = self.dialog_parts();
+                let local_sdp = self.local_sdp.clone();
+                self.dialog = Some(Dialog::new(parts, self.timers, 0, allows_update, local_sdp, session));
             }
         }
     }
@@ -630,42 +641,61 @@ impl UasCall {
         self.phase = UasPhase::Rejected;
     }
 
-    /// RFC 3261 s.12.2.1.1 from the callee's side: From is our To, To the
-    /// caller's From, the request-URI the caller's Contact.
+    /// BYE now (answered and ACKed), or once the ACK arrives (s.15).
     fn send_bye(&mut self, now: Instant) {
         self.bye_pending = false;
-        self.local_cseq += 1;
-        let branch = new_branch();
-        let mut headers = Headers::default();
-        headers.push("Via", self.transport.via(&self.setup.local_host, self.setup.local_port, &branch));
-        headers.push("Max-Forwards", "70");
-        for route in &self.route_set {
-            headers.push("Route", route.as_str());
+        if let Some(dialog) = &mut self.dialog {
+            dialog.bye(now);
         }
+    }
+
+    /// RFC 4028 s.9: the session interval of the 2xx and whether we refresh, if any. The caller's Session-Expires is
+    /// honoured, shortened to ours when that is smaller (never below Min-SE); with none, ours
+    /// is added when configured. The caller refreshes when it asked to, or when it supports
+    /// timers and left it to us; otherwise we do.
+    fn negotiate_session(&self) -> Option<(u32, bool)> {
+        let ours = (self.timers.session_expires > 0).then(|| self.timers.session_expires.max(self.timers.min_se));
+        let requested = session_expires(&self.invite.headers);
+        let interval = match (requested.as_ref().map(|(n, _)| *n), ours) {
+            (Some(theirs), Some(ours)) => theirs.min(ours),
+            (Some(theirs), None) => theirs,
+            (None, ours) => ours?,
+        };
+        let caller_supports = self.invite.headers.has_option_tag("Supported", "timer")
+            || self.invite.headers.has_option_tag("Require", "timer");
+        let we_refresh = match requested.and_then(|(_, refresher)| refresher) {
+            Some(refresher) => refresher == "uas",
+            None => !caller_supports,
+        };
+        Some((interval, we_refresh))
+    }
+
+    /// RFC 3261 s.12.1.1 from the callee's side: From is our To, To the caller's From, the
+    /// remote target the caller's Contact, the route set the Record-Route in order.
+    fn dialog_parts(&self) -> DialogParts {
         let to = self.invite.headers.get("To").unwrap_or_default();
-        let from = if header_param(to, "tag").is_some() {
+        let local = if header_param(to, "tag").is_some() {
             to.to_string()
         } else {
             format!("{to};tag={}", self.setup.local_tag)
         };
-        headers.push("From", from);
-        headers.push("To", self.invite.headers.get("From").unwrap_or_default());
-        headers.push("Call-ID", self.call_id.as_str());
-        headers.push("CSeq", format!("{} BYE", self.local_cseq));
-        if !self.setup.user_agent.is_empty() {
-            headers.push("User-Agent", self.setup.user_agent.as_str());
+        DialogParts {
+            call_id: self.call_id.clone(),
+            transport: self.transport,
+            local_host: self.setup.local_host.clone(),
+            local_port: self.setup.local_port,
+            user_agent: self.setup.user_agent.clone(),
+            local,
+            remote: self.invite.headers.get("From").unwrap_or_default().to_string(),
+            contact: self.contact(),
+            remote_target: self.remote_target.clone(),
+            route_set: self.route_set.clone(),
+            fallback_dest: self.response_dest,
         }
-        let request = Request { method: Method::Bye, uri: self.remote_target.clone(), headers, body: Vec::new() };
-        let dest = self.peer_destination();
-        let tx = NonInviteClient::new(request, self.transport.is_reliable(), self.timers, now);
-        self.bye = Some(Bye { branch, dest, tx });
     }
 
-    /// The first Route, else the remote target; a host that needs DNS falls
-    /// back to where the INVITE came from.
-    fn peer_destination(&self) -> SocketAddr {
-        let uri = self.route_set.first().map_or(self.remote_target.as_str(), |r| name_addr_uri(r));
-        uri_socket_addr(uri).unwrap_or(self.response_dest)
+    fn contact(&self) -> String {
+        format!("<sip:{}:{};transport={}>", self.setup.local_host, self.setup.local_port, self.transport.uri_param())
     }
 }
 
