@@ -1549,6 +1549,30 @@ mod tests {
     }
 
     #[test]
+    fn refresher_uac_refreshes_with_update_when_the_peer_allows_it() {
+        let (mut h, invite) = Harness::new(Transport::Tcp);
+        let mut ok = uas_response(&invite, 200, "OK", None);
+        ok.headers.push("Allow", "INVITE, ACK, BYE, UPDATE");
+        ok.headers.push("Session-Expires", "90;refresher=uac");
+        h.respond(ok);
+        assert!(requests(&advance(&mut h, 44)).is_empty());
+        let out = advance(&mut h, 1);
+        let sent = requests(&out);
+        let [(dest, refresh)] = sent.as_slice() else { panic!("{out:?}") };
+        assert_eq!(*dest, "198.51.100.21:5060".parse().unwrap(), "along the route set (Record-Route reversed)");
+        assert_eq!((refresh.method, refresh.headers.get("CSeq")), (Method::Update, Some("2 UPDATE")));
+        assert_eq!(refresh.headers.get("Session-Expires"), Some("90;refresher=uac"));
+        assert!(refresh.body.is_empty() && refresh.headers.get("Content-Type").is_none());
+        let mut answer = response_to(refresh, 200, "OK", None);
+        answer.headers.push("Session-Expires", "90;refresher=uac");
+        let out = h.respond(answer);
+        assert!(events(&out).is_empty() && requests(&out).is_empty(), "no ACK, no event: {out:?}");
+        // The next refresh is due 45 s after this one.
+        assert!(requests(&advance(&mut h, 44)).is_empty());
+        assert_eq!(requests(&advance(&mut h, 1))[0].1.headers.get("CSeq"), Some("3 UPDATE"));
+    }
+
+    #[test]
     fn refresher_uac_refreshes_at_half_interval_with_the_same_sdp() {
         let (mut h, _) = answered_with_session(Some("1800;refresher=uac"));
         let start = h.now;

@@ -1410,14 +1410,192 @@ mod tests {
         assert_eq!(ep.call_count(), 0);
     }
 
+    /// An incoming call answered with `SDP` and ACKed; returns our To tag.
+    fn answered_incoming(ep: &mut Endpoint, call_id: &str, extra: &[&str], now: Instant) -> (String, Response) {
+        input(ep, &incoming_invite(call_id, extra, Some(SDP)), now);
+        ep.accept(call_id, Some(SDP.into()), now).unwrap();
+        let out = drain(ep);
+        let ok = sent_responses(&out).into_iter().map(|(_, r)| r).find(|r| r.status == 200).unwrap();
+        let local_tag = ok.tag_of_to().unwrap().to_string();
+        input(ep, &caller_request("ACK", 1, call_id, &local_tag, &[]), now);
+        (local_tag, ok)
+    }
+
+    /// Runs the clock to `until`, returning everything produced on the way.
+    fn run_until(ep: &mut Endpoint, until: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        while let Some(at) = ep.poll_timeout().filter(|t| *t <= until) {
+            ep.handle_timeout(at);
+            out.extend(drain(ep));
+        }
+        out
+    }
+
     #[test]
-    fn reinvite_needs_a_known_outgoing_call() {
+    fn incoming_call_keeps_the_callers_session_timer_and_ends_without_its_refresh() {
+        let mut ep = endpoint();
+        let start = Instant::now();
+        let (local_tag, ok) =
+            answered_incoming(&mut ep, "st1", &["Supported: 100rel, timer", "Session-Expires: 120"], start);
+        // RFC 4028 s.9: the caller supports timers and left the refresher open: it refreshes.
+        assert_eq!(ok.headers.get("Session-Expires"), Some("120;refresher=uac"));
+        assert_eq!(ok.headers.get("Require"), Some("timer"));
+        assert_eq!(ok.headers.get("Supported"), Some("100rel, timer"));
+
+        // Its UPDATE at 60 s refreshes; the next would be due by 120 s after it.
+        assert!(run_until(&mut ep, start + Duration::from_secs(60)).is_empty());
+        let update = caller_request("UPDATE", 2, "st1", &local_tag, &["Session-Expires: 120;refresher=uac"]);
+        let out = input(&mut ep, &update, start + Duration::from_secs(60));
+        let response = &sent_responses(&out)[0].1;
+        assert_eq!((response.status, response.headers.get("Session-Expires")), (200, Some("120;refresher=uac")));
+        assert!(events_of(&out).is_empty(), "a refresh is not reported: {out:?}");
+
+        // s.10: without the next refresh, BYE 32 s before the session would expire.
+        assert!(sent_requests(&run_until(&mut ep, start + Duration::from_secs(60 + 87))).is_empty());
+        let out = run_until(&mut ep, start + Duration::from_secs(60 + 88));
+        let bye = &sent_requests(&out)[0];
+        assert_eq!(
+            (bye.method, bye.tag_of_from(), bye.tag_of_to()),
+            (Method::Bye, Some(local_tag.as_str()), Some("a6c85cf"))
+        );
+        assert_eq!(events_of(&out), [CallEvent::Terminated]);
+    }
+
+    #[test]
+    fn incoming_call_without_timer_support_is_refreshed_by_us_with_update_then_reinvite() {
+        let mut ep = endpoint();
+        let start = Instant::now();
+        let allow = "Allow: INVITE, ACK, BYE, CANCEL, UPDATE";
+        let (local_tag, ok) = answered_incoming(&mut ep, "st2", &[allow], start);
+        // Our own 1800 s session, refreshed by us: the caller cannot.
+        assert_eq!(ok.headers.get("Session-Expires"), Some("1800;refresher=uas"));
+        assert_eq!(ok.headers.get("Require"), None);
+
+        let out = run_until(&mut ep, start + Duration::from_secs(900));
+        let [update] = sent_requests(&out).try_into().unwrap();
+        assert_eq!(update.method, Method::Update);
+        assert_eq!(update.uri, "sip:+818000000002@192.0.2.10:5070");
+        assert_eq!(update.headers.get("CSeq"), Some("1 UPDATE"));
+        assert_eq!(update.tag_of_from(), Some(local_tag.as_str()));
+        assert_eq!(update.tag_of_to(), Some("a6c85cf"));
+        assert_eq!(update.headers.get_all("Route").count(), 2);
+        assert_eq!(update.headers.get("Session-Expires"), Some("1800;refresher=uac"));
+        assert!(update.body.is_empty());
+        assert!(events_of(&out).is_empty());
+        let mut refreshed = response_to(&update, 200, "OK", None);
+        refreshed.headers.push("Session-Expires", "1800;refresher=uac");
+        ep.handle_input(Transport::Udp, PEER.parse().unwrap(), &refreshed.to_bytes(), start + Duration::from_secs(900));
+        assert!(events_of(&drain(&mut ep)).is_empty());
+
+        // The next one is refused as not allowed after all: a re-INVITE with our SDP takes over.
+        let out = run_until(&mut ep, start + Duration::from_secs(1800));
+        let update = sent_requests(&out).into_iter().find(|r| r.method == Method::Update).unwrap();
+        assert_eq!(update.headers.get("CSeq"), Some("2 UPDATE"));
+        let refused = response_to(&update, 405, "Method Not Allowed", None);
+        ep.handle_input(Transport::Udp, PEER.parse().unwrap(), &refused.to_bytes(), start + Duration::from_secs(1800));
+        let out = run_until(&mut ep, start + Duration::from_secs(1800));
+        let [reinvite] = sent_requests(&out).try_into().unwrap();
+        assert_eq!((reinvite.method, reinvite.headers.get("CSeq")), (Method::Invite, Some("3 INVITE")));
+        assert_eq!(reinvite.body, SDP.as_bytes());
+        assert!(events_of(&out).is_empty());
+    }
+
+    #[test]
+    fn incoming_session_interval_below_min_se_is_refused_with_422() {
+        let mut ep = endpoint();
+        let out = input(&mut ep, &incoming_invite("st3", &["Session-Expires: 30"], Some(SDP)), Instant::now());
+        let responses = sent_responses(&out);
+        let refusal = &responses.last().unwrap().1;
+        assert_eq!((refusal.status, refusal.headers.get("Min-SE")), (422, Some("90")));
+        assert!(events_of(&out).is_empty());
+    }
+
+    #[test]
+    fn an_answered_incoming_call_is_re_offered_with_reinvite_or_update() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        input(&mut ep, &incoming_invite("ho1", &[], Some(SDP)), now);
+        ep.accept("ho1", Some(SDP.into()), now).unwrap();
+        let local_tag = sent_responses(&drain(&mut ep)).last().unwrap().1.tag_of_to().unwrap().to_string();
+        // Not before the ACK.
+        assert!(matches!(
+            ep.offer(
+                "ho1",
+                OfferMethod::Reinvite,
+                "v=0
+"
+                .into(),
+                now
+            ),
+            Err(SipError::WrongState { .. })
+        ));
+        input(&mut ep, &caller_request("ACK", 1, "ho1", &local_tag, &[]), now);
+
+        let hold = "v=0
+a=sendonly
+";
+        ep.offer("ho1", OfferMethod::Reinvite, hold.into(), now).unwrap();
+        let [reinvite] = sent_requests(&drain(&mut ep)).try_into().unwrap();
+        assert_eq!((reinvite.method, reinvite.headers.get("CSeq")), (Method::Invite, Some("1 INVITE")));
+        assert_eq!(reinvite.headers.get("Contact"), Some("<sip:gw.example.com:5060;transport=udp>"));
+        assert_eq!(reinvite.body, hold.as_bytes());
+
+        // The caller's own offer crossing ours waits (glare).
+        let crossing = caller_request("INVITE", 2, "ho1", &local_tag, &[]);
+        assert_eq!(sent_responses(&input(&mut ep, &crossing, now))[0].1.status, 491);
+
+        let mut ok = response_to(&reinvite, 200, "OK", None);
+        ok.headers.push("Content-Type", "application/sdp");
+        ok.body = b"v=0
+a=recvonly
+"
+        .to_vec();
+        ep.handle_input(Transport::Udp, PEER.parse().unwrap(), &ok.to_bytes(), now);
+        let out = drain(&mut ep);
+        let [ack] = sent_requests(&out).try_into().unwrap();
+        assert_eq!((ack.method, ack.headers.get("CSeq")), (Method::Ack, Some("1 ACK")));
+        assert_eq!(
+            events_of(&out),
+            [CallEvent::ReinviteResponse {
+                status: 200,
+                reason: "OK".into(),
+                sdp: Some(
+                    "v=0
+a=recvonly
+"
+                    .into()
+                )
+            }]
+        );
+
+        let resume = "v=0
+a=sendrecv
+";
+        ep.offer("ho1", OfferMethod::Update, resume.into(), now).unwrap();
+        let [update] = sent_requests(&drain(&mut ep)).try_into().unwrap();
+        assert_eq!((update.method, update.headers.get("CSeq")), (Method::Update, Some("2 UPDATE")));
+        assert_eq!(update.body, resume.as_bytes());
+        let mut ok = response_to(&update, 200, "OK", None);
+        ok.headers.push("Content-Type", "application/sdp");
+        ok.body = resume.as_bytes().to_vec();
+        ep.handle_input(Transport::Udp, PEER.parse().unwrap(), &ok.to_bytes(), now);
+        let out = drain(&mut ep);
+        assert!(sent_requests(&out).is_empty(), "no ACK for an UPDATE: {out:?}");
+        assert_eq!(
+            events_of(&out),
+            [CallEvent::ReinviteResponse { status: 200, reason: "OK".into(), sdp: Some(resume.into()) }]
+        );
+    }
+
+    #[test]
+    fn an_offer_needs_an_answered_call() {
         let mut ep = endpoint();
         let now = Instant::now();
         assert!(matches!(ep.reinvite("nope", "v=0\r\n".into(), now), Err(SipError::UnknownCall(_))));
         input(&mut ep, &incoming_invite("r1", &[], None), now);
         drain(&mut ep);
         assert!(matches!(ep.reinvite("r1", "v=0\r\n".into(), now), Err(SipError::WrongState { .. })));
+        assert!(matches!(ep.offer("r1", OfferMethod::Update, "v=0\r\n".into(), now), Err(SipError::WrongState { .. })));
         assert!(drain(&mut ep).is_empty());
     }
 
