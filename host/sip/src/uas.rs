@@ -651,8 +651,8 @@ impl UasCall {
 
     /// RFC 4028 s.9: the session interval of the 2xx and whether we refresh, if any. The caller's Session-Expires is
     /// honoured, shortened to ours when that is smaller (never below Min-SE); with none, ours
-    /// is added when configured. The caller refreshes when it asked to, or when it supports
-    /// timers and left it to us; otherwise we do.
+    /// is added when configured. The caller refreshes when it asked to, or when it asked for a
+    /// timer, supports them and left the choice to us; otherwise we do.
     fn negotiate_session(&self) -> Option<(u32, bool)> {
         let ours = (self.timers.session_expires > 0).then(|| self.timers.session_expires.max(self.timers.min_se));
         let requested = session_expires(&self.invite.headers);
@@ -663,9 +663,11 @@ impl UasCall {
         };
         let caller_supports = self.invite.headers.has_option_tag("Supported", "timer")
             || self.invite.headers.has_option_tag("Require", "timer");
-        let we_refresh = match requested.and_then(|(_, refresher)| refresher) {
-            Some(refresher) => refresher == "uas",
-            None => !caller_supports,
+        let we_refresh = match requested {
+            Some((_, Some(refresher))) => refresher == "uas",
+            Some((_, None)) => !caller_supports,
+            // The timer is ours: so is the refreshing.
+            None => true,
         };
         Some((interval, we_refresh))
     }

@@ -1,7 +1,9 @@
 //! The user agent answering calls from a real SIP peer: sipp playing the
 //! calling network. Skipped (with a message) when `sipp` is not installed.
 
-use camara_sip::{CallEvent, Transport, UaEvent};
+use std::time::Duration;
+
+use camara_sip::{CallEvent, TimerConfig, Transport, UaEvent};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 mod common;
@@ -114,4 +116,43 @@ async fn udp_incoming_call_rejected_busy() {
 
     sipp.assert_success().await;
     ua.shutdown().await;
+}
+
+/// RFC 4028 as the callee and refresher: the caller asks for a 4 s session refreshed by us; the
+/// UPDATE refresh at 2 s is silent (sipp checks it), then we put the call on hold with a
+/// re-INVITE and the caller hangs up.
+async fn session_refreshed_by_us_then_held(transport: Transport) {
+    if !sipp_available() {
+        return;
+    }
+    let (ua, mut events) = start_ua_with(TimerConfig { session_expires: 4, min_se: 2, ..TimerConfig::default() }).await;
+    let sipp = Sipp::call("uac_session_timer.xml", transport, ua.local_addr(transport).unwrap());
+    let (call_id, _) = incoming(&mut events).await;
+    ua.accept(&call_id, Some(ANSWER_SDP.into())).await.expect("accept");
+    expect(&mut events, &call_id, request("ACK")).await;
+    let quiet = tokio::time::timeout(Duration::from_millis(2500), events.recv()).await;
+    assert!(quiet.is_err(), "the refresh must not be reported: {quiet:?}");
+
+    let hold = ANSWER_SDP.replace("o=- 2 2", "o=- 2 3") + "a=sendonly\r\n";
+    ua.reinvite(&call_id, hold).await.expect("re-INVITE of an incoming call");
+    let answer = next_event(&mut events).await;
+    let CallEvent::ReinviteResponse { status: 200, sdp: Some(sdp), .. } = &answer.event else {
+        panic!("expected 200 to the re-INVITE, got {answer:?}");
+    };
+    assert!(sdp.contains("a=recvonly"), "{sdp}");
+    expect(&mut events, &call_id, request("BYE")).await;
+    expect(&mut events, &call_id, CallEvent::Terminated).await;
+
+    sipp.assert_success().await;
+    ua.shutdown().await;
+}
+
+#[tokio::test]
+async fn udp_incoming_session_refreshed_by_us_with_update_then_held() {
+    session_refreshed_by_us_then_held(Transport::Udp).await;
+}
+
+#[tokio::test]
+async fn tcp_incoming_session_refreshed_by_us_with_update_then_held() {
+    session_refreshed_by_us_then_held(Transport::Tcp).await;
 }
