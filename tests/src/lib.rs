@@ -401,11 +401,17 @@ pub fn received_start_lines(message_log: &str) -> Vec<String> {
 
 /// The full text of the first received message whose start line begins with `method`.
 pub fn received_message(message_log: &str, method: &str) -> Option<String> {
+    received_message_nth(message_log, method, 0)
+}
+
+/// The full text of the `index`th (from 0) received message whose start line begins with `method`.
+pub fn received_message_nth(message_log: &str, method: &str, index: usize) -> Option<String> {
     message_log
         .split("----------------------------------------------- ")
         .filter_map(|block| block.split_once("message received").map(|(_, rest)| rest))
         .map(|rest| rest.split_once('\n').map(|(_, msg)| msg.trim().replace("\r\n", "\n")).unwrap_or_default())
-        .find(|msg| msg.starts_with(method))
+        .filter(|msg| msg.starts_with(method))
+        .nth(index)
 }
 
 /// A real WebRTC peer that is not this project's code: `tests/peers/webrtc_peer.py` (aiortc),

@@ -19,9 +19,13 @@ struct Callee {
 }
 
 async fn registered_callee(no_answer_seconds: u64) -> Callee {
+    registered_callee_with(|config| config.sip.no_answer_seconds = no_answer_seconds).await
+}
+
+async fn registered_callee_with(adjust: impl FnOnce(&mut camara_gateway::config::GatewayConfig)) -> Callee {
     init_logs();
     let mut config = gateway_config(None, SipTransportName::Udp);
-    config.sip.no_answer_seconds = no_answer_seconds;
+    adjust(&mut config);
     let gateway = camara_gateway::start(config).await.expect("gateway starts");
     let api = Api::new(gateway.http_addr);
     let sink = Sink::start(vec![]).await;
@@ -99,6 +103,54 @@ async fn the_device_answers_and_the_media_flows_both_ways() {
     assert_eq!(code, 0, "sipp: {errors}\n{messages}");
     let start_lines = received_start_lines(&messages);
     assert!(start_lines.iter().any(|l| l.starts_with("SIP/2.0 183")), "{start_lines:?}");
+    peer.close().await;
+    callee.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_holds_and_resumes_an_answered_incoming_call_with_update() {
+    if !peer_installed("sipp", sipp_available()) || !peer_installed("the aiortc peer", WebRtcPeer::available()) {
+        return;
+    }
+    let mut callee = registered_callee_with(|config| {
+        config.sip.reoffer_method = camara_gateway::config::ReofferMethod::Update;
+    })
+    .await;
+    let media_port = free_port().to_string();
+    let target = callee.gateway.sip_udp_addr.unwrap();
+    let sipp =
+        Sipp::uac_with("uac_held_by_device.xml", target, SipTransportName::Udp, &["-rtp_echo", "-mp", &media_port])
+            .await;
+    let invitation = callee.invitation().await;
+    let session_id = invitation["mediaSessionId"].as_str().unwrap().to_string();
+    let mut peer = WebRtcPeer::start(&["--role", "answer", "--codec", "any", "--tone", "700"]);
+    peer.send(json!({"cmd": "offer", "sdp": invitation["offer"]["sdp"]})).await;
+    let answer = peer.expect("answer", WAIT).await["sdp"].as_str().unwrap().to_string();
+    let progress = callee.put_status(&session_id, json!({"status": "InProgress", "answer": {"sdp": answer}})).await;
+    assert_eq!(progress.status, 200, "{:?}", progress.body);
+    assert_eq!(callee.next_status().await["status"], "InProgress");
+    assert_eq!(callee.put_status(&session_id, json!({"status": "Connected"})).await.status, 200);
+    assert_eq!(callee.next_status().await["status"], "Connected");
+
+    for requested in ["Hold", "Resume"] {
+        let reply = callee.put_status(&session_id, json!({"status": requested})).await;
+        assert_eq!(reply.status, 200, "{requested}: {:?}", reply.body);
+        assert_eq!(reply.body["status"], requested);
+        let event = callee.next_status().await;
+        assert_eq!(event["status"], requested, "{event}");
+    }
+
+    let ended = callee.next_status().await;
+    assert_eq!(ended["status"], "Terminated", "{ended}");
+    let (code, messages, errors) = sipp.finish(WAIT).await;
+    assert_eq!(code, 0, "sipp: {errors}\n{messages}");
+    let updates: Vec<String> =
+        received_start_lines(&messages).into_iter().filter(|l| l.starts_with("UPDATE")).collect();
+    assert_eq!(updates.len(), 2, "{updates:?}");
+    for (index, direction) in ["a=sendonly", "a=sendrecv"].iter().enumerate() {
+        let update = received_message_nth(&messages, "UPDATE", index).unwrap();
+        assert!(update.contains(direction), "{update}");
+    }
     peer.close().await;
     callee.gateway.stop().await;
 }

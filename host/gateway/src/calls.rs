@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use camara_media::Direction as MediaDirection;
 use camara_plugin_host::mapping::{self, CallDirection, SipEvent, SipRequest, SipResponse, StatusUpdate};
-use camara_sip::{CallEvent, HangupKind, NameAddr, OutgoingInvite, Transport, UaEvent};
+use camara_sip::{CallEvent, HangupKind, NameAddr, OfferMethod, OutgoingInvite, Transport, UaEvent};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::app::Gateway;
-use crate::config::SipTransportName;
+use crate::config::{ReofferMethod, SipTransportName};
 use crate::error::ApiError;
 use crate::model::{CallType, MediaSessionCreate};
 use crate::notify::{GatewayEvent, SESSION_INVITATION, SESSION_STATUS};
@@ -250,21 +250,26 @@ impl Reoffers {
     }
 }
 
-/// Hold or resume an answered outgoing call (`PUT .../status`): a re-INVITE whose SDP says
-/// `sendonly` or `sendrecv`. Answers once the network has accepted or refused it.
+/// Hold or resume an answered call of either direction (`PUT .../status`): a re-INVITE (or an
+/// UPDATE, `[sip] reoffer_method`) whose SDP says `sendonly` or `sendrecv`. Answers once the
+/// network has accepted or refused it.
 pub async fn hold_or_resume(gw: &Gateway, session: &MediaSession, hold: bool) -> Result<MediaSession, ApiError> {
     let conflict = |m: String| ApiError::conflict("CONFLICT", m);
     let (Some(call_id), Some(media)) = (&session.sip_call_id, gw.media_sessions.get(&session.id)) else {
         return Err(conflict("The session has no call in progress".into()));
     };
-    if session.direction != Direction::Outgoing || !matches!(session.status.as_str(), "Connected" | "Hold" | "Resume") {
+    if !matches!(session.status.as_str(), "Connected" | "Hold" | "Resume") {
         return Err(conflict(format!("A {} session cannot be put on hold or resumed", session.status)));
     }
     let sdp = media.network_reoffer(if hold { MediaDirection::SendOnly } else { MediaDirection::SendRecv });
     let (tx, rx) = tokio::sync::oneshot::channel();
     // Registered before the re-INVITE leaves, so its answer cannot arrive unseen.
     gw.reoffers.lock().insert(call_id.clone(), tx);
-    if let Err(e) = gw.sip.reinvite(call_id, sdp.clone()).await {
+    let method = match gw.config.sip.reoffer_method {
+        ReofferMethod::Reinvite => OfferMethod::Reinvite,
+        ReofferMethod::Update => OfferMethod::Update,
+    };
+    if let Err(e) = gw.sip.offer(call_id, method, sdp.clone()).await {
         gw.reoffers.lock().remove(call_id);
         return Err(conflict(format!("The call cannot be changed now: {e}")));
     }
@@ -275,7 +280,7 @@ pub async fn hold_or_resume(gw: &Gateway, session: &MediaSession, hold: bool) ->
             return Err(ApiError::new(
                 axum::http::StatusCode::GATEWAY_TIMEOUT,
                 "TIMEOUT",
-                "The network did not answer the re-INVITE",
+                "The network did not answer the re-offer",
             ));
         }
     };

@@ -155,6 +155,17 @@ pub struct SipSettings {
     pub trunk_account: Option<SipAccount>,
     /// An incoming call the device has not answered after this long is refused with 480.
     pub no_answer_seconds: u64,
+    /// How the device's hold and resume reach the network: `reinvite` (understood everywhere)
+    /// or `update` (RFC 3311: one transaction, for networks that prefer it).
+    pub reoffer_method: ReofferMethod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReofferMethod {
+    #[default]
+    Reinvite,
+    Update,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -211,6 +222,7 @@ impl Default for SipSettings {
             accounts: BTreeMap::new(),
             trunk_account: None,
             no_answer_seconds: 60,
+            reoffer_method: ReofferMethod::Reinvite,
         }
     }
 }
