@@ -212,6 +212,11 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     tokio::spawn(crate::calls::run_media_events(gateway.clone(), media_events));
     gateway.sip.set_offer_answerer(Arc::new(crate::calls::NetworkOffers(Arc::downgrade(&gateway))));
     let expiry = tokio::spawn(crate::lifecycle::run(gateway.clone()));
+    // Off the start-up path: a slow registrar must not delay the API.
+    tokio::spawn({
+        let gateway = gateway.clone();
+        async move { crate::bindings::restore(&gateway).await }
+    });
 
     let mut router = crate::api::router(gateway.clone());
     if let Some(oauth) = oauth_server {

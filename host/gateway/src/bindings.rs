@@ -2,15 +2,16 @@
 //! registers, un-REGISTER when the registration is deleted or expires, and `registration-ends`
 //! (NETWORK_TERMINATED) when the network stops accepting a binding.
 //!
-//! Bindings live in memory: after a restart the stored registrations have no network binding
-//! until they are registered again.
+//! Bindings live in memory; the registrations are stored. After a restart [`restore`]
+//! REGISTERs the stored registrations again (the registrar may have forgotten them, and the
+//! gateway's contact may have moved).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use camara_plugin_host::mapping::RegistrationPlan;
+use camara_plugin_host::mapping::{RegistrationPlan, RegistrationRequest as MappingRequest};
 use camara_sip::{RegisterRequest, RegistrationEvent, Transport};
 use tokio::sync::watch;
 
@@ -122,27 +123,87 @@ pub async fn on_event(gw: &Gateway, binding: &str, event: RegistrationEvent) {
             tracing::warn!(registration = id, ?status, reason, "the network ended a registration");
             let _ = gw.sip.unregister(binding).await;
             gw.bindings.forget(binding);
-            if let Ok(Some(r)) = gw.store.backend().remove_registration(&id) {
-                let event = GatewayEvent {
-                    event_type: REGISTRATION_ENDS,
-                    data: serde_json::json!({
-                        "registrationId": r.id,
-                        "terminationReason": "NETWORK_TERMINATED",
-                        "terminationDescription": format!("The network refused the registration refresh: {reason}"),
-                    }),
-                    media_session_id: None,
-                    registration_id: Some(r.id.clone()),
-                    device_id: Some(r.device_id.clone()),
-                    phone_number: Some(r.phone_number.clone()),
-                };
-                let subscriptions = gw.store.backend().subscriptions_of(&r.phone_number).unwrap_or_default();
-                gw.notifier.publish(event, &subscriptions).await;
-            }
+            end_registration(gw, &id, &format!("The network refused the registration refresh: {reason}")).await;
         }
         (RegistrationEvent::Unregistered, _) => gw.bindings.forget(binding),
         _ => {
             // `send` drops the value when nobody subscribed yet; the waiter may subscribe later.
             gw.bindings.channel(binding).send_replace(Some(event));
+        }
+    }
+}
+
+/// Removes a registration the network no longer accepts and tells its subscribers
+/// (`registration-ends`, NETWORK_TERMINATED).
+async fn end_registration(gw: &Gateway, registration_id: &str, description: &str) {
+    let Ok(Some(r)) = gw.store.backend().remove_registration(registration_id) else {
+        return;
+    };
+    let event = GatewayEvent {
+        event_type: REGISTRATION_ENDS,
+        data: serde_json::json!({
+            "registrationId": r.id,
+            "terminationReason": "NETWORK_TERMINATED",
+            "terminationDescription": description,
+        }),
+        media_session_id: None,
+        registration_id: Some(r.id.clone()),
+        device_id: Some(r.device_id.clone()),
+        phone_number: Some(r.phone_number.clone()),
+    };
+    let subscriptions = gw.store.backend().subscriptions_of(&r.phone_number).unwrap_or_default();
+    gw.notifier.publish(event, &subscriptions).await;
+}
+
+/// At start-up: every stored registration the mapping plugin sends to a registrar is
+/// REGISTERed again. One the network refuses ends (`registration-ends`); one that cannot be
+/// tried (no answer, a faulty plugin) is kept and logged, as the device may still be reached
+/// once the network is back.
+pub async fn restore(gw: &Gateway) {
+    let registrations = match gw.store.backend().registrations_expiring_before(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+    {
+        Ok(registrations) => registrations,
+        Err(e) => {
+            tracing::error!("stored registrations not readable; none REGISTERed again: {e}");
+            return;
+        }
+    };
+    for registration in registrations {
+        let request = MappingRequest {
+            phone_number: registration.phone_number.clone(),
+            device_id: registration.device_id.clone(),
+            registration_id: registration.id.clone(),
+        };
+        let plan = match gw.plugins.mapping.map_registration(&request, &gw.network).await {
+            Ok(Ok(plan)) if plan.send_register => plan,
+            Ok(Ok(_)) => continue,
+            Ok(Err(refusal)) => {
+                tracing::warn!(
+                    registration = registration.id,
+                    message = refusal.message,
+                    "mapping refuses a stored registration"
+                );
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(registration = registration.id, "mapping plugin failed; not REGISTERed again: {e}");
+                continue;
+            }
+        };
+        match bind(gw, &registration, &plan).await {
+            Ok(()) => tracing::info!(registration = registration.id, "stored registration REGISTERed again"),
+            Err(e) if e.status == StatusCode::GATEWAY_TIMEOUT => {
+                tracing::warn!(registration = registration.id, "no answer from the registrar; kept: {}", e.message)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    registration = registration.id,
+                    "the network refuses a stored registration: {}",
+                    e.message
+                );
+                end_registration(gw, &registration.id, &format!("Not registered again after a restart: {}", e.message))
+                    .await;
+            }
         }
     }
 }
