@@ -32,14 +32,16 @@ pub fn scenario(name: &str) -> PathBuf {
 pub fn free_port(transport: Transport) -> u16 {
     match transport {
         Transport::Udp => std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
-        Transport::Tcp => std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
+        Transport::Tcp | Transport::Tls => {
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        }
     }
 }
 
 pub fn port_taken(transport: Transport, port: u16) -> bool {
     match transport {
         Transport::Udp => std::net::UdpSocket::bind(("127.0.0.1", port)).is_err(),
-        Transport::Tcp => std::net::TcpListener::bind(("127.0.0.1", port)).is_err(),
+        Transport::Tcp | Transport::Tls => std::net::TcpListener::bind(("127.0.0.1", port)).is_err(),
     }
 }
 
@@ -126,6 +128,8 @@ pub async fn start_ua_with(timers: TimerConfig) -> (UserAgent, UnboundedReceiver
     UserAgent::start(SipConfig {
         udp_listen: Some("127.0.0.1:0".parse().unwrap()),
         tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
+        tls_listen: None,
+        tls: None,
         advertised_host: None,
         user_agent: "camara-sip-test".into(),
         timers,
