@@ -26,6 +26,16 @@ pub fn sipp_available() -> bool {
     found
 }
 
+/// Whether a real peer a test needs is installed. In CI (`CI` set) a missing peer is a failure,
+/// not a skip: CI runs tests/install-peers.sh first.
+pub fn peer_installed(what: &str, installed: bool) -> bool {
+    if !installed {
+        assert!(std::env::var_os("CI").is_none(), "{what} is missing: run tests/install-peers.sh");
+        println!("{what} is not installed (tests/install-peers.sh): skipped");
+    }
+    installed
+}
+
 pub fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(name)
 }
