@@ -34,6 +34,10 @@ struct Ua {
 
 /// A user agent listening on TLS only, so nothing can silently fall back to UDP or TCP.
 async fn tls_ua(tls: TlsConfig) -> Ua {
+    tls_ua_with(tls, TimerConfig::default()).await
+}
+
+async fn tls_ua_with(tls: TlsConfig, timers: TimerConfig) -> Ua {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -45,7 +49,7 @@ async fn tls_ua(tls: TlsConfig) -> Ua {
         tls: Some(tls),
         advertised_host: None,
         user_agent: "camara-sip-tls-test".into(),
-        timers: TimerConfig::default(),
+        timers,
     })
     .await
     .expect("start user agent");
@@ -241,6 +245,29 @@ async fn a_caller_that_does_not_trust_the_ca_fails_the_call() {
     for ua in [mallory, carol, dave, erin, frank, bob] {
         ua.ua.shutdown().await;
     }
+}
+
+#[tokio::test]
+async fn a_peer_that_never_completes_the_handshake_times_the_call_out() {
+    let pki = Pki::new("sip");
+    // Accepts TCP and then says nothing, like a dead TLS stack behind a live port.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    // T1 of 50 ms: the connect timeout (64*T1) is 3.2 s instead of 32 s.
+    let timers = TimerConfig { t1: Duration::from_millis(50), ..TimerConfig::default() };
+    let mut alice = tls_ua_with(pki.tls_config(Some(&pki)), timers).await;
+    let started = Instant::now();
+    let call_id = alice.ua.invite(invite(silent_addr, silent_addr)).await.expect("invite");
+    expect(&mut alice.events, &call_id, CallEvent::Timeout).await;
+    assert!(started.elapsed() >= Duration::from_secs(3), "took {:?}", started.elapsed());
+    held.abort();
+    alice.ua.shutdown().await;
 }
 
 /// Reads until the peer closes (EOF or reset); panics if it keeps the connection open.
