@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use camara_sip::{
-    CallEvent, HangupKind, NameAddr, OutgoingInvite, SipConfig, TimerConfig, TlsConfig, Transport, UaEvent, UserAgent,
+    CallEvent, HangupKind, NameAddr, OutgoingInvite, SipConfig, SipError, TimerConfig, TlsConfig, Transport, UaEvent,
+    UserAgent,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -319,6 +320,32 @@ async fn garbage_on_the_tls_port_is_dropped_and_the_listener_keeps_serving() {
     refused_call(&mut alice, &mut bob).await;
     alice.ua.shutdown().await;
     bob.ua.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tls_listener_and_a_tls_configuration_go_together() {
+    let pki = Pki::new("sip");
+    let config = SipConfig {
+        udp_listen: Some("127.0.0.1:0".parse().unwrap()),
+        tcp_listen: None,
+        tls_listen: Some("127.0.0.1:0".parse().unwrap()),
+        tls: None,
+        advertised_host: None,
+        user_agent: "camara-sip-tls-test".into(),
+        timers: TimerConfig::default(),
+    };
+    let no_tls = UserAgent::start(config.clone()).await;
+    assert!(matches!(no_tls, Err(SipError::Config(_))), "{no_tls:?}");
+    let no_listener =
+        UserAgent::start(SipConfig { tls_listen: None, tls: Some(pki.tls_config(None)), ..config.clone() }).await;
+    assert!(matches!(no_listener, Err(SipError::Config(_))), "{no_listener:?}");
+
+    // Without TLS configured, a TLS call is refused up front.
+    let (ua, _events) = UserAgent::start(SipConfig { tls_listen: None, ..config }).await.expect("UDP only");
+    let target: SocketAddr = "127.0.0.1:5061".parse().unwrap();
+    let refused = ua.invite(invite(target, target)).await;
+    assert!(matches!(refused, Err(SipError::TransportUnavailable(Transport::Tls))), "{refused:?}");
+    ua.shutdown().await;
 }
 
 #[test]
