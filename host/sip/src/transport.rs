@@ -244,16 +244,7 @@ async fn accept_loop(
                             });
                         }
                         Some(acceptor) => {
-                            connections.spawn(async move {
-                                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                                    Ok(Ok(stream)) => {
-                                        tracing::debug!(%peer, "TLS connection accepted");
-                                        run_accepted(stream, Transport::Tls, peer, events).await;
-                                    }
-                                    Ok(Err(error)) => tracing::info!(%peer, %error, "incoming TLS handshake failed; dropped"),
-                                    Err(_) => tracing::info!(%peer, "incoming TLS handshake timed out; dropped"),
-                                }
-                            });
+                            connections.spawn(accept_tls(acceptor, stream, peer, handshake_timeout, events));
                         }
                     }
                 }
@@ -265,6 +256,24 @@ async fn accept_loop(
             },
             Some(_) = connections.join_next() => {}
         }
+    }
+}
+
+async fn accept_tls(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    handshake_timeout: Duration,
+    events: mpsc::UnboundedSender<NetEvent>,
+) {
+    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            tracing::debug!(%peer, "TLS connection accepted");
+            run_accepted(stream, Transport::Tls, peer, events).await;
+        }
+        // Scanners and misconfigured peers end up here: not worth a warning each.
+        Ok(Err(error)) => tracing::info!(%peer, %error, "incoming TLS handshake failed; dropped"),
+        Err(_) => tracing::info!(%peer, "incoming TLS handshake timed out; dropped"),
     }
 }
 

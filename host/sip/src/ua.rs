@@ -307,7 +307,9 @@ async fn run(
                     tracing::trace!(%source, ?transport, "received\n{}", String::from_utf8_lossy(&data));
                     endpoint.handle_input(transport, source, &data, Instant::now());
                 }
-                NetEvent::Accepted { transport, peer, conn } => transports.connection_accepted(transport, peer, conn),
+                NetEvent::Accepted { transport, peer, conn } => {
+                    transports.connection_accepted(transport, peer, conn);
+                }
                 NetEvent::Closed { transport, peer, id } => transports.connection_gone(transport, peer, id),
                 NetEvent::ConnectFailed { transport, peer, id } => {
                     transports.connection_gone(transport, peer, id);
