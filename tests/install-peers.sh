@@ -70,16 +70,17 @@ if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qx "schemathesis, ve
 fi
 # --- end of schemathesis --------------------------------------------------------------------
 
-# --- kamailio (Debian) for tests/tests/kamailio.rs ------------------------------------------
+# --- kamailio (Debian) for tests/tests/kamailio.rs and host/sip/tests/kamailio_tls.rs --------
 # A real SIP registrar and proxy. Debian's `kamailio` package holds every module the test's
 # config (tests/kamailio/kamailio.cfg) loads: tm, sl, rr, pv, maxfwd, textops, siputils, xlog,
-# sanity, usrloc, registrar and auth (db_text and auth_db too, unused). The test starts its own
-# instance in the foreground; the packaged service is not used (and is stopped when the package
-# starts it).
-if ! [ -x /usr/sbin/kamailio ]; then
+# sanity, usrloc, registrar and auth (db_text and auth_db too, unused); `kamailio-tls-modules`
+# adds tls.so (OpenSSL) for SIP over TLS (host/sip/tests/kamailio_tls/kamailio.cfg). The tests
+# start their own instances in the foreground; the packaged service is not used (and is stopped
+# when the package starts it).
+if ! { [ -x /usr/sbin/kamailio ] && compgen -G '/usr/lib/*/kamailio/modules/tls.so' >/dev/null; }; then
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
-    $sudo apt-get install -y -qq --no-install-recommends kamailio >/dev/null
+    $sudo apt-get install -y -qq --no-install-recommends kamailio kamailio-tls-modules >/dev/null
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet kamailio 2>/dev/null; then
         $sudo systemctl disable --now kamailio >/dev/null 2>&1 || true
     fi

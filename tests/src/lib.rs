@@ -309,7 +309,9 @@ impl Sipp {
         for _ in 0..100 {
             let bound = match transport {
                 SipTransportName::Udp => std::net::UdpSocket::bind(("127.0.0.1", port)).is_err(),
-                SipTransportName::Tcp => std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+                SipTransportName::Tcp | SipTransportName::Tls => {
+                    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                }
             };
             if bound {
                 break;
@@ -348,7 +350,15 @@ impl Sipp {
                 repo_root().join("tests/sipp").join(scenario)
             })
             .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-t", if transport == SipTransportName::Tcp { "t1" } else { "u1" }])
+            .args([
+                "-t",
+                match transport {
+                    SipTransportName::Udp => "u1",
+                    SipTransportName::Tcp => "t1",
+                    // sipp's TLS also needs -tls_cert and -tls_key in `extra`.
+                    SipTransportName::Tls => "l1",
+                },
+            ])
             .args(["-m", "1", "-timeout", "60s", "-timeout_error", "-nostdin", "-trace_msg", "-trace_err"])
             .args(extra)
             .arg("-message_file")

@@ -43,6 +43,7 @@ pub struct RunningGateway {
     pub http_addr: SocketAddr,
     pub sip_udp_addr: Option<SocketAddr>,
     pub sip_tcp_addr: Option<SocketAddr>,
+    pub sip_tls_addr: Option<SocketAddr>,
     pub gateway: Arc<Gateway>,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
@@ -143,9 +144,12 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         }
     });
 
+    let sip_tls = config.sip.tls.as_ref().map(|tls| tls.load()).transpose()?;
     let (sip, sip_events) = UserAgent::start(SipConfig {
         udp_listen: config.sip.udp_listen,
         tcp_listen: config.sip.tcp_listen,
+        tls_listen: config.sip.tls_listen,
+        tls: sip_tls,
         advertised_host: config.sip.advertised_host.clone(),
         user_agent: format!("camara-webrtc-gateway/{}", env!("CARGO_PKG_VERSION")),
         timers: Default::default(),
@@ -153,7 +157,12 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     .await?;
     let sip_udp_addr = sip.local_addr(Transport::Udp);
     let sip_tcp_addr = sip.local_addr(Transport::Tcp);
-    let sip_ip = sip_udp_addr.or(sip_tcp_addr).map(|a| a.ip().to_string()).unwrap_or_else(|| "127.0.0.1".into());
+    let sip_tls_addr = sip.local_addr(Transport::Tls);
+    let sip_ip = sip_udp_addr
+        .or(sip_tcp_addr)
+        .or(sip_tls_addr)
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "127.0.0.1".into());
     let local_host = config.sip.advertised_host.clone().unwrap_or_else(|| sip_ip.clone());
 
     let demo = if config.device_side.demo_endpoint && config.sip.next_hop.is_none() {
@@ -235,6 +244,15 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
             tracing::error!("HTTP server failed: {e}");
         }
     });
-    tracing::info!(%http_addr, ?sip_udp_addr, ?sip_tcp_addr, "gateway listening");
-    Ok(RunningGateway { http_addr, sip_udp_addr, sip_tcp_addr, gateway, shutdown: Some(shutdown_tx), server, expiry })
+    tracing::info!(%http_addr, ?sip_udp_addr, ?sip_tcp_addr, ?sip_tls_addr, "gateway listening");
+    Ok(RunningGateway {
+        http_addr,
+        sip_udp_addr,
+        sip_tcp_addr,
+        sip_tls_addr,
+        gateway,
+        shutdown: Some(shutdown_tx),
+        server,
+        expiry,
+    })
 }

@@ -12,11 +12,10 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use camara_plugin_host::mapping::{RegistrationPlan, RegistrationRequest as MappingRequest};
-use camara_sip::{RegisterRequest, RegistrationEvent, Transport};
+use camara_sip::{RegisterRequest, RegistrationEvent};
 use tokio::sync::watch;
 
 use crate::app::Gateway;
-use crate::config::SipTransportName;
 use crate::error::ApiError;
 use crate::notify::{GatewayEvent, REGISTRATION_ENDS};
 use crate::store::Registration;
@@ -59,10 +58,7 @@ pub async fn bind(gw: &Gateway, registration: &Registration, plan: &Registration
     })?;
     let request = RegisterRequest {
         registrar: registrar.address,
-        transport: match registrar.transport {
-            SipTransportName::Udp => Transport::Udp,
-            SipTransportName::Tcp => Transport::Tcp,
-        },
+        transport: registrar.transport.transport(),
         domain: registrar.domain.clone(),
         aor: plan.aor.clone(),
         contact_user: plan.contact_user.clone(),

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use camara_media::Direction as MediaDirection;
 use camara_plugin_host::mapping::{self, CallDirection, SipEvent, SipRequest, SipResponse, StatusUpdate};
-use camara_sip::{CallEvent, HangupKind, NameAddr, OfferMethod, OutgoingInvite, Transport, UaEvent};
+use camara_sip::{CallEvent, HangupKind, NameAddr, OfferMethod, OutgoingInvite, UaEvent};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::app::Gateway;
-use crate::config::{ReofferMethod, SipTransportName};
+use crate::config::ReofferMethod;
 use crate::error::ApiError;
 use crate::model::{CallType, MediaSessionCreate};
 use crate::notify::{GatewayEvent, SESSION_INVITATION, SESSION_STATUS};
@@ -157,10 +157,7 @@ pub async fn place_call(
             .collect(),
         sdp: Some(sip_sdp.clone()),
         next_hop,
-        transport: match gw.config.sip.next_hop_transport {
-            SipTransportName::Udp => Transport::Udp,
-            SipTransportName::Tcp => Transport::Tcp,
-        },
+        transport: gw.config.sip.next_hop_transport.transport(),
         credentials: gw
             .config
             .sip

@@ -134,6 +134,18 @@ impl Default for ApiConfig {
 pub enum SipTransportName {
     Udp,
     Tcp,
+    /// SIP over TLS (`sip:` URIs with `transport=tls`); needs `[sip] tls_listen` and `[sip.tls]`.
+    Tls,
+}
+
+impl SipTransportName {
+    pub fn transport(self) -> camara_sip::Transport {
+        match self {
+            SipTransportName::Udp => camara_sip::Transport::Udp,
+            SipTransportName::Tcp => camara_sip::Transport::Tcp,
+            SipTransportName::Tls => camara_sip::Transport::Tls,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +153,11 @@ pub enum SipTransportName {
 pub struct SipSettings {
     pub udp_listen: Option<SocketAddr>,
     pub tcp_listen: Option<SocketAddr>,
+    /// SIP over TLS listener (conventionally port 5061); needs `[sip.tls]`. Without it the
+    /// `tls` transport is not available for the next hop or the registrar either.
+    pub tls_listen: Option<SocketAddr>,
+    /// Certificate, key and trust anchors of SIP over TLS.
+    pub tls: Option<SipTlsSettings>,
     /// Host name or address in Via, Contact and Call-ID; default: the listen address.
     pub advertised_host: Option<String>,
     /// Where INVITEs go (outbound proxy / SBC); none means calls cannot be placed.
@@ -184,6 +201,70 @@ pub struct RegistrarConfig {
     pub answer_timeout_ms: u64,
 }
 
+/// `[sip.tls]`: PEM files, read at startup; a file that cannot be read or parsed stops the
+/// gateway with an error naming it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipTlsSettings {
+    /// Certificate chain (leaf first) presented on `tls_listen`, and to a peer that asks the
+    /// gateway for a client certificate.
+    pub certificate: PathBuf,
+    /// Private key of `certificate` (PKCS#8, PKCS#1 or SEC1).
+    pub private_key: PathBuf,
+    /// CA certificate(s) that the certificates of the SBC and registrar must chain to. Without
+    /// it the gateway opens no TLS connection (it still accepts them): an operator's SBC is
+    /// rarely certified by a public CA, and trusting every public CA would be a weak default.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// The name the peer's certificate must carry; default: the IP address of `next_hop` (or of
+    /// the registrar), since the gateway does no DNS.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// `false` accepts a certificate that chains to `ca` whatever names it carries.
+    #[serde(default = "default_verify_server_name")]
+    pub verify_server_name: bool,
+}
+
+fn default_verify_server_name() -> bool {
+    true
+}
+
+impl SipTlsSettings {
+    /// Reads and checks the PEM files.
+    pub fn load(&self) -> Result<camara_sip::TlsConfig, ConfigError> {
+        let read = |path: &Path, what: &str| {
+            std::fs::read(path).map_err(|e| ConfigError(format!("[sip.tls] {what} {}: {e}", path.display())))
+        };
+        let certificate = read(&self.certificate, "certificate")?;
+        let private_key = read(&self.private_key, "private_key")?;
+        let mut tls = camara_sip::TlsConfig::new(&certificate, &private_key).map_err(|e| {
+            let file = match e {
+                camara_sip::TlsConfigError::NoPrivateKey | camara_sip::TlsConfigError::BadPrivateKey(_) => {
+                    format!("private_key {}", self.private_key.display())
+                }
+                camara_sip::TlsConfigError::Rejected(_) => {
+                    format!(
+                        "certificate {} with private_key {}",
+                        self.certificate.display(),
+                        self.private_key.display()
+                    )
+                }
+                _ => format!("certificate {}", self.certificate.display()),
+            };
+            ConfigError(format!("[sip.tls] {file}: {e}"))
+        })?;
+        if let Some(ca) = &self.ca {
+            tls = tls
+                .trust_pem(&read(ca, "ca")?)
+                .map_err(|e| ConfigError(format!("[sip.tls] ca {}: {e}", ca.display())))?;
+        }
+        if let Some(name) = &self.server_name {
+            tls = tls.server_name(name).map_err(|e| ConfigError(format!("[sip.tls] server_name: {e}")))?;
+        }
+        Ok(tls.verify_server_name(self.verify_server_name))
+    }
+}
+
 fn default_transport() -> SipTransportName {
     SipTransportName::Udp
 }
@@ -215,6 +296,8 @@ impl Default for SipSettings {
         SipSettings {
             udp_listen: Some("127.0.0.1:5060".parse().expect("literal")),
             tcp_listen: Some("127.0.0.1:5060".parse().expect("literal")),
+            tls_listen: None,
+            tls: None,
             advertised_host: None,
             next_hop: None,
             next_hop_transport: SipTransportName::Udp,

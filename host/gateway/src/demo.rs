@@ -58,6 +58,8 @@ impl DemoEndpoint {
         let (ua, events) = UserAgent::start(SipConfig {
             udp_listen: Some(listen),
             tcp_listen: None,
+            tls_listen: None,
+            tls: None,
             advertised_host: None,
             user_agent: "camara-demo-endpoint".into(),
             timers: Default::default(),

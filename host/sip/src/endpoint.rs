@@ -23,6 +23,7 @@ pub struct EndpointConfig {
     pub advertised_host: String,
     pub udp_port: Option<u16>,
     pub tcp_port: Option<u16>,
+    pub tls_port: Option<u16>,
     pub user_agent: String,
     pub timers: TimerConfig,
 }
@@ -248,6 +249,7 @@ impl Endpoint {
         let port = match invite.transport {
             Transport::Udp => self.config.udp_port,
             Transport::Tcp => self.config.tcp_port,
+            Transport::Tls => self.config.tls_port,
         }
         .ok_or(SipError::TransportUnavailable(invite.transport))?;
         let call_id = match &invite.call_id {
@@ -342,6 +344,7 @@ impl Endpoint {
         let port = match request.transport {
             Transport::Udp => self.config.udp_port,
             Transport::Tcp => self.config.tcp_port,
+            Transport::Tls => self.config.tls_port,
         }
         .ok_or(SipError::TransportUnavailable(request.transport))?;
         check_register_request(&request)?;
@@ -534,9 +537,9 @@ impl Endpoint {
             tracing::warn!(%source, method = %request.method, "request without a usable Via dropped");
             return;
         };
-        // Over TCP the response goes back on the connection the request came in on.
+        // Over TCP and TLS the response goes back on the connection the request came in on.
         let dest = match transport {
-            Transport::Tcp => source,
+            Transport::Tcp | Transport::Tls => source,
             Transport::Udp => match response_destination(&via) {
                 Some(dest) => dest,
                 None => {
@@ -642,6 +645,7 @@ impl Endpoint {
             let port = match transport {
                 Transport::Udp => self.config.udp_port,
                 Transport::Tcp => self.config.tcp_port,
+                Transport::Tls => self.config.tls_port,
             }
             .unwrap_or(5060);
             let contact = format!("<sip:{}:{port};transport={}>", self.config.advertised_host, transport.uri_param());
@@ -695,6 +699,7 @@ impl Endpoint {
         let port = match transport {
             Transport::Udp => self.config.udp_port,
             Transport::Tcp => self.config.tcp_port,
+            Transport::Tls => self.config.tls_port,
         }
         .unwrap_or_default();
         let setup = UasSetup {
@@ -875,6 +880,7 @@ mod tests {
             advertised_host: "gw.example.com".into(),
             udp_port: Some(5060),
             tcp_port: None,
+            tls_port: None,
             user_agent: "test-ua".into(),
             timers: TimerConfig::default(),
         })

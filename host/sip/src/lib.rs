@@ -1,6 +1,6 @@
 //! SIP side of the CAMARA WebRTC gateway.
 //!
-//! This crate owns the SIP machinery: UDP/TCP transport, RFC 3261
+//! This crate owns the SIP machinery: UDP, TCP and TLS (rustls) transport, RFC 3261
 //! transactions, UAC and UAS dialogs (with RFC 3262 PRACK) and the
 //! [`UserAgent`] that places, receives and tears down calls and keeps
 //! registrations ([`registration`], with HTTP Digest from [`digest`]).
@@ -21,6 +21,7 @@ pub mod endpoint;
 pub mod in_dialog;
 pub mod message;
 pub mod registration;
+mod tls;
 pub mod transaction;
 mod transport;
 mod ua;
@@ -28,6 +29,7 @@ pub mod uas;
 
 pub use endpoint::OfferAnswerer;
 pub use in_dialog::OfferMethod;
+pub use tls::{TlsConfig, TlsConfigError};
 pub use transaction::TimerConfig;
 pub use ua::UserAgent;
 
@@ -36,12 +38,16 @@ pub use ua::UserAgent;
 pub enum Transport {
     Udp,
     Tcp,
+    /// SIP over TLS (RFC 3261 s.26.2), framed like TCP. URIs stay `sip:` with `transport=tls`,
+    /// as most SBCs expect, rather than `sips:`: `sips:` promises TLS on every hop to the end,
+    /// which this hop cannot vouch for.
+    Tls,
 }
 
 impl Transport {
     /// Reliable transports carry their own retransmissions (RFC 3261 s.17).
     pub fn is_reliable(self) -> bool {
-        matches!(self, Transport::Tcp)
+        matches!(self, Transport::Tcp | Transport::Tls)
     }
 
     /// Upper-case form used in Via.
@@ -49,6 +55,7 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
     }
 
@@ -62,6 +69,7 @@ impl Transport {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         }
     }
 }
@@ -72,6 +80,11 @@ pub struct SipConfig {
     pub udp_listen: Option<SocketAddr>,
     /// `None`: no TCP listener.
     pub tcp_listen: Option<SocketAddr>,
+    /// `None`: no TLS listener, and no [`Transport::Tls`] at all (its port is the one written in
+    /// Via and Contact). Needs `tls`.
+    pub tls_listen: Option<SocketAddr>,
+    /// Certificate, key and trust anchors for [`Transport::Tls`].
+    pub tls: Option<TlsConfig>,
     /// Host written in Via, Contact and Call-ID; `None` uses the listen IP.
     pub advertised_host: Option<String>,
     /// User-Agent header value.
@@ -278,6 +291,8 @@ pub enum SipError {
     TransportUnavailable(Transport),
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("invalid TLS configuration: {0}")]
+    Tls(#[from] TlsConfigError),
     #[error("unknown or finished call {0:?}")]
     UnknownCall(String),
     #[error("the user agent has shut down")]

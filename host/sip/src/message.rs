@@ -482,10 +482,13 @@ pub fn response_destination(via: &Via) -> Option<SocketAddr> {
 }
 
 /// The socket address of a SIP URI whose host is an IP literal; name
-/// resolution (RFC 3263) is not this crate's job.
+/// resolution (RFC 3263) is not this crate's job. Without a port, TLS URIs
+/// (`transport=tls` or `sips:`) mean 5061, others 5060 (RFC 3261 s.19.1.2).
 pub fn uri_socket_addr(uri: &str) -> Option<SocketAddr> {
     let uri = rsip::Uri::try_from(uri).ok()?;
-    let port = uri.host_with_port.port.map(|p| *p.value()).unwrap_or(5060);
+    let tls = matches!(uri.scheme, Some(rsip::Scheme::Sips))
+        || uri.params.iter().any(|p| matches!(p, rsip::Param::Transport(rsip::Transport::Tls)));
+    let port = uri.host_with_port.port.map(|p| *p.value()).unwrap_or(if tls { 5061 } else { 5060 });
     match uri.host_with_port.host {
         rsip::Host::IpAddr(ip) => Some(SocketAddr::new(ip, port)),
         rsip::Host::Domain(d) => {
@@ -747,5 +750,7 @@ mod tests {
         );
         assert_eq!(uri_socket_addr("sip:198.51.100.10"), Some("198.51.100.10:5060".parse().unwrap()));
         assert_eq!(uri_socket_addr("sip:tn.operator.com"), None);
+        assert_eq!(uri_socket_addr("sip:198.51.100.10;transport=tls;lr"), Some("198.51.100.10:5061".parse().unwrap()));
+        assert_eq!(uri_socket_addr("sip:198.51.100.10;transport=TLS"), Some("198.51.100.10:5061".parse().unwrap()));
     }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::endpoint::{Endpoint, EndpointConfig, Output};
-use crate::transport::{NetEvent, Transports};
+use crate::transport::{Listeners, NetEvent, Transports};
 use crate::{HangupKind, OfferMethod, OutgoingInvite, RegisterRequest, SipConfig, SipError, Transport, UaEvent};
 
 enum Command {
@@ -50,11 +50,16 @@ pub struct UserAgent {
     commands: mpsc::UnboundedSender<Command>,
     udp_addr: Option<SocketAddr>,
     tcp_addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for UserAgent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserAgent").field("udp", &self.udp_addr).field("tcp", &self.tcp_addr).finish()
+        f.debug_struct("UserAgent")
+            .field("udp", &self.udp_addr)
+            .field("tcp", &self.tcp_addr)
+            .field("tls", &self.tls_addr)
+            .finish()
     }
 }
 
@@ -62,15 +67,24 @@ impl UserAgent {
     /// Binds the configured listeners and starts the SIP task. Events of
     /// every call arrive on the returned receiver.
     pub async fn start(config: SipConfig) -> Result<(UserAgent, mpsc::UnboundedReceiver<UaEvent>), SipError> {
-        if config.udp_listen.is_none() && config.tcp_listen.is_none() {
-            return Err(SipError::Config("no UDP or TCP listener configured".into()));
+        if config.udp_listen.is_none() && config.tcp_listen.is_none() && config.tls_listen.is_none() {
+            return Err(SipError::Config("no UDP, TCP or TLS listener configured".into()));
         }
+        let tls = match (config.tls_listen, &config.tls) {
+            (Some(addr), Some(tls)) => Some((addr, tls.clone())),
+            (Some(_), None) => return Err(SipError::Config("tls_listen needs a TLS configuration (tls)".into())),
+            // TLS is only offered with a listener: its port is the one in Via and Contact, where
+            // the peer sends requests of the dialog.
+            (None, Some(_)) => return Err(SipError::Config("a TLS configuration (tls) needs tls_listen".into())),
+            (None, None) => None,
+        };
         let advertised_host = match &config.advertised_host {
             Some(host) if !host.trim().is_empty() => host.trim().to_string(),
             _ => {
                 let ip = config
                     .udp_listen
                     .or(config.tcp_listen)
+                    .or(config.tls_listen)
                     .map(|a| a.ip())
                     .filter(|ip| !ip.is_unspecified())
                     .ok_or_else(|| {
@@ -81,22 +95,25 @@ impl UserAgent {
         };
 
         let connect_timeout = config.timers.transaction_timeout();
-        let (transports, net_events) = Transports::bind(config.udp_listen, config.tcp_listen, connect_timeout).await?;
+        let listeners = Listeners { udp: config.udp_listen, tcp: config.tcp_listen, tls };
+        let (transports, net_events) = Transports::bind(listeners, connect_timeout).await?;
         let udp_addr = transports.local_addr(Transport::Udp);
         let tcp_addr = transports.local_addr(Transport::Tcp);
+        let tls_addr = transports.local_addr(Transport::Tls);
         let endpoint = Endpoint::new(EndpointConfig {
             advertised_host,
             udp_port: udp_addr.map(|a| a.port()),
             tcp_port: tcp_addr.map(|a| a.port()),
+            tls_port: tls_addr.map(|a| a.port()),
             user_agent: config.user_agent.clone(),
             timers: config.timers,
         });
-        tracing::info!(udp = ?udp_addr, tcp = ?tcp_addr, "SIP user agent listening");
+        tracing::info!(udp = ?udp_addr, tcp = ?tcp_addr, tls = ?tls_addr, "SIP user agent listening");
 
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (events, events_rx) = mpsc::unbounded_channel();
         tokio::spawn(run(endpoint, transports, commands_rx, net_events, events));
-        Ok((UserAgent { commands, udp_addr, tcp_addr }, events_rx))
+        Ok((UserAgent { commands, udp_addr, tcp_addr, tls_addr }, events_rx))
     }
 
     /// The bound address of a listener (useful with port 0).
@@ -104,6 +121,7 @@ impl UserAgent {
         match transport {
             Transport::Udp => self.udp_addr,
             Transport::Tcp => self.tcp_addr,
+            Transport::Tls => self.tls_addr,
         }
     }
 
@@ -289,11 +307,13 @@ async fn run(
                     tracing::trace!(%source, ?transport, "received\n{}", String::from_utf8_lossy(&data));
                     endpoint.handle_input(transport, source, &data, Instant::now());
                 }
-                NetEvent::Accepted { peer, conn } => transports.connection_accepted(peer, conn),
-                NetEvent::Closed { peer, id } => transports.connection_gone(peer, id),
-                NetEvent::ConnectFailed { peer, id } => {
-                    transports.connection_gone(peer, id);
-                    endpoint.transport_failed(Transport::Tcp, peer, Instant::now());
+                NetEvent::Accepted { transport, peer, conn } => {
+                    transports.connection_accepted(transport, peer, conn);
+                }
+                NetEvent::Closed { transport, peer, id } => transports.connection_gone(transport, peer, id),
+                NetEvent::ConnectFailed { transport, peer, id } => {
+                    transports.connection_gone(transport, peer, id);
+                    endpoint.transport_failed(transport, peer, Instant::now());
                 }
             },
             () = sleep => endpoint.handle_timeout(Instant::now()),

@@ -959,6 +959,7 @@ fuzz_target!(|input: Input| {
         advertised_host: "gw.example.com".into(),
         udp_port,
         tcp_port,
+        tls_port: None,
         user_agent: "test-ua".into(),
         timers,
     });

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod pki;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -24,6 +26,16 @@ pub fn sipp_available() -> bool {
     found
 }
 
+/// Whether a real peer a test needs is installed. In CI (`CI` set) a missing peer is a failure,
+/// not a skip: CI runs tests/install-peers.sh first.
+pub fn peer_installed(what: &str, installed: bool) -> bool {
+    if !installed {
+        assert!(std::env::var_os("CI").is_none(), "{what} is missing: run tests/install-peers.sh");
+        println!("{what} is not installed (tests/install-peers.sh): skipped");
+    }
+    installed
+}
+
 pub fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(name)
 }
@@ -32,14 +44,16 @@ pub fn scenario(name: &str) -> PathBuf {
 pub fn free_port(transport: Transport) -> u16 {
     match transport {
         Transport::Udp => std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
-        Transport::Tcp => std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
+        Transport::Tcp | Transport::Tls => {
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        }
     }
 }
 
 pub fn port_taken(transport: Transport, port: u16) -> bool {
     match transport {
         Transport::Udp => std::net::UdpSocket::bind(("127.0.0.1", port)).is_err(),
-        Transport::Tcp => std::net::TcpListener::bind(("127.0.0.1", port)).is_err(),
+        Transport::Tcp | Transport::Tls => std::net::TcpListener::bind(("127.0.0.1", port)).is_err(),
     }
 }
 
@@ -126,6 +140,8 @@ pub async fn start_ua_with(timers: TimerConfig) -> (UserAgent, UnboundedReceiver
     UserAgent::start(SipConfig {
         udp_listen: Some("127.0.0.1:0".parse().unwrap()),
         tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
+        tls_listen: None,
+        tls: None,
         advertised_host: None,
         user_agent: "camara-sip-test".into(),
         timers,
