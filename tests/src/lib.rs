@@ -797,3 +797,37 @@ impl Device {
         }
     }
 }
+
+/// The gateway binary cargo built beside the tests (`cargo test --workspace` builds it).
+pub fn gateway_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let binary = dir.join("camara-gateway");
+    assert!(binary.exists(), "{} is missing: run `cargo test --workspace`", binary.display());
+    binary
+}
+
+/// The gateway as its own process (`run --config <config>`), killed when dropped.
+pub fn start_gateway_process(config: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(gateway_binary())
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("gateway starts")
+}
+
+/// Waits until the gateway answers `GET /health`.
+pub async fn wait_for_http(api: &Api) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let up = tokio::time::timeout(Duration::from_secs(1), api.try_call("GET", "/health")).await;
+        if matches!(up, Ok(Some(200))) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "gateway did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -14,6 +14,9 @@
 //!   record-routes it to a sipp UAS; the call connects, and the ACK and the BYE of the dialog
 //!   follow the route set through Kamailio. Kamailio challenges the INVITE first (407, proxy
 //!   authentication) and the gateway answers it with the number's account.
+//! - a restart: the gateway (its own process, state in redb) is killed and started again on
+//!   another SIP port; it REGISTERs the stored registration again from there, and a call to the
+//!   number reaches the new process.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -338,4 +341,105 @@ async fn the_device_answers_a_call_routed_by_kamailio_and_the_callers_bye_follow
     }
     peer.close().await;
     gateway.stop().await;
+}
+
+/// The gateway as its own process in `sip-account` mode behind `kamailio`, with its state in
+/// `dir`, SIP on `sip_port`.
+fn gateway_process_config(dir: &TempDir, kamailio: &Kamailio, http_port: u16, sip_port: u16) -> std::path::PathBuf {
+    let config = dir.0.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[http]
+listen = "127.0.0.1:{http_port}"
+[sip]
+udp_listen = "127.0.0.1:{sip_port}"
+tcp_listen = "127.0.0.1:{sip_port}"
+next_hop = "{kamailio}"
+[sip.registrar]
+address = "{kamailio}"
+domain = "{DOMAIN}"
+[sip.accounts."{ALICE}"]
+username = "{ALICE}"
+password = "{PASSWORD}"
+[auth]
+jwks_file = "{jwks}"
+issuers = ["{ISSUER}"]
+audiences = ["{AUDIENCE}"]
+[notifications]
+allow_http_loopback_sinks = true
+[storage]
+path = "{store}"
+[plugins.api_mapping]
+config = {{ registration-mode = "sip-account", home-domain = "{DOMAIN}", network-domain = "{DOMAIN}" }}
+"#,
+            kamailio = kamailio.addr,
+            jwks = fixture("jwks.json").display(),
+            store = dir.0.join("state.redb").display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// The Contact of each REGISTER Kamailio authenticated and saved (un-REGISTERs included).
+fn saved_contacts(kamailio: &Kamailio) -> Vec<String> {
+    kamailio
+        .script_lines()
+        .iter()
+        .filter(|l| l.contains("authenticated, saving the location"))
+        .filter_map(|l| l.split_once("contact ").and_then(|(_, rest)| rest.split_once(", authorization")))
+        .map(|(contact, _)| contact.to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_gateway_registers_its_stored_registrations_again() {
+    if !installed() {
+        return;
+    }
+    init_logs();
+    let kamailio = Kamailio::start("MD5", None).await;
+    let dir = TempDir::new("rebind");
+    let http_port = free_port();
+    let api = Api::new(format!("127.0.0.1:{http_port}").parse().unwrap());
+    let token = tokens::for_subscriber(ALICE);
+    let mut sink = Sink::start(vec![]).await;
+
+    let first_port = free_port();
+    let mut gateway = start_gateway_process(&gateway_process_config(&dir, &kamailio, http_port, first_port));
+    wait_for_http(&api).await;
+    let registration = api.register(&token).await;
+    assert_eq!(registration.status, 201, "{:?}\n{}", registration.body, kamailio.log());
+    assert_eq!(api.subscribe(&token, &sink.url, "sink-secret").await.status, 201);
+    let contacts = saved_contacts(&kamailio);
+    assert!(contacts.len() == 1 && contacts[0].contains(&format!(":{first_port}")), "{contacts:?}");
+    gateway.kill().await.unwrap();
+
+    // Back on another SIP port: the stored registration is REGISTERed again from there.
+    let second_port = free_port();
+    let _gateway = start_gateway_process(&gateway_process_config(&dir, &kamailio, http_port, second_port));
+    wait_for_http(&api).await;
+    for _ in 0..100 {
+        if saved_contacts(&kamailio).len() > 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let contacts = saved_contacts(&kamailio);
+    assert!(
+        contacts.len() == 2 && contacts[1].contains(&format!(":{second_port}")),
+        "{contacts:?}\n{}",
+        kamailio.log()
+    );
+
+    // And a call to the number reaches the new gateway, which invites the device.
+    let caller = Sipp::uac("tests/kamailio/uac_declined.xml", kamailio.addr, SipTransportName::Udp).await;
+    let invitation = next_data(&mut sink, SESSION_INVITATION, &kamailio).await;
+    let path = format!("/webrtc-call-handling/v0.3/sessions/{}/status", invitation["mediaSessionId"].as_str().unwrap());
+    let declined = api.call("PUT", &path, Some(&token), &[], Some(json!({"status": "Declined"}))).await;
+    assert_eq!(declined.status, 200, "{:?}", declined.body);
+    let (code, messages, errors) = caller.finish(WAIT).await;
+    assert_eq!(code, 0, "sipp: {errors}\n{messages}\n{}", kamailio.log());
 }

@@ -1,42 +1,9 @@
 //! Durable state: a gateway killed with SIGKILL and started again on the same store comes back
 //! with its registrations and subscriptions and delivers the event that was still pending.
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use camara_gateway_tests::*;
-
-/// The gateway binary cargo built beside this test (`cargo test --workspace` builds it).
-fn gateway_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let binary = dir.join("camara-gateway");
-    assert!(binary.exists(), "{} is missing: run `cargo test --workspace`", binary.display());
-    binary
-}
-
-fn start(config: &std::path::Path) -> tokio::process::Child {
-    tokio::process::Command::new(gateway_binary())
-        .args(["run", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("gateway starts")
-}
-
-async fn wait_for_http(api: &Api) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let up = tokio::time::timeout(Duration::from_secs(1), api.try_call("GET", "/health")).await;
-        if matches!(up, Ok(Some(200))) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "gateway did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_gateway_comes_back_with_its_state_and_pending_events() {
@@ -75,7 +42,7 @@ config = {{ max-attempts = "50", initial-backoff-ms = "300", max-backoff-ms = "6
     let api = Api::new(format!("127.0.0.1:{http_port}").parse().unwrap());
     let token = tokens::for_subscriber(ALICE);
 
-    let mut gateway = start(&config);
+    let mut gateway = start_gateway_process(&config);
     wait_for_http(&api).await;
     let registration = api.register(&token).await;
     assert_eq!(registration.status, 201);
@@ -91,7 +58,7 @@ config = {{ max-attempts = "50", initial-backoff-ms = "300", max-backoff-ms = "6
     assert_eq!(first.body["id"], second.body["id"], "a retry carries the same event");
     gateway.kill().await.unwrap();
 
-    let _gateway = start(&config);
+    let _gateway = start_gateway_process(&config);
     wait_for_http(&api).await;
     let redelivered = sink.next(Duration::from_secs(15)).await;
     assert_eq!(redelivered.body["id"], first.body["id"], "the pending event, not a new one");
