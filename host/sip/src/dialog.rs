@@ -11,10 +11,8 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::digest::{Challenge, DigestInput, authorization};
-use crate::in_dialog::{Dialog, DialogParts, OfferMethod, SessionTimer, min_se, session_expires};
-use crate::message::{
-    Headers, Message, Method, Request, Response, SipHeaders, Transmit, name_addr_uri, new_branch, random_token,
-};
+use crate::in_dialog::{Dialog, DialogParts, OfferMethod, SessionTimer, contact_target, min_se, session_expires};
+use crate::message::{Headers, Message, Method, Request, Response, SipHeaders, Transmit, new_branch, random_token};
 use crate::transaction::{ClientOutput, InviteClient, NonInviteClient, TimerConfig};
 use crate::{CallEvent, Credentials, HangupKind, NameAddr, OutgoingInvite, SipError, Transport};
 
@@ -755,13 +753,7 @@ impl Peer {
     fn from_response(response: &Response, tag: &str, fallback_target: &str) -> Peer {
         let mut route_set: Vec<String> = response.headers.get_all("Record-Route").map(str::to_string).collect();
         route_set.reverse();
-        let remote_target = response
-            .headers
-            .get("Contact")
-            .map(name_addr_uri)
-            .filter(|u| !u.is_empty())
-            .unwrap_or(fallback_target)
-            .to_string();
+        let remote_target = contact_target(&response.headers).unwrap_or(fallback_target).to_string();
         Peer { remote_tag: tag.to_string(), remote_target, route_set }
     }
 }
@@ -783,7 +775,7 @@ pub(crate) fn check_uri(uri: &str) -> Result<(), SipError> {
         return Err(invalid_uri(uri, "missing scheme"));
     };
     if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
-        rsip::Uri::try_from(uri).map_err(|e| invalid_uri(uri, e.to_string()))?;
+        crate::message::parse_sip_uri(uri).map_err(|e| invalid_uri(uri, e))?;
     } else if !scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) {
         return Err(invalid_uri(uri, "invalid scheme"));
     }

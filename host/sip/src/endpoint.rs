@@ -1594,6 +1594,67 @@ a=sendrecv
     }
 
     #[test]
+    fn an_invite_to_an_ipv6_reference_starts_a_call_and_is_answered_over_ipv6() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let invite = incoming_invite("v6", &[], Some(SDP))
+            .replace(
+                "sip:+818000000001@gw.example.com;user=phone SIP/2.0",
+                "sip:+818000000001@[2001:db8::1]:5060 SIP/2.0",
+            )
+            .replace("Via: SIP/2.0/UDP 192.0.2.10:5070", "Via: SIP/2.0/UDP [2001:db8::2]:5070")
+            .replace("<sip:+818000000002@192.0.2.10:5070>", "<sip:+818000000002@[2001:db8::2]:5070>")
+            .replace("<sip:192.0.2.20;lr>, <sip:192.0.2.21;lr>", "<sip:[2001:db8::20];lr>");
+        let source: SocketAddr = "[2001:db8::2]:5070".parse().unwrap();
+        ep.handle_input(Transport::Udp, source, invite.as_bytes(), now);
+        let out = drain(&mut ep);
+        let events = events_of(&out);
+        assert!(
+            matches!(&events[..], [CallEvent::Incoming { request_uri, .. }] if request_uri == "sip:+818000000001@[2001:db8::1]:5060"),
+            "{out:?}"
+        );
+        assert!(sent_responses(&out).iter().all(|(dest, _)| *dest == source), "answered to the Via: {out:?}");
+        ep.accept("v6", Some(SDP.into()), now).unwrap();
+        let local_tag = sent_responses(&drain(&mut ep)).last().unwrap().1.tag_of_to().unwrap().to_string();
+        let ack = caller_request("ACK", 1, "v6", &local_tag, &[]);
+        ep.handle_input(Transport::Udp, source, ack.as_bytes(), now);
+        drain(&mut ep);
+        // The caller's IPv6 Contact is the dialog's target, the IPv6 Record-Route its route.
+        ep.hangup("v6", now).unwrap();
+        let out = drain(&mut ep);
+        assert_eq!(sent_requests(&out)[0].uri, "sip:+818000000002@[2001:db8::2]:5070");
+        let to_route =
+            |o: &Output| matches!(o, Output::Transmit(t) if t.dest == "[2001:db8::20]:5060".parse().unwrap());
+        assert!(out.iter().any(to_route), "{out:?}");
+    }
+
+    #[test]
+    fn an_unusable_contact_is_refused_or_ignored() {
+        let now = Instant::now();
+        // An INVITE whose Contact cannot carry our BYE: refused before it becomes a call.
+        for contact in ["*", "<tel:+818000000002>", "<sip:bob@[::zz]>"] {
+            let mut ep = endpoint();
+            let invite = incoming_invite("c1", &[], None)
+                .replace("Contact: <sip:+818000000002@192.0.2.10:5070>", &format!("Contact: {contact}"));
+            let out = input(&mut ep, &invite, now);
+            let responses = sent_responses(&out);
+            assert_eq!(responses.last().map(|(_, r)| r.status), Some(400), "{contact}: {out:?}");
+            assert!(events_of(&out).is_empty(), "{contact}");
+        }
+        // A 2xx with one: the dialog falls back to the request-URI.
+        let mut ep = endpoint();
+        let call_id = ep.invite(sample_invite(), now).unwrap();
+        let invite = sent_requests(&drain(&mut ep)).remove(0);
+        let mut ok = response_to(&invite, 200, "OK", Some("r1"));
+        ok.headers.push("Contact", "<tel:+818000000002>");
+        ep.handle_input(Transport::Udp, PEER.parse().unwrap(), &ok.to_bytes(), now);
+        let ack = sent_requests(&drain(&mut ep)).remove(0);
+        assert_eq!((ack.method, ack.uri.as_str()), (Method::Ack, "sip:bob@example.com"));
+        ep.hangup(&call_id, now).unwrap();
+        assert_eq!(sent_requests(&drain(&mut ep))[0].uri, "sip:bob@example.com");
+    }
+
+    #[test]
     fn an_offer_needs_an_answered_call() {
         let mut ep = endpoint();
         let now = Instant::now();

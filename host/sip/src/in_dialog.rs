@@ -114,6 +114,20 @@ pub fn session_expires(headers: &Headers) -> Option<(u32, Option<String>)> {
     Some((interval, refresher))
 }
 
+/// The remote target a Contact gives (s.12.1.1, s.12.2.1.2): a SIP or SIPS URI that parses.
+/// Anything else (`*`, a `tel:` URI, junk) cannot carry in-dialog requests and is ignored with
+/// a log line.
+pub fn contact_target(headers: &Headers) -> Option<&str> {
+    let uri = name_addr_uri(headers.get("Contact")?);
+    let parsed = crate::message::parse_sip_uri(uri);
+    if parsed.is_ok_and(|(u, _)| matches!(u.scheme, Some(rsip::Scheme::Sip | rsip::Scheme::Sips))) {
+        Some(uri)
+    } else {
+        tracing::warn!(uri, "Contact is not a usable SIP URI; ignored as a remote target");
+        None
+    }
+}
+
 /// The number of a `Min-SE` header.
 pub fn min_se(headers: &Headers) -> Option<u32> {
     headers.get("Min-SE")?.split(';').next()?.trim().parse::<u32>().ok().filter(|&n| n > 0)
@@ -350,7 +364,7 @@ impl Dialog {
         if self.ending {
             return;
         }
-        if let Some(target) = request.headers.get("Contact").map(name_addr_uri).filter(|u| !u.is_empty()) {
+        if let Some(target) = contact_target(&request.headers) {
             self.parts.remote_target = target.to_string();
         }
         if !self.session_timers {
@@ -602,8 +616,7 @@ impl Dialog {
                 self.transmit(dest, ack);
                 return;
             }
-            if first && let Some(target) = response.headers.get("Contact").map(name_addr_uri).filter(|u| !u.is_empty())
-            {
+            if first && let Some(target) = contact_target(&response.headers) {
                 // s.12.2.1.2: a 2xx to a re-INVITE refreshes the remote target.
                 self.parts.remote_target = target.to_string();
             }
@@ -611,9 +624,7 @@ impl Dialog {
             self.transmit(dest, ack.clone());
             self.offers[index].ack = Some(ack.clone());
             self.last_ack = Some((cseq, ack, dest));
-        } else if first
-            && let Some(target) = response.headers.get("Contact").map(name_addr_uri).filter(|u| !u.is_empty())
-        {
+        } else if first && let Some(target) = contact_target(&response.headers) {
             // RFC 3311 s.5.1: UPDATE is a target refresh request too.
             self.parts.remote_target = target.to_string();
         }

@@ -223,8 +223,57 @@ fn is_list_header(name: &str) -> bool {
     ["Via", "Route", "Record-Route", "Contact"].iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
+/// Placeholder host given to rsip for an IPv6 reference (RFC 5954), which rsip 0.4 cannot parse.
+const IPV6_PLACEHOLDER: &str = "ipv6-reference.invalid";
+
+/// A SIP or SIPS URI parsed by rsip, and the IPv6 address of its host when that is an IPv6
+/// reference (`sip:alice@[2001:db8::1]:5060`): rsip then sees a placeholder host, so the rest
+/// of the URI (user, port, parameters) is still checked by it.
+pub fn parse_sip_uri(uri: &str) -> Result<(rsip::Uri, Option<std::net::Ipv6Addr>), String> {
+    let Some(open) = uri.find('[') else {
+        return rsip::Uri::try_from(uri).map(|u| (u, None)).map_err(|e| e.to_string());
+    };
+    let close = uri[open..].find(']').map(|i| open + i).ok_or("unclosed IPv6 reference")?;
+    let ip: std::net::Ipv6Addr = uri[open + 1..close].parse().map_err(|_| "invalid IPv6 reference".to_string())?;
+    // The reference must be the host: right after the scheme or the userinfo.
+    let before = &uri[..open];
+    if !(before.ends_with('@') || before.eq_ignore_ascii_case("sip:") || before.eq_ignore_ascii_case("sips:")) {
+        return Err("an IPv6 reference outside the host".into());
+    }
+    let after = &uri[close + 1..];
+    if !(after.is_empty() || after.starts_with([':', ';', '?'])) {
+        return Err("junk after an IPv6 reference".into());
+    }
+    let placeholder = format!("{before}{IPV6_PLACEHOLDER}{after}");
+    if placeholder.contains('[') {
+        return Err("more than one IPv6 reference".into());
+    }
+    rsip::Uri::try_from(placeholder.as_str()).map(|u| (u, Some(ip))).map_err(|e| e.to_string())
+}
+
+/// The request line of `data` with an IPv6-reference request-URI replaced by one rsip can parse,
+/// and that URI; `None` when there is nothing to replace.
+fn ipv6_request_line(data: &[u8]) -> Option<(Vec<u8>, String)> {
+    let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+    let line = std::str::from_utf8(&data[..line_end]).ok()?;
+    let mut parts = line.split(' ');
+    let (method, uri, version) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || !uri.contains('[') || version != "SIP/2.0" {
+        return None;
+    }
+    let (parsed, _) = parse_sip_uri(uri).ok()?;
+    let mut patched = format!("{method} {parsed} {version}").into_bytes();
+    patched.extend_from_slice(&data[line_end..]);
+    Some((patched, uri.to_string()))
+}
+
 /// Parses one complete SIP message (a datagram, or one framed stream message).
 pub fn parse(data: &[u8]) -> Result<Message, ParseError> {
+    let ipv6 = ipv6_request_line(data);
+    let (data, raw_uri) = match &ipv6 {
+        Some((patched, uri)) => (patched.as_slice(), Some(uri.clone())),
+        None => (data, None),
+    };
     let parsed = rsip::SipMessage::try_from(data).map_err(|e| ParseError::Syntax(e.to_string()))?;
     // rsip reads any three characters u16 accepts ("000", "+99", "999"); RFC 3261 s.7.2 allows 1xx-6xx.
     if let rsip::SipMessage::Response(r) = &parsed
@@ -268,7 +317,8 @@ pub fn parse(data: &[u8]) -> Result<Message, ParseError> {
 
     Ok(match parsed {
         rsip::SipMessage::Request(r) => {
-            Message::Request(Request { method: r.method, uri: r.uri.to_string(), headers, body })
+            let uri = raw_uri.unwrap_or_else(|| r.uri.to_string());
+            Message::Request(Request { method: r.method, uri, headers, body })
         }
         rsip::SipMessage::Response(r) => Message::Response(Response {
             status: r.status_code.code(),
@@ -485,10 +535,13 @@ pub fn response_destination(via: &Via) -> Option<SocketAddr> {
 /// resolution (RFC 3263) is not this crate's job. Without a port, TLS URIs
 /// (`transport=tls` or `sips:`) mean 5061, others 5060 (RFC 3261 s.19.1.2).
 pub fn uri_socket_addr(uri: &str) -> Option<SocketAddr> {
-    let uri = rsip::Uri::try_from(uri).ok()?;
+    let (uri, ipv6) = parse_sip_uri(uri).ok()?;
     let tls = matches!(uri.scheme, Some(rsip::Scheme::Sips))
         || uri.params.iter().any(|p| matches!(p, rsip::Param::Transport(rsip::Transport::Tls)));
     let port = uri.host_with_port.port.map(|p| *p.value()).unwrap_or(if tls { 5061 } else { 5060 });
+    if let Some(ip) = ipv6 {
+        return Some(SocketAddr::new(ip.into(), port));
+    }
     match uri.host_with_port.host {
         rsip::Host::IpAddr(ip) => Some(SocketAddr::new(ip, port)),
         rsip::Host::Domain(d) => {
@@ -611,6 +664,28 @@ mod tests {
             "sip:+2@198.51.100.10:5060;transport=tcp"
         );
         assert_eq!(r.sdp().as_deref(), Some("v=0\r"));
+    }
+
+    #[test]
+    fn ipv6_references_in_uris_and_request_lines() {
+        let invite = "INVITE sip:+818000000001@[2001:db8::1]:5070;transport=udp SIP/2.0\r\n\
+            Via: SIP/2.0/UDP [2001:db8::2]:5060;branch=z9hG4bK1\r\n\
+            From: <sip:bob@[2001:db8::2]>;tag=1\r\nTo: <sip:+818000000001@[2001:db8::1]>\r\n\
+            Call-ID: c1\r\nCSeq: 1 INVITE\r\nContact: <sip:bob@[2001:db8::2]:5060>\r\nContent-Length: 0\r\n\r\n";
+        let Ok(Message::Request(request)) = parse(invite.as_bytes()) else { panic!("not parsed") };
+        assert_eq!(request.uri, "sip:+818000000001@[2001:db8::1]:5070;transport=udp");
+        assert_eq!(request.top_via().map(|v| v.host), Some("2001:db8::2".to_string()));
+
+        assert_eq!(uri_socket_addr(&request.uri), Some("[2001:db8::1]:5070".parse().unwrap()));
+        assert_eq!(uri_socket_addr("sip:[::1]"), Some("[::1]:5060".parse().unwrap()));
+        assert_eq!(uri_socket_addr("sips:alice@[::1]"), Some("[::1]:5061".parse().unwrap()));
+        for bad in
+            ["sip:[2001:db8::zz]", "sip:[::1", "sip:alice@[::1]junk", "sip:alice@host;x=[::1]", "sip:[::1]@[::2]"]
+        {
+            assert!(parse_sip_uri(bad).is_err(), "{bad}");
+            let line = invite.replacen("sip:+818000000001@[2001:db8::1]:5070;transport=udp", bad, 1);
+            assert!(parse(line.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::dialog::{ALLOW, CallOutput, HangupError};
-use crate::in_dialog::{Dialog, DialogParts, OfferMethod, SessionTimer, session_expires};
+use crate::in_dialog::{Dialog, DialogParts, OfferMethod, SessionTimer, contact_target, session_expires};
 use crate::message::{
     Headers, Message, Request, Response, SipHeaders, Transmit, header_param, name_addr_uri, response_to,
 };
@@ -151,12 +151,12 @@ impl UasCall {
                 headers: vec![("Min-SE", timers.min_se.to_string())],
             });
         }
-        // The Contact is the remote target of the dialog (s.8.1.1.8): without it no BYE can reach the caller.
-        let remote_target =
-            invite.headers.get("Contact").map(name_addr_uri).filter(|u| !u.is_empty() && *u != "*").map(str::to_string);
+        // The Contact is the remote target of the dialog (s.8.1.1.8): without a usable one no BYE
+        // can reach the caller.
+        let remote_target = contact_target(&invite.headers).map(str::to_string);
         let (Some(remote_target), Some(via), Some((invite_cseq, _))) = (remote_target, invite.top_via(), invite.cseq())
         else {
-            return Err(InviteRefusal { status: 400, reason: "Missing Contact", headers: vec![] });
+            return Err(InviteRefusal { status: 400, reason: "Missing or Invalid Contact", headers: vec![] });
         };
         let call_id = invite.call_id().unwrap_or_default().to_string();
         let supports_100rel =
