@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use camara_sip::endpoint::{Endpoint, EndpointConfig, Output};
 use camara_sip::message::{Message, Request, SipHeaders, parse};
-use camara_sip::{Credentials, NameAddr, OfferAnswerer, OutgoingInvite, RegisterRequest, TimerConfig, Transport};
+use camara_sip::{Credentials, NameAddr, OfferMethod, OfferAnswerer, OutgoingInvite, RegisterRequest, TimerConfig, Transport};
 use libfuzzer_sys::fuzz_target;
 
 const MAX_STEPS: usize = 48;
@@ -134,7 +134,8 @@ enum Api {
     Provisional { call: Pick, status: u8, sdp: bool, reliable: bool },
     Accept { call: Pick, sdp: bool },
     Reject { call: Pick, status: u16 },
-    Reinvite { call: Pick, hold: bool },
+    /// A re-INVITE or, `update`, an UPDATE offer.
+    Reoffer { call: Pick, hold: bool, update: bool },
     Register { transport: Tp, registrar: Src, expires: u8 },
     Unregister(Pick),
 }
@@ -535,9 +536,10 @@ impl Harness {
             Api::Reject { call, status } => {
                 let _ = self.ep.reject(&self.learnt.call_id(call), status % 800, "Busy Here", now);
             }
-            Api::Reinvite { call, hold } => {
+            Api::Reoffer { call, hold, update } => {
                 let offer = if hold { SDP_HOLD } else { SDP };
-                let _ = self.ep.reinvite(&self.learnt.call_id(call), offer.to_string(), now);
+                let method = if update { OfferMethod::Update } else { OfferMethod::Reinvite };
+                let _ = self.ep.offer(&self.learnt.call_id(call), method, offer.to_string(), now);
             }
             Api::Register { transport, registrar, expires } => {
                 let request = RegisterRequest {
