@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use camara_sip::endpoint::{Endpoint, EndpointConfig, Output};
 use camara_sip::message::{Message, Request, SipHeaders, parse};
-use camara_sip::{Credentials, NameAddr, OfferMethod, OfferAnswerer, OutgoingInvite, RegisterRequest, TimerConfig, Transport};
+use camara_sip::{
+    Credentials, NameAddr, OfferAnswerer, OfferMethod, OutgoingInvite, RegisterRequest, TimerConfig, Transport,
+};
 use libfuzzer_sys::fuzz_target;
 
 const MAX_STEPS: usize = 48;
@@ -129,14 +131,40 @@ enum Pick {
 
 #[derive(Debug, Arbitrary)]
 enum Api {
-    Invite { call_id: Option<u8>, sdp: bool, transport: Tp, next_hop: Src, uri: u8, extras: bool },
+    Invite {
+        call_id: Option<u8>,
+        sdp: bool,
+        transport: Tp,
+        next_hop: Src,
+        uri: u8,
+        extras: bool,
+    },
     Hangup(Pick),
-    Provisional { call: Pick, status: u8, sdp: bool, reliable: bool },
-    Accept { call: Pick, sdp: bool },
-    Reject { call: Pick, status: u16 },
+    Provisional {
+        call: Pick,
+        status: u8,
+        sdp: bool,
+        reliable: bool,
+    },
+    Accept {
+        call: Pick,
+        sdp: bool,
+    },
+    Reject {
+        call: Pick,
+        status: u16,
+    },
     /// A re-INVITE or, `update`, an UPDATE offer.
-    Reoffer { call: Pick, hold: bool, update: bool },
-    Register { transport: Tp, registrar: Src, expires: u8 },
+    Reoffer {
+        call: Pick,
+        hold: bool,
+        update: bool,
+    },
+    Register {
+        transport: Tp,
+        registrar: Src,
+        expires: u8,
+    },
     Unregister(Pick),
 }
 
@@ -518,8 +546,7 @@ impl Harness {
                     extra_body_parts: vec![],
                     next_hop: next_hop.addr(),
                     transport: transport.get(),
-                    credentials: extras
-                        .then(|| Credentials { username: "alice".into(), password: "secret".into() }),
+                    credentials: extras.then(|| Credentials { username: "alice".into(), password: "secret".into() }),
                 };
                 let _ = self.ep.invite(invite, now);
             }
