@@ -1,15 +1,18 @@
 //! SIP side of the CAMARA WebRTC gateway.
 //!
 //! This crate owns the SIP machinery: UDP, TCP and TLS (rustls) transport, RFC 3261
-//! transactions, UAC and UAS dialogs (with RFC 3262 PRACK) and the
-//! [`UserAgent`] that places, receives and tears down calls and keeps
-//! registrations ([`registration`], with HTTP Digest from [`digest`]).
+//! transactions, the UAC and UAS sides of a call (RFC 3262 PRACK, CANCEL, digest
+//! challenges to the INVITE), the confirmed dialog both hand over to (re-INVITE and
+//! UPDATE offers, BYE, RFC 4028 session timers) and the [`UserAgent`] that places,
+//! receives and tears down calls and keeps registrations ([`registration`], with
+//! HTTP Digest from [`digest`]).
 //!
 //! It does not decide anything CAMARA-specific (which addresses map to which
 //! URIs, how call states become API notifications) and never touches media:
 //! SDP is carried as an opaque string.
 //!
-//! The protocol logic is sans-IO ([`transaction`], [`dialog`], [`uas`], [`endpoint`]):
+//! The protocol logic is sans-IO ([`transaction`], [`dialog`], [`uas`], [`in_dialog`],
+//! [`endpoint`]):
 //! state machines fed with messages and `Instant`s that return what to send.
 //! [`UserAgent`] is the thin tokio layer that drives them.
 
