@@ -198,7 +198,9 @@ mod native {
         } else {
             Vec::new()
         };
-        Ok(mapping::InvitePlan { request_uri, from, to, p_asserted_identity, privacy, extra_headers })
+        // The measured calls carry no location, so no PIDF-LO part.
+        let body_parts = Vec::new();
+        Ok(mapping::InvitePlan { request_uri, from, to, p_asserted_identity, privacy, extra_headers, body_parts })
     }
 
     fn same_if_both(a: &Option<String>, b: &Option<String>) -> bool {
