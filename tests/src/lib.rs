@@ -807,6 +807,36 @@ pub fn gateway_binary() -> PathBuf {
     binary
 }
 
+/// Writes `dir/gateway.toml` for a gateway process: HTTP and SIP (UDP and TCP) on loopback
+/// ports, the test token keys, loopback sinks, state in `dir/state.redb`; `sip_extra` goes into
+/// the `[sip]` table, `extra` (whole tables) after it.
+pub fn write_process_config(dir: &TempDir, http_port: u16, sip_port: u16, sip_extra: &str, extra: &str) -> PathBuf {
+    let config = dir.0.join("gateway.toml");
+    let text = format!(
+        r#"
+[http]
+listen = "127.0.0.1:{http_port}"
+[sip]
+udp_listen = "127.0.0.1:{sip_port}"
+tcp_listen = "127.0.0.1:{sip_port}"
+{sip_extra}
+[auth]
+jwks_file = "{jwks}"
+issuers = ["{ISSUER}"]
+audiences = ["{AUDIENCE}"]
+[notifications]
+allow_http_loopback_sinks = true
+[storage]
+path = "{store}"
+{extra}
+"#,
+        jwks = fixture("jwks.json").display(),
+        store = dir.0.join("state.redb").display(),
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
 /// The gateway as its own process (`run --config <config>`), killed when dropped.
 pub fn start_gateway_process(config: &std::path::Path) -> tokio::process::Child {
     tokio::process::Command::new(gateway_binary())

@@ -345,42 +345,22 @@ async fn the_device_answers_a_call_routed_by_kamailio_and_the_callers_bye_follow
 
 /// The gateway as its own process in `sip-account` mode behind `kamailio`, with its state in
 /// `dir`, SIP on `sip_port`.
-fn gateway_process_config(dir: &TempDir, kamailio: &Kamailio, http_port: u16, sip_port: u16) -> std::path::PathBuf {
-    let config = dir.0.join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[http]
-listen = "127.0.0.1:{http_port}"
-[sip]
-udp_listen = "127.0.0.1:{sip_port}"
-tcp_listen = "127.0.0.1:{sip_port}"
-next_hop = "{kamailio}"
+fn gateway_process_config(dir: &TempDir, kamailio: &Kamailio, http_port: u16, sip_port: u16) -> PathBuf {
+    let kamailio = kamailio.addr;
+    let sip = format!(
+        r#"next_hop = "{kamailio}"
 [sip.registrar]
 address = "{kamailio}"
 domain = "{DOMAIN}"
 [sip.accounts."{ALICE}"]
 username = "{ALICE}"
-password = "{PASSWORD}"
-[auth]
-jwks_file = "{jwks}"
-issuers = ["{ISSUER}"]
-audiences = ["{AUDIENCE}"]
-[notifications]
-allow_http_loopback_sinks = true
-[storage]
-path = "{store}"
-[plugins.api_mapping]
-config = {{ registration-mode = "sip-account", home-domain = "{DOMAIN}", network-domain = "{DOMAIN}" }}
-"#,
-            kamailio = kamailio.addr,
-            jwks = fixture("jwks.json").display(),
-            store = dir.0.join("state.redb").display(),
-        ),
-    )
-    .unwrap();
-    config
+password = "{PASSWORD}""#
+    );
+    let mapping = format!(
+        r#"[plugins.api_mapping]
+config = {{ registration-mode = "sip-account", home-domain = "{DOMAIN}", network-domain = "{DOMAIN}" }}"#
+    );
+    write_process_config(dir, http_port, sip_port, &sip, &mapping)
 }
 
 /// The Contact of each REGISTER Kamailio authenticated and saved (un-REGISTERs included).

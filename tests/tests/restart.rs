@@ -11,32 +11,9 @@ async fn a_killed_gateway_comes_back_with_its_state_and_pending_events() {
     let dir = TempDir::new("restart");
     let http_port = free_port();
     let sip_port = free_port();
-    let config = dir.0.join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[http]
-listen = "127.0.0.1:{http_port}"
-[sip]
-udp_listen = "127.0.0.1:{sip_port}"
-tcp_listen = "127.0.0.1:{sip_port}"
-[auth]
-jwks_file = "{jwks}"
-issuers = ["{ISSUER}"]
-audiences = ["{AUDIENCE}"]
-[notifications]
-allow_http_loopback_sinks = true
-[storage]
-path = "{store}"
-[plugins.notification_routing]
-config = {{ max-attempts = "50", initial-backoff-ms = "300", max-backoff-ms = "600" }}
-"#,
-            jwks = fixture("jwks.json").display(),
-            store = dir.0.join("state.redb").display(),
-        ),
-    )
-    .unwrap();
+    let backoff = r#"[plugins.notification_routing]
+config = { max-attempts = "50", initial-backoff-ms = "300", max-backoff-ms = "600" }"#;
+    let config = write_process_config(&dir, http_port, sip_port, "", backoff);
     // The sink fails the first two attempts; the gateway is killed before it succeeds.
     let mut sink = Sink::start(vec![503, 503]).await;
     let api = Api::new(format!("127.0.0.1:{http_port}").parse().unwrap());
