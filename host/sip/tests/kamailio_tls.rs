@@ -22,7 +22,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 mod common;
 use common::pki::Pki;
-use common::{STEP, free_port, peer_installed, port_taken};
+use common::{expect, free_port, next_event, peer_installed, port_taken, request};
 
 const DOMAIN: &str = "operator.test";
 const OFFER: &str =
@@ -150,20 +150,6 @@ async fn tls_ua(pki: &Pki) -> Ua {
     .expect("start user agent");
     let addr = ua.local_addr(Transport::Tls).expect("TLS listener");
     Ua { ua, events, addr }
-}
-
-async fn next_event(events: &mut UnboundedReceiver<UaEvent>) -> UaEvent {
-    tokio::time::timeout(STEP, events.recv()).await.expect("no event in time").expect("event channel closed")
-}
-
-async fn expect(events: &mut UnboundedReceiver<UaEvent>, call_id: &str, expected: CallEvent) {
-    let event = next_event(events).await;
-    assert_eq!(event.call_id, call_id);
-    assert_eq!(event.event, expected);
-}
-
-fn request(method: &str) -> CallEvent {
-    CallEvent::Request { method: method.into(), reason: None, sdp: None }
 }
 
 /// The next response to the INVITE that is not 100 Trying (which Kamailio and the callee may

@@ -11,25 +11,11 @@ use common::*;
 
 const ANSWER_SDP: &str = "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 30002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
 
-async fn next_event(events: &mut UnboundedReceiver<UaEvent>) -> UaEvent {
-    tokio::time::timeout(STEP, events.recv()).await.expect("no call event in time").expect("event channel closed")
-}
-
 /// Waits for the Incoming event of a new call; returns its Call-ID and the event.
 async fn incoming(events: &mut UnboundedReceiver<UaEvent>) -> (String, CallEvent) {
     let UaEvent { call_id, event } = next_event(events).await;
     assert!(matches!(event, CallEvent::Incoming { .. }), "{event:?}");
     (call_id, event)
-}
-
-async fn expect(events: &mut UnboundedReceiver<UaEvent>, call_id: &str, expected: CallEvent) {
-    let event = next_event(events).await;
-    assert_eq!(event.call_id, call_id);
-    assert_eq!(event.event, expected);
-}
-
-fn request(method: &str) -> CallEvent {
-    CallEvent::Request { method: method.into(), reason: None, sdp: None }
 }
 
 async fn answered_call_with_prack(transport: Transport) {

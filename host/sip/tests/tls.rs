@@ -19,8 +19,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::mpsc::error::TryRecvError;
 
 mod common;
-use common::STEP;
 use common::pki::Pki;
+use common::{STEP, expect, next_event, request};
 
 const OFFER: &str =
     "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0\r\n";
@@ -73,20 +73,6 @@ fn invite(callee: SocketAddr, next_hop: SocketAddr) -> OutgoingInvite {
         transport: Transport::Tls,
         credentials: None,
     }
-}
-
-async fn next_event(events: &mut UnboundedReceiver<UaEvent>) -> UaEvent {
-    tokio::time::timeout(STEP, events.recv()).await.expect("no call event in time").expect("event channel closed")
-}
-
-async fn expect(events: &mut UnboundedReceiver<UaEvent>, call_id: &str, expected: CallEvent) {
-    let event = next_event(events).await;
-    assert_eq!(event.call_id, call_id);
-    assert_eq!(event.event, expected);
-}
-
-fn request(method: &str) -> CallEvent {
-    CallEvent::Request { method: method.into(), reason: None, sdp: None }
 }
 
 async fn expect_status(

@@ -10,12 +10,29 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use camara_sip::{SipConfig, TimerConfig, Transport, UaEvent, UserAgent};
+use camara_sip::{CallEvent, SipConfig, TimerConfig, Transport, UaEvent, UserAgent};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Upper bound for anything to happen; only a guard against hanging.
 pub const STEP: Duration = Duration::from_secs(15);
+
+/// The next event of any call, within [`STEP`].
+pub async fn next_event(events: &mut UnboundedReceiver<UaEvent>) -> UaEvent {
+    tokio::time::timeout(STEP, events.recv()).await.expect("no call event in time").expect("event channel closed")
+}
+
+/// The next event must be `expected`, for `call_id`.
+pub async fn expect(events: &mut UnboundedReceiver<UaEvent>, call_id: &str, expected: CallEvent) {
+    let event = next_event(events).await;
+    assert_eq!(event.call_id, call_id);
+    assert_eq!(event.event, expected);
+}
+
+/// How a request from the peer without a Reason or SDP is reported.
+pub fn request(method: &str) -> CallEvent {
+    CallEvent::Request { method: method.into(), reason: None, sdp: None }
+}
 
 pub fn sipp_available() -> bool {
     let found = std::env::var_os("PATH")
