@@ -15,14 +15,14 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use camara_sip::{
-    CallEvent, HangupKind, NameAddr, OutgoingInvite, RegisterRequest, RegistrationEvent, SipConfig, TimerConfig,
-    Transport, UaEvent, UserAgent,
+    CallEvent, HangupKind, NameAddr, OutgoingInvite, RegisterRequest, RegistrationEvent, TimerConfig, Transport,
+    UaEvent,
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 
 mod common;
 use common::pki::Pki;
-use common::{expect, free_port, next_event, peer_installed, port_taken, request};
+use common::{TlsUa, expect, free_port, next_event, peer_installed, port_taken, request, start_tls_ua};
 
 const DOMAIN: &str = "operator.test";
 const OFFER: &str =
@@ -126,30 +126,8 @@ impl Drop for Kamailio {
     }
 }
 
-struct Ua {
-    ua: UserAgent,
-    events: UnboundedReceiver<UaEvent>,
-    addr: SocketAddr,
-}
-
-async fn tls_ua(pki: &Pki) -> Ua {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let (ua, events) = UserAgent::start(SipConfig {
-        udp_listen: None,
-        tcp_listen: None,
-        tls_listen: Some("127.0.0.1:0".parse().unwrap()),
-        tls: Some(pki.tls_config(Some(pki))),
-        advertised_host: None,
-        user_agent: "camara-sip-kamailio-tls-test".into(),
-        timers: TimerConfig::default(),
-    })
-    .await
-    .expect("start user agent");
-    let addr = ua.local_addr(Transport::Tls).expect("TLS listener");
-    Ua { ua, events, addr }
+async fn tls_ua(pki: &Pki) -> TlsUa {
+    start_tls_ua(pki.tls_config(Some(pki)), TimerConfig::default()).await
 }
 
 /// The next response to the INVITE that is not 100 Trying (which Kamailio and the callee may
@@ -170,7 +148,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
     headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
 }
 
-async fn call_through(kamailio: &Kamailio, alice: &mut Ua, bob: &mut Ua, bye_from_bob: bool) {
+async fn call_through(kamailio: &Kamailio, alice: &mut TlsUa, bob: &mut TlsUa, bye_from_bob: bool) {
     let call_id = alice
         .ua
         .invite(OutgoingInvite {

@@ -20,42 +20,17 @@ use tokio::sync::mpsc::error::TryRecvError;
 
 mod common;
 use common::pki::Pki;
-use common::{STEP, expect, next_event, request};
+use common::{STEP, TlsUa, expect, next_event, request, start_tls_ua};
 
 const OFFER: &str =
     "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0\r\n";
 const ANSWER: &str =
     "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 30002 RTP/AVP 0\r\n";
 
-struct Ua {
-    ua: UserAgent,
-    events: UnboundedReceiver<UaEvent>,
-    addr: SocketAddr,
-}
+type Ua = TlsUa;
 
-/// A user agent listening on TLS only, so nothing can silently fall back to UDP or TCP.
 async fn tls_ua(tls: TlsConfig) -> Ua {
-    tls_ua_with(tls, TimerConfig::default()).await
-}
-
-async fn tls_ua_with(tls: TlsConfig, timers: TimerConfig) -> Ua {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let (ua, events) = UserAgent::start(SipConfig {
-        udp_listen: None,
-        tcp_listen: None,
-        tls_listen: Some("127.0.0.1:0".parse().unwrap()),
-        tls: Some(tls),
-        advertised_host: None,
-        user_agent: "camara-sip-tls-test".into(),
-        timers,
-    })
-    .await
-    .expect("start user agent");
-    let addr = ua.local_addr(Transport::Tls).expect("TLS listener");
-    Ua { ua, events, addr }
+    start_tls_ua(tls, TimerConfig::default()).await
 }
 
 fn invite(callee: SocketAddr, next_hop: SocketAddr) -> OutgoingInvite {
@@ -248,7 +223,7 @@ async fn a_peer_that_never_completes_the_handshake_times_the_call_out() {
     });
     // T1 of 50 ms: the connect timeout (64*T1) is 3.2 s instead of 32 s.
     let timers = TimerConfig { t1: Duration::from_millis(50), ..TimerConfig::default() };
-    let mut alice = tls_ua_with(pki.tls_config(Some(&pki)), timers).await;
+    let mut alice = start_tls_ua(pki.tls_config(Some(&pki)), timers).await;
     let started = Instant::now();
     let call_id = alice.ua.invite(invite(silent_addr, silent_addr)).await.expect("invite");
     expect(&mut alice.events, &call_id, CallEvent::Timeout).await;

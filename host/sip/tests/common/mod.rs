@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use camara_sip::{CallEvent, SipConfig, TimerConfig, Transport, UaEvent, UserAgent};
+use camara_sip::{CallEvent, SipConfig, TimerConfig, TlsConfig, Transport, UaEvent, UserAgent};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -165,4 +165,31 @@ pub async fn start_ua_with(timers: TimerConfig) -> (UserAgent, UnboundedReceiver
     })
     .await
     .expect("start user agent")
+}
+
+/// A user agent listening on TLS only, so nothing can silently fall back to UDP or TCP.
+pub struct TlsUa {
+    pub ua: UserAgent,
+    pub events: UnboundedReceiver<UaEvent>,
+    pub addr: SocketAddr,
+}
+
+pub async fn start_tls_ua(tls: TlsConfig, timers: TimerConfig) -> TlsUa {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let (ua, events) = UserAgent::start(SipConfig {
+        udp_listen: None,
+        tcp_listen: None,
+        tls_listen: Some("127.0.0.1:0".parse().unwrap()),
+        tls: Some(tls),
+        advertised_host: None,
+        user_agent: "camara-sip-tls-test".into(),
+        timers,
+    })
+    .await
+    .expect("start user agent");
+    let addr = ua.local_addr(Transport::Tls).expect("TLS listener");
+    TlsUa { ua, events, addr }
 }
