@@ -35,6 +35,15 @@ async fn registered_callee_with(adjust: impl FnOnce(&mut camara_gateway::config:
     Callee { gateway, api, sink, token }
 }
 
+/// A real WebRTC peer (sending a 700 Hz tone) answers the invitation's offer: the peer and its
+/// answer SDP.
+async fn answering_peer(invitation: &Value) -> (WebRtcPeer, String) {
+    let mut peer = WebRtcPeer::start(&["--role", "answer", "--codec", "any", "--tone", "700"]);
+    peer.send(json!({"cmd": "offer", "sdp": invitation["offer"]["sdp"]})).await;
+    let answer = peer.expect("answer", WAIT).await["sdp"].as_str().unwrap().to_string();
+    (peer, answer)
+}
+
 impl Callee {
     /// The `session-invitation` event's data.
     async fn invitation(&mut self) -> Value {
@@ -47,6 +56,15 @@ impl Callee {
         assert_eq!(data["sequenceNumber"], 1);
         assert!(data["offer"]["sdp"].as_str().unwrap().contains("UDP/TLS/RTP/SAVPF"), "{data}");
         data
+    }
+
+    /// sipp calls the device with `scenario`, echoing the media it gets; returns sipp and the
+    /// invitation.
+    async fn called_by(&mut self, scenario: &str) -> (Sipp, Value) {
+        let media_port = free_port().to_string();
+        let target = self.gateway.sip_udp_addr.unwrap();
+        let sipp = Sipp::uac_with(scenario, target, SipTransportName::Udp, &["-rtp_echo", "-mp", &media_port]).await;
+        (sipp, self.invitation().await)
     }
 
     async fn put_status(&self, session_id: &str, body: Value) -> Reply {
@@ -67,15 +85,9 @@ async fn the_device_answers_and_the_media_flows_both_ways() {
         return;
     }
     let mut callee = registered_callee(60).await;
-    let media_port = free_port().to_string();
-    let target = callee.gateway.sip_udp_addr.unwrap();
-    let sipp = Sipp::uac_with("uac_media.xml", target, SipTransportName::Udp, &["-rtp_echo", "-mp", &media_port]).await;
-    let invitation = callee.invitation().await;
+    let (sipp, invitation) = callee.called_by("uac_media.xml").await;
     let session_id = invitation["mediaSessionId"].as_str().unwrap().to_string();
-
-    let mut peer = WebRtcPeer::start(&["--role", "answer", "--codec", "any", "--tone", "700"]);
-    peer.send(json!({"cmd": "offer", "sdp": invitation["offer"]["sdp"]})).await;
-    let answer = peer.expect("answer", WAIT).await["sdp"].as_str().unwrap().to_string();
+    let (mut peer, answer) = answering_peer(&invitation).await;
 
     let progress = callee.put_status(&session_id, json!({"status": "InProgress", "answer": {"sdp": answer}})).await;
     assert_eq!(progress.status, 200, "{:?}", progress.body);
@@ -116,16 +128,9 @@ async fn the_device_holds_and_resumes_an_answered_incoming_call_with_update() {
         config.sip.reoffer_method = camara_gateway::config::ReofferMethod::Update;
     })
     .await;
-    let media_port = free_port().to_string();
-    let target = callee.gateway.sip_udp_addr.unwrap();
-    let sipp =
-        Sipp::uac_with("uac_held_by_device.xml", target, SipTransportName::Udp, &["-rtp_echo", "-mp", &media_port])
-            .await;
-    let invitation = callee.invitation().await;
+    let (sipp, invitation) = callee.called_by("uac_held_by_device.xml").await;
     let session_id = invitation["mediaSessionId"].as_str().unwrap().to_string();
-    let mut peer = WebRtcPeer::start(&["--role", "answer", "--codec", "any", "--tone", "700"]);
-    peer.send(json!({"cmd": "offer", "sdp": invitation["offer"]["sdp"]})).await;
-    let answer = peer.expect("answer", WAIT).await["sdp"].as_str().unwrap().to_string();
+    let (peer, answer) = answering_peer(&invitation).await;
     let progress = callee.put_status(&session_id, json!({"status": "InProgress", "answer": {"sdp": answer}})).await;
     assert_eq!(progress.status, 200, "{:?}", progress.body);
     assert_eq!(callee.next_status().await["status"], "InProgress");
@@ -218,11 +223,7 @@ async fn an_offerless_invite_gets_our_offer_in_the_200_and_its_answer_in_the_ack
         return;
     }
     let mut callee = registered_callee(60).await;
-    let media_port = free_port().to_string();
-    let target = callee.gateway.sip_udp_addr.unwrap();
-    let sipp =
-        Sipp::uac_with("uac_offerless.xml", target, SipTransportName::Udp, &["-rtp_echo", "-mp", &media_port]).await;
-    let invitation = callee.invitation().await;
+    let (sipp, invitation) = callee.called_by("uac_offerless.xml").await;
     let session_id = invitation["mediaSessionId"].as_str().unwrap().to_string();
     let mut peer = WebRtcPeer::start(&["--role", "answer", "--codec", "pcmu", "--tone", "600"]);
     peer.send(json!({"cmd": "offer", "sdp": invitation["offer"]["sdp"]})).await;
