@@ -222,6 +222,9 @@ async fn a_silent_network_ends_the_call_with_a_status_event() {
     call.gateway.stop().await;
 }
 
+/// The network holds and resumes with re-INVITEs, then refreshes the session with a re-INVITE
+/// without SDP (our unchanged offer in the 200, its answer in the ACK): media flows again after
+/// the resume and still after the refresh.
 #[tokio::test]
 async fn the_network_holds_and_resumes_and_the_device_hears_of_it() {
     if !peers_installed() {
@@ -253,7 +256,7 @@ async fn the_network_holds_and_resumes_and_the_device_hears_of_it() {
     let report = call.peer.report().await;
     assert!(
         report["timeline"].as_array().unwrap().iter().rev().skip(3).take(5).any(|n| n.as_u64() > Some(0)),
-        "media came back after resume: {report}"
+        "media came back after resume and went on after the offerless refresh: {report}"
     );
     let (code, messages, errors) = call.sipp.finish(WAIT).await;
     assert_eq!(code, 0, "sipp: {errors}\n{messages}");

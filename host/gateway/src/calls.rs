@@ -53,15 +53,35 @@ impl MediaSessions {
     }
 }
 
-/// Answers the network's offers inside calls (its hold and resume) from the call's media,
-/// synchronously, as the SIP stack asks.
+/// Answers the network's offers inside calls (its hold and resume), and makes ours for its
+/// offerless re-INVITEs, from the call's media, synchronously, as the SIP stack asks.
 pub struct NetworkOffers(pub std::sync::Weak<Gateway>);
 
-impl camara_sip::OfferAnswerer for NetworkOffers {
-    fn answer_offer(&self, call_id: &str, offer: &str) -> Option<String> {
+impl NetworkOffers {
+    fn media_of(&self, call_id: &str) -> Option<(Arc<Gateway>, MediaSession, Arc<camara_media::MediaSession>)> {
         let gw = self.0.upgrade()?;
         let session = gw.store.session_by_call_id(call_id).ok()??;
         let media = gw.media_sessions.get(&session.id)?;
+        Some((gw, session, media))
+    }
+}
+
+impl camara_sip::OfferAnswerer for NetworkOffers {
+    fn make_offer(&self, call_id: &str) -> Option<String> {
+        let (_, _, media) = self.media_of(call_id)?;
+        Some(media.network_offer_again())
+    }
+
+    fn take_answer(&self, call_id: &str, answer: &str) {
+        if let Some((_, session, media)) = self.media_of(call_id)
+            && let Err(e) = media.network_reoffer_answered(answer)
+        {
+            tracing::warn!(session = session.id, "unusable answer in the network's ACK: {e}");
+        }
+    }
+
+    fn answer_offer(&self, call_id: &str, offer: &str) -> Option<String> {
+        let (gw, session, media) = self.media_of(call_id)?;
         match media.network_reoffered(offer) {
             Ok((answer, _)) => {
                 let _ = gw.store.update_session(&session.id, &mut |s| s.sip_local_sdp = Some(answer.clone()));

@@ -339,6 +339,14 @@ impl MediaSession {
         local.render()
     }
 
+    /// Our description towards the network offered again unchanged (same `o=` version, RFC 3264
+    /// s.8), for a re-INVITE of the network that carries no offer; its answer goes to
+    /// [`Self::network_reoffer_answered`].
+    pub fn network_offer_again(&self) -> String {
+        lock(&self.local).render()
+    }
+
+    /// The network's answer to [`Self::network_reoffer`] or [`Self::network_offer_again`].
     pub fn network_reoffer_answered(&self, sdp: &str) -> Result<(), MediaError> {
         let answer = parse_audio(sdp)?;
         let direction = lock(&self.local).direction;

@@ -175,13 +175,28 @@ enum Delivery {
         method: String,
         offer: String,
     },
+    /// A re-INVITE without offer, answered with ours: the answer comes in the ACK of `cseq`.
+    OfferlessReinvite {
+        cseq: u32,
+    },
 }
 
-/// Answers an offer the remote party makes inside a call (a re-INVITE or an UPDATE with SDP,
-/// e.g. its hold or resume). Called synchronously while the request is handled, so it must be
-/// quick; `None` refuses the offer with 488 and the session stays as it was.
+/// The application's side of offers and answers inside a call, called synchronously while the
+/// request is handled, so it must be quick.
 pub trait OfferAnswerer: Send + Sync {
+    /// Answers an offer of the remote party (a re-INVITE or an UPDATE with SDP, e.g. its hold or
+    /// resume); `None` refuses it with 488 and the session stays as it was.
     fn answer_offer(&self, call_id: &str, offer: &str) -> Option<String>;
+
+    /// Our offer for a re-INVITE that carries none (RFC 3261 s.14.2, RFC 3264 s.8: typically a
+    /// session refresh; an unchanged session keeps its `o=` version). It goes in the 2xx and the
+    /// answer comes in the ACK, to [`Self::take_answer`]. `None` refuses the re-INVITE with 488.
+    fn make_offer(&self, _call_id: &str) -> Option<String> {
+        None
+    }
+
+    /// The remote party's answer (from its ACK) to an offer made by [`Self::make_offer`].
+    fn take_answer(&self, _call_id: &str, _answer: &str) {}
 }
 
 pub struct Endpoint {
@@ -191,6 +206,9 @@ pub struct Endpoint {
     /// Registration bindings by id (their Call-ID).
     registrations: HashMap<String, Registration>,
     servers: HashMap<ServerKey, ServerTx>,
+    /// Calls whose offerless re-INVITE (CSeq number) we answered with an offer: its ACK carries
+    /// the answer.
+    answers_in_ack: HashMap<String, u32>,
     outputs: VecDeque<Output>,
 }
 
@@ -235,6 +253,7 @@ impl Endpoint {
             calls: HashMap::new(),
             registrations: HashMap::new(),
             servers: HashMap::new(),
+            answers_in_ack: HashMap::new(),
             outputs: VecDeque::new(),
         }
     }
@@ -510,6 +529,7 @@ impl Endpoint {
         }
         if call.is_finished() {
             self.calls.remove(call_id);
+            self.answers_in_ack.remove(call_id);
         }
     }
 
@@ -599,6 +619,17 @@ impl Endpoint {
             return;
         }
 
+        if is_ack
+            && self.answers_in_ack.get(&call_id).is_some_and(|&cseq| request.cseq().is_some_and(|(n, _)| n == cseq))
+        {
+            self.answers_in_ack.remove(&call_id);
+            match (&self.offer_answerer, request.sdp()) {
+                (Some(answerer), Some(answer)) => answerer.take_answer(&call_id, &answer),
+                _ => tracing::warn!(%call_id, "ACK without the answer to our offer; the session stays as it was"),
+            }
+            return;
+        }
+
         // The INVITE of an incoming call, retransmitted, or the ACK of any of its final responses.
         if let Some(Call::Uas(call)) = self.calls.get_mut(&call_id) {
             let same_invite = call.matches_invite(&key.branch, &key.sent_by);
@@ -632,8 +663,9 @@ impl Endpoint {
             response.headers.push("Accept", "application/sdp");
             response.headers.push("Supported", "100rel");
         }
-        if answer.deliver.as_ref().is_some_and(|(_, d)| matches!(d, Delivery::SessionRefresh | Delivery::Offer { .. }))
-            && let Some(session_expires) = request.headers.get("Session-Expires")
+        if answer.deliver.as_ref().is_some_and(|(_, d)| {
+            matches!(d, Delivery::SessionRefresh | Delivery::Offer { .. } | Delivery::OfferlessReinvite { .. })
+        }) && let Some(session_expires) = request.headers.get("Session-Expires")
         {
             // RFC 4028 s.9: the 2xx to a refresh carries the session interval back.
             let interval = session_expires.split(';').next().unwrap_or_default().trim().to_string();
@@ -669,6 +701,10 @@ impl Endpoint {
                 (Some(Call::Uas(call)), Delivery::Prack) => call.handle_prack(&request, now),
                 (Some(Call::Uas(call)), Delivery::Cancel) => call.handle_cancel(&request, now),
                 (Some(call), Delivery::SessionRefresh) => call.handle_peer_refresh(&request, now),
+                (Some(call), Delivery::OfferlessReinvite { cseq }) => {
+                    call.handle_peer_refresh(&request, now);
+                    self.answers_in_ack.insert(call_id.clone(), cseq);
+                }
                 (Some(call), Delivery::Offer { method, offer }) => {
                     call.handle_peer_refresh(&request, now);
                     let event = CallEvent::Request { method, reason: None, sdp: Some(offer) };
@@ -799,6 +835,19 @@ impl Endpoint {
             }
             // RFC 3261 s.14.2, RFC 3311 s.5.2: offers crossing ours wait.
             Method::Update | Method::Invite if call.offer_pending() => Answer::plain(491, "Request Pending"),
+            Method::Invite if request.body.is_empty() => {
+                match self.offer_answerer.as_ref().and_then(|a| a.make_offer(&call_id)) {
+                    Some(sdp) => Answer {
+                        sdp: Some(sdp),
+                        deliver: request.cseq().map(|(cseq, _)| (call_id, Delivery::OfferlessReinvite { cseq })),
+                        ..Answer::plain(200, "OK")
+                    },
+                    None => {
+                        tracing::info!(%call_id, "no offer for an offerless re-INVITE; answering 488");
+                        Answer::plain(488, "Not Acceptable Here")
+                    }
+                }
+            }
             Method::Update | Method::Invite => {
                 let offer = String::from_utf8_lossy(&request.body).into_owned();
                 let answer = match (&self.offer_answerer, offer.is_empty()) {
@@ -1652,6 +1701,47 @@ a=sendrecv
         assert_eq!((ack.method, ack.uri.as_str()), (Method::Ack, "sip:bob@example.com"));
         ep.hangup(&call_id, now).unwrap();
         assert_eq!(sent_requests(&drain(&mut ep))[0].uri, "sip:bob@example.com");
+    }
+
+    #[test]
+    fn an_offerless_reinvite_gets_our_offer_and_its_ack_the_answer() {
+        #[derive(Default)]
+        struct Offers(std::sync::Mutex<Vec<String>>);
+        impl OfferAnswerer for Offers {
+            fn answer_offer(&self, _call_id: &str, _offer: &str) -> Option<String> {
+                None
+            }
+            fn make_offer(&self, call_id: &str) -> Option<String> {
+                Some(format!("v=0\r\ns=offer for {call_id}\r\n"))
+            }
+            fn take_answer(&self, call_id: &str, answer: &str) {
+                self.0.lock().unwrap().push(format!("{call_id}: {answer}"));
+            }
+        }
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let (local_tag, _) = answered_incoming(&mut ep, "ol1", &[], now);
+        // Without an answerer that makes offers: refused.
+        let reinvite = caller_request("INVITE", 2, "ol1", &local_tag, &[]);
+        assert_eq!(sent_responses(&input(&mut ep, &reinvite, now))[0].1.status, 488);
+
+        let offers = std::sync::Arc::new(Offers::default());
+        ep.set_offer_answerer(offers.clone());
+        let reinvite = caller_request("INVITE", 3, "ol1", &local_tag, &["Session-Expires: 1800;refresher=uac"]);
+        let out = input(&mut ep, &reinvite, now);
+        let ok = &sent_responses(&out)[0].1;
+        assert_eq!((ok.status, ok.body.as_slice()), (200, b"v=0\r\ns=offer for ol1\r\n".as_slice()));
+        assert_eq!(ok.headers.get("Session-Expires"), Some("1800;refresher=uac"));
+        assert!(events_of(&out).is_empty(), "a refresh, not reported: {out:?}");
+
+        // An ACK of another CSeq does not count; the one of the re-INVITE carries the answer.
+        input(&mut ep, &caller_request("ACK", 2, "ol1", &local_tag, &[]), now);
+        assert!(offers.0.lock().unwrap().is_empty());
+        let answer = "v=0\r\na=sendrecv\r\n";
+        let ack = caller_request("ACK", 3, "ol1", &local_tag, &["Content-Type: application/sdp"])
+            .replace("Content-Length: 0\r\n\r\n", &format!("Content-Length: {}\r\n\r\n{answer}", answer.len()));
+        input(&mut ep, &ack, now);
+        assert_eq!(*offers.0.lock().unwrap(), [format!("ol1: {answer}")]);
     }
 
     #[test]
