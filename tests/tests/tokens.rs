@@ -208,3 +208,26 @@ async fn statuses_of_list_calls(api: &Api, token: &str, n: usize) -> Vec<u16> {
     }
     statuses
 }
+
+#[tokio::test]
+async fn a_token_naming_no_subscriber_is_refused_as_each_api_says() {
+    init_logs();
+    let gateway = camara_gateway::start(gateway_config(None, SipTransportName::Udp)).await.unwrap();
+    let api = Api::new(gateway.http_addr);
+    // A client-credentials token: valid, with every scope, but no phone number in `sub`.
+    let token = tokens::sign(&tokens::claims("client-app", ALL_SCOPES));
+    let correlator = [("x-correlator", "tok-1")];
+    assert_camara_error(&register_with(&api, &token).await, 403, "INVALID_TOKEN_CONTEXT");
+    let subscription = json!({
+        "protocol": "HTTP",
+        "sink": "https://sink.example.com/events",
+        "types": [SESSION_STATUS],
+        "config": {"subscriptionDetail": {"deviceId": DEVICE_ID}}
+    });
+    let create =
+        api.call("POST", "/webrtc-events/v0.2/subscriptions", Some(&token), &correlator, Some(subscription)).await;
+    assert_camara_error(&create, 422, "MISSING_IDENTIFIER");
+    let list = api.call("GET", "/webrtc-events/v0.2/subscriptions", Some(&token), &correlator, None).await;
+    assert_camara_error(&list, 403, "PERMISSION_DENIED");
+    gateway.stop().await;
+}

@@ -58,6 +58,21 @@ impl PolicyGuest for DefaultPolicy {
             }
         }
         let Some(number) = phone_number(&req) else {
+            // Each API names this case its own way: webrtc-events with 422 MISSING_IDENTIFIER where
+            // it lists a 422 (creating and updating subscriptions), else with its only 403 code;
+            // the other APIs with 403 INVALID_TOKEN_CONTEXT.
+            const CANNOT_IDENTIFY: &str =
+                "The device cannot be identified: the access token names no subscriber phone number.";
+            match (op.api.as_str(), op.operation_id.as_str()) {
+                (
+                    "webrtc-events",
+                    "createNotificationChannelSubscription" | "updateNotificationChannelSubscription",
+                ) => {
+                    return deny(422, "MISSING_IDENTIFIER", CANNOT_IDENTIFY);
+                }
+                ("webrtc-events", _) => return deny(403, "PERMISSION_DENIED", CANNOT_IDENTIFY),
+                _ => {}
+            }
             return deny(
                 403,
                 "INVALID_TOKEN_CONTEXT",

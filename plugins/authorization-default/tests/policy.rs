@@ -86,6 +86,23 @@ async fn a_token_without_a_subscriber_cannot_act_for_one() {
     );
     let (status, code, _) = denied(policy.authorize(&req).await.unwrap());
     assert_eq!((status, code.as_str()), (403, "INVALID_TOKEN_CONTEXT"));
+    // webrtc-events lists 422 MISSING_IDENTIFIER for it where it has a 422, else only PERMISSION_DENIED.
+    let status_type = "org.camaraproject.webrtc-events.v0.session-status";
+    let mut create = fixtures::authorization_request(
+        "webrtc-events",
+        "createNotificationChannelSubscription",
+        json!({"sub": "client-app", "scope": format!("webrtc-events:{status_type}:create")}),
+    );
+    create.request.event_types = vec![status_type.into()];
+    let (status, code, _) = denied(policy.authorize(&create).await.unwrap());
+    assert_eq!((status, code.as_str()), (422, "MISSING_IDENTIFIER"));
+    let read = fixtures::authorization_request(
+        "webrtc-events",
+        "retrieveNotificationChannelSubscription",
+        json!({"sub": "client-app", "scope": "webrtc-events:read"}),
+    );
+    let (status, code, _) = denied(policy.authorize(&read).await.unwrap());
+    assert_eq!((status, code.as_str()), (403, "PERMISSION_DENIED"));
 }
 
 #[tokio::test]

@@ -128,6 +128,7 @@ pub(super) async fn list(gw: GatewayState, auth: Authenticated) -> Result<impl I
         (status = 200, description = "Refreshed", body = SubscriptionResponse),
         CommonErrors,
         (status = 404, description = "Not found", body = ErrorInfo),
+        (status = 422, description = "MISSING_IDENTIFIER: the access token names no phone number", body = ErrorInfo),
         (status = 415, description = "The body is not JSON", body = ErrorInfo),
     ),
     security(("openId" = ["webrtc-events:update"]))
@@ -197,7 +198,7 @@ const NEED_REGISTRATION: [&str; 2] = [SESSION_STATUS, SESSION_INVITATION];
         (status = 201, description = "Created", body = SubscriptionResponse),
         CommonErrors,
         (status = 415, description = "The body is not JSON", body = ErrorInfo),
-        (status = 422, description = "SERVICE_NOT_APPLICABLE: session-status and session-invitation need a registration of the device by the caller", body = ErrorInfo),
+        (status = 422, description = "SERVICE_NOT_APPLICABLE: session-status and session-invitation need a registration of the device by the caller; MISSING_IDENTIFIER: the access token names no phone number", body = ErrorInfo),
     ),
     security(("openId" = ["webrtc-events:org.camaraproject.webrtc-events.v0.session-status:create", "webrtc-events:org.camaraproject.webrtc-events.v0.session-invitation:create", "webrtc-events:org.camaraproject.webrtc-events.v0.registration-ends:create"]))
 )]
