@@ -175,7 +175,7 @@ async fn the_device_declines_with_603() {
     assert_eq!(code, 0, "sipp: {errors}\n{messages}");
     // A declined call cannot be answered any more.
     let late = callee.put_status(&session_id, json!({"status": "Connected", "answer": {"sdp": WEBRTC_OFFER}})).await;
-    assert_eq!((late.status, late.body["code"].as_str()), (409, Some("CONFLICT")), "{:?}", late.body);
+    assert_eq!((late.status, late.body["code"].as_str()), (409, Some("INCOMPATIBLE_STATE")), "{:?}", late.body);
     callee.gateway.stop().await;
 }
 

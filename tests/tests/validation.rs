@@ -490,8 +490,8 @@ fn rows(fx: &Fixture) -> Vec<Case> {
         case(op, "offer.sdp of 65537 characters (maxLength 65536)", Change::Set("/offer", json!({"sdp": long(65537)})), 400, "INVALID_ARGUMENT"),
         case(op, "locationDetails an array", Change::Set("/locationDetails", json!([1, 2])), 400, "INVALID_ARGUMENT"),
         case(op, "locationDetails.confidence.value above 100", Change::Set("/locationDetails", json!({"confidence": {"value": 250}})), 400, "OUT_OF_RANGE"),
-        case(op, "Connected on an outgoing session (the network answers it)", Change::Set("/status", s("Connected")), 409, "CONFLICT"),
-        case(op, "valid: Hold, but the session has no call in progress", Change::Valid, 409, "CONFLICT"),
+        case(op, "Connected on an outgoing session (the network answers it)", Change::Set("/status", s("Connected")), 409, "INCOMPATIBLE_STATE"),
+        case(op, "valid: Hold, but the session has no call in progress", Change::Valid, 409, "INCOMPATIBLE_STATE"),
     ]);
 
     let op = DeleteSessionById;

@@ -151,7 +151,7 @@ async fn hold_is_a_re_invite_offering_sendonly() {
         .call("PUT", &format!("{path}/status"), Some(&token), &[], Some(serde_json::json!({"status": "Declined"})))
         .await;
     // The network answers an outgoing call; the device cannot decline it.
-    assert_eq!((refused.status, refused.body["code"].as_str()), (409, Some("CONFLICT")));
+    assert_eq!((refused.status, refused.body["code"].as_str()), (409, Some("INCOMPATIBLE_STATE")));
 
     let held = api
         .call(

@@ -271,7 +271,7 @@ impl Reoffers {
 /// UPDATE, `[sip] reoffer_method`) whose SDP says `sendonly` or `sendrecv`. Answers once the
 /// network has accepted or refused it.
 pub async fn hold_or_resume(gw: &Gateway, session: &MediaSession, hold: bool) -> Result<MediaSession, ApiError> {
-    let conflict = |m: String| ApiError::conflict("CONFLICT", m);
+    let conflict = |m: String| ApiError::conflict("INCOMPATIBLE_STATE", m);
     let (Some(call_id), Some(media)) = (&session.sip_call_id, gw.media_sessions.get(&session.id)) else {
         return Err(conflict("The session has no call in progress".into()));
     };
@@ -457,7 +457,7 @@ pub async fn answer_incoming(
     status: &str,
     answer_sdp: Option<String>,
 ) -> Result<MediaSession, ApiError> {
-    let conflict = |m: String| ApiError::conflict("CONFLICT", m);
+    let conflict = |m: String| ApiError::conflict("INCOMPATIBLE_STATE", m);
     let (Some(call_id), Some(media)) = (&session.sip_call_id, gw.media_sessions.get(&session.id)) else {
         return Err(conflict("The session has no call in progress".into()));
     };

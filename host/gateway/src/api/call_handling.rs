@@ -179,7 +179,7 @@ pub(super) async fn remove(
         (status = 200, description = "The session after the change", body = MediaSessionResponse),
         CommonErrors,
         (status = 404, description = "Not found", body = ErrorInfo),
-        (status = 409, description = "The session cannot take this status now", body = ErrorInfo),
+        (status = 409, description = "INCOMPATIBLE_STATE: the session cannot take this status now", body = ErrorInfo),
         (status = 415, description = "The body is not JSON", body = ErrorInfo),
     ),
     security(("openId" = ["webrtc-call-handling:sessions:write"]))
@@ -220,7 +220,7 @@ pub(super) async fn update_status(
         }
         status => {
             return Err(ApiError::conflict(
-                "CONFLICT",
+                "INCOMPATIBLE_STATE",
                 format!("An outgoing session is answered by the network; {status} cannot be requested"),
             ));
         }
