@@ -529,6 +529,7 @@ fn rows(fx: &Fixture) -> Vec<Case> {
         case(op, "sinkCredential.accessToken of 8193 characters (maxLength 8192)", Change::Set("/sinkCredential/accessToken", s(&long(8193))), 400, "INVALID_ARGUMENT"),
         case(op, "sinkCredential.accessTokenExpiresUtc missing", Change::Remove("/sinkCredential/accessTokenExpiresUtc"), 400, "INVALID_ARGUMENT"),
         case(op, "sinkCredential.accessTokenExpiresUtc without a time zone", Change::Set("/sinkCredential/accessTokenExpiresUtc", s("2099-12-31T23:59:59")), 400, "INVALID_ARGUMENT"),
+        case(op, "sinkCredential.accessTokenExpiresUtc in the past", Change::Set("/sinkCredential/accessTokenExpiresUtc", s("2001-01-01T00:00:00Z")), 400, "OUT_OF_RANGE"),
         case(op, "sinkCredential.accessTokenType missing", Change::Remove("/sinkCredential/accessTokenType"), 400, "INVALID_ARGUMENT"),
         case(op, "sinkCredential.accessTokenType mac (enum bearer)", Change::Set("/sinkCredential/accessTokenType", s("mac")), 400, "INVALID_TOKEN"),
         case(op, "types missing", Change::Remove("/types"), 400, "INVALID_ARGUMENT"),

@@ -97,7 +97,8 @@ fn check_credential(c: &SinkCredential) -> Result<StoredCredential, ApiError> {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_TOKEN", "Only bearer token is supported"));
     }
     validate::max_len("sinkCredential.accessToken", &access_token, 8192)?;
-    let expires_at = validate::date_time("sinkCredential.accessTokenExpiresUtc", &expires)?;
+    // An already expired credential could never authorize a delivery.
+    let expires_at = validate::future_date_time("sinkCredential.accessTokenExpiresUtc", &expires)?;
     Ok(StoredCredential { access_token, expires_at })
 }
 
