@@ -266,7 +266,7 @@ impl UasCall {
         if let Some((interval, we_refresh)) = self.negotiate_session() {
             // In the INVITE's transaction, refresher=uac names the caller.
             let refresher = if we_refresh { "uas" } else { "uac" };
-            if self.invite.headers.has_option_tag("Supported", "timer") {
+            if self.caller_supports_timers() {
                 response.headers.push("Require", "timer");
             }
             response.headers.push("Session-Expires", format!("{interval};refresher={refresher}"));
@@ -649,10 +649,10 @@ impl UasCall {
         }
     }
 
-    /// RFC 4028 s.9: the session interval of the 2xx and whether we refresh, if any. The caller's Session-Expires is
-    /// honoured, shortened to ours when that is smaller (never below Min-SE); with none, ours
-    /// is added when configured. The caller refreshes when it asked to, or when it asked for a
-    /// timer, supports them and left the choice to us; otherwise we do.
+    /// RFC 4028 s.9: the session interval of the 2xx and whether we refresh, if any. The
+    /// caller's Session-Expires is honoured, shortened to ours when that is smaller (never below
+    /// Min-SE); with none, ours is added when configured. The caller refreshes when it asked to,
+    /// or when it asked for a timer, supports them and left the choice to us; otherwise we do.
     fn negotiate_session(&self) -> Option<(u32, bool)> {
         let ours = (self.timers.session_expires > 0).then(|| self.timers.session_expires.max(self.timers.min_se));
         let requested = session_expires(&self.invite.headers);
@@ -661,8 +661,7 @@ impl UasCall {
             (Some(theirs), None) => theirs,
             (None, ours) => ours?,
         };
-        let caller_supports = self.invite.headers.has_option_tag("Supported", "timer")
-            || self.invite.headers.has_option_tag("Require", "timer");
+        let caller_supports = self.caller_supports_timers();
         let we_refresh = match requested {
             Some((_, Some(refresher))) => refresher == "uas",
             Some((_, None)) => !caller_supports,
@@ -670,6 +669,11 @@ impl UasCall {
             None => true,
         };
         Some((interval, we_refresh))
+    }
+
+    fn caller_supports_timers(&self) -> bool {
+        self.invite.headers.has_option_tag("Supported", "timer")
+            || self.invite.headers.has_option_tag("Require", "timer")
     }
 
     /// RFC 3261 s.12.1.1 from the callee's side: From is our To, To the caller's From, the
