@@ -12,6 +12,9 @@
 //! - `SIP_BENCH_SECONDS`: default 30;
 //! - `SIP_BENCH_HOLD_MS`: how long each call stays up between ACK and BYE (sipp's `-d`, default 1000);
 //! - `SIP_BENCH_TRANSPORT`: `udp` (default) or `tcp` (one connection for all calls);
+//! - `SIP_BENCH_DIRECTION`: `incoming` (default: sipp calls the user agent, as above) or
+//!   `outgoing` (the mirror: the user agent places the calls, paced by a timer, to `sipp -sn uas`,
+//!   and times set-up, `invite` -> 200, and tear-down, `hangup` -> `Terminated`, with `Instant`);
 //! - `SIP_BENCH_KEEP`: keep sipp's files (statistics, response times, errors) in the temp dir;
 //! - `RUST_LOG`: the user agent's log filter (default `warn`; `camara_sip=info` shows the cost of
 //!   the per-call info lines the gateway logs).
@@ -29,8 +32,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use camara_sip::{CallEvent, SipConfig, TimerConfig, Transport, UaEvent, UserAgent};
+use camara_sip::{CallEvent, NameAddr, OutgoingInvite, SipConfig, TimerConfig, Transport, UaEvent, UserAgent};
 use tokio::process::Command;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 const ANSWER_SDP: &str = "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 30002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
 
@@ -38,7 +42,16 @@ const ANSWER_SDP: &str = "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127
 const RTD_SETUP: u32 = 1;
 const RTD_TEARDOWN: u32 = 2;
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// sipp calls the user agent (the network calling a device through the gateway).
+    Incoming,
+    /// The user agent calls `sipp -sn uas` (a device calling out).
+    Outgoing,
+}
+
 struct Settings {
+    direction: Direction,
     rates: Vec<u32>,
     calls: Option<u64>,
     seconds: u64,
@@ -67,7 +80,13 @@ impl Settings {
             Ok("tcp") => Transport::Tcp,
             Ok(other) => return Err(format!("SIP_BENCH_TRANSPORT={other:?}: udp or tcp")),
         };
+        let direction = match std::env::var("SIP_BENCH_DIRECTION").as_deref() {
+            Err(_) | Ok("incoming") => Direction::Incoming,
+            Ok("outgoing") => Direction::Outgoing,
+            Ok(other) => return Err(format!("SIP_BENCH_DIRECTION={other:?}: incoming or outgoing")),
+        };
         Ok(Settings {
+            direction,
             rates,
             calls,
             seconds: env_or("SIP_BENCH_SECONDS", 30)?,
@@ -104,6 +123,8 @@ struct Step {
     sipp_cpu: f64,
     wall: Duration,
     sipp_ok: bool,
+    /// Times from `Instant` (the outgoing direction) rather than sipp's millisecond clock.
+    exact_times: bool,
 }
 
 /// Response times of one kind, and when they were taken.
@@ -163,7 +184,11 @@ fn main() -> ExitCode {
     for &rate in &settings.rates {
         let calls = settings.calls.unwrap_or(settings.seconds * u64::from(rate));
         println!("+ {rate} calls/s, {calls} calls over {:?}, each held {} ms", settings.transport, settings.hold_ms);
-        match runtime.block_on(run_step(&settings, rate, calls)) {
+        let step = match settings.direction {
+            Direction::Incoming => runtime.block_on(incoming_step(&settings, rate, calls)),
+            Direction::Outgoing => runtime.block_on(outgoing_step(&settings, rate, calls)),
+        };
+        match step {
             Ok(step) => steps.push(step),
             Err(error) => {
                 eprintln!("rate {rate}: {error}");
@@ -194,8 +219,8 @@ fn main() -> ExitCode {
     if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-async fn run_step(settings: &Settings, rate: u32, calls: u64) -> Result<Step, String> {
-    let (ua, mut events) = UserAgent::start(SipConfig {
+async fn start_ua() -> Result<(UserAgent, UnboundedReceiver<UaEvent>), String> {
+    UserAgent::start(SipConfig {
         udp_listen: Some("127.0.0.1:0".parse().unwrap()),
         tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
         advertised_host: None,
@@ -203,7 +228,36 @@ async fn run_step(settings: &Settings, rate: u32, calls: u64) -> Result<Step, St
         timers: TimerConfig::default(),
     })
     .await
-    .map_err(|e| format!("start user agent: {e}"))?;
+    .map_err(|e| format!("start user agent: {e}"))
+}
+
+/// A fresh directory for sipp's files (sipp writes them into its working directory).
+fn step_dir(rate: u32) -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("camara-sip-bench-{}-{rate}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Kept when something went wrong (or SIP_BENCH_KEEP is set), for a look at sipp's files.
+fn finish_dir(dir: &Path, step: &Step) {
+    if step.failed == 0 && step.sipp_ok && std::env::var_os("SIP_BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(dir);
+    } else {
+        eprintln!("sipp's files kept in {}", dir.display());
+    }
+}
+
+fn report_sipp_failure(dir: &Path, status: std::process::ExitStatus, stderr: &[u8]) {
+    if !status.success() {
+        let errors = std::fs::read_to_string(dir.join("errors.log")).unwrap_or_default();
+        let head: String = errors.lines().take(40).collect::<Vec<_>>().join("\n");
+        eprintln!("sipp exited with {status}:\n{}\n{head}", String::from_utf8_lossy(stderr));
+    }
+}
+
+async fn incoming_step(settings: &Settings, rate: u32, calls: u64) -> Result<Step, String> {
+    let (ua, mut events) = start_ua().await?;
     let target = ua.local_addr(settings.transport).expect("listener");
 
     // The answering side: every incoming INVITE is accepted with the fixed SDP.
@@ -233,9 +287,7 @@ async fn run_step(settings: &Settings, rate: u32, calls: u64) -> Result<Step, St
         })
     };
 
-    let dir = std::env::temp_dir().join(format!("camara-sip-bench-{}-{rate}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let dir = step_dir(rate)?;
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/sipp/uac_load.xml");
     // Generous: a run that stalls fails on its own instead of hanging.
     let timeout = calls / u64::from(rate) + settings.hold_ms / 1000 + 60;
@@ -272,11 +324,7 @@ async fn run_step(settings: &Settings, rate: u32, calls: u64) -> Result<Step, St
     drop(ua);
     let _ = tokio::time::timeout(Duration::from_secs(5), answerer).await;
 
-    if !output.status.success() {
-        let errors = std::fs::read_to_string(dir.join("errors.log")).unwrap_or_default();
-        let head: String = errors.lines().take(40).collect::<Vec<_>>().join("\n");
-        eprintln!("sipp exited with {}:\n{}\n{head}", output.status, String::from_utf8_lossy(&output.stderr));
-    }
+    report_sipp_failure(&dir, output.status, &output.stderr);
     let stats = read_stats(&dir.join("stat.csv"))?;
     let rtt = read_rtt(&dir)?;
     let stat = |name: &str| stats.get(name).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
@@ -310,13 +358,164 @@ async fn run_step(settings: &Settings, rate: u32, calls: u64) -> Result<Step, St
         sipp_cpu,
         wall,
         sipp_ok: output.status.success(),
+        exact_times: false,
     };
-    // Kept when something went wrong (or SIP_BENCH_KEEP is set), for a look at sipp's files.
-    if step.failed == 0 && step.sipp_ok && std::env::var_os("SIP_BENCH_KEEP").is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
-    } else {
-        eprintln!("sipp's files kept in {}", dir.display());
+    finish_dir(&dir, &step);
+    Ok(step)
+}
+
+/// The outgoing calls' book: what the event task needs to time each call.
+#[derive(Default)]
+struct Book {
+    placed: HashMap<String, Instant>,
+    hung_up: HashMap<String, Instant>,
+    /// (when: ms since the step started, how long: ms).
+    setup: Vec<(f64, f64)>,
+    teardown: Vec<(f64, f64)>,
+    failed: u64,
+    terminated: u64,
+}
+
+/// The mirror direction: the user agent places `calls` calls at `rate` to `sipp -sn uas` (which
+/// answers 180, 200, and 200 to the BYE) and times them itself.
+async fn outgoing_step(settings: &Settings, rate: u32, calls: u64) -> Result<Step, String> {
+    let (ua, mut events) = start_ua().await?;
+    let dir = step_dir(rate)?;
+    let port = free_port(settings.transport);
+    let timeout = calls / u64::from(rate) + settings.hold_ms / 1000 + 60;
+    let cpu_before = (own_cpu_seconds(), children_cpu_seconds());
+    let wall_start = Instant::now();
+    let sipp = Command::new("sipp")
+        .args(["-sn", "uas", "-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-t", if settings.transport == Transport::Udp { "u1" } else { "t1" }])
+        .args(["-m", &calls.to_string()])
+        .args(["-trace_stat", "-stf", "stat.csv", "-fd", "1"])
+        .args(["-trace_err", "-error_file", "errors.log"])
+        .args(["-timeout", &format!("{timeout}s"), "-timeout_error", "-nostdin"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("run sipp: {e}"))?;
+    // Readiness, not a measurement: wait until sipp holds its port.
+    while !port_taken(settings.transport, port) {
+        if wall_start.elapsed() > Duration::from_secs(10) {
+            return Err(format!("sipp did not bind port {port}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let started = Instant::now();
+    let since_start = move |at: Instant| at.duration_since(started).as_secs_f64() * 1000.0;
+
+    // Answered calls are hung up after the hold time; every event is timed on arrival.
+    let book = Arc::new(std::sync::Mutex::new(Book::default()));
+    let hold = Duration::from_millis(settings.hold_ms);
+    let event_task = {
+        let (ua, book) = (ua.clone(), book.clone());
+        tokio::spawn(async move {
+            while let Some(UaEvent { call_id, event }) = events.recv().await {
+                let now = Instant::now();
+                let answered = {
+                    let mut book = book.lock().unwrap();
+                    match event {
+                        CallEvent::Response { status: 200..=299, .. } => match book.placed.remove(&call_id) {
+                            Some(placed) => {
+                                book.setup.push((since_start(now), (now - placed).as_secs_f64() * 1000.0));
+                                true
+                            }
+                            None => false,
+                        },
+                        CallEvent::Response { status: 300.., .. } | CallEvent::Timeout => {
+                            book.failed += 1;
+                            false
+                        }
+                        CallEvent::Terminated => {
+                            book.terminated += 1;
+                            if let Some(at) = book.hung_up.remove(&call_id) {
+                                book.teardown.push((since_start(now), (now - at).as_secs_f64() * 1000.0));
+                            }
+                            if book.terminated == calls {
+                                break;
+                            }
+                            false
+                        }
+                        _ => false,
+                    }
+                };
+                if answered {
+                    let (ua, book) = (ua.clone(), book.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(hold).await;
+                        book.lock().unwrap().hung_up.insert(call_id.clone(), Instant::now());
+                        if ua.hangup(&call_id).await.is_err() {
+                            book.lock().unwrap().failed += 1;
+                        }
+                    });
+                }
+            }
+        })
+    };
+
+    // Paced by a timer; a tick missed while the user agent is busy is caught up at once.
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for i in 0..calls {
+        tick.tick().await;
+        let call_id = format!("bench{i}-{}@127.0.0.1", std::process::id());
+        book.lock().unwrap().placed.insert(call_id.clone(), Instant::now());
+        let invite = OutgoingInvite {
+            call_id: Some(call_id),
+            request_uri: format!("sip:+818000000002@127.0.0.1:{port}"),
+            from: NameAddr { display_name: None, uri: "sip:+818000000001@operator.com".into() },
+            to: NameAddr { display_name: None, uri: "sip:+818000000002@operator.com".into() },
+            p_asserted_identity: None,
+            privacy: None,
+            extra_headers: Vec::new(),
+            sdp: Some(ANSWER_SDP.into()),
+            extra_body_parts: Vec::new(),
+            next_hop: target,
+            transport: settings.transport,
+        };
+        if ua.invite(invite).await.is_err() {
+            book.lock().unwrap().failed += 1;
+        }
+    }
+    // The last calls still have to be held and torn down; a stall ends here instead of hanging.
+    let _ = tokio::time::timeout(hold + Duration::from_secs(40), event_task).await;
+    let output = tokio::time::timeout(Duration::from_secs(30), sipp.wait_with_output())
+        .await
+        .map_err(|_| "sipp did not exit".to_string())?
+        .map_err(|e| format!("wait for sipp: {e}"))?;
+    let wall = wall_start.elapsed();
+    let ua_cpu = own_cpu_seconds() - cpu_before.0;
+    let sipp_cpu = children_cpu_seconds() - cpu_before.1;
+    ua.shutdown().await;
+    report_sipp_failure(&dir, output.status, &output.stderr);
+
+    let stats = read_stats(&dir.join("stat.csv"))?;
+    let book = std::mem::take(&mut *book.lock().unwrap());
+    let step = Step {
+        rate,
+        calls,
+        // Answered, then ended by our BYE.
+        successful: book.teardown.len() as u64,
+        failed: book.failed,
+        retransmissions: stats.get("Retransmissions(C)").and_then(|v| v.trim().parse().ok()).unwrap_or(0),
+        setup: Latencies::from(book.setup),
+        teardown: Latencies::from(book.teardown),
+        ua_incoming: calls,
+        ua_terminated: book.terminated,
+        ua_problems: 0,
+        ua_cpu,
+        sipp_cpu,
+        wall,
+        sipp_ok: output.status.success(),
+        exact_times: true,
+    };
+    finish_dir(&dir, &step);
     Ok(step)
 }
 
@@ -363,6 +562,13 @@ fn free_port(transport: Transport) -> u16 {
     }
 }
 
+fn port_taken(transport: Transport, port: u16) -> bool {
+    match transport {
+        Transport::Udp => std::net::UdpSocket::bind(("127.0.0.1", port)).is_err(),
+        Transport::Tcp => std::net::TcpListener::bind(("127.0.0.1", port)).is_err(),
+    }
+}
+
 /// Fields of /proc/self/stat after the command name, in clock ticks (USER_HZ, 100 on Linux).
 fn proc_stat_ticks(fields: [usize; 2]) -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -382,17 +588,22 @@ fn children_cpu_seconds() -> f64 {
     proc_stat_ticks([16, 17])
 }
 
-/// sipp's times are whole milliseconds.
-fn ms(value: f64) -> String {
-    if value < 1.0 { "< 1 ms".into() } else { format!("{value:.0} ms") }
+/// sipp's times are whole milliseconds; ours are exact.
+fn ms(value: f64, exact: bool) -> String {
+    match (exact, value < 1.0) {
+        (true, _) => format!("{value:.2} ms"),
+        (false, true) => "< 1 ms".into(),
+        (false, false) => format!("{value:.0} ms"),
+    }
 }
 
 fn print_table(settings: &Settings, steps: &[Step]) {
     println!();
-    println!(
-        "transport {:?}, calls held {} ms; latencies measured by sipp on the same cores",
-        settings.transport, settings.hold_ms
-    );
+    let who = match settings.direction {
+        Direction::Incoming => "sipp calls the user agent; times measured by sipp (1 ms clock)",
+        Direction::Outgoing => "the user agent calls sipp; times measured by the user agent's caller (Instant)",
+    };
+    println!("{who}; transport {:?}, calls held {} ms; sipp on the same cores", settings.transport, settings.hold_ms);
     println!(
         "| offered calls/s | calls | successful | failed | retrans. | set-ups/s | tear-downs/s | set-up p50 | set-up p99 | set-up max | tear-down p99 | UA CPU | sipp CPU |"
     );
@@ -408,10 +619,10 @@ fn print_table(settings: &Settings, steps: &[Step]) {
             s.retransmissions,
             s.setup.per_second(),
             s.teardown.per_second(),
-            ms(s.setup.percentile(50.0)),
-            ms(s.setup.percentile(99.0)),
-            ms(s.setup.percentile(100.0)),
-            ms(s.teardown.percentile(99.0)),
+            ms(s.setup.percentile(50.0), s.exact_times),
+            ms(s.setup.percentile(99.0), s.exact_times),
+            ms(s.setup.percentile(100.0), s.exact_times),
+            ms(s.teardown.percentile(99.0), s.exact_times),
             100.0 * s.ua_cpu / secs,
             100.0 * s.sipp_cpu / secs,
         );
