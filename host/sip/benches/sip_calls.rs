@@ -627,9 +627,13 @@ fn print_table(settings: &Settings, steps: &[Step]) {
             100.0 * s.sipp_cpu / secs,
         );
     }
+    let (calls, times) = match settings.direction {
+        Direction::Incoming => ("received", "sipp's"),
+        Direction::Outgoing => ("placed", "its own"),
+    };
     for s in steps {
         println!(
-            "rate {}: user agent saw {} INVITEs and {} calls terminated; {} set-up and {} tear-down times from sipp; run took {:.1} s",
+            "rate {}: the user agent {calls} {} calls and saw {} end; {} set-up and {} tear-down times ({times}); run took {:.1} s",
             s.rate,
             s.ua_incoming,
             s.ua_terminated,
