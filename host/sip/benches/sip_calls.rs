@@ -3,13 +3,16 @@
 //!
 //! ```sh
 //! cargo bench -p camara-sip --bench sip_calls
-//! SIP_BENCH_RATE=300,500,800 SIP_BENCH_SECONDS=20 cargo bench -p camara-sip --bench sip_calls
+//! SIP_BENCH_RATE=300,500,800 cargo bench -p camara-sip --bench sip_calls
 //! ```
 //!
 //! Settings (environment):
 //! - `SIP_BENCH_RATE`: offered calls per second, or a comma list for a rate step (default 300);
 //! - `SIP_BENCH_CALLS`: calls per rate (default: `SIP_BENCH_SECONDS` x rate);
-//! - `SIP_BENCH_SECONDS`: default 30;
+//! - `SIP_BENCH_SECONDS`: default 60. The user agent keeps a call until 32 s (64 x T1) after its
+//!   200 OK, to absorb a retransmitted INVITE (Timer L), and over UDP the BYE's transaction 32 s
+//!   after the BYE (Timer J): the number of calls held only stops growing after ~33 s, and a
+//!   shorter run flatters the figures;
 //! - `SIP_BENCH_HOLD_MS`: how long each call stays up between ACK and BYE (sipp's `-d`, default 1000);
 //! - `SIP_BENCH_TRANSPORT`: `udp` (default) or `tcp` (one connection for all calls);
 //! - `SIP_BENCH_DIRECTION`: `incoming` (default: sipp calls the user agent, as above) or
@@ -89,7 +92,7 @@ impl Settings {
             direction,
             rates,
             calls,
-            seconds: env_or("SIP_BENCH_SECONDS", 30)?,
+            seconds: env_or("SIP_BENCH_SECONDS", 60)?,
             hold_ms: env_or("SIP_BENCH_HOLD_MS", 1000)?,
             transport,
         })
