@@ -499,14 +499,18 @@ async fn outgoing_step(settings: &Settings, rate: u32, calls: u64) -> Result<Ste
     report_sipp_failure(&dir, output.status, &output.stderr);
 
     let stats = read_stats(&dir.join("stat.csv"))?;
+    let stat = |name: &str| stats.get(name).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
     let book = std::mem::take(&mut *book.lock().unwrap());
+    // A call sipp gave up on (an unexpected message, a BYE it never got) may still look whole
+    // from our side: a BYE that times out also ends in `Terminated`.
+    let failed = book.failed.max(stat("FailedCall(C)"));
     let step = Step {
         rate,
         calls,
-        // Answered, then ended by our BYE.
-        successful: book.teardown.len() as u64,
-        failed: book.failed,
-        retransmissions: stats.get("Retransmissions(C)").and_then(|v| v.trim().parse().ok()).unwrap_or(0),
+        // Answered, then ended after our BYE, less those sipp counts as failed.
+        successful: (book.teardown.len() as u64).saturating_sub(stat("FailedCall(C)")),
+        failed,
+        retransmissions: stat("Retransmissions(C)"),
         setup: Latencies::from(book.setup),
         teardown: Latencies::from(book.teardown),
         ua_incoming: calls,
