@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the SIP stack (issue 4): each target for a while, from the seed corpus; fails on a crash.
 #   host/sip/fuzz/run.sh [seconds per target, default 30]
-# CI runs it with 30 (README.md's test command): about 2.5 min on the 2-core machine from a clean
-# state (cargo-fuzz install ~30 s, ASan build ~70 s, then the fuzzing).
+# CI runs it with 30 (README.md's test command): about 3 min on the 2-core machine from a clean
+# state (cargo-fuzz install ~30 s, ASan build 70-100 s, then the fuzzing).
 # cargo-fuzz needs nightly flags (-Zsanitizer, sancov passes): RUSTC_BOOTSTRAP=1 lets the pinned
 # stable toolchain accept them. FUZZ_SANITIZER=none runs without AddressSanitizer.
 # New inputs go to corpus/<target> (gitignored, kept between runs); a crashing input is written to
