@@ -2,7 +2,7 @@
 //! or server transaction, answers what it can on its own, and collects what
 //! must be transmitted and reported.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -35,11 +35,61 @@ pub enum Output {
 }
 
 /// RFC 3261 s.17.2.3 server transaction key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct ServerKey {
     branch: String,
     sent_by: String,
     method: String,
+}
+
+/// What the endpoint keeps a deadline for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Timed {
+    Call(String),
+    Server(ServerKey),
+    Registration(String),
+}
+
+/// The next deadline of every call, server transaction and registration, in time order. Ended
+/// calls linger for tens of seconds to absorb retransmissions (Timers J and L), so at a few
+/// hundred calls per second thousands are held: scanning them all on every event and timer was
+/// the user agent's main cost (see BENCHMARKS.md); with this index both are logarithmic.
+#[derive(Debug, Default)]
+struct Deadlines {
+    queue: BTreeSet<(Instant, Timed)>,
+    of: HashMap<Timed, Instant>,
+}
+
+impl Deadlines {
+    fn set(&mut self, key: Timed, at: Option<Instant>) {
+        if self.of.get(&key) == at.as_ref() {
+            return;
+        }
+        if let Some(old) = self.of.remove(&key) {
+            self.queue.remove(&(old, key.clone()));
+        }
+        if let Some(at) = at {
+            self.queue.insert((at, key.clone()));
+            self.of.insert(key, at);
+        }
+    }
+
+    fn first(&self) -> Option<Instant> {
+        self.queue.first().map(|(at, _)| *at)
+    }
+
+    /// Takes out everything due by `now`.
+    fn take_due(&mut self, now: Instant) -> Vec<Timed> {
+        let mut due = Vec::new();
+        while let Some((at, _)) = self.queue.first()
+            && *at <= now
+        {
+            let (_, key) = self.queue.pop_first().expect("just seen");
+            self.of.remove(&key);
+            due.push(key);
+        }
+        due
+    }
 }
 
 /// A server transaction the endpoint answers on its own (no call behind it).
@@ -209,6 +259,7 @@ pub struct Endpoint {
     /// Calls whose offerless re-INVITE (CSeq number) we answered with an offer: its ACK carries
     /// the answer.
     answers_in_ack: HashMap<String, u32>,
+    deadlines: Deadlines,
     outputs: VecDeque<Output>,
 }
 
@@ -254,6 +305,7 @@ impl Endpoint {
             registrations: HashMap::new(),
             servers: HashMap::new(),
             answers_in_ack: HashMap::new(),
+            deadlines: Deadlines::default(),
             outputs: VecDeque::new(),
         }
     }
@@ -408,9 +460,13 @@ impl Endpoint {
                 }
             });
         }
-        if registration.is_finished() {
+        let at = if registration.is_finished() {
             self.registrations.remove(binding_id);
-        }
+            None
+        } else {
+            registration.poll_timeout()
+        };
+        self.deadlines.set(Timed::Registration(binding_id.to_string()), at);
     }
 
     fn incoming_call(&mut self, call_id: &str) -> Result<&mut UasCall, SipError> {
@@ -455,57 +511,46 @@ impl Endpoint {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        let mut retransmit = Vec::new();
-        for server in self.servers.values_mut() {
-            match &mut server.tx {
-                ServerMachine::NonInvite(tx) => tx.handle_timeout(now),
-                ServerMachine::Invite(tx) => {
-                    tx.handle_timeout(now);
-                    while let Some(out) = tx.poll_output() {
-                        if let ServerOutput::Transmit(response) = out {
-                            retransmit.push((server.transport, server.dest, response));
+        for key in self.deadlines.take_due(now) {
+            match key {
+                Timed::Call(id) => {
+                    if let Some(call) = self.calls.get_mut(&id) {
+                        call.handle_timeout(now);
+                    }
+                    self.drain_call(&id);
+                }
+                Timed::Registration(id) => {
+                    if let Some(registration) = self.registrations.get_mut(&id) {
+                        registration.handle_timeout(now);
+                    }
+                    self.drain_registration(&id);
+                }
+                Timed::Server(key) => {
+                    let mut retransmit = Vec::new();
+                    if let Some(server) = self.servers.get_mut(&key) {
+                        match &mut server.tx {
+                            ServerMachine::NonInvite(tx) => tx.handle_timeout(now),
+                            ServerMachine::Invite(tx) => {
+                                tx.handle_timeout(now);
+                                while let Some(out) = tx.poll_output() {
+                                    if let ServerOutput::Transmit(response) = out {
+                                        retransmit.push((server.transport, server.dest, response));
+                                    }
+                                }
+                            }
                         }
                     }
+                    for (transport, dest, response) in retransmit {
+                        self.send(transport, dest, response);
+                    }
+                    self.settle_server(&key);
                 }
             }
-        }
-        for (transport, dest, response) in retransmit {
-            self.send(transport, dest, response);
-        }
-        self.servers.retain(|_, s| !s.tx.is_terminated());
-        let due: Vec<String> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| c.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in due {
-            if let Some(call) = self.calls.get_mut(&id) {
-                call.handle_timeout(now);
-            }
-            self.drain_call(&id);
-        }
-        let due: Vec<String> = self
-            .registrations
-            .iter()
-            .filter(|(_, r)| r.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in due {
-            if let Some(registration) = self.registrations.get_mut(&id) {
-                registration.handle_timeout(now);
-            }
-            self.drain_registration(&id);
         }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.calls
-            .values()
-            .filter_map(Call::poll_timeout)
-            .chain(self.servers.values().filter_map(|s| s.tx.poll_timeout()))
-            .chain(self.registrations.values().filter_map(Registration::poll_timeout))
-            .min()
+        self.deadlines.first()
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -527,10 +572,27 @@ impl Endpoint {
                 CallOutput::Event(event) => Output::Event(UaEvent { call_id: call_id.to_string(), event }),
             });
         }
-        if call.is_finished() {
+        let at = if call.is_finished() {
             self.calls.remove(call_id);
             self.answers_in_ack.remove(call_id);
-        }
+            None
+        } else {
+            call.poll_timeout()
+        };
+        self.deadlines.set(Timed::Call(call_id.to_string()), at);
+    }
+
+    /// Re-files a server transaction's deadline, or forgets it once terminated.
+    fn settle_server(&mut self, key: &ServerKey) {
+        let at = match self.servers.get(key) {
+            Some(server) if server.tx.is_terminated() => {
+                self.servers.remove(key);
+                None
+            }
+            Some(server) => server.tx.poll_timeout(),
+            None => None,
+        };
+        self.deadlines.set(Timed::Server(key.clone()), at);
     }
 
     fn handle_response(&mut self, response: Response, now: Instant) {
@@ -612,7 +674,7 @@ impl Endpoint {
                     }
                 }
             }
-            self.servers.retain(|_, s| !s.tx.is_terminated());
+            self.settle_server(&key);
             for response in responses {
                 self.send(transport, dest, response);
             }
@@ -693,7 +755,8 @@ impl Endpoint {
             self.send(transport, dest, response);
         }
         if !tx.is_terminated() {
-            self.servers.insert(key, ServerTx { tx: ServerMachine::NonInvite(tx), transport, dest });
+            self.servers.insert(key.clone(), ServerTx { tx: ServerMachine::NonInvite(tx), transport, dest });
+            self.settle_server(&key);
         }
         if let Some((call_id, delivery)) = answer.deliver {
             match (self.calls.get_mut(&call_id), delivery) {
@@ -782,7 +845,8 @@ impl Endpoint {
                 self.send(transport, dest, response);
             }
         }
-        self.servers.insert(key, ServerTx { tx: ServerMachine::Invite(tx), transport, dest });
+        self.servers.insert(key.clone(), ServerTx { tx: ServerMachine::Invite(tx), transport, dest });
+        self.settle_server(&key);
     }
 
     fn answer(&self, request: &Request) -> Answer {
