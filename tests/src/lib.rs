@@ -505,6 +505,24 @@ impl WebRtcPeer {
         self.expect("report", Duration::from_secs(5)).await
     }
 
+    /// Waits `settle` (jitter buffers and codecs), clears the counters, listens for `listen`, and
+    /// returns the report of that window.
+    pub async fn measure(&mut self, settle: Duration, listen: Duration) -> Value {
+        tokio::time::sleep(settle).await;
+        self.reset().await;
+        tokio::time::sleep(listen).await;
+        self.report().await
+    }
+
+    /// The peer's own tone of `hz` came back (through an echo): measured for 1.5 s after 1 s of
+    /// settling. Returns the report.
+    pub async fn assert_tone_back(&mut self, hz: f64) -> Value {
+        let report = self.measure(Duration::from_millis(1000), Duration::from_millis(1500)).await;
+        let frequency = report["frequency"].as_f64().unwrap_or_else(|| panic!("nothing came back: {report}"));
+        assert!((frequency - hz).abs() < 10.0, "sent {hz} Hz, got {frequency} Hz: {report}");
+        report
+    }
+
     pub async fn close(mut self) {
         self.send(json!({"cmd": "close"})).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;

@@ -48,12 +48,7 @@ async fn a_call_to_the_demo_endpoint_hears_its_own_voice() {
     };
     peer.send(json!({"cmd": "answer", "sdp": answer})).await;
     peer.expect("connected", WAIT).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    peer.reset().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let report = peer.report().await;
-    let frequency = report["frequency"].as_f64().unwrap_or_else(|| panic!("no echo: {report}"));
-    assert!((frequency - 800.0).abs() < 10.0, "{report}");
+    peer.assert_tone_back(800.0).await;
     peer.close().await;
     gateway.stop().await;
 }

@@ -101,12 +101,7 @@ async fn the_device_answers_and_the_media_flows_both_ways() {
     let event = callee.next_status().await;
     assert_eq!((event["status"].as_str(), event["sequenceNumber"].as_u64()), (Some("Connected"), Some(3)));
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    peer.reset().await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let report = peer.report().await;
-    let frequency = report["frequency"].as_f64().unwrap_or_else(|| panic!("nothing came back: {report}"));
-    assert!((frequency - 700.0).abs() < 10.0, "sent 700 Hz, got {frequency} Hz: {report}");
+    peer.assert_tone_back(700.0).await;
 
     // sipp hangs up after four seconds of media.
     let ended = callee.next_status().await;
@@ -231,12 +226,7 @@ async fn an_offerless_invite_gets_our_offer_in_the_200_and_its_answer_in_the_ack
     let connected = callee.put_status(&session_id, json!({"status": "Connected", "answer": {"sdp": answer}})).await;
     assert_eq!(connected.status, 200, "{:?}", connected.body);
     peer.expect("connected", WAIT).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    peer.reset().await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let report = peer.report().await;
-    let frequency = report["frequency"].as_f64().unwrap_or_else(|| panic!("nothing came back: {report}"));
-    assert!((frequency - 600.0).abs() < 10.0, "sent 600 Hz, got {frequency} Hz: {report}");
+    peer.assert_tone_back(600.0).await;
     let (code, messages, errors) = sipp.finish(WAIT).await;
     assert_eq!(code, 0, "sipp: {errors}\n{messages}");
     peer.close().await;

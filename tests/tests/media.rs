@@ -83,11 +83,7 @@ async fn call_the_echo(scenario: &str, peer_args: &[&str], echo: bool) -> EchoCa
 impl EchoCall {
     /// The tone and loss over `seconds` of steady media.
     async fn measure(&mut self, seconds: u64) -> Value {
-        // Let the jitter buffers and (for Opus) the codecs settle before measuring.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        self.peer.reset().await;
-        tokio::time::sleep(Duration::from_secs(seconds)).await;
-        self.peer.report().await
+        self.peer.measure(Duration::from_secs(1), Duration::from_secs(seconds)).await
     }
 
     async fn set_status(&self, status: &str) -> Reply {

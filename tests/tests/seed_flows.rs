@@ -509,12 +509,7 @@ async fn flow_4_4_call_termination_and_disconnection() {
     incoming_event(&event, SESSION_STATUS, &sub_id, &session_id, "Connected", 4);
 
     // Voice media both ways: the peer's tone comes back through sipp's echo.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    peer.reset().await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let report = peer.report().await;
-    let frequency = report["frequency"].as_f64().unwrap_or_else(|| panic!("nothing came back: {report}"));
-    assert!((frequency - 700.0).abs() < 10.0, "sent 700 Hz, got {frequency} Hz: {report}");
+    peer.assert_tone_back(700.0).await;
 
     // 3.4.2: the caller's BYE -> Terminated.
     let ended = alice.next_event(WAIT).await;
