@@ -222,10 +222,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     gateway.sip.set_offer_answerer(Arc::new(crate::calls::NetworkOffers(Arc::downgrade(&gateway))));
     let expiry = tokio::spawn(crate::lifecycle::run(gateway.clone()));
     // Off the start-up path: a slow registrar must not delay the API.
-    tokio::spawn({
-        let gateway = gateway.clone();
-        async move { crate::bindings::restore(&gateway).await }
-    });
+    tokio::spawn(crate::bindings::restore(gateway.clone()));
 
     let mut router = crate::api::router(gateway.clone());
     if let Some(oauth) = oauth_server {

@@ -47,8 +47,20 @@ impl Bindings {
     }
 }
 
-/// REGISTERs `registration` as `plan` says and waits for the registrar's answer.
+/// REGISTERs `registration` as `plan` says and waits for the registrar's answer
+/// (`[sip.registrar] answer_timeout_ms`).
 pub async fn bind(gw: &Gateway, registration: &Registration, plan: &RegistrationPlan) -> Result<(), ApiError> {
+    bind_within(gw, registration, plan, None).await
+}
+
+/// [`bind`], waiting up to `patience` instead, through unanswered attempts (the SIP client keeps
+/// retransmitting and retrying) until the registrar answers or refuses.
+async fn bind_within(
+    gw: &Gateway,
+    registration: &Registration,
+    plan: &RegistrationPlan,
+    patience: Option<Duration>,
+) -> Result<(), ApiError> {
     let registrar =
         gw.config.sip.registrar.as_ref().ok_or_else(|| {
             ApiError::unavailable("sip-account registration needs [sip.registrar]; none is configured")
@@ -68,12 +80,21 @@ pub async fn bind(gw: &Gateway, registration: &Registration, plan: &Registration
     };
     let binding =
         gw.sip.register(request).await.map_err(|e| ApiError::unavailable(format!("REGISTER not sent: {e}")))?;
-    let mut answer = gw.bindings.channel(&binding).subscribe();
-    let wait = Duration::from_millis(registrar.answer_timeout_ms);
-    // The watch guard must not live across the awaits below (it is not `Send`).
-    let event = match tokio::time::timeout(wait, answer.wait_for(Option::is_some)).await {
-        Ok(Ok(event)) => event.clone(),
-        _ => None,
+    let channel = gw.bindings.channel(&binding);
+    let mut answer = channel.subscribe();
+    let deadline = tokio::time::Instant::now() + patience.unwrap_or(Duration::from_millis(registrar.answer_timeout_ms));
+    let event = loop {
+        // The watch guard must not live across the awaits below (it is not `Send`).
+        let event = match tokio::time::timeout_at(deadline, answer.wait_for(Option::is_some)).await {
+            Ok(Ok(event)) => event.clone(),
+            _ => None,
+        };
+        match event {
+            Some(RegistrationEvent::Failed { status: None, .. }) if patience.is_some() => {
+                channel.send_replace(None);
+            }
+            event => break event,
+        }
     };
     match event {
         Some(RegistrationEvent::Registered { expires }) => {
@@ -152,10 +173,11 @@ async fn end_registration(gw: &Gateway, registration_id: &str, description: &str
 }
 
 /// At start-up: every stored registration the mapping plugin sends to a registrar is
-/// REGISTERed again. One the network refuses ends (`registration-ends`); one that cannot be
-/// tried (no answer, a faulty plugin) is kept and logged, as the device may still be reached
-/// once the network is back.
-pub async fn restore(gw: &Gateway) {
+/// REGISTERed again, all at once. The registrar may be coming up with the gateway: each waits
+/// up to [`RESTORE_PATIENCE`] through unanswered attempts. One the network refuses, or that is
+/// never answered, ends (`registration-ends`, so the device registers anew). One the mapping
+/// plugin cannot plan (a faulty plugin) is kept and logged.
+pub async fn restore(gw: std::sync::Arc<Gateway>) {
     let registrations = match gw.store.backend().registrations_expiring_before(chrono::DateTime::<chrono::Utc>::MAX_UTC)
     {
         Ok(registrations) => registrations,
@@ -164,6 +186,7 @@ pub async fn restore(gw: &Gateway) {
             return;
         }
     };
+    let mut binds = tokio::task::JoinSet::new();
     for registration in registrations {
         let request = MappingRequest {
             phone_number: registration.phone_number.clone(),
@@ -186,20 +209,28 @@ pub async fn restore(gw: &Gateway) {
                 continue;
             }
         };
-        match bind(gw, &registration, &plan).await {
-            Ok(()) => tracing::info!(registration = registration.id, "stored registration REGISTERed again"),
-            Err(e) if e.status == StatusCode::GATEWAY_TIMEOUT => {
-                tracing::warn!(registration = registration.id, "no answer from the registrar; kept: {}", e.message)
+        let gw = gw.clone();
+        binds.spawn(async move {
+            match bind_within(&gw, &registration, &plan, Some(RESTORE_PATIENCE)).await {
+                // Deleted while the registrar was being waited for: the binding must go too.
+                Ok(()) if !matches!(gw.store.backend().registration(&registration.id), Ok(Some(_))) => {
+                    unbind(&gw, &registration.id).await;
+                }
+                Ok(()) => tracing::info!(registration = registration.id, "stored registration REGISTERed again"),
+                Err(e) => {
+                    tracing::warn!(
+                        registration = registration.id,
+                        "stored registration not REGISTERed again: {}",
+                        e.message
+                    );
+                    let why = format!("Not registered again after a restart: {}", e.message);
+                    end_registration(&gw, &registration.id, &why).await;
+                }
             }
-            Err(e) => {
-                tracing::warn!(
-                    registration = registration.id,
-                    "the network refuses a stored registration: {}",
-                    e.message
-                );
-                end_registration(gw, &registration.id, &format!("Not registered again after a restart: {}", e.message))
-                    .await;
-            }
-        }
+        });
     }
+    while binds.join_next().await.is_some() {}
 }
+
+/// How long a stored registration waits for the registrar at start-up.
+const RESTORE_PATIENCE: Duration = Duration::from_secs(120);
