@@ -273,18 +273,10 @@ impl Dialog {
         }
     }
 
-    pub fn parts(&self) -> &DialogParts {
-        &self.parts
-    }
-
     /// The next CSeq number for a request of ours.
     pub fn next_cseq(&mut self) -> u32 {
         self.local_cseq += 1;
         self.local_cseq
-    }
-
-    pub fn session(&self) -> Option<SessionTimer> {
-        self.session
     }
 
     /// Nothing more will be sent: BYE went out, or the dialog failed.
