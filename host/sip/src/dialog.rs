@@ -255,13 +255,14 @@ impl UacCall {
         Ok(())
     }
 
-    /// A re-INVITE or UPDATE from the peer, answered 2xx: a target and session refresh.
-    pub fn handle_peer_refresh(&mut self, request: &Request, now: Instant) {
+    /// A re-INVITE or UPDATE from the peer, answered 2xx (with `our_sdp`, an answer or, to an
+    /// offerless re-INVITE, an offer): a target and session refresh.
+    pub fn handle_peer_refresh(&mut self, request: &Request, our_sdp: Option<&str>, now: Instant) {
         if self.phase == CallPhase::Confirmed
             && self.hangup.is_none()
             && let Some(dialog) = &mut self.dialog
         {
-            dialog.handle_peer_request(request, now);
+            dialog.handle_peer_request(request, our_sdp, now);
         }
         self.pump(now);
     }
@@ -1638,7 +1639,7 @@ mod tests {
         update.method = Method::Update;
         update.body.clear();
         update.headers.set_first("Session-Expires", "90;refresher=uac".into());
-        h.call.handle_peer_refresh(&update, h.now);
+        h.call.handle_peer_refresh(&update, None, h.now);
         assert!(drain(&mut h.call).is_empty());
         assert!(advance(&mut h, 59).is_empty());
         let out = advance(&mut h, 1);

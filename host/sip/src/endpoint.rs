@@ -197,10 +197,10 @@ impl Call {
         }
     }
 
-    fn handle_peer_refresh(&mut self, request: &Request, now: Instant) {
+    fn handle_peer_refresh(&mut self, request: &Request, our_sdp: Option<&str>, now: Instant) {
         match self {
-            Call::Uac(c) => c.handle_peer_refresh(request, now),
-            Call::Uas(c) => c.handle_peer_refresh(request, now),
+            Call::Uac(c) => c.handle_peer_refresh(request, our_sdp, now),
+            Call::Uas(c) => c.handle_peer_refresh(request, our_sdp, now),
         }
     }
 
@@ -763,13 +763,13 @@ impl Endpoint {
                 (Some(call), Delivery::Bye) => call.handle_remote_bye(&request, now),
                 (Some(Call::Uas(call)), Delivery::Prack) => call.handle_prack(&request, now),
                 (Some(Call::Uas(call)), Delivery::Cancel) => call.handle_cancel(&request, now),
-                (Some(call), Delivery::SessionRefresh) => call.handle_peer_refresh(&request, now),
+                (Some(call), Delivery::SessionRefresh) => call.handle_peer_refresh(&request, None, now),
                 (Some(call), Delivery::OfferlessReinvite { cseq }) => {
-                    call.handle_peer_refresh(&request, now);
+                    call.handle_peer_refresh(&request, answer.sdp.as_deref(), now);
                     self.answers_in_ack.insert(call_id.clone(), cseq);
                 }
                 (Some(call), Delivery::Offer { method, offer }) => {
-                    call.handle_peer_refresh(&request, now);
+                    call.handle_peer_refresh(&request, answer.sdp.as_deref(), now);
                     let event = CallEvent::Request { method, reason: None, sdp: Some(offer) };
                     self.outputs.push_back(Output::Event(UaEvent { call_id: call_id.clone(), event }));
                 }
@@ -1617,6 +1617,30 @@ mod tests {
         assert_eq!((reinvite.method, reinvite.headers.get("CSeq")), (Method::Invite, Some("3 INVITE")));
         assert_eq!(reinvite.body, SDP.as_bytes());
         assert!(events_of(&out).is_empty());
+    }
+
+    #[test]
+    fn our_refresh_reinvite_offers_the_sdp_of_our_last_answer() {
+        struct Hold;
+        impl OfferAnswerer for Hold {
+            fn answer_offer(&self, _call_id: &str, _offer: &str) -> Option<String> {
+                Some("v=0\r\no=- 1 2 IN IP4 192.0.2.1\r\na=recvonly\r\n".into())
+            }
+        }
+        let mut ep = endpoint();
+        ep.set_offer_answerer(std::sync::Arc::new(Hold));
+        let start = Instant::now();
+        // The caller allows no UPDATE: our refreshes are re-INVITEs with our SDP.
+        let (local_tag, _) = answered_incoming(&mut ep, "st4", &[], start);
+        let hold = "v=0\r\na=sendonly\r\n";
+        let reinvite = caller_request("INVITE", 2, "st4", &local_tag, &["Content-Type: application/sdp"])
+            .replace("Content-Length: 0\r\n\r\n", &format!("Content-Length: {}\r\n\r\n{hold}", hold.len()));
+        let out = input(&mut ep, &reinvite, start + Duration::from_secs(10));
+        assert_eq!(sent_responses(&out)[0].1.status, 200);
+        let out = run_until(&mut ep, start + Duration::from_secs(10 + 900));
+        let [refresh] = sent_requests(&out).try_into().unwrap();
+        assert_eq!(refresh.method, Method::Invite);
+        assert_eq!(refresh.body, b"v=0\r\no=- 1 2 IN IP4 192.0.2.1\r\na=recvonly\r\n", "not the first answer");
     }
 
     #[test]

@@ -351,10 +351,15 @@ impl Dialog {
     }
 
     /// A re-INVITE or UPDATE from the peer that we answered 2xx: a target refresh (s.12.2.2) and,
-    /// RFC 4028 s.10, a session refresh. `refresher=uac` in it names the peer.
-    pub fn handle_peer_request(&mut self, request: &Request, now: Instant) {
+    /// RFC 4028 s.10, a session refresh. `refresher=uac` in it names the peer. `our_sdp`, the SDP
+    /// of our 2xx, is the session description of ours from now on (what our re-INVITE refreshes
+    /// offer again).
+    pub fn handle_peer_request(&mut self, request: &Request, our_sdp: Option<&str>, now: Instant) {
         if self.ending {
             return;
+        }
+        if let Some(sdp) = our_sdp {
+            self.local_sdp = Some(sdp.to_string());
         }
         if let Some(target) = contact_target(&request.headers) {
             self.parts.remote_target = target.to_string();

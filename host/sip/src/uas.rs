@@ -415,12 +415,13 @@ impl UasCall {
         self.dialog.as_ref().is_some_and(Dialog::offer_pending)
     }
 
-    /// A re-INVITE or UPDATE from the caller, answered 2xx: a target and session refresh.
-    pub fn handle_peer_refresh(&mut self, request: &Request, now: Instant) {
+    /// A re-INVITE or UPDATE from the caller, answered 2xx (with `our_sdp`, an answer or, to an
+    /// offerless re-INVITE, an offer): a target and session refresh.
+    pub fn handle_peer_refresh(&mut self, request: &Request, our_sdp: Option<&str>, now: Instant) {
         if self.phase != UasPhase::Terminated
             && let Some(dialog) = &mut self.dialog
         {
-            dialog.handle_peer_request(request, now);
+            dialog.handle_peer_request(request, our_sdp, now);
         }
         self.pump(now);
     }
