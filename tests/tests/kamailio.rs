@@ -146,6 +146,27 @@ async fn gateway_behind(kamailio: &Kamailio) -> camara_gateway::app::RunningGate
     camara_gateway::start(config).await.expect("gateway starts")
 }
 
+/// Alice's gateway behind `kamailio`, registered through it, with a subscription to `sink`.
+struct Subscriber {
+    gateway: camara_gateway::app::RunningGateway,
+    api: Api,
+    sink: Sink,
+    token: String,
+    registration_id: String,
+}
+
+async fn registered_behind(kamailio: &Kamailio) -> Subscriber {
+    let gateway = gateway_behind(kamailio).await;
+    let api = Api::new(gateway.http_addr);
+    let sink = Sink::start(vec![]).await;
+    let token = tokens::for_subscriber(ALICE);
+    let registration = api.register(&token).await;
+    assert_eq!(registration.status, 201, "{:?}\n{}", registration.body, kamailio.log());
+    let registration_id = registration.body["registrationId"].as_str().unwrap().to_string();
+    assert_eq!(api.subscribe(&token, &sink.url, "sink-secret").await.status, 201);
+    Subscriber { gateway, api, sink, token, registration_id }
+}
+
 async fn next_data(sink: &mut Sink, kind: &str, kamailio: &Kamailio) -> Value {
     let Ok(event) = tokio::time::timeout(WAIT, sink.next(2 * WAIT)).await else {
         panic!("no {kind} event in time; kamailio's log:\n{}", kamailio.log());
@@ -161,16 +182,8 @@ async fn registered_and_called_through_kamailio(algorithm: &str) {
         return;
     }
     let kamailio = Kamailio::start(algorithm, None).await;
-    let gateway = gateway_behind(&kamailio).await;
-    let api = Api::new(gateway.http_addr);
-    let mut sink = Sink::start(vec![]).await;
-    let token = tokens::for_subscriber(ALICE);
-
     // A wrong password would be a 401 loop; Kamailio accepts only the configured account.
-    let registration = api.register(&token).await;
-    assert_eq!(registration.status, 201, "{:?}\n{}", registration.body, kamailio.log());
-    let registration_id = registration.body["registrationId"].as_str().unwrap().to_string();
-    assert_eq!(api.subscribe(&token, &sink.url, "sink-secret").await.status, 201);
+    let Subscriber { gateway, api, mut sink, token, registration_id } = registered_behind(&kamailio).await;
     let script = kamailio.script_lines();
     assert!(script.iter().any(|l| l.contains("challenging REGISTER")), "{}", kamailio.log());
     assert!(script.iter().any(|l| l.contains("authenticated, saving the location")), "{script:#?}");
@@ -250,14 +263,7 @@ async fn a_call_from_the_device_goes_through_kamailio_and_its_dialog_follows_the
     }
     let callee = Sipp::uas("tests/kamailio/uas_call.xml", SipTransportName::Udp).await;
     let kamailio = Kamailio::start("MD5", Some(callee.addr)).await;
-    let gateway = gateway_behind(&kamailio).await;
-    let api = Api::new(gateway.http_addr);
-    let mut sink = Sink::start(vec![]).await;
-    let token = tokens::for_subscriber(ALICE);
-    let registration = api.register(&token).await;
-    assert_eq!(registration.status, 201, "{:?}\n{}", registration.body, kamailio.log());
-    let registration_id = registration.body["registrationId"].as_str().unwrap().to_string();
-    assert_eq!(api.subscribe(&token, &sink.url, "sink-secret").await.status, 201);
+    let Subscriber { gateway, api, mut sink, token, registration_id } = registered_behind(&kamailio).await;
 
     let session = api.call_number(&token, &registration_id, ALICE, &format!("tel:{BOB}")).await;
     assert_eq!(session.status, 201, "{:?}", session.body);
@@ -309,13 +315,7 @@ async fn the_device_answers_a_call_routed_by_kamailio_and_the_callers_bye_follow
         return;
     }
     let kamailio = Kamailio::start("MD5", None).await;
-    let gateway = gateway_behind(&kamailio).await;
-    let api = Api::new(gateway.http_addr);
-    let mut sink = Sink::start(vec![]).await;
-    let token = tokens::for_subscriber(ALICE);
-    let registration = api.register(&token).await;
-    assert_eq!(registration.status, 201, "{:?}\n{}", registration.body, kamailio.log());
-    assert_eq!(api.subscribe(&token, &sink.url, "sink-secret").await.status, 201);
+    let Subscriber { gateway, api, mut sink, token, .. } = registered_behind(&kamailio).await;
 
     let caller = Sipp::uac("tests/kamailio/uac_answered.xml", kamailio.addr, SipTransportName::Udp).await;
     let invitation = next_data(&mut sink, SESSION_INVITATION, &kamailio).await;
