@@ -9,8 +9,8 @@ use std::time::Instant;
 use crate::dialog::{ALLOW, CallOutput, CallSetup, UacCall, check_uri};
 use crate::in_dialog::OfferMethod;
 use crate::message::{
-    Message, Method, Request, Response, SipHeaders, Transmit, new_branch, parse, random_token, response_destination,
-    response_to, stamp_top_via,
+    Headers, Message, Method, ParseError, Refusal, Request, Response, SipHeaders, Transmit, Via, new_branch, parse,
+    random_token, response_destination, response_to, response_to_headers, stamp_top_via, stamp_via,
 };
 use crate::registration::{Registration, RegistrationOutput, RegistrationSetup};
 use crate::transaction::{InviteServer, NonInviteServer, ServerOutput, TimerConfig};
@@ -484,8 +484,44 @@ impl Endpoint {
                 stamp_top_via(&mut request, source);
                 self.handle_request(request, transport, source, now);
             }
+            Err(ParseError::Refused(refusal)) => self.refuse_unparsed(*refusal, transport, source),
             Err(error) => {
                 tracing::warn!(%source, ?transport, %error, "malformed SIP message dropped")
+            }
+        }
+    }
+
+    /// A request the parser could not take in whole but can answer (RFC 3261 s.8.2: 400, 501,
+    /// 505), statelessly: a retransmission gets the same answer again.
+    fn refuse_unparsed(&mut self, mut refusal: Refusal, transport: Transport, source: SocketAddr) {
+        tracing::warn!(%source, ?transport, status = refusal.status, why = refusal.why, "SIP request refused");
+        if refusal.method == Some(Method::Ack) {
+            return;
+        }
+        stamp_via(&mut refusal.headers, source);
+        let Some(dest) = self.response_dest(&refusal.headers, transport, source) else { return };
+        let mut response = response_to_headers(&refusal.headers, refusal.status, refusal.reason, Some(&random_token()));
+        if refusal.status == 501 {
+            response.headers.push("Allow", ALLOW);
+        }
+        self.send(transport, dest, response);
+    }
+
+    /// Where the response to a request goes: back on its connection over TCP and TLS, to its
+    /// top Via over UDP (`None` when that cannot be resolved).
+    fn response_dest(&self, headers: &Headers, transport: Transport, source: SocketAddr) -> Option<SocketAddr> {
+        let Some(via) = headers.get("Via").and_then(Via::parse) else {
+            tracing::warn!(%source, "request without a usable Via dropped");
+            return None;
+        };
+        match transport {
+            Transport::Tcp | Transport::Tls => Some(source),
+            Transport::Udp => {
+                let dest = response_destination(&via);
+                if dest.is_none() {
+                    tracing::warn!(%source, "cannot route a response to the request's Via; dropped");
+                }
+                dest
             }
         }
     }
@@ -615,21 +651,8 @@ impl Endpoint {
     }
 
     fn handle_request(&mut self, request: Request, transport: Transport, source: SocketAddr, now: Instant) {
-        let Some(via) = request.top_via() else {
-            tracing::warn!(%source, method = %request.method, "request without a usable Via dropped");
-            return;
-        };
-        // Over TCP and TLS the response goes back on the connection the request came in on.
-        let dest = match transport {
-            Transport::Tcp | Transport::Tls => source,
-            Transport::Udp => match response_destination(&via) {
-                Some(dest) => dest,
-                None => {
-                    tracing::warn!(%source, "cannot route a response to the request's Via; dropped");
-                    return;
-                }
-            },
-        };
+        let Some(dest) = self.response_dest(&request.headers, transport, source) else { return };
+        let Some(via) = request.top_via() else { return };
         let is_ack = request.method == Method::Ack;
 
         let well_formed = request.call_id().is_some()
@@ -642,6 +665,15 @@ impl Endpoint {
                 let response = response_to(&request, 400, "Bad Request", Some(&random_token()));
                 self.send(transport, dest, response);
             }
+            return;
+        }
+        if !is_ack && let Err((status, reason, accept)) = acceptable(&request) {
+            tracing::info!(%source, method = %request.method, status, "SIP request refused");
+            let mut response = response_to(&request, status, reason, Some(&random_token()));
+            if accept {
+                response.headers.push("Accept", ACCEPT);
+            }
+            self.send(transport, dest, response);
             return;
         }
 
@@ -722,7 +754,7 @@ impl Endpoint {
         let mut response = response_to(&request, answer.status, answer.reason, Some(&random_token()));
         if answer.capabilities {
             response.headers.push("Allow", ALLOW);
-            response.headers.push("Accept", "application/sdp");
+            response.headers.push("Accept", ACCEPT);
             response.headers.push("Supported", "100rel");
         }
         if answer.deliver.as_ref().is_some_and(|(_, d)| {
@@ -941,6 +973,37 @@ impl Endpoint {
     }
 }
 
+/// The bodies this user agent reads: SDP, alone or in a multipart body (RFC 5621).
+const ACCEPT: &str = "application/sdp, multipart/mixed";
+
+/// The URI schemes a request may be addressed with: SIP URIs, telephone numbers (RFC 3966) and
+/// service URNs (RFC 5031, `urn:service:sos`).
+const URI_SCHEMES: [&str; 4] = ["sip", "sips", "tel", "urn"];
+
+/// RFC 3261 s.8.2.2.1 and s.8.2.3: what a request that reached us must be refused with before
+/// it is looked at (status, reason, and whether `Accept` goes with it), if anything.
+fn acceptable(request: &Request) -> Result<(), (u16, &'static str, bool)> {
+    if check_uri(&request.uri).is_err() {
+        return Err((400, "Bad Request", false));
+    }
+    let scheme = request.uri.split_once(':').map(|(s, _)| s).unwrap_or_default();
+    if !URI_SCHEMES.iter().any(|s| s.eq_ignore_ascii_case(scheme)) {
+        return Err((416, "Unsupported URI Scheme", false));
+    }
+    // Bodies are read only where they carry an offer or an answer.
+    if !matches!(request.method, Method::Invite | Method::Update | Method::PRack) || request.body.is_empty() {
+        return Ok(());
+    }
+    let encoded = request.headers.get("Content-Encoding").is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
+    let content_type = request.headers.get("Content-Type").unwrap_or_default();
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    let known = ACCEPT.split(',').any(|t| t.trim().eq_ignore_ascii_case(media_type));
+    if encoded || !known {
+        return Err((415, "Unsupported Media Type", true));
+    }
+    Ok(())
+}
+
 fn key_call_id(request: &Request) -> String {
     request.call_id().unwrap_or_default().to_string()
 }
@@ -1146,7 +1209,7 @@ mod tests {
         assert_eq!(*dest, PEER.parse().unwrap());
         assert_eq!(ok.status, 200);
         assert_eq!(ok.headers.get("Allow"), Some(ALLOW));
-        assert_eq!(ok.headers.get("Accept"), Some("application/sdp"));
+        assert_eq!(ok.headers.get("Accept"), Some(ACCEPT));
         assert_eq!(
             ok.headers.get("Via"),
             Some("SIP/2.0/UDP peer.example.com:5070;branch=z9hG4bKin1;received=192.0.2.10;rport=5070")

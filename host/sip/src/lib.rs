@@ -23,6 +23,7 @@ pub mod digest;
 pub mod endpoint;
 pub mod in_dialog;
 pub mod message;
+pub mod parser;
 pub mod registration;
 mod tls;
 pub mod transaction;

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 
 use camara_sip::digest::Challenge;
 use camara_sip::message::{
-    Message, SipHeaders, StreamFramer, Via, header_param, name_addr_uri, parse, response_destination, response_to,
-    split_host_port, split_list, stamp_top_via, uri_socket_addr,
+    Message, ParseError, SipHeaders, StreamFramer, Via, header_param, name_addr_uri, parse, response_destination,
+    response_to, response_to_headers, split_host_port, split_list, stamp_top_via, stamp_via, uri_socket_addr,
 };
 use camara_sip::uas::parse_name_addr;
 use libfuzzer_sys::fuzz_target;
@@ -37,8 +37,18 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn check_message(data: &[u8]) {
-    let Ok(message) = parse(data) else {
-        return;
+    let message = match parse(data) {
+        Ok(message) => message,
+        // What the endpoint answers a request it cannot take in (400, 501, 505) must be readable.
+        Err(ParseError::Refused(mut refusal)) => {
+            stamp_via(&mut refusal.headers, "192.0.2.7:40000".parse().unwrap());
+            let bytes = response_to_headers(&refusal.headers, refusal.status, refusal.reason, Some("t")).to_bytes();
+            if let Err(e) = parse(&bytes) {
+                panic!("{} to a refused request does not parse: {e}\n{}", refusal.status, String::from_utf8_lossy(&bytes));
+            }
+            return;
+        }
+        Err(_) => return,
     };
     exercise_headers(&message);
     let canonical = message.to_bytes();
