@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use camara_gateway::config::{SipTlsSettings, SipTransportName};
 use camara_gateway_tests::*;
-use camara_sip::{CallEvent, SipConfig, TimerConfig, TlsConfig, Transport, UaEvent, UserAgent};
+use camara_sip::{EndCause, CallEvent, SipConfig, TimerConfig, TlsConfig, Transport, UaEvent, UserAgent};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -125,7 +125,7 @@ async fn a_device_call_reaches_a_tls_only_network_and_ends_there() {
     assert_eq!(api.call("DELETE", &path, Some(&token), &[], None).await.status, 204);
     let bye = next_event(&mut network_events).await;
     assert!(matches!(bye.event, CallEvent::Request { ref method, .. } if method == "BYE"), "{bye:?}");
-    assert_eq!(next_event(&mut network_events).await.event, CallEvent::Terminated);
+    assert_eq!(next_event(&mut network_events).await.event, CallEvent::Terminated { cause: EndCause::Remote });
     gateway.stop().await;
     network.shutdown().await;
 }

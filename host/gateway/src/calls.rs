@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use camara_media::Direction as MediaDirection;
 use camara_plugin_host::mapping::{self, CallDirection, SipEvent, SipRequest, SipResponse, StatusUpdate};
-use camara_sip::{CallEvent, HangupKind, NameAddr, OfferMethod, OutgoingInvite, UaEvent};
+use camara_sip::{CallEvent, EndCause, HangupKind, NameAddr, OfferMethod, OutgoingInvite, UaEvent};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::app::Gateway;
@@ -523,7 +523,10 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
         }
         Err(_) => return,
     };
-    let last = matches!(event, CallEvent::Terminated);
+    let ended = match event {
+        CallEvent::Terminated { cause } => Some(cause),
+        _ => None,
+    };
     // An offer inside the call, already answered by `NetworkOffers`: the network holds (it will
     // not receive: sendonly or inactive) or resumes.
     if let CallEvent::Request { method, sdp: Some(offer), .. } = &event
@@ -554,6 +557,12 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
         }
         return;
     }
+    // After DELETE, responses to the INVITE only confirm the hangup (a 200 crossing our CANCEL
+    // is ACKed and ended with BYE by the SIP side): the device hears of the cancellation only.
+    if matches!(event, CallEvent::Response { .. }) && session.local_hangup.is_some() {
+        tracing::debug!(session = session.id, "response after the device hung up; not reported");
+        return;
+    }
     if let CallEvent::Response { status, sdp: Some(sdp), reliable, .. } = &event
         && (*reliable || (200..300).contains(status))
         && session.direction == Direction::Outgoing
@@ -577,8 +586,6 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
         Direction::Incoming => CallDirection::Incoming,
     };
     let sip_event = match event {
-        // After DELETE, the final response only confirms the hangup reported at Terminated.
-        CallEvent::Response { status, .. } if status >= 300 && session.local_hangup.is_some() => None,
         CallEvent::Response { status, reason, sdp, reliable } => Some(SipEvent::InviteResponse(SipResponse {
             status_code: status,
             reason_phrase: reason,
@@ -595,7 +602,7 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
         CallEvent::Registration(_) => None,
         // Handled by `hold_or_resume`, which waits for it.
         CallEvent::ReinviteResponse { .. } => None,
-        CallEvent::Terminated => session.local_hangup.clone().map(SipEvent::LocalHangup),
+        CallEvent::Terminated { .. } => session.local_hangup.clone().map(SipEvent::LocalHangup),
     };
     let update = match sip_event {
         Some(e) => match gw.plugins.mapping.map_sip_event(&e, direction).await {
@@ -610,9 +617,23 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
     if let Some(update) = update {
         apply_status(gw, &session.id, update).await;
     }
-    if last {
+    if let Some(cause) = ended {
+        // Whatever ended the call and whatever the plugin made of the SIP events before, the
+        // session ends here: `apply_status` leaves a session that is already final as it is.
+        let update = StatusUpdate { status: mapping::SessionStatus::Terminated, reason: end_reason(cause) };
+        apply_status(gw, &session.id, update).await;
         let _ = gw.store.update_session(&session.id, &mut |s| s.sip_call_id = None);
         gw.media_sessions.close(&session.id).await;
+    }
+}
+
+/// The `reason` of the session-status `Terminated` for a call that ended without a status from
+/// the events before (a session timer, a failed re-offer, a missing ACK...).
+fn end_reason(cause: EndCause) -> String {
+    match cause {
+        EndCause::Remote => "Call terminated by the remote party".into(),
+        EndCause::Local => "Call terminated by the gateway".into(),
+        cause => cause.describe(),
     }
 }
 

@@ -84,7 +84,7 @@ impl DemoEndpoint {
         while let Some(UaEvent { call_id, event }) = events.recv().await {
             match event {
                 CallEvent::Incoming { sdp, .. } => self.answer(&call_id, sdp.as_deref()).await,
-                CallEvent::Terminated => {
+                CallEvent::Terminated { .. } => {
                     if let Some(task) = self.echoes.lock().unwrap_or_else(|e| e.into_inner()).remove(&call_id) {
                         task.abort();
                     }

@@ -234,6 +234,16 @@ pub struct RtpDescription {
 }
 
 impl RtpDescription {
+    /// Applies `change`; the `o=` version moves only when the description did change (RFC 3264
+    /// s.8: an unchanged description, as in a session refresh, keeps its version; RFC 6337 s.5.3).
+    pub fn revise(&mut self, change: impl FnOnce(&mut RtpDescription)) {
+        let before = self.clone();
+        change(self);
+        if *self != before {
+            self.version = before.version + 1;
+        }
+    }
+
     pub fn render(&self) -> String {
         let ip = if self.address.is_ipv6() { "IP6" } else { "IP4" };
         let address = self.address;
@@ -312,6 +322,26 @@ mod tests {
         assert_eq!(read.formats, description.formats);
         let v6 = RtpDescription { address: "::1".parse().unwrap(), ..description };
         assert!(v6.render().contains("c=IN IP6 ::1\r\n"));
+    }
+
+    #[test]
+    fn the_version_moves_only_when_the_description_changes() {
+        let mut description = RtpDescription {
+            address: "192.0.2.10".parse().unwrap(),
+            port: 30000,
+            session_id: 7,
+            version: 3,
+            formats: vec![Format::pcmu()],
+            direction: Direction::SendRecv,
+        };
+        description.revise(|d| d.direction = Direction::SendRecv);
+        assert_eq!(description.version, 3, "a refresh with the same media keeps o= (RFC 3264 s.8)");
+        description.revise(|d| d.direction = Direction::SendOnly);
+        assert_eq!(description.version, 4);
+        description.revise(|d| d.formats = vec![Format::pcmu(), Format::telephone_event(101, 8000)]);
+        assert_eq!(description.version, 5);
+        description.revise(|d| d.formats = vec![Format::pcmu(), Format::telephone_event(101, 8000)]);
+        assert_eq!(description.version, 5);
     }
 
     #[test]

@@ -334,8 +334,7 @@ impl MediaSession {
     /// Applied once the network answers, through [`Self::network_reoffer_answered`].
     pub fn network_reoffer(&self, direction: Direction) -> String {
         let mut local = lock(&self.local);
-        local.version += 1;
-        local.direction = direction;
+        local.revise(|d| d.direction = direction);
         local.render()
     }
 
@@ -364,14 +363,16 @@ impl MediaSession {
         let network = offer.first(bridge.network.encoding).ok_or(MediaError::NoCommonCodec)?.clone();
         let events = offer.telephone_event(8000).cloned();
         let mut local = lock(&self.local);
-        local.formats = std::iter::once(network.clone()).chain(events.clone()).collect();
+        let formats = std::iter::once(network.clone()).chain(events.clone()).collect();
+        local.revise(|d| {
+            d.formats = formats;
+            d.direction = offer.direction.answer();
+        });
         if network != bridge.network || events != bridge.network_events {
             // Same codec, new payload types: the relay follows them.
             let mut relay = lock(&self.relay);
             relay.set_bridge(Bridge { network, network_events: events, ..bridge }, Instant::now())?;
         }
-        local.version += 1;
-        local.direction = offer.direction.answer();
         self.apply_network_description(&offer, local.direction);
         Ok((local.render(), offer.direction))
     }

@@ -284,7 +284,7 @@ async fn incoming_step(settings: &Settings, rate: u32, calls: u64) -> Result<Ste
                     }
                     CallEvent::Request { method, .. } if method == "ACK" => &counts.acks,
                     CallEvent::Request { method, .. } if method == "BYE" => &counts.byes,
-                    CallEvent::Terminated => &counts.terminated,
+                    CallEvent::Terminated { .. } => &counts.terminated,
                     CallEvent::Timeout => &counts.timeouts,
                     _ => continue,
                 };
@@ -438,7 +438,7 @@ async fn outgoing_step(settings: &Settings, rate: u32, calls: u64) -> Result<Ste
                             book.failed += 1;
                             false
                         }
-                        CallEvent::Terminated => {
+                        CallEvent::Terminated { .. } => {
                             book.terminated += 1;
                             if let Some(at) = book.hung_up.remove(&call_id) {
                                 book.teardown.push((since_start(now), (now - at).as_secs_f64() * 1000.0));

@@ -14,7 +14,7 @@ use crate::digest::{Challenge, DigestInput, authorization};
 use crate::in_dialog::{Dialog, DialogParts, OfferMethod, SessionTimer, contact_target, min_se, session_expires};
 use crate::message::{Headers, Message, Method, Request, Response, SipHeaders, Transmit, new_branch, random_token};
 use crate::transaction::{ClientOutput, InviteClient, NonInviteClient, TimerConfig};
-use crate::{CallEvent, Credentials, HangupKind, NameAddr, OutgoingInvite, SipError, Transport};
+use crate::{CallEvent, Credentials, EndCause, HangupKind, NameAddr, OutgoingInvite, SipError, Transport};
 
 pub use crate::in_dialog::ALLOW;
 
@@ -306,7 +306,7 @@ impl UacCall {
                 reason: request.headers.get("Reason").map(str::to_string),
                 sdp: request.sdp(),
             });
-            self.terminate();
+            self.terminate(EndCause::Remote);
         }
         self.pump(now);
     }
@@ -317,7 +317,7 @@ impl UacCall {
             self.invite_tx.transport_error();
             if matches!(self.phase, CallPhase::Calling | CallPhase::Proceeding) {
                 self.emit(CallEvent::Timeout);
-                self.terminate();
+                self.terminate(EndCause::TransportFailed);
             }
         }
         if dest == self.next_hop {
@@ -348,7 +348,7 @@ impl UacCall {
                 tracing::warn!(call_id = %self.setup.call_id, "no final response after CANCEL; giving up");
                 self.invite_tx.transport_error();
                 self.emit(CallEvent::Timeout);
-                self.terminate();
+                self.terminate(EndCause::NoResponse);
             }
         }
         if let Some(dialog) = &mut self.dialog {
@@ -376,14 +376,20 @@ impl UacCall {
         self.outputs.push_back(CallOutput::Event(event));
     }
 
-    fn terminate(&mut self) {
+    /// Ends the call for `cause`, or as asked when a hangup was asked for and the call ends
+    /// without a word from the peer's side (a final response, a timeout).
+    fn terminate(&mut self, cause: EndCause) {
         if self.phase != CallPhase::Terminated {
             self.phase = CallPhase::Terminated;
             self.cancel_deadline = None;
             if let Some(dialog) = &mut self.dialog {
                 dialog.close();
             }
-            self.emit(CallEvent::Terminated);
+            let cause = match cause {
+                EndCause::Rejected { .. } | EndCause::NoResponse if self.hangup.is_some() => EndCause::Local,
+                cause => cause,
+            };
+            self.emit(CallEvent::Terminated { cause });
         }
     }
 
@@ -404,7 +410,7 @@ impl UacCall {
                 ClientOutput::Timeout => {
                     if self.phase != CallPhase::Terminated {
                         self.emit(CallEvent::Timeout);
-                        self.terminate();
+                        self.terminate(EndCause::NoResponse);
                     }
                 }
             }
@@ -451,7 +457,8 @@ impl UacCall {
                 if self.hangup != Some(HangupKind::Bye) && dialog.is_ending() {
                     self.hangup = Some(HangupKind::Bye);
                 }
-                self.terminate();
+                let cause = dialog.end_cause().unwrap_or(EndCause::Local);
+                self.terminate(cause);
             }
         }
     }
@@ -559,7 +566,7 @@ impl UacCall {
             401 | 407 if self.retry_with_credentials(&response, now) => {}
             300..=699 if self.phase != CallPhase::Terminated => {
                 self.emit(response_event(&response, false));
-                self.terminate();
+                self.terminate(EndCause::Rejected { status: response.status });
             }
             _ => {
                 tracing::debug!(call_id = %self.setup.call_id, status = response.status, "late INVITE response ignored")
@@ -1184,7 +1191,7 @@ mod tests {
         assert!(drain(&mut h.call).is_empty());
 
         let out = h.respond(response_to(bye, 200, "OK", None));
-        assert_eq!(events(&out), [CallEvent::Terminated]);
+        assert_eq!(events(&out), [CallEvent::Terminated { cause: crate::EndCause::Local }]);
         assert_eq!(h.call.hangup(h.now), Err(HangupError::Finished));
         // Over TCP the INVITE transaction still waits for Timer M before the call can go.
         assert!(!h.call.is_finished());
@@ -1216,7 +1223,7 @@ mod tests {
             events(&out),
             [
                 CallEvent::Response { status: 487, reason: "Request Terminated".into(), sdp: None, reliable: false },
-                CallEvent::Terminated
+                CallEvent::Terminated { cause: crate::EndCause::Local }
             ]
         );
         let sent = requests(&out);
@@ -1244,7 +1251,10 @@ mod tests {
         let (mut h, _) = Harness::new(Transport::Tcp);
         h.now += Duration::from_secs(32);
         h.call.handle_timeout(h.now);
-        assert_eq!(events(&drain(&mut h.call)), [CallEvent::Timeout, CallEvent::Terminated]);
+        assert_eq!(
+            events(&drain(&mut h.call)),
+            [CallEvent::Timeout, CallEvent::Terminated { cause: crate::EndCause::NoResponse }]
+        );
         assert!(h.call.is_finished());
     }
 
@@ -1256,7 +1266,10 @@ mod tests {
         drain(&mut h.call);
         h.now += Duration::from_secs(32);
         h.call.handle_timeout(h.now);
-        assert_eq!(events(&drain(&mut h.call)), [CallEvent::Timeout, CallEvent::Terminated]);
+        assert_eq!(
+            events(&drain(&mut h.call)),
+            [CallEvent::Timeout, CallEvent::Terminated { cause: crate::EndCause::Local }]
+        );
         assert!(h.call.is_finished());
     }
 
@@ -1275,7 +1288,7 @@ mod tests {
             events(&drain(&mut h.call)),
             [
                 CallEvent::Request { method: "BYE".into(), reason: Some("Q.850;cause=16".into()), sdp: None },
-                CallEvent::Terminated
+                CallEvent::Terminated { cause: crate::EndCause::Remote }
             ]
         );
     }
@@ -1284,11 +1297,17 @@ mod tests {
     fn failure_response_and_transport_error() {
         let (mut h, invite) = Harness::new(Transport::Tcp);
         let out = h.respond(uas_response(&invite, 486, "Busy Here", None));
-        assert_eq!(events(&out).last(), Some(&CallEvent::Terminated));
+        assert_eq!(
+            events(&out).last(),
+            Some(&CallEvent::Terminated { cause: crate::EndCause::Rejected { status: 486 } })
+        );
 
         let (mut h, _) = Harness::new(Transport::Tcp);
         h.call.transport_failed(NEXT_HOP.parse().unwrap(), h.now);
-        assert_eq!(events(&drain(&mut h.call)), [CallEvent::Timeout, CallEvent::Terminated]);
+        assert_eq!(
+            events(&drain(&mut h.call)),
+            [CallEvent::Timeout, CallEvent::Terminated { cause: crate::EndCause::TransportFailed }]
+        );
         assert!(h.call.is_finished());
     }
 
@@ -1444,7 +1463,7 @@ mod tests {
         assert_eq!(bye.method, Method::Bye);
         assert_eq!(bye.headers.get("CSeq"), Some("4 BYE"));
         let out = h.respond(response_to(bye, 200, "OK", None));
-        assert_eq!(events(&out), [CallEvent::Terminated]);
+        assert_eq!(events(&out), [CallEvent::Terminated { cause: crate::EndCause::Local }]);
     }
 
     #[test]
@@ -1459,7 +1478,7 @@ mod tests {
                     reason: "Call/Transaction Does Not Exist".into(),
                     sdp: None
                 },
-                CallEvent::Terminated
+                CallEvent::Terminated { cause: crate::EndCause::DialogFailed { status: 481 } }
             ]
         );
         let methods: Vec<_> =
@@ -1479,7 +1498,7 @@ mod tests {
             events(&out),
             [
                 CallEvent::ReinviteResponse { status: 408, reason: "Request Timeout".into(), sdp: None },
-                CallEvent::Terminated
+                CallEvent::Terminated { cause: crate::EndCause::DialogFailed { status: 408 } }
             ]
         );
         assert_eq!(requests(&out).iter().map(|(_, r)| r.method).collect::<Vec<_>>(), [Method::Bye]);
@@ -1598,7 +1617,7 @@ mod tests {
 
         // A refresh answered 481 ends the call, with no ReinviteResponse.
         let out = h.respond(reinvite_response(second, 481, "Call/Transaction Does Not Exist", None));
-        assert_eq!(events(&out), [CallEvent::Terminated]);
+        assert_eq!(events(&out), [CallEvent::Terminated { cause: crate::EndCause::DialogFailed { status: 481 } }]);
         assert_eq!(requests(&out).iter().map(|(_, r)| r.method).collect::<Vec<_>>(), [Method::Ack, Method::Bye]);
     }
 
@@ -1624,7 +1643,7 @@ mod tests {
         let out = advance(&mut h, 1767);
         assert!(out.is_empty(), "{out:?}");
         let out = advance(&mut h, 1);
-        assert_eq!(events(&out), [CallEvent::Terminated]);
+        assert_eq!(events(&out), [CallEvent::Terminated { cause: crate::EndCause::SessionExpired }]);
         assert_eq!(requests(&out).iter().map(|(_, r)| r.method).collect::<Vec<_>>(), [Method::Bye]);
         assert_eq!(h.call.phase(), CallPhase::Terminated);
         assert_eq!(h.call.hangup(h.now), Err(HangupError::Finished));
@@ -1643,7 +1662,7 @@ mod tests {
         assert!(drain(&mut h.call).is_empty());
         assert!(advance(&mut h, 59).is_empty());
         let out = advance(&mut h, 1);
-        assert_eq!(events(&out), [CallEvent::Terminated]);
+        assert_eq!(events(&out), [CallEvent::Terminated { cause: crate::EndCause::SessionExpired }]);
         assert_eq!(requests(&out)[0].1.method, Method::Bye);
     }
 
@@ -1683,7 +1702,10 @@ mod tests {
         let mut again = uas_response(retry, 422, "Session Interval Too Small", None);
         again.headers.push("Min-SE", "7200");
         let out = h.respond(again);
-        assert_eq!(events(&out).last(), Some(&CallEvent::Terminated));
+        assert_eq!(
+            events(&out).last(),
+            Some(&CallEvent::Terminated { cause: crate::EndCause::Rejected { status: 422 } })
+        );
         assert!(requests(&out).iter().all(|(_, r)| r.method == Method::Ack));
     }
 
@@ -1755,7 +1777,7 @@ mod tests {
         let out = h.respond(challenge(&fourth, 407, "proxy.operator.com", "n4", false));
         let events = events(&out);
         assert!(matches!(events.first(), Some(CallEvent::Response { status: 407, .. })), "{events:?}");
-        assert_eq!(events.last(), Some(&CallEvent::Terminated));
+        assert_eq!(events.last(), Some(&CallEvent::Terminated { cause: crate::EndCause::Rejected { status: 407 } }));
         assert!(requests(&out).iter().all(|(_, r)| r.method == Method::Ack));
     }
 
@@ -1764,7 +1786,10 @@ mod tests {
         let (mut h, invite) = Harness::new(Transport::Udp);
         let out = h.respond(challenge(&invite, 401, "operator.com", "n1", false));
         assert!(matches!(events(&out).first(), Some(CallEvent::Response { status: 401, .. })));
-        assert_eq!(events(&out).last(), Some(&CallEvent::Terminated));
+        assert_eq!(
+            events(&out).last(),
+            Some(&CallEvent::Terminated { cause: crate::EndCause::Rejected { status: 401 } })
+        );
     }
 
     #[test]

@@ -1320,7 +1320,10 @@ mod tests {
             .collect();
         assert_eq!(
             events,
-            [CallEvent::Request { method: "BYE".into(), reason: None, sdp: None }, CallEvent::Terminated]
+            [
+                CallEvent::Request { method: "BYE".into(), reason: None, sdp: None },
+                CallEvent::Terminated { cause: crate::EndCause::Remote }
+            ]
         );
         assert!(matches!(ep.hangup(&call_id, now), Err(SipError::UnknownCall(_))));
         assert!(matches!(ep.hangup("other", now), Err(SipError::UnknownCall(_))));
@@ -1360,7 +1363,7 @@ mod tests {
         ep.handle_timeout(now);
         let out = drain(&mut ep);
         assert_eq!(sent_requests(&out)[0].method, Method::Bye);
-        assert!(out.iter().any(|o| matches!(o, Output::Event(e) if e.event == CallEvent::Terminated)));
+        assert!(out.iter().any(|o| matches!(o, Output::Event(e) if e.event == CallEvent::Terminated { cause: crate::EndCause::SessionExpired })));
     }
 
     #[test]
@@ -1585,7 +1588,7 @@ mod tests {
         let bye = caller_request("BYE", 5, "c1", &local_tag, &[]);
         let out = input(&mut ep, &bye, t);
         assert_eq!(sent_responses(&out)[0].1.status, 200);
-        assert_eq!(events_of(&out), [request_event("BYE"), CallEvent::Terminated]);
+        assert_eq!(events_of(&out), [request_event("BYE"), CallEvent::Terminated { cause: crate::EndCause::Remote }]);
         assert!(matches!(ep.hangup("c1", t), Err(SipError::UnknownCall(_))));
         // Timer L lets the call go.
         ep.handle_timeout(t + Duration::from_secs(64));
@@ -1640,7 +1643,7 @@ mod tests {
             (bye.method, bye.tag_of_from(), bye.tag_of_to()),
             (Method::Bye, Some(local_tag.as_str()), Some("a6c85cf"))
         );
-        assert_eq!(events_of(&out), [CallEvent::Terminated]);
+        assert_eq!(events_of(&out), [CallEvent::Terminated { cause: crate::EndCause::SessionExpired }]);
     }
 
     #[test]
@@ -1935,7 +1938,7 @@ a=sendrecv
             .replace("INVITE sip:", "ACK sip:")
             .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
             .replace("user=phone>\r\nCall-ID", &format!("user=phone>;tag={local_tag}\r\nCall-ID"));
-        assert_eq!(events_of(&input(&mut ep, &ack, now)), [CallEvent::Terminated]);
+        assert_eq!(events_of(&input(&mut ep, &ack, now)), [CallEvent::Terminated { cause: crate::EndCause::Remote }]);
         ep.handle_timeout(now + Duration::from_secs(5));
         assert_eq!(ep.call_count(), 0);
     }
@@ -1955,7 +1958,7 @@ a=sendrecv
         // Timer H without ACK: the call ends anyway.
         ep.handle_timeout(now + Duration::from_secs(32));
         let out = drain(&mut ep);
-        assert_eq!(events_of(&out), [CallEvent::Terminated]);
+        assert_eq!(events_of(&out), [CallEvent::Terminated { cause: crate::EndCause::Local }]);
         assert_eq!(ep.call_count(), 0);
 
         input(&mut ep, &incoming_invite("c4", &[], None), now);
@@ -1987,7 +1990,7 @@ a=sendrecv
         assert!(out.iter().any(|o| matches!(o, Output::Transmit(t) if t.dest == "192.0.2.20:5060".parse().unwrap())));
         let ok = response_to(&bye, 200, "OK", None);
         ep.handle_input(Transport::Udp, PEER.parse().unwrap(), &ok.to_bytes(), now);
-        assert_eq!(events_of(&drain(&mut ep)), [CallEvent::Terminated]);
+        assert_eq!(events_of(&drain(&mut ep)), [CallEvent::Terminated { cause: crate::EndCause::Local }]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::message::{
     uri_socket_addr,
 };
 use crate::transaction::{ClientOutput, InviteClient, NonInviteClient, TimerConfig};
-use crate::{CallEvent, SipError, Transport};
+use crate::{CallEvent, EndCause, SipError, Transport};
 
 /// Methods this user agent accepts, advertised in Allow.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, UPDATE, PRACK, OPTIONS";
@@ -243,6 +243,8 @@ pub struct Dialog {
     ending: bool,
     /// The dialog is over for the call (the owner emits `Terminated`).
     over: bool,
+    /// Why it ends, once that is decided.
+    end_cause: Option<EndCause>,
     outputs: VecDeque<CallOutput>,
 }
 
@@ -269,6 +271,7 @@ impl Dialog {
             bye: None,
             ending: false,
             over: false,
+            end_cause: None,
             outputs: VecDeque::new(),
         }
     }
@@ -316,6 +319,7 @@ impl Dialog {
 
     /// Sends BYE; the dialog is over once it is answered or fails.
     pub fn bye(&mut self, now: Instant) {
+        self.end_cause.get_or_insert(EndCause::Local);
         self.start_bye(now);
         self.pump(now);
     }
@@ -344,8 +348,14 @@ impl Dialog {
         self.session = None;
     }
 
+    /// Why the dialog ends (or ended): set by whatever started its end.
+    pub fn end_cause(&self) -> Option<EndCause> {
+        self.end_cause
+    }
+
     /// Ends the dialog with BYE at once, without waiting for its answer.
-    fn abandon(&mut self, now: Instant) {
+    fn abandon(&mut self, cause: EndCause, now: Instant) {
+        self.end_cause.get_or_insert(cause);
         self.start_bye(now);
         self.over = true;
     }
@@ -459,7 +469,7 @@ impl Dialog {
         };
         if session.expires_at <= now {
             tracing::warn!(call_id = %self.parts.call_id, "session expired without refresh; ending the call");
-            self.abandon(now);
+            self.abandon(EndCause::SessionExpired, now);
         } else if session.refresh_at.is_some_and(|t| t <= now) {
             if let Some(s) = &mut self.session {
                 s.refresh_at = None;
@@ -658,7 +668,7 @@ impl Dialog {
         if !refresh {
             self.emit(CallEvent::ReinviteResponse { status, reason: reason.to_string(), sdp });
         }
-        self.abandon(now);
+        self.abandon(EndCause::DialogFailed { status }, now);
     }
 
     fn emit(&mut self, event: CallEvent) {

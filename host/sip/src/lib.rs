@@ -217,11 +217,57 @@ pub enum CallEvent {
     ReinviteResponse { status: u16, reason: String, sdp: Option<String> },
     /// No final response (Timer B) or the transport failed.
     Timeout,
-    /// The call is over on the SIP side; the last event of a call.
-    Terminated,
+    /// The call is over on the SIP side, for `cause`; the last event of a call.
+    Terminated { cause: EndCause },
     /// A registration binding changed state (the `call_id` of the
     /// [`UaEvent`] is the binding id returned by [`UserAgent::register`]).
     Registration(RegistrationEvent),
+}
+
+/// Why a call ended on the SIP side: every way a call can end, so that the application can say
+/// which in the one place it learns of the end ([`CallEvent::Terminated`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndCause {
+    /// The remote party ended it: BYE, or CANCEL before the answer.
+    Remote,
+    /// This side ended it as asked ([`UserAgent::hangup`], [`UserAgent::reject`]).
+    Local,
+    /// Our INVITE got this final non-2xx response.
+    Rejected { status: u16 },
+    /// Our INVITE got no final response (Timer B).
+    NoResponse,
+    /// The transport to the peer failed.
+    TransportFailed,
+    /// RFC 4028: the session expired without a refresh; BYE was sent.
+    SessionExpired,
+    /// A request of ours inside the dialog failed with this status (481, or 408 also for no
+    /// answer: RFC 3261 s.12.2.1.2, s.14.1); BYE was sent.
+    DialogFailed { status: u16 },
+    /// Our 2xx to the INVITE was never ACKed (s.13.3.1.4); BYE was sent.
+    NoAck,
+    /// A reliable provisional of ours was never PRACKed (RFC 3262 s.3); 504 was sent.
+    NoPrack,
+}
+
+impl EndCause {
+    /// A sentence for people (logs, API reasons).
+    pub fn describe(self) -> String {
+        match self {
+            EndCause::Remote => "Ended by the remote party".into(),
+            EndCause::Local => "Ended by this side".into(),
+            EndCause::Rejected { status } => format!("Refused by the network ({status})"),
+            EndCause::NoResponse => "No answer from the network to the INVITE".into(),
+            EndCause::TransportFailed => "The connection to the network failed".into(),
+            EndCause::SessionExpired => {
+                "The session timer expired without a refresh from the network (RFC 4028)".into()
+            }
+            EndCause::DialogFailed { status } => {
+                format!("The network no longer knows the call ({status} to an in-call request)")
+            }
+            EndCause::NoAck => "The network never acknowledged the answer (no ACK)".into(),
+            EndCause::NoPrack => "The network never acknowledged a provisional response (no PRACK)".into(),
+        }
+    }
 }
 
 /// What happened to a registration binding (see [`UserAgent::register`]).

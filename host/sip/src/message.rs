@@ -7,8 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 
 pub use rsip::Method;
 
-pub use crate::parser::{ParseError, Refusal, parse};
 use crate::parser::{MAX_BODY_BYTES, MAX_HEADER_BYTES};
+pub use crate::parser::{ParseError, Refusal, parse};
 
 /// A message to put on the wire, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]

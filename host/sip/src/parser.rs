@@ -370,7 +370,8 @@ mod tests {
     fn leading_crlfs_and_urns() {
         let raw = format!("\r\n\r\n{OPTIONS}\r\n");
         assert!(parse(raw.as_bytes()).is_ok());
-        let sos = OPTIONS.replace("OPTIONS sip:gw.example.com", "INVITE urn:service:sos").replace("1 OPTIONS", "1 INVITE");
+        let sos =
+            OPTIONS.replace("OPTIONS sip:gw.example.com", "INVITE urn:service:sos").replace("1 OPTIONS", "1 INVITE");
         let Ok(Message::Request(r)) = parse(format!("{sos}\r\n").as_bytes()) else { panic!() };
         assert_eq!((r.method, r.uri.as_str(), r.cseq().map(|c| c.0)), (Method::Invite, "urn:service:sos", Some(1)));
     }

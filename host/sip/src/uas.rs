@@ -18,7 +18,7 @@ use crate::message::{
     Headers, Message, Request, Response, SipHeaders, Transmit, header_param, name_addr_uri, response_to,
 };
 use crate::transaction::{InviteServer, RetransmitAction, Retransmitter, ServerOutput, TimerConfig};
-use crate::{CallEvent, HangupKind, NameAddr, SipError, Transport};
+use crate::{CallEvent, EndCause, HangupKind, NameAddr, SipError, Transport};
 
 /// Local identifiers and addressing chosen by the endpoint for an incoming call.
 #[derive(Debug, Clone)]
@@ -83,6 +83,8 @@ pub struct UasCall {
     final_requested: bool,
     /// Hang up once the 2xx is ACKed (s.15: no BYE before that).
     bye_pending: bool,
+    /// Why the call ends, once that is decided here (the dialog knows its own causes).
+    end_cause: Option<EndCause>,
     next_rseq: u32,
     unacked: Option<Unacked>,
     held: VecDeque<Held>,
@@ -180,6 +182,7 @@ impl UasCall {
             phase: UasPhase::Early,
             final_requested: false,
             bye_pending: false,
+            end_cause: None,
             next_rseq: 1,
             unacked: None,
             held: VecDeque::new(),
@@ -288,7 +291,7 @@ impl UasCall {
             return Err(SipError::InvalidHeader { name: "reason phrase".into(), reason: "control characters".into() });
         }
         self.check_early("a final response was already sent")?;
-        self.send_reject(status, reason, now);
+        self.send_reject(status, reason, EndCause::Local, now);
         self.pump(now);
         Ok(())
     }
@@ -299,7 +302,7 @@ impl UasCall {
             UasPhase::Terminated => return Err(HangupError::Finished),
             UasPhase::Rejected => HangupKind::Reject,
             UasPhase::Early => {
-                self.send_reject(480, "Temporarily Unavailable", now);
+                self.send_reject(480, "Temporarily Unavailable", EndCause::Local, now);
                 HangupKind::Reject
             }
             UasPhase::Answered => {
@@ -329,7 +332,7 @@ impl UasCall {
             via.as_ref().is_some_and(|v| self.matches_invite(v.branch.as_deref().unwrap_or_default(), &v.sent_by()));
         if same_branch && self.invite_tx.handle_ack(now) {
             if self.phase == UasPhase::Rejected {
-                self.terminate();
+                self.terminate(EndCause::Local);
             }
         } else if self.phase == UasPhase::Answered
             && request.cseq().is_some_and(|(n, _)| n == self.invite_cseq)
@@ -352,7 +355,7 @@ impl UasCall {
     pub fn handle_cancel(&mut self, request: &Request, now: Instant) {
         if self.phase == UasPhase::Early {
             self.emit(request_event(request));
-            self.send_reject(487, "Request Terminated", now);
+            self.send_reject(487, "Request Terminated", EndCause::Remote, now);
         }
         self.pump(now);
     }
@@ -391,7 +394,7 @@ impl UasCall {
             }
             self.stop_retransmissions();
             self.emit(request_event(request));
-            self.terminate();
+            self.terminate(EndCause::Remote);
         }
         self.pump(now);
     }
@@ -441,7 +444,7 @@ impl UasCall {
             self.stop_retransmissions();
             if self.phase != UasPhase::Terminated {
                 self.emit(CallEvent::Timeout);
-                self.terminate();
+                self.terminate(EndCause::TransportFailed);
             }
         }
         if let Some(dialog) = &mut self.dialog {
@@ -463,7 +466,7 @@ impl UasCall {
                     // RFC 3262 s.3: no PRACK in 64*T1, the INVITE SHOULD be rejected with a 5xx.
                     tracing::warn!(call_id = %self.call_id, "no PRACK for a reliable provisional; rejecting");
                     self.emit(CallEvent::Timeout);
-                    self.send_reject(504, "No PRACK", now);
+                    self.send_reject(504, "No PRACK", EndCause::NoPrack, now);
                 }
             }
         }
@@ -479,6 +482,7 @@ impl UasCall {
                     tracing::warn!(call_id = %self.call_id, "no ACK for the 2xx; sending BYE");
                     self.answer = None;
                     self.phase = UasPhase::Confirmed;
+                    self.end_cause.get_or_insert(EndCause::NoAck);
                     self.emit(CallEvent::Timeout);
                     self.send_bye(now);
                 }
@@ -518,14 +522,16 @@ impl UasCall {
         self.outputs.push_back(CallOutput::Event(event));
     }
 
-    fn terminate(&mut self) {
+    /// Ends the call; a cause decided earlier here (a refusal, a missing ACK) comes first.
+    fn terminate(&mut self, cause: EndCause) {
         if self.phase != UasPhase::Terminated {
             self.phase = UasPhase::Terminated;
             self.stop_retransmissions();
             if let Some(dialog) = &mut self.dialog {
                 dialog.close();
             }
-            self.emit(CallEvent::Terminated);
+            let cause = self.end_cause.unwrap_or(cause);
+            self.emit(CallEvent::Terminated { cause });
         }
     }
 
@@ -551,7 +557,7 @@ impl UasCall {
                 ServerOutput::Timeout => {
                     // Timer H: the non-2xx was never ACKed; nothing more to wait for.
                     tracing::debug!(call_id = %self.call_id, "no ACK for the final response");
-                    self.terminate();
+                    self.terminate(EndCause::Local);
                 }
             }
         }
@@ -560,7 +566,8 @@ impl UasCall {
                 self.outputs.push_back(out);
             }
             if dialog.is_over() {
-                self.terminate();
+                let cause = dialog.end_cause().unwrap_or(EndCause::Local);
+                self.terminate(cause);
             }
         }
     }
@@ -633,7 +640,8 @@ impl UasCall {
         }
     }
 
-    fn send_reject(&mut self, status: u16, reason: &str, now: Instant) {
+    fn send_reject(&mut self, status: u16, reason: &str, cause: EndCause, now: Instant) {
+        self.end_cause.get_or_insert(cause);
         // A final non-2xx may overtake unacknowledged provisionals (RFC 3262 s.3).
         self.stop_retransmissions();
         self.final_requested = true;

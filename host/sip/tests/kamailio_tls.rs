@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use camara_sip::{
+use camara_sip::{EndCause, 
     CallEvent, HangupKind, NameAddr, OutgoingInvite, RegisterRequest, RegistrationEvent, TimerConfig, Transport,
     UaEvent,
 };
@@ -195,8 +195,8 @@ async fn call_through(kamailio: &Kamailio, alice: &mut TlsUa, bob: &mut TlsUa, b
     let (ender, other) = if bye_from_bob { (bob, alice) } else { (alice, bob) };
     assert_eq!(ender.ua.hangup(&call_id).await.expect("hangup"), HangupKind::Bye);
     expect(&mut other.events, &call_id, request("BYE")).await;
-    expect(&mut other.events, &call_id, CallEvent::Terminated).await;
-    expect(&mut ender.events, &call_id, CallEvent::Terminated).await;
+    expect(&mut other.events, &call_id, CallEvent::Terminated { cause: EndCause::Remote }).await;
+    expect(&mut ender.events, &call_id, CallEvent::Terminated { cause: EndCause::Local }).await;
 }
 
 #[tokio::test]

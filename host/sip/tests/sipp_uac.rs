@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use camara_sip::{CallEvent, HangupKind, NameAddr, OutgoingInvite, TimerConfig, Transport, UaEvent};
+use camara_sip::{EndCause, CallEvent, HangupKind, NameAddr, OutgoingInvite, TimerConfig, Transport, UaEvent};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 mod common;
@@ -65,7 +65,7 @@ async fn answered_call_then_bye(transport: Transport) {
     assert!(sdp.contains("m=audio"), "{sdp}");
 
     assert_eq!(ua.hangup(&call_id).await.expect("hangup"), HangupKind::Bye);
-    assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated);
+    assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated { cause: EndCause::Local });
     assert!(ua.hangup(&call_id).await.is_err(), "a finished call cannot be hung up");
 
     sipp.assert_success().await;
@@ -96,7 +96,7 @@ async fn answered_call_held_then_bye(transport: Transport) {
     assert!(sdp.contains("a=recvonly"), "{sdp}");
 
     assert_eq!(ua.hangup(&call_id).await.expect("hangup"), HangupKind::Bye);
-    assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated);
+    assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated { cause: EndCause::Local });
 
     sipp.assert_success().await;
     ua.shutdown().await;
@@ -118,7 +118,7 @@ async fn session_refreshed_then_bye(transport: Transport) {
     assert!(quiet.is_err(), "the refresh must not be reported: {quiet:?}");
 
     assert_eq!(ua.hangup(&call_id).await.expect("hangup"), HangupKind::Bye);
-    assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated);
+    assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated { cause: EndCause::Local });
 
     sipp.assert_success().await;
     ua.shutdown().await;
@@ -141,11 +141,11 @@ async fn challenged_call(transport: Transport, password: &str) {
         // The 401 is answered, not reported.
         assert_eq!(status_of(&event), Some((200, false)), "{event:?}");
         assert_eq!(ua.hangup(&call_id).await.expect("hangup"), HangupKind::Bye);
-        assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated);
+        assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated { cause: EndCause::Local });
         sipp.assert_success().await;
     } else {
         assert_eq!(status_of(&event), Some((403, false)), "{event:?}");
-        assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated);
+        assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated { cause: EndCause::Rejected { status: 403 } });
         let (success, report) = sipp.finish().await;
         assert!(!success, "sipp must refuse a wrong digest: {report}");
     }
@@ -173,7 +173,7 @@ async fn cancelled_call(transport: Transport, hangup_before_ringing: bool) {
         matches!(&terminated, CallEvent::Response { status: 487, reason, .. } if reason == "Request Terminated"),
         "{terminated:?}"
     );
-    assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated);
+    assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated { cause: EndCause::Local });
 
     sipp.assert_success().await;
     ua.shutdown().await;
@@ -223,7 +223,7 @@ async fn udp_call_ended_by_the_remote_party() {
         next_event(&mut events, &call_id).await,
         CallEvent::Request { method: "BYE".into(), reason: Some("Q.850;cause=16".into()), sdp: None }
     );
-    assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated);
+    assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated { cause: EndCause::Remote });
     assert!(ua.hangup(&call_id).await.is_err());
 
     sipp.assert_success().await;

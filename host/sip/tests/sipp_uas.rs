@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use camara_sip::{CallEvent, TimerConfig, Transport, UaEvent};
+use camara_sip::{EndCause, CallEvent, TimerConfig, Transport, UaEvent};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 mod common;
@@ -44,7 +44,7 @@ async fn answered_call_with_prack(transport: Transport) {
     ua.accept(&call_id, Some(ANSWER_SDP.into())).await.expect("accept");
     expect(&mut events, &call_id, request("ACK")).await;
     expect(&mut events, &call_id, request("BYE")).await;
-    expect(&mut events, &call_id, CallEvent::Terminated).await;
+    expect(&mut events, &call_id, CallEvent::Terminated { cause: EndCause::Remote }).await;
     assert!(ua.hangup(&call_id).await.is_err(), "the call is over");
 
     sipp.assert_success().await;
@@ -72,7 +72,7 @@ async fn cancelled_by_the_caller(transport: Transport) {
     // The caller did not offer 100rel: the 180 goes unreliably.
     ua.provisional(&call_id, 180, None, true).await.expect("180");
     expect(&mut events, &call_id, request("CANCEL")).await;
-    expect(&mut events, &call_id, CallEvent::Terminated).await;
+    expect(&mut events, &call_id, CallEvent::Terminated { cause: EndCause::Remote }).await;
     assert!(ua.accept(&call_id, None).await.is_err(), "too late to answer");
 
     sipp.assert_success().await;
@@ -98,7 +98,7 @@ async fn udp_incoming_call_rejected_busy() {
     let sipp = Sipp::call("uac_rejected.xml", Transport::Udp, ua.local_addr(Transport::Udp).unwrap());
     let (call_id, _) = incoming(&mut events).await;
     ua.reject(&call_id, 486, "Busy Here").await.expect("reject");
-    expect(&mut events, &call_id, CallEvent::Terminated).await;
+    expect(&mut events, &call_id, CallEvent::Terminated { cause: EndCause::Local }).await;
 
     sipp.assert_success().await;
     ua.shutdown().await;
@@ -127,7 +127,7 @@ async fn session_refreshed_by_us_then_held(transport: Transport) {
     };
     assert!(sdp.contains("a=recvonly"), "{sdp}");
     expect(&mut events, &call_id, request("BYE")).await;
-    expect(&mut events, &call_id, CallEvent::Terminated).await;
+    expect(&mut events, &call_id, CallEvent::Terminated { cause: EndCause::Remote }).await;
 
     sipp.assert_success().await;
     ua.shutdown().await;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use camara_sip::{
+use camara_sip::{EndCause, 
     CallEvent, HangupKind, NameAddr, OutgoingInvite, SipConfig, SipError, TimerConfig, TlsConfig, Transport, UaEvent,
     UserAgent,
 };
@@ -98,8 +98,8 @@ async fn call(caller: &mut Ua, callee: &mut Ua, next_hop: SocketAddr, bye_from_c
     let (ender, other) = if bye_from_callee { (callee, caller) } else { (caller, callee) };
     assert_eq!(ender.ua.hangup(&call_id).await.expect("hangup"), HangupKind::Bye);
     expect(&mut other.events, &call_id, request("BYE")).await;
-    expect(&mut other.events, &call_id, CallEvent::Terminated).await;
-    expect(&mut ender.events, &call_id, CallEvent::Terminated).await;
+    expect(&mut other.events, &call_id, CallEvent::Terminated { cause: EndCause::Remote }).await;
+    expect(&mut ender.events, &call_id, CallEvent::Terminated { cause: EndCause::Local }).await;
 }
 
 /// A plain TCP relay in front of a listener: it only forwards bytes, and counts the
@@ -175,8 +175,8 @@ async fn refused_call(caller: &mut Ua, callee: &mut Ua) {
     callee.ua.reject(&call_id, 486, "Busy Here").await.expect("reject");
     expect_status(&mut caller.events, &call_id, 100, false).await;
     expect_status(&mut caller.events, &call_id, 486, false).await;
-    expect(&mut caller.events, &call_id, CallEvent::Terminated).await;
-    expect(&mut callee.events, &call_id, CallEvent::Terminated).await;
+    expect(&mut caller.events, &call_id, CallEvent::Terminated { cause: EndCause::Rejected { status: 486 } }).await;
+    expect(&mut callee.events, &call_id, CallEvent::Terminated { cause: EndCause::Local }).await;
 }
 
 #[tokio::test]
