@@ -1595,6 +1595,34 @@ mod tests {
         assert_eq!(ep.call_count(), 0);
     }
 
+    /// RFC 3262 s.3: a reliable provisional that is never PRACKed ends the INVITE with a 5xx
+    /// after 64*T1, even when the device answered meanwhile (the held 2xx never goes out).
+    #[test]
+    fn no_prack_for_a_reliable_provisional_rejects_the_invite_with_504() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        input(&mut ep, &incoming_invite("np", &["Supported: 100rel"], Some(SDP)), now);
+        ep.provisional("np", 183, Some(SDP.into()), true, now).unwrap();
+        drain(&mut ep);
+        ep.accept("np", Some(SDP.into()), now + Duration::from_secs(1)).unwrap();
+        let mut finals = Vec::new();
+        let mut events = Vec::new();
+        let mut t = now;
+        while t < now + Duration::from_secs(40) {
+            t += Duration::from_millis(250);
+            ep.handle_timeout(t);
+            let out = drain(&mut ep);
+            finals.extend(sent_responses(&out).into_iter().map(|(_, r)| r.status).filter(|s| *s >= 200));
+            events.extend(events_of(&out));
+        }
+        assert_eq!(finals.first(), Some(&504), "{finals:?}");
+        assert!(!finals.contains(&200), "the held 2xx must not go out: {finals:?}");
+        let ack = caller_request("ACK", 1, "np", "x", &[]);
+        let ack = ack.replace("branch=z9hG4bKACK1", "branch=z9hG4bKinvnp");
+        events.extend(events_of(&input(&mut ep, &ack, t)));
+        assert_eq!(events, [CallEvent::Timeout, CallEvent::Terminated { cause: crate::EndCause::NoPrack }]);
+    }
+
     /// An incoming call answered with `SDP` and ACKed; returns our To tag.
     fn answered_incoming(ep: &mut Endpoint, call_id: &str, extra: &[&str], now: Instant) -> (String, Response) {
         input(ep, &incoming_invite(call_id, extra, Some(SDP)), now);

@@ -89,7 +89,12 @@ pub fn parse(data: &[u8]) -> Result<Message, ParseError> {
     if let Some(why) = &fields.bad {
         return Err(refuse(400, "Bad Request", why.clone()));
     }
-    let body = match fields.content_length()? {
+    let declared = match fields.content_length() {
+        Ok(declared) => declared,
+        Err(e) if matches!(start, StartLine::Request { .. }) => return Err(refuse(400, "Bad Request", e.to_string())),
+        Err(e) => return Err(e),
+    };
+    let body = match declared {
         Some(declared) if declared > body.len() => {
             let why = format!("Content-Length {declared} exceeds the {} bytes received", body.len());
             return Err(match start {
@@ -354,7 +359,9 @@ mod tests {
     #[test]
     fn framing_errors_of_requests_are_400() {
         let two = format!("{OPTIONS}Content-Length: 2\r\nl: 3\r\n\r\nabc");
-        assert!(matches!(parse(two.as_bytes()), Err(ParseError::ContentLength)));
+        assert_eq!(refusal(two.as_bytes()).status, 400);
+        let response = "SIP/2.0 200 OK\r\nContent-Length: 2\r\nl: 3\r\n\r\nabc";
+        assert!(matches!(parse(response.as_bytes()), Err(ParseError::ContentLength)));
         let same = format!("{OPTIONS}Content-Length: 3\r\nl: 3\r\n\r\nabc");
         assert!(parse(same.as_bytes()).is_ok(), "repeated but equal is not ambiguous");
         let short = refusal(format!("{OPTIONS}Content-Length: 10\r\n\r\nabc").as_bytes());

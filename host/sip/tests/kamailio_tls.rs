@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use camara_sip::{EndCause, 
-    CallEvent, HangupKind, NameAddr, OutgoingInvite, RegisterRequest, RegistrationEvent, TimerConfig, Transport,
-    UaEvent,
+use camara_sip::{
+    CallEvent, EndCause, HangupKind, NameAddr, OutgoingInvite, RegisterRequest, RegistrationEvent, TimerConfig,
+    Transport, UaEvent,
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use camara_sip::{EndCause, CallEvent, HangupKind, NameAddr, OutgoingInvite, TimerConfig, Transport, UaEvent};
+use camara_sip::{CallEvent, EndCause, HangupKind, NameAddr, OutgoingInvite, TimerConfig, Transport, UaEvent};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 mod common;
@@ -145,7 +145,10 @@ async fn challenged_call(transport: Transport, password: &str) {
         sipp.assert_success().await;
     } else {
         assert_eq!(status_of(&event), Some((403, false)), "{event:?}");
-        assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated { cause: EndCause::Rejected { status: 403 } });
+        assert_eq!(
+            next_event(&mut events, &call_id).await,
+            CallEvent::Terminated { cause: EndCause::Rejected { status: 403 } }
+        );
         let (success, report) = sipp.finish().await;
         assert!(!success, "sipp must refuse a wrong digest: {report}");
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use camara_sip::{EndCause, CallEvent, TimerConfig, Transport, UaEvent};
+use camara_sip::{CallEvent, EndCause, TimerConfig, Transport, UaEvent};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 mod common;

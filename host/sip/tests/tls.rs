@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use camara_sip::{EndCause, 
-    CallEvent, HangupKind, NameAddr, OutgoingInvite, SipConfig, SipError, TimerConfig, TlsConfig, Transport, UaEvent,
-    UserAgent,
+use camara_sip::{
+    CallEvent, EndCause, HangupKind, NameAddr, OutgoingInvite, SipConfig, SipError, TimerConfig, TlsConfig, Transport,
+    UaEvent, UserAgent,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
