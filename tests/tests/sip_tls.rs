@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use camara_gateway::config::{SipTlsSettings, SipTransportName};
 use camara_gateway_tests::*;
-use camara_sip::{EndCause, CallEvent, SipConfig, TimerConfig, TlsConfig, Transport, UaEvent, UserAgent};
+use camara_sip::{CallEvent, EndCause, SipConfig, TimerConfig, TlsConfig, Transport, UaEvent, UserAgent};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use tokio::sync::mpsc::UnboundedReceiver;
 

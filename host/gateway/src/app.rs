@@ -152,7 +152,11 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         tls: sip_tls,
         advertised_host: config.sip.advertised_host.clone(),
         user_agent: format!("camara-webrtc-gateway/{}", env!("CARGO_PKG_VERSION")),
-        timers: Default::default(),
+        timers: camara_sip::TimerConfig {
+            session_expires: config.sip.session_expires_seconds,
+            min_se: config.sip.min_se_seconds.max(1),
+            ..Default::default()
+        },
     })
     .await?;
     let sip_udp_addr = sip.local_addr(Transport::Udp);

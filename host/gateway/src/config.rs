@@ -172,6 +172,12 @@ pub struct SipSettings {
     pub trunk_account: Option<SipAccount>,
     /// An incoming call the device has not answered after this long is refused with 480.
     pub no_answer_seconds: u64,
+    /// RFC 4028 session interval asked for in our INVITEs and offered in our 2xx (0: no session
+    /// timers of ours); a call whose refresher lets it expire is ended with BYE.
+    pub session_expires_seconds: u32,
+    /// The smallest session interval accepted (`Min-SE`; 422 below it). RFC 4028 wants at least
+    /// 90 on the wire; less is for tests and labs.
+    pub min_se_seconds: u32,
     /// How the device's hold and resume reach the network: `reinvite` (understood everywhere)
     /// or `update` (RFC 3311: one transaction, for networks that prefer it).
     pub reoffer_method: ReofferMethod,
@@ -305,6 +311,8 @@ impl Default for SipSettings {
             accounts: BTreeMap::new(),
             trunk_account: None,
             no_answer_seconds: 60,
+            session_expires_seconds: 1800,
+            min_se_seconds: 90,
             reoffer_method: ReofferMethod::Reinvite,
         }
     }

@@ -1,0 +1,122 @@
+//! Every way a call ends reaches the API: the subscriber gets `Terminated` (or the cancellation)
+//! with a reason that says why, and `GET` answers the same. Each case is a sipp network playing
+//! one ending against the gateway's SIP side. The endings covered elsewhere: the device's DELETE
+//! (`walking_skeleton.rs`), the network's BYE and the media timeout (`media.rs`), a refusal and
+//! no answer (`seed_flows.rs`, `incoming.rs`).
+
+use std::time::Duration;
+
+use camara_gateway::config::SipTransportName;
+use camara_gateway_tests::*;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// An outgoing call placed towards a sipp network playing `scenario`, with its subscriber's sink.
+struct Call {
+    sipp: Sipp,
+    gateway: camara_gateway::RunningGateway,
+    api: Api,
+    sink: Sink,
+    token: String,
+    path: String,
+}
+
+impl Call {
+    async fn place(scenario: &str) -> Option<Call> {
+        init_logs();
+        if !sipp_available() {
+            eprintln!("sipp is not installed (apt-get install sip-tester): skipped");
+            return None;
+        }
+        let sipp = Sipp::uas(scenario, SipTransportName::Udp).await;
+        let mut config = gateway_config(Some(sipp.addr), SipTransportName::Udp);
+        // The network of the session-timer case asks for a 4 s session.
+        config.sip.min_se_seconds = 2;
+        let gateway = camara_gateway::start(config).await.expect("gateway starts");
+        let api = Api::new(gateway.http_addr);
+        let sink = Sink::start(vec![]).await;
+        let token = tokens::for_subscriber(ALICE);
+        let registration = api.register(&token).await;
+        assert_eq!(registration.status, 201, "{:?}", registration.body);
+        let registration_id = registration.body["registrationId"].as_str().unwrap().to_string();
+        assert_eq!(api.subscribe(&token, &sink.url, "sink-secret").await.status, 201);
+        let session = api.call_number(&token, &registration_id, ALICE, &format!("tel:{BOB}")).await;
+        assert_eq!(session.status, 201, "{:?}", session.body);
+        let path = format!("/webrtc-call-handling/v0.3/sessions/{}", session.body["mediaSessionId"].as_str().unwrap());
+        Some(Call { sipp, gateway, api, sink, token, path })
+    }
+
+    /// The data of the next session-status event.
+    async fn next_status(&mut self) -> Value {
+        self.sink.next(WAIT).await.body["data"].clone()
+    }
+
+    /// Skips events until one with `status`; panics on a final status first.
+    async fn until(&mut self, status: &str) -> Value {
+        loop {
+            let data = self.next_status().await;
+            if data["status"] == status {
+                return data;
+            }
+            assert!(!["Terminated", "Failed"].contains(&data["status"].as_str().unwrap_or_default()), "{data}");
+        }
+    }
+
+    async fn read_status(&self) -> String {
+        let read = self.api.call("GET", &self.path, Some(&self.token), &[], None).await;
+        assert_eq!(read.status, 200, "{:?}", read.body);
+        read.body["status"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// sipp played its whole scenario (it received what the gateway had to send); returns the
+    /// methods it received.
+    async fn finish(self) -> Vec<String> {
+        let (code, messages, errors) = self.sipp.finish(WAIT).await;
+        assert_eq!(code, 0, "sipp: {errors}\n{messages}");
+        self.gateway.stop().await;
+        received_start_lines(&messages).iter().map(|l| l.split(' ').next().unwrap_or_default().to_string()).collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_the_network_never_refreshes_ends_with_bye_and_terminated_naming_the_timer() {
+    let Some(mut call) = Call::place("uas_session_never_refreshed.xml").await else { return };
+    call.until("Connected").await;
+    // refresher=uas with 4 s: the BYE goes at 4 - 4/3 s (RFC 4028 s.10).
+    let ended = call.next_status().await;
+    assert_eq!(ended["status"], "Terminated", "{ended}");
+    let reason = ended["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("session timer"), "{reason}");
+    assert_eq!(call.read_status().await, "Terminated");
+    assert_eq!(call.finish().await.last().map(String::as_str), Some("BYE"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_offer_refused_with_481_ends_the_call_with_bye_and_terminated() {
+    let Some(mut call) = Call::place("uas_reinvite_481.xml").await else { return };
+    call.until("Connected").await;
+    let status_path = format!("{}/status", call.path);
+    let hold = call.api.call("PUT", &status_path, Some(&call.token), &[], Some(json!({"status": "Hold"}))).await;
+    assert_eq!(hold.status, 409, "{:?}", hold.body);
+    assert!(hold.body["message"].as_str().is_some_and(|m| m.contains("481")), "{:?}", hold.body);
+    let ended = call.next_status().await;
+    assert_eq!(ended["status"], "Terminated", "{ended}");
+    assert!(ended["reason"].as_str().is_some_and(|r| r.contains("481")), "{ended}");
+    assert_eq!(call.read_status().await, "Terminated");
+    assert_eq!(call.finish().await.last().map(String::as_str), Some("BYE"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_crossing_the_devices_cancel_is_not_reported_as_connected() {
+    let Some(mut call) = Call::place("uas_late_200_after_cancel.xml").await else { return };
+    call.until("Ringing").await;
+    assert_eq!(call.api.call("DELETE", &call.path, Some(&call.token), &[], None).await.status, 204);
+    let ended = call.next_status().await;
+    assert_eq!(ended["status"], "SessionCancelled", "{ended}");
+    // The 200, its ACK and the BYE come after; none of it may reach the device.
+    assert!(call.sink.quiet_for(Duration::from_millis(1500)).await, "an event after the cancellation");
+    assert_eq!(call.read_status().await, "SessionCancelled");
+    let received = call.finish().await;
+    assert_eq!(received, ["INVITE", "CANCEL", "ACK", "BYE"], "the answer is ACKed and ended with BYE");
+}
