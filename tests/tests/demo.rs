@@ -53,6 +53,30 @@ async fn a_call_to_the_demo_endpoint_hears_its_own_voice() {
     gateway.stop().await;
 }
 
+/// `INVITE urn:service:sos SIP/2.0` (RFC 5031) reaches the demo endpoint and is answered; it was
+/// once dropped as unparsable, and retransmitted until the caller gave up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_endpoint_answers_an_emergency_call() {
+    let (gateway, api, mut sink, token, registration_id) = demo_gateway().await;
+    let body = json!({
+        "originatorAddress": format!("tel:{ALICE}"),
+        "receiverAddress": "urn:service:sos",
+        "callType": "EMERGENCY",
+        "offer": {"sdp": WEBRTC_OFFER}
+    });
+    let path = "/webrtc-call-handling/v0.3/sessions";
+    let created = api.call("POST", path, Some(&token), &[("registrationId", &registration_id)], Some(body)).await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    loop {
+        let data = sink.next(WAIT).await.body["data"].clone();
+        assert!(!["Failed", "Terminated"].contains(&data["status"].as_str().unwrap_or_default()), "{data}");
+        if data["status"] == "Connected" {
+            break;
+        }
+    }
+    gateway.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_endpoint_calls_the_device_on_request() {
     let (gateway, api, mut sink, _token, _registration_id) = demo_gateway().await;
