@@ -11,9 +11,10 @@
 //! URIs, how call states become API notifications) and never touches media:
 //! SDP is carried as an opaque string.
 //!
-//! The protocol logic is sans-IO ([`transaction`], [`dialog`], [`uas`], [`in_dialog`],
+//! The protocol logic is sans-IO ([`parser`], [`transaction`], [`dialog`], [`uas`], [`in_dialog`],
 //! [`endpoint`]):
-//! state machines fed with messages and `Instant`s that return what to send.
+//! state machines fed with messages and `Instant`s that return what to send. Every way a call
+//! ends is reported once, with its [`EndCause`], in [`CallEvent::Terminated`].
 //! [`UserAgent`] is the thin tokio layer that drives them.
 
 use std::net::SocketAddr;
