@@ -1,8 +1,8 @@
 //! Every way a call ends reaches the API: the subscriber gets `Terminated` (or the cancellation)
 //! with a reason that says why, and `GET` answers the same. Each case is a sipp network playing
-//! one ending against the gateway's SIP side. The endings covered elsewhere: the device's DELETE
-//! (`walking_skeleton.rs`), the network's BYE and the media timeout (`media.rs`), a refusal and
-//! no answer (`seed_flows.rs`, `incoming.rs`).
+//! one ending against the gateway's SIP side. Covered elsewhere: the device's DELETE
+//! (`walking_skeleton.rs`), the media timeout (`media.rs`), the ends of incoming calls (decline,
+//! no answer, the network's BYE: `incoming.rs`).
 
 use std::time::Duration;
 
@@ -119,4 +119,30 @@ async fn a_200_crossing_the_devices_cancel_is_not_reported_as_connected() {
     assert_eq!(call.read_status().await, "SessionCancelled");
     let received = call.finish().await;
     assert_eq!(received, ["INVITE", "CANCEL", "ACK", "BYE"], "the answer is ACKed and ended with BYE");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_networks_bye_ends_the_session() {
+    let Some(mut call) = Call::place("uas_remote_bye_after_answer.xml").await else { return };
+    call.until("Connected").await;
+    let ended = call.next_status().await;
+    assert_eq!(ended["status"], "Terminated", "{ended}");
+    assert!(ended["reason"].as_str().is_some_and(|r| !r.is_empty()), "{ended}");
+    assert_eq!(call.read_status().await, "Terminated");
+    call.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_by_the_network_ends_the_session_with_its_status() {
+    let Some(mut call) = Call::place("uas_busy.xml").await else { return };
+    let ended = call.next_status().await;
+    let status = ended["status"].as_str().unwrap_or_default().to_string();
+    assert!(!["Initial", "InProgress", "Ringing", "Connected"].contains(&status.as_str()), "{ended}");
+    assert!(
+        ended["reason"].as_str().is_some_and(|r| r.contains("486") || r.to_lowercase().contains("busy")),
+        "{ended}"
+    );
+    assert_eq!(call.read_status().await, status);
+    assert!(call.sink.quiet_for(Duration::from_millis(500)).await, "one final status only");
+    call.finish().await;
 }
