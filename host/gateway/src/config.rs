@@ -424,8 +424,10 @@ impl Default for RegistrationPolicy {
 pub struct NotificationConfig {
     /// Development only: accept `http://` sinks and loopback addresses.
     pub allow_http_loopback_sinks: bool,
-    /// Accept sinks in private, link-local and shared address ranges (inside the operator's
-    /// network). Off by default: a client-chosen sink must not reach internal services.
+    /// Accept sinks in private, link-local, unique-local and shared address ranges (inside the
+    /// operator's network), IPv4-embedding IPv6 forms included. Off by default: a client-chosen
+    /// sink must not reach internal services. The other special-purpose ranges are refused
+    /// whatever this says (`sink_policy::ranges`).
     pub allow_private_sinks: bool,
     pub request_timeout_ms: u64,
     /// `subscription-ended` with ACCESS_TOKEN_EXPIRED goes out this long before the sink
