@@ -1,6 +1,7 @@
 //! A faulty plugin fails only its own request: a loop is stopped at its deadline, a trap and a
-//! memory blow-up end the call, each with a CAMARA error body naming the plugin, while other
-//! requests are served.
+//! memory blow-up end the call, each with a CAMARA error body naming the plugin and the kind of
+//! failure (never a backtrace or the guest's source paths), while other requests are served. A
+//! full instance pool answers 503 with Retry-After.
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,11 @@ use camara_gateway_tests::*;
 use serde_json::json;
 
 async fn gateway_with_faulty_policy() -> camara_gateway::RunningGateway {
+    gateway_with_faulty_policy_and_pool(None).await
+}
+
+/// `pool`: the number of plugin calls that may run at once, when not the default.
+async fn gateway_with_faulty_policy_and_pool(pool: Option<u32>) -> camara_gateway::RunningGateway {
     init_logs();
     let wasm =
         camara_plugin_harness::build_component(repo_root().join("plugins/testing/faulty-policy")).expect("build");
@@ -16,7 +22,18 @@ async fn gateway_with_faulty_policy() -> camara_gateway::RunningGateway {
     config.plugins.authorization.wasm = Some(wasm);
     config.plugins.authorization.deadline_ms = Some(300);
     config.plugins.authorization.memory_limit_mib = Some(8);
+    if let Some(pool) = pool {
+        config.plugins.runtime.max_concurrent_calls = pool;
+    }
     camara_gateway::start(config).await.expect("gateway starts")
+}
+
+/// Panics if an error message carries what only the log may see: a wasm backtrace, a panic
+/// location or a source path of the guest.
+fn assert_no_internals(message: &str) {
+    for leak in ["panicked at", "backtrace", ".rs:", "plugins/", "src/", "wasm function", "stderr", "\n"] {
+        assert!(!message.contains(leak), "the error body leaks {leak:?}: {message}");
+    }
 }
 
 fn token_with_fault(fault: Option<&str>) -> String {
@@ -61,7 +78,8 @@ async fn a_looping_plugin_is_stopped_at_its_deadline_while_others_are_served() {
     assert_eq!(reply.body["status"], 504);
     assert_eq!(reply.body["code"], "TIMEOUT");
     let message = reply.body["message"].as_str().unwrap();
-    assert!(message.contains("faulty_policy") && message.contains("deadline"), "{message}");
+    assert_eq!(message, "plugin faulty_policy: deadline exceeded");
+    assert_no_internals(message);
     assert_eq!(reply.headers["x-correlator"], "loop-1");
     assert!(ok_at < stuck_at, "the healthy request ({ok_at:?}) waited for the looping one ({stuck_at:?})");
     assert!(stuck_at >= Duration::from_millis(300) && stuck_at < Duration::from_secs(5), "stopped after {stuck_at:?}");
@@ -76,8 +94,9 @@ async fn a_trapping_plugin_fails_its_request_only() {
     assert_eq!(reply.status, 500, "{:?}", reply.body);
     assert_eq!(reply.body["code"], "INTERNAL");
     let message = reply.body["message"].as_str().unwrap();
-    assert!(message.contains("faulty_policy") && message.contains("trapped"), "{message}");
-    assert!(message.contains("deliberate trap"), "the plugin's panic message is kept: {message}");
+    assert_eq!(message, "plugin faulty_policy: trapped");
+    assert_no_internals(message);
+    assert!(!message.contains("deliberate trap"), "the guest's panic message is for the log: {message}");
     assert_eq!(api.register(&token_with_fault(None)).await.status, 201);
     gateway.stop().await;
 }
@@ -90,7 +109,52 @@ async fn a_plugin_exceeding_its_memory_fails_its_request_only() {
     assert_eq!(reply.status, 500, "{:?}", reply.body);
     assert_eq!(reply.body["code"], "INTERNAL");
     let message = reply.body["message"].as_str().unwrap();
-    assert!(message.contains("faulty_policy") && message.contains("memory limit of 8388608 bytes"), "{message}");
+    assert_eq!(message, "plugin faulty_policy: memory limit exceeded");
+    assert_no_internals(message);
     assert_eq!(api.register(&token_with_fault(None)).await.status, 201);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_instance_pool_answers_503_with_retry_after() {
+    const POOL: u32 = 4;
+    let gateway = gateway_with_faulty_policy_and_pool(Some(POOL)).await;
+    let api = Api::new(gateway.http_addr);
+    let looping = token_with_fault(Some("loop"));
+    // More loops than instances: they hold the whole pool for their 300 ms deadline.
+    let loops: Vec<_> = (0..2 * POOL)
+        .map(|i| {
+            let (api, token) = (Api::new(gateway.http_addr), looping.clone());
+            tokio::spawn(async move {
+                let correlator = format!("loop-{i}");
+                let body = Some(json!({"deviceId": DEVICE_ID}));
+                let path = "/webrtc-registration/v0.3/sessions";
+                api.call("POST", path, Some(&token), &[("x-correlator", correlator.as_str())], body).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let healthy = token_with_fault(None);
+    let body = Some(json!({"deviceId": DEVICE_ID}));
+    let refused = api
+        .call("POST", "/webrtc-registration/v0.3/sessions", Some(&healthy), &[("x-correlator", "while-full")], body)
+        .await;
+    assert_eq!(refused.status, 503, "{:?}", refused.body);
+    assert_eq!((refused.body["status"].as_u64(), refused.body["code"].as_str()), (Some(503), Some("UNAVAILABLE")));
+    assert_eq!(refused.body["message"], "plugin faulty_policy: overloaded");
+    assert_eq!(refused.headers["retry-after"], "1");
+    assert_eq!(refused.headers["x-correlator"], "while-full");
+
+    let mut statuses = Vec::new();
+    for l in loops {
+        let reply = l.await.unwrap();
+        assert_no_internals(reply.body["message"].as_str().unwrap_or_default());
+        statuses.push(reply.status);
+    }
+    // Those that got an instance ran into their deadline; the others were refused at once.
+    assert!(statuses.iter().all(|s| *s == 504 || *s == 503), "{statuses:?}");
+    assert!(statuses.contains(&504) && statuses.contains(&503), "{statuses:?}");
+    // Once the loops are stopped the pool is free again.
+    assert_eq!(api.register(&healthy).await.status, 201);
     gateway.stop().await;
 }

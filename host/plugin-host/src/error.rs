@@ -11,8 +11,37 @@ pub enum PluginError {
     DeadlineExceeded { plugin: String, deadline: Duration },
     #[error("plugin {plugin}: exceeded its memory limit of {limit_bytes} bytes")]
     MemoryLimitExceeded { plugin: String, limit_bytes: usize },
+    /// The wasm backtrace, the guest's panic message and source position, and its stderr are in
+    /// `detail`: for the log, never for an API client ([`PluginError::public_message`]).
     #[error("plugin {plugin}: trapped: {detail}")]
     Trapped { plugin: String, detail: String },
+    /// Every instance of the pool is in use: the call was not started.
+    #[error("plugin {plugin}: overloaded: {detail}")]
+    Overloaded { plugin: String, detail: String },
+}
+
+/// What kind of failure a [`PluginError`] is, without its details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    Load,
+    Config,
+    Deadline,
+    Memory,
+    Trap,
+    Overload,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Load => "cannot load",
+            FailureKind::Config => "configuration rejected",
+            FailureKind::Deadline => "deadline exceeded",
+            FailureKind::Memory => "memory limit exceeded",
+            FailureKind::Trap => "trapped",
+            FailureKind::Overload => "overloaded",
+        }
+    }
 }
 
 impl PluginError {
@@ -23,8 +52,26 @@ impl PluginError {
             | PluginError::InvalidConfig { plugin, .. }
             | PluginError::DeadlineExceeded { plugin, .. }
             | PluginError::MemoryLimitExceeded { plugin, .. }
-            | PluginError::Trapped { plugin, .. } => plugin,
+            | PluginError::Trapped { plugin, .. }
+            | PluginError::Overloaded { plugin, .. } => plugin,
         }
+    }
+
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            PluginError::Load { .. } => FailureKind::Load,
+            PluginError::InvalidConfig { .. } => FailureKind::Config,
+            PluginError::DeadlineExceeded { .. } => FailureKind::Deadline,
+            PluginError::MemoryLimitExceeded { .. } => FailureKind::Memory,
+            PluginError::Trapped { .. } => FailureKind::Trap,
+            PluginError::Overloaded { .. } => FailureKind::Overload,
+        }
+    }
+
+    /// The plugin and the kind of failure only: what may be shown outside the gateway. The
+    /// `Display` form, with backtraces and guest source paths, is for the log.
+    pub fn public_message(&self) -> String {
+        format!("plugin {}: {}", self.plugin(), self.kind().as_str())
     }
 }
 

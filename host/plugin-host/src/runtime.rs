@@ -311,7 +311,9 @@ impl<W: World> LoadedPlugin<W> {
     fn failure(&self, store: &Store<CallState>, error: wasmtime::Error) -> PluginError {
         let plugin = self.name.to_string();
         let state = store.data();
-        let failure = if error.chain().any(|e| e.is::<DeadlineMarker>()) {
+        let failure = if error.chain().any(|e| e.is::<wasmtime::PoolConcurrencyLimitError>()) {
+            PluginError::Overloaded { plugin, detail: format!("{error:#}") }
+        } else if error.chain().any(|e| e.is::<DeadlineMarker>()) {
             PluginError::DeadlineExceeded { plugin, deadline: self.limits.deadline }
         } else if state.limiter.memory_exceeded {
             PluginError::MemoryLimitExceeded { plugin, limit_bytes: state.limiter.memory_limit }
@@ -320,7 +322,11 @@ impl<W: World> LoadedPlugin<W> {
             let detail = if stderr.is_empty() { format!("{error:#}") } else { format!("{error:#}; stderr: {stderr}") };
             PluginError::Trapped { plugin, detail }
         };
-        tracing::error!(plugin = %self.name, kind = self.kind.as_str(), "plugin call failed: {failure}");
+        if let PluginError::Overloaded { .. } = failure {
+            tracing::warn!(plugin = %self.name, kind = self.kind.as_str(), "plugin call not started: {failure}");
+        } else {
+            tracing::error!(plugin = %self.name, kind = self.kind.as_str(), "plugin call failed: {failure}");
+        }
         failure
     }
 }
