@@ -20,6 +20,8 @@ pub struct GatewayConfig {
     pub media: MediaConfig,
     pub registration: RegistrationPolicy,
     pub notifications: NotificationConfig,
+    /// The operator's API (dead letters); not served unless a token is set.
+    pub admin: AdminConfig,
     pub storage: StorageConfig,
     pub plugins: PluginsConfig,
     /// The built-in OAuth/OIDC provider (development and demos; on in the embedded defaults so a
@@ -40,6 +42,7 @@ impl Default for GatewayConfig {
             media: Default::default(),
             registration: Default::default(),
             notifications: Default::default(),
+            admin: Default::default(),
             storage: Default::default(),
             plugins: Default::default(),
             oauth_server: camara_oauth::OAuthConfig { enabled: true, ..Default::default() },
@@ -433,6 +436,14 @@ pub struct NotificationConfig {
     /// `subscription-ended` with ACCESS_TOKEN_EXPIRED goes out this long before the sink
     /// credential expires, so that the sink still accepts it.
     pub credential_expiry_notice_seconds: u64,
+    /// The wait after a first failed delivery (or routing) attempt, doubled after each further
+    /// one, with jitter.
+    pub retry_first_delay_ms: u64,
+    /// The longest wait between two attempts; a sink's `Retry-After` on 429 or 503 may ask more.
+    pub retry_max_delay_ms: u64,
+    /// How long an event is tried before it moves to the dead letters (see `[admin]`). Webhook
+    /// receivers are down for hours at times: a day by default.
+    pub retry_horizon_seconds: u64,
 }
 
 impl NotificationConfig {
@@ -440,6 +451,14 @@ impl NotificationConfig {
         crate::sink_policy::SinkPolicy {
             allow_loopback: self.allow_http_loopback_sinks,
             allow_private: self.allow_private_sinks,
+        }
+    }
+
+    pub fn retry_schedule(&self) -> crate::schedule::RetrySchedule {
+        crate::schedule::RetrySchedule {
+            first_delay: std::time::Duration::from_millis(self.retry_first_delay_ms.max(1)),
+            max_delay: std::time::Duration::from_millis(self.retry_max_delay_ms.max(1)),
+            horizon: std::time::Duration::from_secs(self.retry_horizon_seconds),
         }
     }
 }
@@ -451,7 +470,27 @@ impl Default for NotificationConfig {
             allow_private_sinks: false,
             request_timeout_ms: 5000,
             credential_expiry_notice_seconds: 60,
+            retry_first_delay_ms: 1000,
+            retry_max_delay_ms: 600_000,
+            retry_horizon_seconds: 24 * 3600,
         }
+    }
+}
+
+/// `[admin]`: the operator's API under `/admin/` (dead letters: list, replay, purge).
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The bearer token an operator presents (`Authorization: Bearer ...`). Unset, the admin
+    /// API is not served at all: it is not protected by the CAMARA access tokens, whose
+    /// subscribers must never replay or purge each other's events. Best set from the environment
+    /// (`CAMARA_GW_ADMIN__BEARER_TOKEN`).
+    pub bearer_token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig").field("bearer_token", &self.bearer_token.as_ref().map(|_| "<set>")).finish()
     }
 }
 

@@ -94,7 +94,7 @@ impl DeadLetter {
 
 impl NewNotification {
     /// As it is first stored, under `id`.
-    pub(crate) fn pending(self, id: u64) -> PendingNotification {
+    pub fn pending(self, id: u64) -> PendingNotification {
         PendingNotification {
             id,
             subscription_id: self.subscription_id,
@@ -110,7 +110,7 @@ impl NewNotification {
 
 impl NewEvent {
     /// As it is first stored, under `id`.
-    pub(crate) fn pending(self, id: u64) -> PendingEvent {
+    pub fn pending(self, id: u64) -> PendingEvent {
         PendingEvent { id, payload: self.payload, attempt: 0, not_before: self.not_before, first_due: self.not_before }
     }
 }
