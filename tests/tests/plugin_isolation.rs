@@ -13,7 +13,12 @@ async fn gateway_with_faulty_policy() -> camara_gateway::RunningGateway {
     gateway_with_faulty_policy_and_pool(None).await
 }
 
-/// `pool`: the number of plugin calls that may run at once, when not the default.
+/// A deadline long enough for looping calls to hold a small pool while the test looks at it,
+/// however slow the machine.
+const HOLDING_DEADLINE_MS: u64 = 2000;
+
+/// `pool`: the number of plugin calls that may run at once, when not the default; the plugin's
+/// deadline is then [`HOLDING_DEADLINE_MS`].
 async fn gateway_with_faulty_policy_and_pool(pool: Option<u32>) -> camara_gateway::RunningGateway {
     init_logs();
     let wasm =
@@ -24,8 +29,28 @@ async fn gateway_with_faulty_policy_and_pool(pool: Option<u32>) -> camara_gatewa
     config.plugins.authorization.memory_limit_mib = Some(8);
     if let Some(pool) = pool {
         config.plugins.runtime.max_concurrent_calls = pool;
+        config.plugins.authorization.deadline_ms = Some(HOLDING_DEADLINE_MS);
     }
     camara_gateway::start(config).await.expect("gateway starts")
+}
+
+/// Starts twice `pool` looping requests, which hold every instance until their deadline, and
+/// returns once they do.
+async fn fill_the_pool(gateway: &camara_gateway::RunningGateway, pool: u32) -> Vec<tokio::task::JoinHandle<Reply>> {
+    let looping = token_with_fault(Some("loop"));
+    let loops = (0..2 * pool)
+        .map(|i| {
+            let (api, token) = (Api::new(gateway.http_addr), looping.clone());
+            tokio::spawn(async move {
+                let correlator = format!("loop-{i}");
+                let body = Some(json!({"deviceId": DEVICE_ID}));
+                let path = "/webrtc-registration/v0.3/sessions";
+                api.call("POST", path, Some(&token), &[("x-correlator", correlator.as_str())], body).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(HOLDING_DEADLINE_MS / 4)).await;
+    loops
 }
 
 /// Panics if an error message carries what only the log may see: a wasm backtrace, a panic
@@ -120,20 +145,7 @@ async fn a_full_instance_pool_answers_503_with_retry_after() {
     const POOL: u32 = 4;
     let gateway = gateway_with_faulty_policy_and_pool(Some(POOL)).await;
     let api = Api::new(gateway.http_addr);
-    let looping = token_with_fault(Some("loop"));
-    // More loops than instances: they hold the whole pool for their 300 ms deadline.
-    let loops: Vec<_> = (0..2 * POOL)
-        .map(|i| {
-            let (api, token) = (Api::new(gateway.http_addr), looping.clone());
-            tokio::spawn(async move {
-                let correlator = format!("loop-{i}");
-                let body = Some(json!({"deviceId": DEVICE_ID}));
-                let path = "/webrtc-registration/v0.3/sessions";
-                api.call("POST", path, Some(&token), &[("x-correlator", correlator.as_str())], body).await
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let loops = fill_the_pool(&gateway, POOL).await;
     let healthy = token_with_fault(None);
     let body = Some(json!({"deviceId": DEVICE_ID}));
     let refused = api
@@ -156,5 +168,43 @@ async fn a_full_instance_pool_answers_503_with_retry_after() {
     assert!(statuses.contains(&504) && statuses.contains(&503), "{statuses:?}");
     // Once the loops are stopped the pool is free again.
     assert_eq!(api.register(&healthy).await.status, 201);
+    gateway.stop().await;
+}
+
+/// The routing plugin shares the pool: while it is full, an event cannot be routed. The event
+/// is in the outbox already, and routing is retried like a delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_cannot_be_routed_is_retried_not_dropped() {
+    const POOL: u32 = 2;
+    let gateway = gateway_with_faulty_policy_and_pool(Some(POOL)).await;
+    let api = Api::new(gateway.http_addr);
+    let healthy = token_with_fault(None);
+    let mut sink = Sink::start(vec![]).await;
+    assert_eq!(api.register(&healthy).await.status, 201);
+    let created = api.subscribe(&healthy, &sink.url, "sink-token").await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let subscription = gateway.gateway.store.backend().subscription(created.body["id"].as_str().unwrap()).unwrap();
+
+    let loops = fill_the_pool(&gateway, POOL).await;
+    let event = camara_gateway::notify::GatewayEvent {
+        event_type: SESSION_STATUS,
+        data: json!({"mediaSessionId": "session-1", "status": "Connected", "sequenceNumber": 1}),
+        media_session_id: Some("session-1".into()),
+        registration_id: None,
+        device_id: Some(DEVICE_ID.into()),
+        phone_number: Some(ALICE.into()),
+    };
+    gateway.gateway.notifier.publish(event, &[subscription.unwrap()]).await;
+    let waiting = gateway.gateway.store.backend().pending_events(10).unwrap();
+    assert_eq!(waiting.len(), 1, "the unroutable event waits in the outbox");
+    assert_eq!(waiting[0].attempt, 1);
+
+    for l in loops {
+        l.await.unwrap();
+    }
+    let delivered = sink.next(Duration::from_secs(10)).await;
+    assert_eq!(delivered.body["data"]["mediaSessionId"], "session-1");
+    assert_eq!(delivered.headers["authorization"], "Bearer sink-token");
+    assert!(gateway.gateway.store.backend().pending_events(10).unwrap().is_empty());
     gateway.stop().await;
 }

@@ -142,17 +142,21 @@ impl Deliveries {
     ) -> Option<DateTime<Utc>> {
         let now = Utc::now();
         let backend = self.store.backend();
-        match self.schedule.next(attempts, first_due, now, failure, rand::random()) {
-            Next::RetryAt(at) => {
-                let recorded = match entry {
-                    Entry::Notification => backend.reschedule_notification(id, attempts, at),
-                    Entry::Event => backend.reschedule_event(id, attempts, at),
-                };
-                if let Err(e) = recorded {
-                    tracing::error!(entry = id, "retry not recorded: {e}");
-                }
-                Some(at)
-            }
+        let next = self.schedule.next(attempts, first_due, now, failure, rand::random());
+        // Recorded before a move to the dead letters too, so that they show every attempt.
+        let at = match next {
+            Next::RetryAt(at) => at,
+            Next::DeadLetter => now,
+        };
+        let recorded = match entry {
+            Entry::Notification => backend.reschedule_notification(id, attempts, at),
+            Entry::Event => backend.reschedule_event(id, attempts, at),
+        };
+        if let Err(e) = recorded {
+            tracing::error!(entry = id, "attempt not recorded: {e}");
+        }
+        match next {
+            Next::RetryAt(at) => Some(at),
             Next::DeadLetter => {
                 match backend.dead_letter(id, &failure.to_string(), now) {
                     Ok(_) => tracing::warn!(entry = id, ?entry, attempts, "moved to the dead letters: {failure}"),

@@ -46,6 +46,19 @@ fn get<T: DeserializeOwned>(txn: &WriteTransaction, table: Entries, what: &str, 
     bytes.map(|b| decode(what, id, b.value())).transpose()
 }
 
+/// Applies `change` to the record `id`; `NotFound` if there is none.
+fn update<T: Serialize + DeserializeOwned>(
+    txn: &WriteTransaction,
+    table: Entries,
+    what: &str,
+    id: u64,
+    change: impl FnOnce(&mut T),
+) -> Result<()> {
+    let mut record: T = get(txn, table, what, id)?.ok_or_else(|| StoreError::NotFound(format!("{what} {id}")))?;
+    change(&mut record);
+    put(txn, table, id, &record)
+}
+
 fn put<T: Serialize>(txn: &WriteTransaction, table: Entries, id: u64, record: &T) -> Result<()> {
     txn.open_table(table)?.insert(id, encode(record)?.as_slice())?;
     Ok(())
@@ -91,10 +104,9 @@ impl RedbStore {
 
     pub(super) fn outbox_reschedule_notification(&self, id: u64, attempt: u32, at: DateTime<Utc>) -> Result<()> {
         self.write(|txn| {
-            let mut n: PendingNotification = get(txn, NOTIFICATIONS, "notification", id)?
-                .ok_or_else(|| StoreError::NotFound(format!("notification {id}")))?;
-            (n.attempt, n.not_before) = (attempt, at);
-            put(txn, NOTIFICATIONS, id, &n)
+            update::<PendingNotification>(txn, NOTIFICATIONS, "notification", id, |n| {
+                (n.attempt, n.not_before) = (attempt, at)
+            })
         })
     }
 
@@ -112,10 +124,7 @@ impl RedbStore {
 
     pub(super) fn outbox_reschedule_event(&self, id: u64, attempt: u32, at: DateTime<Utc>) -> Result<()> {
         self.write(|txn| {
-            let mut e: PendingEvent =
-                get(txn, EVENTS, "event", id)?.ok_or_else(|| StoreError::NotFound(format!("event {id}")))?;
-            (e.attempt, e.not_before) = (attempt, at);
-            put(txn, EVENTS, id, &e)
+            update::<PendingEvent>(txn, EVENTS, "event", id, |e| (e.attempt, e.not_before) = (attempt, at))
         })
     }
 
