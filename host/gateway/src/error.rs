@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use camara_plugin_host::{FailureKind, PluginError};
+use camara_plugin_host::{PluginError, PluginFailureKind};
 
 /// An API error: HTTP status, CAMARA code and message (`ErrorInfo`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,8 +83,8 @@ impl From<PluginError> for ApiError {
     fn from(e: PluginError) -> Self {
         let message = e.public_message();
         match e.kind() {
-            FailureKind::Deadline => Self::new(StatusCode::GATEWAY_TIMEOUT, "TIMEOUT", message),
-            FailureKind::Overload => {
+            PluginFailureKind::Deadline => Self::new(StatusCode::GATEWAY_TIMEOUT, "TIMEOUT", message),
+            PluginFailureKind::Overload => {
                 ApiError { retry_after: Some(PLUGIN_OVERLOAD_RETRY_AFTER_SECONDS), ..Self::unavailable(message) }
             }
             _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", message),

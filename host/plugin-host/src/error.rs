@@ -22,7 +22,7 @@ pub enum PluginError {
 
 /// What kind of failure a [`PluginError`] is, without its details.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
+pub enum PluginFailureKind {
     Load,
     Config,
     Deadline,
@@ -31,15 +31,15 @@ pub enum FailureKind {
     Overload,
 }
 
-impl FailureKind {
+impl PluginFailureKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            FailureKind::Load => "cannot load",
-            FailureKind::Config => "configuration rejected",
-            FailureKind::Deadline => "deadline exceeded",
-            FailureKind::Memory => "memory limit exceeded",
-            FailureKind::Trap => "trapped",
-            FailureKind::Overload => "overloaded",
+            PluginFailureKind::Load => "cannot load",
+            PluginFailureKind::Config => "configuration rejected",
+            PluginFailureKind::Deadline => "deadline exceeded",
+            PluginFailureKind::Memory => "memory limit exceeded",
+            PluginFailureKind::Trap => "trapped",
+            PluginFailureKind::Overload => "overloaded",
         }
     }
 }
@@ -57,14 +57,14 @@ impl PluginError {
         }
     }
 
-    pub fn kind(&self) -> FailureKind {
+    pub fn kind(&self) -> PluginFailureKind {
         match self {
-            PluginError::Load { .. } => FailureKind::Load,
-            PluginError::InvalidConfig { .. } => FailureKind::Config,
-            PluginError::DeadlineExceeded { .. } => FailureKind::Deadline,
-            PluginError::MemoryLimitExceeded { .. } => FailureKind::Memory,
-            PluginError::Trapped { .. } => FailureKind::Trap,
-            PluginError::Overloaded { .. } => FailureKind::Overload,
+            PluginError::Load { .. } => PluginFailureKind::Load,
+            PluginError::InvalidConfig { .. } => PluginFailureKind::Config,
+            PluginError::DeadlineExceeded { .. } => PluginFailureKind::Deadline,
+            PluginError::MemoryLimitExceeded { .. } => PluginFailureKind::Memory,
+            PluginError::Trapped { .. } => PluginFailureKind::Trap,
+            PluginError::Overloaded { .. } => PluginFailureKind::Overload,
         }
     }
 

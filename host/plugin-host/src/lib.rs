@@ -17,7 +17,7 @@ mod runtime;
 mod state;
 mod worlds;
 
-pub use error::{FailureKind, PluginError};
+pub use error::{PluginError, PluginFailureKind};
 pub use runtime::{PluginKind, PluginLimits, PluginRuntime, PluginSpec, RuntimeConfig, WasmSource};
 pub use worlds::authorization::AuthorizationPlugin;
 pub use worlds::mapping::MappingPlugin;
