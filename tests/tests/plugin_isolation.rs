@@ -1,7 +1,8 @@
 //! A faulty plugin fails only its own request: a loop is stopped at its deadline, a trap and a
 //! memory blow-up end the call, each with a CAMARA error body naming the plugin and the kind of
 //! failure (never a backtrace or the guest's source paths), while other requests are served. A
-//! full instance pool answers 503 with Retry-After.
+//! plugin over its share of the instance pool answers 503 with Retry-After, and leaves the other
+//! plugins their instances.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use camara_gateway_tests::*;
 use serde_json::json;
 
 async fn gateway_with_faulty_policy() -> camara_gateway::RunningGateway {
-    gateway_with_faulty_policy_and_pool(None).await
+    gateway_with_faulty_policy_and_pool(None, None).await
 }
 
 /// A deadline long enough for looping calls to hold a small pool while the test looks at it,
@@ -18,8 +19,9 @@ async fn gateway_with_faulty_policy() -> camara_gateway::RunningGateway {
 const HOLDING_DEADLINE_MS: u64 = 2000;
 
 /// `pool`: the number of plugin calls that may run at once, when not the default; the plugin's
-/// deadline is then [`HOLDING_DEADLINE_MS`].
-async fn gateway_with_faulty_policy_and_pool(pool: Option<u32>) -> camara_gateway::RunningGateway {
+/// deadline is then [`HOLDING_DEADLINE_MS`]. `share`: the faulty plugin's share of the pool, when
+/// not the default third.
+async fn gateway_with_faulty_policy_and_pool(pool: Option<u32>, share: Option<u32>) -> camara_gateway::RunningGateway {
     init_logs();
     let wasm =
         camara_plugin_harness::build_component(repo_root().join("plugins/testing/faulty-policy")).expect("build");
@@ -31,14 +33,15 @@ async fn gateway_with_faulty_policy_and_pool(pool: Option<u32>) -> camara_gatewa
         config.plugins.runtime.max_concurrent_calls = pool;
         config.plugins.authorization.deadline_ms = Some(HOLDING_DEADLINE_MS);
     }
+    config.plugins.authorization.max_concurrent_calls = share;
     camara_gateway::start(config).await.expect("gateway starts")
 }
 
-/// Starts twice `pool` looping requests, which hold every instance until their deadline, and
+/// Starts `count` looping requests, which hold the instances they get until their deadline, and
 /// returns once they do.
-async fn fill_the_pool(gateway: &camara_gateway::RunningGateway, pool: u32) -> Vec<tokio::task::JoinHandle<Reply>> {
+async fn flood(gateway: &camara_gateway::RunningGateway, count: u32) -> Vec<tokio::task::JoinHandle<Reply>> {
     let looping = token_with_fault(Some("loop"));
-    let loops = (0..2 * pool)
+    let loops = (0..count)
         .map(|i| {
             let (api, token) = (Api::new(gateway.http_addr), looping.clone());
             tokio::spawn(async move {
@@ -140,12 +143,39 @@ async fn a_plugin_exceeding_its_memory_fails_its_request_only() {
     gateway.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_instance_pool_answers_503_with_retry_after() {
-    const POOL: u32 = 4;
-    let gateway = gateway_with_faulty_policy_and_pool(Some(POOL)).await;
+/// A session-status event for Alice's device.
+fn status_event(session: &str) -> camara_gateway::notify::GatewayEvent {
+    camara_gateway::notify::GatewayEvent {
+        event_type: SESSION_STATUS,
+        data: json!({"mediaSessionId": session, "status": "Connected", "sequenceNumber": 1}),
+        media_session_id: Some(session.into()),
+        registration_id: None,
+        device_id: Some(DEVICE_ID.into()),
+        phone_number: Some(ALICE.into()),
+    }
+}
+
+/// A sink, and Alice's subscription to it.
+async fn subscribed(gateway: &camara_gateway::RunningGateway) -> (Sink, camara_gateway::store::Subscription) {
     let api = Api::new(gateway.http_addr);
-    let loops = fill_the_pool(&gateway, POOL).await;
+    let healthy = token_with_fault(None);
+    let sink = Sink::start(vec![]).await;
+    assert_eq!(api.register(&healthy).await.status, 201);
+    let created = api.subscribe(&healthy, &sink.url, "sink-token").await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap();
+    (sink, gateway.gateway.store.backend().subscription(id).unwrap().unwrap())
+}
+
+/// A pool of 6: each plugin may run 2 calls at once, and 2 more may wait.
+const POOL: u32 = 6;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_over_its_share_answers_503_with_retry_after() {
+    let gateway = gateway_with_faulty_policy_and_pool(Some(POOL), None).await;
+    let api = Api::new(gateway.http_addr);
+    // 2 run, 2 wait, 4 are refused at once.
+    let loops = flood(&gateway, 8).await;
     let healthy = token_with_fault(None);
     let body = Some(json!({"deviceId": DEVICE_ID}));
     let refused = api
@@ -163,38 +193,39 @@ async fn a_full_instance_pool_answers_503_with_retry_after() {
         assert_no_internals(reply.body["message"].as_str().unwrap_or_default());
         statuses.push(reply.status);
     }
-    // Those that got an instance ran into their deadline; the others were refused at once.
+    // Those that got an instance ran into their deadline; the others were refused.
     assert!(statuses.iter().all(|s| *s == 504 || *s == 503), "{statuses:?}");
-    assert!(statuses.contains(&504) && statuses.contains(&503), "{statuses:?}");
-    // Once the loops are stopped the pool is free again.
+    assert!(statuses.contains(&504) && statuses.iter().filter(|s| **s == 503).count() >= 4, "{statuses:?}");
+    // Once the loops are stopped the plugin serves again.
     assert_eq!(api.register(&healthy).await.status, 201);
     gateway.stop().await;
 }
 
-/// The routing plugin shares the pool: while it is full, an event cannot be routed. The event
-/// is in the outbox already, and routing is retried like a delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooded_plugin_leaves_the_routing_plugin_its_instances() {
+    let gateway = gateway_with_faulty_policy_and_pool(Some(POOL), None).await;
+    let (mut sink, subscription) = subscribed(&gateway).await;
+    let loops = flood(&gateway, 2 * POOL).await;
+    gateway.gateway.notifier.publish(status_event("session-1"), &[subscription]).await;
+    assert_eq!(gateway.gateway.store.backend().pending_events(10).unwrap(), vec![], "routed at the first attempt");
+    let delivered = sink.next(Duration::from_secs(10)).await;
+    assert_eq!(delivered.body["data"]["mediaSessionId"], "session-1");
+    for l in loops {
+        l.await.unwrap();
+    }
+    gateway.stop().await;
+}
+
+/// With shares that add up to more than the pool (the gateway warns), a flooded plugin can take
+/// every instance: an event cannot be routed then. It is in the outbox already, and routing is
+/// retried like a delivery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_that_cannot_be_routed_is_retried_not_dropped() {
-    const POOL: u32 = 2;
-    let gateway = gateway_with_faulty_policy_and_pool(Some(POOL)).await;
-    let api = Api::new(gateway.http_addr);
-    let healthy = token_with_fault(None);
-    let mut sink = Sink::start(vec![]).await;
-    assert_eq!(api.register(&healthy).await.status, 201);
-    let created = api.subscribe(&healthy, &sink.url, "sink-token").await;
-    assert_eq!(created.status, 201, "{:?}", created.body);
-    let subscription = gateway.gateway.store.backend().subscription(created.body["id"].as_str().unwrap()).unwrap();
-
-    let loops = fill_the_pool(&gateway, POOL).await;
-    let event = camara_gateway::notify::GatewayEvent {
-        event_type: SESSION_STATUS,
-        data: json!({"mediaSessionId": "session-1", "status": "Connected", "sequenceNumber": 1}),
-        media_session_id: Some("session-1".into()),
-        registration_id: None,
-        device_id: Some(DEVICE_ID.into()),
-        phone_number: Some(ALICE.into()),
-    };
-    gateway.gateway.notifier.publish(event, &[subscription.unwrap()]).await;
+    const SMALL_POOL: u32 = 3;
+    let gateway = gateway_with_faulty_policy_and_pool(Some(SMALL_POOL), Some(SMALL_POOL)).await;
+    let (mut sink, subscription) = subscribed(&gateway).await;
+    let loops = flood(&gateway, 2 * SMALL_POOL).await;
+    gateway.gateway.notifier.publish(status_event("session-1"), &[subscription]).await;
     let waiting = gateway.gateway.store.backend().pending_events(10).unwrap();
     assert_eq!(waiting.len(), 1, "the unroutable event waits in the outbox");
     assert_eq!(waiting[0].attempt, 1);

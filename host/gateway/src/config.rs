@@ -503,6 +503,13 @@ pub struct PluginSlot {
     pub config: BTreeMap<String, String>,
     pub memory_limit_mib: Option<usize>,
     pub deadline_ms: Option<u64>,
+    /// Calls of this plugin that may run at once: its share of `[plugins.runtime]
+    /// max_concurrent_calls`, a third by default, so that a looping or flooded plugin cannot
+    /// take the instances of the others.
+    pub max_concurrent_calls: Option<u32>,
+    /// Calls that may wait (each at most one deadline) when the share is in use, as many as the
+    /// share by default; beyond them a request is answered 503 at once.
+    pub max_waiting_calls: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -520,7 +527,7 @@ pub struct PluginsConfig {
 pub struct PluginRuntimeSettings {
     /// Pooling allocator (fast instantiation); falls back to on-demand when refused.
     pub pooling: bool,
-    /// Plugin calls that may run at once.
+    /// Plugin calls that may run at once (the instance pool), shared by the three plugins.
     pub max_concurrent_calls: u32,
     /// Memory a pool slot keeps mapped between calls. Fast where the kernel has `pagemap_scan`
     /// (Linux 6.7+); set 0 on older kernels (see BENCHMARKS.md).

@@ -15,7 +15,8 @@ pub enum PluginError {
     /// `detail`: for the log, never for an API client ([`PluginError::public_message`]).
     #[error("plugin {plugin}: trapped: {detail}")]
     Trapped { plugin: String, detail: String },
-    /// Every instance of the pool is in use: the call was not started.
+    /// The plugin's quota and wait queue are full, or every instance of the pool is in use:
+    /// the call was not started.
     #[error("plugin {plugin}: overloaded: {detail}")]
     Overloaded { plugin: String, detail: String },
 }
