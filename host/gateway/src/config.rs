@@ -451,6 +451,7 @@ impl NotificationConfig {
         crate::sink_policy::SinkPolicy {
             allow_loopback: self.allow_http_loopback_sinks,
             allow_private: self.allow_private_sinks,
+            allow_reserved: false,
         }
     }
 

@@ -21,18 +21,21 @@ pub struct SinkPolicy {
     pub allow_loopback: bool,
     /// Private, link-local and shared (CGNAT) ranges, for sinks inside the operator's network.
     pub allow_private: bool,
+    /// The other special-purpose ranges: only for [`SinkPolicy::ANY`], never from configuration.
+    pub allow_reserved: bool,
 }
 
 impl SinkPolicy {
-    /// No restriction: for the gateway's own outgoing requests (its IdP, say), never for sinks.
-    pub const ANY: SinkPolicy = SinkPolicy { allow_loopback: true, allow_private: true };
+    /// No restriction: for the gateway's own outgoing requests (its own relay, say), never for
+    /// sinks a client chose.
+    pub const ANY: SinkPolicy = SinkPolicy { allow_loopback: true, allow_private: true, allow_reserved: true };
 
     pub fn allows(&self, ip: IpAddr) -> bool {
         match ranges::classify(ip) {
             AddressClass::Public => true,
             AddressClass::Loopback => self.allow_loopback,
             AddressClass::Private => self.allow_private,
-            AddressClass::Reserved => false,
+            AddressClass::Reserved => self.allow_reserved,
         }
     }
 
@@ -110,9 +113,9 @@ mod tests {
     use super::*;
     use AddressClass::{Loopback, Private, Public, Reserved};
 
-    const STRICT: SinkPolicy = SinkPolicy { allow_loopback: false, allow_private: false };
-    const DEV: SinkPolicy = SinkPolicy { allow_loopback: true, allow_private: false };
-    const INTERNAL: SinkPolicy = SinkPolicy { allow_loopback: false, allow_private: true };
+    const STRICT: SinkPolicy = SinkPolicy { allow_loopback: false, allow_private: false, allow_reserved: false };
+    const DEV: SinkPolicy = SinkPolicy { allow_loopback: true, ..STRICT };
+    const INTERNAL: SinkPolicy = SinkPolicy { allow_private: true, ..STRICT };
 
     /// One row per IANA special-purpose range (IPv4 and IPv6 registries), per IPv4-embedding
     /// form with the embedded addresses that matter, and the public addresses at their edges.
@@ -216,7 +219,7 @@ mod tests {
             assert_eq!(allowed(STRICT), *class == Public, "strict, {ip} ({range})");
             assert_eq!(allowed(DEV), matches!(class, Public | Loopback), "loopback allowed, {ip} ({range})");
             assert_eq!(allowed(INTERNAL), matches!(class, Public | Private), "private allowed, {ip} ({range})");
-            assert_eq!(allowed(SinkPolicy::ANY), *class != Reserved, "any, {ip} ({range})");
+            assert!(allowed(SinkPolicy::ANY), "any, {ip} ({range})");
         }
     }
 
