@@ -49,8 +49,10 @@ impl ControlledSink {
             axum::routing::post(move |body: axum::body::Bytes| {
                 let (tx, current) = (tx.clone(), current.clone());
                 async move {
-                    let _ = tx.send((Instant::now(), serde_json::from_slice(&body).unwrap_or(Value::Null)));
+                    // The answer is read before the test hears of the request, so that a change
+                    // it makes then applies to the next request only.
                     let (status, retry_after) = current.lock().unwrap().clone();
+                    let _ = tx.send((Instant::now(), serde_json::from_slice(&body).unwrap_or(Value::Null)));
                     let mut headers = HeaderMap::new();
                     if let Some(r) = retry_after {
                         headers.insert("retry-after", r.parse().unwrap());
