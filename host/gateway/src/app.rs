@@ -193,6 +193,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         format!("{}{}", config.public_base_url(), config.api.events_base),
         Duration::from_millis(config.notifications.request_timeout_ms),
         config.notifications.sink_policy(),
+        config.notifications.retry_schedule(),
     );
     if let Some(relay) = &relay {
         notifier = notifier.with_own_relay(relay.sink_url_prefix());
@@ -229,6 +230,9 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     tokio::spawn(crate::bindings::restore(gateway.clone()));
 
     let mut router = crate::api::router(gateway.clone());
+    if let Some(admin) = crate::admin::router(gateway.clone()) {
+        router = router.merge(admin);
+    }
     if let Some(oauth) = oauth_server {
         router = router.merge(oauth.router());
     }

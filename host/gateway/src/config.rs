@@ -20,6 +20,8 @@ pub struct GatewayConfig {
     pub media: MediaConfig,
     pub registration: RegistrationPolicy,
     pub notifications: NotificationConfig,
+    /// The operator's API (dead letters); not served unless a token is set.
+    pub admin: AdminConfig,
     pub storage: StorageConfig,
     pub plugins: PluginsConfig,
     /// The built-in OAuth/OIDC provider (development and demos; on in the embedded defaults so a
@@ -40,6 +42,7 @@ impl Default for GatewayConfig {
             media: Default::default(),
             registration: Default::default(),
             notifications: Default::default(),
+            admin: Default::default(),
             storage: Default::default(),
             plugins: Default::default(),
             oauth_server: camara_oauth::OAuthConfig { enabled: true, ..Default::default() },
@@ -432,13 +435,23 @@ impl Default for RegistrationPolicy {
 pub struct NotificationConfig {
     /// Development only: accept `http://` sinks and loopback addresses.
     pub allow_http_loopback_sinks: bool,
-    /// Accept sinks in private, link-local and shared address ranges (inside the operator's
-    /// network). Off by default: a client-chosen sink must not reach internal services.
+    /// Accept sinks in private, link-local, unique-local and shared address ranges (inside the
+    /// operator's network), IPv4-embedding IPv6 forms included. Off by default: a client-chosen
+    /// sink must not reach internal services. The other special-purpose ranges are refused
+    /// whatever this says (`sink_policy::ranges`).
     pub allow_private_sinks: bool,
     pub request_timeout_ms: u64,
     /// `subscription-ended` with ACCESS_TOKEN_EXPIRED goes out this long before the sink
     /// credential expires, so that the sink still accepts it.
     pub credential_expiry_notice_seconds: u64,
+    /// The wait after a first failed delivery (or routing) attempt, doubled after each further
+    /// one, with jitter.
+    pub retry_first_delay_ms: u64,
+    /// The longest wait between two attempts; a sink's `Retry-After` on 429 or 503 may ask more.
+    pub retry_max_delay_ms: u64,
+    /// How long an event is tried before it moves to the dead letters (see `[admin]`). Webhook
+    /// receivers are down for hours at times: a day by default.
+    pub retry_horizon_seconds: u64,
 }
 
 impl NotificationConfig {
@@ -446,6 +459,15 @@ impl NotificationConfig {
         crate::sink_policy::SinkPolicy {
             allow_loopback: self.allow_http_loopback_sinks,
             allow_private: self.allow_private_sinks,
+            allow_reserved: false,
+        }
+    }
+
+    pub fn retry_schedule(&self) -> crate::schedule::RetrySchedule {
+        crate::schedule::RetrySchedule {
+            first_delay: std::time::Duration::from_millis(self.retry_first_delay_ms.max(1)),
+            max_delay: std::time::Duration::from_millis(self.retry_max_delay_ms.max(1)),
+            horizon: std::time::Duration::from_secs(self.retry_horizon_seconds),
         }
     }
 }
@@ -457,7 +479,27 @@ impl Default for NotificationConfig {
             allow_private_sinks: false,
             request_timeout_ms: 5000,
             credential_expiry_notice_seconds: 60,
+            retry_first_delay_ms: 1000,
+            retry_max_delay_ms: 600_000,
+            retry_horizon_seconds: 24 * 3600,
         }
+    }
+}
+
+/// `[admin]`: the operator's API under `/admin/` (dead letters: list, replay, purge).
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The bearer token an operator presents (`Authorization: Bearer ...`). Unset, the admin
+    /// API is not served at all: it is not protected by the CAMARA access tokens, whose
+    /// subscribers must never replay or purge each other's events. Best set from the environment
+    /// (`CAMARA_GW_ADMIN__BEARER_TOKEN`).
+    pub bearer_token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig").field("bearer_token", &self.bearer_token.as_ref().map(|_| "<set>")).finish()
     }
 }
 
@@ -470,6 +512,13 @@ pub struct PluginSlot {
     pub config: BTreeMap<String, String>,
     pub memory_limit_mib: Option<usize>,
     pub deadline_ms: Option<u64>,
+    /// Calls of this plugin that may run at once: its share of `[plugins.runtime]
+    /// max_concurrent_calls`, a third by default, so that a looping or flooded plugin cannot
+    /// take the instances of the others.
+    pub max_concurrent_calls: Option<u32>,
+    /// Calls that may wait (each at most one deadline) when the share is in use, as many as the
+    /// share by default; beyond them a request is answered 503 at once.
+    pub max_waiting_calls: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -487,7 +536,7 @@ pub struct PluginsConfig {
 pub struct PluginRuntimeSettings {
     /// Pooling allocator (fast instantiation); falls back to on-demand when refused.
     pub pooling: bool,
-    /// Plugin calls that may run at once.
+    /// Plugin calls that may run at once (the instance pool), shared by the three plugins.
     pub max_concurrent_calls: u32,
     /// Memory a pool slot keeps mapped between calls. Fast where the kernel has `pagemap_scan`
     /// (Linux 6.7+); set 0 on older kernels (see BENCHMARKS.md).

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use camara_plugin_host::PluginError;
+use camara_plugin_host::{PluginError, PluginFailureKind};
 
 /// An API error: HTTP status, CAMARA code and message (`ErrorInfo`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,11 +11,13 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: String,
     pub message: String,
+    /// Seconds for a `Retry-After` header (overload answers).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        ApiError { status, code: code.into(), message: message.into() }
+        ApiError { status, code: code.into(), message: message.into(), retry_after: None }
     }
 
     pub fn invalid_argument(message: impl Into<String>) -> Self {
@@ -60,7 +62,9 @@ impl ApiError {
     /// A status and code that came from a plugin's decision.
     pub fn from_plugin_decision(status: u16, code: String, message: String) -> Self {
         match StatusCode::from_u16(status) {
-            Ok(s) if s.is_client_error() || s.is_server_error() => ApiError { status: s, code, message },
+            Ok(s) if s.is_client_error() || s.is_server_error() => {
+                ApiError { status: s, code, message, retry_after: None }
+            }
             _ => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "INTERNAL",
@@ -70,12 +74,20 @@ impl ApiError {
     }
 }
 
-/// A failing plugin fails only the request that called it, with a body that names it.
+/// How long an overloaded plugin asks clients to wait: its calls last one deadline at most.
+const PLUGIN_OVERLOAD_RETRY_AFTER_SECONDS: u32 = 1;
+
+/// A failing plugin fails only the request that called it, with a body that names the plugin and
+/// the kind of failure; the details (backtrace, guest source paths) are in the log.
 impl From<PluginError> for ApiError {
     fn from(e: PluginError) -> Self {
-        match e {
-            PluginError::DeadlineExceeded { .. } => Self::new(StatusCode::GATEWAY_TIMEOUT, "TIMEOUT", e.to_string()),
-            _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()),
+        let message = e.public_message();
+        match e.kind() {
+            PluginFailureKind::Deadline => Self::new(StatusCode::GATEWAY_TIMEOUT, "TIMEOUT", message),
+            PluginFailureKind::Overload => {
+                ApiError { retry_after: Some(PLUGIN_OVERLOAD_RETRY_AFTER_SECONDS), ..Self::unavailable(message) }
+            }
+            _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", message),
         }
     }
 }
@@ -91,6 +103,10 @@ pub struct ErrorInfo {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorInfo { status: self.status.as_u16(), code: self.code, message: self.message };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

@@ -20,6 +20,14 @@ pub struct HttpClient {
     policy: SinkPolicy,
 }
 
+/// What the server answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    /// The `Retry-After` header, as sent.
+    pub retry_after: Option<String>,
+}
+
 /// How a request failed before an HTTP status came back.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
@@ -63,14 +71,14 @@ impl HttpClient {
         }
     }
 
-    /// POSTs `body` and returns the response status.
+    /// POSTs `body` and returns the response status and its `Retry-After`.
     pub async fn post(
         &self,
         url: &str,
         headers: &[(String, String)],
         body: String,
         timeout: Duration,
-    ) -> Result<u16, RequestError> {
+    ) -> Result<Answer, RequestError> {
         self.admit(url)?;
         let mut request = Request::post(url);
         for (name, value) in headers {
@@ -82,8 +90,10 @@ impl HttpClient {
             .map_err(|_| RequestError::Timeout)?
             .map_err(|e| RequestError::Connection(format!("{e:#}")))?;
         let status = response.status().as_u16();
+        let retry_after =
+            response.headers().get(hyper::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
         // Drain the body so the connection goes back to the pool.
         let _ = tokio::time::timeout(timeout, response.into_body().collect()).await;
-        Ok(status)
+        Ok(Answer { status, retry_after })
     }
 }

@@ -7,12 +7,14 @@
 //! notification routing are WebAssembly plugins (`camara-plugin-host`), nor the SIP protocol
 //! machinery (`camara-sip`).
 
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod bindings;
 pub mod calls;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod demo;
 pub mod device_pages;
 pub mod error;
@@ -21,6 +23,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod notify;
 pub mod plugins;
+pub mod schedule;
 pub mod sink_policy;
 pub mod store;
 pub mod validate;

@@ -1,22 +1,28 @@
 //! The Notification Service: builds CloudEvents, asks the routing plugin where they go, and
-//! POSTs them, one queue per subscription so that a subscription sees its events in order.
-//! Every delivery is written to the store's outbox before it is attempted and removed once it is
-//! delivered or given up, so a restarted gateway delivers what was pending.
+//! hands the deliveries to [`crate::delivery`].
+//!
+//! An event is written to the store's outbox before the routing plugin sees it, and replaced by
+//! its deliveries in one step once routed; a delivery stays there until it is delivered or moves
+//! to the dead letters. So a routing failure is retried like a delivery failure, on the same
+//! schedule, and a restarted gateway routes and delivers what was pending. An event whose
+//! routing failed and is retried may reach a subscription after later events.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use camara_plugin_host::routing::{self, DeliveryFailure, FailureKind, RetryDecision};
+use camara_plugin_host::routing;
+use camara_store::{NewEvent, NewNotification, PendingEvent, StoreError, Undelivered};
 use cloudevents::{EventBuilder, EventBuilderV10};
-use tokio::sync::mpsc;
+use serde::{Deserialize, Serialize};
 
-use crate::http_client::{HttpClient, RequestError};
+use crate::delivery::{Deliveries, Entry, sleep_until};
 use crate::plugins::Plugins;
+use crate::schedule::{Failure, RetrySchedule};
 use crate::sink_policy::SinkPolicy;
 use crate::store::Store;
 use crate::store::Subscription;
-use camara_store::NewNotification;
 
 pub const SESSION_STATUS: &str = "org.camaraproject.webrtc-events.v0.session-status";
 pub const SESSION_INVITATION: &str = "org.camaraproject.webrtc-events.v0.session-invitation";
@@ -54,32 +60,19 @@ impl GatewayEvent {
     }
 }
 
-/// One outbox entry on its way.
-struct Job {
-    id: u64,
-    subscription_id: String,
-    sink: String,
-    /// Every header, `authorization` included when the delivery goes to the subscription's own
-    /// sink.
-    headers: Vec<(String, String)>,
-    payload: String,
-    attempt: u32,
-    not_before: chrono::DateTime<chrono::Utc>,
+/// An event as it waits in the outbox for routing: what the routing plugin is given.
+#[derive(Serialize, Deserialize)]
+struct Unrouted {
+    event: routing::Event,
+    /// The subscriptions it may go to, as they were when it happened (a `subscription-ended`
+    /// outlives its subscription).
+    subscriptions: Vec<Subscription>,
 }
-
-/// Longer than the relay's wait for a device to reconnect plus its wait for the acknowledgement.
-const OWN_RELAY_TIMEOUT: Duration = Duration::from_secs(20);
 
 struct Inner {
     plugins: Arc<Plugins>,
-    store: Store,
-    client: HttpClient,
     source: String,
-    timeout: Duration,
-    /// The in-process Notification Relay's sinks: our own server, reached without the sink
-    /// policy, with time for the relay to wait for a device to reconnect and acknowledge.
-    own_relay: Option<(String, HttpClient)>,
-    queues: Mutex<HashMap<String, mpsc::UnboundedSender<Job>>>,
+    deliveries: Arc<Deliveries>,
 }
 
 #[derive(Clone)]
@@ -89,41 +82,32 @@ pub struct Notifier {
 
 impl Notifier {
     /// `source` is the CloudEvents `source` of every event (the events API root).
-    pub fn new(plugins: Arc<Plugins>, store: Store, source: String, timeout: Duration, policy: SinkPolicy) -> Self {
-        Notifier {
-            inner: Arc::new(Inner {
-                plugins,
-                store,
-                client: HttpClient::new(policy),
-                source,
-                timeout,
-                own_relay: None,
-                queues: Mutex::new(HashMap::new()),
-            }),
-        }
+    pub fn new(
+        plugins: Arc<Plugins>,
+        store: Store,
+        source: String,
+        timeout: Duration,
+        policy: SinkPolicy,
+        schedule: RetrySchedule,
+    ) -> Self {
+        let deliveries = Arc::new(Deliveries::new(store, timeout, policy, schedule));
+        Notifier { inner: Arc::new(Inner { plugins, source, deliveries }) }
     }
 
     /// Trusts sinks under `prefix` (the in-process relay's `.../sink/`), before any event is sent.
     pub fn with_own_relay(mut self, prefix: String) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.own_relay = Some((prefix, HttpClient::new(SinkPolicy::ANY)));
+        if let Some(deliveries) = Arc::get_mut(&mut self.inner).and_then(|i| Arc::get_mut(&mut i.deliveries)) {
+            deliveries.set_own_relay(prefix);
         }
         self
     }
 
     /// Whether `sink` is a channel of the in-process relay: its prefix and a channel id only.
     pub fn is_own_relay_sink(&self, sink: &str) -> bool {
-        Notifier::own_relay_channel(&self.inner.own_relay, sink)
+        self.inner.deliveries.is_own_relay_sink(sink)
     }
 
-    fn own_relay_channel(own_relay: &Option<(String, HttpClient)>, sink: &str) -> bool {
-        own_relay.as_ref().is_some_and(|(prefix, _)| {
-            sink.strip_prefix(prefix.as_str())
-                .is_some_and(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-        })
-    }
-
-    /// Routes `event` over `subscriptions` and queues what the routing plugin decides.
+    /// Puts `event` in the outbox, for `subscriptions`, and routes it.
     pub async fn publish(&self, event: GatewayEvent, subscriptions: &[Subscription]) {
         let cloudevent = match EventBuilderV10::new()
             .id(uuid::Uuid::new_v4().to_string())
@@ -139,32 +123,132 @@ impl Notifier {
                 return;
             }
         };
-        let routed = routing::Event {
-            event_type: event.event_type.to_string(),
-            cloudevent_json: serde_json::to_string(&cloudevent).unwrap_or_default(),
-            media_session_id: event.media_session_id,
-            registration_id: event.registration_id,
-            device_id: event.device_id,
-            phone_number: event.phone_number,
+        let unrouted = Unrouted {
+            event: routing::Event {
+                event_type: event.event_type.to_string(),
+                cloudevent_json: serde_json::to_string(&cloudevent).unwrap_or_default(),
+                media_session_id: event.media_session_id,
+                registration_id: event.registration_id,
+                device_id: event.device_id,
+                phone_number: event.phone_number,
+            },
+            subscriptions: subscriptions.to_vec(),
         };
-        let candidates: Vec<routing::Subscription> = subscriptions
-            .iter()
-            .map(|s| routing::Subscription {
-                id: s.id.clone(),
-                sink: s.sink.clone(),
-                types: s.types.clone(),
-                device_id: Some(s.device_id.clone()),
-                owner_phone_number: Some(s.owner_phone_number.clone()),
-                has_sink_credential: s.sink_credential.is_some(),
-            })
-            .collect();
-        let deliveries = match self.inner.plugins.routing.route(&routed, &candidates).await {
-            Ok(d) => d,
+        let payload = match serde_json::to_string(&unrouted) {
+            Ok(p) => p,
             Err(e) => {
-                tracing::error!("event {} not delivered: {e}", routed.event_type);
+                tracing::error!("cannot encode a {} event: {e}", event.event_type);
                 return;
             }
         };
+        let new = NewEvent { payload, not_before: chrono::Utc::now() };
+        match self.inner.deliveries.store.backend().enqueue_event(new.clone()) {
+            Ok(id) => self.inner.clone().route(new.pending(id)).await,
+            Err(e) => tracing::error!(event = event.event_type, "event not queued: {e}"),
+        }
+    }
+
+    /// Routes and delivers what a previous run left in the outbox, in its original order.
+    pub fn resume_pending(&self) {
+        let backend = self.inner.deliveries.store.backend();
+        match backend.pending_notifications(usize::MAX) {
+            Ok(pending) => {
+                if !pending.is_empty() {
+                    tracing::info!(count = pending.len(), "delivering events left pending by the previous run");
+                }
+                for n in pending {
+                    self.inner.deliveries.enqueue(n);
+                }
+            }
+            Err(e) => tracing::error!("pending events not read: {e}"),
+        }
+        match backend.pending_events(usize::MAX) {
+            Ok(pending) => {
+                if !pending.is_empty() {
+                    tracing::info!(count = pending.len(), "routing events left unrouted by the previous run");
+                }
+                for e in pending {
+                    tokio::spawn(self.inner.clone().route(e));
+                }
+            }
+            Err(e) => tracing::error!("unrouted events not read: {e}"),
+        }
+    }
+
+    /// Puts dead letter `id` back in the outbox, due now; its new outbox id, `None` if there is
+    /// no such dead letter.
+    pub fn replay(&self, id: u64) -> Result<Option<u64>, StoreError> {
+        let replayed = self.inner.deliveries.store.backend().replay_dead_letter(id, chrono::Utc::now())?;
+        Ok(replayed.map(|entry| {
+            let new_id = entry.id();
+            match entry {
+                Undelivered::Notification(n) => self.inner.deliveries.enqueue(n),
+                Undelivered::Event(e) => {
+                    tokio::spawn(self.inner.clone().route(e));
+                }
+            }
+            new_id
+        }))
+    }
+
+    /// Ends the queue of a subscription once what it holds is delivered.
+    pub fn close(&self, subscription_id: &str) {
+        self.inner.deliveries.close(subscription_id);
+    }
+}
+
+impl Inner {
+    /// Asks the routing plugin where `pending` goes, once it is due, and queues its deliveries;
+    /// a failed routing is retried on the delivery schedule. Boxed: a retry routes again.
+    fn route(self: Arc<Self>, pending: PendingEvent) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            sleep_until(pending.not_before).await;
+            let unrouted: Unrouted = match serde_json::from_str(&pending.payload) {
+                Ok(u) => u,
+                Err(e) => {
+                    let failure = Failure::Refused(format!("unreadable outbox event: {e}"));
+                    self.deliveries.after_failure(
+                        Entry::Event,
+                        pending.id,
+                        pending.attempt + 1,
+                        pending.first_due,
+                        &failure,
+                    );
+                    return;
+                }
+            };
+            let candidates: Vec<routing::Subscription> = unrouted
+                .subscriptions
+                .iter()
+                .map(|s| routing::Subscription {
+                    id: s.id.clone(),
+                    sink: s.sink.clone(),
+                    types: s.types.clone(),
+                    device_id: Some(s.device_id.clone()),
+                    owner_phone_number: Some(s.owner_phone_number.clone()),
+                    has_sink_credential: s.sink_credential.is_some(),
+                })
+                .collect();
+            match self.plugins.routing.route(&unrouted.event, &candidates).await {
+                Ok(deliveries) => self.queue_routed(pending.id, &unrouted.subscriptions, deliveries),
+                Err(e) => {
+                    let failure = Failure::Routing(e.public_message());
+                    let attempts = pending.attempt + 1;
+                    tracing::warn!(event = pending.id, attempts, "{failure}");
+                    if let Some(at) =
+                        self.deliveries.after_failure(Entry::Event, pending.id, attempts, pending.first_due, &failure)
+                    {
+                        let retry = PendingEvent { attempt: attempts, not_before: at, ..pending };
+                        tokio::spawn(self.clone().route(retry));
+                    }
+                }
+            }
+        })
+    }
+
+    /// Replaces event `id` in the outbox by what routing made of it, and queues that.
+    fn queue_routed(&self, id: u64, subscriptions: &[Subscription], deliveries: Vec<routing::Delivery>) {
+        let mut notifications = Vec::new();
         for delivery in deliveries {
             let Some(subscription) = subscriptions.iter().find(|s| s.id == delivery.subscription_id) else {
                 tracing::warn!(
@@ -194,139 +278,23 @@ impl Notifier {
             headers.extend(
                 delivery.headers.iter().filter(|p| !host_owned(&p.name)).map(|p| (p.name.clone(), p.value.clone())),
             );
-            let entry = NewNotification {
+            notifications.push(NewNotification {
                 subscription_id: subscription.id.clone(),
                 sink: delivery.sink,
                 headers,
                 payload: delivery.payload,
                 not_before: chrono::Utc::now(),
-            };
-            match self.inner.store.backend().enqueue_notification(entry.clone()) {
-                Ok(id) => self.enqueue(Job {
-                    id,
-                    subscription_id: entry.subscription_id,
-                    sink: entry.sink,
-                    headers: entry.headers,
-                    payload: entry.payload,
-                    attempt: 0,
-                    not_before: entry.not_before,
-                }),
-                Err(e) => tracing::error!(subscription = subscription.id, "event not queued: {e}"),
-            }
-        }
-    }
-
-    /// Queues what a previous run left undelivered, in its original order.
-    pub fn resume_pending(&self) {
-        match self.inner.store.backend().pending_notifications(usize::MAX) {
-            Ok(pending) => {
-                if !pending.is_empty() {
-                    tracing::info!(count = pending.len(), "delivering events left pending by the previous run");
-                }
-                for p in pending {
-                    self.enqueue(Job {
-                        id: p.id,
-                        subscription_id: p.subscription_id,
-                        sink: p.sink,
-                        headers: p.headers,
-                        payload: p.payload,
-                        attempt: p.attempt,
-                        not_before: p.not_before,
-                    });
-                }
-            }
-            Err(e) => tracing::error!("pending events not read: {e}"),
-        }
-    }
-
-    fn enqueue(&self, job: Job) {
-        let mut queues = self.inner.queues.lock().unwrap_or_else(|e| e.into_inner());
-        let sender = queues.entry(job.subscription_id.clone()).or_insert_with(|| {
-            let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
-            let inner = self.inner.clone();
-            tokio::spawn(async move {
-                while let Some(job) = rx.recv().await {
-                    inner.deliver(job).await;
-                }
             });
-            tx
-        });
-        let _ = sender.send(job);
-    }
-
-    /// Ends the queue of a subscription once what it holds is delivered.
-    pub fn close(&self, subscription_id: &str) {
-        self.inner.queues.lock().unwrap_or_else(|e| e.into_inner()).remove(subscription_id);
-    }
-}
-
-impl Inner {
-    async fn deliver(&self, job: Job) {
-        let d = &job;
-        let headers = &job.headers;
-        if let Ok(wait) = (job.not_before - chrono::Utc::now()).to_std() {
-            tokio::time::sleep(wait).await;
         }
-        let mut attempt = job.attempt + 1;
-        loop {
-            let (client, timeout) = match &self.own_relay {
-                Some((_, relay_client)) if Notifier::own_relay_channel(&self.own_relay, &d.sink) => {
-                    (relay_client, OWN_RELAY_TIMEOUT)
-                }
-                _ => (&self.client, self.timeout),
-            };
-            let (kind, status_code) = match client.post(&d.sink, headers, d.payload.clone(), timeout).await {
-                Ok(status) if (200..300).contains(&status) => {
-                    tracing::debug!(subscription = d.subscription_id, status, attempt, "event delivered");
-                    self.forget(job.id);
-                    return;
-                }
-                Ok(status) => (FailureKind::HttpStatus, Some(status)),
-                Err(RequestError::Timeout) => (FailureKind::Timeout, None),
-                Err(e @ (RequestError::Refused(_) | RequestError::Invalid(_))) => {
-                    tracing::warn!(subscription = d.subscription_id, sink = d.sink, "event dropped: {e}");
-                    self.forget(job.id);
-                    return;
-                }
-                Err(e) => {
-                    tracing::debug!(subscription = d.subscription_id, "delivery failed: {e}");
-                    (FailureKind::Connection, None)
-                }
-            };
-            let failure = DeliveryFailure {
-                subscription_id: d.subscription_id.clone(),
-                sink: d.sink.clone(),
-                attempt,
-                kind,
-                status_code,
-            };
-            match self.plugins.routing.on_delivery_failure(&failure).await {
-                Ok(RetryDecision::RetryAfterMs(ms)) => {
-                    let wait = Duration::from_millis(u64::from(ms));
-                    let not_before = chrono::Utc::now() + chrono::Duration::milliseconds(i64::from(ms));
-                    if let Err(e) = self.store.backend().reschedule_notification(job.id, attempt, not_before) {
-                        tracing::error!(subscription = d.subscription_id, "retry not recorded: {e}");
-                    }
-                    tokio::time::sleep(wait).await;
-                }
-                Ok(RetryDecision::GiveUp(reason)) => {
-                    tracing::warn!(subscription = d.subscription_id, sink = d.sink, attempt, "event dropped: {reason}");
-                    self.forget(job.id);
-                    return;
-                }
-                Err(e) => {
-                    tracing::error!(subscription = d.subscription_id, "event dropped: {e}");
-                    self.forget(job.id);
-                    return;
+        match self.deliveries.store.backend().route_event(id, notifications.clone()) {
+            Ok(ids) => {
+                for (id, n) in ids.into_iter().zip(notifications) {
+                    self.deliveries.enqueue(n.pending(id));
                 }
             }
-            attempt += 1;
-        }
-    }
-
-    fn forget(&self, id: u64) {
-        if let Err(e) = self.store.backend().remove_notification(id) {
-            tracing::error!(notification = id, "delivered event not removed from the outbox: {e}");
+            Err(StoreError::NotFound(_)) => tracing::debug!(event = id, "routed already"),
+            // The event stays in the outbox and is routed again on the next start.
+            Err(e) => tracing::error!(event = id, "routed event not queued: {e}"),
         }
     }
 }

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use camara_plugin_bundle::BundledPlugin;
 use camara_plugin_host::{
-    AuthorizationPlugin, MappingPlugin, PluginError, PluginLimits, PluginRuntime, PluginSpec, RoutingPlugin,
-    RuntimeConfig, WasmSource,
+    AuthorizationPlugin, MappingPlugin, PluginError, PluginKind, PluginLimits, PluginRuntime, PluginSpec,
+    RoutingPlugin, RuntimeConfig, WasmSource,
 };
 
 use crate::config::{PluginSlot, PluginsConfig};
@@ -16,11 +16,18 @@ pub struct Plugins {
     pub routing: RoutingPlugin,
 }
 
-fn spec(slot: &PluginSlot, bundled: BundledPlugin) -> PluginSpec {
+/// A plugin's share of the pool when its slot names none: an equal part.
+fn default_quota(pool: u32) -> u32 {
+    (pool / PluginKind::ALL.len() as u32).max(1)
+}
+
+fn spec(slot: &PluginSlot, bundled: BundledPlugin, pool: u32) -> PluginSpec {
     let defaults = PluginLimits::default();
     let limits = PluginLimits {
         memory_bytes: slot.memory_limit_mib.map(|m| m << 20).unwrap_or(defaults.memory_bytes),
         deadline: slot.deadline_ms.map(Duration::from_millis).unwrap_or(defaults.deadline),
+        max_concurrent_calls: Some(slot.max_concurrent_calls.unwrap_or(default_quota(pool))),
+        max_waiting_calls: slot.max_waiting_calls,
     };
     let (name, wasm) = match &slot.wasm {
         Some(path) => (
@@ -42,14 +49,24 @@ impl Plugins {
             keep_resident_bytes: settings.keep_resident_kib << 10,
             ..RuntimeConfig::default()
         })?;
+        let pool = settings.max_concurrent_calls;
+        let slots = [&config.authorization, &config.api_mapping, &config.notification_routing];
+        let shares: u32 = slots.iter().map(|s| s.max_concurrent_calls.unwrap_or(default_quota(pool))).sum();
+        if shares > pool {
+            tracing::warn!(
+                shares,
+                pool,
+                "the plugins' max_concurrent_calls add up to more than the pool: one may take another's instances"
+            );
+        }
         let authorization =
-            AuthorizationPlugin::load(&runtime, spec(&config.authorization, camara_plugin_bundle::AUTHORIZATION))
+            AuthorizationPlugin::load(&runtime, spec(&config.authorization, camara_plugin_bundle::AUTHORIZATION, pool))
                 .await?;
         let mapping =
-            MappingPlugin::load(&runtime, spec(&config.api_mapping, camara_plugin_bundle::API_MAPPING)).await?;
+            MappingPlugin::load(&runtime, spec(&config.api_mapping, camara_plugin_bundle::API_MAPPING, pool)).await?;
         let routing = RoutingPlugin::load(
             &runtime,
-            spec(&config.notification_routing, camara_plugin_bundle::NOTIFICATION_ROUTING),
+            spec(&config.notification_routing, camara_plugin_bundle::NOTIFICATION_ROUTING, pool),
         )
         .await?;
         tracing::info!(

@@ -11,8 +11,38 @@ pub enum PluginError {
     DeadlineExceeded { plugin: String, deadline: Duration },
     #[error("plugin {plugin}: exceeded its memory limit of {limit_bytes} bytes")]
     MemoryLimitExceeded { plugin: String, limit_bytes: usize },
+    /// The wasm backtrace, the guest's panic message and source position, and its stderr are in
+    /// `detail`: for the log, never for an API client ([`PluginError::public_message`]).
     #[error("plugin {plugin}: trapped: {detail}")]
     Trapped { plugin: String, detail: String },
+    /// The plugin's quota and wait queue are full, or every instance of the pool is in use:
+    /// the call was not started.
+    #[error("plugin {plugin}: overloaded: {detail}")]
+    Overloaded { plugin: String, detail: String },
+}
+
+/// What kind of failure a [`PluginError`] is, without its details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginFailureKind {
+    Load,
+    Config,
+    Deadline,
+    Memory,
+    Trap,
+    Overload,
+}
+
+impl PluginFailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginFailureKind::Load => "cannot load",
+            PluginFailureKind::Config => "configuration rejected",
+            PluginFailureKind::Deadline => "deadline exceeded",
+            PluginFailureKind::Memory => "memory limit exceeded",
+            PluginFailureKind::Trap => "trapped",
+            PluginFailureKind::Overload => "overloaded",
+        }
+    }
 }
 
 impl PluginError {
@@ -23,8 +53,26 @@ impl PluginError {
             | PluginError::InvalidConfig { plugin, .. }
             | PluginError::DeadlineExceeded { plugin, .. }
             | PluginError::MemoryLimitExceeded { plugin, .. }
-            | PluginError::Trapped { plugin, .. } => plugin,
+            | PluginError::Trapped { plugin, .. }
+            | PluginError::Overloaded { plugin, .. } => plugin,
         }
+    }
+
+    pub fn kind(&self) -> PluginFailureKind {
+        match self {
+            PluginError::Load { .. } => PluginFailureKind::Load,
+            PluginError::InvalidConfig { .. } => PluginFailureKind::Config,
+            PluginError::DeadlineExceeded { .. } => PluginFailureKind::Deadline,
+            PluginError::MemoryLimitExceeded { .. } => PluginFailureKind::Memory,
+            PluginError::Trapped { .. } => PluginFailureKind::Trap,
+            PluginError::Overloaded { .. } => PluginFailureKind::Overload,
+        }
+    }
+
+    /// The plugin and the kind of failure only: what may be shown outside the gateway. The
+    /// `Display` form, with backtraces and guest source paths, is for the log.
+    pub fn public_message(&self) -> String {
+        format!("plugin {}: {}", self.plugin(), self.kind().as_str())
     }
 }
 

@@ -4,7 +4,9 @@
 //! interruption, pooling allocator where the machine allows it), loading a component once and
 //! pre-instantiating it, and a fresh `Store` per call with that plugin's memory limit and deadline.
 //! A plugin that traps, overruns its deadline or its memory fails that call with a typed
-//! [`PluginError`] naming the plugin; nothing else is affected.
+//! [`PluginError`] naming the plugin; nothing else is affected. Each plugin has a quota of the
+//! instance pool and a bounded wait queue in front of it, so that one plugin cannot take the
+//! instances of another.
 //!
 //! Does not own what plugins decide, where their bytes come from (the default bundle, operator
 //! files) or how a failure is shown to an API client: that is the gateway's.
@@ -12,12 +14,13 @@
 //! One module per WIT world, each with its own `bindgen!`: [`authorization`], [`mapping`],
 //! [`routing`].
 
+mod admission;
 mod error;
 mod runtime;
 mod state;
 mod worlds;
 
-pub use error::PluginError;
+pub use error::{PluginError, PluginFailureKind};
 pub use runtime::{PluginKind, PluginLimits, PluginRuntime, PluginSpec, RuntimeConfig, WasmSource};
 pub use worlds::authorization::AuthorizationPlugin;
 pub use worlds::mapping::MappingPlugin;

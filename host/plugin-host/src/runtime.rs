@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 
+use crate::admission::Admission;
 use crate::error::{DeadlineMarker, PluginError};
 use crate::state::CallState;
 
@@ -60,13 +61,23 @@ pub struct PluginLimits {
     pub memory_bytes: usize,
     /// Wall-clock time a call may run.
     pub deadline: Duration,
+    /// Calls of this plugin that may run at once (its share of the pool); none: the pool's size.
+    pub max_concurrent_calls: Option<u32>,
+    /// Calls that may wait, each for at most one deadline, when the quota is in use; beyond
+    /// them a call is refused at once as overloaded. None: as many as the quota.
+    pub max_waiting_calls: Option<u32>,
 }
 
 impl Default for PluginLimits {
     fn default() -> Self {
         // Policy and mapping decisions take microseconds; these leave room for slow hosts
         // while keeping a runaway plugin from holding a request for long.
-        PluginLimits { memory_bytes: 16 << 20, deadline: Duration::from_millis(100) }
+        PluginLimits {
+            memory_bytes: 16 << 20,
+            deadline: Duration::from_millis(100),
+            max_concurrent_calls: None,
+            max_waiting_calls: None,
+        }
     }
 }
 
@@ -133,6 +144,8 @@ impl Default for RuntimeConfig {
 #[derive(Clone)]
 pub struct PluginRuntime {
     engine: Engine,
+    /// `RuntimeConfig::max_concurrent_calls`.
+    pool_size: u32,
     max_memory_bytes: usize,
     pooling: bool,
     _ticker: Arc<EpochTicker>,
@@ -180,6 +193,7 @@ impl PluginRuntime {
         };
         Ok(PluginRuntime {
             engine,
+            pool_size: config.max_concurrent_calls,
             max_memory_bytes: config.max_memory_bytes,
             pooling,
             _ticker: Arc::new(EpochTicker { stop, thread: Some(thread) }),
@@ -215,9 +229,12 @@ impl PluginRuntime {
             .instantiate_pre(&component)
             .and_then(W::pre)
             .map_err(|e| load_error(format!("does not implement world {}: {e:#}", W::KIND.world())))?;
+        let quota = spec.limits.max_concurrent_calls.unwrap_or(self.pool_size);
+        let admission = Admission::new(quota, spec.limits.max_waiting_calls.unwrap_or(quota), spec.limits.deadline);
         let plugin = LoadedPlugin {
             name,
             kind: W::KIND,
+            admission,
             runtime: self.clone(),
             pre,
             config: spec.config.clone().into(),
@@ -283,6 +300,7 @@ pub(crate) struct LoadedPlugin<W: World> {
     pre: W::Pre,
     config: Arc<[(String, String)]>,
     limits: PluginLimits,
+    admission: Admission,
 }
 
 impl<W: World> LoadedPlugin<W> {
@@ -290,8 +308,14 @@ impl<W: World> LoadedPlugin<W> {
         &self.name
     }
 
-    /// A fresh store and instance, with this plugin's memory limit and deadline armed.
+    /// A fresh store and instance, with this plugin's memory limit and deadline armed, once the
+    /// plugin's admission lets the call run.
     pub(crate) async fn start(&self) -> Result<Call<'_, W>, PluginError> {
+        let permit = self.admission.admit().await.map_err(|refusal| {
+            let failure = PluginError::Overloaded { plugin: self.name.to_string(), detail: refusal.to_string() };
+            tracing::warn!(plugin = %self.name, kind = self.kind.as_str(), "plugin call not started: {failure}");
+            failure
+        })?;
         let state = CallState::new(self.name.clone(), self.config.clone(), self.limits.memory_bytes);
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -304,14 +328,16 @@ impl<W: World> LoadedPlugin<W> {
             if started.elapsed() >= deadline { Err(DeadlineMarker.into()) } else { Ok(UpdateDeadline::Yield(1)) }
         });
         let instance = W::instantiate(&self.pre, &mut store).await.map_err(|e| self.failure(&store, e))?;
-        Ok(Call { plugin: self, store, instance })
+        Ok(Call { plugin: self, store, instance, _permit: permit })
     }
 
     /// What went wrong in a call, from wasmtime's error and what the store saw.
     fn failure(&self, store: &Store<CallState>, error: wasmtime::Error) -> PluginError {
         let plugin = self.name.to_string();
         let state = store.data();
-        let failure = if error.chain().any(|e| e.is::<DeadlineMarker>()) {
+        let failure = if error.chain().any(|e| e.is::<wasmtime::PoolConcurrencyLimitError>()) {
+            PluginError::Overloaded { plugin, detail: format!("{error:#}") }
+        } else if error.chain().any(|e| e.is::<DeadlineMarker>()) {
             PluginError::DeadlineExceeded { plugin, deadline: self.limits.deadline }
         } else if state.limiter.memory_exceeded {
             PluginError::MemoryLimitExceeded { plugin, limit_bytes: state.limiter.memory_limit }
@@ -320,7 +346,11 @@ impl<W: World> LoadedPlugin<W> {
             let detail = if stderr.is_empty() { format!("{error:#}") } else { format!("{error:#}; stderr: {stderr}") };
             PluginError::Trapped { plugin, detail }
         };
-        tracing::error!(plugin = %self.name, kind = self.kind.as_str(), "plugin call failed: {failure}");
+        if let PluginError::Overloaded { .. } = failure {
+            tracing::warn!(plugin = %self.name, kind = self.kind.as_str(), "plugin call not started: {failure}");
+        } else {
+            tracing::error!(plugin = %self.name, kind = self.kind.as_str(), "plugin call failed: {failure}");
+        }
         failure
     }
 }
@@ -330,6 +360,8 @@ pub(crate) struct Call<'p, W: World> {
     plugin: &'p LoadedPlugin<W>,
     pub store: Store<CallState>,
     pub instance: W::Instance,
+    /// The call's place in its plugin's quota, given back when the call ends.
+    _permit: tokio::sync::SemaphorePermit<'p>,
 }
 
 impl<W: World> Call<'_, W> {

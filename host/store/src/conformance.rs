@@ -10,8 +10,8 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use serde_json::json;
 
 use crate::{
-    Direction, MediaSession, NewNotification, Registration, SinkCredential, Store, StoreError, Subscription,
-    SubscriptionEnd,
+    Direction, MediaSession, NewEvent, NewNotification, Registration, SinkCredential, Store, StoreError, Subscription,
+    SubscriptionEnd, Undelivered,
 };
 
 /// A check of the suite: panics unless the fresh store it is given behaves.
@@ -29,6 +29,8 @@ pub const ALL: &[(&str, Check)] = &[
     ("session_update", session_update),
     ("session_update_is_atomic", session_update_is_atomic),
     ("outbox", outbox),
+    ("event_outbox", event_outbox),
+    ("dead_letters", dead_letters),
 ];
 
 /// A fixed instant with nanoseconds, `seconds` after 2030-01-01, so that a backend that rounds
@@ -96,6 +98,10 @@ pub fn notification(subscription_id: &str, payload: &str, not_before: i64) -> Ne
         payload: payload.into(),
         not_before: at(not_before),
     }
+}
+
+pub fn event(payload: &str, not_before: i64) -> NewEvent {
+    NewEvent { payload: payload.into(), not_before: at(not_before) }
 }
 
 fn ids<T>(items: &[T], id: impl Fn(&T) -> &str) -> Vec<&str> {
@@ -416,8 +422,8 @@ pub fn outbox(store: &dyn Store) {
     let n = &pending[0];
     let new = notification("sub-1", "one", 0);
     assert_eq!(
-        (n.id, &n.subscription_id, &n.sink, &n.headers, n.attempt, n.not_before),
-        (first, &new.subscription_id, &new.sink, &new.headers, 0, new.not_before)
+        (n.id, &n.subscription_id, &n.sink, &n.headers, n.attempt, n.not_before, n.first_due),
+        (first, &new.subscription_id, &new.sink, &new.headers, 0, new.not_before, new.not_before)
     );
     assert_eq!(ids(&store.pending_notifications(2).unwrap(), |n| &n.payload), ["one", "two"]);
     assert_eq!(store.pending_notifications(0).unwrap(), vec![]);
@@ -426,7 +432,7 @@ pub fn outbox(store: &dyn Store) {
     store.reschedule_notification(first, 1, at(60)).unwrap();
     let pending = store.pending_notifications(10).unwrap();
     assert_eq!(ids(&pending, |n| &n.payload), ["one", "two", "three"]);
-    assert_eq!((pending[0].attempt, pending[0].not_before), (1, at(60)));
+    assert_eq!((pending[0].attempt, pending[0].not_before, pending[0].first_due), (1, at(60), at(0)));
     assert_eq!((pending[1].attempt, pending[1].not_before), (0, at(0)));
     assert_not_found(store.reschedule_notification(third + 100, 1, at(1)));
 
@@ -440,6 +446,101 @@ pub fn outbox(store: &dyn Store) {
     let fourth = store.enqueue_notification(notification("sub-3", "four", 0)).unwrap();
     assert!(fourth > third, "id {fourth} after {third}");
     assert_eq!(ids(&store.pending_notifications(10).unwrap(), |n| &n.payload), ["two", "four"]);
+}
+
+/// Events wait for routing apart from notifications, and routing swaps one for the other at once.
+pub fn event_outbox(store: &dyn Store) {
+    assert_eq!(store.pending_events(10).unwrap(), vec![]);
+    let notification = store.enqueue_notification(notification("sub-1", "n", 0)).unwrap();
+    let first = store.enqueue_event(event("e1", 0)).unwrap();
+    let second = store.enqueue_event(event("e2", 5)).unwrap();
+    assert!(notification < first && first < second, "one id sequence: {notification} {first} {second}");
+    // Events are not notifications, and the other way round.
+    assert_eq!(ids(&store.pending_notifications(10).unwrap(), |n| &n.payload), ["n"]);
+    let pending = store.pending_events(10).unwrap();
+    assert_eq!(ids(&pending, |e| &e.payload), ["e1", "e2"]);
+    assert_eq!(
+        (pending[0].id, pending[0].attempt, pending[0].not_before, pending[0].first_due),
+        (first, 0, at(0), at(0))
+    );
+    assert_eq!(store.pending_events(1).unwrap().len(), 1);
+
+    store.reschedule_event(first, 2, at(30)).unwrap();
+    let e = &store.pending_events(10).unwrap()[0];
+    assert_eq!((e.id, e.attempt, e.not_before, e.first_due), (first, 2, at(30), at(0)));
+    assert_not_found(store.reschedule_event(notification, 1, at(1)));
+
+    // Routing replaces the event by its notifications, in the order given.
+    let routed =
+        store.route_event(first, vec![notification_to("sub-2", "r1"), notification_to("sub-3", "r2")]).unwrap();
+    assert_eq!(routed.len(), 2);
+    assert!(routed[0] > second && routed[1] > routed[0], "{routed:?}");
+    assert_eq!(ids(&store.pending_events(10).unwrap(), |e| &e.payload), ["e2"]);
+    assert_eq!(ids(&store.pending_notifications(10).unwrap(), |n| &n.payload), ["n", "r1", "r2"]);
+    // An event routed already is not routed twice.
+    assert_not_found(store.route_event(first, vec![notification_to("sub-2", "again")]));
+    assert_eq!(store.pending_notifications(10).unwrap().len(), 3);
+    // An event that goes nowhere is simply gone.
+    assert_eq!(store.route_event(second, vec![]).unwrap(), Vec::<u64>::new());
+    assert_eq!(store.pending_events(10).unwrap(), vec![]);
+}
+
+fn notification_to(subscription_id: &str, payload: &str) -> NewNotification {
+    notification(subscription_id, payload, 0)
+}
+
+/// Entries that gave up wait in the dead letters, with their last error, until replayed or purged.
+pub fn dead_letters(store: &dyn Store) {
+    assert_eq!(store.dead_letters(10).unwrap(), vec![]);
+    let kept = store.enqueue_notification(notification("sub-1", "kept", 0)).unwrap();
+    let failed = store.enqueue_notification(notification("sub-1", "failed", 0)).unwrap();
+    let unrouted = store.enqueue_event(event("unrouted", 0)).unwrap();
+    store.reschedule_notification(failed, 7, at(500)).unwrap();
+
+    let dead = store.dead_letter(failed, "sink answered 503", at(900)).unwrap();
+    assert_eq!((dead.id(), dead.last_error.as_str(), dead.dead_at), (failed, "sink answered 503", at(900)));
+    let Undelivered::Notification(n) = &dead.entry else { panic!("{dead:?}") };
+    assert_eq!(
+        (n.payload.as_str(), n.attempt, n.not_before, &n.headers),
+        ("failed", 7, at(500), &notification("s", "", 0).headers)
+    );
+    store.dead_letter(unrouted, "routing plugin trapped", at(901)).unwrap();
+    // Out of the outbox, into the dead letters, in id order.
+    assert_eq!(ids(&store.pending_notifications(10).unwrap(), |n| &n.payload), ["kept"]);
+    assert_eq!(store.pending_events(10).unwrap(), vec![]);
+    let letters = store.dead_letters(10).unwrap();
+    assert_eq!(letters.iter().map(|d| d.id()).collect::<Vec<_>>(), [failed, unrouted]);
+    assert_eq!(letters[0], dead);
+    assert!(matches!(&letters[1].entry, Undelivered::Event(e) if e.payload == "unrouted"), "{letters:?}");
+    assert_eq!(store.dead_letters(1).unwrap().len(), 1);
+    assert_not_found(store.dead_letter(failed, "twice", at(902)));
+    assert_not_found(store.dead_letter(kept + 1000, "nothing", at(902)));
+
+    // A replay puts the entry back as new: a new id, no attempts, due when asked.
+    let replayed = store.replay_dead_letter(failed, at(1000)).unwrap().unwrap();
+    let Undelivered::Notification(again) = &replayed else { panic!("{replayed:?}") };
+    assert!(again.id > unrouted, "new id {} after {unrouted}", again.id);
+    assert_eq!(
+        (again.attempt, again.not_before, again.first_due, again.payload.as_str()),
+        (0, at(1000), at(1000), "failed")
+    );
+    assert_eq!((&again.subscription_id, &again.sink, &again.headers), (&n.subscription_id, &n.sink, &n.headers));
+    let pending = store.pending_notifications(10).unwrap();
+    assert_eq!((ids(&pending, |n| &n.payload), pending.last()), (vec!["kept", "failed"], Some(again)));
+    assert_eq!(store.replay_dead_letter(failed, at(1000)).unwrap(), None);
+    let Some(Undelivered::Event(event_again)) = store.replay_dead_letter(unrouted, at(1001)).unwrap() else {
+        panic!("the event comes back as an event")
+    };
+    assert_eq!(ids(&store.pending_events(10).unwrap(), |e| &e.payload), ["unrouted"]);
+    assert_eq!((event_again.attempt, event_again.first_due), (0, at(1001)));
+    assert_eq!(store.dead_letters(10).unwrap(), vec![]);
+
+    // Purged for good.
+    store.dead_letter(kept, "sink answered 404", at(1100)).unwrap();
+    assert_eq!(store.remove_dead_letter(kept).unwrap().map(|d| d.last_error), Some("sink answered 404".into()));
+    assert_eq!(store.remove_dead_letter(kept).unwrap(), None);
+    assert_eq!(store.dead_letters(10).unwrap(), vec![]);
+    assert_eq!(store.replay_dead_letter(kept, at(0)).unwrap(), None);
 }
 
 /// The ids handed out by [`fill`], for [`check_filled`].
@@ -474,7 +575,11 @@ pub fn fill(store: &dyn Store) -> Filled {
     let gone = store.enqueue_notification(notification("sub-1", "gone", 0)).unwrap();
     store.reschedule_notification(one, 3, at(90)).unwrap();
     store.remove_notification(gone).unwrap();
-    Filled { notification_ids: vec![one, two, gone] }
+    let event = store.enqueue_event(event("unrouted", 0)).unwrap();
+    store.reschedule_event(event, 2, at(40)).unwrap();
+    let dead = store.enqueue_notification(notification("sub-1", "dead", 0)).unwrap();
+    store.dead_letter(dead, "sink answered 410", at(95)).unwrap();
+    Filled { notification_ids: vec![one, two, gone, event, dead] }
 }
 
 /// Checks that `store` holds exactly what [`fill`] wrote, indexes included, and that it still
@@ -503,7 +608,17 @@ pub fn check_filled(store: &dyn Store, filled: &Filled) {
     let pending = store.pending_notifications(10).unwrap();
     assert_eq!(ids(&pending, |n| &n.payload), ["one", "two"]);
     assert_eq!(pending.iter().map(|n| n.id).collect::<Vec<_>>(), filled.notification_ids[..2]);
-    assert_eq!((pending[0].attempt, pending[0].not_before), (3, at(90)));
+    assert_eq!((pending[0].attempt, pending[0].not_before, pending[0].first_due), (3, at(90), at(0)));
+    let events = store.pending_events(10).unwrap();
+    assert_eq!(
+        events.iter().map(|e| (e.id, e.payload.as_str(), e.attempt, e.not_before)).collect::<Vec<_>>(),
+        [(filled.notification_ids[3], "unrouted", 2, at(40))]
+    );
+    let dead = store.dead_letters(10).unwrap();
+    assert_eq!(
+        dead.iter().map(|d| (d.id(), d.last_error.as_str(), d.dead_at)).collect::<Vec<_>>(),
+        [(filled.notification_ids[4], "sink answered 410", at(95))]
+    );
 
     let next = store.enqueue_notification(notification("sub-1", "next", 0)).unwrap();
     assert!(filled.notification_ids.iter().all(|&id| next > id), "id {next} reused or out of order");

@@ -1,8 +1,8 @@
 //! Durable state of the CAMARA WebRTC gateway, behind the [`Store`] trait.
 //!
 //! This crate owns the API-visible state that must outlive the process: registrations,
-//! event subscriptions, the API-visible part of media sessions, and the outbox of notifications
-//! not yet delivered to their sinks. A gateway killed with `kill -9` reopens its store and finds
+//! event subscriptions, the API-visible part of media sessions, the outbox of events not yet
+//! routed and notifications not yet delivered to their sinks, and the dead letters of both. A gateway killed with `kill -9` reopens its store and finds
 //! every committed write; the expiry queries let it re-arm its timers (registration,
 //! subscription and sink-credential expiry) without keeping them anywhere else.
 //!
@@ -23,6 +23,7 @@
 //! operation and no method hands out locks or transactions.
 
 mod memory;
+mod outbox;
 mod redb_store;
 
 #[cfg(any(test, feature = "conformance"))]
@@ -32,6 +33,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use memory::MemoryStore;
+pub use outbox::{DeadLetter, NewEvent, NewNotification, PendingEvent, PendingNotification, Undelivered};
 pub use redb_store::RedbStore;
 
 /// A registration of a device (`RegSessionResponse`), unique per phone number and device.
@@ -132,31 +134,6 @@ pub struct MediaSession {
     /// Set by `DELETE`: the SIP method that ends the call (BYE or CANCEL).
     pub local_hangup: Option<String>,
     pub created_at: DateTime<Utc>,
-}
-
-/// A notification to put in the outbox.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewNotification {
-    pub subscription_id: String,
-    pub sink: String,
-    pub headers: Vec<(String, String)>,
-    pub payload: String,
-    /// Not to be sent before this time (usually now).
-    pub not_before: DateTime<Utc>,
-}
-
-/// A notification in the outbox, not yet delivered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PendingNotification {
-    /// Assigned by the store, increasing in enqueue order and never reused.
-    pub id: u64,
-    pub subscription_id: String,
-    pub sink: String,
-    pub headers: Vec<(String, String)>,
-    pub payload: String,
-    /// Delivery attempts made so far (0 when enqueued).
-    pub attempt: u32,
-    pub not_before: DateTime<Utc>,
 }
 
 /// Why a store operation failed.
@@ -271,8 +248,41 @@ pub trait Store: Send + Sync {
     /// Records a failed attempt: sets `attempt` and `not_before`; `NotFound` if it is gone.
     fn reschedule_notification(&self, id: u64, attempt: u32, not_before: DateTime<Utc>) -> Result<()>;
 
-    /// Removes a notification (delivered or given up) and returns it, `None` if there was none.
+    /// Removes a notification (delivered) and returns it, `None` if there was none.
     fn remove_notification(&self, id: u64) -> Result<Option<PendingNotification>>;
+
+    // --- events before routing ---------------------------------------------------------------
+
+    /// Puts an event in the outbox with `attempt` 0 and returns its id (from the notifications'
+    /// sequence).
+    fn enqueue_event(&self, event: NewEvent) -> Result<u64>;
+
+    /// Up to `limit` events not yet routed, in id order.
+    fn pending_events(&self, limit: usize) -> Result<Vec<PendingEvent>>;
+
+    /// Records a failed routing attempt; `NotFound` if the event is gone.
+    fn reschedule_event(&self, id: u64, attempt: u32, not_before: DateTime<Utc>) -> Result<()>;
+
+    /// Replaces a routed event by its notifications, atomically, and returns their ids in the
+    /// order given. `NotFound` (and nothing enqueued) if the event is gone: it was routed already.
+    fn route_event(&self, id: u64, notifications: Vec<NewNotification>) -> Result<Vec<u64>>;
+
+    // --- dead letters ------------------------------------------------------------------------
+
+    /// Moves the outbox entry `id` (notification or event) to the dead letters, atomically, and
+    /// returns the dead letter; `NotFound` if the outbox has no such entry.
+    fn dead_letter(&self, id: u64, last_error: &str, at: DateTime<Utc>) -> Result<DeadLetter>;
+
+    /// Up to `limit` dead letters in id order.
+    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>>;
+
+    /// Puts a dead letter's entry back in the outbox, atomically: a new id, `attempt` 0,
+    /// `not_before` and `first_due` set to `not_before`. Returns the new entry, `None` if there
+    /// was no such dead letter.
+    fn replay_dead_letter(&self, id: u64, not_before: DateTime<Utc>) -> Result<Option<Undelivered>>;
+
+    /// Removes a dead letter for good and returns it, `None` if there was none.
+    fn remove_dead_letter(&self, id: u64) -> Result<Option<DeadLetter>>;
 }
 
 /// Orders subscriptions as [`Store::subscriptions_of`] promises.

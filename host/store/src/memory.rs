@@ -6,9 +6,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 
+use crate::outbox::Requeued;
 use crate::{
-    ExpiringSubscription, MediaSession, NewNotification, PendingNotification, Registration, Result, Store, StoreError,
-    Subscription,
+    DeadLetter, ExpiringSubscription, MediaSession, NewEvent, NewNotification, PendingEvent, PendingNotification,
+    Registration, Result, Store, StoreError, Subscription, Undelivered,
 };
 
 /// Everything in maps behind one lock, which makes every method atomic. Queries scan: fine for
@@ -26,8 +27,29 @@ struct Tables {
     session_by_call_id: HashMap<String, String>,
     /// Ordered by id, which is the delivery order.
     notifications: BTreeMap<u64, PendingNotification>,
-    /// The last id handed out; ids are never reused.
+    events: BTreeMap<u64, PendingEvent>,
+    dead_letters: BTreeMap<u64, DeadLetter>,
+    /// The last id handed out to a notification or an event; ids are never reused.
     last_notification_id: u64,
+}
+
+impl Tables {
+    fn next_id(&mut self) -> u64 {
+        self.last_notification_id += 1;
+        self.last_notification_id
+    }
+
+    fn push_notification(&mut self, n: NewNotification) -> u64 {
+        let id = self.next_id();
+        self.notifications.insert(id, n.pending(id));
+        id
+    }
+
+    fn push_event(&mut self, e: NewEvent) -> u64 {
+        let id = self.next_id();
+        self.events.insert(id, e.pending(id));
+        id
+    }
 }
 
 impl MemoryStore {
@@ -201,20 +223,7 @@ impl Store for MemoryStore {
     }
 
     fn enqueue_notification(&self, n: NewNotification) -> Result<u64> {
-        let mut t = self.tables();
-        t.last_notification_id += 1;
-        let id = t.last_notification_id;
-        let pending = PendingNotification {
-            id,
-            subscription_id: n.subscription_id,
-            sink: n.sink,
-            headers: n.headers,
-            payload: n.payload,
-            attempt: 0,
-            not_before: n.not_before,
-        };
-        t.notifications.insert(id, pending);
-        Ok(id)
+        Ok(self.tables().push_notification(n))
     }
 
     fn pending_notifications(&self, limit: usize) -> Result<Vec<PendingNotification>> {
@@ -231,5 +240,62 @@ impl Store for MemoryStore {
 
     fn remove_notification(&self, id: u64) -> Result<Option<PendingNotification>> {
         Ok(self.tables().notifications.remove(&id))
+    }
+
+    fn enqueue_event(&self, e: NewEvent) -> Result<u64> {
+        Ok(self.tables().push_event(e))
+    }
+
+    fn pending_events(&self, limit: usize) -> Result<Vec<PendingEvent>> {
+        Ok(self.tables().events.values().take(limit).cloned().collect())
+    }
+
+    fn reschedule_event(&self, id: u64, attempt: u32, not_before: DateTime<Utc>) -> Result<()> {
+        let mut t = self.tables();
+        let e = t.events.get_mut(&id).ok_or_else(|| StoreError::NotFound(format!("event {id}")))?;
+        e.attempt = attempt;
+        e.not_before = not_before;
+        Ok(())
+    }
+
+    fn route_event(&self, id: u64, notifications: Vec<NewNotification>) -> Result<Vec<u64>> {
+        let mut t = self.tables();
+        t.events.remove(&id).ok_or_else(|| StoreError::NotFound(format!("event {id}")))?;
+        Ok(notifications.into_iter().map(|n| t.push_notification(n)).collect())
+    }
+
+    fn dead_letter(&self, id: u64, last_error: &str, at: DateTime<Utc>) -> Result<DeadLetter> {
+        let mut t = self.tables();
+        let entry = match (t.notifications.remove(&id), t.events.remove(&id)) {
+            (Some(n), _) => Undelivered::Notification(n),
+            (None, Some(e)) => Undelivered::Event(e),
+            (None, None) => return Err(StoreError::NotFound(format!("outbox entry {id}"))),
+        };
+        let dead = DeadLetter { entry, last_error: last_error.to_owned(), dead_at: at };
+        t.dead_letters.insert(id, dead.clone());
+        Ok(dead)
+    }
+
+    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        Ok(self.tables().dead_letters.values().take(limit).cloned().collect())
+    }
+
+    fn replay_dead_letter(&self, id: u64, not_before: DateTime<Utc>) -> Result<Option<Undelivered>> {
+        let mut t = self.tables();
+        let Some(dead) = t.dead_letters.remove(&id) else { return Ok(None) };
+        Ok(Some(match dead.entry.requeued(not_before) {
+            Requeued::Notification(n) => {
+                let id = t.push_notification(n);
+                Undelivered::Notification(t.notifications[&id].clone())
+            }
+            Requeued::Event(e) => {
+                let id = t.push_event(e);
+                Undelivered::Event(t.events[&id].clone())
+            }
+        }))
+    }
+
+    fn remove_dead_letter(&self, id: u64) -> Result<Option<DeadLetter>> {
+        Ok(self.tables().dead_letters.remove(&id))
     }
 }

@@ -13,8 +13,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    ExpiringSubscription, MediaSession, NewNotification, PendingNotification, Registration, Result, Store, StoreError,
-    Subscription,
+    DeadLetter, ExpiringSubscription, MediaSession, NewEvent, NewNotification, PendingEvent, PendingNotification,
+    Registration, Result, Store, StoreError, Subscription, Undelivered,
 };
 
 /// Records by id, as JSON.
@@ -37,17 +37,14 @@ const SESSIONS: Records = TableDefinition::new("sessions");
 /// SIP Call-ID -> session id, for the sessions that have one.
 const SESSION_BY_CALL_ID: TableDefinition<&str, &str> = TableDefinition::new("session_by_call_id");
 
-/// Notifications by id: iteration order is delivery order.
-const NOTIFICATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("notifications");
+mod outbox;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-/// The layout of the tables above; bumped (with a migration) when it changes.
+/// The layout of the tables above and in `outbox`; bumped (with a migration) when it changes.
+/// Tables added since (events, dead letters), and fields added with a default, are read by
+/// older builds as they were: no bump.
 const SCHEMA_VERSION_KEY: &str = "schema_version";
 const SCHEMA_VERSION: u64 = 1;
-/// The last notification id handed out. Kept apart from the table's last key so that ids are
-/// never reused, even once the newest notification was delivered and removed: a stale id held
-/// by a deliverer must never name another notification.
-const LAST_NOTIFICATION_ID_KEY: &str = "last_notification_id";
 
 /// redb keeps a page cache that grows up to this size; its 1 GiB default is far more than the
 /// state of a gateway.
@@ -80,7 +77,7 @@ impl RedbStore {
             txn.open_table(SUBSCRIPTION_EXPIRY)?;
             txn.open_table(SESSIONS)?;
             txn.open_table(SESSION_BY_CALL_ID)?;
-            txn.open_table(NOTIFICATIONS)?;
+            outbox::create_tables(txn)?;
             let mut meta = txn.open_table(META)?;
             let version = meta.get(SCHEMA_VERSION_KEY)?.map(|v| v.value());
             match version {
@@ -423,55 +420,51 @@ impl Store for RedbStore {
     }
 
     fn enqueue_notification(&self, n: NewNotification) -> Result<u64> {
-        self.write(|txn| {
-            let mut meta = txn.open_table(META)?;
-            let id = meta.get(LAST_NOTIFICATION_ID_KEY)?.map_or(0, |v| v.value()) + 1;
-            meta.insert(LAST_NOTIFICATION_ID_KEY, id)?;
-            let pending = PendingNotification {
-                id,
-                subscription_id: n.subscription_id,
-                sink: n.sink,
-                headers: n.headers,
-                payload: n.payload,
-                attempt: 0,
-                not_before: n.not_before,
-            };
-            txn.open_table(NOTIFICATIONS)?.insert(id, encode(&pending)?.as_slice())?;
-            Ok(id)
-        })
+        self.outbox_enqueue_notification(n)
     }
 
     fn pending_notifications(&self, limit: usize) -> Result<Vec<PendingNotification>> {
-        self.read(|txn| {
-            let mut found = Vec::new();
-            for entry in txn.open_table(NOTIFICATIONS)?.iter()?.take(limit) {
-                let (id, bytes) = entry?;
-                found.push(decode("notification", id.value(), bytes.value())?);
-            }
-            Ok(found)
-        })
+        self.outbox_pending_notifications(limit)
     }
 
     fn reschedule_notification(&self, id: u64, attempt: u32, not_before: DateTime<Utc>) -> Result<()> {
-        self.write(|txn| {
-            let mut table = txn.open_table(NOTIFICATIONS)?;
-            let mut n: PendingNotification = match table.get(id)? {
-                Some(bytes) => decode("notification", id, bytes.value())?,
-                None => return Err(StoreError::NotFound(format!("notification {id}"))),
-            };
-            n.attempt = attempt;
-            n.not_before = not_before;
-            table.insert(id, encode(&n)?.as_slice())?;
-            Ok(())
-        })
+        self.outbox_reschedule_notification(id, attempt, not_before)
     }
 
     fn remove_notification(&self, id: u64) -> Result<Option<PendingNotification>> {
-        self.write(|txn| {
-            let mut table = txn.open_table(NOTIFICATIONS)?;
-            let removed = table.remove(id)?;
-            removed.map(|bytes| decode("notification", id, bytes.value())).transpose()
-        })
+        self.outbox_remove_notification(id)
+    }
+
+    fn enqueue_event(&self, event: NewEvent) -> Result<u64> {
+        self.outbox_enqueue_event(event)
+    }
+
+    fn pending_events(&self, limit: usize) -> Result<Vec<PendingEvent>> {
+        self.outbox_pending_events(limit)
+    }
+
+    fn reschedule_event(&self, id: u64, attempt: u32, not_before: DateTime<Utc>) -> Result<()> {
+        self.outbox_reschedule_event(id, attempt, not_before)
+    }
+
+    fn route_event(&self, id: u64, notifications: Vec<NewNotification>) -> Result<Vec<u64>> {
+        self.outbox_route_event(id, notifications)
+    }
+
+    fn dead_letter(&self, id: u64, last_error: &str, at: DateTime<Utc>) -> Result<DeadLetter> {
+        self.outbox_dead_letter(id, last_error, at)
+    }
+
+    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        self.outbox_dead_letters(limit)
+    }
+
+    fn replay_dead_letter(&self, id: u64, not_before: DateTime<Utc>) -> Result<Option<Undelivered>> {
+        self.outbox_replay_dead_letter(id, not_before)
+    }
+
+    fn remove_dead_letter(&self, id: u64) -> Result<Option<DeadLetter>> {
+        self.outbox_remove_dead_letter(id)
     }
 }
 

@@ -79,6 +79,8 @@ both_backends!([
     session_update,
     session_update_is_atomic,
     outbox,
+    event_outbox,
+    dead_letters,
 ]);
 
 #[test]

@@ -45,8 +45,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .with_state(gw)
 }
 
-/// Validates `x-correlator` and echoes it on the response.
-async fn correlator(request: Request, next: Next) -> Response {
+/// Validates `x-correlator` and echoes it on the response (the admin API's too).
+pub(crate) async fn correlator(request: Request, next: Next) -> Response {
     let value = request.headers().get("x-correlator").cloned();
     if let Some(v) = &value
         && !v.to_str().is_ok_and(validate::correlator_is_valid)
