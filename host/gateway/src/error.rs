@@ -90,7 +90,31 @@ pub struct ErrorInfo {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorInfo { status: self.status.as_u16(), code: self.code, message: self.message };
+        let body = ErrorInfo { status: self.status.as_u16(), code: self.code, message: within_limit(self.message) };
         (self.status, Json(body)).into_response()
+    }
+}
+
+/// `ErrorInfo.message` has `maxLength: 512` in the CAMARA files.
+pub const MAX_MESSAGE_CHARS: usize = 512;
+
+/// The message cut to [`MAX_MESSAGE_CHARS`], whatever produced it (a plugin's message too).
+fn within_limit(mut message: String) -> String {
+    if let Some((end, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        let keep = message[..end].char_indices().nth(MAX_MESSAGE_CHARS - 1).map_or(end, |(i, _)| i);
+        message.truncate(keep);
+        message.push('…');
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_message_never_exceeds_the_limit() {
+        let cut = super::within_limit("é".repeat(10_000));
+        assert_eq!(cut.chars().count(), super::MAX_MESSAGE_CHARS);
+        assert_eq!(super::within_limit("short".into()), "short");
+        assert_eq!(super::within_limit("a".repeat(512)).len(), 512);
     }
 }

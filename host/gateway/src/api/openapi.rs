@@ -2,11 +2,11 @@
 //! [`PATH`] with the configured base paths.
 
 use axum::Json;
+use serde_json::{Value, json};
 use utoipa::OpenApi;
-use utoipa::openapi::security::{OpenIdConnect, SecurityScheme};
 
 use super::GatewayState;
-use crate::config::ApiConfig;
+use crate::config::{ApiConfig, GatewayConfig};
 
 pub const PATH: &str = "/openapi.json";
 
@@ -33,21 +33,9 @@ pub const PATH: &str = "/openapi.json";
         super::events::remove,
     ),
     components(schemas(crate::error::ErrorInfo)),
-    modifiers(&OpenIdScheme, &OptionalBodies)
+    modifiers(&OptionalBodies)
 )]
 struct ApiDoc;
-
-struct OpenIdScheme;
-
-impl utoipa::Modify for OpenIdScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "openId",
-            SecurityScheme::OpenIdConnect(OpenIdConnect::new("/.well-known/openid-configuration")),
-        );
-    }
-}
 
 /// The request bodies the CAMARA files do not mark `required` and the gateway serves without
 /// (utoipa marks every typed body required).
@@ -67,8 +55,57 @@ impl utoipa::Modify for OptionalBodies {
     }
 }
 
-/// The document with the paths under the configured base paths.
-pub fn document(api: &ApiConfig) -> utoipa::openapi::OpenApi {
+/// The document as this configuration serves it: the paths under the configured base paths,
+/// the discovery URL of the configured issuer, the constraints that depend on the configuration.
+pub fn document(config: &GatewayConfig) -> Value {
+    let mut doc = serde_json::to_value(rebased(&config.api)).expect("the document serializes");
+    doc["components"]["securitySchemes"]["openId"] = security_scheme(config);
+    let list = format!(
+        "/paths/{}/get/responses/200/content/application~1json/schema",
+        pointer_key(&format!("{}/sessions", config.api.registration_base))
+    );
+    // The CAMARA file caps the list of a device's registrations at 10 (utoipa cannot say it).
+    if let Some(schema) = doc.pointer_mut(&list) {
+        schema["maxItems"] = 10.into();
+    }
+    // Never the same type twice (utoipa cannot say `uniqueItems` either).
+    for schema in ["SubscriptionRequest", "Subscription"] {
+        doc["components"]["schemas"][schema]["properties"]["types"]["uniqueItems"] = true.into();
+    }
+    if !config.api.multi_event_subscriptions {
+        doc["components"]["schemas"]["Subscription"]["properties"]["types"]["maxItems"] = 1.into();
+        doc["components"]["schemas"]["SubscriptionRequest"]["properties"]["types"]["description"] =
+            "Several types are answered 422 MULTIEVENT_SUBSCRIPTION_NOT_SUPPORTED.".into();
+    }
+    doc
+}
+
+/// A path as a JSON pointer segment (RFC 6901).
+fn pointer_key(path: &str) -> String {
+    path.replace('~', "~0").replace('/', "~1")
+}
+
+/// Where clients discover how to get tokens: the configured issuer's OpenID discovery document
+/// (`[auth] issuer`, else the built-in provider when it is on, else the first of `[auth]
+/// issuers`). With no issuer configured there is no discovery URL to give, and the scheme is
+/// plain bearer.
+fn security_scheme(config: &GatewayConfig) -> Value {
+    let issuer = config
+        .auth
+        .issuer
+        .as_ref()
+        .or(config.oauth_server.enabled.then_some(&config.oauth_server.issuer))
+        .or(config.auth.issuers.first());
+    match issuer {
+        Some(issuer) => json!({
+            "type": "openIdConnect",
+            "openIdConnectUrl": format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/')),
+        }),
+        None => json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}),
+    }
+}
+
+fn rebased(api: &ApiConfig) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     let defaults = ApiConfig::default();
     let rebase = [
@@ -90,8 +127,8 @@ pub fn document(api: &ApiConfig) -> utoipa::openapi::OpenApi {
     doc
 }
 
-pub(super) async fn serve(gw: GatewayState) -> Json<utoipa::openapi::OpenApi> {
-    Json(document(&gw.config.api))
+pub(super) async fn serve(gw: GatewayState) -> Json<Value> {
+    Json(document(&gw.config))
 }
 
 #[cfg(test)]
@@ -101,7 +138,7 @@ mod tests {
     /// The document states the patterns the gateway enforces.
     #[test]
     fn the_documented_patterns_are_the_enforced_ones() {
-        let doc = serde_json::to_value(document(&ApiConfig::default())).unwrap();
+        let doc = document(&GatewayConfig::default());
         assert_eq!(doc["components"]["schemas"]["Address"]["pattern"], crate::validate::ADDRESS_PATTERN);
         let create = &doc["paths"]["/webrtc-call-handling/v0.3/sessions"]["post"];
         let correlator = create["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "x-correlator").unwrap();
