@@ -83,8 +83,12 @@ impl From<PluginError> for ApiError {
 /// The CAMARA `ErrorInfo` body.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ErrorInfo {
+    #[schema(minimum = 100, maximum = 599)]
     pub status: u16,
+    #[schema(max_length = 96)]
     pub code: String,
+    /// At most [`MAX_MESSAGE_CHARS`].
+    #[schema(max_length = 512)]
     pub message: String,
 }
 

@@ -25,6 +25,9 @@ use crate::validate;
 
 const API: &str = "webrtc-events";
 
+/// The most subscriptions a list answer holds (`maxItems` of the CAMARA file).
+pub const MAX_LISTED_SUBSCRIPTIONS: usize = 100;
+
 pub fn routes() -> Router<Arc<Gateway>> {
     let missing = missing_id("subscriptionId");
     Router::new()
@@ -134,7 +137,10 @@ fn check_credential(c: &SinkCredential) -> Result<StoredCredential, ApiError> {
 pub(super) async fn list(gw: GatewayState, auth: Authenticated) -> Result<impl IntoResponse, ApiError> {
     let op = OperationContext::new(API, "retrieveNotificationChannelSubscriptionList", "GET");
     let caller = authorize(&gw, auth, op).await?;
-    let found: Vec<_> = gw.store.subscriptions_of(&caller.phone_number)?.iter().map(response).collect();
+    // The CAMARA file caps the list (`maxItems`) and defines no paging: the oldest are listed
+    // (the store orders them by `starts_at`).
+    let found: Vec<_> =
+        gw.store.subscriptions_of(&caller.phone_number)?.iter().take(MAX_LISTED_SUBSCRIPTIONS).map(response).collect();
     Ok(Json(found))
 }
 

@@ -60,14 +60,19 @@ impl utoipa::Modify for OptionalBodies {
 pub fn document(config: &GatewayConfig) -> Value {
     let mut doc = serde_json::to_value(rebased(&config.api)).expect("the document serializes");
     doc["components"]["securitySchemes"]["openId"] = security_scheme(config);
-    let list = format!(
-        "/paths/{}/get/responses/200/content/application~1json/schema",
-        pointer_key(&format!("{}/sessions", config.api.registration_base))
-    );
-    // The CAMARA file caps the list of a device's registrations at 10 (utoipa cannot say it).
-    if let Some(schema) = doc.pointer_mut(&list) {
-        schema["maxItems"] = 10.into();
+    // The caps of the CAMARA files on lists (utoipa cannot say them). A device has one
+    // registration per subscriber, so its list never nears 10.
+    for (path, max) in [
+        (format!("{}/sessions", config.api.registration_base), 10),
+        (format!("{}/subscriptions", config.api.events_base), super::events::MAX_LISTED_SUBSCRIPTIONS),
+    ] {
+        let list = format!("/paths/{}/get/responses/200/content/application~1json/schema", pointer_key(&path));
+        if let Some(schema) = doc.pointer_mut(&list) {
+            schema["maxItems"] = max.into();
+        }
     }
+    doc["components"]["schemas"]["HTTPSettings"]["properties"]["headers"]["additionalProperties"]["maxLength"] =
+        crate::model::MAX_HTTP_SETTINGS_HEADER.into();
     // Never the same type twice (utoipa cannot say `uniqueItems` either).
     for schema in ["SubscriptionRequest", "Subscription"] {
         doc["components"]["schemas"][schema]["properties"]["types"]["uniqueItems"] = true.into();
@@ -145,5 +150,23 @@ mod tests {
         assert_eq!(correlator["schema"]["pattern"], crate::validate::CORRELATOR_PATTERN);
         let update = &doc["paths"]["/webrtc-registration/v0.3/sessions/{registrationId}"]["put"];
         assert_eq!(update["requestBody"]["required"], false, "the body of a registration refresh is optional");
+    }
+
+    /// The discovery URL is the configured issuer's, not a path of the gateway's own.
+    #[test]
+    fn the_discovery_url_is_the_configured_issuers() {
+        let url = |config: &GatewayConfig| document(config)["components"]["securitySchemes"]["openId"].clone();
+        let mut config = GatewayConfig::default();
+        config.oauth_server.enabled = false;
+        config.auth.issuers = vec!["https://other.example".into()];
+        config.auth.issuer = Some("https://idp.example/realms/camara/".into());
+        assert_eq!(
+            url(&config)["openIdConnectUrl"],
+            "https://idp.example/realms/camara/.well-known/openid-configuration"
+        );
+        config.auth.issuer = None;
+        assert_eq!(url(&config)["openIdConnectUrl"], "https://other.example/.well-known/openid-configuration");
+        config.auth.issuers.clear();
+        assert_eq!(url(&config)["type"], "http", "no issuer, no discovery URL to give: plain bearer");
     }
 }
