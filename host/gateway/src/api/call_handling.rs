@@ -85,7 +85,6 @@ fn check(body: &MediaSessionCreate) -> Result<(), ApiError> {
     responses(
         (status = 201, description = "Created; the call is on its way", body = MediaSessionResponse),
         CommonErrors,
-        (status = 404, description = "registrationId names no registration of the caller", body = ErrorInfo),
         (status = 415, description = "The body is not JSON", body = ErrorInfo),
         (status = 503, description = "The network side cannot take the call now", body = ErrorInfo),
     ),
@@ -112,7 +111,9 @@ pub(super) async fn create(
     let registration = gw
         .store
         .registration(&registration_id, &caller.phone_number)?
-        .ok_or_else(|| ApiError::not_found("registrationId does not name a registration of this subscriber"))?;
+        // 400, not 404: the identifier is an argument of the request, not its resource, and
+        // the CAMARA file gives createSession no 404.
+        .ok_or_else(|| ApiError::invalid_argument("registrationId does not name a registration of this subscriber"))?;
     let (call_type, location_details) = (body.call_type, body.location_details.clone());
     let session = calls::place_call(&gw, &caller.phone_number, &registration, body).await?;
     let mut body = response(&session);

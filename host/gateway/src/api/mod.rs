@@ -89,9 +89,29 @@ fn parse_body<T: DeserializeOwned>(declared: Option<bool>, bytes: &[u8]) -> Resu
     match declared {
         _ if bytes.is_empty() => Err(ApiError::invalid_argument("A JSON request body is required")),
         None | Some(false) => Err(ApiError::unsupported_media_type()),
-        Some(true) => Json::<T>::from_bytes(bytes)
-            .map(|Json(v)| v)
-            .map_err(|e| ApiError::invalid_argument(format!("Invalid request body: {}", e.body_text()))),
+        Some(true) => {
+            let Json(value) = Json::<serde_json::Value>::from_bytes(bytes)
+                .map_err(|e| ApiError::invalid_argument(format!("Invalid request body: {}", e.body_text())))?;
+            if let Some(member) = null_member(&value, "") {
+                return Err(ApiError::invalid_argument(format!("{member} must not be null")));
+            }
+            serde_json::from_value(value).map_err(|e| ApiError::invalid_argument(format!("Invalid request body: {e}")))
+        }
+    }
+}
+
+/// The first member of `value` that is `null`, as a path. No CAMARA schema is nullable, while
+/// serde reads `null` as an absent optional member: refused here, once for every body.
+fn null_member(value: &serde_json::Value, path: &str) -> Option<String> {
+    match value {
+        serde_json::Value::Object(members) => members.iter().find_map(|(name, member)| {
+            let path = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+            if member.is_null() { Some(path) } else { null_member(member, &path) }
+        }),
+        serde_json::Value::Array(items) => {
+            items.iter().enumerate().find_map(|(i, item)| null_member(item, &format!("{path}[{i}]")))
+        }
+        _ => None,
     }
 }
 

@@ -60,6 +60,9 @@ impl utoipa::Modify for OptionalBodies {
 pub fn document(config: &GatewayConfig) -> Value {
     let mut doc = serde_json::to_value(rebased(&config.api)).expect("the document serializes");
     doc["components"]["securitySchemes"]["openId"] = security_scheme(config);
+    if let Some(schemas) = doc.pointer_mut("/components/schemas") {
+        without_null(schemas);
+    }
     // The caps of the CAMARA files on lists (utoipa cannot say them). A device has one
     // registration per subscriber, so its list never nears 10.
     for (path, max) in [
@@ -83,6 +86,32 @@ pub fn document(config: &GatewayConfig) -> Value {
             "Several types are answered 422 MULTIEVENT_SUBSCRIPTION_NOT_SUPPORTED.".into();
     }
     doc
+}
+
+/// The schemas without the `null` utoipa allows in every optional member: the gateway refuses
+/// `null` members (`api::null_member`), as no CAMARA schema is nullable.
+fn without_null(schema: &mut Value) {
+    match schema {
+        Value::Object(members) => {
+            if let Some(Value::Array(types)) = members.get_mut("type") {
+                types.retain(|t| t != "null");
+                if let [only] = types.as_slice() {
+                    let only = only.clone();
+                    members.insert("type".into(), only);
+                }
+            }
+            let one_of_null =
+                members.get("oneOf").and_then(Value::as_array).is_some_and(|v| v.len() == 2 && v[1]["type"] == "null");
+            if one_of_null && let Some(Value::Array(mut variants)) = members.remove("oneOf") {
+                if let Value::Object(schema) = variants.swap_remove(0) {
+                    members.extend(schema);
+                }
+            }
+            members.values_mut().for_each(without_null);
+        }
+        Value::Array(items) => items.iter_mut().for_each(without_null),
+        _ => {}
+    }
 }
 
 /// A path as a JSON pointer segment (RFC 6901).
