@@ -102,10 +102,11 @@ fn without_null(schema: &mut Value) {
             }
             let one_of_null =
                 members.get("oneOf").and_then(Value::as_array).is_some_and(|v| v.len() == 2 && v[1]["type"] == "null");
-            if one_of_null && let Some(Value::Array(mut variants)) = members.remove("oneOf") {
-                if let Value::Object(schema) = variants.swap_remove(0) {
-                    members.extend(schema);
-                }
+            if one_of_null
+                && let Some(Value::Array(mut variants)) = members.remove("oneOf")
+                && let Value::Object(schema) = variants.swap_remove(0)
+            {
+                members.extend(schema);
             }
             members.values_mut().for_each(without_null);
         }
