@@ -90,6 +90,15 @@ impl Fixture {
         Fixture { gateway, token, registration_id, subscription_id, session_id, workdir: TempDir::new("schemathesis") }
     }
 
+    /// The identifier of the fixture's resource in `dictionary`.
+    fn identifier(&self, dictionary: &str) -> &str {
+        match dictionary {
+            "registrations" => &self.registration_id,
+            "subscriptions" => &self.subscription_id,
+            _ => &self.session_id,
+        }
+    }
+
     /// `schemathesis.toml`: the fixture's identifiers as dictionaries, bound to the parameters
     /// `bindings` names (operation, `location.name`, dictionary, probability), then `extra`.
     fn write_config(&self, bindings: &[(&str, &str, &str, f64)], extra: &str) {
@@ -144,6 +153,13 @@ impl Fixture {
     }
 }
 
+/// An `[[operations]]` entry of `schemathesis.toml` giving `parameter` of `operation` `value`.
+fn fixed_parameter(operation: &str, parameter: &str, value: &str) -> String {
+    format!(
+        "[[operations]]\ninclude-operation-id = \"{operation}\"\nparameters = {{ \"{parameter}\" = \"{value}\" }}\n\n"
+    )
+}
+
 /// The operations on one resource of the caller's, and the dictionary of its identifiers.
 const ON_ONE_RESOURCE: [(&str, &str, &str); 7] = [
     ("getRegistrationById", "path.registrationId", "registrations"),
@@ -180,14 +196,14 @@ async fn schemathesis_finds_nothing_wrong_with_the_served_document() {
 /// The CAMARA files as they are, each against the gateway under its base path: no answer
 /// outside the response schemas, no status code they do not list. The gateway is configured as
 /// the files describe it (one type per subscription) and has a SIP network side (sipp, always
-/// busy) so that calls are placed. What the served document says beyond the files (README,
-/// "Where the gateway differs from the CAMARA files") is kept out of reach, narrowly:
-/// - `createSession` always names the caller's registration: the 404 of an unknown one is not
-///   among the file's codes.
-/// - `updateSessionStatus` gets no real session: refusing a status in the state a call is in
-///   is 409 INCOMPATIBLE_STATE, not among the file's codes either.
-/// - No stateful phase: its links would reach that 409 through the sessions it creates; the
-///   stateful phase runs against the served document above.
+/// busy) so that calls are placed: `createSession` always names the caller's registration.
+/// What the served document says beyond the files (README, "Where the gateway differs from the
+/// CAMARA files") is kept out of reach, narrowly:
+/// - `updateSessionStatus` is left out: a status the call's state does not allow (`Resume` on
+///   a call that has ended) is 409 INCOMPATIBLE_STATE, the CAMARA Commonalities code, which its
+///   file does not list, and schemathesis reaches such sessions through the calls it places.
+///   (Its per-operation check settings do not override `--checks`.)
+/// - No stateful phase: it runs against the served document above.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_nothing_wrong_against_the_camara_files() {
     let spec = repo_root().join("../shared/spec/camara-webrtc/api");
@@ -204,23 +220,29 @@ async fn schemathesis_finds_nothing_wrong_against_the_camara_files() {
     let mut config = gateway_config(Some(network.addr), SipTransportName::Udp);
     config.api.multi_event_subscriptions = false;
     let fx = Fixture::start(config).await;
-    let mut bindings: Vec<_> = ON_ONE_RESOURCE
-        .iter()
-        .filter(|(operation, ..)| *operation != "updateSessionStatus")
-        .map(|(o, p, d)| (*o, *p, *d, 0.5))
-        .collect();
-    bindings.push(("createSession", "header.registrationId", "registrations", 1.0));
-    fx.write_config(&bindings, "");
+    // The real identifiers always (createSession's registrationId header among them).
+    // Schemathesis 4.32 applies neither these nor dictionaries to a parameter whose schema is a
+    // `$ref`, as the CAMARA files write registrationId and subscriptionId in paths: those
+    // operations see generated identifiers only (404).
+    let mut fixed = String::new();
+    for (operation, parameter, dictionary) in ON_ONE_RESOURCE.iter().filter(|(o, ..)| *o != "updateSessionStatus") {
+        fixed.push_str(&fixed_parameter(operation, parameter, fx.identifier(dictionary)));
+    }
+    fixed.push_str(&fixed_parameter("createSession", "header.registrationId", &fx.registration_id));
+    fx.write_config(&[], &fixed);
     let api = &fx.gateway.gateway.config.api;
     let mut failures = Vec::new();
+    // The registration's own file last: the fixture's registration does not outlive its run,
+    // and the others need it (calls from it, session events of its device).
     for (file, base) in [
-        ("webrtc-registration.yaml", &api.registration_base),
         ("webrtc-call-handling.yaml", &api.call_handling_base),
         ("webrtc-events.yaml", &api.events_base),
+        ("webrtc-registration.yaml", &api.registration_base),
     ] {
         let url = format!("http://{}{base}", fx.gateway.http_addr);
         let schema = spec.join(file).display().to_string();
-        let args = ["--url", &url, "--phases", "examples,coverage,fuzzing"];
+        let args =
+            ["--url", &url, "--phases", "examples,coverage,fuzzing", "--exclude-operation-id", "updateSessionStatus"];
         if let Err(failure) = fx.run(&schema, &args, MAX_TIME_PER_CAMARA_FILE).await {
             failures.push(format!("{file}: {failure}"));
         }
