@@ -111,3 +111,33 @@ async fn subscriptions_are_listed_refreshed_and_deleted_with_a_final_event() {
     assert_eq!(api.call("GET", &format!("{SUBSCRIPTIONS}/{id}"), Some(&alice), &[], None).await.status, 404);
     gateway.stop().await;
 }
+
+/// `[api] multi_event_subscriptions` off: a subscription has one type, as the `Subscription`
+/// schema of webrtc-events says (`maxItems: 1`), and several are the 422 its file lists; the
+/// served document says the same. A deviceId in upper case is the same device, echoed in its
+/// canonical (lower-case) form.
+#[tokio::test]
+async fn one_type_per_subscription_where_multi_event_subscriptions_are_off() {
+    init_logs();
+    let mut config = gateway_config(None, SipTransportName::Udp);
+    config.api.multi_event_subscriptions = false;
+    let gateway = camara_gateway::start(config).await.unwrap();
+    let api = Api::new(gateway.http_addr);
+    let alice = tokens::for_subscriber(ALICE);
+    let sink = Sink::start(vec![]).await;
+    assert_eq!(api.register(&alice).await.status, 201);
+    let subscribe = |types: serde_json::Value| {
+        let body = json!({"protocol": "HTTP", "sink": sink.url, "types": types,
+                          "config": {"subscriptionDetail": {"deviceId": DEVICE_ID.to_uppercase()}}});
+        api.call("POST", SUBSCRIPTIONS, Some(&alice), &[], Some(body))
+    };
+    let two = subscribe(json!([SESSION_STATUS, SESSION_INVITATION])).await;
+    assert_eq!((two.status, two.body["code"].as_str()), (422, Some("MULTIEVENT_SUBSCRIPTION_NOT_SUPPORTED")));
+    let one = subscribe(json!([SESSION_STATUS])).await;
+    assert_eq!(one.status, 201, "{}", one.body);
+    assert_eq!(one.body["types"], json!([SESSION_STATUS]));
+    assert_eq!(one.body["config"]["subscriptionDetail"]["deviceId"], DEVICE_ID, "the canonical form");
+    let doc = api.call("GET", "/openapi.json", None, &[], None).await.body;
+    assert_eq!(doc["components"]["schemas"]["Subscription"]["properties"]["types"]["maxItems"], 1);
+    gateway.stop().await;
+}

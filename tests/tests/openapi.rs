@@ -1,6 +1,7 @@
 //! The gateway's generated OpenAPI document against the CAMARA definitions in `../shared/spec/`:
-//! same operations at the same paths, same parameters, same request schemas, success codes that
-//! the CAMARA files allow. Skips when the spec is not beside the checkout.
+//! same operations at the same paths, same parameters, same request schemas, the same
+//! constraints on every schema both name (but the deliberate differences the README lists),
+//! success codes that the CAMARA files allow, the configured issuer's discovery URL. Skips when the spec is not beside the checkout.
 
 use std::collections::BTreeSet;
 
@@ -50,6 +51,55 @@ fn request_schema(operation: &Value) -> Option<&Value> {
     operation.pointer("/requestBody/content/application~1json/schema")
 }
 
+/// The constraints of a property or schema the two documents must agree on.
+const CONSTRAINTS: [&str; 8] =
+    ["maxLength", "minLength", "pattern", "maxItems", "minItems", "minimum", "maximum", "additionalProperties"];
+
+/// Where the served document deliberately says more than the CAMARA files (the README's list):
+/// schema, property, constraint.
+const DELIBERATE: &[(&str, &str, &str)] = &[
+    // The consolidated subscription of the CAMARA call flows (`[api] multi_event_subscriptions`).
+    ("Subscription", "types", "maxItems"),
+];
+
+/// An optional member as utoipa writes it (`oneOf` the schema and `null`): the schema.
+fn non_null(schema: &Value) -> &Value {
+    let variants = schema.get("oneOf").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    match variants {
+        [one, null] if null["type"] == "null" => one,
+        _ => schema,
+    }
+}
+
+/// Every constraint of the CAMARA component schemas that the served schema of the same name
+/// states otherwise, as "schema.property: constraint ours vs theirs".
+fn constraint_differences(camara: &Value, ours: &Value) -> Vec<String> {
+    let mut differences = Vec::new();
+    let theirs_schemas = camara["components"]["schemas"].as_object().unwrap();
+    for (name, theirs) in theirs_schemas {
+        let Some(mine) = ours["components"]["schemas"].get(name) else { continue };
+        let mut pairs = vec![(String::new(), theirs, mine)];
+        for (property, their_property) in theirs.get("properties").and_then(Value::as_object).into_iter().flatten() {
+            if let Some(my_property) = mine["properties"].get(property) {
+                pairs.push((property.clone(), resolve(camara, their_property), resolve(ours, non_null(my_property))));
+            }
+        }
+        for (property, theirs, mine) in pairs {
+            for constraint in CONSTRAINTS {
+                let deliberate = DELIBERATE.contains(&(name.as_str(), property.as_str(), constraint));
+                if theirs.get(constraint) != mine.get(constraint) && !deliberate {
+                    differences.push(format!(
+                        "{name}.{property}: {constraint} {:?} vs CAMARA {:?}",
+                        mine.get(constraint),
+                        theirs.get(constraint)
+                    ));
+                }
+            }
+        }
+    }
+    differences
+}
+
 #[tokio::test]
 async fn the_served_document_matches_the_camara_definitions() {
     let spec_dir = repo_root().join("../shared/spec/camara-webrtc/api");
@@ -62,6 +112,12 @@ async fn the_served_document_matches_the_camara_definitions() {
     let ours = Api::new(gateway.http_addr).call("GET", "/openapi.json", None, &[], None).await;
     assert_eq!(ours.status, 200);
     let ours = ours.body;
+    assert_eq!(
+        ours["components"]["securitySchemes"]["openId"]["openIdConnectUrl"],
+        format!("{ISSUER}/.well-known/openid-configuration"),
+        "the configured issuer's discovery document"
+    );
+    let mut differences = Vec::new();
     let mut compared = 0;
     for (file, base) in [
         ("webrtc-registration.yaml", "/webrtc-registration/v0.3"),
@@ -70,6 +126,7 @@ async fn the_served_document_matches_the_camara_definitions() {
     ] {
         let text = std::fs::read_to_string(spec_dir.join(file)).unwrap();
         let camara: Value = serde_yaml_ng::from_str(&text).unwrap();
+        differences.extend(constraint_differences(&camara, &ours).into_iter().map(|d| format!("{file}: {d}")));
         for (path, item) in camara["paths"].as_object().unwrap() {
             for (method, operation) in item.as_object().unwrap() {
                 let Some(operation_id) = operation.get("operationId").and_then(|o| o.as_str()) else { continue };
@@ -88,6 +145,10 @@ async fn the_served_document_matches_the_camara_definitions() {
                         assert_eq!(ref_name(theirs), ref_name(mine), "{operation_id}: request schema name");
                         let (want, have) = (properties(&camara, theirs), properties(&ours, mine));
                         assert!(want.is_subset(&have), "{operation_id}: request properties {want:?} vs ours {have:?}");
+                        let (theirs, mine) = (resolve(&camara, theirs), resolve(&ours, mine));
+                        if theirs.get("additionalProperties") != mine.get("additionalProperties") {
+                            differences.push(format!("{operation_id}: request additionalProperties"));
+                        }
                     }
                     (None, None) => {}
                     (theirs, mine) => panic!("{operation_id}: request body {theirs:?} vs ours {mine:?}"),
@@ -105,10 +166,17 @@ async fn the_served_document_matches_the_camara_definitions() {
                         "{operation_id}: {code} is not a CAMARA success code {camara_success:?}"
                     );
                 }
+                let list = |doc: &Value, op: &Value| {
+                    resolve(doc, &op["responses"]["200"]).pointer("/content/application~1json/schema/maxItems").cloned()
+                };
+                if list(&camara, operation) != list(&ours, &mine) {
+                    differences.push(format!("{operation_id}: the maxItems of its list"));
+                }
                 compared += 1;
             }
         }
     }
     assert_eq!(compared, 14, "every CAMARA operation but the ones not yet served was compared");
+    assert!(differences.is_empty(), "differences not listed as deliberate:\n{}", differences.join("\n"));
     gateway.stop().await;
 }

@@ -118,6 +118,11 @@ pub struct ApiConfig {
     /// subject); above it the API answers 429.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
+    /// Whether one subscription may carry several event `types` (the consolidated subscription
+    /// of the CAMARA call flows). Off, a request with more than one type is answered
+    /// `422 MULTIEVENT_SUBSCRIPTION_NOT_SUPPORTED` and every subscription has one type, as the
+    /// `Subscription` schema of webrtc-events (`maxItems: 1`) says.
+    pub multi_event_subscriptions: bool,
 }
 
 impl Default for ApiConfig {
@@ -128,6 +133,7 @@ impl Default for ApiConfig {
             events_base: "/webrtc-events/v0.2".into(),
             rate_limit_per_second: 20,
             rate_limit_burst: 40,
+            multi_event_subscriptions: true,
         }
     }
 }

@@ -95,18 +95,46 @@ impl From<PluginError> for ApiError {
 /// The CAMARA `ErrorInfo` body.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ErrorInfo {
+    #[schema(minimum = 100, maximum = 599)]
     pub status: u16,
+    #[schema(max_length = 96)]
     pub code: String,
+    /// At most [`MAX_MESSAGE_CHARS`].
+    #[schema(max_length = 512)]
     pub message: String,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorInfo { status: self.status.as_u16(), code: self.code, message: self.message };
+        let body = ErrorInfo { status: self.status.as_u16(), code: self.code, message: within_limit(self.message) };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
         response
+    }
+}
+
+/// `ErrorInfo.message` has `maxLength: 512` in the CAMARA files.
+pub const MAX_MESSAGE_CHARS: usize = 512;
+
+/// The message cut to [`MAX_MESSAGE_CHARS`], whatever produced it (a plugin's message too).
+fn within_limit(mut message: String) -> String {
+    if let Some((end, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        let keep = message[..end].char_indices().nth(MAX_MESSAGE_CHARS - 1).map_or(end, |(i, _)| i);
+        message.truncate(keep);
+        message.push('…');
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_message_never_exceeds_the_limit() {
+        let cut = super::within_limit("é".repeat(10_000));
+        assert_eq!(cut.chars().count(), super::MAX_MESSAGE_CHARS);
+        assert_eq!(super::within_limit("short".into()), "short");
+        assert_eq!(super::within_limit("a".repeat(512)).len(), 512);
     }
 }

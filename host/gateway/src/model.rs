@@ -4,6 +4,9 @@
 //! document states what [`crate::validate`] enforces; a field kept as a plain `String` where the
 //! CAMARA file has an enum is checked by hand, to answer with the code the CAMARA file gives for
 //! it (`INVALID_PROTOCOL`, `INVALID_CREDENTIAL`...) rather than a generic parse error.
+//!
+//! Request members a schema does not name are ignored, as an open JSON schema allows: only the
+//! schemas the CAMARA files close (`additionalProperties: false`) refuse them.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -26,7 +29,7 @@ pub struct Address(pub String);
 
 /// `RegSessionRequest`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[schema(as = RegSessionRequest)]
 pub struct RegistrationRequest {
     #[schema(format = "uuid", max_length = 36)]
@@ -37,7 +40,7 @@ pub struct RegistrationRequest {
 
 /// `RegSessionUpdate`.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[schema(as = RegSessionUpdate)]
 pub struct RegistrationUpdate {
     #[schema(format = DateTime, max_length = 64)]
@@ -74,7 +77,7 @@ pub struct RegistrationResponse {
 
 /// `MediaSessionCreate`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct MediaSessionCreate {
     #[schema(value_type = Address)]
     pub originator_address: String,
@@ -224,7 +227,7 @@ pub enum ConfidencePdf {
 
 /// `MediaSessionStatusChange`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct MediaSessionStatusChange {
     #[schema(value_type = SessionStatus)]
     pub status: String,
@@ -243,10 +246,12 @@ pub struct MediaSessionResponse {
     #[schema(value_type = Address)]
     pub originator_address: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 256)]
     pub originator_name: Option<String>,
     #[schema(value_type = Address)]
     pub receiver_address: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 256)]
     pub receiver_name: Option<String>,
     #[schema(value_type = SessionStatus)]
     pub status: String,
@@ -255,6 +260,10 @@ pub struct MediaSessionResponse {
     pub answer: Option<SdpDescriptor>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call_type: Option<CallType>,
+    /// The location the device gave; echoed by the answer to the creation (not kept for reads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<LocationDetails>)]
+    pub location_details: Option<serde_json::Value>,
 }
 
 /// `AccessTokenCredential`. Its members are read as given and checked in the order of the
@@ -331,16 +340,38 @@ pub struct SubscriptionConfig {
 
 /// `SubscriptionRequest`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct SubscriptionRequest {
     #[schema(value_type = Protocol)]
     pub protocol: String,
     #[schema(format = "uri", pattern = r"^https:\/\/.+$", max_length = 1024)]
     pub sink: String,
     pub sink_credential: Option<SinkCredential>,
+    /// One type, or up to three distinct ones where `[api] multi_event_subscriptions` allows.
     #[schema(value_type = Vec<SubscriptionEventType>, min_items = 1, max_items = 3)]
     pub types: Vec<String>,
     pub config: SubscriptionConfig,
+    /// `HTTPSubscriptionRequest`'s member: its values are checked; notifications are POSTed with
+    /// the gateway's own headers only (`headers` is not copied into them).
+    pub protocol_settings: Option<HttpSettings>,
+}
+
+/// `HTTPSettings`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[schema(as = HTTPSettings)]
+pub struct HttpSettings {
+    #[schema(value_type = Option<HashMap<String, String>>)]
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    pub method: Option<HttpMethod>,
+}
+
+/// The header values of `HTTPSettings` (`maxLength` 512).
+pub const MAX_HTTP_SETTINGS_HEADER: usize = 512;
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum HttpMethod {
+    POST,
 }
 
 /// `SubscriptionUpdateRequest`. The call flows also send `config.subscriptionDetail`; it is
@@ -369,8 +400,10 @@ pub struct SubscriptionUpdateConfigWithDetail {
 pub struct SubscriptionResponse {
     #[schema(value_type = Protocol)]
     pub protocol: String,
-    #[schema(max_length = 1024)]
+    #[schema(format = "uri", pattern = r"^https:\/\/.+$", max_length = 1024)]
     pub sink: String,
+    /// The CAMARA file says `maxItems: 1`; with `[api] multi_event_subscriptions` (the
+    /// consolidated subscription of the CAMARA call flows) the requested types, each once.
     #[schema(value_type = Vec<SubscriptionEventType>, min_items = 1, max_items = 3)]
     pub types: Vec<String>,
     pub config: SubscriptionConfig,

@@ -34,9 +34,21 @@ pub fn correlator_is_valid(value: &str) -> bool {
     CORRELATOR.is_match(value)
 }
 
+/// How much of a refused value an error message quotes: enough to recognise it, never the
+/// whole of a long input.
+const QUOTED_CHARS: usize = 64;
+
+/// `value` as an error message quotes it.
+pub fn quoted(value: &str) -> String {
+    match value.char_indices().nth(QUOTED_CHARS) {
+        None => format!("{value:?}"),
+        Some((end, _)) => format!("{:?}... ({} characters)", &value[..end], value.chars().count()),
+    }
+}
+
 pub fn address(field: &str, value: &str) -> Result<(), ApiError> {
     if value.len() > 256 || !ADDRESS.is_match(value) {
-        return Err(ApiError::invalid_argument(format!("{field} is not a valid Address: {value:?}")));
+        return Err(ApiError::invalid_argument(format!("{field} is not a valid Address: {}", quoted(value))));
     }
     Ok(())
 }
@@ -56,12 +68,14 @@ pub fn id(field: &str, value: &str) -> Result<(), ApiError> {
     max_len(field, value, MAX_ID_LENGTH)
 }
 
-/// `format: uuid`, `maxLength: 36`: the hyphenated form only.
-pub fn uuid(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.len() != 36 || uuid::Uuid::parse_str(value).is_err() {
-        return Err(ApiError::invalid_argument(format!("{field} must be a UUID, not {value:?}")));
+/// `format: uuid`, `maxLength: 36`: the hyphenated form only, returned in its canonical form
+/// (lower case). RFC 9562 §4 makes UUIDs case-insensitive on input, so `7D44...` and `7d44...`
+/// name the same device: every deviceId is compared, stored and echoed in the canonical form.
+pub fn uuid(field: &str, value: &str) -> Result<String, ApiError> {
+    match uuid::Uuid::parse_str(value) {
+        Ok(id) if value.len() == 36 => Ok(id.hyphenated().to_string()),
+        _ => Err(ApiError::invalid_argument(format!("{field} must be a UUID, not {}", quoted(value)))),
     }
-    Ok(())
 }
 
 /// An RFC 3339 date-time with a zone (`format: date-time`, `maxLength: 64`).
@@ -130,6 +144,15 @@ mod tests {
         assert!(!correlator_is_valid("has space"));
         assert!(date_time("t", "2025-12-31T23:59:59.999Z").is_ok());
         assert!(date_time("t", "2025-12-31T23:59:59").is_err());
+    }
+
+    #[test]
+    fn uuids_are_canonical_and_long_values_are_quoted_short() {
+        let upper = uuid("d", "7D444840-9DC0-11D1-B245-5FFDCE74FAD2").unwrap();
+        assert_eq!(upper, "7d444840-9dc0-11d1-b245-5ffdce74fad2");
+        let message = uuid("d", &"x".repeat(10_000)).unwrap_err().message;
+        assert!(message.len() < 200 && message.contains("10000 characters"), "{message}");
+        assert_eq!(quoted("é".repeat(70).as_str()).matches('é').count(), QUOTED_CHARS);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use axum::{Json, Router};
 
 use super::{
     Authenticated, CamaraJson, CommonErrors, CorrelatorHeader, GatewayState, OperationContext, PathId, authorize,
+    missing_id,
 };
 use crate::app::Gateway;
 use crate::calls;
@@ -26,8 +27,11 @@ const API: &str = "webrtc-call-handling";
 const REQUESTABLE: [&str; 6] = ["InProgress", "Ringing", "Connected", "Declined", "Hold", "Resume"];
 
 pub fn routes() -> Router<Arc<Gateway>> {
+    let missing = missing_id("mediaSessionId");
     Router::new()
-        .route("/sessions", post(create))
+        .route("/sessions", post(create).get(missing.clone()).delete(missing.clone()))
+        .route("/sessions/", get(missing.clone()).delete(missing.clone()))
+        .route("/sessions//status", axum::routing::put(missing))
         .route("/sessions/{mediaSessionId}", get(read).delete(remove))
         .route("/sessions/{mediaSessionId}/status", axum::routing::put(update_status))
 }
@@ -43,6 +47,7 @@ fn response(s: &MediaSession) -> MediaSessionResponse {
         offer: SdpDescriptor { sdp: s.offer_sdp.clone() },
         answer: s.answer_sdp.clone().map(|sdp| SdpDescriptor { sdp }),
         call_type: None,
+        location_details: None,
     }
 }
 
@@ -80,7 +85,6 @@ fn check(body: &MediaSessionCreate) -> Result<(), ApiError> {
     responses(
         (status = 201, description = "Created; the call is on its way", body = MediaSessionResponse),
         CommonErrors,
-        (status = 404, description = "registrationId names no registration of the caller", body = ErrorInfo),
         (status = 415, description = "The body is not JSON", body = ErrorInfo),
         (status = 503, description = "The network side cannot take the call now", body = ErrorInfo),
     ),
@@ -107,11 +111,14 @@ pub(super) async fn create(
     let registration = gw
         .store
         .registration(&registration_id, &caller.phone_number)?
-        .ok_or_else(|| ApiError::not_found("registrationId does not name a registration of this subscriber"))?;
-    let call_type = body.call_type;
+        // 400, not 404: the identifier is an argument of the request, not its resource, and
+        // the CAMARA file gives createSession no 404.
+        .ok_or_else(|| ApiError::invalid_argument("registrationId does not name a registration of this subscriber"))?;
+    let (call_type, location_details) = (body.call_type, body.location_details.clone());
     let session = calls::place_call(&gw, &caller.phone_number, &registration, body).await?;
     let mut body = response(&session);
     body.call_type = call_type;
+    body.location_details = location_details;
     Ok((StatusCode::CREATED, Json(body)))
 }
 
@@ -191,7 +198,10 @@ pub(super) async fn update_status(
     CamaraJson(body): CamaraJson<MediaSessionStatusChange>,
 ) -> Result<impl IntoResponse, ApiError> {
     if !SESSION_STATUSES.contains(&body.status.as_str()) {
-        return Err(ApiError::invalid_argument(format!("status {:?} is not a SessionStatus", body.status)));
+        return Err(ApiError::invalid_argument(format!(
+            "status {} is not a SessionStatus",
+            validate::quoted(&body.status)
+        )));
     }
     if !REQUESTABLE.contains(&body.status.as_str()) {
         return Err(ApiError::invalid_argument(format!(

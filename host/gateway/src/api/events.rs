@@ -10,12 +10,13 @@ use chrono::Utc;
 
 use super::{
     Authenticated, CamaraJson, CommonErrors, CorrelatorHeader, GatewayState, OperationContext, PathId, authorize,
+    missing_id,
 };
 use crate::app::Gateway;
 use crate::error::{ApiError, ErrorInfo};
 use crate::model::{
-    SinkCredential, SubscriptionAsync, SubscriptionConfig, SubscriptionDetail, SubscriptionRequest,
-    SubscriptionResponse, SubscriptionUpdate,
+    MAX_HTTP_SETTINGS_HEADER, SinkCredential, SubscriptionAsync, SubscriptionConfig, SubscriptionDetail,
+    SubscriptionRequest, SubscriptionResponse, SubscriptionUpdate,
 };
 use crate::notify::{GatewayEvent, SESSION_INVITATION, SESSION_STATUS, SUBSCRIBABLE_TYPES};
 use crate::store::SinkCredential as StoredCredential;
@@ -24,9 +25,14 @@ use crate::validate;
 
 const API: &str = "webrtc-events";
 
+/// The most subscriptions a list answer holds (`maxItems` of the CAMARA file).
+pub const MAX_LISTED_SUBSCRIPTIONS: usize = 100;
+
 pub fn routes() -> Router<Arc<Gateway>> {
+    let missing = missing_id("subscriptionId");
     Router::new()
-        .route("/subscriptions", get(list).post(create))
+        .route("/subscriptions", get(list).post(create).put(missing.clone()).delete(missing.clone()))
+        .route("/subscriptions/", get(missing.clone()).put(missing.clone()).delete(missing))
         .route("/subscriptions/{subscriptionId}", get(read).put(update).delete(remove))
 }
 
@@ -52,10 +58,13 @@ fn response(s: &Subscription) -> SubscriptionResponse {
 struct Checked {
     expires_at: Option<chrono::DateTime<Utc>>,
     sink_credential: Option<StoredCredential>,
+    /// `config.subscriptionDetail.deviceId` in its canonical form.
+    device_id: String,
 }
 
-/// The checks of the request's own fields, before the caller is known.
-fn check(body: &SubscriptionRequest) -> Result<Checked, ApiError> {
+/// The checks of the request's own fields, before the caller is known. `multi_event`: whether
+/// several types may share one subscription (`[api] multi_event_subscriptions`).
+fn check(body: &SubscriptionRequest, multi_event: bool) -> Result<Checked, ApiError> {
     if body.protocol != "HTTP" {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PROTOCOL", "Only HTTP is supported"));
     }
@@ -64,9 +73,23 @@ fn check(body: &SubscriptionRequest) -> Result<Checked, ApiError> {
         return Err(ApiError::invalid_argument("types must list 1 to 3 event types"));
     }
     if let Some(t) = body.types.iter().find(|t| !SUBSCRIBABLE_TYPES.contains(&t.as_str())) {
-        return Err(ApiError::invalid_argument(format!("unknown event type {t:?}")));
+        return Err(ApiError::invalid_argument(format!("unknown event type {}", validate::quoted(t))));
     }
-    validate::uuid("config.subscriptionDetail.deviceId", &body.config.subscription_detail.device_id)?;
+    if let Some((i, t)) = body.types.iter().enumerate().find(|(i, t)| body.types[..*i].contains(t)) {
+        return Err(ApiError::invalid_argument(format!("types lists {t} twice (at {i})")));
+    }
+    if body.types.len() > 1 && !multi_event {
+        return Err(ApiError::unprocessable(
+            "MULTIEVENT_SUBSCRIPTION_NOT_SUPPORTED",
+            "Multi event types subscription not managed: one type per subscription",
+        ));
+    }
+    if let Some(settings) = &body.protocol_settings {
+        for (name, value) in settings.headers.iter().flatten() {
+            validate::max_len(&format!("protocolSettings.headers.{name}"), value, MAX_HTTP_SETTINGS_HEADER)?;
+        }
+    }
+    let device_id = validate::uuid("config.subscriptionDetail.deviceId", &body.config.subscription_detail.device_id)?;
     if let Some(n) = body.config.subscription_max_events
         && !(1..=1_000_000).contains(&n)
     {
@@ -79,7 +102,7 @@ fn check(body: &SubscriptionRequest) -> Result<Checked, ApiError> {
         .as_deref()
         .map(|t| validate::future_date_time("config.subscriptionExpireTime", t))
         .transpose()?;
-    Ok(Checked { expires_at, sink_credential })
+    Ok(Checked { expires_at, sink_credential, device_id })
 }
 
 /// `AccessTokenCredential`, in the order of its schema: the credential type (the discriminator)
@@ -114,7 +137,10 @@ fn check_credential(c: &SinkCredential) -> Result<StoredCredential, ApiError> {
 pub(super) async fn list(gw: GatewayState, auth: Authenticated) -> Result<impl IntoResponse, ApiError> {
     let op = OperationContext::new(API, "retrieveNotificationChannelSubscriptionList", "GET");
     let caller = authorize(&gw, auth, op).await?;
-    let found: Vec<_> = gw.store.subscriptions_of(&caller.phone_number)?.iter().map(response).collect();
+    // The CAMARA file caps the list (`maxItems`) and defines no paging: the oldest are listed
+    // (the store orders them by `starts_at`).
+    let found: Vec<_> =
+        gw.store.subscriptions_of(&caller.phone_number)?.iter().take(MAX_LISTED_SUBSCRIPTIONS).map(response).collect();
     Ok(Json(found))
 }
 
@@ -150,9 +176,11 @@ pub(super) async fn update(
         .as_deref()
         .map(|t| validate::future_date_time("config.subscriptionExpireTime", t))
         .transpose()?;
-    if let Some(detail) = &config.subscription_detail {
-        validate::uuid("config.subscriptionDetail.deviceId", &detail.device_id)?;
-    }
+    let device_id = config
+        .subscription_detail
+        .as_ref()
+        .map(|detail| validate::uuid("config.subscriptionDetail.deviceId", &detail.device_id))
+        .transpose()?;
     if body.sink_credential.is_none() && expires_at.is_none() {
         return Err(ApiError::invalid_argument(
             "Nothing to update: give sinkCredential and/or config.subscriptionExpireTime",
@@ -165,7 +193,7 @@ pub(super) async fn update(
         .store
         .subscription(&id, &caller.phone_number)?
         .ok_or_else(|| ApiError::not_found("Subscription not found"))?;
-    if config.subscription_detail.as_ref().is_some_and(|d| d.device_id != current.device_id) {
+    if device_id.is_some_and(|d| d != current.device_id) {
         return Err(ApiError::invalid_argument("config.subscriptionDetail.deviceId cannot be changed"));
     }
     let updated = gw
@@ -199,17 +227,17 @@ const NEED_REGISTRATION: [&str; 2] = [SESSION_STATUS, SESSION_INVITATION];
         (status = 201, description = "Created", body = SubscriptionResponse),
         CommonErrors,
         (status = 415, description = "The body is not JSON", body = ErrorInfo),
-        (status = 422, description = "SERVICE_NOT_APPLICABLE: session-status and session-invitation need a registration of the device by the caller; MISSING_IDENTIFIER: the access token names no phone number", body = ErrorInfo),
+        (status = 422, description = "SERVICE_NOT_APPLICABLE: session-status and session-invitation need a registration of the device by the caller; MISSING_IDENTIFIER: the access token names no phone number; MULTIEVENT_SUBSCRIPTION_NOT_SUPPORTED: several types where `[api] multi_event_subscriptions` is off", body = ErrorInfo),
     ),
     security(("openId" = ["webrtc-events:org.camaraproject.webrtc-events.v0.session-status:create", "webrtc-events:org.camaraproject.webrtc-events.v0.session-invitation:create", "webrtc-events:org.camaraproject.webrtc-events.v0.registration-ends:create"]))
 )]
 pub(super) async fn create(
     gw: GatewayState,
     auth: Authenticated,
-    CamaraJson(body): CamaraJson<SubscriptionRequest>,
+    CamaraJson(mut body): CamaraJson<SubscriptionRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Checked { expires_at, sink_credential } = check(&body)?;
-    let device_id = body.config.subscription_detail.device_id.clone();
+    let Checked { expires_at, sink_credential, device_id } = check(&body, gw.config.api.multi_event_subscriptions)?;
+    body.config.subscription_detail.device_id = device_id.clone();
     let mut op = OperationContext::new(API, "createNotificationChannelSubscription", "POST");
     op.fields.device_id = Some(device_id.clone());
     op.fields.event_types = body.types.clone();

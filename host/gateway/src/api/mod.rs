@@ -11,6 +11,7 @@ mod registration;
 use std::sync::Arc;
 
 use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Request, State};
+use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -41,6 +42,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
                 "The method is not allowed on this resource",
             )
         })
+        .layer(middleware::from_fn(bearer_challenge))
         .layer(middleware::from_fn(correlator))
         .with_state(gw)
 }
@@ -61,8 +63,9 @@ pub(crate) async fn correlator(request: Request, next: Next) -> Response {
     response
 }
 
-/// `Json` whose rejections are CAMARA errors: no body at all is `400`, a body that is not
-/// `application/json` (or `+json`) is `415`, one that does not parse into `T` is `400`.
+/// `Json` whose rejections are CAMARA errors: no body (an empty one, whatever its declared
+/// type) is `400`, a body that is not `application/json` (or `+json`) is `415`, one that does
+/// not parse into `T` is `400`.
 pub struct CamaraJson<T>(pub T);
 
 /// The body of a request, read once: whether it was declared JSON, and its bytes.
@@ -84,11 +87,31 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(Option<bo
 
 fn parse_body<T: DeserializeOwned>(declared: Option<bool>, bytes: &[u8]) -> Result<T, ApiError> {
     match declared {
-        None if bytes.is_empty() => Err(ApiError::invalid_argument("A JSON request body is required")),
+        _ if bytes.is_empty() => Err(ApiError::invalid_argument("A JSON request body is required")),
         None | Some(false) => Err(ApiError::unsupported_media_type()),
-        Some(true) => Json::<T>::from_bytes(bytes)
-            .map(|Json(v)| v)
-            .map_err(|e| ApiError::invalid_argument(format!("Invalid request body: {}", e.body_text()))),
+        Some(true) => {
+            let Json(value) = Json::<serde_json::Value>::from_bytes(bytes)
+                .map_err(|e| ApiError::invalid_argument(format!("Invalid request body: {}", e.body_text())))?;
+            if let Some(member) = null_member(&value, "") {
+                return Err(ApiError::invalid_argument(format!("{member} must not be null")));
+            }
+            serde_json::from_value(value).map_err(|e| ApiError::invalid_argument(format!("Invalid request body: {e}")))
+        }
+    }
+}
+
+/// The first member of `value` that is `null`, as a path. No CAMARA schema is nullable, while
+/// serde reads `null` as an absent optional member: refused here, once for every body.
+fn null_member(value: &serde_json::Value, path: &str) -> Option<String> {
+    match value {
+        serde_json::Value::Object(members) => members.iter().find_map(|(name, member)| {
+            let path = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+            if member.is_null() { Some(path) } else { null_member(member, &path) }
+        }),
+        serde_json::Value::Array(items) => {
+            items.iter().enumerate().find_map(|(i, item)| null_member(item, &format!("{path}[{i}]")))
+        }
+        _ => None,
     }
 }
 
@@ -101,13 +124,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for CamaraJson<T> {
     }
 }
 
-/// For an operation whose request body is optional: no body and no content type is `None`.
+/// For an operation whose request body is optional: no body is `None`, with or without a
+/// `Content-Type` (clients send `application/json` on every request).
 impl<S: Send + Sync, T: DeserializeOwned> OptionalFromRequest<S> for CamaraJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Option<Self>, ApiError> {
         let (declared, bytes) = read_body(req, state).await?;
-        if declared.is_none() && bytes.is_empty() {
+        if bytes.is_empty() {
             return Ok(None);
         }
         parse_body(declared, &bytes).map(|v| Some(CamaraJson(v)))
@@ -127,6 +151,17 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
             .map_err(|e| ApiError::invalid_argument(format!("Invalid path: {}", e.body_text())))?;
         validate::id("The identifier in the path", &id)?;
         Ok(PathId(id))
+    }
+}
+
+/// The handler of a path whose resource identifier is missing or empty (`DELETE .../sessions`,
+/// `GET .../sessions/`): `400 INVALID_ARGUMENT`, as CAMARA's own tests expect (not 404 or 405),
+/// once the token is verified like on every operation.
+pub fn missing_id(
+    name: &'static str,
+) -> impl Fn(Authenticated) -> std::future::Ready<ApiError> + Clone + Send + Sync + 'static {
+    move |_: Authenticated| {
+        std::future::ready(ApiError::invalid_argument(format!("Expected property is missing: {name}")))
     }
 }
 
@@ -221,37 +256,58 @@ pub struct Authenticated {
 }
 
 impl FromRequestParts<Arc<Gateway>> for Authenticated {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, gw: &Arc<Gateway>) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, gw: &Arc<Gateway>) -> Result<Self, Response> {
         authenticate(gw, &parts.headers).await
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive
+/// (RFC 7235 §2.1).
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION).and_then(|v: &HeaderValue| v.to_str().ok())?;
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    Some(token.trim()).filter(|t| scheme.eq_ignore_ascii_case("bearer") && !t.is_empty())
+}
+
+/// The challenge of a `401` that refused a token (RFC 6750 §3.1); a `401` without a token gets
+/// the bare challenge from [`bearer_challenge`].
+const INVALID_TOKEN_CHALLENGE: &str = "Bearer error=\"invalid_token\"";
+
+/// Every `401` names the scheme it wants (RFC 6750 §3: `WWW-Authenticate: Bearer`).
+async fn bearer_challenge(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if response.status() == StatusCode::UNAUTHORIZED {
+        response.headers_mut().entry(WWW_AUTHENTICATE).or_insert(HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
 /// Verifies the bearer token and applies the client's rate limit.
-async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Authenticated, ApiError> {
-    let token = headers
-        .get("authorization")
-        .and_then(|v: &HeaderValue| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            ApiError::unauthenticated("Request not authenticated due to missing, invalid, or expired credentials.")
-        })?;
-    let verified = gw.verifier.verify(token).await.map_err(|e| match e {
-        camara_auth::AuthError::KeySource(why) => {
-            tracing::warn!("tokens cannot be verified: {why}");
-            ApiError::unavailable("The access token cannot be verified now; retry later")
+async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Authenticated, Response> {
+    let token = bearer_token(headers).ok_or_else(|| {
+        ApiError::unauthenticated("Request not authenticated due to missing, invalid, or expired credentials.")
+            .into_response()
+    })?;
+    let verified = gw.verifier.verify(token).await.map_err(|e| {
+        match e {
+            camara_auth::AuthError::KeySource(why) => {
+                tracing::warn!("tokens cannot be verified: {why}");
+                ApiError::unavailable("The access token cannot be verified now; retry later")
+            }
+            camara_auth::AuthError::Config(why) => {
+                tracing::error!("token verification misconfigured: {why}");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "Token verification is misconfigured")
+            }
+            e => {
+                tracing::debug!("token refused: {e}");
+                let mut response = ApiError::unauthenticated(format!("Request not authenticated: {e}")).into_response();
+                response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static(INVALID_TOKEN_CHALLENGE));
+                return response;
+            }
         }
-        camara_auth::AuthError::Config(why) => {
-            tracing::error!("token verification misconfigured: {why}");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "Token verification is misconfigured")
-        }
-        e => {
-            tracing::debug!("token refused: {e}");
-            ApiError::unauthenticated(format!("Request not authenticated: {e}"))
-        }
+        .into_response()
     })?;
     let claims = TokenClaims {
         issuer: verified.issuer,
@@ -269,7 +325,8 @@ async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Authenticated
             StatusCode::TOO_MANY_REQUESTS,
             "TOO_MANY_REQUESTS",
             "Rate limit reached for this client; retry later",
-        ));
+        )
+        .into_response());
     }
     Ok(Authenticated { claims })
 }

@@ -11,7 +11,7 @@ use chrono::{Duration, Utc};
 
 use super::{
     Authenticated, CamaraJson, CommonErrors, CorrelatorHeader, GatewayState, OperationContext, PathId, QueryPairs,
-    authorize,
+    authorize, missing_id,
 };
 use crate::app::Gateway;
 use crate::config::RegistrationPolicy;
@@ -23,8 +23,10 @@ use crate::validate;
 const API: &str = "webrtc-registration";
 
 pub fn routes() -> Router<Arc<Gateway>> {
+    let missing = missing_id("registrationId");
     Router::new()
-        .route("/sessions", get(list).post(create))
+        .route("/sessions", get(list).post(create).put(missing.clone()).delete(missing.clone()))
+        .route("/sessions/", get(missing.clone()).put(missing.clone()).delete(missing))
         .route("/sessions/{registrationId}", get(read).put(update).delete(remove))
 }
 
@@ -56,20 +58,20 @@ pub(super) async fn create(
     auth: Authenticated,
     CamaraJson(body): CamaraJson<RegistrationRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    validate::uuid("deviceId", &body.device_id)?;
+    let device_id = validate::uuid("deviceId", &body.device_id)?;
     let requested = body
         .registration_expire_time
         .as_deref()
         .map(|t| validate::date_time("registrationExpireTime", t))
         .transpose()?;
     let mut op = OperationContext::new(API, "createRegistration", "POST");
-    op.fields.device_id = Some(body.device_id.clone());
+    op.fields.device_id = Some(device_id.clone());
     let caller = authorize(&gw, auth, op).await?;
 
     let expires_at = expiry(&gw.config.registration, requested)?;
     let registration = Registration {
         id: uuid::Uuid::new_v4().to_string(),
-        device_id: body.device_id,
+        device_id,
         phone_number: caller.phone_number,
         expires_at,
         created_at: Utc::now(),
@@ -142,9 +144,8 @@ pub(super) async fn list(
 ) -> Result<impl IntoResponse, ApiError> {
     let device_id = query
         .single("deviceId")?
-        .ok_or_else(|| ApiError::invalid_argument("The deviceId query parameter is required"))?
-        .to_string();
-    validate::uuid("deviceId", &device_id)?;
+        .ok_or_else(|| ApiError::invalid_argument("The deviceId query parameter is required"))?;
+    let device_id = validate::uuid("deviceId", device_id)?;
     let mut op = OperationContext::new(API, "getRegistrationsByDeviceId", "GET");
     op.fields.device_id = Some(device_id.clone());
     let caller = authorize(&gw, auth, op).await?;
