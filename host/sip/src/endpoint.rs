@@ -499,7 +499,7 @@ impl Endpoint {
             return;
         }
         stamp_via(&mut refusal.headers, source);
-        let Some(dest) = self.response_dest(&refusal.headers, transport, source) else { return };
+        let Some((_, dest)) = self.response_dest(&refusal.headers, transport, source) else { return };
         let mut response = response_to_headers(&refusal.headers, refusal.status, refusal.reason, Some(&random_token()));
         if refusal.status == 501 {
             response.headers.push("Allow", ALLOW);
@@ -507,14 +507,14 @@ impl Endpoint {
         self.send(transport, dest, response);
     }
 
-    /// Where the response to a request goes: back on its connection over TCP and TLS, to its
-    /// top Via over UDP (`None` when that cannot be resolved).
-    fn response_dest(&self, headers: &Headers, transport: Transport, source: SocketAddr) -> Option<SocketAddr> {
+    /// The request's top Via and where its response goes: back on its connection over TCP and
+    /// TLS, to that Via over UDP (`None` when there is no usable Via or it cannot be resolved).
+    fn response_dest(&self, headers: &Headers, transport: Transport, source: SocketAddr) -> Option<(Via, SocketAddr)> {
         let Some(via) = headers.get("Via").and_then(Via::parse) else {
             tracing::warn!(%source, "request without a usable Via dropped");
             return None;
         };
-        match transport {
+        let dest = match transport {
             Transport::Tcp | Transport::Tls => Some(source),
             Transport::Udp => {
                 let dest = response_destination(&via);
@@ -523,7 +523,8 @@ impl Endpoint {
                 }
                 dest
             }
-        }
+        };
+        dest.map(|dest| (via, dest))
     }
 
     /// The transport could not deliver to `dest` (e.g. TCP connect failed).
@@ -651,8 +652,7 @@ impl Endpoint {
     }
 
     fn handle_request(&mut self, request: Request, transport: Transport, source: SocketAddr, now: Instant) {
-        let Some(dest) = self.response_dest(&request.headers, transport, source) else { return };
-        let Some(via) = request.top_via() else { return };
+        let Some((via, dest)) = self.response_dest(&request.headers, transport, source) else { return };
         let is_ack = request.method == Method::Ack;
 
         let well_formed = request.call_id().is_some()

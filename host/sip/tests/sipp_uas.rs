@@ -37,14 +37,7 @@ async fn answered_call_with_prack(transport: Transport) {
     assert!(sdp.is_some_and(|s| s.contains("m=audio")));
     assert!(supports_100rel);
 
-    ua.provisional(&call_id, 183, Some(ANSWER_SDP.into()), true).await.expect("183");
-    expect(&mut events, &call_id, request("PRACK")).await;
-    ua.provisional(&call_id, 180, None, true).await.expect("180");
-    expect(&mut events, &call_id, request("PRACK")).await;
-    ua.accept(&call_id, Some(ANSWER_SDP.into())).await.expect("accept");
-    expect(&mut events, &call_id, request("ACK")).await;
-    expect(&mut events, &call_id, request("BYE")).await;
-    expect(&mut events, &call_id, CallEvent::Terminated { cause: EndCause::Remote }).await;
+    answer_with_prack_until_bye(&ua, &mut events, &call_id, ANSWER_SDP).await;
     assert!(ua.hangup(&call_id).await.is_err(), "the call is over");
 
     sipp.assert_success().await;

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use camara_sip::message::{Message, Response, parse};
-use camara_sip::{CallEvent, EndCause, Transport, UaEvent};
+use camara_sip::{CallEvent, Transport, UaEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
@@ -126,14 +126,7 @@ async fn malformed_and_unsupported_requests_get_the_answer_rfc_3261_requires_the
         let sipp = Sipp::call("uac_100rel.xml", transport, ua.local_addr(transport).unwrap());
         let UaEvent { call_id, event } = next_event(&mut events).await;
         assert!(matches!(event, CallEvent::Incoming { .. }), "{event:?}");
-        ua.provisional(&call_id, 183, Some(SDP.into()), true).await.expect("183");
-        expect(&mut events, &call_id, request("PRACK")).await;
-        ua.provisional(&call_id, 180, None, true).await.expect("180");
-        expect(&mut events, &call_id, request("PRACK")).await;
-        ua.accept(&call_id, Some(SDP.into())).await.expect("accept");
-        expect(&mut events, &call_id, request("ACK")).await;
-        expect(&mut events, &call_id, request("BYE")).await;
-        expect(&mut events, &call_id, CallEvent::Terminated { cause: EndCause::Remote }).await;
+        answer_with_prack_until_bye(&ua, &mut events, &call_id, SDP).await;
         sipp.assert_success().await;
     }
     ua.shutdown().await;

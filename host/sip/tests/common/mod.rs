@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use camara_sip::{CallEvent, SipConfig, TimerConfig, TlsConfig, Transport, UaEvent, UserAgent};
+use camara_sip::{CallEvent, EndCause, SipConfig, TimerConfig, TlsConfig, Transport, UaEvent, UserAgent};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -192,4 +192,22 @@ pub async fn start_tls_ua(tls: TlsConfig, timers: TimerConfig) -> TlsUa {
     .expect("start user agent");
     let addr = ua.local_addr(Transport::Tls).expect("TLS listener");
     TlsUa { ua, events, addr }
+}
+
+/// The callee's side of `uac_100rel.xml` once the call is in: reliable 183 (with `sdp`) and 180,
+/// each PRACKed, the 200 ACKed, then the caller's BYE ends the call.
+pub async fn answer_with_prack_until_bye(
+    ua: &UserAgent,
+    events: &mut UnboundedReceiver<UaEvent>,
+    call_id: &str,
+    sdp: &str,
+) {
+    ua.provisional(call_id, 183, Some(sdp.into()), true).await.expect("183");
+    expect(events, call_id, request("PRACK")).await;
+    ua.provisional(call_id, 180, None, true).await.expect("180");
+    expect(events, call_id, request("PRACK")).await;
+    ua.accept(call_id, Some(sdp.into())).await.expect("accept");
+    expect(events, call_id, request("ACK")).await;
+    expect(events, call_id, request("BYE")).await;
+    expect(events, call_id, CallEvent::Terminated { cause: EndCause::Remote }).await;
 }
