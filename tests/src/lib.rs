@@ -165,6 +165,15 @@ impl Api {
         Reply { status, headers, body }
     }
 
+    /// `GET` of a document that is not JSON (`/metrics`): status, headers and text.
+    pub async fn get_text(&self, path: &str) -> RawReply {
+        let request = hyper::Request::builder().uri(format!("{}{path}", self.base)).body(Full::new(Bytes::new()));
+        let response = self.client.request(request.unwrap()).await.expect("gateway answers");
+        let (status, headers) = (response.status().as_u16(), response.headers().clone());
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        RawReply { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() }
+    }
+
     /// The status of a request without body or token, `None` when nothing answers.
     pub async fn try_call(&self, method: &str, path: &str) -> Option<u16> {
         let request = hyper::Request::builder()

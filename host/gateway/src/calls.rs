@@ -40,6 +40,15 @@ impl MediaSessions {
         self.lock().insert(session_id.to_string(), media);
     }
 
+    /// Calls with media now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     pub fn get(&self, session_id: &str) -> Option<Arc<camara_media::MediaSession>> {
         self.lock().get(session_id).cloned()
     }
@@ -137,6 +146,7 @@ pub async fn place_call(
     registration: &Registration,
     request: MediaSessionCreate,
 ) -> Result<MediaSession, ApiError> {
+    let started = std::time::Instant::now();
     let call = mapping::OutgoingCall {
         originator_address: request.originator_address.clone(),
         originator_name: request.originator_name.clone(),
@@ -211,7 +221,10 @@ pub async fn place_call(
         return Err(e);
     }
     match gw.sip.invite(invite).await {
-        Ok(_) => Ok(session),
+        Ok(_) => {
+            metrics::histogram!(crate::metrics::CALL_SETUP).record(started.elapsed().as_secs_f64());
+            Ok(session)
+        }
         Err(e) => {
             tracing::warn!(session = session.id, "INVITE not sent: {e}");
             gw.media_sessions.close(&session.id).await;
@@ -527,6 +540,14 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
         CallEvent::Terminated { cause } => Some(cause),
         _ => None,
     };
+    if let Some(cause) = ended {
+        metrics::counter!(crate::metrics::CALL_ENDS, "cause" => cause.name()).increment(1);
+    }
+    if let CallEvent::Response { status, .. } = &event
+        && session.direction == Direction::Outgoing
+    {
+        metrics::counter!(crate::metrics::SIP_RESPONSES, "code" => status.to_string()).increment(1);
+    }
     // An offer inside the call, already answered by `NetworkOffers`: the network holds (it will
     // not receive: sendonly or inactive) or resumes.
     if let CallEvent::Request { method, sdp: Some(offer), .. } = &event
@@ -671,6 +692,12 @@ async fn apply_status(gw: &Gateway, session_id: &str, update: StatusUpdate) {
         return;
     }
     tracing::info!(session = session.id, status, reason = update.reason, "session status");
+    let direction = match session.direction {
+        Direction::Outgoing => "outgoing",
+        Direction::Incoming => "incoming",
+    };
+    metrics::counter!(crate::metrics::SESSION_STATUS, "direction" => direction, "status" => status.clone())
+        .increment(1);
     let mut data = session_data(&session);
     data["reason"] = update.reason.into();
     // As the call-flow examples show: the session's offer and, once there is one, its answer.

@@ -251,6 +251,21 @@ pub enum EndCause {
 }
 
 impl EndCause {
+    /// A short name for machines (metric labels), without the status.
+    pub fn name(self) -> &'static str {
+        match self {
+            EndCause::Remote => "remote",
+            EndCause::Local => "local",
+            EndCause::Rejected { .. } => "rejected",
+            EndCause::NoResponse => "no_response",
+            EndCause::TransportFailed => "transport_failed",
+            EndCause::SessionExpired => "session_expired",
+            EndCause::DialogFailed { .. } => "dialog_failed",
+            EndCause::NoAck => "no_ack",
+            EndCause::NoPrack => "no_prack",
+        }
+    }
+
     /// A sentence for people (logs, API reasons).
     pub fn describe(self) -> String {
         match self {

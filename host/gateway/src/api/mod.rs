@@ -34,6 +34,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .nest(&api.events_base, events::routes())
         .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route(openapi::PATH, get(openapi::serve))
+        .route(crate::metrics::PATH, get(crate::metrics::serve))
         .fallback(|| async { ApiError::not_found("The requested resource does not exist") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -44,6 +45,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         })
         .layer(middleware::from_fn(bearer_challenge))
         .layer(middleware::from_fn(correlator))
+        .route_layer(middleware::from_fn(crate::metrics::track_http))
         .with_state(gw)
 }
 

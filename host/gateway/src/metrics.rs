@@ -1,0 +1,82 @@
+//! Prometheus metrics at `/metrics`: every metric name is declared here, recorded through the
+//! `metrics` facade where things happen, and rendered by `metrics-exporter-prometheus`.
+//!
+//! One recorder per process (the facade's is global): several gateways in one process (tests)
+//! share it. An application embedding the gateway that installed its own recorder keeps it; the
+//! gateway's `/metrics` is then empty.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::app::Gateway;
+
+pub const PATH: &str = "/metrics";
+
+/// HTTP requests by method, route (the matched pattern, never the raw path) and status.
+pub const HTTP_REQUESTS: &str = "camara_http_requests_total";
+/// Their latency, by method and route.
+pub const HTTP_DURATION: &str = "camara_http_request_duration_seconds";
+/// `POST /sessions` to the INVITE handed to the SIP stack.
+pub const CALL_SETUP: &str = "camara_call_setup_seconds";
+/// Session statuses reached, by direction and status.
+pub const SESSION_STATUS: &str = "camara_session_status_total";
+/// Calls with media anchored now.
+pub const CALLS_ACTIVE: &str = "camara_calls_active";
+/// Responses to our INVITEs, by status code.
+pub const SIP_RESPONSES: &str = "camara_sip_invite_responses_total";
+/// Calls ended on the SIP side, by cause.
+pub const CALL_ENDS: &str = "camara_call_ends_total";
+
+const SECONDS_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// The process's recorder, installed on first use.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new();
+        // Histograms (not summaries), so that several gateways' figures can be aggregated.
+        let builder = builder.set_buckets(&SECONDS_BUCKETS).expect("bucket list is not empty");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("another metrics recorder is installed: /metrics stays empty");
+        }
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    metrics::describe_counter!(HTTP_REQUESTS, "HTTP requests by method, route and status");
+    metrics::describe_histogram!(HTTP_DURATION, metrics::Unit::Seconds, "HTTP request latency");
+    metrics::describe_histogram!(CALL_SETUP, metrics::Unit::Seconds, "POST /sessions to the INVITE sent");
+    metrics::describe_counter!(SESSION_STATUS, "Session statuses reached, by direction and status");
+    metrics::describe_gauge!(CALLS_ACTIVE, "Calls with media anchored");
+    metrics::describe_counter!(SIP_RESPONSES, "Responses to our INVITEs, by status code");
+    metrics::describe_counter!(CALL_ENDS, "Calls ended on the SIP side, by cause");
+}
+
+/// `GET /metrics`, in the Prometheus text format.
+pub async fn serve(State(gw): State<Arc<Gateway>>) -> Response {
+    metrics::gauge!(CALLS_ACTIVE).set(gw.media_sessions.len() as f64);
+    let body = handle().render();
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// Middleware counting every request and its latency.
+pub async fn track_http(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!(HTTP_DURATION, "method" => method, "route" => route).record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,77 @@
+//! `/metrics` is Prometheus text that a Prometheus parser reads, and its counters move as a call
+//! is made (sipp as the network) and ended.
+
+use std::time::Duration;
+
+use camara_gateway::config::SipTransportName;
+use camara_gateway_tests::*;
+
+/// The sum of every sample of `name` whose labels include all of `labels`.
+fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+            prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+async fn scrape(api: &Api) -> prometheus_parse::Scrape {
+    let reply = api.get_text("/metrics").await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.headers["content-type"].to_str().unwrap().starts_with("text/plain"), "{:?}", reply.headers);
+    let lines = reply.body.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines).expect("Prometheus text format")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_counters_move_as_a_call_is_made() {
+    init_logs();
+    if !sipp_available() {
+        eprintln!("sipp is not installed (apt-get install sip-tester): skipped");
+        return;
+    }
+    let sipp = Sipp::uas("uas_call_flow.xml", SipTransportName::Udp).await;
+    let gateway =
+        camara_gateway::start(gateway_config(Some(sipp.addr), SipTransportName::Udp)).await.expect("gateway starts");
+    let api = Api::new(gateway.http_addr);
+    let mut sink = Sink::start(vec![]).await;
+    let token = tokens::for_subscriber(ALICE);
+    let registration_id = api.register(&token).await.body["registrationId"].as_str().unwrap().to_string();
+    assert_eq!(api.subscribe(&token, &sink.url, "t").await.status, 201);
+
+    let before = scrape(&api).await;
+    let created = api.call_number(&token, &registration_id, ALICE, &format!("tel:{BOB}")).await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let wait = Duration::from_secs(10);
+    while sink.next(wait).await.body["data"]["status"] != "Connected" {}
+    let during = scrape(&api).await;
+    let path = format!("/webrtc-call-handling/v0.3/sessions/{}", created.body["mediaSessionId"].as_str().unwrap());
+    assert_eq!(api.call("DELETE", &path, Some(&token), &[], None).await.status, 204);
+    while sink.next(wait).await.body["data"]["status"] != "Terminated" {}
+    let after = scrape(&api).await;
+
+    let posted = [("method", "POST"), ("route", "/webrtc-call-handling/v0.3/sessions"), ("status", "201")];
+    assert_eq!(
+        value(&after, "camara_http_requests_total", &posted) - value(&before, "camara_http_requests_total", &posted),
+        1.0
+    );
+    let connected = [("direction", "outgoing"), ("status", "Connected")];
+    assert_eq!(value(&after, "camara_session_status_total", &connected), 1.0);
+    assert_eq!(value(&after, "camara_sip_invite_responses_total", &[("code", "200")]), 1.0);
+    assert_eq!(value(&during, "camara_calls_active", &[]), 1.0);
+    assert_eq!(value(&after, "camara_calls_active", &[]), 0.0);
+    assert_eq!(value(&after, "camara_call_ends_total", &[("cause", "local")]), 1.0);
+    let setups = after.samples.iter().find(|s| s.metric == "camara_call_setup_seconds");
+    let Some(prometheus_parse::Value::Histogram(buckets)) = setups.map(|s| &s.value) else {
+        panic!("no call set-up histogram: {:?}", after.samples.iter().map(|s| &s.metric).collect::<Vec<_>>());
+    };
+    assert_eq!(buckets.last().map(|b| b.count), Some(1.0), "{buckets:?}");
+    let (code, messages, errors) = sipp.finish(Duration::from_secs(15)).await;
+    assert_eq!(code, 0, "sipp failed: {errors}\n{messages}");
+    gateway.stop().await;
+}
