@@ -275,6 +275,48 @@ impl Sink {
     }
 }
 
+/// A gateway whose network is a sipp UAS playing a scenario, with the test subscriber (ALICE)
+/// registered and subscribed to a sink: the set-up of the tests that place one call.
+pub struct SippNetwork {
+    pub sipp: Sipp,
+    pub gateway: camara_gateway::RunningGateway,
+    pub api: Api,
+    pub sink: Sink,
+    pub token: String,
+    pub registration_id: String,
+}
+
+impl SippNetwork {
+    /// `None` (with a message) when sipp is not installed.
+    pub async fn start(scenario: &str, configure: impl FnOnce(&mut GatewayConfig)) -> Option<SippNetwork> {
+        init_logs();
+        if !sipp_available() {
+            eprintln!("sipp is not installed (apt-get install sip-tester): skipped");
+            return None;
+        }
+        let sipp = Sipp::uas(scenario, SipTransportName::Udp).await;
+        let mut config = gateway_config(Some(sipp.addr), SipTransportName::Udp);
+        configure(&mut config);
+        let gateway = camara_gateway::start(config).await.expect("gateway starts");
+        let api = Api::new(gateway.http_addr);
+        let sink = Sink::start(vec![]).await;
+        let token = tokens::for_subscriber(ALICE);
+        let registration = api.register(&token).await;
+        assert_eq!(registration.status, 201, "{:?}", registration.body);
+        let registration_id = registration.body["registrationId"].as_str().unwrap().to_string();
+        let subscription = api.subscribe(&token, &sink.url, "sink-secret").await;
+        assert_eq!(subscription.status, 201, "{:?}", subscription.body);
+        Some(SippNetwork { sipp, gateway, api, sink, token, registration_id })
+    }
+
+    /// `POST /sessions` from ALICE to BOB; returns the session's path.
+    pub async fn call(&self) -> String {
+        let session = self.api.call_number(&self.token, &self.registration_id, ALICE, &format!("tel:{BOB}")).await;
+        assert_eq!(session.status, 201, "{:?}", session.body);
+        format!("/webrtc-call-handling/v0.3/sessions/{}", session.body["mediaSessionId"].as_str().unwrap())
+    }
+}
+
 /// A sipp process playing a scenario of `tests/sipp/`.
 pub struct Sipp {
     pub addr: SocketAddr,

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use camara_gateway::config::SipTransportName;
 use camara_gateway_tests::*;
 use serde_json::{Value, json};
 
@@ -14,42 +13,21 @@ const WAIT: Duration = Duration::from_secs(15);
 
 /// An outgoing call placed towards a sipp network playing `scenario`, with its subscriber's sink.
 struct Call {
-    sipp: Sipp,
-    gateway: camara_gateway::RunningGateway,
-    api: Api,
-    sink: Sink,
-    token: String,
+    network: SippNetwork,
     path: String,
 }
 
 impl Call {
     async fn place(scenario: &str) -> Option<Call> {
-        init_logs();
-        if !sipp_available() {
-            eprintln!("sipp is not installed (apt-get install sip-tester): skipped");
-            return None;
-        }
-        let sipp = Sipp::uas(scenario, SipTransportName::Udp).await;
-        let mut config = gateway_config(Some(sipp.addr), SipTransportName::Udp);
         // The network of the session-timer case asks for a 4 s session.
-        config.sip.min_se_seconds = 2;
-        let gateway = camara_gateway::start(config).await.expect("gateway starts");
-        let api = Api::new(gateway.http_addr);
-        let sink = Sink::start(vec![]).await;
-        let token = tokens::for_subscriber(ALICE);
-        let registration = api.register(&token).await;
-        assert_eq!(registration.status, 201, "{:?}", registration.body);
-        let registration_id = registration.body["registrationId"].as_str().unwrap().to_string();
-        assert_eq!(api.subscribe(&token, &sink.url, "sink-secret").await.status, 201);
-        let session = api.call_number(&token, &registration_id, ALICE, &format!("tel:{BOB}")).await;
-        assert_eq!(session.status, 201, "{:?}", session.body);
-        let path = format!("/webrtc-call-handling/v0.3/sessions/{}", session.body["mediaSessionId"].as_str().unwrap());
-        Some(Call { sipp, gateway, api, sink, token, path })
+        let network = SippNetwork::start(scenario, |config| config.sip.min_se_seconds = 2).await?;
+        let path = network.call().await;
+        Some(Call { network, path })
     }
 
     /// The data of the next session-status event.
     async fn next_status(&mut self) -> Value {
-        self.sink.next(WAIT).await.body["data"].clone()
+        self.network.sink.next(WAIT).await.body["data"].clone()
     }
 
     /// Skips events until one with `status`; panics on a final status first.
@@ -64,7 +42,7 @@ impl Call {
     }
 
     async fn read_status(&self) -> String {
-        let read = self.api.call("GET", &self.path, Some(&self.token), &[], None).await;
+        let read = self.network.api.call("GET", &self.path, Some(&self.network.token), &[], None).await;
         assert_eq!(read.status, 200, "{:?}", read.body);
         read.body["status"].as_str().unwrap_or_default().to_string()
     }
@@ -72,9 +50,9 @@ impl Call {
     /// sipp played its whole scenario (it received what the gateway had to send); returns the
     /// methods it received.
     async fn finish(self) -> Vec<String> {
-        let (code, messages, errors) = self.sipp.finish(WAIT).await;
+        let (code, messages, errors) = self.network.sipp.finish(WAIT).await;
         assert_eq!(code, 0, "sipp: {errors}\n{messages}");
-        self.gateway.stop().await;
+        self.network.gateway.stop().await;
         received_start_lines(&messages).iter().map(|l| l.split(' ').next().unwrap_or_default().to_string()).collect()
     }
 }
@@ -97,7 +75,11 @@ async fn a_re_offer_refused_with_481_ends_the_call_with_bye_and_terminated() {
     let Some(mut call) = Call::place("uas_reinvite_481.xml").await else { return };
     call.until("Connected").await;
     let status_path = format!("{}/status", call.path);
-    let hold = call.api.call("PUT", &status_path, Some(&call.token), &[], Some(json!({"status": "Hold"}))).await;
+    let hold = call
+        .network
+        .api
+        .call("PUT", &status_path, Some(&call.network.token), &[], Some(json!({"status": "Hold"})))
+        .await;
     assert_eq!(hold.status, 409, "{:?}", hold.body);
     assert!(hold.body["message"].as_str().is_some_and(|m| m.contains("481")), "{:?}", hold.body);
     let ended = call.next_status().await;
@@ -111,11 +93,11 @@ async fn a_re_offer_refused_with_481_ends_the_call_with_bye_and_terminated() {
 async fn a_200_crossing_the_devices_cancel_is_not_reported_as_connected() {
     let Some(mut call) = Call::place("uas_late_200_after_cancel.xml").await else { return };
     call.until("Ringing").await;
-    assert_eq!(call.api.call("DELETE", &call.path, Some(&call.token), &[], None).await.status, 204);
+    assert_eq!(call.network.api.call("DELETE", &call.path, Some(&call.network.token), &[], None).await.status, 204);
     let ended = call.next_status().await;
     assert_eq!(ended["status"], "SessionCancelled", "{ended}");
     // The 200, its ACK and the BYE come after; none of it may reach the device.
-    assert!(call.sink.quiet_for(Duration::from_millis(1500)).await, "an event after the cancellation");
+    assert!(call.network.sink.quiet_for(Duration::from_millis(1500)).await, "an event after the cancellation");
     assert_eq!(call.read_status().await, "SessionCancelled");
     let received = call.finish().await;
     assert_eq!(received, ["INVITE", "CANCEL", "ACK", "BYE"], "the answer is ACKed and ended with BYE");
@@ -143,6 +125,6 @@ async fn a_refusal_by_the_network_ends_the_session_with_its_status() {
         "{ended}"
     );
     assert_eq!(call.read_status().await, status);
-    assert!(call.sink.quiet_for(Duration::from_millis(500)).await, "one final status only");
+    assert!(call.network.sink.quiet_for(Duration::from_millis(500)).await, "one final status only");
     call.finish().await;
 }

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use camara_gateway::config::SipTransportName;
 use camara_gateway_tests::*;
 
 /// The sum of every sample of `name` whose labels include all of `labels`.
@@ -30,30 +29,15 @@ async fn scrape(api: &Api) -> prometheus_parse::Scrape {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_counters_move_as_a_call_is_made() {
-    init_logs();
-    if !sipp_available() {
-        eprintln!("sipp is not installed (apt-get install sip-tester): skipped");
-        return;
-    }
-    let sipp = Sipp::uas("uas_call_flow.xml", SipTransportName::Udp).await;
-    let gateway =
-        camara_gateway::start(gateway_config(Some(sipp.addr), SipTransportName::Udp)).await.expect("gateway starts");
-    let api = Api::new(gateway.http_addr);
-    let mut sink = Sink::start(vec![]).await;
-    let token = tokens::for_subscriber(ALICE);
-    let registration_id = api.register(&token).await.body["registrationId"].as_str().unwrap().to_string();
-    assert_eq!(api.subscribe(&token, &sink.url, "t").await.status, 201);
-
-    let before = scrape(&api).await;
-    let created = api.call_number(&token, &registration_id, ALICE, &format!("tel:{BOB}")).await;
-    assert_eq!(created.status, 201, "{:?}", created.body);
+    let Some(mut network) = SippNetwork::start("uas_call_flow.xml", |_| {}).await else { return };
+    let before = scrape(&network.api).await;
+    let path = network.call().await;
     let wait = Duration::from_secs(10);
-    while sink.next(wait).await.body["data"]["status"] != "Connected" {}
-    let during = scrape(&api).await;
-    let path = format!("/webrtc-call-handling/v0.3/sessions/{}", created.body["mediaSessionId"].as_str().unwrap());
-    assert_eq!(api.call("DELETE", &path, Some(&token), &[], None).await.status, 204);
-    while sink.next(wait).await.body["data"]["status"] != "Terminated" {}
-    let after = scrape(&api).await;
+    while network.sink.next(wait).await.body["data"]["status"] != "Connected" {}
+    let during = scrape(&network.api).await;
+    assert_eq!(network.api.call("DELETE", &path, Some(&network.token), &[], None).await.status, 204);
+    while network.sink.next(wait).await.body["data"]["status"] != "Terminated" {}
+    let after = scrape(&network.api).await;
 
     let posted = [("method", "POST"), ("route", "/webrtc-call-handling/v0.3/sessions"), ("status", "201")];
     assert_eq!(
@@ -71,7 +55,7 @@ async fn the_counters_move_as_a_call_is_made() {
         panic!("no call set-up histogram: {:?}", after.samples.iter().map(|s| &s.metric).collect::<Vec<_>>());
     };
     assert_eq!(buckets.last().map(|b| b.count), Some(1.0), "{buckets:?}");
-    let (code, messages, errors) = sipp.finish(Duration::from_secs(15)).await;
+    let (code, messages, errors) = network.sipp.finish(Duration::from_secs(15)).await;
     assert_eq!(code, 0, "sipp failed: {errors}\n{messages}");
-    gateway.stop().await;
+    network.gateway.stop().await;
 }
