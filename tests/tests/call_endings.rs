@@ -41,6 +41,14 @@ impl Call {
         }
     }
 
+    /// The next event is `status` with a reason containing `reason`, and `GET` answers `status`.
+    async fn ends(&mut self, status: &str, reason: &str) {
+        let ended = self.next_status().await;
+        assert_eq!(ended["status"], status, "{ended}");
+        assert!(ended["reason"].as_str().is_some_and(|r| !r.is_empty() && r.contains(reason)), "{ended}");
+        assert_eq!(self.read_status().await, status);
+    }
+
     async fn read_status(&self) -> String {
         let read = self.network.api.call("GET", &self.path, Some(&self.network.token), &[], None).await;
         assert_eq!(read.status, 200, "{:?}", read.body);
@@ -62,11 +70,7 @@ async fn a_session_the_network_never_refreshes_ends_with_bye_and_terminated_nami
     let Some(mut call) = Call::place("uas_session_never_refreshed.xml").await else { return };
     call.until("Connected").await;
     // refresher=uas with 4 s: the BYE goes at 4 - 4/3 s (RFC 4028 s.10).
-    let ended = call.next_status().await;
-    assert_eq!(ended["status"], "Terminated", "{ended}");
-    let reason = ended["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("session timer"), "{reason}");
-    assert_eq!(call.read_status().await, "Terminated");
+    call.ends("Terminated", "session timer").await;
     assert_eq!(call.finish().await.last().map(String::as_str), Some("BYE"));
 }
 
@@ -82,10 +86,7 @@ async fn a_re_offer_refused_with_481_ends_the_call_with_bye_and_terminated() {
         .await;
     assert_eq!(hold.status, 409, "{:?}", hold.body);
     assert!(hold.body["message"].as_str().is_some_and(|m| m.contains("481")), "{:?}", hold.body);
-    let ended = call.next_status().await;
-    assert_eq!(ended["status"], "Terminated", "{ended}");
-    assert!(ended["reason"].as_str().is_some_and(|r| r.contains("481")), "{ended}");
-    assert_eq!(call.read_status().await, "Terminated");
+    call.ends("Terminated", "481").await;
     assert_eq!(call.finish().await.last().map(String::as_str), Some("BYE"));
 }
 
@@ -107,10 +108,7 @@ async fn a_200_crossing_the_devices_cancel_is_not_reported_as_connected() {
 async fn the_networks_bye_ends_the_session() {
     let Some(mut call) = Call::place("uas_remote_bye_after_answer.xml").await else { return };
     call.until("Connected").await;
-    let ended = call.next_status().await;
-    assert_eq!(ended["status"], "Terminated", "{ended}");
-    assert!(ended["reason"].as_str().is_some_and(|r| !r.is_empty()), "{ended}");
-    assert_eq!(call.read_status().await, "Terminated");
+    call.ends("Terminated", "").await;
     call.finish().await;
 }
 

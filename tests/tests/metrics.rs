@@ -39,6 +39,9 @@ async fn the_counters_move_as_a_call_is_made() {
     while network.sink.next(wait).await.body["data"]["status"] != "Terminated" {}
     let after = scrape(&network.api).await;
 
+    // Counted from the gateway's first request, before anything scraped.
+    let registered = [("method", "POST"), ("route", "/webrtc-registration/v0.3/sessions"), ("status", "201")];
+    assert_eq!(value(&before, "camara_http_requests_total", &registered), 1.0);
     let posted = [("method", "POST"), ("route", "/webrtc-call-handling/v0.3/sessions"), ("status", "201")];
     assert_eq!(
         value(&after, "camara_http_requests_total", &posted) - value(&before, "camara_http_requests_total", &posted),

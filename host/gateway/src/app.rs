@@ -84,6 +84,8 @@ pub fn auth_configured(auth: &camara_auth::VerifierConfig) -> bool {
 
 /// Starts the gateway described by `config`.
 pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
+    // Installed first: what is recorded before there is a recorder is lost.
+    crate::metrics::handle();
     let mut config = config;
     // Bound first: the built-in OAuth server's issuer and the relay's URLs are on this address.
     let listener = tokio::net::TcpListener::bind(config.http.listen).await?;

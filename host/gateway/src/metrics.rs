@@ -34,7 +34,7 @@ pub const CALL_ENDS: &str = "camara_call_ends_total";
 
 const SECONDS_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
-/// The process's recorder, installed on first use.
+/// The process's recorder, installed on first use (`app::start` uses it first).
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
