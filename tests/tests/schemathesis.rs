@@ -86,7 +86,7 @@ impl Fixture {
             })
             .unwrap();
         let session_id = uuid::Uuid::new_v4().to_string();
-        store.insert_session(outgoing_session(&session_id, &registration_id)).unwrap();
+        store.insert_session(outgoing_session(&session_id, &registration_id), Vec::new()).unwrap();
         Fixture { gateway, token, registration_id, subscription_id, session_id, workdir: TempDir::new("schemathesis") }
     }
 
@@ -292,6 +292,8 @@ fn outgoing_session(id: &str, registration_id: &str) -> MediaSession {
         status: "Initial".into(),
         sequence: 0,
         local_hangup: None,
+        sip_dialog: None,
         created_at: chrono::Utc::now(),
+        revision: 0,
     }
 }

@@ -34,6 +34,8 @@ pub struct Gateway {
     pub reoffers: crate::calls::Reoffers,
     /// SIP registration bindings (`sip-account` mode).
     pub bindings: crate::bindings::Bindings,
+    /// Set once a shutdown signal arrived.
+    pub drain: crate::shutdown::Drain,
     /// Per-client request budget.
     pub rate_limiter: governor::DefaultKeyedRateLimiter<String>,
 }
@@ -61,19 +63,43 @@ impl RunningGateway {
         self.gateway.sip.shutdown().await;
     }
 
-    /// Serves until Ctrl-C or SIGTERM.
+    /// Serves until Ctrl-C or SIGTERM, then drains ([`crate::shutdown`]) and stops; a second
+    /// signal during the drain returns at once.
     pub async fn serve_until_signal(self) {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
-            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        let mut signals = Signals::new();
+        signals.next().await;
+        tracing::info!("shutdown signal: draining");
+        tokio::select! {
+            () = crate::shutdown::drain(&self.gateway) => {}
+            () = signals.next() => {
+                tracing::warn!("second signal: exiting without finishing the drain");
+                return;
+            }
         }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
         tracing::info!("shutting down");
         self.stop().await;
+    }
+}
+
+/// SIGINT (Ctrl-C) and, on Unix, SIGTERM.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Self {
+        Signals {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler"),
+        }
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = self.term.recv() => {} }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -209,6 +235,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         media_sessions: Default::default(),
         bindings: Default::default(),
         reoffers: Default::default(),
+        drain: Default::default(),
         rate_limiter: governor::RateLimiter::keyed(
             governor::Quota::per_second(
                 std::num::NonZeroU32::new(config.api.rate_limit_per_second.max(1)).expect("at least 1"),
@@ -224,6 +251,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         sip,
     });
     gateway.notifier.resume_pending();
+    crate::recovery::end_calls_of_previous_run(&gateway).await;
     tokio::spawn(crate::calls::run_sip_events(gateway.clone(), sip_events));
     tokio::spawn(crate::calls::run_media_events(gateway.clone(), media_events));
     gateway.sip.set_offer_answerer(Arc::new(crate::calls::NetworkOffers(Arc::downgrade(&gateway))));

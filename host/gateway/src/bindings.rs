@@ -153,7 +153,7 @@ pub async fn on_event(gw: &Gateway, binding: &str, event: RegistrationEvent) {
 /// Removes a registration the network no longer accepts and tells its subscribers
 /// (`registration-ends`, NETWORK_TERMINATED).
 async fn end_registration(gw: &Gateway, registration_id: &str, description: &str) {
-    let Ok(Some(r)) = gw.store.backend().remove_registration(registration_id) else {
+    let Ok(Some(r)) = gw.store.backend().registration(registration_id) else {
         return;
     };
     let event = GatewayEvent {
@@ -169,7 +169,10 @@ async fn end_registration(gw: &Gateway, registration_id: &str, description: &str
         phone_number: Some(r.phone_number.clone()),
     };
     let subscriptions = gw.store.backend().subscriptions_of(&r.phone_number).unwrap_or_default();
-    gw.notifier.publish(event, &subscriptions).await;
+    let events = gw.notifier.event(event, &subscriptions).into_iter().collect();
+    if let Ok(Some(ended)) = gw.store.backend().remove_registration(registration_id, events) {
+        gw.notifier.dispatch(ended.events).await;
+    }
 }
 
 /// At start-up: every stored registration the mapping plugin sends to a registrar is

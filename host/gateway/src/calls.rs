@@ -93,7 +93,7 @@ impl camara_sip::OfferAnswerer for NetworkOffers {
         let (gw, session, media) = self.media_of(call_id)?;
         match media.network_reoffered(offer) {
             Ok((answer, _)) => {
-                let _ = gw.store.update_session(&session.id, &mut |s| s.sip_local_sdp = Some(answer.clone()));
+                let _ = gw.store.update_session(&session.id, |s| s.sip_local_sdp = Some(answer.clone()));
                 Some(answer)
             }
             Err(e) => {
@@ -112,21 +112,21 @@ pub async fn run_media_events(gw: Arc<Gateway>, mut events: UnboundedReceiver<Me
                 let Ok(Some(session)) = gw.store.session_by_id(&key) else { continue };
                 tracing::warn!(session = key, "no RTP from the network for {after:?}: ending the call");
                 let reason = format!("No media from the network for {} s", after.as_secs());
-                end_for_media(&gw, &session, &reason).await;
+                end_by_gateway(&gw, &session, &reason).await;
             }
         }
     }
 }
 
-/// Ends a call whose media cannot go on: BYE (or CANCEL) towards the network, `Terminated`
-/// with `reason` towards the device.
-async fn end_for_media(gw: &Gateway, session: &MediaSession, reason: &str) {
+/// Ends a call the gateway cannot or will not carry on (its media failed, a shutdown): BYE (or
+/// CANCEL, or 480) towards the network, `Terminated` with `reason` towards the device.
+pub(crate) async fn end_by_gateway(gw: &Gateway, session: &MediaSession, reason: &str) {
     let update = StatusUpdate { status: mapping::SessionStatus::Terminated, reason: reason.to_string() };
     apply_status(gw, &session.id, update).await;
     if let Some(call_id) = &session.sip_call_id
         && let Err(e) = gw.sip.hangup(call_id).await
     {
-        tracing::debug!(session = session.id, "hangup after a media failure: {e}");
+        tracing::debug!(session = session.id, "hangup of a call the gateway ends: {e}");
     }
     gw.media_sessions.close(&session.id).await;
 }
@@ -198,7 +198,7 @@ pub async fn place_call(
     };
     // The session exists before the INVITE leaves, so no response can outrun it.
     let session = MediaSession {
-        id: session_id,
+        id: session_id.clone(),
         owner_phone_number: phone_number.to_string(),
         registration_id: registration.id.clone(),
         device_id: registration.device_id.clone(),
@@ -213,13 +213,18 @@ pub async fn place_call(
         sip_local_sdp: Some(sip_sdp),
         status: "Initial".into(),
         sequence: 0,
+        sip_dialog: None,
         local_hangup: None,
         created_at: chrono::Utc::now(),
+        revision: 0,
     };
-    if let Err(e) = gw.store.insert_session(session.clone()) {
-        gw.media_sessions.close(&session.id).await;
-        return Err(e);
-    }
+    let session = match gw.store.insert_session(session, Vec::new()) {
+        Ok(committed) => committed.record,
+        Err(e) => {
+            gw.media_sessions.close(&session_id).await;
+            return Err(e);
+        }
+    };
     match gw.sip.invite(invite).await {
         Ok(_) => {
             metrics::histogram!(crate::metrics::CALL_SETUP).record(started.elapsed().as_secs_f64());
@@ -228,7 +233,7 @@ pub async fn place_call(
         Err(e) => {
             tracing::warn!(session = session.id, "INVITE not sent: {e}");
             gw.media_sessions.close(&session.id).await;
-            let _ = gw.store.update_session(&session.id, &mut |s| s.status = "Failed".into());
+            let _ = gw.store.update_session(&session.id, |s| s.status = "Failed".into());
             Err(ApiError::unavailable(format!("The call could not be sent to the network: {e}")))
         }
     }
@@ -244,7 +249,7 @@ pub async fn end_call(gw: &Gateway, session: &MediaSession) -> Result<(), ApiErr
     // `hangup` returns, and that report must already know the device ended it.
     let answered = matches!(session.status.as_str(), "Connected" | "Hold" | "Resume");
     let expected = if answered { "BYE" } else { "CANCEL" };
-    gw.store.update_session(&session.id, &mut |s| s.local_hangup = Some(expected.to_string()))?;
+    gw.store.update_session(&session.id, |s| s.local_hangup = Some(expected.to_string()))?;
     match gw.sip.hangup(call_id).await {
         Ok(kind) => {
             let method = match kind {
@@ -252,7 +257,7 @@ pub async fn end_call(gw: &Gateway, session: &MediaSession) -> Result<(), ApiErr
                 HangupKind::Cancel | HangupKind::Reject => "CANCEL",
             };
             if method != expected {
-                gw.store.update_session(&session.id, &mut |s| s.local_hangup = Some(method.to_string()))?;
+                gw.store.update_session(&session.id, |s| s.local_hangup = Some(method.to_string()))?;
             }
             Ok(())
         }
@@ -322,7 +327,7 @@ pub async fn hold_or_resume(gw: &Gateway, session: &MediaSession, hold: bool) ->
     {
         tracing::warn!(session = session.id, "unusable answer to the re-INVITE: {e}");
     }
-    gw.store.update_session(&session.id, &mut |s| s.sip_local_sdp = Some(sdp.clone()))?;
+    gw.store.update_session(&session.id, |s| s.sip_local_sdp = Some(sdp.clone()))?;
     let (status, reason) = if hold {
         (mapping::SessionStatus::Hold, "Call put on hold by the device")
     } else {
@@ -378,6 +383,9 @@ async fn on_incoming(gw: &Arc<Gateway>, call_id: &str, invite: mapping::Incoming
             }
         }
     };
+    if gw.drain.is_draining() {
+        return refuse(503, "Service Unavailable").await;
+    }
     let call = match gw.plugins.mapping.map_incoming_call(&invite).await {
         Ok(Ok(call)) => call,
         Ok(Err(rejection)) => return refuse(rejection.status_code, &rejection.reason_phrase).await,
@@ -424,13 +432,11 @@ async fn on_incoming(gw: &Arc<Gateway>, call_id: &str, invite: mapping::Incoming
         sip_local_sdp: None,
         status: "Initial".into(),
         sequence: 1,
+        sip_dialog: None,
         local_hangup: None,
         created_at: chrono::Utc::now(),
+        revision: 0,
     };
-    if gw.store.insert_session(session.clone()).is_err() {
-        gw.media_sessions.close(&session_id).await;
-        return refuse(500, "Server Internal Error").await;
-    }
     let mut data = session_data(&session);
     data["offer"] = serde_json::json!({ "sdp": session.offer_sdp });
     let event = GatewayEvent {
@@ -441,8 +447,14 @@ async fn on_incoming(gw: &Arc<Gateway>, call_id: &str, invite: mapping::Incoming
         device_id: Some(session.device_id.clone()),
         phone_number: Some(session.owner_phone_number.clone()),
     };
-    if let Ok(subscriptions) = gw.store.subscriptions_of(&session.owner_phone_number) {
-        gw.notifier.publish(event, &subscriptions).await;
+    let subscriptions = gw.store.subscriptions_of(&session.owner_phone_number).unwrap_or_default();
+    let invitation = gw.notifier.event(event, &subscriptions).into_iter().collect();
+    match gw.store.insert_session(session, invitation) {
+        Ok(committed) => gw.notifier.dispatch(committed.events).await,
+        Err(_) => {
+            gw.media_sessions.close(&session_id).await;
+            return refuse(500, "Server Internal Error").await;
+        }
     }
     let no_answer = Duration::from_secs(gw.config.sip.no_answer_seconds.max(1));
     let (gw, call_id) = (gw.clone(), call_id.to_string());
@@ -454,7 +466,7 @@ async fn on_incoming(gw: &Arc<Gateway>, call_id: &str, invite: mapping::Incoming
             let update =
                 StatusUpdate { status: mapping::SessionStatus::NoAnswer, reason: "Not answered in time".into() };
             apply_status(&gw, &session_id, update).await;
-            let _ = gw.store.update_session(&session_id, &mut |s| s.local_hangup = Some("NoAnswer".into()));
+            let _ = gw.store.update_session(&session_id, |s| s.local_hangup = Some("NoAnswer".into()));
             if let Err(e) = gw.sip.reject(&call_id, 480, "Temporarily Unavailable").await {
                 tracing::debug!(call_id, "no-answer refusal: {e}");
             }
@@ -478,7 +490,7 @@ pub async fn answer_incoming(
         return Err(conflict(format!("A {} session cannot be answered", session.status)));
     }
     if status == "Declined" {
-        gw.store.update_session(&session.id, &mut |s| s.local_hangup = Some("Declined".into()))?;
+        gw.store.update_session(&session.id, |s| s.local_hangup = Some("Declined".into()))?;
         // The status first: once the 603 is out, the end of the call can be reported any moment.
         let update = StatusUpdate { status: mapping::SessionStatus::Declined, reason: "Declined by the device".into() };
         apply_status(gw, &session.id, update).await;
@@ -497,7 +509,7 @@ pub async fn answer_incoming(
                 MediaError::NoCommonCodec => ApiError::invalid_argument("answer.sdp has no codec of the offer"),
                 e => ApiError::unavailable(format!("The media could not be set up: {e}")),
             })?;
-            gw.store.update_session(&session.id, &mut |s| {
+            gw.store.update_session(&session.id, |s| {
                 s.answer_sdp = Some(answer.clone());
                 s.sip_local_sdp = Some(sip_answer.clone());
             })?;
@@ -540,6 +552,12 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
         CallEvent::Terminated { cause } => Some(cause),
         _ => None,
     };
+    // The dialog is confirmed: our 2xx was ACKed, or the network's 2xx arrived.
+    let confirmed = match (&event, session.direction) {
+        (CallEvent::Request { method, .. }, Direction::Incoming) => method == "ACK",
+        (CallEvent::Response { status, .. }, Direction::Outgoing) => (200..300).contains(status),
+        _ => false,
+    };
     if let Some(cause) = ended {
         metrics::counter!(crate::metrics::CALL_ENDS, "cause" => cause.name()).increment(1);
     }
@@ -574,7 +592,7 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
     {
         if let Err(e) = media.network_answered_our_offer(answer) {
             tracing::warn!(session = session.id, "the network's answer is unusable: {e}");
-            end_for_media(gw, &session, &format!("The network's media answer is unusable: {e}")).await;
+            end_by_gateway(gw, &session, &format!("The network's media answer is unusable: {e}")).await;
         }
         return;
     }
@@ -591,13 +609,13 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
     {
         match media.network_answered(sdp).await {
             Ok(Some(answer)) => {
-                let _ = gw.store.update_session(&session.id, &mut |s| s.answer_sdp = Some(answer.clone()));
+                let _ = gw.store.update_session(&session.id, |s| s.answer_sdp = Some(answer.clone()));
             }
             Ok(None) => {}
             Err(e) => {
                 // The call cannot carry media: end it rather than leave the device waiting.
                 tracing::warn!(session = session.id, "network answer unusable: {e}");
-                end_for_media(gw, &session, &format!("The network's media answer is unusable: {e}")).await;
+                end_by_gateway(gw, &session, &format!("The network's media answer is unusable: {e}")).await;
                 return;
             }
         }
@@ -638,13 +656,27 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
     if let Some(update) = update {
         apply_status(gw, &session.id, update).await;
     }
+    if confirmed {
+        remember_dialog(gw, &session.id, call_id).await;
+    }
     if let Some(cause) = ended {
         // Whatever ended the call and whatever the plugin made of the SIP events before, the
         // session ends here: `apply_status` leaves a session that is already final as it is.
         let update = StatusUpdate { status: mapping::SessionStatus::Terminated, reason: end_reason(cause) };
         apply_status(gw, &session.id, update).await;
-        let _ = gw.store.update_session(&session.id, &mut |s| s.sip_call_id = None);
+        let _ = gw.store.update_session(&session.id, |s| s.sip_call_id = None);
         gw.media_sessions.close(&session.id).await;
+    }
+}
+
+/// Keeps what the SIP side needs to end the call after a crash (see [`crate::recovery`]).
+pub(crate) async fn remember_dialog(gw: &Gateway, session_id: &str, call_id: &str) {
+    let Some(snapshot) = gw.sip.dialog_snapshot(call_id).await else { return };
+    match serde_json::to_value(&snapshot) {
+        Ok(dialog) => {
+            let _ = gw.store.update_session(session_id, |s| s.sip_dialog = Some(dialog.clone()));
+        }
+        Err(e) => tracing::warn!(session = session_id, "dialog not kept: {e}"),
     }
 }
 
@@ -676,21 +708,27 @@ fn session_data(session: &MediaSession) -> serde_json::Value {
     data
 }
 
-async fn apply_status(gw: &Gateway, session_id: &str, update: StatusUpdate) {
+/// Moves a session to `update`'s status, unless it is final already, and queues its
+/// session-status event in the same write.
+pub(crate) async fn apply_status(gw: &Gateway, session_id: &str, update: StatusUpdate) {
     let status = status_name(update.status);
+    let Ok(Some(current)) = gw.store.session_by_id(session_id) else { return };
+    let Ok(subscriptions) = gw.store.subscriptions_of(&current.owner_phone_number) else { return };
     let mut changed = false;
-    let Ok(session) = gw.store.update_session(session_id, &mut |s| {
+    let committed = gw.store.update_session_with_events(session_id, &mut |s| {
         changed = !is_final_status(&s.status);
-        if changed {
-            s.status = status.clone();
-            s.sequence += 1;
+        if !changed {
+            return Vec::new();
         }
-    }) else {
-        return;
-    };
+        s.status = status.clone();
+        s.sequence += 1;
+        gw.notifier.event(status_event(s, &update.reason), &subscriptions).into_iter().collect()
+    });
+    let Ok(committed) = committed else { return };
     if !changed {
         return;
     }
+    let session = &committed.record;
     tracing::info!(session = session.id, status, reason = update.reason, "session status");
     let direction = match session.direction {
         Direction::Outgoing => "outgoing",
@@ -698,21 +736,24 @@ async fn apply_status(gw: &Gateway, session_id: &str, update: StatusUpdate) {
     };
     metrics::counter!(crate::metrics::SESSION_STATUS, "direction" => direction, "status" => status.clone())
         .increment(1);
-    let mut data = session_data(&session);
-    data["reason"] = update.reason.into();
+    gw.notifier.dispatch(committed.events).await;
+}
+
+/// The session-status event of `session` as it now is.
+fn status_event(session: &MediaSession, reason: &str) -> GatewayEvent {
+    let mut data = session_data(session);
+    data["reason"] = reason.into();
     // As the call-flow examples show: the session's offer and, once there is one, its answer.
     data["offer"] = serde_json::json!({ "sdp": session.offer_sdp });
     if let Some(answer) = &session.answer_sdp {
         data["answer"] = serde_json::json!({ "sdp": answer });
     }
-    let event = GatewayEvent {
+    GatewayEvent {
         event_type: SESSION_STATUS,
         data,
         media_session_id: Some(session.id.clone()),
         registration_id: Some(session.registration_id.clone()),
         device_id: Some(session.device_id.clone()),
         phone_number: Some(session.owner_phone_number.clone()),
-    };
-    let Ok(subscriptions) = gw.store.subscriptions_of(&session.owner_phone_number) else { return };
-    gw.notifier.publish(event, &subscriptions).await;
+    }
 }

@@ -22,6 +22,8 @@ pub struct GatewayConfig {
     pub notifications: NotificationConfig,
     /// The operator's API (dead letters); not served unless a token is set.
     pub admin: AdminConfig,
+    /// What SIGTERM / SIGINT does: a graceful drain.
+    pub shutdown: ShutdownConfig,
     pub storage: StorageConfig,
     pub plugins: PluginsConfig,
     /// The built-in OAuth/OIDC provider (development and demos; on in the embedded defaults so a
@@ -43,6 +45,7 @@ impl Default for GatewayConfig {
             registration: Default::default(),
             notifications: Default::default(),
             admin: Default::default(),
+            shutdown: Default::default(),
             storage: Default::default(),
             plugins: Default::default(),
             oauth_server: camara_oauth::OAuthConfig { enabled: true, ..Default::default() },
@@ -506,6 +509,36 @@ pub struct AdminConfig {
 impl std::fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminConfig").field("bearer_token", &self.bearer_token.as_ref().map(|_| "<set>")).finish()
+    }
+}
+
+/// `[shutdown]`: the drain on SIGTERM or SIGINT (a second signal exits at once).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// The longest a drain takes, from the signal to the exit. New sessions and incoming calls
+    /// are refused (503) from the signal on; live calls go on until [`Self::ending_reserve`]
+    /// before the end, then are ended with BYE and `Terminated`; the rest of the period is for
+    /// the BYEs' answers and the events still due. Set it below the supervisor's kill timeout
+    /// (Kubernetes' default grace period is 30 s).
+    pub drain_seconds: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig { drain_seconds: 25 }
+    }
+}
+
+impl ShutdownConfig {
+    pub fn period(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.drain_seconds)
+    }
+
+    /// The end of the period kept for ending the calls still up and delivering their events:
+    /// 5 s, or half the period when it is shorter than 10 s.
+    pub fn ending_reserve(&self) -> std::time::Duration {
+        (self.period() / 2).min(std::time::Duration::from_secs(5))
     }
 }
 

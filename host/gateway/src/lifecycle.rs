@@ -29,25 +29,27 @@ pub async fn sweep(gw: &Gateway) {
     match backend.registrations_expiring_before(now) {
         Ok(due) => {
             for registration in due {
-                if let Ok(Some(r)) = backend.remove_registration(&registration.id) {
-                    tracing::info!(registration = r.id, "registration expired");
-                    let event = GatewayEvent {
-                        event_type: REGISTRATION_ENDS,
-                        data: serde_json::json!({
-                            "registrationId": r.id,
-                            "terminationReason": "REGISTRATION_EXPIRED",
-                            "terminationDescription": "The registration reached its expiry time",
-                        }),
-                        media_session_id: None,
-                        registration_id: Some(r.id.clone()),
-                        device_id: Some(r.device_id.clone()),
-                        phone_number: Some(r.phone_number.clone()),
-                    };
-                    let subscriptions = backend.subscriptions_of(&r.phone_number).unwrap_or_default();
-                    gw.notifier.publish(event, &subscriptions).await;
-                    crate::bindings::unbind(gw, &r.id).await;
+                let event = GatewayEvent {
+                    event_type: REGISTRATION_ENDS,
+                    data: serde_json::json!({
+                        "registrationId": registration.id,
+                        "terminationReason": "REGISTRATION_EXPIRED",
+                        "terminationDescription": "The registration reached its expiry time",
+                    }),
+                    media_session_id: None,
+                    registration_id: Some(registration.id.clone()),
+                    device_id: Some(registration.device_id.clone()),
+                    phone_number: Some(registration.phone_number.clone()),
+                };
+                let subscriptions = backend.subscriptions_of(&registration.phone_number).unwrap_or_default();
+                let events = gw.notifier.event(event, &subscriptions).into_iter().collect();
+                // The end and its event in one write: a crash cannot keep one without the other.
+                if let Ok(Some(ended)) = backend.remove_registration(&registration.id, events) {
+                    tracing::info!(registration = ended.record.id, "registration expired");
+                    gw.notifier.dispatch(ended.events).await;
+                    crate::bindings::unbind(gw, &ended.record.id).await;
                     if gw.config.registration.end_calls_on_expiry {
-                        end_calls_of(gw, &r.id).await;
+                        end_calls_of(gw, &ended.record.id).await;
                     }
                 }
             }
@@ -69,10 +71,12 @@ pub async fn sweep(gw: &Gateway) {
                         ("ACCESS_TOKEN_EXPIRED", "The sink credential's access token expires")
                     }
                 };
-                if let Ok(Some(s)) = backend.remove_subscription(&ending.subscription.id) {
+                let s = &ending.subscription;
+                let event = GatewayEvent::subscription_ended(s, reason, description);
+                let events = gw.notifier.event(event, std::slice::from_ref(s)).into_iter().collect();
+                if let Ok(Some(ended)) = backend.remove_subscription(&s.id, events) {
                     tracing::info!(subscription = s.id, reason, "subscription ended");
-                    let event = GatewayEvent::subscription_ended(&s, reason, description);
-                    gw.notifier.publish(event, std::slice::from_ref(&s)).await;
+                    gw.notifier.dispatch(ended.events).await;
                     gw.notifier.close(&s.id);
                 }
             }

@@ -107,8 +107,10 @@ impl Notifier {
         self.inner.deliveries.is_own_relay_sink(sink)
     }
 
-    /// Puts `event` in the outbox, for `subscriptions`, and routes it.
-    pub async fn publish(&self, event: GatewayEvent, subscriptions: &[Subscription]) {
+    /// `event` for `subscriptions` as the outbox keeps it until it is routed: to be committed
+    /// with the state change that caused it (the store's `events` arguments), then handed to
+    /// [`Notifier::dispatch`]. `None` (logged) if it cannot be encoded.
+    pub fn event(&self, event: GatewayEvent, subscriptions: &[Subscription]) -> Option<NewEvent> {
         let cloudevent = match EventBuilderV10::new()
             .id(uuid::Uuid::new_v4().to_string())
             .source(self.inner.source.as_str())
@@ -120,7 +122,7 @@ impl Notifier {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!("cannot build a {} CloudEvent: {e}", event.event_type);
-                return;
+                return None;
             }
         };
         let unrouted = Unrouted {
@@ -134,17 +136,28 @@ impl Notifier {
             },
             subscriptions: subscriptions.to_vec(),
         };
-        let payload = match serde_json::to_string(&unrouted) {
-            Ok(p) => p,
+        match serde_json::to_string(&unrouted) {
+            Ok(payload) => Some(NewEvent { payload, not_before: chrono::Utc::now() }),
             Err(e) => {
                 tracing::error!("cannot encode a {} event: {e}", event.event_type);
-                return;
+                None
             }
-        };
-        let new = NewEvent { payload, not_before: chrono::Utc::now() };
+        }
+    }
+
+    /// Queues and routes an event that goes with no state change of its own.
+    pub async fn publish(&self, event: GatewayEvent, subscriptions: &[Subscription]) {
+        let Some(new) = self.event(event, subscriptions) else { return };
         match self.inner.deliveries.store.backend().enqueue_event(new.clone()) {
-            Ok(id) => self.inner.clone().route(new.pending(id)).await,
-            Err(e) => tracing::error!(event = event.event_type, "event not queued: {e}"),
+            Ok(id) => self.dispatch(vec![new.pending(id)]).await,
+            Err(e) => tracing::error!("event not queued: {e}"),
+        }
+    }
+
+    /// Routes events the store has committed, in order (those of one session keep theirs).
+    pub async fn dispatch(&self, events: Vec<PendingEvent>) {
+        for pending in events {
+            self.inner.clone().route(pending).await;
         }
     }
 

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-pub use camara_store::{Direction, MediaSession, Registration, SinkCredential, Subscription};
-use camara_store::{Store as Backend, StoreError};
+pub use camara_store::{Committed, Direction, MediaSession, Registration, SinkCredential, Subscription};
+use camara_store::{NewEvent, Store as Backend, StoreError};
 
 use crate::error::ApiError;
 
@@ -70,7 +70,7 @@ impl Store {
         if self.registration(id, owner)?.is_none() {
             return Ok(None);
         }
-        self.backend.remove_registration(id).map_err(internal)
+        Ok(self.backend.remove_registration(id, Vec::new()).map_err(internal)?.map(|c| c.record))
     }
 
     pub fn insert_subscription(&self, subscription: Subscription) -> Result<(), ApiError> {
@@ -97,15 +97,22 @@ impl Store {
         self.backend.update_subscription(id, change).map(Some).map_err(internal)
     }
 
-    pub fn remove_subscription(&self, id: &str, owner: &str) -> Result<Option<Subscription>, ApiError> {
-        if self.subscription(id, owner)?.is_none() {
+    /// Removes a subscription of `owner`, with the event `ended` makes of it queued in the same
+    /// write.
+    pub fn remove_subscription(
+        &self,
+        id: &str,
+        owner: &str,
+        ended: impl FnOnce(&Subscription) -> Option<NewEvent>,
+    ) -> Result<Option<Committed<Subscription>>, ApiError> {
+        let Some(subscription) = self.subscription(id, owner)? else {
             return Ok(None);
-        }
-        self.backend.remove_subscription(id).map_err(internal)
+        };
+        self.backend.remove_subscription(id, ended(&subscription).into_iter().collect()).map_err(internal)
     }
 
-    pub fn insert_session(&self, session: MediaSession) -> Result<(), ApiError> {
-        self.backend.insert_session(session).map_err(internal)
+    pub fn insert_session(&self, session: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>, ApiError> {
+        self.backend.insert_session(session, events).map_err(internal)
     }
 
     pub fn session(&self, id: &str, owner: &str) -> Result<Option<MediaSession>, ApiError> {
@@ -121,11 +128,22 @@ impl Store {
         self.backend.session_by_call_id(call_id).map_err(internal)
     }
 
-    pub fn update_session(
+    /// Changes a session without an event.
+    pub fn update_session(&self, id: &str, mut change: impl FnMut(&mut MediaSession)) -> Result<MediaSession, ApiError> {
+        let mut quiet = |s: &mut MediaSession| {
+            change(s);
+            Vec::new()
+        };
+        Ok(self.backend.update_session(id, &mut quiet).map_err(internal)?.record)
+    }
+
+    /// Changes a session and queues the events `change` returns, in one write. `change` may run
+    /// more than once (see [`camara_store::Store::update_session`]).
+    pub fn update_session_with_events(
         &self,
         id: &str,
-        change: &mut dyn FnMut(&mut MediaSession),
-    ) -> Result<MediaSession, ApiError> {
+        change: &mut dyn FnMut(&mut MediaSession) -> Vec<NewEvent>,
+    ) -> Result<Committed<MediaSession>, ApiError> {
         self.backend.update_session(id, change).map_err(internal)
     }
 }

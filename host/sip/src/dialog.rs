@@ -202,6 +202,11 @@ impl UacCall {
             && self.dialog.as_ref().is_none_or(Dialog::is_settled)
     }
 
+    /// The confirmed dialog as a snapshot, once there is one and while it is not ending.
+    pub fn dialog_snapshot(&self) -> Option<crate::in_dialog::DialogSnapshot> {
+        self.dialog.as_ref().filter(|d| !d.is_ending()).map(Dialog::snapshot)
+    }
+
     /// Whether an in-dialog request with these tags belongs to this call.
     pub fn matches_dialog(&self, local_tag: &str, remote_tag: &str) -> bool {
         local_tag == self.setup.local_tag

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::dialog::{ALLOW, CallOutput, CallSetup, UacCall, check_uri};
-use crate::in_dialog::OfferMethod;
+use crate::in_dialog::{DialogSnapshot, OfferMethod};
+use crate::recovered::RecoveredCall;
 use crate::message::{
     Headers, Message, Method, ParseError, Refusal, Request, Response, SipHeaders, Transmit, Via, new_branch, parse,
     random_token, response_destination, response_to, response_to_headers, stamp_top_via, stamp_via,
@@ -131,6 +132,8 @@ struct ServerTx {
 enum Call {
     Uac(UacCall),
     Uas(UasCall),
+    /// A call of a previous run, being ended.
+    Recovered(RecoveredCall),
 }
 
 impl Call {
@@ -138,6 +141,7 @@ impl Call {
         match self {
             Call::Uac(c) => c.transport(),
             Call::Uas(c) => c.transport(),
+            Call::Recovered(c) => c.transport(),
         }
     }
 
@@ -145,6 +149,7 @@ impl Call {
         match self {
             Call::Uac(c) => c.is_finished(),
             Call::Uas(c) => c.is_finished(),
+            Call::Recovered(c) => c.is_finished(),
         }
     }
 
@@ -152,6 +157,7 @@ impl Call {
         match self {
             Call::Uac(c) => c.poll_output(),
             Call::Uas(c) => c.poll_output(),
+            Call::Recovered(c) => c.poll_output(),
         }
     }
 
@@ -159,6 +165,7 @@ impl Call {
         match self {
             Call::Uac(c) => c.poll_timeout(),
             Call::Uas(c) => c.poll_timeout(),
+            Call::Recovered(c) => c.poll_timeout(),
         }
     }
 
@@ -166,6 +173,7 @@ impl Call {
         match self {
             Call::Uac(c) => c.handle_timeout(now),
             Call::Uas(c) => c.handle_timeout(now),
+            Call::Recovered(c) => c.handle_timeout(now),
         }
     }
 
@@ -173,6 +181,7 @@ impl Call {
         match self {
             Call::Uac(c) => c.handle_response(response, now),
             Call::Uas(c) => c.handle_response(response, now),
+            Call::Recovered(c) => c.handle_response(response, now),
         }
     }
 
@@ -180,6 +189,7 @@ impl Call {
         match self {
             Call::Uac(c) => c.transport_failed(dest, now),
             Call::Uas(c) => c.transport_failed(dest, now),
+            Call::Recovered(c) => c.transport_failed(dest, now),
         }
     }
 
@@ -187,6 +197,7 @@ impl Call {
         match self {
             Call::Uac(c) => c.matches_dialog(local_tag, remote_tag),
             Call::Uas(c) => c.matches_dialog(local_tag, remote_tag),
+            Call::Recovered(c) => c.matches_dialog(local_tag, remote_tag),
         }
     }
 
@@ -194,6 +205,7 @@ impl Call {
         match self {
             Call::Uac(c) => c.handle_remote_bye(request, now),
             Call::Uas(c) => c.handle_remote_bye(request, now),
+            Call::Recovered(c) => c.handle_remote_bye(request, now),
         }
     }
 
@@ -201,6 +213,8 @@ impl Call {
         match self {
             Call::Uac(c) => c.handle_peer_refresh(request, our_sdp, now),
             Call::Uas(c) => c.handle_peer_refresh(request, our_sdp, now),
+            // Ending: a refresh changes nothing.
+            Call::Recovered(_) => {}
         }
     }
 
@@ -208,6 +222,7 @@ impl Call {
         match self {
             Call::Uac(c) => c.reinvite_pending(),
             Call::Uas(c) => c.offer_pending(),
+            Call::Recovered(_) => false,
         }
     }
 }
@@ -358,10 +373,35 @@ impl Endpoint {
         let kind = match call {
             Call::Uac(c) => c.hangup(now),
             Call::Uas(c) => c.hangup(now),
+            Call::Recovered(_) => Ok(HangupKind::Bye),
         }
         .map_err(|_| SipError::UnknownCall(call_id.to_string()))?;
         self.drain_call(call_id);
         Ok(kind)
+    }
+
+    /// The confirmed dialog of a call, for the application to persist; `None` before the 2xx,
+    /// after the end, or for an unknown call.
+    pub fn dialog_snapshot(&self, call_id: &str) -> Option<DialogSnapshot> {
+        match self.calls.get(call_id)? {
+            Call::Uac(c) => c.dialog_snapshot(),
+            Call::Uas(c) => c.dialog_snapshot(),
+            Call::Recovered(_) => None,
+        }
+    }
+
+    /// Ends with BYE a call of a previous run of the process, known by the snapshot of its
+    /// dialog; `Terminated` follows once the BYE is answered or fails. Its events carry the
+    /// snapshot's Call-ID.
+    pub fn end_recovered(&mut self, snapshot: DialogSnapshot, now: Instant) -> Result<(), SipError> {
+        let call_id = snapshot.parts.call_id.clone();
+        if self.calls.contains_key(&call_id) {
+            return Err(SipError::Config(format!("Call-ID {call_id} is in use")));
+        }
+        tracing::info!(%call_id, "ending a call of the previous run with BYE");
+        self.calls.insert(call_id.clone(), Call::Recovered(RecoveredCall::new(snapshot, self.config.timers, now)));
+        self.drain_call(&call_id);
+        Ok(())
     }
 
     /// A re-INVITE with `sdp` as the offer in an answered call (see [`Self::offer`]).
@@ -376,6 +416,7 @@ impl Endpoint {
         let result = match call {
             Call::Uac(c) => c.offer(method, sdp, now),
             Call::Uas(c) => c.offer(method, sdp, now),
+            Call::Recovered(_) => Err(SipError::UnknownCall(call_id.to_string())),
         };
         self.drain_call(call_id);
         result

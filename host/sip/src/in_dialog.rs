@@ -32,7 +32,7 @@ pub enum OfferMethod {
 }
 
 /// Everything that addresses the requests we send in one dialog (s.12.2.1.1).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DialogParts {
     pub call_id: String,
     pub transport: Transport,
@@ -77,6 +77,15 @@ impl DialogParts {
             self.fallback_dest
         })
     }
+}
+
+/// A confirmed dialog as the application persists it, to end the call with BYE after a restart
+/// ([`Endpoint::end_recovered`](crate::endpoint::Endpoint::end_recovered)).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DialogSnapshot {
+    pub parts: DialogParts,
+    /// The last CSeq number of ours when the snapshot was taken.
+    pub local_cseq: u32,
 }
 
 /// The RFC 4028 session timer of a confirmed dialog.
@@ -274,6 +283,11 @@ impl Dialog {
             end_cause: None,
             outputs: VecDeque::new(),
         }
+    }
+
+    /// What a later process needs to end this dialog: its addressing and the last CSeq used.
+    pub fn snapshot(&self) -> DialogSnapshot {
+        DialogSnapshot { parts: self.parts.clone(), local_cseq: self.local_cseq }
     }
 
     /// The next CSeq number for a request of ours.

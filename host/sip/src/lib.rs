@@ -25,6 +25,7 @@ pub mod endpoint;
 pub mod in_dialog;
 pub mod message;
 pub mod parser;
+pub mod recovered;
 pub mod registration;
 mod tls;
 pub mod transaction;
@@ -33,13 +34,13 @@ mod ua;
 pub mod uas;
 
 pub use endpoint::OfferAnswerer;
-pub use in_dialog::OfferMethod;
+pub use in_dialog::{DialogParts, DialogSnapshot, OfferMethod};
 pub use tls::{TlsConfig, TlsConfigError};
 pub use transaction::TimerConfig;
 pub use ua::UserAgent;
 
 /// Transport protocol of a SIP hop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Transport {
     Udp,
     Tcp,

@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::endpoint::{Endpoint, EndpointConfig, Output};
 use crate::transport::{Listeners, NetEvent, Transports};
-use crate::{HangupKind, OfferMethod, OutgoingInvite, RegisterRequest, SipConfig, SipError, Transport, UaEvent};
+use crate::{DialogSnapshot, HangupKind, OfferMethod, OutgoingInvite, RegisterRequest, SipConfig, SipError, Transport, UaEvent};
 
 enum Command {
     Invite(Box<OutgoingInvite>, oneshot::Sender<Result<String, SipError>>),
@@ -40,6 +40,8 @@ enum Command {
     Register(Box<RegisterRequest>, oneshot::Sender<Result<String, SipError>>),
     Unregister(String, oneshot::Sender<Result<(), SipError>>),
     SetOfferAnswerer(std::sync::Arc<dyn crate::endpoint::OfferAnswerer>),
+    Snapshot(String, oneshot::Sender<Option<DialogSnapshot>>),
+    EndRecovered(Box<DialogSnapshot>, oneshot::Sender<Result<(), SipError>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -176,6 +178,17 @@ impl UserAgent {
         self.request(|reply| Command::Reject { call_id, status, reason, reply }).await?
     }
 
+    /// The confirmed dialog of a call, to persist (see [`Endpoint::dialog_snapshot`]).
+    pub async fn dialog_snapshot(&self, call_id: &str) -> Option<DialogSnapshot> {
+        let call_id = call_id.to_string();
+        self.request(|reply| Command::Snapshot(call_id, reply)).await.ok().flatten()
+    }
+
+    /// Ends with BYE a call of a previous run (see [`Endpoint::end_recovered`]).
+    pub async fn end_recovered(&self, snapshot: DialogSnapshot) -> Result<(), SipError> {
+        self.request(|reply| Command::EndRecovered(Box::new(snapshot), reply)).await?
+    }
+
     /// Sends a re-INVITE carrying `sdp` as a new offer (see [`Self::offer`]).
     pub async fn reinvite(&self, call_id: &str, sdp: String) -> Result<(), SipError> {
         self.offer(call_id, OfferMethod::Reinvite, sdp).await
@@ -274,6 +287,12 @@ async fn run(
                     let _ = reply.send(endpoint.invite(*invite, Instant::now()));
                 }
                 Some(Command::SetOfferAnswerer(answerer)) => endpoint.set_offer_answerer(answerer),
+                Some(Command::Snapshot(call_id, reply)) => {
+                    let _ = reply.send(endpoint.dialog_snapshot(&call_id));
+                }
+                Some(Command::EndRecovered(snapshot, reply)) => {
+                    let _ = reply.send(endpoint.end_recovered(*snapshot, Instant::now()));
+                }
                 Some(Command::Hangup(call_id, reply)) => {
                     let _ = reply.send(endpoint.hangup(&call_id, Instant::now()));
                 }

@@ -235,6 +235,11 @@ impl UasCall {
         self.branch == branch && self.sent_by.eq_ignore_ascii_case(sent_by)
     }
 
+    /// The confirmed dialog as a snapshot, once there is one and while it is not ending.
+    pub fn dialog_snapshot(&self) -> Option<crate::in_dialog::DialogSnapshot> {
+        self.dialog.as_ref().filter(|d| !d.is_ending()).map(Dialog::snapshot)
+    }
+
     /// Whether an in-dialog request with these tags belongs to this call.
     pub fn matches_dialog(&self, local_tag: &str, remote_tag: &str) -> bool {
         local_tag == self.setup.local_tag && remote_tag == self.remote_tag

@@ -27,7 +27,9 @@ pub const ALL: &[(&str, Check)] = &[
     ("subscription_expiry", subscription_expiry),
     ("sessions", sessions),
     ("session_update", session_update),
+    ("session_compare_and_set", session_compare_and_set),
     ("session_update_is_atomic", session_update_is_atomic),
+    ("events_commit_with_the_write", events_commit_with_the_write),
     ("outbox", outbox),
     ("event_outbox", event_outbox),
     ("dead_letters", dead_letters),
@@ -82,8 +84,11 @@ pub fn session(id: &str, call_id: Option<&str>, created: i64) -> MediaSession {
         sip_local_sdp: None,
         status: "Initial".into(),
         sequence: 0,
+        sip_dialog: None,
         local_hangup: None,
         created_at: at(created),
+        // As stored: the store sets the revision.
+        revision: 1,
     }
 }
 
@@ -139,8 +144,8 @@ pub fn registrations(store: &dyn Store) {
     assert_eq!(store.registration("reg-a").unwrap(), Some(updated.clone()));
     assert_not_found(store.update_registration_expiry("nope", at(1)));
 
-    assert_eq!(store.remove_registration("reg-a").unwrap(), Some(updated));
-    assert_eq!(store.remove_registration("reg-a").unwrap(), None);
+    assert_eq!(store.remove_registration("reg-a", vec![]).unwrap().map(|c| c.record), Some(updated));
+    assert_eq!(store.remove_registration("reg-a", vec![]).unwrap(), None);
     assert_eq!(store.registration("reg-a").unwrap(), None);
     assert_eq!(store.registrations_of("+491", None).unwrap(), vec![b]);
 }
@@ -158,7 +163,7 @@ pub fn registration_uniqueness(store: &dyn Store) {
     store.insert_registration(registration("reg-3", "+492", "device-1", 100)).unwrap();
     store.insert_registration(registration("reg-4", "+491", "device-2", 100)).unwrap();
     // Once removed, the device may register again.
-    store.remove_registration("reg-1").unwrap();
+    store.remove_registration("reg-1", vec![]).unwrap();
     store.insert_registration(registration("reg-5", "+491", "device-1", 100)).unwrap();
     assert_eq!(ids(&store.registrations_of("+491", None).unwrap(), |r| &r.id), ["reg-5", "reg-4"]);
 }
@@ -181,7 +186,7 @@ pub fn registration_expiry(store: &dyn Store) {
     // A renewal moves the registration in the expiry order; a removal takes it out.
     store.update_registration_expiry("early", at(400)).unwrap();
     assert_eq!(expiring(at(350)), "same-a,same-b,late");
-    store.remove_registration("late").unwrap();
+    store.remove_registration("late", vec![]).unwrap();
     assert_eq!(expiring(at(1000)), "same-a,same-b,early");
     // Expiries far outside the usual range are still ordered and compared exactly.
     let far = Utc.with_ymd_and_hms(2500, 1, 1, 0, 0, 0).unwrap();
@@ -210,8 +215,8 @@ pub fn subscriptions(store: &dyn Store) {
     assert_eq!(store.subscriptions_of("+492").unwrap(), vec![other.clone()]);
     assert_eq!(store.subscriptions_of("+49").unwrap(), vec![]);
 
-    assert_eq!(store.remove_subscription("sub-a").unwrap(), Some(late));
-    assert_eq!(store.remove_subscription("sub-a").unwrap(), None);
+    assert_eq!(store.remove_subscription("sub-a", vec![]).unwrap().map(|c| c.record), Some(late));
+    assert_eq!(store.remove_subscription("sub-a", vec![]).unwrap(), None);
     assert_eq!(store.subscriptions_of("+491").unwrap(), vec![early, tie]);
 }
 
@@ -299,7 +304,7 @@ pub fn subscription_expiry(store: &dyn Store) {
             s.expires_at = None;
         })
         .unwrap();
-    store.remove_subscription("cred").unwrap();
+    store.remove_subscription("cred", vec![]).unwrap();
     assert_eq!(
         expiring(at(100_000)),
         vec![
@@ -315,10 +320,10 @@ pub fn sessions(store: &dyn Store) {
     let b = session("ses-b", None, 10);
     let c = MediaSession { direction: Direction::Incoming, ..session("ses-c", Some("call-c"), 10) };
     for s in [&a, &b, &c] {
-        store.insert_session(s.clone()).unwrap();
+        store.insert_session(s.clone(), vec![]).unwrap();
     }
-    assert_already_exists(store.insert_session(session("ses-a", None, 0)));
-    assert_already_exists(store.insert_session(session("ses-d", Some("call-a"), 0)));
+    assert_already_exists(store.insert_session(session("ses-a", None, 0), vec![]));
+    assert_already_exists(store.insert_session(session("ses-d", Some("call-a"), 0), vec![]));
     assert_eq!(store.session("ses-d").unwrap(), None);
 
     assert_eq!(store.session("ses-c").unwrap(), Some(c.clone()));
@@ -333,80 +338,142 @@ pub fn sessions(store: &dyn Store) {
     assert_eq!(store.session_by_call_id("call-a").unwrap(), None);
     assert_eq!(store.sessions_with_call().unwrap(), vec![c]);
     // The removed session's Call-ID is free again.
-    store.insert_session(session("ses-e", Some("call-a"), 30)).unwrap();
+    store.insert_session(session("ses-e", Some("call-a"), 30), vec![]).unwrap();
+}
+
+/// A change of a session that emits no event, as [`Store::update_session`] takes it.
+fn quietly(mut change: impl FnMut(&mut MediaSession)) -> impl FnMut(&mut MediaSession) -> Vec<NewEvent> {
+    move |s| {
+        change(s);
+        Vec::new()
+    }
 }
 
 pub fn session_update(store: &dyn Store) {
     let original = session("ses-1", Some("call-1"), 0);
-    store.insert_session(original.clone()).unwrap();
-    store.insert_session(session("ses-2", Some("call-2"), 0)).unwrap();
+    store.insert_session(original.clone(), vec![]).unwrap();
+    store.insert_session(session("ses-2", Some("call-2"), 0), vec![]).unwrap();
 
     let updated = store
-        .update_session("ses-1", &mut |s| {
-            s.status = "Connected".into();
-            s.answer_sdp = Some("v=0\r\n".into());
-            s.sequence += 1;
-        })
-        .unwrap();
+        .update_session(
+            "ses-1",
+            &mut quietly(|s| {
+                s.status = "Connected".into();
+                s.answer_sdp = Some("v=0\r\n".into());
+                s.sequence += 1;
+            }),
+        )
+        .unwrap()
+        .record;
     let expected = MediaSession {
         status: "Connected".into(),
         answer_sdp: Some("v=0\r\n".into()),
         sequence: 1,
+        revision: 2,
         ..original.clone()
     };
     assert_eq!(updated, expected);
     assert_eq!(store.session("ses-1").unwrap(), Some(expected.clone()));
     assert_eq!(store.session_by_call_id("call-1").unwrap(), Some(expected.clone()));
+    // A change that changes nothing writes nothing.
+    assert_eq!(store.update_session("ses-1", &mut quietly(|_| {})).unwrap().record.revision, 2);
 
     // Moving to a Call-ID another session has is refused and changes nothing.
-    assert_already_exists(store.update_session("ses-1", &mut |s| {
-        s.sip_call_id = Some("call-2".into());
-        s.status = "Terminated".into();
-    }));
+    assert_already_exists(store.update_session(
+        "ses-1",
+        &mut quietly(|s| {
+            s.sip_call_id = Some("call-2".into());
+            s.status = "Terminated".into();
+        }),
+    ));
     assert_eq!(store.session("ses-1").unwrap(), Some(expected.clone()));
     assert_eq!(store.session_by_call_id("call-2").unwrap().unwrap().id, "ses-2");
 
     // A new Call-ID re-indexes; clearing it forgets the call but keeps the session.
-    store.update_session("ses-1", &mut |s| s.sip_call_id = Some("call-3".into())).unwrap();
+    store.update_session("ses-1", &mut quietly(|s| s.sip_call_id = Some("call-3".into()))).unwrap();
     assert_eq!(store.session_by_call_id("call-1").unwrap(), None);
     assert_eq!(store.session_by_call_id("call-3").unwrap().unwrap().id, "ses-1");
     let ended = store
-        .update_session("ses-1", &mut |s| {
-            s.sip_call_id = None;
-            s.status = "Terminated".into();
-            s.local_hangup = Some("BYE".into());
-        })
-        .unwrap();
+        .update_session(
+            "ses-1",
+            &mut quietly(|s| {
+                s.sip_call_id = None;
+                s.status = "Terminated".into();
+                s.local_hangup = Some("BYE".into());
+            }),
+        )
+        .unwrap()
+        .record;
     assert_eq!(store.session_by_call_id("call-3").unwrap(), None);
     assert_eq!(store.session("ses-1").unwrap(), Some(ended));
     assert_eq!(ids(&store.sessions_with_call().unwrap(), |s| &s.id), ["ses-2"]);
 
-    // The id stays; an unknown session is NotFound and the closure is not called.
-    store.update_session("ses-1", &mut |s| s.id = "ses-9".into()).unwrap();
+    // The id and the revision are the store's; an unknown session is NotFound and the closure
+    // is not called.
+    store.update_session("ses-1", &mut quietly(|s| (s.id, s.revision) = ("ses-9".into(), 99))).unwrap();
     assert_eq!(store.session("ses-9").unwrap(), None);
-    assert!(store.session("ses-1").unwrap().is_some());
+    assert_eq!(store.session("ses-1").unwrap().unwrap().revision, 4, "nothing changed, nothing written");
     let mut called = false;
-    assert_not_found(store.update_session("nope", &mut |_| called = true));
+    assert_not_found(store.update_session("nope", &mut quietly(|_| called = true)));
     assert!(!called);
+}
+
+/// Compare-and-set: a write over a revision that is not the stored one changes nothing.
+pub fn session_compare_and_set(store: &dyn Store) {
+    let stored = store.insert_session(session("ses-1", Some("call-1"), 0), vec![]).unwrap().record;
+    assert_eq!(stored.revision, 1);
+    let first = store.replace_session(MediaSession { status: "Ringing".into(), ..stored.clone() }, vec![]).unwrap();
+    assert_eq!(first.record.revision, 2);
+    let stale = store.replace_session(MediaSession { status: "Declined".into(), ..stored.clone() }, vec![event("x", 0)]);
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "expected Conflict, got {stale:?}");
+    assert_eq!(store.session("ses-1").unwrap(), Some(first.record));
+    assert_eq!(store.pending_events(10).unwrap(), vec![], "a refused write queues no event");
+    assert_not_found(store.replace_session(session("nope", None, 0), vec![]));
 }
 
 /// Concurrent read-modify-writes lose no update.
 pub fn session_update_is_atomic(store: &dyn Store) {
     const THREADS: u32 = 4;
     const UPDATES: u32 = 25;
-    store.insert_session(session("ses-1", Some("call-1"), 0)).unwrap();
+    store.insert_session(session("ses-1", Some("call-1"), 0), vec![]).unwrap();
     let start = Barrier::new(THREADS as usize);
     std::thread::scope(|scope| {
         for _ in 0..THREADS {
             scope.spawn(|| {
                 start.wait();
                 for _ in 0..UPDATES {
-                    store.update_session("ses-1", &mut |s| s.sequence += 1).unwrap();
+                    store.update_session("ses-1", &mut quietly(|s| s.sequence += 1)).unwrap();
                 }
             });
         }
     });
     assert_eq!(store.session("ses-1").unwrap().unwrap().sequence, THREADS * UPDATES);
+}
+
+/// Events given with a write are queued with it, in order, and only if the write is made.
+pub fn events_commit_with_the_write(store: &dyn Store) {
+    store.insert_registration(registration("reg-1", "+491", "device-1", 100)).unwrap();
+    store.insert_subscription(subscription("sub-1", "+491", 0, None, None)).unwrap();
+    let created = store.insert_session(session("ses-1", Some("call-1"), 0), vec![event("invited", 0)]).unwrap();
+    let removed = store.remove_registration("reg-1", vec![event("reg-ends", 0)]).unwrap().unwrap();
+    let updated = store
+        .update_session("ses-1", &mut |s| {
+            s.status = "Connected".into();
+            vec![event("status-1", 1), event("status-2", 2)]
+        })
+        .unwrap();
+    let ended = store.remove_subscription("sub-1", vec![event("sub-ends", 0)]).unwrap().unwrap();
+    assert_eq!(updated.record.status, "Connected");
+    let queued: Vec<_> = [created.events, removed.events, updated.events, ended.events].concat();
+    assert_eq!(ids(&queued, |e| &e.payload), ["invited", "reg-ends", "status-1", "status-2", "sub-ends"]);
+    assert_eq!(store.pending_events(10).unwrap(), queued, "queued as returned, in id order");
+
+    // Writes that are not made queue nothing.
+    assert_eq!(store.remove_registration("reg-1", vec![event("twice", 0)]).unwrap(), None);
+    assert_eq!(store.remove_subscription("sub-1", vec![event("twice", 0)]).unwrap(), None);
+    assert_already_exists(store.insert_session(session("ses-1", None, 0), vec![event("twice", 0)]));
+    assert_not_found(store.update_session("nope", &mut |_| vec![event("twice", 0)]));
+    assert_eq!(store.pending_events(10).unwrap(), queued);
 }
 
 pub fn outbox(store: &dyn Store) {
@@ -555,19 +622,22 @@ pub fn fill(store: &dyn Store) -> Filled {
     store.insert_registration(registration("reg-2", "+491", "device-2", 200)).unwrap();
     store.insert_registration(registration("reg-gone", "+491", "device-3", 300)).unwrap();
     store.update_registration_expiry("reg-2", at(250)).unwrap();
-    store.remove_registration("reg-gone").unwrap();
+    store.remove_registration("reg-gone", vec![]).unwrap();
 
     store.insert_subscription(subscription("sub-1", "+491", 0, Some(1000), Some(500))).unwrap();
     store.insert_subscription(subscription("sub-gone", "+491", 0, None, None)).unwrap();
-    store.remove_subscription("sub-gone").unwrap();
+    store.remove_subscription("sub-gone", vec![]).unwrap();
 
-    store.insert_session(session("ses-1", Some("call-1"), 0)).unwrap();
-    store.insert_session(session("ses-2", Some("call-2"), 1)).unwrap();
+    store.insert_session(session("ses-1", Some("call-1"), 0), vec![]).unwrap();
+    store.insert_session(session("ses-2", Some("call-2"), 1), vec![]).unwrap();
     store
-        .update_session("ses-2", &mut |s| {
-            s.status = "Terminated".into();
-            s.sip_call_id = None;
-        })
+        .update_session(
+            "ses-2",
+            &mut quietly(|s| {
+                s.status = "Terminated".into();
+                s.sip_call_id = None;
+            }),
+        )
         .unwrap();
 
     let one = store.enqueue_notification(notification("sub-1", "one", 0)).unwrap();
@@ -622,7 +692,7 @@ pub fn check_filled(store: &dyn Store, filled: &Filled) {
 
     let next = store.enqueue_notification(notification("sub-1", "next", 0)).unwrap();
     assert!(filled.notification_ids.iter().all(|&id| next > id), "id {next} reused or out of order");
-    store.update_session("ses-1", &mut |s| s.sequence = 7).unwrap();
+    store.update_session("ses-1", &mut quietly(|s| s.sequence = 7)).unwrap();
     assert_eq!(store.session("ses-1").unwrap().unwrap().sequence, 7);
 }
 

@@ -131,10 +131,38 @@ pub struct MediaSession {
     pub status: String,
     /// `sequenceNumber` of the last session-status event.
     pub sequence: u32,
+    /// What the SIP side needs to end the call after a restart (dialog identifiers, route set,
+    /// remote target, CSeq), opaque to the store; set once the dialog is confirmed.
+    #[serde(default)]
+    pub sip_dialog: Option<serde_json::Value>,
     /// Set by `DELETE`: the SIP method that ends the call (BYE or CANCEL).
     pub local_hangup: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Set by the store on every write; [`Store::replace_session`] writes only over the
+    /// revision it is given (compare-and-set).
+    #[serde(default)]
+    pub revision: u64,
 }
+
+/// A write committed with the events it caused: the events are in the outbox if and only if
+/// the write is, so a crash between the two cannot lose an event or announce a change that was
+/// not made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed<T> {
+    pub record: T,
+    /// The events as queued, in the order given.
+    pub events: Vec<PendingEvent>,
+}
+
+impl<T> Committed<T> {
+    /// A write that queued no event.
+    pub fn alone(record: T) -> Self {
+        Committed { record, events: Vec::new() }
+    }
+}
+
+/// How many times [`Store::update_session`] reads again after losing a compare-and-set race.
+const UPDATE_ATTEMPTS: usize = 16;
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -145,6 +173,9 @@ pub enum StoreError {
     /// The record to update does not exist.
     #[error("not found: {0}")]
     NotFound(String),
+    /// The record changed since it was read: its revision is not the one the write expected.
+    #[error("changed meanwhile: {0}")]
+    Conflict(String),
     /// The storage failed (I/O, file locked by another process, ...).
     #[error("storage backend: {0}")]
     Backend(String),
@@ -179,8 +210,9 @@ pub trait Store: Send + Sync {
     /// Sets a registration's expiry and returns the updated record; `NotFound` if it is gone.
     fn update_registration_expiry(&self, id: &str, expires_at: DateTime<Utc>) -> Result<Registration>;
 
-    /// Removes a registration and returns it, `None` if there was none.
-    fn remove_registration(&self, id: &str) -> Result<Option<Registration>>;
+    /// Removes a registration and returns it with `events` queued, `None` (and nothing queued)
+    /// if there was none.
+    fn remove_registration(&self, id: &str, events: Vec<NewEvent>) -> Result<Option<Committed<Registration>>>;
 
     /// The registrations whose `expires_at` is before `t`, earliest first (then by id).
     fn registrations_expiring_before(&self, t: DateTime<Utc>) -> Result<Vec<Registration>>;
@@ -201,9 +233,10 @@ pub trait Store: Send + Sync {
     /// conflict may call it more than once, on a fresh copy each time.
     fn update_subscription(&self, id: &str, change: &mut dyn FnMut(&mut Subscription)) -> Result<Subscription>;
 
-    /// Removes a subscription and returns it, `None` if there was none. Its pending
-    /// notifications stay in the outbox (a `subscription-ends` event may be among them).
-    fn remove_subscription(&self, id: &str) -> Result<Option<Subscription>>;
+    /// Removes a subscription and returns it with `events` queued, `None` (and nothing queued)
+    /// if there was none. Its pending notifications stay in the outbox (a `subscription-ends`
+    /// event may be among them).
+    fn remove_subscription(&self, id: &str, events: Vec<NewEvent>) -> Result<Option<Committed<Subscription>>>;
 
     /// The subscriptions that end before `t`, by their own expiry or their sink credential's,
     /// whichever comes first ([`Subscription::ends_at`]); earliest first, then by id.
@@ -211,8 +244,9 @@ pub trait Store: Send + Sync {
 
     // --- media sessions ------------------------------------------------------------------
 
-    /// Adds a session; `AlreadyExists` if its id, or its SIP Call-ID, is taken.
-    fn insert_session(&self, session: MediaSession) -> Result<()>;
+    /// Adds a session at revision 1 with `events` queued; `AlreadyExists` (and nothing queued)
+    /// if its id, or its SIP Call-ID, is taken.
+    fn insert_session(&self, session: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>>;
 
     fn session(&self, id: &str) -> Result<Option<MediaSession>>;
 
@@ -223,12 +257,38 @@ pub trait Store: Send + Sync {
     /// then id. After a restart those calls are lost, and the gateway ends them.
     fn sessions_with_call(&self) -> Result<Vec<MediaSession>>;
 
-    /// Applies `change` to a session atomically (read-modify-write, no update from another
-    /// caller in between) and returns the updated record; `NotFound` if it is gone. The id
-    /// cannot be changed; clearing `sip_call_id` forgets the call, setting it to a Call-ID
-    /// another session has is `AlreadyExists` and changes nothing. `change` is pure: a backend
-    /// that retries on a write conflict may call it more than once, on a fresh copy each time.
-    fn update_session(&self, id: &str, change: &mut dyn FnMut(&mut MediaSession)) -> Result<MediaSession>;
+    /// Writes `session` over the stored session of its id, with `events` queued, if the stored
+    /// revision is `session.revision` (compare-and-set); returns the record as written, at the
+    /// next revision. `NotFound` if it is gone, `Conflict` if it changed since it was read,
+    /// `AlreadyExists` if it takes a Call-ID another session has; each changes nothing.
+    fn replace_session(&self, session: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>>;
+
+    /// Applies `change` to a session and queues the events it returns, in one write, and
+    /// returns the updated record: read, change, [`Store::replace_session`], read again on a
+    /// conflict. So `change` may run more than once, each time on a fresh copy; it must not
+    /// have effects of its own. A `change` that changes nothing and returns no event writes
+    /// nothing. `NotFound` if the session is gone.
+    fn update_session(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut MediaSession) -> Vec<NewEvent>,
+    ) -> Result<Committed<MediaSession>> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let stored = self.session(id)?.ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
+            let mut updated = stored.clone();
+            let events = change(&mut updated);
+            updated.id = id.to_owned();
+            updated.revision = stored.revision;
+            if updated == stored && events.is_empty() {
+                return Ok(Committed::alone(stored));
+            }
+            match self.replace_session(updated, events) {
+                Err(StoreError::Conflict(_)) => continue,
+                other => return other,
+            }
+        }
+        Err(StoreError::Conflict(format!("session {id}: still changing after {UPDATE_ATTEMPTS} attempts")))
+    }
 
     /// Removes a session and returns it, `None` if there was none.
     fn remove_session(&self, id: &str) -> Result<Option<MediaSession>>;

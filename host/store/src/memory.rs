@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::outbox::Requeued;
 use crate::{
-    DeadLetter, ExpiringSubscription, MediaSession, NewEvent, NewNotification, PendingEvent, PendingNotification,
+    Committed, DeadLetter, ExpiringSubscription, MediaSession, NewEvent, NewNotification, PendingEvent, PendingNotification,
     Registration, Result, Store, StoreError, Subscription, Undelivered,
 };
 
@@ -49,6 +49,17 @@ impl Tables {
         let id = self.next_id();
         self.events.insert(id, e.pending(id));
         id
+    }
+
+    /// Queues `events` and returns them with their ids.
+    fn push_events(&mut self, events: Vec<NewEvent>) -> Vec<PendingEvent> {
+        events
+            .into_iter()
+            .map(|e| {
+                let id = self.push_event(e);
+                self.events[&id].clone()
+            })
+            .collect()
     }
 }
 
@@ -104,8 +115,9 @@ impl Store for MemoryStore {
         Ok(registration.clone())
     }
 
-    fn remove_registration(&self, id: &str) -> Result<Option<Registration>> {
-        Ok(self.tables().registrations.remove(id))
+    fn remove_registration(&self, id: &str, events: Vec<NewEvent>) -> Result<Option<Committed<Registration>>> {
+        let mut t = self.tables();
+        Ok(t.registrations.remove(id).map(|record| Committed { record, events: t.push_events(events) }))
     }
 
     fn registrations_expiring_before(&self, t: DateTime<Utc>) -> Result<Vec<Registration>> {
@@ -149,8 +161,9 @@ impl Store for MemoryStore {
         Ok(updated)
     }
 
-    fn remove_subscription(&self, id: &str) -> Result<Option<Subscription>> {
-        Ok(self.tables().subscriptions.remove(id))
+    fn remove_subscription(&self, id: &str, events: Vec<NewEvent>) -> Result<Option<Committed<Subscription>>> {
+        let mut t = self.tables();
+        Ok(t.subscriptions.remove(id).map(|record| Committed { record, events: t.push_events(events) }))
     }
 
     fn subscriptions_expiring_before(&self, t: DateTime<Utc>) -> Result<Vec<ExpiringSubscription>> {
@@ -158,7 +171,7 @@ impl Store for MemoryStore {
         Ok(crate::expiring_subscriptions(all, t))
     }
 
-    fn insert_session(&self, session: MediaSession) -> Result<()> {
+    fn insert_session(&self, mut session: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>> {
         let mut t = self.tables();
         if t.sessions.contains_key(&session.id) {
             return Err(StoreError::AlreadyExists(format!("session {}", session.id)));
@@ -169,8 +182,9 @@ impl Store for MemoryStore {
             }
             t.session_by_call_id.insert(call_id.clone(), session.id.clone());
         }
-        t.sessions.insert(session.id.clone(), session);
-        Ok(())
+        session.revision = 1;
+        t.sessions.insert(session.id.clone(), session.clone());
+        Ok(Committed { record: session, events: t.push_events(events) })
     }
 
     fn session(&self, id: &str) -> Result<Option<MediaSession>> {
@@ -188,14 +202,15 @@ impl Store for MemoryStore {
         Ok(found)
     }
 
-    fn update_session(&self, id: &str, change: &mut dyn FnMut(&mut MediaSession)) -> Result<MediaSession> {
+    fn replace_session(&self, mut updated: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>> {
         let mut guard = self.tables();
         // Borrow the fields apart: the stored session is read while the index changes.
         let t = &mut *guard;
-        let stored = t.sessions.get(id).ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
-        let mut updated = stored.clone();
-        change(&mut updated);
-        updated.id = id.to_owned();
+        let id = updated.id.clone();
+        let stored = t.sessions.get(&id).ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
+        if stored.revision != updated.revision {
+            return Err(StoreError::Conflict(format!("session {id} is at revision {}", stored.revision)));
+        }
         if updated.sip_call_id != stored.sip_call_id {
             if let Some(new) = &updated.sip_call_id
                 && t.session_by_call_id.contains_key(new)
@@ -206,11 +221,12 @@ impl Store for MemoryStore {
                 t.session_by_call_id.remove(&old);
             }
             if let Some(new) = &updated.sip_call_id {
-                t.session_by_call_id.insert(new.clone(), id.to_owned());
+                t.session_by_call_id.insert(new.clone(), id.clone());
             }
         }
-        t.sessions.insert(id.to_owned(), updated.clone());
-        Ok(updated)
+        updated.revision += 1;
+        t.sessions.insert(id, updated.clone());
+        Ok(Committed { record: updated, events: t.push_events(events) })
     }
 
     fn remove_session(&self, id: &str) -> Result<Option<MediaSession>> {

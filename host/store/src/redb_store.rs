@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    DeadLetter, ExpiringSubscription, MediaSession, NewEvent, NewNotification, PendingEvent, PendingNotification,
+    Committed, DeadLetter, ExpiringSubscription, MediaSession, NewEvent, NewNotification, PendingEvent, PendingNotification,
     Registration, Result, Store, StoreError, Subscription, Undelivered,
 };
 
@@ -227,7 +227,7 @@ impl Store for RedbStore {
         })
     }
 
-    fn remove_registration(&self, id: &str) -> Result<Option<Registration>> {
+    fn remove_registration(&self, id: &str, events: Vec<NewEvent>) -> Result<Option<Committed<Registration>>> {
         self.write(|txn| {
             let mut records = txn.open_table(REGISTRATIONS)?;
             let Some(r) = get_record::<Registration>(&records, "registration", id)? else {
@@ -236,7 +236,7 @@ impl Store for RedbStore {
             records.remove(id)?;
             txn.open_table(REGISTRATION_BY_DEVICE)?.remove((r.phone_number.as_str(), r.device_id.as_str()))?;
             txn.open_table(REGISTRATION_EXPIRY)?.remove((time_key(r.expires_at), id))?;
-            Ok(Some(r))
+            Ok(Some(Committed { record: r, events: outbox::insert_events(txn, events)? }))
         })
     }
 
@@ -306,7 +306,7 @@ impl Store for RedbStore {
         })
     }
 
-    fn remove_subscription(&self, id: &str) -> Result<Option<Subscription>> {
+    fn remove_subscription(&self, id: &str, events: Vec<NewEvent>) -> Result<Option<Committed<Subscription>>> {
         self.write(|txn| {
             let mut records = txn.open_table(SUBSCRIPTIONS)?;
             let Some(s) = get_record::<Subscription>(&records, "subscription", id)? else {
@@ -314,7 +314,7 @@ impl Store for RedbStore {
             };
             records.remove(id)?;
             unindex_subscription(txn, &s)?;
-            Ok(Some(s))
+            Ok(Some(Committed { record: s, events: outbox::insert_events(txn, events)? }))
         })
     }
 
@@ -329,7 +329,8 @@ impl Store for RedbStore {
         })
     }
 
-    fn insert_session(&self, s: MediaSession) -> Result<()> {
+    fn insert_session(&self, mut s: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>> {
+        s.revision = 1;
         self.write(|txn| {
             let mut records = txn.open_table(SESSIONS)?;
             if records.get(s.id.as_str())?.is_some() {
@@ -343,7 +344,7 @@ impl Store for RedbStore {
                 by_call_id.insert(call_id.as_str(), s.id.as_str())?;
             }
             records.insert(s.id.as_str(), encode(&s)?.as_slice())?;
-            Ok(())
+            Ok(Committed { record: s.clone(), events: outbox::insert_events(txn, events)? })
         })
     }
 
@@ -373,18 +374,14 @@ impl Store for RedbStore {
         })
     }
 
-    fn update_session(&self, id: &str, change: &mut dyn FnMut(&mut MediaSession)) -> Result<MediaSession> {
-        // redb has one writer at a time: nothing can change the session between the read and
-        // the write below.
+    fn replace_session(&self, mut new: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>> {
         self.write(|txn| {
             let mut records = txn.open_table(SESSIONS)?;
+            let id = new.id.clone();
             let old: MediaSession =
-                get_record(&records, "session", id)?.ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
-            let mut new = old.clone();
-            change(&mut new);
-            new.id = id.to_owned();
-            if new == old {
-                return Ok(new);
+                get_record(&records, "session", &id)?.ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
+            if old.revision != new.revision {
+                return Err(StoreError::Conflict(format!("session {id} is at revision {}", old.revision)));
             }
             if new.sip_call_id != old.sip_call_id {
                 let mut by_call_id = txn.open_table(SESSION_BY_CALL_ID)?;
@@ -397,11 +394,12 @@ impl Store for RedbStore {
                     by_call_id.remove(call_id.as_str())?;
                 }
                 if let Some(call_id) = &new.sip_call_id {
-                    by_call_id.insert(call_id.as_str(), id)?;
+                    by_call_id.insert(call_id.as_str(), id.as_str())?;
                 }
             }
-            records.insert(id, encode(&new)?.as_slice())?;
-            Ok(new)
+            new.revision += 1;
+            records.insert(id.as_str(), encode(&new)?.as_slice())?;
+            Ok(Committed { record: new.clone(), events: outbox::insert_events(txn, events)? })
         })
     }
 

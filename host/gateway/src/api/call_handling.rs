@@ -108,6 +108,12 @@ pub(super) async fn create(
     op.fields.registration_id = Some(registration_id.clone());
     op.fields.addresses = vec![body.originator_address.clone(), body.receiver_address.clone()];
     let caller = authorize(&gw, auth, op).await?;
+    if gw.drain.is_draining() {
+        // Another node (or this one, restarted) takes the call.
+        let mut refused = ApiError::unavailable("The gateway is shutting down; retry the session on another node");
+        refused.retry_after = Some(u32::try_from(gw.config.shutdown.drain_seconds).unwrap_or(u32::MAX).max(1));
+        return Err(refused);
+    }
     let registration = gw
         .store
         .registration(&registration_id, &caller.phone_number)?

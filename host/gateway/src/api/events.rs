@@ -325,12 +325,15 @@ pub(super) async fn remove(
     let mut op = OperationContext::new(API, "deleteNotificationChannelSubscription", "DELETE");
     op.path_ids.push(("subscriptionId", &id));
     let caller = authorize(&gw, auth, op).await?;
-    let s = gw
+    let ended = gw
         .store
-        .remove_subscription(&id, &caller.phone_number)?
+        .remove_subscription(&id, &caller.phone_number, |s| {
+            let event =
+                GatewayEvent::subscription_ended(s, "SUBSCRIPTION_DELETED", "Subscription deleted by client request");
+            gw.notifier.event(event, std::slice::from_ref(s))
+        })?
         .ok_or_else(|| ApiError::not_found("Subscription not found"))?;
-    let event = GatewayEvent::subscription_ended(&s, "SUBSCRIPTION_DELETED", "Subscription deleted by client request");
-    gw.notifier.publish(event, std::slice::from_ref(&s)).await;
-    gw.notifier.close(&s.id);
-    Ok((StatusCode::ACCEPTED, Json(SubscriptionAsync { id: s.id })))
+    gw.notifier.dispatch(ended.events).await;
+    gw.notifier.close(&ended.record.id);
+    Ok((StatusCode::ACCEPTED, Json(SubscriptionAsync { id: ended.record.id })))
 }

@@ -93,6 +93,11 @@ fn insert_event(txn: &WriteTransaction, e: NewEvent) -> Result<PendingEvent> {
     Ok(pending)
 }
 
+/// Queues `events` in the transaction of the write that caused them.
+pub(super) fn insert_events(txn: &WriteTransaction, events: Vec<NewEvent>) -> Result<Vec<PendingEvent>> {
+    events.into_iter().map(|e| insert_event(txn, e)).collect()
+}
+
 impl RedbStore {
     pub(super) fn outbox_enqueue_notification(&self, n: NewNotification) -> Result<u64> {
         self.write(|txn| Ok(insert_notification(txn, n)?.id))
