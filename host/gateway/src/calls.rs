@@ -653,11 +653,13 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
         },
         None => None,
     };
-    if let Some(update) = update {
-        apply_status(gw, &session.id, update).await;
-    }
+    // Kept before the status is told: a device that saw `Connected` has a call the next start
+    // can end.
     if confirmed {
         remember_dialog(gw, &session.id, call_id).await;
+    }
+    if let Some(update) = update {
+        apply_status(gw, &session.id, update).await;
     }
     if let Some(cause) = ended {
         // Whatever ended the call and whatever the plugin made of the SIP events before, the
