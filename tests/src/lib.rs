@@ -114,6 +114,7 @@ pub fn gateway_config(next_hop: Option<SocketAddr>, transport: SipTransportName)
 }
 
 /// A minimal HTTP client for the gateway's API.
+#[derive(Clone)]
 pub struct Api {
     base: String,
     client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
@@ -143,6 +144,18 @@ impl Api {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> Reply {
+        self.try_request(method, path, token, headers, body).await.expect("gateway answers")
+    }
+
+    /// [`Api::call`], `None` when the gateway does not answer (it is down, or killed meanwhile).
+    pub async fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Option<Reply> {
         let mut request = hyper::Request::builder().method(method).uri(format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
@@ -157,12 +170,12 @@ impl Api {
             }
             None => Full::new(Bytes::new()),
         };
-        let response = self.client.request(request.body(body).unwrap()).await.expect("gateway answers");
+        let response = self.client.request(request.body(body).unwrap()).await.ok()?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let bytes = response.into_body().collect().await.ok()?.to_bytes();
         let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
-        Reply { status, headers, body }
+        Some(Reply { status, headers, body })
     }
 
     /// `GET` of a document that is not JSON (`/metrics`): status, headers and text.
@@ -263,10 +276,12 @@ impl Sink {
 
     /// The next POST, or a panic after `timeout`.
     pub async fn next(&mut self, timeout: Duration) -> Received {
-        tokio::time::timeout(timeout, self.events.recv())
-            .await
-            .expect("sink received nothing in time")
-            .expect("sink open")
+        self.try_next(timeout).await.expect("sink received nothing in time")
+    }
+
+    /// The next POST, `None` if nothing arrives within `wait`.
+    pub async fn try_next(&mut self, wait: Duration) -> Option<Received> {
+        tokio::time::timeout(wait, self.events.recv()).await.ok().map(|r| r.expect("sink open"))
     }
 
     /// Whether anything arrives within `wait`.
