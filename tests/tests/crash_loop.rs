@@ -6,8 +6,11 @@
 //! Each run of the gateway gets the same requests, in order, for a fresh device: a registration
 //! that expires after 2 s, a subscription that stays, one that the next run deletes, and a call
 //! to a sipp network that answers (ended by DELETE in every other run, else by the expiry of its
-//! registration or the next start). The kill comes at a random time in that sequence or in the expiry sweeps after it; a
-//! request without an answer before the kill is not counted as acknowledged.
+//! registration or the next start), and six more registrations that expire in the same sweep,
+//! each with a subscriber. Every other run is killed at a random time in that sequence or in the
+//! sweeps after it, the others right after the log line of the first registration a sweep ended
+//! (where the events were lost before they were committed with the change). A request without an
+//! answer before the kill is not counted as acknowledged.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -22,6 +25,16 @@ const REGISTRATION_ENDS: &str = "org.camaraproject.webrtc-events.v0.registration
 const SUBSCRIPTION_ENDED: &str = "org.camaraproject.webrtc-events.v0.subscription-ended";
 const SESSION_STATUS: &str = "org.camaraproject.webrtc-events.v0.session-status";
 const FINAL: [&str; 3] = ["Terminated", "SessionCancelled", "Failed"];
+
+const REGISTRATIONS: &str = "/webrtc-registration/v0.3/sessions";
+const SUBSCRIPTIONS: &str = "/webrtc-events/v0.2/subscriptions";
+/// Registrations per run that expire in the same sweep.
+const EXPIRING_TOGETHER: usize = 6;
+
+/// 2 s from now: the shortest the test's policy accepts is 1 s.
+fn expiry_time() -> String {
+    (chrono::Utc::now() + chrono::Duration::milliseconds(2000)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
 
 /// What the gateway acknowledged with a 2xx.
 #[derive(Default, Debug)]
@@ -71,8 +84,25 @@ fn subscription_body(sink: &str, device: &str, types: &[&str]) -> Value {
 /// first request the kill leaves without an answer; any other answer than the expected one
 /// fails the test.
 async fn requests(api: Api, token: String, sink: String, run: usize, ack: Arc<Mutex<Acknowledged>>) {
+    // Devices whose registrations expire together, so that a sweep has several to end.
+    for _ in 0..EXPIRING_TOGETHER {
+        let device = uuid::Uuid::new_v4().to_string();
+        let body = json!({"deviceId": device, "registrationExpireTime": expiry_time()});
+        let Some(registration) = api.try_request("POST", REGISTRATIONS, Some(&token), &[], Some(body)).await else {
+            return;
+        };
+        assert_eq!(registration.status, 201, "run {run}: {:?}", registration.body);
+        let body = subscription_body(&sink, &device, &[REGISTRATION_ENDS]);
+        let Some(subscribed) = api.try_request("POST", SUBSCRIPTIONS, Some(&token), &[], Some(body)).await else {
+            return;
+        };
+        assert_eq!(subscribed.status, 201, "run {run}: {:?}", subscribed.body);
+        let mut ack = ack.lock().unwrap();
+        ack.kept_subscriptions.push(subscribed.body["id"].as_str().unwrap().to_string());
+        ack.registrations.push(registration.body["registrationId"].as_str().unwrap().to_string());
+    }
     let device = uuid::Uuid::new_v4().to_string();
-    let subscriptions = "/webrtc-events/v0.2/subscriptions";
+    let subscriptions = SUBSCRIPTIONS;
     let send = |method: &'static str, path: String, body: Option<Value>| {
         let (api, token) = (&api, &token);
         async move { api.try_request(method, &path, Some(token), &[], body).await }
@@ -82,10 +112,8 @@ async fn requests(api: Api, token: String, sink: String, run: usize, ack: Arc<Mu
     };
     let id = |reply: &Reply, field: &str| reply.body[field].as_str().unwrap_or_default().to_string();
 
-    let expires = (chrono::Utc::now() + chrono::Duration::milliseconds(2000))
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let body = json!({"deviceId": device, "registrationExpireTime": expires});
-    let Some(registration) = send("POST", "/webrtc-registration/v0.3/sessions".into(), Some(body)).await else {
+    let body = json!({"deviceId": device, "registrationExpireTime": expiry_time()});
+    let Some(registration) = send("POST", REGISTRATIONS.into(), Some(body)).await else {
         return;
     };
     answered(&registration, 201);
@@ -160,6 +188,28 @@ fn expected(ack: &Acknowledged) -> Vec<(String, String)> {
     .concat()
 }
 
+/// The gateway as a process, with its log lines (info level) on a channel.
+fn start_logged(config: &std::path::Path) -> (tokio::process::Child, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(gateway_binary())
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("gateway starts");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_random_points_the_gateway_loses_no_event_and_no_acknowledged_write() {
     init_logs();
@@ -200,11 +250,23 @@ min_ttl_seconds = 1
     let mut random = Random(0x5eed_c0ffee);
 
     for run in 0..RUNS {
-        let mut gateway = start_gateway_process(&config);
+        let (mut gateway, mut log) = start_logged(&config);
         wait_for_http(&api).await;
         let work = tokio::spawn(requests(api.clone(), token.clone(), sink.url.clone(), run, ack.clone()));
-        // Somewhere in the requests (~300-600 ms with a call) or in the sweeps after them.
-        tokio::time::sleep(Duration::from_millis(random.below(3000))).await;
+        if run % 2 == 0 {
+            // Somewhere in the requests or in the sweeps after them.
+            tokio::time::sleep(Duration::from_millis(random.below(3000))).await;
+        } else {
+            // Right after a sweep has ended a registration, while it ends the others.
+            let swept = tokio::time::timeout(Duration::from_secs(6), async {
+                while let Some(line) = log.recv().await {
+                    if line.contains("registration expired") {
+                        return;
+                    }
+                }
+            });
+            let _ = swept.await;
+        }
         gateway.kill().await.unwrap();
         // A wrong answer before the kill fails the test here.
         tokio::time::timeout(Duration::from_secs(10), work).await.expect("requests end").unwrap();
@@ -214,7 +276,7 @@ min_ttl_seconds = 1
     }
 
     // A last start: what the killed runs left is ended and delivered.
-    let _gateway = start_gateway_process(&config);
+    let (_gateway, _log) = start_logged(&config);
     wait_for_http(&api).await;
     let ack = std::mem::take(&mut *ack.lock().unwrap());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
