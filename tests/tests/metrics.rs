@@ -58,6 +58,26 @@ async fn the_counters_move_as_a_call_is_made() {
         panic!("no call set-up histogram: {:?}", after.samples.iter().map(|s| &s.metric).collect::<Vec<_>>());
     };
     assert_eq!(buckets.last().map(|b| b.count), Some(1.0), "{buckets:?}");
+    // Plugin calls, by hook: one outgoing call mapped, every API request authorized.
+    let plugin_calls = |scrape: &prometheus_parse::Scrape, hook: &str| {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "camara_plugin_call_duration_seconds" && s.labels.get("hook") == Some(hook))
+            .map(|s| match &s.value {
+                prometheus_parse::Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+                _ => 0.0,
+            })
+            .sum::<f64>()
+    };
+    assert_eq!(plugin_calls(&after, "map-outgoing-call") - plugin_calls(&before, "map-outgoing-call"), 1.0);
+    assert!(plugin_calls(&after, "authorize") >= 4.0, "register, subscribe, POST and DELETE were authorized");
+    assert!(plugin_calls(&after, "route") > plugin_calls(&before, "route"), "the call's events were routed");
+    assert_eq!(value(&after, "camara_plugin_call_failures_total", &[]), 0.0);
+    // The events the sink had before the scrape during the call were delivered and counted.
+    assert!(value(&during, "camara_deliveries_total", &[("outcome", "delivered")]) >= 1.0);
+    assert_eq!(value(&before, "camara_dead_letters", &[]), 0.0);
+    assert!(before.samples.iter().any(|s| s.metric == "camara_outbox_entries"), "the outbox depth is exported");
     let (code, messages, errors) = network.sipp.finish(Duration::from_secs(15)).await;
     assert_eq!(code, 0, "sipp failed: {errors}\n{messages}");
     network.gateway.stop().await;

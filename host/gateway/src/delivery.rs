@@ -97,6 +97,7 @@ impl Deliveries {
             let failure = match self.attempt(&n).await {
                 Ok(status) => {
                     tracing::debug!(subscription = n.subscription_id, status, attempts, "event delivered");
+                    metrics::counter!(crate::metrics::DELIVERIES, "outcome" => "delivered").increment(1);
                     if let Err(e) = self.store.backend().remove_notification(n.id) {
                         tracing::error!(notification = n.id, "delivered event not removed from the outbox: {e}");
                     }
@@ -143,6 +144,11 @@ impl Deliveries {
         let now = Utc::now();
         let backend = self.store.backend();
         let next = self.schedule.next(attempts, first_due, now, failure, rand::random());
+        let outcome = match next {
+            Next::RetryAt(_) => "retried",
+            Next::DeadLetter => "dead-lettered",
+        };
+        metrics::counter!(crate::metrics::DELIVERIES, "outcome" => outcome).increment(1);
         // Recorded before a move to the dead letters too, so that they show every attempt.
         let at = match next {
             Next::RetryAt(at) => at,

@@ -31,6 +31,16 @@ pub const CALLS_ACTIVE: &str = "camara_calls_active";
 pub const SIP_RESPONSES: &str = "camara_sip_invite_responses_total";
 /// Calls ended on the SIP side, by cause.
 pub const CALL_ENDS: &str = "camara_call_ends_total";
+/// Delivery attempts (and routing attempts of events), by outcome: `delivered`, `retried`,
+/// `dead-lettered`.
+pub const DELIVERIES: &str = "camara_deliveries_total";
+/// Outbox entries (events not yet routed and notifications not yet delivered), at the scrape.
+pub const OUTBOX_DEPTH: &str = "camara_outbox_entries";
+/// Age of the oldest outbox entry (since it was first due), at the scrape; 0 when empty.
+pub const OUTBOX_OLDEST: &str = "camara_outbox_oldest_entry_seconds";
+/// Dead letters kept, at the scrape.
+pub const DEAD_LETTERS: &str = "camara_dead_letters";
+pub use camara_plugin_host::metrics::{CALL_DURATION as PLUGIN_CALL_DURATION, FAILURES as PLUGIN_FAILURES};
 
 const SECONDS_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
@@ -59,13 +69,38 @@ fn describe() {
     metrics::describe_gauge!(CALLS_ACTIVE, "Calls with media anchored");
     metrics::describe_counter!(SIP_RESPONSES, "Responses to our INVITEs, by status code");
     metrics::describe_counter!(CALL_ENDS, "Calls ended on the SIP side, by cause");
+    metrics::describe_counter!(DELIVERIES, "Delivery and routing attempts, by outcome");
+    metrics::describe_gauge!(OUTBOX_DEPTH, "Events not yet routed and notifications not yet delivered");
+    metrics::describe_gauge!(OUTBOX_OLDEST, metrics::Unit::Seconds, "Age of the oldest outbox entry");
+    metrics::describe_gauge!(DEAD_LETTERS, "Dead letters kept");
+    metrics::describe_histogram!(PLUGIN_CALL_DURATION, metrics::Unit::Seconds, "Plugin call latency, by plugin, kind and hook");
+    metrics::describe_counter!(PLUGIN_FAILURES, "Plugin calls failed or not started, by plugin, kind, hook and failure");
 }
 
 /// `GET /metrics`, in the Prometheus text format.
 pub async fn serve(State(gw): State<Arc<Gateway>>) -> Response {
     metrics::gauge!(CALLS_ACTIVE).set(gw.media_sessions.len() as f64);
+    record_outbox(&gw);
     let body = handle().render();
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// The outbox gauges, read from the store (a scrape reads every entry: fine for the outbox of
+/// one gateway, which is empty when sinks keep up).
+fn record_outbox(gw: &Gateway) {
+    let backend = gw.store.backend();
+    let (Ok(notifications), Ok(events), Ok(dead)) = (
+        backend.pending_notifications(usize::MAX),
+        backend.pending_events(usize::MAX),
+        backend.dead_letters(usize::MAX),
+    ) else {
+        return;
+    };
+    let oldest = notifications.iter().map(|n| n.first_due).chain(events.iter().map(|e| e.first_due)).min();
+    let age = oldest.map_or(0.0, |t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0);
+    metrics::gauge!(OUTBOX_DEPTH).set((notifications.len() + events.len()) as f64);
+    metrics::gauge!(OUTBOX_OLDEST).set(age);
+    metrics::gauge!(DEAD_LETTERS).set(dead.len() as f64);
 }
 
 /// Middleware counting every request and its latency.

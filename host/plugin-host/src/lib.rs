@@ -26,3 +26,13 @@ pub use worlds::authorization::AuthorizationPlugin;
 pub use worlds::mapping::MappingPlugin;
 pub use worlds::routing::RoutingPlugin;
 pub use worlds::{authorization, mapping, routing};
+
+/// The names of the metrics plugin calls record (through the `metrics` facade: the embedding
+/// application installs the recorder and exports them).
+pub mod metrics {
+    /// Plugin call latency, by plugin, kind and hook: from the instance being started to the
+    /// hook's return.
+    pub const CALL_DURATION: &str = "camara_plugin_call_duration_seconds";
+    /// Plugin calls that failed or were not started, by plugin, kind, hook and failure.
+    pub const FAILURES: &str = "camara_plugin_call_failures_total";
+}

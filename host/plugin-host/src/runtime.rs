@@ -241,7 +241,7 @@ impl PluginRuntime {
             limits: spec.limits,
         };
         let pairs: Vec<_> = spec.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let mut call = plugin.start().await?;
+        let mut call = plugin.start("validate-config").await?;
         let verdict = W::validate_config(&call.instance, &mut call.store, pairs).await;
         match call.finish(verdict)? {
             Ok(()) => Ok(plugin),
@@ -310,10 +310,12 @@ impl<W: World> LoadedPlugin<W> {
 
     /// A fresh store and instance, with this plugin's memory limit and deadline armed, once the
     /// plugin's admission lets the call run.
-    pub(crate) async fn start(&self) -> Result<Call<'_, W>, PluginError> {
+    /// `hook` names the export called, for the metrics.
+    pub(crate) async fn start(&self, hook: &'static str) -> Result<Call<'_, W>, PluginError> {
         let permit = self.admission.admit().await.map_err(|refusal| {
             let failure = PluginError::Overloaded { plugin: self.name.to_string(), detail: refusal.to_string() };
             tracing::warn!(plugin = %self.name, kind = self.kind.as_str(), "plugin call not started: {failure}");
+            self.count_failure(hook, &failure);
             failure
         })?;
         let state = CallState::new(self.name.clone(), self.config.clone(), self.limits.memory_bytes);
@@ -327,8 +329,23 @@ impl<W: World> LoadedPlugin<W> {
         store.epoch_deadline_callback(move |_| {
             if started.elapsed() >= deadline { Err(DeadlineMarker.into()) } else { Ok(UpdateDeadline::Yield(1)) }
         });
-        let instance = W::instantiate(&self.pre, &mut store).await.map_err(|e| self.failure(&store, e))?;
-        Ok(Call { plugin: self, store, instance, _permit: permit })
+        let instance = W::instantiate(&self.pre, &mut store).await.map_err(|e| {
+            let failure = self.failure(&store, e);
+            self.count_failure(hook, &failure);
+            failure
+        })?;
+        Ok(Call { plugin: self, hook, started, store, instance, _permit: permit })
+    }
+
+    fn count_failure(&self, hook: &'static str, failure: &PluginError) {
+        metrics::counter!(
+            crate::metrics::FAILURES,
+            "plugin" => self.name.to_string(),
+            "kind" => self.kind.as_str(),
+            "hook" => hook,
+            "failure" => failure.kind().as_str()
+        )
+        .increment(1);
     }
 
     /// What went wrong in a call, from wasmtime's error and what the store saw.
@@ -358,6 +375,8 @@ impl<W: World> LoadedPlugin<W> {
 /// One call in progress: its store and its instance.
 pub(crate) struct Call<'p, W: World> {
     plugin: &'p LoadedPlugin<W>,
+    hook: &'static str,
+    started: Instant,
     pub store: Store<CallState>,
     pub instance: W::Instance,
     /// The call's place in its plugin's quota, given back when the call ends.
@@ -367,6 +386,18 @@ pub(crate) struct Call<'p, W: World> {
 impl<W: World> Call<'_, W> {
     /// The outcome of the call, with wasmtime's error turned into what went wrong.
     pub fn finish<R>(self, result: wasmtime::Result<R>) -> Result<R, PluginError> {
-        result.map_err(|e| self.plugin.failure(&self.store, e))
+        let plugin = self.plugin;
+        metrics::histogram!(
+            crate::metrics::CALL_DURATION,
+            "plugin" => plugin.name.to_string(),
+            "kind" => plugin.kind.as_str(),
+            "hook" => self.hook
+        )
+        .record(self.started.elapsed().as_secs_f64());
+        result.map_err(|e| {
+            let failure = plugin.failure(&self.store, e);
+            plugin.count_failure(self.hook, &failure);
+            failure
+        })
     }
 }

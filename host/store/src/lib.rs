@@ -13,14 +13,30 @@
 //! Two backends: [`MemoryStore`] (tests, and a gateway without a data directory) and
 //! [`RedbStore`] (an embedded, crash-safe file). Both pass the same test suite (`conformance`).
 //!
+//! # Changes and their events commit together
+//!
+//! A write that causes CloudEvents takes them as `events` ([`NewEvent`]s, already serialised by
+//! the gateway) and queues them in the outbox in the same transaction, returning them with their
+//! ids ([`Committed`]): a crash between "the registration ended" and "its `registration-ends` is
+//! queued" cannot happen. A write that is refused (not found, already exists, changed meanwhile)
+//! queues nothing.
+//!
+//! # Compare-and-set, not closures, on the backend's side
+//!
+//! Sessions carry a `revision` that the store sets on every write; [`Store::replace_session`]
+//! writes only over the revision it was given. Read-modify-write
+//! ([`Store::update_session`]) is a provided method on top of it that reads again when it loses
+//! a race, so a networked backend implements a compare-and-set (a Lua script or
+//! `WATCH`/`MULTI`/`EXEC` in Redis), never a closure that would have to run inside its
+//! transaction.
+//!
 //! # Calling from async code
 //!
 //! The trait is synchronous because the embedded backends are: every call is one short
 //! transaction on local data (the redb backend also waits for its `fsync` on writes), so the
-//! gateway may call it directly from async handlers. A backend shared by many nodes would be
-//! networked; it would implement this trait by blocking on its client (or the trait would gain
-//! an async twin with the same methods), which is why every method is a single self-contained
-//! operation and no method hands out locks or transactions.
+//! gateway may call it directly from async handlers. A networked backend needs an async twin of
+//! the trait (or `spawn_blocking` around redb); every method is one self-contained operation
+//! and none hands out locks or transactions, so that twin has the same methods.
 
 mod memory;
 mod outbox;
@@ -107,9 +123,9 @@ pub enum Direction {
     Incoming,
 }
 
-/// The API-visible state of a media session. The SIP dialog itself lives in memory only: after
-/// a restart the gateway finds the sessions whose call was in progress with
-/// [`Store::sessions_with_call`].
+/// The API-visible state of a media session. The SIP dialog lives in the process, with a
+/// snapshot here (`sip_dialog`): after a restart the gateway finds the sessions whose call was in
+/// progress with [`Store::sessions_with_call`] and ends them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MediaSession {
     pub id: String,

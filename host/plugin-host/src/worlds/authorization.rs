@@ -30,7 +30,7 @@ impl AuthorizationPlugin {
     }
 
     pub async fn authorize(&self, request: &AuthorizationRequest) -> Result<Decision, PluginError> {
-        let mut call = self.0.start().await?;
+        let mut call = self.0.start("authorize").await?;
         let result = call.instance.camara_gateway_policy().call_authorize(&mut call.store, request).await;
         call.finish(result)
     }

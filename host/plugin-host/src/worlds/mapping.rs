@@ -40,7 +40,7 @@ impl MappingPlugin {
         call_request: &OutgoingCall,
         network: &NetworkContext,
     ) -> Result<Result<InvitePlan, CamaraError>, PluginError> {
-        let mut call = self.0.start().await?;
+        let mut call = self.0.start("map-outgoing-call").await?;
         let mapping = call.instance.camara_gateway_mapping();
         let result = mapping.call_map_outgoing_call(&mut call.store, call_request, network).await;
         call.finish(result)
@@ -51,7 +51,7 @@ impl MappingPlugin {
         request: &RegistrationRequest,
         network: &NetworkContext,
     ) -> Result<Result<RegistrationPlan, CamaraError>, PluginError> {
-        let mut call = self.0.start().await?;
+        let mut call = self.0.start("map-registration").await?;
         let mapping = call.instance.camara_gateway_mapping();
         let result = mapping.call_map_registration(&mut call.store, request, network).await;
         call.finish(result)
@@ -61,7 +61,7 @@ impl MappingPlugin {
         &self,
         invite: &IncomingInvite,
     ) -> Result<Result<IncomingCall, SipRejection>, PluginError> {
-        let mut call = self.0.start().await?;
+        let mut call = self.0.start("map-incoming-call").await?;
         let result = call.instance.camara_gateway_mapping().call_map_incoming_call(&mut call.store, invite).await;
         call.finish(result)
     }
@@ -71,7 +71,7 @@ impl MappingPlugin {
         event: &SipEvent,
         direction: CallDirection,
     ) -> Result<Option<StatusUpdate>, PluginError> {
-        let mut call = self.0.start().await?;
+        let mut call = self.0.start("map-sip-event").await?;
         let result = call.instance.camara_gateway_mapping().call_map_sip_event(&mut call.store, event, direction).await;
         call.finish(result)
     }

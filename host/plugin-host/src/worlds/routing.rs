@@ -34,13 +34,13 @@ impl RoutingPlugin {
     }
 
     pub async fn route(&self, event: &Event, subscriptions: &[Subscription]) -> Result<Vec<Delivery>, PluginError> {
-        let mut call = self.0.start().await?;
+        let mut call = self.0.start("route").await?;
         let result = call.instance.camara_gateway_routing().call_route(&mut call.store, event, subscriptions).await;
         call.finish(result)
     }
 
     pub async fn on_delivery_failure(&self, failure: &DeliveryFailure) -> Result<RetryDecision, PluginError> {
-        let mut call = self.0.start().await?;
+        let mut call = self.0.start("on-delivery-failure").await?;
         let result = call.instance.camara_gateway_routing().call_on_delivery_failure(&mut call.store, failure).await;
         call.finish(result)
     }
