@@ -8,6 +8,7 @@ use camara_media::Direction as MediaDirection;
 use camara_plugin_host::mapping::{self, CallDirection, SipEvent, SipRequest, SipResponse, StatusUpdate};
 use camara_sip::{CallEvent, EndCause, HangupKind, NameAddr, OfferMethod, OutgoingInvite, UaEvent};
 use tokio::sync::mpsc::UnboundedReceiver;
+use tracing::Instrument;
 
 use crate::app::Gateway;
 use crate::config::ReofferMethod;
@@ -357,7 +358,7 @@ pub async fn run_sip_events(gw: Arc<Gateway>, mut events: UnboundedReceiver<UaEv
                         })
                         .collect(),
                 };
-                on_incoming(&gw, &call_id, invite, sdp).await;
+                on_incoming(&gw, &call_id, invite, sdp).instrument(tracing::info_span!("call", call_id)).await;
             }
             CallEvent::Registration(event) => crate::bindings::on_event(&gw, &call_id, event).await,
             CallEvent::ReinviteResponse { status, reason, sdp } => {
@@ -365,7 +366,10 @@ pub async fn run_sip_events(gw: Arc<Gateway>, mut events: UnboundedReceiver<UaEv
                     let _ = waiter.send((status, reason, sdp));
                 }
             }
-            event => on_call_event(&gw, &call_id, event).await,
+            event => {
+                let span = tracing::info_span!("call", call_id);
+                on_call_event(&gw, &call_id, event).instrument(span).await
+            }
         }
     }
 }

@@ -103,12 +103,16 @@ fn record_outbox(gw: &Gateway) {
     metrics::gauge!(DEAD_LETTERS).set(dead.len() as f64);
 }
 
-/// Middleware counting every request and its latency.
+/// Middleware counting every request and its latency, and running it in a `http` span (method,
+/// route, `x-correlator`) so that every log line it causes names the request.
 pub async fn track_http(request: Request, next: Next) -> Response {
+    use tracing::Instrument;
     let started = Instant::now();
     let method = request.method().to_string();
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
-    let response = next.run(request).await;
+    let correlator = request.headers().get("x-correlator").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let span = tracing::info_span!("http", method, route, correlator = correlator.to_string());
+    let response = next.run(request).instrument(span).await;
     let status = response.status().as_u16().to_string();
     metrics::counter!(HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status)
         .increment(1);
