@@ -715,7 +715,7 @@ fn session(id: &str, owner: &str, registration_id: &str) -> MediaSession {
         offer_sdp: WEBRTC_OFFER.into(),
         answer_sdp: None,
         sip_local_sdp: None,
-        status: "Initial".into(),
+        status: camara_gateway::model::SessionStatus::Initial,
         sequence: 0,
         local_hangup: None,
         sip_dialog: None,

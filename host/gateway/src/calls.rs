@@ -15,7 +15,7 @@ use crate::config::ReofferMethod;
 use crate::error::ApiError;
 use crate::model::{CallType, MediaSessionCreate};
 use crate::notify::{GatewayEvent, SESSION_INVITATION, SESSION_STATUS};
-use crate::store::{Direction, MediaSession, Registration, is_final_status};
+use crate::store::{Direction, MediaSession, Registration, SessionStatus};
 use camara_media::{MediaError, MediaEvent};
 
 fn media_error(e: MediaError) -> ApiError {
@@ -136,9 +136,7 @@ fn name_addr(n: mapping::NameAddr) -> NameAddr {
     NameAddr { display_name: n.display_name, uri: n.uri }
 }
 
-fn status_name(status: mapping::SessionStatus) -> String {
-    serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-}
+
 
 /// Places the call of `POST /sessions` and returns the new session (status `Initial`).
 pub async fn place_call(
@@ -212,7 +210,7 @@ pub async fn place_call(
         offer_sdp: request.offer.sdp,
         answer_sdp: None,
         sip_local_sdp: Some(sip_sdp),
-        status: "Initial".into(),
+        status: SessionStatus::Initial,
         sequence: 0,
         sip_dialog: None,
         local_hangup: None,
@@ -234,7 +232,7 @@ pub async fn place_call(
         Err(e) => {
             tracing::warn!(session = session.id, "INVITE not sent: {e}");
             gw.media_sessions.close(&session.id).await;
-            let _ = gw.store.update_session(&session.id, |s| s.status = "Failed".into());
+            let _ = gw.store.update_session(&session.id, |s| s.status = SessionStatus::Failed);
             Err(ApiError::unavailable(format!("The call could not be sent to the network: {e}")))
         }
     }
@@ -243,12 +241,12 @@ pub async fn place_call(
 /// Ends the call of `DELETE /sessions/{id}`: BYE when answered, CANCEL before.
 pub async fn end_call(gw: &Gateway, session: &MediaSession) -> Result<(), ApiError> {
     let Some(call_id) = &session.sip_call_id else { return Ok(()) };
-    if is_final_status(&session.status) {
+    if session.status.is_final() {
         return Ok(());
     }
     // Recorded before the hangup leaves: the SIP side may report the end of the call before
     // `hangup` returns, and that report must already know the device ended it.
-    let answered = matches!(session.status.as_str(), "Connected" | "Hold" | "Resume");
+    let answered = session.status.is_answered();
     let expected = if answered { "BYE" } else { "CANCEL" };
     gw.store.update_session(&session.id, |s| s.local_hangup = Some(expected.to_string()))?;
     match gw.sip.hangup(call_id).await {
@@ -294,7 +292,7 @@ pub async fn hold_or_resume(gw: &Gateway, session: &MediaSession, hold: bool) ->
     let (Some(call_id), Some(media)) = (&session.sip_call_id, gw.media_sessions.get(&session.id)) else {
         return Err(conflict("The session has no call in progress".into()));
     };
-    if !matches!(session.status.as_str(), "Connected" | "Hold" | "Resume") {
+    if !session.status.is_answered() {
         return Err(conflict(format!("A {} session cannot be put on hold or resumed", session.status)));
     }
     let sdp = media.network_reoffer(if hold { MediaDirection::SendOnly } else { MediaDirection::SendRecv });
@@ -434,7 +432,7 @@ async fn on_incoming(gw: &Arc<Gateway>, call_id: &str, invite: mapping::Incoming
         offer_sdp: webrtc_offer,
         answer_sdp: None,
         sip_local_sdp: None,
-        status: "Initial".into(),
+        status: SessionStatus::Initial,
         sequence: 1,
         sip_dialog: None,
         local_hangup: None,
@@ -465,7 +463,7 @@ async fn on_incoming(gw: &Arc<Gateway>, call_id: &str, invite: mapping::Incoming
     tokio::spawn(async move {
         tokio::time::sleep(no_answer).await;
         let Ok(Some(session)) = gw.store.session_by_id(&session_id) else { return };
-        if matches!(session.status.as_str(), "Initial" | "InProgress" | "Ringing") {
+        if session.status.is_unanswered() {
             tracing::info!(session = session_id, "no answer within {no_answer:?}: 480");
             let update =
                 StatusUpdate { status: mapping::SessionStatus::NoAnswer, reason: "Not answered in time".into() };
@@ -483,17 +481,17 @@ async fn on_incoming(gw: &Arc<Gateway>, call_id: &str, invite: mapping::Incoming
 pub async fn answer_incoming(
     gw: &Gateway,
     session: &MediaSession,
-    status: &str,
+    status: SessionStatus,
     answer_sdp: Option<String>,
 ) -> Result<MediaSession, ApiError> {
     let conflict = |m: String| ApiError::conflict("INCOMPATIBLE_STATE", m);
     let (Some(call_id), Some(media)) = (&session.sip_call_id, gw.media_sessions.get(&session.id)) else {
         return Err(conflict("The session has no call in progress".into()));
     };
-    if !matches!(session.status.as_str(), "Initial" | "InProgress" | "Ringing") {
+    if !session.status.is_unanswered() {
         return Err(conflict(format!("A {} session cannot be answered", session.status)));
     }
-    if status == "Declined" {
+    if status == SessionStatus::Declined {
         gw.store.update_session(&session.id, |s| s.local_hangup = Some("Declined".into()))?;
         // The status first: once the 603 is out, the end of the call can be reported any moment.
         let update = StatusUpdate { status: mapping::SessionStatus::Declined, reason: "Declined by the device".into() };
@@ -519,24 +517,24 @@ pub async fn answer_incoming(
             })?;
             Some(sip_answer)
         }
-        (None, None) if status == "Ringing" => None,
+        (None, None) if status == SessionStatus::Ringing => None,
         (None, None) => return Err(ApiError::invalid_argument(format!("status {status} needs answer.sdp"))),
     };
     let sent = match status {
-        "InProgress" => {
+        SessionStatus::InProgress => {
             if media.is_offerless() {
                 media.offer_sent_early();
             }
             gw.sip.provisional(call_id, 183, sip_answer, true).await
         }
-        "Ringing" => gw.sip.provisional(call_id, 180, None, true).await,
+        SessionStatus::Ringing => gw.sip.provisional(call_id, 180, None, true).await,
         _ if media.exchange_completed_early() => gw.sip.accept(call_id, None).await,
         _ => gw.sip.accept(call_id, sip_answer).await,
     };
     sent.map_err(|e| conflict(format!("The call is gone: {e}")))?;
     let (status, reason) = match status {
-        "InProgress" => (mapping::SessionStatus::InProgress, "Answer sent to the network (183)"),
-        "Ringing" => (mapping::SessionStatus::Ringing, "The device is ringing (180)"),
+        SessionStatus::InProgress => (mapping::SessionStatus::InProgress, "Answer sent to the network (183)"),
+        SessionStatus::Ringing => (mapping::SessionStatus::Ringing, "The device is ringing (180)"),
         _ => (mapping::SessionStatus::Connected, "Answered by the device (200)"),
     };
     apply_status(gw, &session.id, StatusUpdate { status, reason: reason.into() }).await;
@@ -576,11 +574,11 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
         && matches!(method.as_str(), "INVITE" | "UPDATE")
     {
         let held = camara_media::sdp::parse_audio(offer).is_ok_and(|audio| !audio.direction.receives());
-        let update = match (held, session.status.as_str()) {
-            (true, status) if status != "Hold" => {
+        let update = match (held, session.status) {
+            (true, status) if status != SessionStatus::Hold => {
                 Some((mapping::SessionStatus::Hold, "Call put on hold by the remote party"))
             }
-            (false, "Hold") => Some((mapping::SessionStatus::Resume, "Call resumed by the remote party")),
+            (false, SessionStatus::Hold) => Some((mapping::SessionStatus::Resume, "Call resumed by the remote party")),
             _ => None,
         };
         if let Some((status, reason)) = update {
@@ -702,7 +700,7 @@ fn session_data(session: &MediaSession) -> serde_json::Value {
         "mediaSessionId": session.id,
         "originatorAddress": session.originator_address,
         "receiverAddress": session.receiver_address,
-        "status": session.status,
+        "status": session.status.as_str(),
         "sequenceNumber": session.sequence,
     });
     if let Some(name) = &session.originator_name {
@@ -717,16 +715,16 @@ fn session_data(session: &MediaSession) -> serde_json::Value {
 /// Moves a session to `update`'s status, unless it is final already, and queues its
 /// session-status event in the same write.
 pub(crate) async fn apply_status(gw: &Gateway, session_id: &str, update: StatusUpdate) {
-    let status = status_name(update.status);
+    let status = crate::plugins::session_status(update.status);
     let Ok(Some(current)) = gw.store.session_by_id(session_id) else { return };
     let Ok(subscriptions) = gw.store.subscriptions_of(&current.owner_phone_number) else { return };
     let mut changed = false;
     let committed = gw.store.update_session_with_events(session_id, &mut |s| {
-        changed = !is_final_status(&s.status);
+        changed = !s.status.is_final();
         if !changed {
             return Vec::new();
         }
-        s.status = status.clone();
+        s.status = status;
         s.sequence += 1;
         gw.notifier.event(status_event(s, &update.reason), &subscriptions).into_iter().collect()
     });
@@ -735,12 +733,12 @@ pub(crate) async fn apply_status(gw: &Gateway, session_id: &str, update: StatusU
         return;
     }
     let session = &committed.record;
-    tracing::info!(session = session.id, status, reason = update.reason, "session status");
+    tracing::info!(session = session.id, status = status.as_str(), reason = update.reason, "session status");
     let direction = match session.direction {
         Direction::Outgoing => "outgoing",
         Direction::Incoming => "incoming",
     };
-    metrics::counter!(crate::metrics::SESSION_STATUS, "direction" => direction, "status" => status.clone())
+    metrics::counter!(crate::metrics::SESSION_STATUS, "direction" => direction, "status" => status.as_str())
         .increment(1);
     gw.notifier.dispatch(committed.events).await;
 }

@@ -107,45 +107,7 @@ pub enum CallType {
     Emergency,
 }
 
-/// `SessionStatus`: the statuses a session goes through ([`SESSION_STATUSES`]).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub enum SessionStatus {
-    Initial,
-    InProgress,
-    Ringing,
-    Proceeding,
-    Connected,
-    Terminated,
-    Hold,
-    Resume,
-    SessionCancelled,
-    Declined,
-    Failed,
-    Waiting,
-    NoAnswer,
-    NotReachable,
-    Busy,
-}
-
-/// The values of `SessionStatus`.
-pub const SESSION_STATUSES: [&str; 15] = [
-    "Initial",
-    "InProgress",
-    "Ringing",
-    "Proceeding",
-    "Connected",
-    "Terminated",
-    "Hold",
-    "Resume",
-    "SessionCancelled",
-    "Declined",
-    "Failed",
-    "Waiting",
-    "NoAnswer",
-    "NotReachable",
-    "Busy",
-];
+pub use camara_store::SessionStatus;
 
 /// `LocationDetails` (PIDF-LO): what a located call may carry. No member is required.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -253,8 +215,7 @@ pub struct MediaSessionResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 256)]
     pub receiver_name: Option<String>,
-    #[schema(value_type = SessionStatus)]
-    pub status: String,
+    pub status: SessionStatus,
     pub offer: SdpDescriptor,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answer: Option<SdpDescriptor>,

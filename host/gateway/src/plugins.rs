@@ -79,3 +79,26 @@ impl Plugins {
         Ok(Plugins { authorization, mapping, routing })
     }
 }
+
+/// The host's session status for the mapping plugin's (the WIT enum, converted here only).
+pub fn session_status(status: camara_plugin_host::mapping::SessionStatus) -> crate::store::SessionStatus {
+    use crate::store::SessionStatus as Host;
+    use camara_plugin_host::mapping::SessionStatus as Wit;
+    match status {
+        Wit::Initial => Host::Initial,
+        Wit::InProgress => Host::InProgress,
+        Wit::Ringing => Host::Ringing,
+        Wit::Proceeding => Host::Proceeding,
+        Wit::Connected => Host::Connected,
+        Wit::Terminated => Host::Terminated,
+        Wit::Hold => Host::Hold,
+        Wit::Resume => Host::Resume,
+        Wit::SessionCancelled => Host::SessionCancelled,
+        Wit::Declined => Host::Declined,
+        Wit::Failed => Host::Failed,
+        Wit::Waiting => Host::Waiting,
+        Wit::NoAnswer => Host::NoAnswer,
+        Wit::NotReachable => Host::NotReachable,
+        Wit::Busy => Host::Busy,
+    }
+}

@@ -16,7 +16,6 @@ use camara_plugin_host::mapping;
 use camara_sip::DialogSnapshot;
 
 use crate::app::Gateway;
-use crate::store::is_final_status;
 
 /// The `reason` of the `Terminated` event of a recovered call.
 pub const REASON: &str = "The gateway restarted and could not resume the call";
@@ -38,7 +37,7 @@ pub async fn end_calls_of_previous_run(gw: &Arc<Gateway>) {
         let snapshot = session
             .sip_dialog
             .clone()
-            .filter(|_| !is_final_status(&session.status))
+            .filter(|_| !session.status.is_final())
             .and_then(|d| serde_json::from_value::<DialogSnapshot>(d).ok());
         let update = mapping::StatusUpdate { status: mapping::SessionStatus::Terminated, reason: REASON.into() };
         crate::calls::apply_status(gw, &session.id, update).await;

@@ -16,7 +16,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::app::Gateway;
-use crate::store::is_final_status;
 
 /// The `reason` of the `Terminated` event of a call the drain ends.
 pub const REASON: &str = "The gateway is shutting down";
@@ -50,7 +49,7 @@ pub async fn drain(gw: &Gateway) {
     if !wait_until(deadline - config.ending_reserve(), || calls_left() == 0).await {
         let sessions = gw.store.backend().sessions_with_call().unwrap_or_default();
         tracing::info!(calls = sessions.len(), "draining: ending the calls still up");
-        for session in sessions.iter().filter(|s| !is_final_status(&s.status)) {
+        for session in sessions.iter().filter(|s| !s.status.is_final()) {
             crate::calls::end_by_gateway(gw, session, REASON).await;
         }
     }

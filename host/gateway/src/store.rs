@@ -5,15 +5,10 @@
 
 use std::sync::Arc;
 
-pub use camara_store::{Committed, Direction, MediaSession, Registration, SinkCredential, Subscription};
+pub use camara_store::{Committed, Direction, MediaSession, Registration, SessionStatus, SinkCredential, Subscription};
 use camara_store::{NewEvent, Store as Backend, StoreError};
 
 use crate::error::ApiError;
-
-/// Statuses after which a session changes no more.
-pub fn is_final_status(status: &str) -> bool {
-    matches!(status, "Terminated" | "SessionCancelled" | "Declined" | "Failed" | "NoAnswer" | "NotReachable" | "Busy")
-}
 
 fn internal(e: StoreError) -> ApiError {
     tracing::error!("storage failed: {e}");

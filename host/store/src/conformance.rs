@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use serde_json::json;
 
 use crate::{
-    Direction, MediaSession, NewEvent, NewNotification, Registration, SinkCredential, Store, StoreError, Subscription,
+    Direction, MediaSession, SessionStatus, NewEvent, NewNotification, Registration, SinkCredential, Store, StoreError, Subscription,
     SubscriptionEnd, Undelivered,
 };
 
@@ -82,7 +82,7 @@ pub fn session(id: &str, call_id: Option<&str>, created: i64) -> MediaSession {
         offer_sdp: "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\n".into(),
         answer_sdp: None,
         sip_local_sdp: None,
-        status: "Initial".into(),
+        status: SessionStatus::Initial,
         sequence: 0,
         sip_dialog: None,
         local_hangup: None,
@@ -358,7 +358,7 @@ pub fn session_update(store: &dyn Store) {
         .update_session(
             "ses-1",
             &mut quietly(|s| {
-                s.status = "Connected".into();
+                s.status = SessionStatus::Connected;
                 s.answer_sdp = Some("v=0\r\n".into());
                 s.sequence += 1;
             }),
@@ -366,7 +366,7 @@ pub fn session_update(store: &dyn Store) {
         .unwrap()
         .record;
     let expected = MediaSession {
-        status: "Connected".into(),
+        status: SessionStatus::Connected,
         answer_sdp: Some("v=0\r\n".into()),
         sequence: 1,
         revision: 2,
@@ -383,7 +383,7 @@ pub fn session_update(store: &dyn Store) {
         "ses-1",
         &mut quietly(|s| {
             s.sip_call_id = Some("call-2".into());
-            s.status = "Terminated".into();
+            s.status = SessionStatus::Terminated;
         }),
     ));
     assert_eq!(store.session("ses-1").unwrap(), Some(expected.clone()));
@@ -398,7 +398,7 @@ pub fn session_update(store: &dyn Store) {
             "ses-1",
             &mut quietly(|s| {
                 s.sip_call_id = None;
-                s.status = "Terminated".into();
+                s.status = SessionStatus::Terminated;
                 s.local_hangup = Some("BYE".into());
             }),
         )
@@ -422,9 +422,9 @@ pub fn session_update(store: &dyn Store) {
 pub fn session_compare_and_set(store: &dyn Store) {
     let stored = store.insert_session(session("ses-1", Some("call-1"), 0), vec![]).unwrap().record;
     assert_eq!(stored.revision, 1);
-    let first = store.replace_session(MediaSession { status: "Ringing".into(), ..stored.clone() }, vec![]).unwrap();
+    let first = store.replace_session(MediaSession { status: SessionStatus::Ringing, ..stored.clone() }, vec![]).unwrap();
     assert_eq!(first.record.revision, 2);
-    let stale = store.replace_session(MediaSession { status: "Declined".into(), ..stored.clone() }, vec![event("x", 0)]);
+    let stale = store.replace_session(MediaSession { status: SessionStatus::Declined, ..stored.clone() }, vec![event("x", 0)]);
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "expected Conflict, got {stale:?}");
     assert_eq!(store.session("ses-1").unwrap(), Some(first.record));
     assert_eq!(store.pending_events(10).unwrap(), vec![], "a refused write queues no event");
@@ -458,12 +458,12 @@ pub fn events_commit_with_the_write(store: &dyn Store) {
     let removed = store.remove_registration("reg-1", vec![event("reg-ends", 0)]).unwrap().unwrap();
     let updated = store
         .update_session("ses-1", &mut |s| {
-            s.status = "Connected".into();
+            s.status = SessionStatus::Connected;
             vec![event("status-1", 1), event("status-2", 2)]
         })
         .unwrap();
     let ended = store.remove_subscription("sub-1", vec![event("sub-ends", 0)]).unwrap().unwrap();
-    assert_eq!(updated.record.status, "Connected");
+    assert_eq!(updated.record.status, SessionStatus::Connected);
     let queued: Vec<_> = [created.events, removed.events, updated.events, ended.events].concat();
     assert_eq!(ids(&queued, |e| &e.payload), ["invited", "reg-ends", "status-1", "status-2", "sub-ends"]);
     assert_eq!(store.pending_events(10).unwrap(), queued, "queued as returned, in id order");
@@ -634,7 +634,7 @@ pub fn fill(store: &dyn Store) -> Filled {
         .update_session(
             "ses-2",
             &mut quietly(|s| {
-                s.status = "Terminated".into();
+                s.status = SessionStatus::Terminated;
                 s.sip_call_id = None;
             }),
         )
@@ -672,7 +672,7 @@ pub fn check_filled(store: &dyn Store, filled: &Filled) {
 
     assert_eq!(store.session_by_call_id("call-1").unwrap(), Some(session("ses-1", Some("call-1"), 0)));
     assert_eq!(store.session_by_call_id("call-2").unwrap(), None);
-    assert_eq!(store.session("ses-2").unwrap().unwrap().status, "Terminated");
+    assert_eq!(store.session("ses-2").unwrap().unwrap().status, SessionStatus::Terminated);
     assert_eq!(ids(&store.sessions_with_call().unwrap(), |s| &s.id), ["ses-1"]);
 
     let pending = store.pending_notifications(10).unwrap();

@@ -41,6 +41,7 @@
 mod memory;
 mod outbox;
 mod redb_store;
+mod status;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -51,6 +52,7 @@ use serde::{Deserialize, Serialize};
 pub use memory::MemoryStore;
 pub use outbox::{DeadLetter, NewEvent, NewNotification, PendingEvent, PendingNotification, Undelivered};
 pub use redb_store::RedbStore;
+pub use status::SessionStatus;
 
 /// A registration of a device (`RegSessionResponse`), unique per phone number and device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,7 +146,7 @@ pub struct MediaSession {
     /// The SDP the gateway last offered on the SIP side (re-offered, changed, for hold/resume).
     #[serde(default)]
     pub sip_local_sdp: Option<String>,
-    pub status: String,
+    pub status: SessionStatus,
     /// `sequenceNumber` of the last session-status event.
     pub sequence: u32,
     /// What the SIP side needs to end the call after a restart (dialog identifiers, route set,

@@ -15,16 +15,23 @@ use crate::app::Gateway;
 use crate::calls;
 use crate::error::{ApiError, ErrorInfo};
 use crate::model::{
-    MediaSessionCreate, MediaSessionResponse, MediaSessionStatusChange, SESSION_STATUSES, SdpDescriptor,
+    MediaSessionCreate, MediaSessionResponse, MediaSessionStatusChange, SdpDescriptor,
 };
-use crate::store::MediaSession;
+use crate::store::{MediaSession, SessionStatus};
 use crate::validate;
 
 const API: &str = "webrtc-call-handling";
 
 /// The statuses a device may ask for with `PUT .../status`: hold and resume its call, or
 /// answer (or decline) an incoming one.
-const REQUESTABLE: [&str; 6] = ["InProgress", "Ringing", "Connected", "Declined", "Hold", "Resume"];
+const REQUESTABLE: [SessionStatus; 6] = [
+    SessionStatus::InProgress,
+    SessionStatus::Ringing,
+    SessionStatus::Connected,
+    SessionStatus::Declined,
+    SessionStatus::Hold,
+    SessionStatus::Resume,
+];
 
 pub fn routes() -> Router<Arc<Gateway>> {
     let missing = missing_id("mediaSessionId");
@@ -43,7 +50,7 @@ fn response(s: &MediaSession) -> MediaSessionResponse {
         originator_name: s.originator_name.clone(),
         receiver_address: s.receiver_address.clone(),
         receiver_name: s.receiver_name.clone(),
-        status: s.status.clone(),
+        status: s.status,
         offer: SdpDescriptor { sdp: s.offer_sdp.clone() },
         answer: s.answer_sdp.clone().map(|sdp| SdpDescriptor { sdp }),
         call_type: None,
@@ -203,17 +210,18 @@ pub(super) async fn update_status(
     PathId(id): PathId,
     CamaraJson(body): CamaraJson<MediaSessionStatusChange>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if !SESSION_STATUSES.contains(&body.status.as_str()) {
+    let Some(status) = SessionStatus::parse(&body.status) else {
         return Err(ApiError::invalid_argument(format!(
             "status {} is not a SessionStatus",
             validate::quoted(&body.status)
         )));
-    }
-    if !REQUESTABLE.contains(&body.status.as_str()) {
+    };
+    if !REQUESTABLE.contains(&status) {
+        let names: Vec<_> = REQUESTABLE.iter().map(|s| s.as_str()).collect();
         return Err(ApiError::invalid_argument(format!(
             "status {:?} cannot be requested; {} can",
             body.status,
-            REQUESTABLE.join(", ")
+            names.join(", ")
         )));
     }
     for (field, sdp) in [("offer.sdp", &body.offer), ("answer.sdp", &body.answer)] {
@@ -229,8 +237,10 @@ pub(super) async fn update_status(
     let caller = authorize(&gw, auth, op).await?;
     let session =
         gw.store.session(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))?;
-    let session = match body.status.as_str() {
-        "Hold" | "Resume" => calls::hold_or_resume(&gw, &session, body.status == "Hold").await?,
+    let session = match status {
+        SessionStatus::Hold | SessionStatus::Resume => {
+            calls::hold_or_resume(&gw, &session, status == SessionStatus::Hold).await?
+        }
         status if session.direction == crate::store::Direction::Incoming => {
             calls::answer_incoming(&gw, &session, status, body.answer.map(|a| a.sdp)).await?
         }
