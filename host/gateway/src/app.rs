@@ -252,7 +252,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     });
     gateway.notifier.resume_pending();
     crate::recovery::end_calls_of_previous_run(&gateway).await;
-    tokio::spawn(crate::calls::run_sip_events(gateway.clone(), sip_events));
+    tokio::spawn(crate::call_actors::run(gateway.clone(), sip_events));
     tokio::spawn(crate::calls::run_media_events(gateway.clone(), media_events));
     gateway.sip.set_offer_answerer(Arc::new(crate::calls::NetworkOffers(Arc::downgrade(&gateway))));
     let expiry = tokio::spawn(crate::lifecycle::run(gateway.clone()));

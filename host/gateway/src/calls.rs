@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use camara_media::Direction as MediaDirection;
 use camara_plugin_host::mapping::{self, CallDirection, SipEvent, SipRequest, SipResponse, StatusUpdate};
-use camara_sip::{CallEvent, EndCause, HangupKind, NameAddr, OfferMethod, OutgoingInvite, UaEvent};
+use camara_sip::{CallEvent, EndCause, HangupKind, NameAddr, OfferMethod, OutgoingInvite};
 use tokio::sync::mpsc::UnboundedReceiver;
-use tracing::Instrument;
 
 use crate::app::Gateway;
 use crate::config::ReofferMethod;
@@ -269,7 +268,7 @@ pub async fn end_call(gw: &Gateway, session: &MediaSession) -> Result<(), ApiErr
 }
 
 /// The final response to a re-INVITE: status, reason phrase and SDP answer.
-type ReofferAnswer = (u16, String, Option<String>);
+pub(crate) type ReofferAnswer = (u16, String, Option<String>);
 type ReofferWaiters = std::collections::HashMap<String, tokio::sync::oneshot::Sender<ReofferAnswer>>;
 
 /// Callers waiting for the final response to their re-INVITE, by Call-ID.
@@ -336,39 +335,33 @@ pub async fn hold_or_resume(gw: &Gateway, session: &MediaSession, hold: bool) ->
     gw.store.session(&session.id, &session.owner_phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))
 }
 
-/// Reads the SIP user agent's reports until it stops.
-pub async fn run_sip_events(gw: Arc<Gateway>, mut events: UnboundedReceiver<UaEvent>) {
-    while let Some(UaEvent { call_id, event }) = events.recv().await {
-        match event {
-            CallEvent::Incoming { request_uri, from, to, p_asserted_identity, privacy, headers, sdp, .. } => {
-                let invite = mapping::IncomingInvite {
-                    request_uri,
-                    from: mapping::NameAddr { display_name: from.display_name, uri: from.uri },
-                    to: mapping::NameAddr { display_name: to.display_name, uri: to.uri },
-                    p_asserted_identity: p_asserted_identity
-                        .map(|p| mapping::NameAddr { display_name: p.display_name, uri: p.uri }),
-                    privacy,
-                    headers: headers
-                        .into_iter()
-                        .map(|(name, value)| camara_plugin_host::authorization::camara::gateway::types::Pair {
-                            name,
-                            value,
-                        })
-                        .collect(),
-                };
-                on_incoming(&gw, &call_id, invite, sdp).instrument(tracing::info_span!("call", call_id)).await;
-            }
-            CallEvent::Registration(event) => crate::bindings::on_event(&gw, &call_id, event).await,
-            CallEvent::ReinviteResponse { status, reason, sdp } => {
-                if let Some(waiter) = gw.reoffers.lock().remove(&call_id) {
-                    let _ = waiter.send((status, reason, sdp));
-                }
-            }
-            event => {
-                let span = tracing::info_span!("call", call_id);
-                on_call_event(&gw, &call_id, event).instrument(span).await
-            }
+/// Handles one event of call `call_id`; the call's actor ([`crate::call_actors`]) calls it
+/// with the call's events in order.
+pub(crate) async fn on_event(gw: &Arc<Gateway>, call_id: &str, event: CallEvent) {
+    match event {
+        CallEvent::Incoming { request_uri, from, to, p_asserted_identity, privacy, headers, sdp, .. } => {
+            let invite = mapping::IncomingInvite {
+                request_uri,
+                from: mapping::NameAddr { display_name: from.display_name, uri: from.uri },
+                to: mapping::NameAddr { display_name: to.display_name, uri: to.uri },
+                p_asserted_identity: p_asserted_identity
+                    .map(|p| mapping::NameAddr { display_name: p.display_name, uri: p.uri }),
+                privacy,
+                headers: headers
+                    .into_iter()
+                    .map(|(name, value)| camara_plugin_host::authorization::camara::gateway::types::Pair { name, value })
+                    .collect(),
+            };
+            on_incoming(gw, call_id, invite, sdp).await;
         }
+        event => on_call_event(gw, call_id, event).await,
+    }
+}
+
+/// The final response to a re-INVITE of ours, to whoever waits for it.
+pub(crate) fn reoffer_answered(gw: &Gateway, call_id: &str, answer: ReofferAnswer) {
+    if let Some(waiter) = gw.reoffers.lock().remove(call_id) {
+        let _ = waiter.send(answer);
     }
 }
 

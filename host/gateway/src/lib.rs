@@ -11,6 +11,7 @@ pub mod admin;
 pub mod api;
 pub mod app;
 pub mod bindings;
+pub mod call_actors;
 pub mod calls;
 pub mod cli;
 pub mod config;
