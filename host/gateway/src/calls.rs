@@ -135,8 +135,6 @@ fn name_addr(n: mapping::NameAddr) -> NameAddr {
     NameAddr { display_name: n.display_name, uri: n.uri }
 }
 
-
-
 /// Places the call of `POST /sessions` and returns the new session (status `Initial`).
 pub async fn place_call(
     gw: &Gateway,
@@ -349,7 +347,10 @@ pub(crate) async fn on_event(gw: &Arc<Gateway>, call_id: &str, event: CallEvent)
                 privacy,
                 headers: headers
                     .into_iter()
-                    .map(|(name, value)| camara_plugin_host::authorization::camara::gateway::types::Pair { name, value })
+                    .map(|(name, value)| camara_plugin_host::authorization::camara::gateway::types::Pair {
+                        name,
+                        value,
+                    })
                     .collect(),
             };
             on_incoming(gw, call_id, invite, sdp).await;

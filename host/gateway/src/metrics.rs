@@ -73,8 +73,15 @@ fn describe() {
     metrics::describe_gauge!(OUTBOX_DEPTH, "Events not yet routed and notifications not yet delivered");
     metrics::describe_gauge!(OUTBOX_OLDEST, metrics::Unit::Seconds, "Age of the oldest outbox entry");
     metrics::describe_gauge!(DEAD_LETTERS, "Dead letters kept");
-    metrics::describe_histogram!(PLUGIN_CALL_DURATION, metrics::Unit::Seconds, "Plugin call latency, by plugin, kind and hook");
-    metrics::describe_counter!(PLUGIN_FAILURES, "Plugin calls failed or not started, by plugin, kind, hook and failure");
+    metrics::describe_histogram!(
+        PLUGIN_CALL_DURATION,
+        metrics::Unit::Seconds,
+        "Plugin call latency, by plugin, kind and hook"
+    );
+    metrics::describe_counter!(
+        PLUGIN_FAILURES,
+        "Plugin calls failed or not started, by plugin, kind, hook and failure"
+    );
 }
 
 /// `GET /metrics`, in the Prometheus text format.

@@ -48,7 +48,11 @@ pub async fn end_calls_of_previous_run(gw: &Arc<Gateway>) {
             s.sip_dialog = None;
         });
         if let Some(snapshot) = snapshot {
-            tracing::info!(session = session.id, call_id = snapshot.parts.call_id, "BYE for a call of the previous run");
+            tracing::info!(
+                session = session.id,
+                call_id = snapshot.parts.call_id,
+                "BYE for a call of the previous run"
+            );
             if let Err(e) = gw.sip.end_recovered(snapshot).await {
                 tracing::warn!(session = session.id, "call of the previous run not ended: {e}");
             }

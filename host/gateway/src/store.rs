@@ -106,7 +106,11 @@ impl Store {
         self.backend.remove_subscription(id, ended(&subscription).into_iter().collect()).map_err(internal)
     }
 
-    pub fn insert_session(&self, session: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>, ApiError> {
+    pub fn insert_session(
+        &self,
+        session: MediaSession,
+        events: Vec<NewEvent>,
+    ) -> Result<Committed<MediaSession>, ApiError> {
         self.backend.insert_session(session, events).map_err(internal)
     }
 
@@ -124,7 +128,11 @@ impl Store {
     }
 
     /// Changes a session without an event.
-    pub fn update_session(&self, id: &str, mut change: impl FnMut(&mut MediaSession)) -> Result<MediaSession, ApiError> {
+    pub fn update_session(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&mut MediaSession),
+    ) -> Result<MediaSession, ApiError> {
         let mut quiet = |s: &mut MediaSession| {
             change(s);
             Vec::new()

@@ -8,11 +8,11 @@ use std::time::Instant;
 
 use crate::dialog::{ALLOW, CallOutput, CallSetup, UacCall, check_uri};
 use crate::in_dialog::{DialogSnapshot, OfferMethod};
-use crate::recovered::RecoveredCall;
 use crate::message::{
     Headers, Message, Method, ParseError, Refusal, Request, Response, SipHeaders, Transmit, Via, new_branch, parse,
     random_token, response_destination, response_to, response_to_headers, stamp_top_via, stamp_via,
 };
+use crate::recovered::RecoveredCall;
 use crate::registration::{Registration, RegistrationOutput, RegistrationSetup};
 use crate::transaction::{InviteServer, NonInviteServer, ServerOutput, TimerConfig};
 use crate::uas::{InviteRefusal, UasCall, UasSetup};
@@ -2079,5 +2079,43 @@ a=sendrecv
         }
         assert_eq!(events, [CallEvent::Timeout]);
         assert_eq!(byes, 1);
+    }
+
+    #[test]
+    fn a_fresh_endpoint_ends_a_call_of_the_previous_run_from_its_snapshot() {
+        let mut ep = endpoint();
+        let now = Instant::now();
+        let call_id = ep.invite(sample_invite(), now).unwrap();
+        let invite = sent_requests(&drain(&mut ep)).remove(0);
+        assert_eq!(ep.dialog_snapshot(&call_id), None, "no dialog before the 2xx");
+        let mut ok = response_to(&invite, 200, "OK", Some("r1"));
+        ok.headers.push("Contact", "<sip:bob@192.0.2.10:5070>");
+        ep.handle_input(Transport::Udp, PEER.parse().unwrap(), &ok.to_bytes(), now);
+        drain(&mut ep);
+        let snapshot = ep.dialog_snapshot(&call_id).expect("a confirmed dialog");
+        // Persisted as the gateway does, and read back by the next run.
+        let json = serde_json::to_string(&snapshot).unwrap();
+        let snapshot: DialogSnapshot = serde_json::from_str(&json).unwrap();
+
+        let mut next_run = endpoint();
+        next_run.end_recovered(snapshot.clone(), now).unwrap();
+        assert!(next_run.end_recovered(snapshot.clone(), now).is_err(), "one BYE per call");
+        let out = drain(&mut next_run);
+        let [bye] = sent_requests(&out).try_into().unwrap();
+        assert_eq!(bye.method, Method::Bye);
+        assert_eq!(bye.uri, "sip:bob@192.0.2.10:5070", "to the remote target");
+        assert_eq!(bye.headers.get("Call-ID"), Some(call_id.as_str()));
+        assert_eq!(bye.tag_of_from(), invite.tag_of_from());
+        assert!(bye.headers.get("To").unwrap().contains("tag=r1"));
+        let (cseq, _) = bye.cseq().unwrap();
+        assert!(cseq > snapshot.local_cseq, "CSeq {cseq} past the snapshot's {}", snapshot.local_cseq);
+        assert!(out.iter().all(|o| !matches!(o, Output::Event(_))), "no end before the BYE is answered");
+
+        let answered = response_to(&bye, 200, "OK", None);
+        next_run.handle_input(Transport::Udp, PEER.parse().unwrap(), &answered.to_bytes(), now);
+        let out = drain(&mut next_run);
+        let ended =
+            UaEvent { call_id: call_id.clone(), event: CallEvent::Terminated { cause: crate::EndCause::Local } };
+        assert!(out.contains(&Output::Event(ended)), "{out:?}");
     }
 }

@@ -8,7 +8,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::endpoint::{Endpoint, EndpointConfig, Output};
 use crate::transport::{Listeners, NetEvent, Transports};
-use crate::{DialogSnapshot, HangupKind, OfferMethod, OutgoingInvite, RegisterRequest, SipConfig, SipError, Transport, UaEvent};
+use crate::{
+    DialogSnapshot, HangupKind, OfferMethod, OutgoingInvite, RegisterRequest, SipConfig, SipError, Transport, UaEvent,
+};
 
 enum Command {
     Invite(Box<OutgoingInvite>, oneshot::Sender<Result<String, SipError>>),

@@ -10,8 +10,8 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use serde_json::json;
 
 use crate::{
-    Direction, MediaSession, SessionStatus, NewEvent, NewNotification, Registration, SinkCredential, Store, StoreError, Subscription,
-    SubscriptionEnd, Undelivered,
+    Direction, MediaSession, NewEvent, NewNotification, Registration, SessionStatus, SinkCredential, Store, StoreError,
+    Subscription, SubscriptionEnd, Undelivered,
 };
 
 /// A check of the suite: panics unless the fresh store it is given behaves.
@@ -422,9 +422,11 @@ pub fn session_update(store: &dyn Store) {
 pub fn session_compare_and_set(store: &dyn Store) {
     let stored = store.insert_session(session("ses-1", Some("call-1"), 0), vec![]).unwrap().record;
     assert_eq!(stored.revision, 1);
-    let first = store.replace_session(MediaSession { status: SessionStatus::Ringing, ..stored.clone() }, vec![]).unwrap();
+    let first =
+        store.replace_session(MediaSession { status: SessionStatus::Ringing, ..stored.clone() }, vec![]).unwrap();
     assert_eq!(first.record.revision, 2);
-    let stale = store.replace_session(MediaSession { status: SessionStatus::Declined, ..stored.clone() }, vec![event("x", 0)]);
+    let stale =
+        store.replace_session(MediaSession { status: SessionStatus::Declined, ..stored.clone() }, vec![event("x", 0)]);
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "expected Conflict, got {stale:?}");
     assert_eq!(store.session("ses-1").unwrap(), Some(first.record));
     assert_eq!(store.pending_events(10).unwrap(), vec![], "a refused write queues no event");

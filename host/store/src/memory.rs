@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 
 use crate::outbox::Requeued;
 use crate::{
-    Committed, DeadLetter, ExpiringSubscription, MediaSession, NewEvent, NewNotification, PendingEvent, PendingNotification,
-    Registration, Result, Store, StoreError, Subscription, Undelivered,
+    Committed, DeadLetter, ExpiringSubscription, MediaSession, NewEvent, NewNotification, PendingEvent,
+    PendingNotification, Registration, Result, Store, StoreError, Subscription, Undelivered,
 };
 
 /// Everything in maps behind one lock, which makes every method atomic. Queries scan: fine for

@@ -13,8 +13,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    Committed, DeadLetter, ExpiringSubscription, MediaSession, NewEvent, NewNotification, PendingEvent, PendingNotification,
-    Registration, Result, Store, StoreError, Subscription, Undelivered,
+    Committed, DeadLetter, ExpiringSubscription, MediaSession, NewEvent, NewNotification, PendingEvent,
+    PendingNotification, Registration, Result, Store, StoreError, Subscription, Undelivered,
 };
 
 /// Records by id, as JSON.

@@ -14,9 +14,7 @@ use super::{
 use crate::app::Gateway;
 use crate::calls;
 use crate::error::{ApiError, ErrorInfo};
-use crate::model::{
-    MediaSessionCreate, MediaSessionResponse, MediaSessionStatusChange, SdpDescriptor,
-};
+use crate::model::{MediaSessionCreate, MediaSessionResponse, MediaSessionStatusChange, SdpDescriptor};
 use crate::store::{MediaSession, SessionStatus};
 use crate::validate;
 
