@@ -82,7 +82,7 @@ async fn run_rate(api: &Api, token: &str, registration_id: &str, rate: u32, seco
                 .try_request("POST", "/webrtc-call-handling/v0.3/sessions", Some(&token), &headers, Some(body))
                 .await;
             let mut outcome = Outcome { post: None, deleted: false };
-            if let Some(reply) = reply.filter(|r| r.status == 201) {
+            if let Some(reply) = reply.as_ref().filter(|r| r.status == 201) {
                 outcome.post = Some(sent.elapsed());
                 tokio::time::sleep(hold).await;
                 let path =

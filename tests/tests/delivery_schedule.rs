@@ -1,6 +1,6 @@
 //! The delivery schedule and the dead letters, against real HTTP sinks: a sink that is down gets
 //! every event once it is back, a sink's Retry-After is honoured, and an event past the horizon
-//! waits in the dead letters until an operator replays or purges it. The schedule is shortened
+//! waits in the dead letters until an operator replays or purges it (and its subscription ends). The schedule is shortened
 //! by configuration; `camara_gateway::schedule` runs the default one on simulated time.
 
 use std::net::SocketAddr;
@@ -191,6 +191,19 @@ async fn an_event_past_the_horizon_is_dead_lettered_and_delivered_by_a_replay() 
     assert!(dead["attempts"].as_u64().unwrap() > 3, "{dead}");
     assert_eq!(dead["payload"]["id"], original["id"]);
     assert!(!dead.to_string().contains("sink-token"), "the sink credential is not listed: {dead}");
+    // The sink failed for the whole horizon: the subscription ends, and its subscription-ended
+    // (NETWORK_TERMINATED) is tried on the same schedule, then dead-lettered too.
+    let ended = loop {
+        let (_, event) = sink.next(Duration::from_secs(5)).await;
+        if event["type"] == "org.camaraproject.webrtc-events.v0.subscription-ended" {
+            break event;
+        }
+    };
+    assert_eq!(ended["data"]["subscriptionId"], subscription.id.as_str());
+    assert_eq!(ended["data"]["terminationReason"], "NETWORK_TERMINATED");
+    assert_eq!(gw.gateway.store.backend().subscription(&subscription.id).unwrap(), None, "ended");
+    let letters = dead_letters(&api, 2).await;
+    assert_eq!(letters[1]["payload"]["id"], ended["id"]);
     assert!(gw.gateway.store.backend().pending_notifications(10).unwrap().is_empty());
     while !sink.quiet_for(Duration::from_millis(500)).await {}
 
@@ -213,7 +226,8 @@ async fn an_event_past_the_horizon_is_dead_lettered_and_delivered_by_a_replay() 
     assert_eq!(replayed.headers["x-correlator"], "admin-1");
     let (_, delivered) = sink.next(Duration::from_secs(5)).await;
     assert_eq!(delivered, original, "the same CloudEvent");
-    dead_letters(&api, 0).await;
+    dead_letters(&api, 1).await;
+    assert_eq!(admin(&api, "DELETE", DEAD_LETTERS).await.body["purged"], 1);
     assert_eq!(admin(&api, "POST", &format!("{DEAD_LETTERS}/{id}/replay")).await.status, 404);
 
     // A 404 is not retried: straight to the dead letters, and purged from there.

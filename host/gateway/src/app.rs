@@ -256,6 +256,9 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     tokio::spawn(crate::calls::run_media_events(gateway.clone(), media_events));
     gateway.sip.set_offer_answerer(Arc::new(crate::calls::NetworkOffers(Arc::downgrade(&gateway))));
     let expiry = tokio::spawn(crate::lifecycle::run(gateway.clone()));
+    if let Some(reported) = gateway.notifier.unreachable_subscriptions() {
+        tokio::spawn(crate::lifecycle::end_unreachable(gateway.clone(), reported));
+    }
     // Off the start-up path: a slow registrar must not delay the API.
     tokio::spawn(crate::bindings::restore(gateway.clone()));
 

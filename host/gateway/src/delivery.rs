@@ -34,6 +34,9 @@ pub(crate) struct Deliveries {
     own_relay: Option<(String, HttpClient)>,
     schedule: RetrySchedule,
     queues: Mutex<HashMap<String, mpsc::UnboundedSender<PendingNotification>>>,
+    /// Subscriptions whose sink failed a notification for the whole horizon, for the gateway
+    /// to end ([`crate::lifecycle::end_unreachable`]).
+    unreachable: mpsc::UnboundedSender<String>,
 }
 
 /// Sleeps until `t` (not at all if it has passed).
@@ -44,8 +47,15 @@ pub(crate) async fn sleep_until(t: DateTime<Utc>) {
 }
 
 impl Deliveries {
-    pub(crate) fn new(store: Store, timeout: Duration, policy: SinkPolicy, schedule: RetrySchedule) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        timeout: Duration,
+        policy: SinkPolicy,
+        schedule: RetrySchedule,
+        unreachable: mpsc::UnboundedSender<String>,
+    ) -> Self {
         Deliveries {
+            unreachable,
             store,
             client: HttpClient::new(policy),
             timeout,
@@ -108,7 +118,13 @@ impl Deliveries {
             tracing::debug!(subscription = n.subscription_id, attempts, "delivery failed: {failure}");
             match self.after_failure(Entry::Notification, n.id, attempts, n.first_due, &failure) {
                 Some(at) => (n.attempt, n.not_before) = (attempts, at),
-                None => return,
+                None => {
+                    // Retryable, yet dead-lettered: the sink failed for the whole horizon.
+                    if failure.is_retryable() {
+                        let _ = self.unreachable.send(n.subscription_id.clone());
+                    }
+                    return;
+                }
             }
         }
     }

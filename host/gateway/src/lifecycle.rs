@@ -99,3 +99,22 @@ async fn end_calls_of(gw: &Gateway, registration_id: &str) {
         let _ = crate::calls::end_call(gw, session).await;
     }
 }
+
+/// Ends the subscriptions whose sink failed for the whole retry horizon, as they are reported:
+/// `subscription-ended` (`NETWORK_TERMINATED`) goes to the outbox with the removal, for a sink
+/// that can be reached again (it is dead-lettered like the rest otherwise), and the end is logged
+/// and counted either way.
+pub async fn end_unreachable(gw: Arc<Gateway>, mut reported: tokio::sync::mpsc::UnboundedReceiver<String>) {
+    while let Some(id) = reported.recv().await {
+        let Ok(Some(s)) = gw.store.backend().subscription(&id) else { continue };
+        let description = "The sink failed every delivery attempt for the whole retry horizon";
+        let event = GatewayEvent::subscription_ended(&s, "NETWORK_TERMINATED", description);
+        let events = gw.notifier.event(event, std::slice::from_ref(&s)).into_iter().collect();
+        if let Ok(Some(ended)) = gw.store.backend().remove_subscription(&id, events) {
+            tracing::warn!(subscription = id, sink = s.sink, "subscription ended: its sink is unreachable");
+            metrics::counter!(crate::metrics::SUBSCRIPTIONS_ENDED, "reason" => "sink_unreachable").increment(1);
+            gw.notifier.dispatch(ended.events).await;
+            gw.notifier.close(&id);
+        }
+    }
+}

@@ -38,6 +38,8 @@ pub const DELIVERIES: &str = "camara_deliveries_total";
 pub const OUTBOX_DEPTH: &str = "camara_outbox_entries";
 /// Age of the oldest outbox entry (since it was first due), at the scrape; 0 when empty.
 pub const OUTBOX_OLDEST: &str = "camara_outbox_oldest_entry_seconds";
+/// Subscriptions the gateway ended on its own, by reason (`sink_unreachable`).
+pub const SUBSCRIPTIONS_ENDED: &str = "camara_subscriptions_ended_total";
 /// Dead letters kept, at the scrape.
 pub const DEAD_LETTERS: &str = "camara_dead_letters";
 pub use camara_plugin_host::metrics::{CALL_DURATION as PLUGIN_CALL_DURATION, FAILURES as PLUGIN_FAILURES};
@@ -73,6 +75,7 @@ fn describe() {
     metrics::describe_gauge!(OUTBOX_DEPTH, "Events not yet routed and notifications not yet delivered");
     metrics::describe_gauge!(OUTBOX_OLDEST, metrics::Unit::Seconds, "Age of the oldest outbox entry");
     metrics::describe_gauge!(DEAD_LETTERS, "Dead letters kept");
+    metrics::describe_counter!(SUBSCRIPTIONS_ENDED, "Subscriptions the gateway ended on its own, by reason");
     metrics::describe_histogram!(
         PLUGIN_CALL_DURATION,
         metrics::Unit::Seconds,

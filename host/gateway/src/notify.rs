@@ -73,6 +73,7 @@ struct Inner {
     plugins: Arc<Plugins>,
     source: String,
     deliveries: Arc<Deliveries>,
+    unreachable: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
 }
 
 #[derive(Clone)]
@@ -90,8 +91,10 @@ impl Notifier {
         policy: SinkPolicy,
         schedule: RetrySchedule,
     ) -> Self {
-        let deliveries = Arc::new(Deliveries::new(store, timeout, policy, schedule));
-        Notifier { inner: Arc::new(Inner { plugins, source, deliveries }) }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let deliveries = Arc::new(Deliveries::new(store, timeout, policy, schedule, tx));
+        let unreachable = std::sync::Mutex::new(Some(rx));
+        Notifier { inner: Arc::new(Inner { plugins, source, deliveries, unreachable }) }
     }
 
     /// Trusts sinks under `prefix` (the in-process relay's `.../sink/`), before any event is sent.
@@ -100,6 +103,12 @@ impl Notifier {
             deliveries.set_own_relay(prefix);
         }
         self
+    }
+
+    /// The ids of subscriptions whose sink failed a notification for the whole retry horizon;
+    /// `None` after the first call (one consumer: the gateway ends them).
+    pub fn unreachable_subscriptions(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
+        self.inner.unreachable.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// Whether `sink` is a channel of the in-process relay: its prefix and a channel id only.
