@@ -180,7 +180,7 @@ impl<T> Committed<T> {
 }
 
 /// How many times [`Store::update_session`] reads again after losing a compare-and-set race.
-const UPDATE_ATTEMPTS: usize = 16;
+const UPDATE_ATTEMPTS: usize = 64;
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -284,28 +284,15 @@ pub trait Store: Send + Sync {
     /// Applies `change` to a session and queues the events it returns, in one write, and
     /// returns the updated record: read, change, [`Store::replace_session`], read again on a
     /// conflict. So `change` may run more than once, each time on a fresh copy; it must not
-    /// have effects of its own. A `change` that changes nothing and returns no event writes
+    /// have effects of its own. A local backend overrides this with the same change inside its
+    /// own lock or transaction, which no writer can overtake. A `change` that changes nothing and returns no event writes
     /// nothing. `NotFound` if the session is gone.
     fn update_session(
         &self,
         id: &str,
         change: &mut dyn FnMut(&mut MediaSession) -> Vec<NewEvent>,
     ) -> Result<Committed<MediaSession>> {
-        for _ in 0..UPDATE_ATTEMPTS {
-            let stored = self.session(id)?.ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
-            let mut updated = stored.clone();
-            let events = change(&mut updated);
-            updated.id = id.to_owned();
-            updated.revision = stored.revision;
-            if updated == stored && events.is_empty() {
-                return Ok(Committed::alone(stored));
-            }
-            match self.replace_session(updated, events) {
-                Err(StoreError::Conflict(_)) => continue,
-                other => return other,
-            }
-        }
-        Err(StoreError::Conflict(format!("session {id}: still changing after {UPDATE_ATTEMPTS} attempts")))
+        update_by_compare_and_set(self, id, change)
     }
 
     /// Removes a session and returns it, `None` if there was none.
@@ -361,6 +348,40 @@ pub trait Store: Send + Sync {
 
     /// Removes a dead letter for good and returns it, `None` if there was none.
     fn remove_dead_letter(&self, id: u64) -> Result<Option<DeadLetter>>;
+}
+
+/// [`Store::update_session`] for a backend that has only [`Store::replace_session`] to write
+/// with (a networked one): read, change, compare-and-set, read again on a conflict.
+pub fn update_by_compare_and_set<S: Store + ?Sized>(
+    store: &S,
+    id: &str,
+    change: &mut dyn FnMut(&mut MediaSession) -> Vec<NewEvent>,
+) -> Result<Committed<MediaSession>> {
+    for _ in 0..UPDATE_ATTEMPTS {
+        let stored = store.session(id)?.ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
+        let Some((updated, events)) = changed_copy(&stored, change) else {
+            return Ok(Committed::alone(stored));
+        };
+        match store.replace_session(updated, events) {
+            // Another writer won the race: read again, after letting it finish.
+            Err(StoreError::Conflict(_)) => std::thread::yield_now(),
+            other => return other,
+        }
+    }
+    Err(StoreError::Conflict(format!("session {id}: still changing after {UPDATE_ATTEMPTS} attempts")))
+}
+
+/// `stored` with `change` applied (the id and the revision kept), and the events `change`
+/// returned; `None` when it changes nothing and returns no event, which writes nothing.
+fn changed_copy(
+    stored: &MediaSession,
+    change: &mut dyn FnMut(&mut MediaSession) -> Vec<NewEvent>,
+) -> Option<(MediaSession, Vec<NewEvent>)> {
+    let mut updated = stored.clone();
+    let events = change(&mut updated);
+    updated.id.clone_from(&stored.id);
+    updated.revision = stored.revision;
+    (updated != *stored || !events.is_empty()).then_some((updated, events))
 }
 
 /// Orders subscriptions as [`Store::subscriptions_of`] promises.

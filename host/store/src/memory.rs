@@ -61,6 +61,31 @@ impl Tables {
             })
             .collect()
     }
+
+    /// [`Store::replace_session`] under the lock.
+    fn replace_session(&mut self, mut updated: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>> {
+        let id = updated.id.clone();
+        let stored = self.sessions.get(&id).ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
+        if stored.revision != updated.revision {
+            return Err(StoreError::Conflict(format!("session {id} is at revision {}", stored.revision)));
+        }
+        if updated.sip_call_id != stored.sip_call_id {
+            if let Some(new) = &updated.sip_call_id
+                && self.session_by_call_id.contains_key(new)
+            {
+                return Err(StoreError::AlreadyExists(format!("session of call {new}")));
+            }
+            if let Some(old) = stored.sip_call_id.clone() {
+                self.session_by_call_id.remove(&old);
+            }
+            if let Some(new) = &updated.sip_call_id {
+                self.session_by_call_id.insert(new.clone(), id.clone());
+            }
+        }
+        updated.revision += 1;
+        self.sessions.insert(id, updated.clone());
+        Ok(Committed { record: updated, events: self.push_events(events) })
+    }
 }
 
 impl MemoryStore {
@@ -202,31 +227,21 @@ impl Store for MemoryStore {
         Ok(found)
     }
 
-    fn replace_session(&self, mut updated: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>> {
-        let mut guard = self.tables();
-        // Borrow the fields apart: the stored session is read while the index changes.
-        let t = &mut *guard;
-        let id = updated.id.clone();
-        let stored = t.sessions.get(&id).ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
-        if stored.revision != updated.revision {
-            return Err(StoreError::Conflict(format!("session {id} is at revision {}", stored.revision)));
+    fn replace_session(&self, updated: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>> {
+        self.tables().replace_session(updated, events)
+    }
+
+    fn update_session(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut MediaSession) -> Vec<NewEvent>,
+    ) -> Result<Committed<MediaSession>> {
+        let mut t = self.tables();
+        let stored = t.sessions.get(id).ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
+        match crate::changed_copy(stored, change) {
+            None => Ok(Committed::alone(stored.clone())),
+            Some((updated, events)) => t.replace_session(updated, events),
         }
-        if updated.sip_call_id != stored.sip_call_id {
-            if let Some(new) = &updated.sip_call_id
-                && t.session_by_call_id.contains_key(new)
-            {
-                return Err(StoreError::AlreadyExists(format!("session of call {new}")));
-            }
-            if let Some(old) = stored.sip_call_id.clone() {
-                t.session_by_call_id.remove(&old);
-            }
-            if let Some(new) = &updated.sip_call_id {
-                t.session_by_call_id.insert(new.clone(), id.clone());
-            }
-        }
-        updated.revision += 1;
-        t.sessions.insert(id, updated.clone());
-        Ok(Committed { record: updated, events: t.push_events(events) })
     }
 
     fn remove_session(&self, id: &str) -> Result<Option<MediaSession>> {

@@ -374,32 +374,24 @@ impl Store for RedbStore {
         })
     }
 
-    fn replace_session(&self, mut new: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>> {
+    fn replace_session(&self, new: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>> {
+        self.write(|txn| replace_session_in(txn, new, events))
+    }
+
+    fn update_session(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut MediaSession) -> Vec<NewEvent>,
+    ) -> Result<Committed<MediaSession>> {
+        // redb has one writer at a time: nothing can change the session between the read and
+        // the write.
         self.write(|txn| {
-            let mut records = txn.open_table(SESSIONS)?;
-            let id = new.id.clone();
-            let old: MediaSession =
-                get_record(&records, "session", &id)?.ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
-            if old.revision != new.revision {
-                return Err(StoreError::Conflict(format!("session {id} is at revision {}", old.revision)));
+            let stored: MediaSession = get_record(&txn.open_table(SESSIONS)?, "session", id)?
+                .ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
+            match crate::changed_copy(&stored, change) {
+                None => Ok(Committed::alone(stored)),
+                Some((updated, events)) => replace_session_in(txn, updated, events),
             }
-            if new.sip_call_id != old.sip_call_id {
-                let mut by_call_id = txn.open_table(SESSION_BY_CALL_ID)?;
-                if let Some(call_id) = &new.sip_call_id
-                    && by_call_id.get(call_id.as_str())?.is_some()
-                {
-                    return Err(StoreError::AlreadyExists(format!("session of call {call_id}")));
-                }
-                if let Some(call_id) = &old.sip_call_id {
-                    by_call_id.remove(call_id.as_str())?;
-                }
-                if let Some(call_id) = &new.sip_call_id {
-                    by_call_id.insert(call_id.as_str(), id.as_str())?;
-                }
-            }
-            new.revision += 1;
-            records.insert(id.as_str(), encode(&new)?.as_slice())?;
-            Ok(Committed { record: new.clone(), events: outbox::insert_events(txn, events)? })
         })
     }
 
@@ -464,6 +456,38 @@ impl Store for RedbStore {
     fn remove_dead_letter(&self, id: u64) -> Result<Option<DeadLetter>> {
         self.outbox_remove_dead_letter(id)
     }
+}
+
+/// [`Store::replace_session`] in the write transaction `txn`.
+fn replace_session_in(
+    txn: &WriteTransaction,
+    mut new: MediaSession,
+    events: Vec<NewEvent>,
+) -> Result<Committed<MediaSession>> {
+    let mut records = txn.open_table(SESSIONS)?;
+    let id = new.id.clone();
+    let old: MediaSession =
+        get_record(&records, "session", &id)?.ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
+    if old.revision != new.revision {
+        return Err(StoreError::Conflict(format!("session {id} is at revision {}", old.revision)));
+    }
+    if new.sip_call_id != old.sip_call_id {
+        let mut by_call_id = txn.open_table(SESSION_BY_CALL_ID)?;
+        if let Some(call_id) = &new.sip_call_id
+            && by_call_id.get(call_id.as_str())?.is_some()
+        {
+            return Err(StoreError::AlreadyExists(format!("session of call {call_id}")));
+        }
+        if let Some(call_id) = &old.sip_call_id {
+            by_call_id.remove(call_id.as_str())?;
+        }
+        if let Some(call_id) = &new.sip_call_id {
+            by_call_id.insert(call_id.as_str(), id.as_str())?;
+        }
+    }
+    new.revision += 1;
+    records.insert(id.as_str(), encode(&new)?.as_slice())?;
+    Ok(Committed { record: new.clone(), events: outbox::insert_events(txn, events)? })
 }
 
 /// Adds the index entries of `s`.

@@ -146,3 +146,29 @@ fn redb_survives_a_crash() {
     let store = RedbStore::open(dir.file()).unwrap();
     conformance::check_filled(&store, &conformance::Filled { notification_ids });
 }
+
+/// The compare-and-set loop a networked backend would use (`update_by_compare_and_set`), over
+/// the memory backend's `replace_session`: concurrent read-modify-writes lose no update.
+#[test]
+fn compare_and_set_updates_lose_nothing_under_contention() {
+    const THREADS: u32 = 4;
+    const UPDATES: u32 = 25;
+    let store = MemoryStore::new();
+    store.insert_session(conformance::session("ses-1", Some("call-1"), 0), vec![]).unwrap();
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(|| {
+                for _ in 0..UPDATES {
+                    let mut bump = |s: &mut crate::MediaSession| {
+                        s.sequence += 1;
+                        Vec::new()
+                    };
+                    crate::update_by_compare_and_set(&store, "ses-1", &mut bump).unwrap();
+                }
+            });
+        }
+    });
+    let stored = store.session("ses-1").unwrap().unwrap();
+    assert_eq!(stored.sequence, THREADS * UPDATES);
+    assert_eq!(stored.revision, 1 + u64::from(THREADS * UPDATES), "one write per update");
+}
