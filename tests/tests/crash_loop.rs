@@ -160,7 +160,7 @@ async fn requests(api: Api, token: String, sink: String, run: usize, ack: Arc<Mu
     answered(&session, 201);
     let session_id = id(&session, "mediaSessionId");
     ack.lock().unwrap().sessions.push(session_id.clone());
-    if run % 2 == 0 {
+    if run.is_multiple_of(2) {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let path = format!("/webrtc-call-handling/v0.3/sessions/{session_id}");
         let Some(deleted) = send("DELETE", path, None).await else { return };
@@ -263,7 +263,7 @@ min_ttl_seconds = 1
         let (mut gateway, mut log) = start_logged(&config);
         wait_for_http(&api).await;
         let work = tokio::spawn(requests(api.clone(), token.clone(), sink.url.clone(), run, ack.clone()));
-        if run % 2 == 0 {
+        if run.is_multiple_of(2) {
             // Somewhere in the requests or in the sweeps after them.
             tokio::time::sleep(Duration::from_millis(random.below(3000))).await;
         } else {
