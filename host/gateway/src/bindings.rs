@@ -17,7 +17,6 @@ use tokio::sync::watch;
 
 use crate::app::Gateway;
 use crate::error::ApiError;
-use crate::notify::{GatewayEvent, REGISTRATION_ENDS};
 use crate::store::Registration;
 
 #[derive(Default)]
@@ -153,25 +152,8 @@ pub async fn on_event(gw: &Gateway, binding: &str, event: RegistrationEvent) {
 /// Removes a registration the network no longer accepts and tells its subscribers
 /// (`registration-ends`, NETWORK_TERMINATED).
 async fn end_registration(gw: &Gateway, registration_id: &str, description: &str) {
-    let Ok(Some(r)) = gw.store.backend().registration(registration_id) else {
-        return;
-    };
-    let event = GatewayEvent {
-        event_type: REGISTRATION_ENDS,
-        data: serde_json::json!({
-            "registrationId": r.id,
-            "terminationReason": "NETWORK_TERMINATED",
-            "terminationDescription": description,
-        }),
-        media_session_id: None,
-        registration_id: Some(r.id.clone()),
-        device_id: Some(r.device_id.clone()),
-        phone_number: Some(r.phone_number.clone()),
-    };
-    let subscriptions = gw.store.backend().subscriptions_of(&r.phone_number).unwrap_or_default();
-    let events = gw.notifier.event(event, &subscriptions).into_iter().collect();
-    if let Ok(Some(ended)) = gw.store.backend().remove_registration(registration_id, events) {
-        gw.notifier.dispatch(ended.events).await;
+    if let Ok(Some(r)) = gw.store.backend().registration(registration_id) {
+        crate::lifecycle::end_registration(gw, &r, "NETWORK_TERMINATED", description).await;
     }
 }
 

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use camara_store::SubscriptionEnd;
+use camara_store::{StoreError, SubscriptionEnd};
 use chrono::Utc;
 
 use crate::app::Gateway;
-use crate::notify::{GatewayEvent, REGISTRATION_ENDS};
+use crate::notify::GatewayEvent;
+use crate::store::{Registration, Subscription};
 
 /// How often due expiries are looked for.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -29,27 +30,12 @@ pub async fn sweep(gw: &Gateway) {
     match backend.registrations_expiring_before(now) {
         Ok(due) => {
             for registration in due {
-                let event = GatewayEvent {
-                    event_type: REGISTRATION_ENDS,
-                    data: serde_json::json!({
-                        "registrationId": registration.id,
-                        "terminationReason": "REGISTRATION_EXPIRED",
-                        "terminationDescription": "The registration reached its expiry time",
-                    }),
-                    media_session_id: None,
-                    registration_id: Some(registration.id.clone()),
-                    device_id: Some(registration.device_id.clone()),
-                    phone_number: Some(registration.phone_number.clone()),
-                };
-                let subscriptions = backend.subscriptions_of(&registration.phone_number).unwrap_or_default();
-                let events = gw.notifier.event(event, &subscriptions).into_iter().collect();
-                // The end and its event in one write: a crash cannot keep one without the other.
-                if let Ok(Some(ended)) = backend.remove_registration(&registration.id, events) {
-                    tracing::info!(registration = ended.record.id, "registration expired");
-                    gw.notifier.dispatch(ended.events).await;
-                    crate::bindings::unbind(gw, &ended.record.id).await;
+                let description = "The registration reached its expiry time";
+                if end_registration(gw, &registration, "REGISTRATION_EXPIRED", description).await {
+                    tracing::info!(registration = registration.id, "registration expired");
+                    crate::bindings::unbind(gw, &registration.id).await;
                     if gw.config.registration.end_calls_on_expiry {
-                        end_calls_of(gw, &ended.record.id).await;
+                        end_calls_of(gw, &registration.id).await;
                     }
                 }
             }
@@ -72,17 +58,52 @@ pub async fn sweep(gw: &Gateway) {
                     }
                 };
                 let s = &ending.subscription;
-                let event = GatewayEvent::subscription_ended(s, reason, description);
-                let events = gw.notifier.event(event, std::slice::from_ref(s)).into_iter().collect();
-                if let Ok(Some(ended)) = backend.remove_subscription(&s.id, events) {
+                if end_subscription(gw, s, reason, description).await.unwrap_or(false) {
                     tracing::info!(subscription = s.id, reason, "subscription ended");
-                    gw.notifier.dispatch(ended.events).await;
-                    gw.notifier.close(&s.id);
                 }
             }
         }
         Err(e) => tracing::error!("subscription expiry sweep failed: {e}"),
     }
+}
+
+/// Removes `registration` with its `registration-ends` (to the subscriptions of its number) in
+/// one write, so a crash cannot keep one without the other, and routes the event. False if it
+/// was gone already (or the store failed, logged).
+pub async fn end_registration(gw: &Gateway, registration: &Registration, reason: &str, description: &str) -> bool {
+    let backend = gw.store.backend();
+    let subscriptions = backend.subscriptions_of(&registration.phone_number).unwrap_or_default();
+    let event = GatewayEvent::registration_ended(registration, reason, description);
+    let events = gw.notifier.event(event, &subscriptions).into_iter().collect();
+    match backend.remove_registration(&registration.id, events) {
+        Ok(Some(ended)) => {
+            gw.notifier.dispatch(ended.events).await;
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            tracing::error!(registration = registration.id, "registration not ended: {e}");
+            false
+        }
+    }
+}
+
+/// Removes `subscription` with its `subscription-ended` in one write, routes the event and
+/// closes the subscription's delivery queue once that is delivered. `Ok(false)` if it was gone.
+pub async fn end_subscription(
+    gw: &Gateway,
+    subscription: &Subscription,
+    reason: &str,
+    description: &str,
+) -> Result<bool, StoreError> {
+    let event = GatewayEvent::subscription_ended(subscription, reason, description);
+    let events = gw.notifier.event(event, std::slice::from_ref(subscription)).into_iter().collect();
+    let Some(ended) = gw.store.backend().remove_subscription(&subscription.id, events)? else {
+        return Ok(false);
+    };
+    gw.notifier.dispatch(ended.events).await;
+    gw.notifier.close(&subscription.id);
+    Ok(true)
 }
 
 /// Ends the calls still up on a registration that is gone.
@@ -108,13 +129,9 @@ pub async fn end_unreachable(gw: Arc<Gateway>, mut reported: tokio::sync::mpsc::
     while let Some(id) = reported.recv().await {
         let Ok(Some(s)) = gw.store.backend().subscription(&id) else { continue };
         let description = "The sink failed every delivery attempt for the whole retry horizon";
-        let event = GatewayEvent::subscription_ended(&s, "NETWORK_TERMINATED", description);
-        let events = gw.notifier.event(event, std::slice::from_ref(&s)).into_iter().collect();
-        if let Ok(Some(ended)) = gw.store.backend().remove_subscription(&id, events) {
+        if end_subscription(&gw, &s, "NETWORK_TERMINATED", description).await.unwrap_or(false) {
             tracing::warn!(subscription = id, sink = s.sink, "subscription ended: its sink is unreachable");
             metrics::counter!(crate::metrics::SUBSCRIPTIONS_ENDED, "reason" => "sink_unreachable").increment(1);
-            gw.notifier.dispatch(ended.events).await;
-            gw.notifier.close(&id);
         }
     }
 }

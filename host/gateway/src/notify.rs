@@ -22,7 +22,7 @@ use crate::plugins::Plugins;
 use crate::schedule::{Failure, RetrySchedule};
 use crate::sink_policy::SinkPolicy;
 use crate::store::Store;
-use crate::store::Subscription;
+use crate::store::{Registration, Subscription};
 
 pub const SESSION_STATUS: &str = "org.camaraproject.webrtc-events.v0.session-status";
 pub const SESSION_INVITATION: &str = "org.camaraproject.webrtc-events.v0.session-invitation";
@@ -43,6 +43,22 @@ pub struct GatewayEvent {
 }
 
 impl GatewayEvent {
+    /// `registration-ends` for `registration`, with a CAMARA `terminationReason`.
+    pub fn registration_ended(registration: &Registration, reason: &str, description: &str) -> Self {
+        GatewayEvent {
+            event_type: REGISTRATION_ENDS,
+            data: serde_json::json!({
+                "registrationId": registration.id,
+                "terminationReason": reason,
+                "terminationDescription": description,
+            }),
+            media_session_id: None,
+            registration_id: Some(registration.id.clone()),
+            device_id: Some(registration.device_id.clone()),
+            phone_number: Some(registration.phone_number.clone()),
+        }
+    }
+
     /// `subscription-ended` for `subscription`, with a CAMARA `TerminationReason`.
     pub fn subscription_ended(subscription: &Subscription, reason: &str, description: &str) -> Self {
         GatewayEvent {

@@ -10,7 +10,8 @@ use camara_store::{NewEvent, Store as Backend, StoreError};
 
 use crate::error::ApiError;
 
-fn internal(e: StoreError) -> ApiError {
+/// A storage failure as the API answers it (logged; no internals in the body).
+pub(crate) fn internal(e: StoreError) -> ApiError {
     tracing::error!("storage failed: {e}");
     ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "The gateway could not access its storage")
 }
@@ -90,20 +91,6 @@ impl Store {
             return Ok(None);
         }
         self.backend.update_subscription(id, change).map(Some).map_err(internal)
-    }
-
-    /// Removes a subscription of `owner`, with the event `ended` makes of it queued in the same
-    /// write.
-    pub fn remove_subscription(
-        &self,
-        id: &str,
-        owner: &str,
-        ended: impl FnOnce(&Subscription) -> Option<NewEvent>,
-    ) -> Result<Option<Committed<Subscription>>, ApiError> {
-        let Some(subscription) = self.subscription(id, owner)? else {
-            return Ok(None);
-        };
-        self.backend.remove_subscription(id, ended(&subscription).into_iter().collect()).map_err(internal)
     }
 
     pub fn insert_session(

@@ -18,7 +18,7 @@ use crate::model::{
     MAX_HTTP_SETTINGS_HEADER, SinkCredential, SubscriptionAsync, SubscriptionConfig, SubscriptionDetail,
     SubscriptionRequest, SubscriptionResponse, SubscriptionUpdate,
 };
-use crate::notify::{GatewayEvent, SESSION_INVITATION, SESSION_STATUS, SUBSCRIBABLE_TYPES};
+use crate::notify::{SESSION_INVITATION, SESSION_STATUS, SUBSCRIBABLE_TYPES};
 use crate::store::SinkCredential as StoredCredential;
 use crate::store::Subscription;
 use crate::validate;
@@ -325,15 +325,14 @@ pub(super) async fn remove(
     let mut op = OperationContext::new(API, "deleteNotificationChannelSubscription", "DELETE");
     op.path_ids.push(("subscriptionId", &id));
     let caller = authorize(&gw, auth, op).await?;
-    let ended = gw
-        .store
-        .remove_subscription(&id, &caller.phone_number, |s| {
-            let event =
-                GatewayEvent::subscription_ended(s, "SUBSCRIPTION_DELETED", "Subscription deleted by client request");
-            gw.notifier.event(event, std::slice::from_ref(s))
-        })?
-        .ok_or_else(|| ApiError::not_found("Subscription not found"))?;
-    gw.notifier.dispatch(ended.events).await;
-    gw.notifier.close(&ended.record.id);
-    Ok((StatusCode::ACCEPTED, Json(SubscriptionAsync { id: ended.record.id })))
+    let not_found = || ApiError::not_found("Subscription not found");
+    let s = gw.store.subscription(&id, &caller.phone_number)?.ok_or_else(not_found)?;
+    let description = "Subscription deleted by client request";
+    let ended = crate::lifecycle::end_subscription(&gw, &s, "SUBSCRIPTION_DELETED", description)
+        .await
+        .map_err(crate::store::internal)?;
+    if !ended {
+        return Err(not_found());
+    }
+    Ok((StatusCode::ACCEPTED, Json(SubscriptionAsync { id: s.id })))
 }
