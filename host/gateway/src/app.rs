@@ -34,6 +34,9 @@ pub struct Gateway {
     pub reoffers: crate::calls::Reoffers,
     /// SIP registration bindings (`sip-account` mode).
     pub bindings: crate::bindings::Bindings,
+    /// Which devices an incoming call rings, and the incoming calls still ringing.
+    pub forking: crate::incoming::Forking,
+    pub ringing: crate::incoming::RingingCalls,
     /// Set once a shutdown signal arrived.
     pub drain: crate::shutdown::Drain,
     /// Per-client request budget.
@@ -158,6 +161,8 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         tracing::warn!("no [auth] issuer, jwks_file or jwks_url: every API call will be refused with 401");
     }
     let plugins = Arc::new(Plugins::load(&config.plugins).await?);
+    let forking = crate::incoming::Forking::from_plugin_config(&config.plugins.api_mapping.config)
+        .map_err(|why| anyhow::anyhow!("[plugins.api_mapping.config] {why}"))?;
     let store = Store::new(match &config.storage.path {
         Some(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -235,6 +240,8 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         media_sessions: Default::default(),
         bindings: Default::default(),
         reoffers: Default::default(),
+        forking,
+        ringing: Default::default(),
         drain: Default::default(),
         rate_limiter: governor::RateLimiter::keyed(
             governor::Quota::per_second(

@@ -2,7 +2,6 @@
 //! the SIP side reports into session statuses and `session-status` events.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use camara_media::Direction as MediaDirection;
 use camara_plugin_host::mapping::{self, CallDirection, SipEvent, SipRequest, SipResponse, StatusUpdate};
@@ -13,7 +12,7 @@ use crate::app::Gateway;
 use crate::config::ReofferMethod;
 use crate::error::ApiError;
 use crate::model::{CallType, MediaSessionCreate};
-use crate::notify::{GatewayEvent, SESSION_INVITATION, SESSION_STATUS};
+use crate::notify::{GatewayEvent, SESSION_STATUS};
 use crate::store::{Direction, MediaSession, Registration, SessionStatus};
 use camara_media::{MediaError, MediaEvent};
 
@@ -69,7 +68,8 @@ pub struct NetworkOffers(pub std::sync::Weak<Gateway>);
 impl NetworkOffers {
     fn media_of(&self, call_id: &str) -> Option<(Arc<Gateway>, MediaSession, Arc<camara_media::MediaSession>)> {
         let gw = self.0.upgrade()?;
-        let session = gw.store.session_by_call_id(call_id).ok()??;
+        // Offers come in a confirmed dialog: the one device that took the call.
+        let session = gw.store.sessions_of_call(call_id).ok()?.into_iter().next()?;
         let media = gw.media_sessions.get(&session.id)?;
         Some((gw, session, media))
     }
@@ -114,17 +114,28 @@ pub async fn run_media_events(gw: Arc<Gateway>, mut events: UnboundedReceiver<Me
                 let reason = format!("No media from the network for {} s", after.as_secs());
                 end_by_gateway(&gw, &session, &reason).await;
             }
+            MediaEvent::DeviceLegFailed { key, why } => {
+                let Ok(Some(session)) = gw.store.session_by_id(&key) else { continue };
+                if session.status.is_final() || session.sip_call_id.is_none() {
+                    continue;
+                }
+                tracing::warn!(session = key, "device leg failed ({why}): ending the call");
+                end_by_gateway(&gw, &session, &format!("The device's media connection failed: {why}")).await;
+            }
         }
     }
 }
 
 /// Ends a call the gateway cannot or will not carry on (its media failed, a shutdown): BYE (or
-/// CANCEL, or 480) towards the network, `Terminated` with `reason` towards the device.
+/// CANCEL, or 480) towards the network, `Terminated` with `reason` towards the device. The BYE
+/// says why in its Reason header (RFC 3326): Q.850 cause 41, temporary failure, and `reason`.
 pub(crate) async fn end_by_gateway(gw: &Gateway, session: &MediaSession, reason: &str) {
     let update = StatusUpdate { status: mapping::SessionStatus::Terminated, reason: reason.to_string() };
     apply_status(gw, &session.id, update).await;
+    let text: String = reason.chars().filter(|c| !matches!(c, '"' | '\\') && !c.is_control()).collect();
+    let header = format!("Q.850;cause=41;text=\"{text}\"");
     if let Some(call_id) = &session.sip_call_id
-        && let Err(e) = gw.sip.hangup(call_id).await
+        && let Err(e) = gw.sip.hangup_with_reason(call_id, Some(header)).await
     {
         tracing::debug!(session = session.id, "hangup of a call the gateway ends: {e}");
     }
@@ -236,9 +247,9 @@ pub async fn place_call(
 }
 
 /// Ends the call of `DELETE /sessions/{id}`: BYE when answered, CANCEL before.
-pub async fn end_call(gw: &Gateway, session: &MediaSession) -> Result<(), ApiError> {
+pub async fn end_call(gw: &Arc<Gateway>, session: &MediaSession) -> Result<(), ApiError> {
     let Some(call_id) = &session.sip_call_id else { return Ok(()) };
-    if session.status.is_final() {
+    if session.status.is_final() || crate::incoming::end_ringing_device(gw, session).await {
         return Ok(());
     }
     // Recorded before the hangup leaves: the SIP side may report the end of the call before
@@ -353,7 +364,7 @@ pub(crate) async fn on_event(gw: &Arc<Gateway>, call_id: &str, event: CallEvent)
                     })
                     .collect(),
             };
-            on_incoming(gw, call_id, invite, sdp).await;
+            crate::incoming::on_incoming(gw, call_id, invite, sdp).await;
         }
         event => on_call_event(gw, call_id, event).await,
     }
@@ -366,184 +377,26 @@ pub(crate) fn reoffer_answered(gw: &Gateway, call_id: &str, answer: ReofferAnswe
     }
 }
 
-/// An INVITE from the network. The mapping plugin names the subscriber it is for; a number
-/// nobody registered is refused as the plugin says (404 by default). Otherwise the media anchor
-/// turns the SIP offer into a WebRTC offer and the device is invited (`session-invitation`); it
-/// answers with `PUT .../status`, or the no-answer timer refuses the call.
-async fn on_incoming(gw: &Arc<Gateway>, call_id: &str, invite: mapping::IncomingInvite, sdp: Option<String>) {
-    let refuse = |status: u16, reason: &str| {
-        let reason = reason.to_string();
-        async move {
-            if let Err(e) = gw.sip.reject(call_id, status, &reason).await {
-                tracing::warn!(call_id, "incoming call not refused: {e}");
-            }
-        }
-    };
-    if gw.drain.is_draining() {
-        return refuse(503, "Service Unavailable").await;
-    }
-    let call = match gw.plugins.mapping.map_incoming_call(&invite).await {
-        Ok(Ok(call)) => call,
-        Ok(Err(rejection)) => return refuse(rejection.status_code, &rejection.reason_phrase).await,
-        Err(e) => {
-            tracing::error!(call_id, "incoming call not mapped: {e}");
-            return refuse(500, "Server Internal Error").await;
-        }
-    };
-    let registration = match gw.store.registrations_of(&call.target_phone_number, None) {
-        Ok(registrations) => match registrations.into_iter().next() {
-            Some(registration) => registration,
-            None => return refuse(404, "Not Found").await,
-        },
-        Err(_) => return refuse(500, "Server Internal Error").await,
-    };
-    let session_id = uuid::Uuid::new_v4().to_string();
-    // An offerless INVITE gets our offer with the device's answer; the network answers in the
-    // PRACK or the ACK.
-    let media = match &sdp {
-        Some(sdp) => gw.media.incoming(&session_id, sdp).await,
-        None => gw.media.incoming_offerless(&session_id).await,
-    };
-    let (media, webrtc_offer) = match media {
-        Ok(media) => media,
-        Err(e) => {
-            tracing::warn!(call_id, "incoming call without usable media: {e}");
-            return refuse(488, "Not Acceptable Here").await;
-        }
-    };
-    gw.media_sessions.insert(&session_id, media);
-    let session = MediaSession {
-        id: session_id.clone(),
-        owner_phone_number: call.target_phone_number.clone(),
-        registration_id: registration.id.clone(),
-        device_id: registration.device_id.clone(),
-        direction: Direction::Incoming,
-        sip_call_id: Some(call_id.to_string()),
-        originator_address: call.originator_address,
-        originator_name: call.originator_name,
-        receiver_address: call.receiver_address,
-        receiver_name: None,
-        offer_sdp: webrtc_offer,
-        answer_sdp: None,
-        sip_local_sdp: None,
-        status: SessionStatus::Initial,
-        sequence: 1,
-        sip_dialog: None,
-        local_hangup: None,
-        created_at: chrono::Utc::now(),
-        revision: 0,
-    };
-    let mut data = session_data(&session);
-    data["offer"] = serde_json::json!({ "sdp": session.offer_sdp });
-    let event = GatewayEvent {
-        event_type: SESSION_INVITATION,
-        data,
-        media_session_id: Some(session.id.clone()),
-        registration_id: Some(session.registration_id.clone()),
-        device_id: Some(session.device_id.clone()),
-        phone_number: Some(session.owner_phone_number.clone()),
-    };
-    let subscriptions = gw.store.subscriptions_of(&session.owner_phone_number).unwrap_or_default();
-    let invitation = gw.notifier.event(event, &subscriptions).into_iter().collect();
-    match gw.store.insert_session(session, invitation) {
-        Ok(committed) => gw.notifier.dispatch(committed.events).await,
-        Err(_) => {
-            gw.media_sessions.close(&session_id).await;
-            return refuse(500, "Server Internal Error").await;
-        }
-    }
-    let no_answer = Duration::from_secs(gw.config.sip.no_answer_seconds.max(1));
-    let (gw, call_id) = (gw.clone(), call_id.to_string());
-    tokio::spawn(async move {
-        tokio::time::sleep(no_answer).await;
-        let Ok(Some(session)) = gw.store.session_by_id(&session_id) else { return };
-        if session.status.is_unanswered() {
-            tracing::info!(session = session_id, "no answer within {no_answer:?}: 480");
-            let update =
-                StatusUpdate { status: mapping::SessionStatus::NoAnswer, reason: "Not answered in time".into() };
-            apply_status(&gw, &session_id, update).await;
-            let _ = gw.store.update_session(&session_id, |s| s.local_hangup = Some("NoAnswer".into()));
-            if let Err(e) = gw.sip.reject(&call_id, 480, "Temporarily Unavailable").await {
-                tracing::debug!(call_id, "no-answer refusal: {e}");
-            }
-        }
-    });
-}
-
-/// The device's answer to an incoming call (`PUT .../status`): `InProgress` (183 with the SDP
-/// answer, reliable), `Ringing` (180), `Connected` (200 with the answer) or `Declined` (603).
-pub async fn answer_incoming(
-    gw: &Gateway,
-    session: &MediaSession,
-    status: SessionStatus,
-    answer_sdp: Option<String>,
-) -> Result<MediaSession, ApiError> {
-    let conflict = |m: String| ApiError::conflict("INCOMPATIBLE_STATE", m);
-    let (Some(call_id), Some(media)) = (&session.sip_call_id, gw.media_sessions.get(&session.id)) else {
-        return Err(conflict("The session has no call in progress".into()));
-    };
-    if !session.status.is_unanswered() {
-        return Err(conflict(format!("A {} session cannot be answered", session.status)));
-    }
-    if status == SessionStatus::Declined {
-        gw.store.update_session(&session.id, |s| s.local_hangup = Some("Declined".into()))?;
-        // The status first: once the 603 is out, the end of the call can be reported any moment.
-        let update = StatusUpdate { status: mapping::SessionStatus::Declined, reason: "Declined by the device".into() };
-        apply_status(gw, &session.id, update).await;
-        gw.sip.reject(call_id, 603, "Decline").await.map_err(|e| conflict(format!("The call is gone: {e}")))?;
-        return gw
-            .store
-            .session(&session.id, &session.owner_phone_number)?
-            .ok_or_else(|| ApiError::not_found("Session not found"));
-    }
-    // The first answer sets up the media; the SIP answer then goes in every later response.
-    let sip_answer = match (&session.sip_local_sdp, answer_sdp) {
-        (Some(sip_answer), _) => Some(sip_answer.clone()),
-        (None, Some(answer)) => {
-            let sip_answer = media.device_answered(&answer).await.map_err(|e| match e {
-                MediaError::Sdp(why) => ApiError::invalid_argument(format!("answer.sdp: {why}")),
-                MediaError::NoCommonCodec => ApiError::invalid_argument("answer.sdp has no codec of the offer"),
-                e => ApiError::unavailable(format!("The media could not be set up: {e}")),
-            })?;
-            gw.store.update_session(&session.id, |s| {
-                s.answer_sdp = Some(answer.clone());
-                s.sip_local_sdp = Some(sip_answer.clone());
-            })?;
-            Some(sip_answer)
-        }
-        (None, None) if status == SessionStatus::Ringing => None,
-        (None, None) => return Err(ApiError::invalid_argument(format!("status {status} needs answer.sdp"))),
-    };
-    let sent = match status {
-        SessionStatus::InProgress => {
-            if media.is_offerless() {
-                media.offer_sent_early();
-            }
-            gw.sip.provisional(call_id, 183, sip_answer, true).await
-        }
-        SessionStatus::Ringing => gw.sip.provisional(call_id, 180, None, true).await,
-        _ if media.exchange_completed_early() => gw.sip.accept(call_id, None).await,
-        _ => gw.sip.accept(call_id, sip_answer).await,
-    };
-    sent.map_err(|e| conflict(format!("The call is gone: {e}")))?;
-    let (status, reason) = match status {
-        SessionStatus::InProgress => (mapping::SessionStatus::InProgress, "Answer sent to the network (183)"),
-        SessionStatus::Ringing => (mapping::SessionStatus::Ringing, "The device is ringing (180)"),
-        _ => (mapping::SessionStatus::Connected, "Answered by the device (200)"),
-    };
-    apply_status(gw, &session.id, StatusUpdate { status, reason: reason.into() }).await;
-    gw.store.session(&session.id, &session.owner_phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))
-}
-
+/// A SIP event of a call, for each of its sessions: one, or one per device while an incoming
+/// call rings several.
 async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
-    let session = match gw.store.session_by_call_id(call_id) {
-        Ok(Some(session)) => session,
-        Ok(None) => {
-            tracing::debug!(call_id, "SIP event for an unknown call");
-            return;
-        }
+    let sessions = match gw.store.sessions_of_call(call_id) {
+        Ok(sessions) => sessions,
         Err(_) => return,
     };
+    if sessions.is_empty() {
+        tracing::debug!(call_id, "SIP event for an unknown call");
+    }
+    if let CallEvent::Terminated { cause } = &event {
+        metrics::counter!(crate::metrics::CALL_ENDS, "cause" => cause.name()).increment(1);
+        gw.ringing.forget(call_id);
+    }
+    for session in sessions {
+        on_session_event(gw, call_id, session, event.clone()).await;
+    }
+}
+
+async fn on_session_event(gw: &Gateway, call_id: &str, session: MediaSession, event: CallEvent) {
     let ended = match event {
         CallEvent::Terminated { cause } => Some(cause),
         _ => None,
@@ -554,9 +407,6 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
         (CallEvent::Response { status, .. }, Direction::Outgoing) => (200..300).contains(status),
         _ => false,
     };
-    if let Some(cause) = ended {
-        metrics::counter!(crate::metrics::CALL_ENDS, "cause" => cause.name()).increment(1);
-    }
     if let CallEvent::Response { status, .. } = &event
         && session.direction == Direction::Outgoing
     {
@@ -631,7 +481,7 @@ async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
             Some(SipEvent::Request(SipRequest { method, reason, has_sdp: sdp.is_some() }))
         }
         CallEvent::Timeout => Some(SipEvent::Timeout),
-        // Handled by `on_incoming`; an incoming call has no session before it is offered.
+        // Handled by `incoming::on_incoming`; an incoming call has no session before it rings.
         CallEvent::Incoming { .. } => None,
         // Handled by `bindings::on_event`: a REGISTER binding has no session.
         CallEvent::Registration(_) => None,
@@ -689,7 +539,7 @@ fn end_reason(cause: EndCause) -> String {
 }
 
 /// The fields every session event carries.
-fn session_data(session: &MediaSession) -> serde_json::Value {
+pub(crate) fn session_data(session: &MediaSession) -> serde_json::Value {
     let mut data = serde_json::json!({
         "mediaSessionId": session.id,
         "originatorAddress": session.originator_address,

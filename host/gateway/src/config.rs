@@ -350,6 +350,9 @@ pub struct MediaConfig {
     pub ice_lite: bool,
     /// No RTP from the network for this long ends the call with a status event.
     pub media_timeout_seconds: u64,
+    /// How long the device leg may stay without ICE connectivity (its consent lost, RFC 7675,
+    /// or ICE failed) before the call ends; room for the device to restart ICE.
+    pub device_failure_grace_seconds: u64,
     /// G.711 laws the network accepts, preferred first (`PCMU`, `PCMA`).
     pub network_codecs: Vec<String>,
     /// Opus towards the device, G.711 towards the network, when they share no G.711.
@@ -370,6 +373,7 @@ impl Default for MediaConfig {
             webrtc_port_max: 0,
             ice_lite: false,
             media_timeout_seconds: 30,
+            device_failure_grace_seconds: 10,
             network_codecs: vec!["PCMU".into(), "PCMA".into()],
             transcoding: true,
             prefer_opus_to_device: false,
@@ -406,6 +410,7 @@ impl MediaConfig {
             webrtc_ports: (self.webrtc_port_min != 0).then_some((self.webrtc_port_min, self.webrtc_port_max)),
             ice_lite: self.ice_lite,
             media_timeout: std::time::Duration::from_secs(self.media_timeout_seconds.max(1)),
+            device_failure_grace: std::time::Duration::from_secs(self.device_failure_grace_seconds),
             codecs: camara_media::CodecPolicy {
                 network,
                 transcoding: self.transcoding,

@@ -20,6 +20,7 @@ pub mod demo;
 pub mod device_pages;
 pub mod error;
 pub mod http_client;
+pub mod incoming;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model;

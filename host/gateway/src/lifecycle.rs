@@ -24,7 +24,7 @@ pub async fn run(gw: Arc<Gateway>) {
 }
 
 /// Ends every registration and subscription that is due now.
-pub async fn sweep(gw: &Gateway) {
+pub async fn sweep(gw: &Arc<Gateway>) {
     let now = Utc::now();
     let backend = gw.store.backend();
     match backend.registrations_expiring_before(now) {
@@ -107,7 +107,7 @@ pub async fn end_subscription(
 }
 
 /// Ends the calls still up on a registration that is gone.
-async fn end_calls_of(gw: &Gateway, registration_id: &str) {
+async fn end_calls_of(gw: &Arc<Gateway>, registration_id: &str) {
     let sessions = match gw.store.backend().sessions_with_call() {
         Ok(s) => s,
         Err(e) => {

@@ -110,8 +110,8 @@ impl Store {
         self.backend.session(id).map_err(internal)
     }
 
-    pub fn session_by_call_id(&self, call_id: &str) -> Result<Option<MediaSession>, ApiError> {
-        self.backend.session_by_call_id(call_id).map_err(internal)
+    pub fn sessions_of_call(&self, call_id: &str) -> Result<Vec<MediaSession>, ApiError> {
+        self.backend.sessions_of_call(call_id).map_err(internal)
     }
 
     /// Changes a session without an event.

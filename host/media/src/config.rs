@@ -22,6 +22,8 @@ pub struct MediaConfig {
     pub ice_lite: bool,
     /// No RTP from the network for this long ends the call.
     pub media_timeout: Duration,
+    /// How long the device leg may be without ICE connectivity before it is reported failed.
+    pub device_failure_grace: Duration,
     pub codecs: CodecPolicy,
 }
 
@@ -36,6 +38,7 @@ impl Default for MediaConfig {
             webrtc_ports: None,
             ice_lite: false,
             media_timeout: Duration::from_secs(30),
+            device_failure_grace: Duration::from_secs(10),
             codecs: CodecPolicy::default(),
         }
     }

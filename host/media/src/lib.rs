@@ -5,12 +5,14 @@
 //!
 //! It owns SDP interworking between the legs (`sdp`, `negotiate`) and the sockets of both legs.
 //! It does not own SIP or the API: the gateway hands it offers and answers and gets back the
-//! descriptions to send on, and hears of a silent network through [`MediaEvent`].
+//! descriptions to send on, and hears of a silent network or a vanished device through
+//! [`MediaEvent`].
 
 pub mod config;
 pub mod negotiate;
 pub mod relay;
 pub mod sdp;
+mod device_watch;
 mod session;
 mod webrtc_leg;
 

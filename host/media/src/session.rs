@@ -29,6 +29,9 @@ use crate::{MediaError, negotiate::Bridge};
 pub enum MediaEvent {
     /// No RTP from the network for the configured media timeout.
     NetworkSilent { key: String, after: Duration },
+    /// The device leg lost ICE connectivity (its consent expired, RFC 7675, or ICE failed) and
+    /// did not regain it within the configured grace; `why` says which, for a person.
+    DeviceLegFailed { key: String, why: String },
 }
 
 /// Makes media sessions; one per gateway.
@@ -97,6 +100,8 @@ impl MediaAnchor {
             tasks: Mutex::new(Vec::new()),
             offerless: Default::default(),
             offer_sent_early: Default::default(),
+            events: self.events.clone(),
+            closing: Default::default(),
         });
         let tasks = vec![
             tokio::spawn(network_to_device(session.rtp.clone(), session.relay.clone(), session.track.clone())),
@@ -192,6 +197,9 @@ pub struct MediaSession {
     /// That offer went out in a reliable provisional: its answer comes in the PRACK, and the
     /// 2xx carries no new offer.
     offer_sent_early: std::sync::atomic::AtomicBool,
+    events: UnboundedSender<MediaEvent>,
+    /// Set by [`Self::close`]: the device leg's end is ours, not a failure to report.
+    closing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl MediaSession {
@@ -217,6 +225,16 @@ impl MediaSession {
     }
 
     fn listen_to_device(&self, pc: &RTCPeerConnection) {
+        let watch = Arc::new(crate::device_watch::DeviceWatch::new(
+            self.key.clone(),
+            self.config.device_failure_grace,
+            self.events.clone(),
+            self.closing.clone(),
+        ));
+        pc.on_peer_connection_state_change(Box::new(move |state| {
+            watch.changed(state);
+            Box::pin(async {})
+        }));
         let relay = self.relay.clone();
         let rtp = self.rtp.clone();
         pc.on_track(Box::new(move |track, _, _| {
@@ -379,6 +397,7 @@ impl MediaSession {
 
     /// Stops both legs.
     pub async fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
         for task in lock(&self.tasks).drain(..) {
             task.abort();
         }

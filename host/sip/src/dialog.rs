@@ -213,6 +213,13 @@ impl UacCall {
             && (self.confirmed_tag.as_deref() == Some(remote_tag) || self.early_tags.contains(remote_tag))
     }
 
+    /// The Reason header of the BYE that ends this call, if it ends with one of ours.
+    pub fn set_bye_reason(&mut self, reason: String) {
+        if let Some(dialog) = &mut self.dialog {
+            dialog.set_bye_reason(reason);
+        }
+    }
+
     pub fn hangup(&mut self, now: Instant) -> Result<HangupKind, HangupError> {
         let kind = match self.phase {
             CallPhase::Terminated => return Err(HangupError::Finished),
@@ -1203,6 +1210,20 @@ mod tests {
         h.now += Duration::from_secs(32);
         h.call.handle_timeout(h.now);
         assert!(h.call.is_finished());
+    }
+
+    #[test]
+    fn a_bye_carries_the_reason_it_was_given() {
+        let (mut h, invite) = Harness::new(Transport::Udp);
+        h.respond(uas_response(&invite, 200, "OK", None));
+        let _ = drain(&mut h.call);
+        let reason = r#"Q.850;cause=41;text="WebRTC leg failed""#;
+        h.call.set_bye_reason(reason.into());
+        assert_eq!(h.call.hangup(h.now), Ok(HangupKind::Bye));
+        let out = drain(&mut h.call);
+        let sent = requests(&out);
+        let [(_, bye)] = sent.as_slice() else { panic!("{out:?}") };
+        assert_eq!((bye.method.clone(), bye.headers.get("Reason")), (Method::Bye, Some(reason)));
     }
 
     #[test]

@@ -369,7 +369,24 @@ impl Endpoint {
     /// BYE if answered; CANCEL for an unanswered outgoing call, 480
     /// ([`HangupKind::Reject`]) for an unanswered incoming one.
     pub fn hangup(&mut self, call_id: &str, now: Instant) -> Result<HangupKind, SipError> {
+        self.hangup_with_reason(call_id, None, now)
+    }
+
+    /// [`Self::hangup`], with `reason` as the Reason header (RFC 3326) of the BYE, if one is sent.
+    pub fn hangup_with_reason(
+        &mut self,
+        call_id: &str,
+        reason: Option<String>,
+        now: Instant,
+    ) -> Result<HangupKind, SipError> {
         let call = self.calls.get_mut(call_id).ok_or_else(|| SipError::UnknownCall(call_id.to_string()))?;
+        if let Some(reason) = reason {
+            match call {
+                Call::Uac(c) => c.set_bye_reason(reason),
+                Call::Uas(c) => c.set_bye_reason(reason),
+                Call::Recovered(_) => {}
+            }
+        }
         let kind = match call {
             Call::Uac(c) => c.hangup(now),
             Call::Uas(c) => c.hangup(now),

@@ -248,6 +248,8 @@ pub struct Dialog {
     session_timers: bool,
     session: Option<SessionTimer>,
     bye: Option<Bye>,
+    /// The Reason header (RFC 3326) of our BYE, when the application gave one.
+    bye_reason: Option<String>,
     /// BYE was asked for or sent: nothing else is sent.
     ending: bool,
     /// The dialog is over for the call (the owner emits `Terminated`).
@@ -278,6 +280,7 @@ impl Dialog {
             local_sdp,
             session,
             bye: None,
+            bye_reason: None,
             ending: false,
             over: false,
             end_cause: None,
@@ -331,6 +334,11 @@ impl Dialog {
         Ok(())
     }
 
+    /// The Reason header (RFC 3326) our BYE will carry, e.g. `Q.850;cause=41;text="..."`.
+    pub fn set_bye_reason(&mut self, reason: String) {
+        self.bye_reason = Some(reason);
+    }
+
     /// Sends BYE; the dialog is over once it is answered or fails.
     pub fn bye(&mut self, now: Instant) {
         self.end_cause.get_or_insert(EndCause::Local);
@@ -350,6 +358,9 @@ impl Dialog {
         let mut request = self.parts.request(Method::Bye, cseq, &branch);
         if !self.parts.user_agent.is_empty() {
             request.headers.push("User-Agent", self.parts.user_agent.as_str());
+        }
+        if let Some(reason) = &self.bye_reason {
+            request.headers.push("Reason", reason.as_str());
         }
         let dest = self.parts.destination();
         let tx = NonInviteClient::new(request, self.parts.transport.is_reliable(), self.timers, now);

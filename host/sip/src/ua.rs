@@ -14,7 +14,7 @@ use crate::{
 
 enum Command {
     Invite(Box<OutgoingInvite>, oneshot::Sender<Result<String, SipError>>),
-    Hangup(String, oneshot::Sender<Result<HangupKind, SipError>>),
+    Hangup(String, Option<String>, oneshot::Sender<Result<HangupKind, SipError>>),
     Provisional {
         call_id: String,
         status: u16,
@@ -137,8 +137,14 @@ impl UserAgent {
     /// BYE if answered; otherwise CANCEL for a call we placed, or a 480
     /// final response ([`HangupKind::Reject`]) for an incoming call.
     pub async fn hangup(&self, call_id: &str) -> Result<HangupKind, SipError> {
+        self.hangup_with_reason(call_id, None).await
+    }
+
+    /// [`Self::hangup`], with `reason` as the Reason header (RFC 3326) of the BYE, if one is
+    /// sent, e.g. `Q.850;cause=41;text="..."`.
+    pub async fn hangup_with_reason(&self, call_id: &str, reason: Option<String>) -> Result<HangupKind, SipError> {
         let call_id = call_id.to_string();
-        self.request(|reply| Command::Hangup(call_id, reply)).await?
+        self.request(|reply| Command::Hangup(call_id, reason, reply)).await?
     }
 
     /// Who answers offers the remote party makes inside calls (re-INVITE or UPDATE with SDP);
@@ -295,8 +301,8 @@ async fn run(
                 Some(Command::EndRecovered(snapshot, reply)) => {
                     let _ = reply.send(endpoint.end_recovered(*snapshot, Instant::now()));
                 }
-                Some(Command::Hangup(call_id, reply)) => {
-                    let _ = reply.send(endpoint.hangup(&call_id, Instant::now()));
+                Some(Command::Hangup(call_id, reason, reply)) => {
+                    let _ = reply.send(endpoint.hangup_with_reason(&call_id, reason, Instant::now()));
                 }
                 Some(Command::Provisional { call_id, status, sdp, reliable, reply }) => {
                     let _ = reply.send(endpoint.provisional(&call_id, status, sdp, reliable, Instant::now()));

@@ -302,6 +302,13 @@ impl UasCall {
     }
 
     /// BYE once answered; 480 before.
+    /// The Reason header of the BYE that ends this call, if it ends with one of ours.
+    pub fn set_bye_reason(&mut self, reason: String) {
+        if let Some(dialog) = &mut self.dialog {
+            dialog.set_bye_reason(reason);
+        }
+    }
+
     pub fn hangup(&mut self, now: Instant) -> Result<HangupKind, HangupError> {
         let kind = match self.phase {
             UasPhase::Terminated => return Err(HangupError::Finished),

@@ -323,22 +323,25 @@ pub fn sessions(store: &dyn Store) {
         store.insert_session(s.clone(), vec![]).unwrap();
     }
     assert_already_exists(store.insert_session(session("ses-a", None, 0), vec![]));
-    assert_already_exists(store.insert_session(session("ses-d", Some("call-a"), 0), vec![]));
-    assert_eq!(store.session("ses-d").unwrap(), None);
+    assert_eq!(store.session("ses-a").unwrap(), Some(a.clone()));
 
     assert_eq!(store.session("ses-c").unwrap(), Some(c.clone()));
     assert_eq!(store.session("nope").unwrap(), None);
-    assert_eq!(store.session_by_call_id("call-a").unwrap(), Some(a.clone()));
-    assert_eq!(store.session_by_call_id("nope").unwrap(), None);
+    assert_eq!(store.sessions_of_call("call-a").unwrap(), vec![a.clone()]);
+    assert_eq!(store.sessions_of_call("nope").unwrap(), vec![]);
     // Only those with a call, by creation time.
     assert_eq!(store.sessions_with_call().unwrap(), vec![c.clone(), a.clone()]);
 
+    // An incoming call ringing two devices: two sessions of one call, by creation time.
+    let fork = store.insert_session(session("ses-d", Some("call-a"), 5), vec![]).unwrap().record;
+    assert_eq!(store.sessions_of_call("call-a").unwrap(), vec![fork.clone(), a.clone()]);
     assert_eq!(store.remove_session("ses-a").unwrap(), Some(a));
     assert_eq!(store.remove_session("ses-a").unwrap(), None);
-    assert_eq!(store.session_by_call_id("call-a").unwrap(), None);
+    assert_eq!(store.sessions_of_call("call-a").unwrap(), vec![fork.clone()]);
+    assert_eq!(store.sessions_with_call().unwrap(), vec![fork, c.clone()]);
+    assert_eq!(store.remove_session("ses-d").unwrap().map(|s| s.id), Some("ses-d".into()));
+    assert_eq!(store.sessions_of_call("call-a").unwrap(), vec![]);
     assert_eq!(store.sessions_with_call().unwrap(), vec![c]);
-    // The removed session's Call-ID is free again.
-    store.insert_session(session("ses-e", Some("call-a"), 30), vec![]).unwrap();
 }
 
 /// A change of a session that emits no event, as [`Store::update_session`] takes it.
@@ -374,25 +377,15 @@ pub fn session_update(store: &dyn Store) {
     };
     assert_eq!(updated, expected);
     assert_eq!(store.session("ses-1").unwrap(), Some(expected.clone()));
-    assert_eq!(store.session_by_call_id("call-1").unwrap(), Some(expected.clone()));
+    assert_eq!(store.sessions_of_call("call-1").unwrap(), vec![expected.clone()]);
     // A change that changes nothing writes nothing.
     assert_eq!(store.update_session("ses-1", &mut quietly(|_| {})).unwrap().record.revision, 2);
 
-    // Moving to a Call-ID another session has is refused and changes nothing.
-    assert_already_exists(store.update_session(
-        "ses-1",
-        &mut quietly(|s| {
-            s.sip_call_id = Some("call-2".into());
-            s.status = SessionStatus::Terminated;
-        }),
-    ));
-    assert_eq!(store.session("ses-1").unwrap(), Some(expected.clone()));
-    assert_eq!(store.session_by_call_id("call-2").unwrap().unwrap().id, "ses-2");
-
     // A new Call-ID re-indexes; clearing it forgets the call but keeps the session.
     store.update_session("ses-1", &mut quietly(|s| s.sip_call_id = Some("call-3".into()))).unwrap();
-    assert_eq!(store.session_by_call_id("call-1").unwrap(), None);
-    assert_eq!(store.session_by_call_id("call-3").unwrap().unwrap().id, "ses-1");
+    assert_eq!(store.sessions_of_call("call-1").unwrap(), vec![]);
+    assert_eq!(ids(&store.sessions_of_call("call-3").unwrap(), |s| &s.id), ["ses-1"]);
+    assert_eq!(ids(&store.sessions_of_call("call-2").unwrap(), |s| &s.id), ["ses-2"]);
     let ended = store
         .update_session(
             "ses-1",
@@ -404,7 +397,7 @@ pub fn session_update(store: &dyn Store) {
         )
         .unwrap()
         .record;
-    assert_eq!(store.session_by_call_id("call-3").unwrap(), None);
+    assert_eq!(store.sessions_of_call("call-3").unwrap(), vec![]);
     assert_eq!(store.session("ses-1").unwrap(), Some(ended));
     assert_eq!(ids(&store.sessions_with_call().unwrap(), |s| &s.id), ["ses-2"]);
 
@@ -672,8 +665,8 @@ pub fn check_filled(store: &dyn Store, filled: &Filled) {
     assert_eq!(expiring.len(), 1);
     assert_eq!((&expiring[0].subscription, expiring[0].reason), (&sub1, SubscriptionEnd::AccessTokenExpired));
 
-    assert_eq!(store.session_by_call_id("call-1").unwrap(), Some(session("ses-1", Some("call-1"), 0)));
-    assert_eq!(store.session_by_call_id("call-2").unwrap(), None);
+    assert_eq!(store.sessions_of_call("call-1").unwrap(), vec![session("ses-1", Some("call-1"), 0)]);
+    assert_eq!(store.sessions_of_call("call-2").unwrap(), vec![]);
     assert_eq!(store.session("ses-2").unwrap().unwrap().status, SessionStatus::Terminated);
     assert_eq!(ids(&store.sessions_with_call().unwrap(), |s| &s.id), ["ses-1"]);
 

@@ -135,7 +135,8 @@ pub struct MediaSession {
     pub registration_id: String,
     pub device_id: String,
     pub direction: Direction,
-    /// The SIP Call-ID while the call is in progress; indexed by [`Store::session_by_call_id`].
+    /// The SIP Call-ID while the call is in progress; indexed by [`Store::sessions_of_call`].
+    /// Several sessions share one while an incoming call rings several devices (forking).
     pub sip_call_id: Option<String>,
     pub originator_address: String,
     pub originator_name: Option<String>,
@@ -263,13 +264,14 @@ pub trait Store: Send + Sync {
     // --- media sessions ------------------------------------------------------------------
 
     /// Adds a session at revision 1 with `events` queued; `AlreadyExists` (and nothing queued)
-    /// if its id, or its SIP Call-ID, is taken.
+    /// if its id is taken.
     fn insert_session(&self, session: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>>;
 
     fn session(&self, id: &str) -> Result<Option<MediaSession>>;
 
-    /// The session whose `sip_call_id` is `call_id`.
-    fn session_by_call_id(&self, call_id: &str) -> Result<Option<MediaSession>>;
+    /// The sessions whose `sip_call_id` is `call_id`, ordered by `created_at`, then id: one for
+    /// an outgoing or answered call, one per device while an incoming call rings several.
+    fn sessions_of_call(&self, call_id: &str) -> Result<Vec<MediaSession>>;
 
     /// The sessions that still have a SIP call (`sip_call_id` set), ordered by `created_at`,
     /// then id. After a restart those calls are lost, and the gateway ends them.
@@ -277,8 +279,8 @@ pub trait Store: Send + Sync {
 
     /// Writes `session` over the stored session of its id, with `events` queued, if the stored
     /// revision is `session.revision` (compare-and-set); returns the record as written, at the
-    /// next revision. `NotFound` if it is gone, `Conflict` if it changed since it was read,
-    /// `AlreadyExists` if it takes a Call-ID another session has; each changes nothing.
+    /// next revision. `NotFound` if it is gone, `Conflict` if it changed since it was read; each
+    /// changes nothing.
     fn replace_session(&self, session: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>>;
 
     /// Applies `change` to a session and queues the events it returns, in one write, and

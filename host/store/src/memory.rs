@@ -1,7 +1,7 @@
 //! The in-memory backend: for tests, and for a gateway run without a data directory (which
 //! then forgets everything on restart).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
@@ -24,7 +24,8 @@ struct Tables {
     registrations: HashMap<String, Registration>,
     subscriptions: HashMap<String, Subscription>,
     sessions: HashMap<String, MediaSession>,
-    session_by_call_id: HashMap<String, String>,
+    /// Session ids by Call-ID.
+    sessions_by_call_id: HashMap<String, BTreeSet<String>>,
     /// Ordered by id, which is the delivery order.
     notifications: BTreeMap<u64, PendingNotification>,
     events: BTreeMap<u64, PendingEvent>,
@@ -34,6 +35,15 @@ struct Tables {
 }
 
 impl Tables {
+    fn unindex_call(&mut self, call_id: &str, session_id: &str) {
+        if let Some(ids) = self.sessions_by_call_id.get_mut(call_id) {
+            ids.remove(session_id);
+            if ids.is_empty() {
+                self.sessions_by_call_id.remove(call_id);
+            }
+        }
+    }
+
     fn next_id(&mut self) -> u64 {
         self.last_notification_id += 1;
         self.last_notification_id
@@ -70,16 +80,11 @@ impl Tables {
             return Err(StoreError::Conflict(format!("session {id} is at revision {}", stored.revision)));
         }
         if updated.sip_call_id != stored.sip_call_id {
-            if let Some(new) = &updated.sip_call_id
-                && self.session_by_call_id.contains_key(new)
-            {
-                return Err(StoreError::AlreadyExists(format!("session of call {new}")));
-            }
             if let Some(old) = stored.sip_call_id.clone() {
-                self.session_by_call_id.remove(&old);
+                self.unindex_call(&old, &id);
             }
             if let Some(new) = &updated.sip_call_id {
-                self.session_by_call_id.insert(new.clone(), id.clone());
+                self.sessions_by_call_id.entry(new.clone()).or_default().insert(id.clone());
             }
         }
         updated.revision += 1;
@@ -202,10 +207,7 @@ impl Store for MemoryStore {
             return Err(StoreError::AlreadyExists(format!("session {}", session.id)));
         }
         if let Some(call_id) = &session.sip_call_id {
-            if t.session_by_call_id.contains_key(call_id) {
-                return Err(StoreError::AlreadyExists(format!("session of call {call_id}")));
-            }
-            t.session_by_call_id.insert(call_id.clone(), session.id.clone());
+            t.sessions_by_call_id.entry(call_id.clone()).or_default().insert(session.id.clone());
         }
         session.revision = 1;
         t.sessions.insert(session.id.clone(), session.clone());
@@ -216,9 +218,12 @@ impl Store for MemoryStore {
         Ok(self.tables().sessions.get(id).cloned())
     }
 
-    fn session_by_call_id(&self, call_id: &str) -> Result<Option<MediaSession>> {
+    fn sessions_of_call(&self, call_id: &str) -> Result<Vec<MediaSession>> {
         let t = self.tables();
-        Ok(t.session_by_call_id.get(call_id).and_then(|id| t.sessions.get(id)).cloned())
+        let ids = t.sessions_by_call_id.get(call_id).into_iter().flatten();
+        let mut found: Vec<_> = ids.filter_map(|id| t.sessions.get(id)).cloned().collect();
+        crate::sort_sessions(&mut found);
+        Ok(found)
     }
 
     fn sessions_with_call(&self) -> Result<Vec<MediaSession>> {
@@ -247,8 +252,8 @@ impl Store for MemoryStore {
     fn remove_session(&self, id: &str) -> Result<Option<MediaSession>> {
         let mut t = self.tables();
         let removed = t.sessions.remove(id);
-        if let Some(call_id) = removed.as_ref().and_then(|s| s.sip_call_id.as_ref()) {
-            t.session_by_call_id.remove(call_id);
+        if let Some(call_id) = removed.as_ref().and_then(|s| s.sip_call_id.clone()) {
+            t.unindex_call(&call_id, id);
         }
         Ok(removed)
     }

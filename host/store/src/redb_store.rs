@@ -35,7 +35,10 @@ const SUBSCRIPTION_EXPIRY: ExpiryIndex = TableDefinition::new("subscription_expi
 
 const SESSIONS: Records = TableDefinition::new("sessions");
 /// SIP Call-ID -> session id, for the sessions that have one.
-const SESSION_BY_CALL_ID: TableDefinition<&str, &str> = TableDefinition::new("session_by_call_id");
+/// Schema 1's unique index, Call-ID -> session id; migrated to [`SESSIONS_BY_CALL_ID`].
+const SESSION_BY_CALL_ID_V1: TableDefinition<&str, &str> = TableDefinition::new("session_by_call_id");
+/// (Call-ID, session id): several sessions share a call while it rings several devices.
+const SESSIONS_BY_CALL_ID: TableDefinition<(&str, &str), ()> = TableDefinition::new("sessions_by_call_id");
 
 mod outbox;
 
@@ -44,7 +47,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Tables added since (events, dead letters), and fields added with a default, are read by
 /// older builds as they were: no bump.
 const SCHEMA_VERSION_KEY: &str = "schema_version";
-const SCHEMA_VERSION: u64 = 1;
+const SCHEMA_VERSION: u64 = 2;
 
 /// redb keeps a page cache that grows up to this size; its 1 GiB default is far more than the
 /// state of a gateway.
@@ -76,7 +79,7 @@ impl RedbStore {
             txn.open_table(SUBSCRIPTION_BY_OWNER)?;
             txn.open_table(SUBSCRIPTION_EXPIRY)?;
             txn.open_table(SESSIONS)?;
-            txn.open_table(SESSION_BY_CALL_ID)?;
+            txn.open_table(SESSIONS_BY_CALL_ID)?;
             outbox::create_tables(txn)?;
             let mut meta = txn.open_table(META)?;
             let version = meta.get(SCHEMA_VERSION_KEY)?.map(|v| v.value());
@@ -85,6 +88,10 @@ impl RedbStore {
                     meta.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)?;
                 }
                 Some(SCHEMA_VERSION) => {}
+                Some(1) => {
+                    migrate_call_index(txn)?;
+                    meta.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)?;
+                }
                 Some(other) => {
                     return Err(StoreError::Backend(format!(
                         "store schema version {other}, this build reads version {SCHEMA_VERSION}"
@@ -337,11 +344,7 @@ impl Store for RedbStore {
                 return Err(StoreError::AlreadyExists(format!("session {}", s.id)));
             }
             if let Some(call_id) = &s.sip_call_id {
-                let mut by_call_id = txn.open_table(SESSION_BY_CALL_ID)?;
-                if by_call_id.get(call_id.as_str())?.is_some() {
-                    return Err(StoreError::AlreadyExists(format!("session of call {call_id}")));
-                }
-                by_call_id.insert(call_id.as_str(), s.id.as_str())?;
+                txn.open_table(SESSIONS_BY_CALL_ID)?.insert((call_id.as_str(), s.id.as_str()), ())?;
             }
             records.insert(s.id.as_str(), encode(&s)?.as_slice())?;
             Ok(Committed { record: s.clone(), events: outbox::insert_events(txn, events)? })
@@ -352,12 +355,20 @@ impl Store for RedbStore {
         self.read(|txn| get_record(&txn.open_table(SESSIONS)?, "session", id))
     }
 
-    fn session_by_call_id(&self, call_id: &str) -> Result<Option<MediaSession>> {
+    fn sessions_of_call(&self, call_id: &str) -> Result<Vec<MediaSession>> {
         self.read(|txn| {
-            let Some(id) = txn.open_table(SESSION_BY_CALL_ID)?.get(call_id)? else {
-                return Ok(None);
-            };
-            indexed_record(&txn.open_table(SESSIONS)?, "session", id.value()).map(Some)
+            let records = txn.open_table(SESSIONS)?;
+            let mut found = Vec::new();
+            for entry in txn.open_table(SESSIONS_BY_CALL_ID)?.range((call_id, "")..)? {
+                let (key, _) = entry?;
+                let (call, id) = key.value();
+                if call != call_id {
+                    break;
+                }
+                found.push(indexed_record(&records, "session", id)?);
+            }
+            crate::sort_sessions(&mut found);
+            Ok(found)
         })
     }
 
@@ -365,9 +376,9 @@ impl Store for RedbStore {
         self.read(|txn| {
             let records = txn.open_table(SESSIONS)?;
             let mut found = Vec::new();
-            for entry in txn.open_table(SESSION_BY_CALL_ID)?.iter()? {
-                let (_, id) = entry?;
-                found.push(indexed_record(&records, "session", id.value())?);
+            for entry in txn.open_table(SESSIONS_BY_CALL_ID)?.iter()? {
+                let (key, _) = entry?;
+                found.push(indexed_record(&records, "session", key.value().1)?);
             }
             crate::sort_sessions(&mut found);
             Ok(found)
@@ -403,7 +414,7 @@ impl Store for RedbStore {
             };
             records.remove(id)?;
             if let Some(call_id) = &s.sip_call_id {
-                txn.open_table(SESSION_BY_CALL_ID)?.remove(call_id.as_str())?;
+                txn.open_table(SESSIONS_BY_CALL_ID)?.remove((call_id.as_str(), id))?;
             }
             Ok(Some(s))
         })
@@ -472,22 +483,33 @@ fn replace_session_in(
         return Err(StoreError::Conflict(format!("session {id} is at revision {}", old.revision)));
     }
     if new.sip_call_id != old.sip_call_id {
-        let mut by_call_id = txn.open_table(SESSION_BY_CALL_ID)?;
-        if let Some(call_id) = &new.sip_call_id
-            && by_call_id.get(call_id.as_str())?.is_some()
-        {
-            return Err(StoreError::AlreadyExists(format!("session of call {call_id}")));
-        }
+        let mut by_call_id = txn.open_table(SESSIONS_BY_CALL_ID)?;
         if let Some(call_id) = &old.sip_call_id {
-            by_call_id.remove(call_id.as_str())?;
+            by_call_id.remove((call_id.as_str(), id.as_str()))?;
         }
         if let Some(call_id) = &new.sip_call_id {
-            by_call_id.insert(call_id.as_str(), id.as_str())?;
+            by_call_id.insert((call_id.as_str(), id.as_str()), ())?;
         }
     }
     new.revision += 1;
     records.insert(id.as_str(), encode(&new)?.as_slice())?;
     Ok(Committed { record: new.clone(), events: outbox::insert_events(txn, events)? })
+}
+
+/// Schema 1 -> 2: the unique Call-ID index becomes (Call-ID, session id).
+fn migrate_call_index(txn: &WriteTransaction) -> Result<()> {
+    let mut entries = Vec::new();
+    for entry in txn.open_table(SESSION_BY_CALL_ID_V1)?.iter()? {
+        let (call_id, id) = entry?;
+        entries.push((call_id.value().to_string(), id.value().to_string()));
+    }
+    let mut by_call_id = txn.open_table(SESSIONS_BY_CALL_ID)?;
+    for (call_id, id) in &entries {
+        by_call_id.insert((call_id.as_str(), id.as_str()), ())?;
+    }
+    drop(by_call_id);
+    txn.delete_table(SESSION_BY_CALL_ID_V1)?;
+    Ok(())
 }
 
 /// Adds the index entries of `s`.

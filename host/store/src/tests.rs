@@ -95,6 +95,32 @@ fn redb_persists_across_reopen() {
     assert_eq!(store.pending_notifications(10).unwrap().len(), 3);
 }
 
+/// A file written by schema 1 (one session per Call-ID) opens with its calls indexed.
+#[test]
+fn redb_migrates_the_call_index_of_schema_1() {
+    use ::redb::{ReadableDatabase, TableDefinition};
+    let dir = TempDir::new();
+    let session = conformance::session("ses-1", Some("call-1"), 0);
+    RedbStore::open(dir.file()).unwrap().insert_session(session, vec![]).unwrap();
+    {
+        // Back to schema 1's layout: its index table, its version.
+        let db = ::redb::Database::create(dir.file()).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_table(TableDefinition::<(&str, &str), ()>::new("sessions_by_call_id")).unwrap();
+        txn.open_table(TableDefinition::<&str, &str>::new("session_by_call_id")).unwrap().insert("call-1", "ses-1").unwrap();
+        txn.open_table(TableDefinition::<&str, u64>::new("meta")).unwrap().insert("schema_version", 1).unwrap();
+        txn.commit().unwrap();
+        let read = db.begin_read().unwrap();
+        assert!(read.open_table(TableDefinition::<(&str, &str), ()>::new("sessions_by_call_id")).is_err());
+    }
+    let store = RedbStore::open(dir.file()).unwrap();
+    assert_eq!(store.sessions_of_call("call-1").unwrap().iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["ses-1"]);
+    assert_eq!(store.sessions_with_call().unwrap().len(), 1);
+    drop(store);
+    // Migrated once: the next open finds schema 2.
+    assert_eq!(RedbStore::open(dir.file()).unwrap().sessions_of_call("call-1").unwrap().len(), 1);
+}
+
 #[test]
 fn redb_file_is_locked_while_open() {
     let dir = TempDir::new();

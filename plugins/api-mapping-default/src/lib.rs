@@ -145,6 +145,9 @@ impl Guest for DefaultMapping {
                 "registration-mode" => {
                     return Err(format!("registration-mode must be number-range or sip-account, not {value:?}"));
                 }
+                // Read by the host: which registered devices an incoming call rings.
+                "forking" if ["all", "most-recent", "sequential"].contains(&value.as_str()) => {}
+                "forking" => return Err(format!("forking must be all, most-recent or sequential, not {value:?}")),
                 other => return Err(format!("unknown configuration key {other:?}")),
             }
         }

@@ -240,7 +240,7 @@ pub(super) async fn update_status(
             calls::hold_or_resume(&gw, &session, status == SessionStatus::Hold).await?
         }
         status if session.direction == crate::store::Direction::Incoming => {
-            calls::answer_incoming(&gw, &session, status, body.answer.map(|a| a.sdp)).await?
+            crate::incoming::answer_incoming(&gw, &session, status, body.answer.map(|a| a.sdp)).await?
         }
         status => {
             return Err(ApiError::conflict(
