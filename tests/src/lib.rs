@@ -589,6 +589,12 @@ impl WebRtcPeer {
         report
     }
 
+    /// The device vanishes: its process is killed, so it neither closes DTLS nor answers ICE
+    /// consent checks any more.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+
     pub async fn close(mut self) {
         self.send(json!({"cmd": "close"})).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;

@@ -28,6 +28,15 @@ struct EchoCall {
 }
 
 async fn call_the_echo(scenario: &str, peer_args: &[&str], echo: bool) -> EchoCall {
+    call_the_echo_with(scenario, peer_args, echo, |_| {}).await
+}
+
+async fn call_the_echo_with(
+    scenario: &str,
+    peer_args: &[&str],
+    echo: bool,
+    configure: impl FnOnce(&mut camara_gateway::config::GatewayConfig),
+) -> EchoCall {
     init_logs();
     let media_port = free_port().to_string();
     let mut sipp_args = vec!["-mp", media_port.as_str()];
@@ -37,6 +46,7 @@ async fn call_the_echo(scenario: &str, peer_args: &[&str], echo: bool) -> EchoCa
     let sipp = Sipp::uas_with(scenario, SipTransportName::Udp, free_port(), &sipp_args).await;
     let mut config = gateway_config(Some(sipp.addr), SipTransportName::Udp);
     config.media.media_timeout_seconds = if echo { 30 } else { 2 };
+    configure(&mut config);
     let gateway = camara_gateway::start(config).await.expect("gateway starts");
     let api = Api::new(gateway.http_addr);
     let mut sink = Sink::start(vec![]).await;
@@ -257,5 +267,38 @@ async fn the_network_holds_and_resumes_and_the_device_hears_of_it() {
     let (code, messages, errors) = call.sipp.finish(WAIT).await;
     assert_eq!(code, 0, "sipp: {errors}\n{messages}");
     call.peer.close().await;
+    call.gateway.stop().await;
+}
+
+/// A device that vanishes in a call (its process killed: no DTLS close, no more answers to ICE
+/// consent checks) while the network keeps sending RTP: once the grace is over the gateway
+/// ends the call with BYE carrying a Reason header, and the subscriber hears `Terminated` with
+/// the reason.
+#[tokio::test]
+async fn a_device_that_vanishes_ends_the_call_with_bye_and_a_reason() {
+    if !peers_installed() {
+        return;
+    }
+    let peer = ["--role", "offer", "--codec", "pcmu", "--tone", "440"];
+    let configure = |c: &mut camara_gateway::config::GatewayConfig| c.media.device_failure_grace_seconds = 2;
+    let mut call = call_the_echo_with("uas_answer_until_bye.xml", &peer, true, configure).await;
+    call.peer.kill().await;
+    let vanished = std::time::Instant::now();
+    let ended = loop {
+        let data = call.sink.next(Duration::from_secs(40)).await.body["data"].clone();
+        if data["status"] == "Terminated" {
+            break data;
+        }
+    };
+    let reason = ended["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("The device's media connection failed"), "{ended}");
+    assert!(reason.contains("2 s"), "the reason names the grace: {ended}");
+    let (code, messages, errors) = call.sipp.finish(WAIT).await;
+    assert_eq!(code, 0, "sipp: {errors}\n{messages}");
+    let bye = received_message(&messages, "BYE").expect("sipp received the BYE");
+    assert!(bye.contains("Reason: Q.850;cause=41;text=\"The device's media connection failed"), "{bye}");
+    // ICE consent is lost ~5 s after the last answer; the grace adds 2 s.
+    let took = vanished.elapsed();
+    assert!(took >= Duration::from_secs(2), "ended before the grace was over: {took:?}");
     call.gateway.stop().await;
 }
