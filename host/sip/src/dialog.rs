@@ -1223,7 +1223,7 @@ mod tests {
         let out = drain(&mut h.call);
         let sent = requests(&out);
         let [(_, bye)] = sent.as_slice() else { panic!("{out:?}") };
-        assert_eq!((bye.method.clone(), bye.headers.get("Reason")), (Method::Bye, Some(reason)));
+        assert_eq!((bye.method, bye.headers.get("Reason")), (Method::Bye, Some(reason)));
     }
 
     #[test]
