@@ -32,6 +32,23 @@ fn file(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     )
 }
 
+/// `POST /demo/calls`: the echo number calls a registered device. The body is JSON whatever
+/// its content type says (a `curl -d` sends it as a form).
+async fn demo_call(demo: &crate::demo::DemoEndpoint, body: &[u8]) -> Result<axum::response::Response, ApiError> {
+    let call: DemoCall = serde_json::from_slice(body)
+        .map_err(|_| ApiError::invalid_argument(r#"the body must be JSON such as {"to": "+818000000001"}"#))?;
+    if crate::validate::address("to", &format!("tel:{}", call.to)).is_err() {
+        return Err(ApiError::invalid_argument("to must be an E.164 number such as +818000000001"));
+    }
+    if !demo.is_registered(&call.to) {
+        return Err(ApiError::not_found(format!("No device is registered for {}", call.to)));
+    }
+    let call_id =
+        demo.call(&call.to).await.map_err(|e| ApiError::unavailable(format!("The demo endpoint cannot call: {e}")))?;
+    let answer = Json(serde_json::json!({ "callId": call_id, "from": crate::demo::ECHO_NUMBER }));
+    Ok((StatusCode::ACCEPTED, answer).into_response())
+}
+
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct DemoCall {
@@ -53,21 +70,9 @@ pub fn add(router: Router, gw: &Arc<Gateway>) -> Router {
     if let Some(demo) = gw.demo.clone() {
         router = router.route(
             "/demo/calls",
-            post(move |Json(body): Json<DemoCall>| {
+            post(move |body: axum::body::Bytes| {
                 let demo = demo.clone();
-                async move {
-                    if crate::validate::address("to", &format!("tel:{}", body.to)).is_err() {
-                        return Err(ApiError::invalid_argument("to must be an E.164 number such as +818000000001"));
-                    }
-                    let call_id = demo
-                        .call(&body.to)
-                        .await
-                        .map_err(|e| ApiError::unavailable(format!("The demo endpoint cannot call: {e}")))?;
-                    Ok((
-                        StatusCode::ACCEPTED,
-                        Json(serde_json::json!({ "callId": call_id, "from": crate::demo::DEMO_NUMBER })),
-                    ))
-                }
+                async move { demo_call(&demo, &body).await }
             }),
         );
     }

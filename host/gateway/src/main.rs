@@ -18,12 +18,14 @@ async fn main() -> anyhow::Result<()> {
                 let base = gateway.config.public_base_url();
                 println!("Open {base}/softphone/ in a browser to make a call.");
                 if gateway.config.oauth_server.enabled {
-                    println!("  Sign in as alice / alice (+818000000001) or bob / bob (+818000000002).");
+                    println!("  Sign in as alice / alice (+818000000001) or bob / bob (+818000000002);");
+                    println!("  signed in in two browsers, they call each other.");
                 }
                 if gateway.demo.is_some() {
-                    println!(
-                        "  Calls go to the demo endpoint, which answers and echoes your voice; it calls you on POST {base}/demo/calls."
-                    );
+                    use camara_gateway::demo::{ECHO_NUMBER, TONE_NUMBER};
+                    println!("  Call {ECHO_NUMBER} to hear your own voice, {TONE_NUMBER} for a 440 Hz tone.");
+                    println!("  To be called by the echo number once signed in as alice:");
+                    println!("    curl -X POST {base}/demo/calls -d '{{\"to\": \"+818000000001\"}}'");
                 }
             }
             running.serve_until_signal().await;
