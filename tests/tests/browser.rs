@@ -22,10 +22,18 @@ fn browser_installed() -> bool {
 
 /// A gateway with the embedded device side (OAuth server, relay, softphone) and `next_hop`.
 async fn gateway(next_hop: Option<std::net::SocketAddr>) -> camara_gateway::RunningGateway {
+    gateway_with(next_hop, |_| {}).await
+}
+
+async fn gateway_with(
+    next_hop: Option<std::net::SocketAddr>,
+    configure: impl FnOnce(&mut camara_gateway::config::GatewayConfig),
+) -> camara_gateway::RunningGateway {
     init_logs();
     let mut config = gateway_config(next_hop, SipTransportName::Udp);
     config.oauth_server.enabled = true;
     config.auth = Default::default();
+    configure(&mut config);
     camara_gateway::start(config).await.expect("gateway starts")
 }
 
@@ -115,5 +123,36 @@ async fn a_browser_answers_a_call_from_a_sip_endpoint() {
     driver.succeeds().await;
     let (code, messages, errors) = sipp.finish(Duration::from_secs(15)).await;
     assert_eq!(code, 0, "sipp: {errors}\n{messages}");
+    gateway.stop().await;
+}
+
+/// The embedded defaults' first thing two people try: alice and bob, each in a browser of their
+/// own, call each other through the demo network. Bob answers, audio flows both ways (getStats
+/// on both pages), alice holds and resumes, then hangs up and bob's page sees the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alice_calls_bob_in_two_browsers_on_the_embedded_defaults() {
+    if !browser_installed() {
+        return;
+    }
+    let gateway = gateway_with(None, |c| c.device_side.demo_endpoint = true).await;
+    let base = format!("http://{}", gateway.http_addr);
+    let mut bob = Driver::start(&["incoming", &base, "--user", "bob", "--password", "bob"]);
+    bob.until("ready", Duration::from_secs(60)).await;
+    let mut alice = Driver::start(&["outgoing", &base, BOB, "--user", "alice", "--password", "alice", "--hold"]);
+    let called = alice.until("done", Duration::from_secs(120)).await;
+    let answered = bob.until("done", Duration::from_secs(60)).await;
+    let statuses = |v: &Value| -> Vec<String> {
+        v["statuses"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    };
+    let (alice_statuses, bob_statuses) = (statuses(&called), statuses(&answered));
+    for expected in ["Connected", "Hold", "Resume"] {
+        assert!(alice_statuses.contains(&expected.to_string()), "alice: {called}");
+    }
+    assert_eq!(alice_statuses.last().map(String::as_str), Some("Terminated"), "{called}");
+    assert_eq!(bob_statuses.first().map(String::as_str), Some("Initial"), "bob was invited first: {answered}");
+    assert!(bob_statuses.contains(&"Connected".to_string()), "{answered}");
+    assert_eq!(bob_statuses.last().map(String::as_str), Some("Terminated"), "{answered}");
+    alice.succeeds().await;
+    bob.succeeds().await;
     gateway.stop().await;
 }
