@@ -50,6 +50,9 @@ pub fn init_logs() {
 }
 
 /// Access tokens signed with the test keys of `fixtures/`.
+pub mod process;
+pub use process::{ProcessCall, next_status, signal};
+
 pub mod tokens {
     use super::*;
 

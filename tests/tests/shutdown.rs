@@ -4,78 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use camara_gateway::config::SipTransportName;
 use camara_gateway_tests::*;
 
 const DRAIN_SECONDS: u64 = 4;
 
-/// A gateway process whose network is a sipp UAS that answers and waits for BYE, with ALICE
-/// registered, subscribed to a sink, and in a connected call.
-struct ProcessCall {
-    _dir: TempDir,
-    config: std::path::PathBuf,
-    gateway: tokio::process::Child,
-    sipp: Sipp,
-    api: Api,
-    sink: Sink,
-    token: String,
-    registration_id: String,
-    session: String,
-}
-
-impl ProcessCall {
-    async fn start(tag: &str) -> Option<ProcessCall> {
-        init_logs();
-        if !sipp_available() {
-            eprintln!("sipp is not installed (apt-get install sip-tester): skipped");
-            return None;
-        }
-        let sipp = Sipp::uas("uas_answer_until_bye.xml", SipTransportName::Udp).await;
-        let dir = TempDir::new(tag);
-        let http_port = free_port();
-        let sip_extra = format!("next_hop = \"{}\"\nnext_hop_transport = \"udp\"", sipp.addr);
-        let shutdown = format!("[shutdown]\ndrain_seconds = {DRAIN_SECONDS}");
-        let config = write_process_config(&dir, http_port, free_port(), &sip_extra, &shutdown);
-        let gateway = start_gateway_process(&config);
-        let api = Api::new(format!("127.0.0.1:{http_port}").parse().unwrap());
-        wait_for_http(&api).await;
-        let mut sink = Sink::start(vec![]).await;
-        let token = tokens::for_subscriber(ALICE);
-        let registration = api.register(&token).await;
-        assert_eq!(registration.status, 201, "{:?}", registration.body);
-        let registration_id = registration.body["registrationId"].as_str().unwrap().to_string();
-        assert_eq!(api.subscribe(&token, &sink.url, "sink-secret").await.status, 201);
-        let created = api.call_number(&token, &registration_id, ALICE, &format!("tel:{BOB}")).await;
-        assert_eq!(created.status, 201, "{:?}", created.body);
-        let session = created.body["mediaSessionId"].as_str().unwrap().to_string();
-        next_status(&mut sink, "Connected").await;
-        Some(ProcessCall { _dir: dir, config, gateway, sipp, api, sink, token, registration_id, session })
-    }
-
-    fn session_path(&self) -> String {
-        format!("/webrtc-call-handling/v0.3/sessions/{}", self.session)
-    }
-}
-
-/// The session-status events up to the one with `status`, which is returned.
-async fn next_status(sink: &mut Sink, status: &str) -> serde_json::Value {
-    loop {
-        let event = sink.next(Duration::from_secs(15)).await.body;
-        if event["type"] == "org.camaraproject.webrtc-events.v0.session-status" && event["data"]["status"] == status {
-            return event;
-        }
-    }
-}
-
-fn signal(child: &tokio::process::Child, name: &str) {
-    let pid = child.id().expect("the gateway runs").to_string();
-    let sent = std::process::Command::new("kill").args(["-s", name, &pid]).status().unwrap();
-    assert!(sent.success(), "kill -s {name} {pid}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_refuses_new_calls_ends_the_live_one_and_exits_within_the_drain_period() {
-    let Some(mut call) = ProcessCall::start("drain").await else { return };
+    let shutdown = format!("[shutdown]\ndrain_seconds = {DRAIN_SECONDS}");
+    let Some(mut call) = ProcessCall::start("drain", &shutdown).await else { return };
     let signalled = Instant::now();
     signal(&call.gateway, "TERM");
     // Draining: the gateway still answers, but takes no new session.
@@ -116,7 +52,7 @@ async fn sigterm_refuses_new_calls_ends_the_live_one_and_exits_within_the_drain_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_left_by_a_killed_gateway_is_ended_with_bye_at_the_next_start() {
-    let Some(mut call) = ProcessCall::start("recover").await else { return };
+    let Some(mut call) = ProcessCall::start("recover", "").await else { return };
     call.gateway.kill().await.unwrap();
     assert!(call.sink.quiet_for(Duration::from_millis(300)).await, "a killed gateway sends nothing");
 

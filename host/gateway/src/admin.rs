@@ -1,4 +1,5 @@
-//! The operator's API: the dead letters of the notification outbox, listed, replayed, purged.
+//! The operator's API: the dead letters of the notification outbox, listed, replayed, purged;
+//! and the plugins, reloaded from the configuration (as SIGHUP does).
 //!
 //! Served only when `[admin] bearer_token` is set, and only to that token: an operator's key,
 //! not a CAMARA access token, because no API client may see or replay another's events.
@@ -20,6 +21,7 @@ use crate::app::Gateway;
 use crate::error::ApiError;
 
 pub const DEAD_LETTERS: &str = "/admin/dead-letters";
+pub const PLUGIN_RELOAD: &str = "/admin/plugins/reload";
 
 /// The admin routes, or none when no admin token is configured.
 pub fn router(gw: Arc<Gateway>) -> Option<Router> {
@@ -28,6 +30,7 @@ pub fn router(gw: Arc<Gateway>) -> Option<Router> {
         .route(DEAD_LETTERS, get(list).delete(purge_all))
         .route(&format!("{DEAD_LETTERS}/{{id}}"), delete(purge))
         .route(&format!("{DEAD_LETTERS}/{{id}}/replay"), post(replay))
+        .route(PLUGIN_RELOAD, post(reload_plugins))
         .route_layer(middleware::from_fn(move |request: axum::extract::Request, next: middleware::Next| {
             let token = token.clone();
             async move {
@@ -50,6 +53,17 @@ fn presents(headers: &HeaderMap, token: &str) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())))
+}
+
+/// `POST /admin/plugins/reload`: the plugins now in use, or why the running ones stay.
+async fn reload_plugins(State(gw): State<Arc<Gateway>>) -> Result<Json<Value>, ApiError> {
+    gw.reload_plugins().await.map_err(|e| ApiError::invalid_argument(format!("The plugins were not reloaded: {e}")))?;
+    let plugins = gw.plugins.get();
+    Ok(Json(json!({
+        "authorization": plugins.authorization.name(),
+        "apiMapping": plugins.mapping.name(),
+        "notificationRouting": plugins.routing.name(),
+    })))
 }
 
 fn storage_error(e: camara_store::StoreError) -> ApiError {

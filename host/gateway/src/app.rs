@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::GatewayConfig;
 use crate::notify::Notifier;
-use crate::plugins::Plugins;
+use crate::plugins::LivePlugins;
 use crate::store::Store;
 use camara_auth::{AuthError, TokenVerifier};
 
@@ -22,7 +22,7 @@ pub struct Gateway {
     pub verifier: Arc<TokenVerifier>,
     /// The network-side demo endpoint, when it stands in for the telco network.
     pub demo: Option<Arc<crate::demo::DemoEndpoint>>,
-    pub plugins: Arc<Plugins>,
+    pub plugins: Arc<LivePlugins>,
     pub store: Store,
     pub notifier: Notifier,
     pub sip: UserAgent,
@@ -34,8 +34,7 @@ pub struct Gateway {
     pub reoffers: crate::calls::Reoffers,
     /// SIP registration bindings (`sip-account` mode).
     pub bindings: crate::bindings::Bindings,
-    /// Which devices an incoming call rings, and the incoming calls still ringing.
-    pub forking: crate::incoming::Forking,
+    /// The incoming calls still ringing.
     pub ringing: crate::incoming::RingingCalls,
     /// Set once a shutdown signal arrived.
     pub drain: crate::shutdown::Drain,
@@ -69,6 +68,8 @@ impl RunningGateway {
     /// Serves until Ctrl-C or SIGTERM, then drains ([`crate::shutdown`]) and stops; a second
     /// signal during the drain returns at once.
     pub async fn serve_until_signal(self) {
+        #[cfg(unix)]
+        tokio::spawn(reload_on_hangup(self.gateway.clone()));
         let mut signals = Signals::new();
         signals.next().await;
         tracing::info!("shutdown signal: draining");
@@ -81,6 +82,50 @@ impl RunningGateway {
         }
         tracing::info!("shutting down");
         self.stop().await;
+    }
+}
+
+/// Reloads the plugins on each SIGHUP, as daemons re-read their configuration.
+#[cfg(unix)]
+async fn reload_on_hangup(gw: Arc<Gateway>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("no SIGHUP handler: plugins reload through the admin API only");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the plugins");
+        let _ = gw.reload_plugins().await;
+    }
+}
+
+impl Gateway {
+    /// Reads the plugin section of the configuration file again (the configuration given at
+    /// start when there is no file: a component file replaced in place is picked up) and swaps
+    /// the plugins in; on an error the running ones stay, and the error says why.
+    pub async fn reload_plugins(&self) -> Result<(), crate::plugins::ReloadError> {
+        let reloaded = match &self.config.source {
+            Some(path) => GatewayConfig::load(Some(path)).map_err(Into::into),
+            None => Ok(self.config.clone()),
+        };
+        let result = match reloaded {
+            Ok(config) => self.plugins.reload(&config.plugins).await,
+            Err(e) => Err(e),
+        };
+        let outcome = if result.is_ok() { "reloaded" } else { "failed" };
+        metrics::counter!(crate::metrics::PLUGIN_RELOADS, "outcome" => outcome).increment(1);
+        match &result {
+            Ok(()) => {
+                let plugins = self.plugins.get();
+                tracing::info!(
+                    authorization = plugins.authorization.name(),
+                    api_mapping = plugins.mapping.name(),
+                    notification_routing = plugins.routing.name(),
+                    "plugins reloaded"
+                );
+            }
+            Err(e) => tracing::error!("plugins not reloaded, the running ones stay: {e}"),
+        }
+        result
     }
 }
 
@@ -160,9 +205,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     if !verifier.is_configured() {
         tracing::warn!("no [auth] issuer, jwks_file or jwks_url: every API call will be refused with 401");
     }
-    let plugins = Arc::new(Plugins::load(&config.plugins).await?);
-    let forking = crate::incoming::Forking::from_plugin_config(&config.plugins.api_mapping.config)
-        .map_err(|why| anyhow::anyhow!("[plugins.api_mapping.config] {why}"))?;
+    let plugins = Arc::new(crate::plugins::LivePlugins::load(&config.plugins).await?);
     let store = Store::new(match &config.storage.path {
         Some(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -240,7 +283,6 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         media_sessions: Default::default(),
         bindings: Default::default(),
         reoffers: Default::default(),
-        forking,
         ringing: Default::default(),
         drain: Default::default(),
         rate_limiter: governor::RateLimiter::keyed(

@@ -178,7 +178,7 @@ pub async fn restore(gw: std::sync::Arc<Gateway>) {
             device_id: registration.device_id.clone(),
             registration_id: registration.id.clone(),
         };
-        let plan = match gw.plugins.mapping.map_registration(&request, &gw.network).await {
+        let plan = match gw.plugins.get().mapping.map_registration(&request, &gw.network).await {
             Ok(Ok(plan)) if plan.send_register => plan,
             Ok(Ok(_)) => continue,
             Ok(Err(refusal)) => {

@@ -168,6 +168,7 @@ pub async fn place_call(
     };
     let plan = gw
         .plugins
+        .get()
         .mapping
         .map_outgoing_call(&call, &gw.network)
         .await?
@@ -490,7 +491,7 @@ async fn on_session_event(gw: &Gateway, call_id: &str, session: MediaSession, ev
         CallEvent::Terminated { .. } => session.local_hangup.clone().map(SipEvent::LocalHangup),
     };
     let update = match sip_event {
-        Some(e) => match gw.plugins.mapping.map_sip_event(&e, direction).await {
+        Some(e) => match gw.plugins.get().mapping.map_sip_event(&e, direction).await {
             Ok(update) => update,
             Err(err) => {
                 tracing::error!(session = session.id, "status of a SIP event unknown: {err}");

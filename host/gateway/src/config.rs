@@ -32,6 +32,9 @@ pub struct GatewayConfig {
     /// The Notification Relay, when it runs in this process (`[device_side] relay`).
     pub relay: camara_relay::RelayConfig,
     pub device_side: DeviceSide,
+    /// The file this configuration was read from, read again to reload the plugins.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 impl Default for GatewayConfig {
@@ -51,6 +54,7 @@ impl Default for GatewayConfig {
             oauth_server: camara_oauth::OAuthConfig { enabled: true, ..Default::default() },
             relay: Default::default(),
             device_side: Default::default(),
+            source: None,
         }
     }
 }
@@ -614,6 +618,8 @@ impl GatewayConfig {
         }
         let config: GatewayConfig =
             figment.merge(Env::prefixed("CAMARA_GW_").split("__")).extract().map_err(|e| ConfigError(e.to_string()))?;
+        let mut config = config;
+        config.source = file.map(Path::to_path_buf);
         let r = &config.registration;
         if !(r.min_ttl_seconds <= r.default_ttl_seconds && r.default_ttl_seconds <= r.max_ttl_seconds) {
             return Err(ConfigError("registration: need min_ttl <= default_ttl <= max_ttl".into()));

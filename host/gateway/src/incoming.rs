@@ -124,7 +124,8 @@ pub(crate) async fn on_incoming(
     if gw.drain.is_draining() {
         return refuse(gw, call_id, 503, "Service Unavailable").await;
     }
-    let call = match gw.plugins.mapping.map_incoming_call(&invite).await {
+    let plugins = gw.plugins.get();
+    let call = match plugins.mapping.map_incoming_call(&invite).await {
         Ok(Ok(call)) => call,
         Ok(Err(rejection)) => return refuse(gw, call_id, rejection.status_code, &rejection.reason_phrase).await,
         Err(e) => {
@@ -133,21 +134,21 @@ pub(crate) async fn on_incoming(
         }
     };
     let devices = match gw.store.registrations_of(&call.target_phone_number, None) {
-        Ok(registrations) => gw.forking.devices(registrations),
+        Ok(registrations) => plugins.forking.devices(registrations),
         Err(_) => return refuse(gw, call_id, 500, "Server Internal Error").await,
     };
     if devices.is_empty() {
         return refuse(gw, call_id, 404, "Not Found").await;
     }
     let no_answer = Duration::from_secs(gw.config.sip.no_answer_seconds.max(1));
-    let (now, later): (Vec<_>, VecDeque<_>) = match gw.forking {
+    let (now, later): (Vec<_>, VecDeque<_>) = match plugins.forking {
         Forking::Sequential => {
             let mut devices = VecDeque::from(devices);
             (devices.pop_front().into_iter().collect(), devices)
         }
         _ => (devices, VecDeque::new()),
     };
-    let ring_time = match gw.forking {
+    let ring_time = match plugins.forking {
         Forking::Sequential => (no_answer / (later.len() as u32 + 1)).max(Duration::from_secs(5).min(no_answer)),
         _ => no_answer,
     };

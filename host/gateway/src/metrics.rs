@@ -42,6 +42,8 @@ pub const OUTBOX_OLDEST: &str = "camara_outbox_oldest_entry_seconds";
 pub const SUBSCRIPTIONS_ENDED: &str = "camara_subscriptions_ended_total";
 /// Dead letters kept, at the scrape.
 pub const DEAD_LETTERS: &str = "camara_dead_letters";
+/// Plugin reloads (SIGHUP, admin API), by outcome (`reloaded`, `failed`).
+pub const PLUGIN_RELOADS: &str = "camara_plugin_reloads_total";
 pub use camara_plugin_host::metrics::{CALL_DURATION as PLUGIN_CALL_DURATION, FAILURES as PLUGIN_FAILURES};
 
 const SECONDS_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
@@ -76,6 +78,7 @@ fn describe() {
     metrics::describe_gauge!(OUTBOX_OLDEST, metrics::Unit::Seconds, "Age of the oldest outbox entry");
     metrics::describe_gauge!(DEAD_LETTERS, "Dead letters kept");
     metrics::describe_counter!(SUBSCRIPTIONS_ENDED, "Subscriptions the gateway ended on its own, by reason");
+    metrics::describe_counter!(PLUGIN_RELOADS, "Plugin reloads, by outcome");
     metrics::describe_histogram!(
         PLUGIN_CALL_DURATION,
         metrics::Unit::Seconds,

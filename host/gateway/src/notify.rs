@@ -18,7 +18,7 @@ use cloudevents::{EventBuilder, EventBuilderV10};
 use serde::{Deserialize, Serialize};
 
 use crate::delivery::{Deliveries, Entry, sleep_until};
-use crate::plugins::Plugins;
+use crate::plugins::LivePlugins;
 use crate::schedule::{Failure, RetrySchedule};
 use crate::sink_policy::SinkPolicy;
 use crate::store::Store;
@@ -86,7 +86,7 @@ struct Unrouted {
 }
 
 struct Inner {
-    plugins: Arc<Plugins>,
+    plugins: Arc<LivePlugins>,
     source: String,
     deliveries: Arc<Deliveries>,
     unreachable: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
@@ -100,7 +100,7 @@ pub struct Notifier {
 impl Notifier {
     /// `source` is the CloudEvents `source` of every event (the events API root).
     pub fn new(
-        plugins: Arc<Plugins>,
+        plugins: Arc<LivePlugins>,
         store: Store,
         source: String,
         timeout: Duration,
@@ -267,7 +267,7 @@ impl Inner {
                     has_sink_credential: s.sink_credential.is_some(),
                 })
                 .collect();
-            match self.plugins.routing.route(&unrouted.event, &candidates).await {
+            match self.plugins.get().routing.route(&unrouted.event, &candidates).await {
                 Ok(deliveries) => self.queue_routed(pending.id, &unrouted.subscriptions, deliveries),
                 Err(e) => {
                     let failure = Failure::Routing(e.public_message());

@@ -1,6 +1,16 @@
 //! The gateway's three plugins: the embedded defaults, or the operator's components.
+//!
+//! They can be replaced while the gateway runs (SIGHUP, or `POST /admin/plugins/reload`): the
+//! plugin section of the configuration is read again, every component is compiled,
+//! pre-instantiated and validated, and only then are the three swapped in at once. A request
+//! holds the set it started with to its end, so calls in progress are not disturbed; a set that
+//! fails to load leaves the running one in place and says why. `[plugins.runtime]` (the
+//! engine and its pool) is fixed at start.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use camara_plugin_bundle::BundledPlugin;
 use camara_plugin_host::{
@@ -14,6 +24,52 @@ pub struct Plugins {
     pub authorization: AuthorizationPlugin,
     pub mapping: MappingPlugin,
     pub routing: RoutingPlugin,
+    /// Which devices an incoming call rings: the mapping plugin's `forking` configuration.
+    pub forking: crate::incoming::Forking,
+}
+
+/// The plugins in use, swapped whole on a reload.
+pub struct LivePlugins {
+    runtime: PluginRuntime,
+    current: ArcSwap<Plugins>,
+}
+
+/// Why a reload left the running plugins in place.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Plugin(#[from] PluginError),
+    #[error("[plugins.api_mapping.config] {0}")]
+    Forking(String),
+}
+
+impl LivePlugins {
+    /// Starts the plugin engine and loads the configured plugins.
+    pub async fn load(config: &PluginsConfig) -> Result<Self, ReloadError> {
+        let settings = &config.runtime;
+        let runtime = PluginRuntime::new(&RuntimeConfig {
+            pooling: settings.pooling,
+            max_concurrent_calls: settings.max_concurrent_calls,
+            keep_resident_bytes: settings.keep_resident_kib << 10,
+            ..RuntimeConfig::default()
+        })?;
+        let plugins = Plugins::load(&runtime, config).await?;
+        Ok(LivePlugins { runtime, current: ArcSwap::from_pointee(plugins) })
+    }
+
+    /// The plugins to use for one request, from its start to its end.
+    pub fn get(&self) -> Arc<Plugins> {
+        self.current.load_full()
+    }
+
+    /// Loads `config`'s plugins and, once all three are ready, puts them in place.
+    pub async fn reload(&self, config: &PluginsConfig) -> Result<(), ReloadError> {
+        let plugins = Plugins::load(&self.runtime, config).await?;
+        self.current.store(Arc::new(plugins));
+        Ok(())
+    }
 }
 
 /// A plugin's share of the pool when its slot names none: an equal part.
@@ -41,15 +97,10 @@ fn spec(slot: &PluginSlot, bundled: BundledPlugin, pool: u32) -> PluginSpec {
 
 impl Plugins {
     /// Compiles, pre-instantiates and validates the configuration of each plugin.
-    pub async fn load(config: &PluginsConfig) -> Result<Self, PluginError> {
-        let settings = &config.runtime;
-        let runtime = PluginRuntime::new(&RuntimeConfig {
-            pooling: settings.pooling,
-            max_concurrent_calls: settings.max_concurrent_calls,
-            keep_resident_bytes: settings.keep_resident_kib << 10,
-            ..RuntimeConfig::default()
-        })?;
-        let pool = settings.max_concurrent_calls;
+    async fn load(runtime: &PluginRuntime, config: &PluginsConfig) -> Result<Self, ReloadError> {
+        let forking = crate::incoming::Forking::from_plugin_config(&config.api_mapping.config)
+            .map_err(ReloadError::Forking)?;
+        let pool = config.runtime.max_concurrent_calls;
         let slots = [&config.authorization, &config.api_mapping, &config.notification_routing];
         let shares: u32 = slots.iter().map(|s| s.max_concurrent_calls.unwrap_or(default_quota(pool))).sum();
         if shares > pool {
@@ -60,12 +111,12 @@ impl Plugins {
             );
         }
         let authorization =
-            AuthorizationPlugin::load(&runtime, spec(&config.authorization, camara_plugin_bundle::AUTHORIZATION, pool))
+            AuthorizationPlugin::load(runtime, spec(&config.authorization, camara_plugin_bundle::AUTHORIZATION, pool))
                 .await?;
         let mapping =
-            MappingPlugin::load(&runtime, spec(&config.api_mapping, camara_plugin_bundle::API_MAPPING, pool)).await?;
+            MappingPlugin::load(runtime, spec(&config.api_mapping, camara_plugin_bundle::API_MAPPING, pool)).await?;
         let routing = RoutingPlugin::load(
-            &runtime,
+            runtime,
             spec(&config.notification_routing, camara_plugin_bundle::NOTIFICATION_ROUTING, pool),
         )
         .await?;
@@ -76,7 +127,7 @@ impl Plugins {
             pooling = runtime.is_pooling(),
             "plugins loaded"
         );
-        Ok(Plugins { authorization, mapping, routing })
+        Ok(Plugins { authorization, mapping, routing, forking })
     }
 }
 

@@ -352,7 +352,7 @@ pub async fn authorize(gw: &Gateway, auth: Authenticated, op: OperationContext<'
         claims: auth.claims,
         request: op.fields,
     };
-    match gw.plugins.authorization.authorize(&request).await? {
+    match gw.plugins.get().authorization.authorize(&request).await? {
         Decision::Allow(subscriber) => match subscriber.phone_number {
             Some(phone_number) => Ok(Caller { phone_number }),
             None => Err(ApiError::new(

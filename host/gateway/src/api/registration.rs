@@ -78,6 +78,7 @@ pub(super) async fn create(
     };
     let plan = gw
         .plugins
+        .get()
         .mapping
         .map_registration(
             &MappingRequest {
