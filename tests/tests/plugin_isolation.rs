@@ -2,7 +2,8 @@
 //! memory blow-up end the call, each with a CAMARA error body naming the plugin and the kind of
 //! failure (never a backtrace or the guest's source paths), while other requests are served. A
 //! plugin over its share of the instance pool answers 503 with Retry-After, and leaves the other
-//! plugins their instances.
+//! plugins their instances. A plugin that keeps failing is short-circuited (503 at once) for a
+//! cool-down, then probed.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,22 @@ const HOLDING_DEADLINE_MS: u64 = 2000;
 /// deadline is then [`HOLDING_DEADLINE_MS`]. `share`: the faulty plugin's share of the pool, when
 /// not the default third.
 async fn gateway_with_faulty_policy_and_pool(pool: Option<u32>, share: Option<u32>) -> camara_gateway::RunningGateway {
+    gateway_with_faulty_policy_configured(|config| {
+        if let Some(pool) = pool {
+            config.plugins.runtime.max_concurrent_calls = pool;
+            config.plugins.authorization.deadline_ms = Some(HOLDING_DEADLINE_MS);
+        }
+        config.plugins.authorization.max_concurrent_calls = share;
+        // These tests are about one faulty call among healthy ones through the same plugin,
+        // which a tripped breaker would refuse too (its own test is below).
+        config.plugins.authorization.breaker_failures = Some(0);
+    })
+    .await
+}
+
+async fn gateway_with_faulty_policy_configured(
+    configure: impl FnOnce(&mut camara_gateway::config::GatewayConfig),
+) -> camara_gateway::RunningGateway {
     init_logs();
     let wasm =
         camara_plugin_harness::build_component(repo_root().join("plugins/testing/faulty-policy")).expect("build");
@@ -29,11 +46,7 @@ async fn gateway_with_faulty_policy_and_pool(pool: Option<u32>, share: Option<u3
     config.plugins.authorization.wasm = Some(wasm);
     config.plugins.authorization.deadline_ms = Some(300);
     config.plugins.authorization.memory_limit_mib = Some(8);
-    if let Some(pool) = pool {
-        config.plugins.runtime.max_concurrent_calls = pool;
-        config.plugins.authorization.deadline_ms = Some(HOLDING_DEADLINE_MS);
-    }
-    config.plugins.authorization.max_concurrent_calls = share;
+    configure(&mut config);
     camara_gateway::start(config).await.expect("gateway starts")
 }
 
@@ -126,6 +139,44 @@ async fn a_trapping_plugin_fails_its_request_only() {
     assert_no_internals(message);
     assert!(!message.contains("deliberate trap"), "the guest's panic message is for the log: {message}");
     assert_eq!(api.register(&token_with_fault(None)).await.status, 201);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_keeps_failing_is_short_circuited_then_probed() {
+    let gateway = gateway_with_faulty_policy_configured(|config| {
+        config.plugins.authorization.breaker_failures = Some(5);
+        config.plugins.authorization.breaker_window_seconds = Some(60);
+        config.plugins.authorization.breaker_cool_down_seconds = Some(2);
+    })
+    .await;
+    let api = Api::new(gateway.http_addr);
+    for _ in 0..5 {
+        assert_eq!(api.register(&token_with_fault(Some("trap"))).await.status, 500);
+    }
+    // Open: even a healthy request is refused at once, without running the plugin.
+    let refused = api.register(&token_with_fault(None)).await;
+    assert_eq!((refused.status, refused.body["code"].as_str()), (503, Some("UNAVAILABLE")), "{:?}", refused.body);
+    let message = refused.body["message"].as_str().unwrap();
+    assert_eq!(message, "plugin faulty_policy: short-circuited after repeated failures");
+    let wait: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    // After the cool-down a healthy call is the probe: it closes the circuit.
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let mut probed = None;
+    for _ in 0..20 {
+        let reply = api.register(&token_with_fault(None)).await;
+        if reply.status != 503 {
+            probed = Some(reply);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(probed.expect("the circuit closes after the cool-down").status, 201);
+    // Closed again: the plugin decides (the device is registered already).
+    assert_eq!(api.register(&token_with_fault(None)).await.status, 409);
+    let metrics = api.get_text("/metrics").await.body;
+    assert!(metrics.contains("failure=\"short-circuited after repeated failures\""), "counted: {metrics}");
     gateway.stop().await;
 }
 

@@ -567,6 +567,12 @@ pub struct PluginSlot {
     /// Calls that may wait (each at most one deadline) when the share is in use, as many as the
     /// share by default; beyond them a request is answered 503 at once.
     pub max_waiting_calls: Option<u32>,
+    /// The circuit breaker: this many failures (traps, deadlines, memory) within
+    /// `breaker_window_seconds` refuse the plugin's calls at once (503) for
+    /// `breaker_cool_down_seconds`, then one call probes. 0 turns it off.
+    pub breaker_failures: Option<u32>,
+    pub breaker_window_seconds: Option<u64>,
+    pub breaker_cool_down_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -87,6 +87,10 @@ impl From<PluginError> for ApiError {
             PluginFailureKind::Overload => {
                 ApiError { retry_after: Some(PLUGIN_OVERLOAD_RETRY_AFTER_SECONDS), ..Self::unavailable(message) }
             }
+            PluginFailureKind::CircuitOpen => {
+                let wait = e.retry_after().map_or(1, |d| d.as_secs_f64().ceil().max(1.0) as u32);
+                ApiError { retry_after: Some(wait), ..Self::unavailable(message) }
+            }
             _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", message),
         }
     }

@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 
 use camara_plugin_bundle::BundledPlugin;
 use camara_plugin_host::{
-    AuthorizationPlugin, MappingPlugin, PluginError, PluginKind, PluginLimits, PluginRuntime, PluginSpec,
+    AuthorizationPlugin, BreakerSettings, MappingPlugin, PluginError, PluginKind, PluginLimits, PluginRuntime, PluginSpec,
     RoutingPlugin, RuntimeConfig, WasmSource,
 };
 
@@ -84,6 +84,11 @@ fn spec(slot: &PluginSlot, bundled: BundledPlugin, pool: u32) -> PluginSpec {
         deadline: slot.deadline_ms.map(Duration::from_millis).unwrap_or(defaults.deadline),
         max_concurrent_calls: Some(slot.max_concurrent_calls.unwrap_or(default_quota(pool))),
         max_waiting_calls: slot.max_waiting_calls,
+        breaker: BreakerSettings {
+            failures: slot.breaker_failures.unwrap_or(defaults.breaker.failures),
+            window: slot.breaker_window_seconds.map(Duration::from_secs).unwrap_or(defaults.breaker.window),
+            cool_down: slot.breaker_cool_down_seconds.map(Duration::from_secs).unwrap_or(defaults.breaker.cool_down),
+        },
     };
     let (name, wasm) = match &slot.wasm {
         Some(path) => (

@@ -19,6 +19,9 @@ pub enum PluginError {
     /// the call was not started.
     #[error("plugin {plugin}: overloaded: {detail}")]
     Overloaded { plugin: String, detail: String },
+    /// The plugin failed too often lately: calls are refused until `retry_after` has passed.
+    #[error("plugin {plugin}: short-circuited after repeated failures, for {retry_after:?} more")]
+    CircuitOpen { plugin: String, retry_after: Duration },
 }
 
 /// What kind of failure a [`PluginError`] is, without its details.
@@ -30,6 +33,7 @@ pub enum PluginFailureKind {
     Memory,
     Trap,
     Overload,
+    CircuitOpen,
 }
 
 impl PluginFailureKind {
@@ -41,6 +45,7 @@ impl PluginFailureKind {
             PluginFailureKind::Memory => "memory limit exceeded",
             PluginFailureKind::Trap => "trapped",
             PluginFailureKind::Overload => "overloaded",
+            PluginFailureKind::CircuitOpen => "short-circuited after repeated failures",
         }
     }
 }
@@ -54,7 +59,8 @@ impl PluginError {
             | PluginError::DeadlineExceeded { plugin, .. }
             | PluginError::MemoryLimitExceeded { plugin, .. }
             | PluginError::Trapped { plugin, .. }
-            | PluginError::Overloaded { plugin, .. } => plugin,
+            | PluginError::Overloaded { plugin, .. }
+            | PluginError::CircuitOpen { plugin, .. } => plugin,
         }
     }
 
@@ -66,7 +72,22 @@ impl PluginError {
             PluginError::MemoryLimitExceeded { .. } => PluginFailureKind::Memory,
             PluginError::Trapped { .. } => PluginFailureKind::Trap,
             PluginError::Overloaded { .. } => PluginFailureKind::Overload,
+            PluginError::CircuitOpen { .. } => PluginFailureKind::CircuitOpen,
         }
+    }
+
+    /// When the plugin may take calls again, for a circuit that is open.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            PluginError::CircuitOpen { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// Whether the failure is the plugin's own (it trapped, overran, ran out of memory), as
+    /// opposed to the load on it.
+    pub fn is_plugin_fault(&self) -> bool {
+        matches!(self.kind(), PluginFailureKind::Deadline | PluginFailureKind::Memory | PluginFailureKind::Trap)
     }
 
     /// The plugin and the kind of failure only: what may be shown outside the gateway. The

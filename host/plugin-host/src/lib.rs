@@ -6,7 +6,7 @@
 //! A plugin that traps, overruns its deadline or its memory fails that call with a typed
 //! [`PluginError`] naming the plugin; nothing else is affected. Each plugin has a quota of the
 //! instance pool and a bounded wait queue in front of it, so that one plugin cannot take the
-//! instances of another.
+//! instances of another, and a circuit breaker that short-circuits a plugin that keeps failing.
 //!
 //! Does not own what plugins decide, where their bytes come from (the default bundle, operator
 //! files) or how a failure is shown to an API client: that is the gateway's.
@@ -15,11 +15,13 @@
 //! [`routing`].
 
 mod admission;
+mod breaker;
 mod error;
 mod runtime;
 mod state;
 mod worlds;
 
+pub use breaker::BreakerSettings;
 pub use error::{PluginError, PluginFailureKind};
 pub use runtime::{PluginKind, PluginLimits, PluginRuntime, PluginSpec, RuntimeConfig, WasmSource};
 pub use worlds::authorization::AuthorizationPlugin;

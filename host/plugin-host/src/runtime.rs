@@ -10,6 +10,7 @@ use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 
 use crate::admission::Admission;
+use crate::breaker::{Admitted, Breaker};
 use crate::error::{DeadlineMarker, PluginError};
 use crate::state::CallState;
 
@@ -66,6 +67,7 @@ pub struct PluginLimits {
     /// Calls that may wait, each for at most one deadline, when the quota is in use; beyond
     /// them a call is refused at once as overloaded. None: as many as the quota.
     pub max_waiting_calls: Option<u32>,
+    pub breaker: crate::breaker::BreakerSettings,
 }
 
 impl Default for PluginLimits {
@@ -77,6 +79,7 @@ impl Default for PluginLimits {
             deadline: Duration::from_millis(100),
             max_concurrent_calls: None,
             max_waiting_calls: None,
+            breaker: Default::default(),
         }
     }
 }
@@ -238,6 +241,7 @@ impl PluginRuntime {
             runtime: self.clone(),
             pre,
             config: spec.config.clone().into(),
+            breaker: Breaker::new(spec.limits.breaker),
             limits: spec.limits,
         };
         let pairs: Vec<_> = spec.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -301,6 +305,7 @@ pub(crate) struct LoadedPlugin<W: World> {
     config: Arc<[(String, String)]>,
     limits: PluginLimits,
     admission: Admission,
+    breaker: Breaker,
 }
 
 impl<W: World> LoadedPlugin<W> {
@@ -312,6 +317,14 @@ impl<W: World> LoadedPlugin<W> {
     /// plugin's admission lets the call run.
     /// `hook` names the export called, for the metrics.
     pub(crate) async fn start(&self, hook: &'static str) -> Result<Call<'_, W>, PluginError> {
+        let admitted = self.breaker.admit(Instant::now()).map_err(|retry_after| {
+            let failure = PluginError::CircuitOpen { plugin: self.name.to_string(), retry_after };
+            tracing::debug!(plugin = %self.name, kind = self.kind.as_str(), "plugin call not started: {failure}");
+            self.count_failure(hook, &failure);
+            failure
+        })?;
+        // From here on the breaker hears how the call went, whatever ends it.
+        let outcome = Outcome { breaker: &self.breaker, admitted, recorded: false };
         let permit = self.admission.admit().await.map_err(|refusal| {
             let failure = PluginError::Overloaded { plugin: self.name.to_string(), detail: refusal.to_string() };
             tracing::warn!(plugin = %self.name, kind = self.kind.as_str(), "plugin call not started: {failure}");
@@ -329,13 +342,19 @@ impl<W: World> LoadedPlugin<W> {
         store.epoch_deadline_callback(move |_| {
             if started.elapsed() >= deadline { Err(DeadlineMarker.into()) } else { Ok(UpdateDeadline::Yield(1)) }
         });
-        let instance = W::instantiate(&self.pre, &mut store).await.map_err(|e| {
-            let failure = self.failure(&store, e);
-            self.count_failure(hook, &failure);
-            failure
-        })?;
-        Ok(Call { plugin: self, hook, started, store, instance, _permit: permit })
+        let mut outcome = outcome;
+        let instance = match W::instantiate(&self.pre, &mut store).await {
+            Ok(instance) => instance,
+            Err(e) => {
+                let failure = self.failure(&store, e);
+                self.count_failure(hook, &failure);
+                outcome.record(!failure.is_plugin_fault());
+                return Err(failure);
+            }
+        };
+        Ok(Call { plugin: self, hook, started, store, instance, outcome, _permit: permit })
     }
+
 
     fn count_failure(&self, hook: &'static str, failure: &PluginError) {
         metrics::counter!(
@@ -372,6 +391,29 @@ impl<W: World> LoadedPlugin<W> {
     }
 }
 
+/// Tells the breaker how an admitted call went; a call dropped before its end (its request was
+/// cancelled) counts as neither, except that a probe left unanswered is not left hanging.
+struct Outcome<'p> {
+    breaker: &'p Breaker,
+    admitted: Admitted,
+    recorded: bool,
+}
+
+impl Outcome<'_> {
+    fn record(&mut self, succeeded: bool) {
+        self.recorded = true;
+        self.breaker.record(self.admitted, succeeded, Instant::now());
+    }
+}
+
+impl Drop for Outcome<'_> {
+    fn drop(&mut self) {
+        if !self.recorded && self.admitted == Admitted::Probe {
+            self.breaker.record(self.admitted, false, Instant::now());
+        }
+    }
+}
+
 /// One call in progress: its store and its instance.
 pub(crate) struct Call<'p, W: World> {
     plugin: &'p LoadedPlugin<W>,
@@ -379,13 +421,14 @@ pub(crate) struct Call<'p, W: World> {
     started: Instant,
     pub store: Store<CallState>,
     pub instance: W::Instance,
+    outcome: Outcome<'p>,
     /// The call's place in its plugin's quota, given back when the call ends.
     _permit: tokio::sync::SemaphorePermit<'p>,
 }
 
 impl<W: World> Call<'_, W> {
     /// The outcome of the call, with wasmtime's error turned into what went wrong.
-    pub fn finish<R>(self, result: wasmtime::Result<R>) -> Result<R, PluginError> {
+    pub fn finish<R>(mut self, result: wasmtime::Result<R>) -> Result<R, PluginError> {
         let plugin = self.plugin;
         metrics::histogram!(
             crate::metrics::CALL_DURATION,
@@ -394,10 +437,12 @@ impl<W: World> Call<'_, W> {
             "hook" => self.hook
         )
         .record(self.started.elapsed().as_secs_f64());
-        result.map_err(|e| {
+        let result = result.map_err(|e| {
             let failure = plugin.failure(&self.store, e);
             plugin.count_failure(self.hook, &failure);
             failure
-        })
+        });
+        self.outcome.record(result.as_ref().err().is_none_or(|e| !e.is_plugin_fault()));
+        result
     }
 }
