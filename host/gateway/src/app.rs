@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::GatewayConfig;
+use crate::listen::{Listener, bind_tcp, sip_error};
 use crate::notify::Notifier;
 use crate::plugins::Plugins;
 use crate::store::Store;
@@ -114,7 +115,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     crate::metrics::handle();
     let mut config = config;
     // Bound first: the built-in OAuth server's issuer and the relay's URLs are on this address.
-    let listener = tokio::net::TcpListener::bind(config.http.listen).await?;
+    let listener = bind_tcp(Listener::HttpApi, config.http.listen).await?;
     let http_addr = listener.local_addr()?;
     if config.http.public_base_url.is_none() {
         config.http.public_base_url = Some(format!("http://{http_addr}"));
@@ -186,7 +187,8 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
             ..Default::default()
         },
     })
-    .await?;
+    .await
+    .map_err(|e| sip_error(e, Listener::Sip))?;
     let sip_udp_addr = sip.local_addr(Transport::Udp);
     let sip_tcp_addr = sip.local_addr(Transport::Tcp);
     let sip_tls_addr = sip.local_addr(Transport::Tls);

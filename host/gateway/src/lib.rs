@@ -21,6 +21,7 @@ pub mod device_pages;
 pub mod error;
 pub mod http_client;
 pub mod lifecycle;
+pub mod listen;
 pub mod logging;
 pub mod metrics;
 pub mod model;

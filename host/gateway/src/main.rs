@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use camara_gateway::cli::{Cli, Command};
+use camara_gateway::listen::{Listener, bind_tcp};
 use camara_gateway::logging;
 use clap::Parser;
 
@@ -39,7 +40,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             if !camara_gateway::app::auth_configured(&relay.auth) {
                 relay.auth = config.auth;
             }
-            let listener = tokio::net::TcpListener::bind(listen).await?;
+            let listener = bind_tcp(Listener::Relay, listen).await?;
             println!("camara-gateway relay: HTTP on http://{}", listener.local_addr()?);
             camara_relay::serve(relay, listener).await?;
             Ok(ExitCode::SUCCESS)
