@@ -19,6 +19,7 @@ pub mod delivery;
 pub mod demo;
 pub mod device_pages;
 pub mod error;
+pub mod health;
 pub mod http_client;
 pub mod lifecycle;
 pub mod listen;
