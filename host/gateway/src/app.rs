@@ -109,6 +109,22 @@ pub fn auth_configured(auth: &camara_auth::VerifierConfig) -> bool {
     auth.issuer.is_some() || auth.jwks_file.is_some() || auth.jwks_url.is_some() || auth.introspection.is_some()
 }
 
+/// The development client's secret is in the README: beyond loopback, anyone who reaches the
+/// token endpoint gets tokens for its line.
+fn warn_of_published_secrets(server: &camara_oauth::OAuthServer, http_addr: SocketAddr) {
+    let published =
+        server.config().clients.iter().find(|c| c.client_secret.as_deref() == Some(camara_oauth::DEMO_SCRIPT_SECRET));
+    if let Some(client) = published
+        && !http_addr.ip().is_loopback()
+    {
+        tracing::warn!(
+            client_id = client.client_id,
+            %http_addr,
+            "a client with the published development secret is served beyond loopback: remove it from [oauth_server] clients"
+        );
+    }
+}
+
 /// Starts the gateway described by `config`.
 pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     // Installed first: what is recorded before there is a recorder is lost.
@@ -146,6 +162,9 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     } else {
         None
     };
+    if let Some(server) = &oauth_server {
+        warn_of_published_secrets(server, http_addr);
+    }
     let verifier = Arc::new(TokenVerifier::new(config.auth.clone())?);
     let own_issuer = oauth_server.as_ref().is_some_and(|o| config.auth.issuer.as_deref() == Some(o.issuer()));
     if !own_issuer {

@@ -68,4 +68,11 @@ fn greet(gateway: &camara_gateway::Gateway) {
             );
         }
     }
+    if oauth.enabled && oauth.clients.iter().any(|c| c.client_id == camara_oauth::DEMO_SCRIPT_CLIENT_ID) {
+        println!(
+            "From a script: client_credentials as {} / {} (development only; alice's line): examples/curl/quickstart.sh {base}",
+            camara_oauth::DEMO_SCRIPT_CLIENT_ID,
+            camara_oauth::DEMO_SCRIPT_SECRET
+        );
+    }
 }
