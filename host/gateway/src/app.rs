@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::GatewayConfig;
+use crate::listen::{Listener, bind_tcp, sip_error};
 use crate::notify::Notifier;
 use crate::plugins::LivePlugins;
 use crate::store::Store;
@@ -156,13 +157,29 @@ pub fn auth_configured(auth: &camara_auth::VerifierConfig) -> bool {
     auth.issuer.is_some() || auth.jwks_file.is_some() || auth.jwks_url.is_some() || auth.introspection.is_some()
 }
 
+/// The development client's secret is in the README: beyond loopback, anyone who reaches the
+/// token endpoint gets tokens for its line.
+fn warn_of_published_secrets(server: &camara_oauth::OAuthServer, http_addr: SocketAddr) {
+    let published =
+        server.config().clients.iter().find(|c| c.client_secret.as_deref() == Some(camara_oauth::DEMO_SCRIPT_SECRET));
+    if let Some(client) = published
+        && !http_addr.ip().is_loopback()
+    {
+        tracing::warn!(
+            client_id = client.client_id,
+            %http_addr,
+            "a client with the published development secret is served beyond loopback: remove it from [oauth_server] clients"
+        );
+    }
+}
+
 /// Starts the gateway described by `config`.
 pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     // Installed first: what is recorded before there is a recorder is lost.
     crate::metrics::handle();
     let mut config = config;
     // Bound first: the built-in OAuth server's issuer and the relay's URLs are on this address.
-    let listener = tokio::net::TcpListener::bind(config.http.listen).await?;
+    let listener = bind_tcp(Listener::HttpApi, config.http.listen).await?;
     let http_addr = listener.local_addr()?;
     if config.http.public_base_url.is_none() {
         config.http.public_base_url = Some(format!("http://{http_addr}"));
@@ -193,6 +210,9 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     } else {
         None
     };
+    if let Some(server) = &oauth_server {
+        warn_of_published_secrets(server, http_addr);
+    }
     let verifier = Arc::new(TokenVerifier::new(config.auth.clone())?);
     let own_issuer = oauth_server.as_ref().is_some_and(|o| config.auth.issuer.as_deref() == Some(o.issuer()));
     if !own_issuer {
@@ -234,7 +254,8 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
             ..Default::default()
         },
     })
-    .await?;
+    .await
+    .map_err(|e| sip_error(e, Listener::Sip))?;
     let sip_udp_addr = sip.local_addr(Transport::Udp);
     let sip_tcp_addr = sip.local_addr(Transport::Tcp);
     let sip_tls_addr = sip.local_addr(Transport::Tls);

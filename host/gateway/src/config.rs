@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
+    /// The process's log lines: `format = "text"` (default) or `"json"`; `RUST_LOG` filters.
+    pub log: crate::logging::LogConfig,
     pub http: HttpConfig,
     pub api: ApiConfig,
     /// Access-token verification (CAMARA ICM): JWKS (file, URL or OIDC discovery), introspection.
@@ -40,6 +42,7 @@ pub struct GatewayConfig {
 impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
+            log: Default::default(),
             http: Default::default(),
             api: Default::default(),
             auth: Default::default(),

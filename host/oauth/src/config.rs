@@ -26,6 +26,14 @@ pub const CAMARA_WEBRTC_SCOPES: &[&str] = &[
     "webrtc-events:delete",
 ];
 
+/// The client id of the development client for scripts ([`ClientConfig::demo_script`]).
+pub const DEMO_SCRIPT_CLIENT_ID: &str = "demo-script";
+
+/// The secret of [`DEMO_SCRIPT_CLIENT_ID`]: published in the README on purpose, so that a
+/// newcomer's `curl` needs nothing from the logs. Anyone who can reach the token endpoint can
+/// use it: it is as secret as alice's password, and as unfit for production.
+pub const DEMO_SCRIPT_SECRET: &str = "demo-script-dev-only-secret";
+
 /// The placeholder in `redirect_uris` replaced by the origin (`scheme://host[:port]`) of `issuer`.
 pub const ORIGIN_PLACEHOLDER: &str = "{origin}";
 
@@ -64,7 +72,7 @@ impl Default for OAuthConfig {
             audience: "camara-webrtc-gateway".into(),
             access_token_ttl_seconds: 900,
             refresh_token_ttl_seconds: 86_400,
-            clients: vec![ClientConfig::softphone()],
+            clients: vec![ClientConfig::softphone(), ClientConfig::demo_script()],
             subscribers: vec![
                 SubscriberConfig {
                     username: "alice".into(),
@@ -139,6 +147,19 @@ impl ClientConfig {
         ClientConfig {
             client_id: "softphone".into(),
             redirect_uris: vec![format!("{ORIGIN_PLACEHOLDER}/softphone/")],
+            ..ClientConfig::default()
+        }
+    }
+
+    /// The development client of scripts and `curl`: `client_credentials` with a published
+    /// secret ([`DEMO_SCRIPT_SECRET`]), tokens for alice's line with every scope of the three
+    /// APIs, since a two-legged token has no user to take a number from.
+    pub fn demo_script() -> Self {
+        ClientConfig {
+            client_id: DEMO_SCRIPT_CLIENT_ID.into(),
+            client_secret: Some(DEMO_SCRIPT_SECRET.into()),
+            grant_types: vec![GrantType::ClientCredentials],
+            phone_number: Some("+818000000001".into()),
             ..ClientConfig::default()
         }
     }
@@ -315,6 +336,10 @@ mod tests {
         assert_eq!(parts.origin, "http://127.0.0.1:8080");
         assert_eq!(config.clients[0].redirect_uris, ["http://127.0.0.1:8080/softphone/"]);
         assert!(config.clients[0].is_public());
+        let script = &config.clients[1];
+        assert_eq!(script.client_id, DEMO_SCRIPT_CLIENT_ID);
+        assert!(!script.is_public() && script.allows(GrantType::ClientCredentials));
+        assert_eq!(script.phone_number, Some(config.subscribers[0].phone_number.clone()), "alice's line");
     }
 
     type Change = Box<dyn Fn(&mut OAuthConfig)>;

@@ -32,7 +32,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use serde_json::{Map, Value, json};
 
-pub use config::{CAMARA_WEBRTC_SCOPES, ClientConfig, GrantType, OAuthConfig, ORIGIN_PLACEHOLDER, SubscriberConfig};
+pub use config::{
+    CAMARA_WEBRTC_SCOPES, ClientConfig, DEMO_SCRIPT_CLIENT_ID, DEMO_SCRIPT_SECRET, GrantType, OAuthConfig,
+    ORIGIN_PLACEHOLDER, SubscriberConfig,
+};
 
 use config::IssuerParts;
 use grants::{Grant, Grants};

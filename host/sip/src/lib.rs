@@ -350,6 +350,15 @@ pub struct UaEvent {
 pub enum SipError {
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A listener could not be bound (the address is in use, not local, or needs privileges):
+    /// an operator needs to know which of the three it was.
+    #[error("cannot listen for SIP over {} on {addr}", transport.via_name())]
+    Listen {
+        transport: Transport,
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("invalid URI {uri:?}: {reason}")]
     InvalidUri { uri: String, reason: String },
     #[error("invalid header {name:?}: {reason}")]

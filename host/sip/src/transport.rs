@@ -60,6 +60,10 @@ fn next_connection_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+fn listen_error(transport: Transport, addr: SocketAddr) -> impl FnOnce(io::Error) -> SipError {
+    move |source| SipError::Listen { transport, addr, source }
+}
+
 /// What the transports listen on.
 pub(crate) struct Listeners {
     pub udp: Option<SocketAddr>,
@@ -97,7 +101,7 @@ impl Transports {
 
         let (udp, udp_addr) = match listeners.udp {
             Some(addr) => {
-                let socket = Arc::new(UdpSocket::bind(addr).await?);
+                let socket = Arc::new(UdpSocket::bind(addr).await.map_err(listen_error(Transport::Udp, addr))?);
                 let local = socket.local_addr()?;
                 tasks.spawn(udp_receive_loop(socket.clone(), events.clone()));
                 (Some(socket), Some(local))
@@ -106,7 +110,7 @@ impl Transports {
         };
         let tcp_addr = match listeners.tcp {
             Some(addr) => {
-                let listener = TcpListener::bind(addr).await?;
+                let listener = TcpListener::bind(addr).await.map_err(listen_error(Transport::Tcp, addr))?;
                 let local = listener.local_addr()?;
                 tasks.spawn(accept_loop(listener, None, connect_timeout, events.clone()));
                 Some(local)
@@ -116,7 +120,7 @@ impl Transports {
         let (tls_addr, tls_client) = match listeners.tls {
             Some((addr, config)) => {
                 let connector = config.connector()?;
-                let listener = TcpListener::bind(addr).await?;
+                let listener = TcpListener::bind(addr).await.map_err(listen_error(Transport::Tls, addr))?;
                 let local = listener.local_addr()?;
                 tasks.spawn(accept_loop(listener, Some(config.acceptor()), connect_timeout, events.clone()));
                 (Some(local), Some(TlsClient { connector, config }))

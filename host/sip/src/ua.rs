@@ -234,6 +234,12 @@ impl UserAgent {
         self.request(|reply| Command::Unregister(binding_id, reply)).await?
     }
 
+    /// Whether the SIP task still runs (and so its listeners still receive). It ends on
+    /// [`UserAgent::shutdown`] or when it fails.
+    pub fn is_running(&self) -> bool {
+        !self.commands.is_closed()
+    }
+
     /// Stops the SIP task and closes the sockets. Calls in progress are
     /// abandoned without signalling; hang them up first. Registrations are
     /// abandoned too (they lapse at their expiry); unregister them first.

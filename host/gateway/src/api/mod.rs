@@ -32,7 +32,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .nest(&api.registration_base, registration::routes())
         .nest(&api.call_handling_base, call_handling::routes())
         .nest(&api.events_base, events::routes())
-        .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .merge(crate::health::routes())
         .route(openapi::PATH, get(openapi::serve))
         .route(crate::metrics::PATH, get(crate::metrics::serve))
         .fallback(|| async { ApiError::not_found("The requested resource does not exist") })

@@ -100,7 +100,8 @@ impl DemoEndpoint {
             user_agent: "camara-demo-endpoint".into(),
             timers: Default::default(),
         })
-        .await?;
+        .await
+        .map_err(|e| crate::listen::sip_error(e, |_| crate::listen::Listener::DemoEndpoint))?;
         let sip_addr = ua.local_addr(Transport::Udp).ok_or_else(|| anyhow::anyhow!("demo endpoint not bound"))?;
         // A gateway listening on every address is reached on loopback.
         let gateway_sip = gateway_sip.map(|mut a| {
