@@ -6,8 +6,8 @@
 #      `demo-script`, whose tokens are for alice's line +818000000001),
 #   2. a device registration (webrtc-registration),
 #   3. a Notification Relay channel, and a subscription whose sink is that channel (webrtc-events),
-#   4. a call to bob, +818000000002, with a WebRTC SDP offer (webrtc-call-handling): the demo
-#      endpoint answers it.
+#   4. a call to the demo network's echo number, +818000000900, with a WebRTC SDP offer
+#      (webrtc-call-handling): the demo network answers it.
 #
 # Usage: examples/curl/quickstart.sh [BASE_URL]     (default http://127.0.0.1:8080)
 #
@@ -139,14 +139,14 @@ SUBSCRIPTION="$(api POST /webrtc-events/v0.2/subscriptions "{
 show <<<"$SUBSCRIPTION"
 SUBSCRIPTION_ID="$(field .id <<<"$SUBSCRIPTION")"
 
-step "4. Call +818000000002: POST /webrtc-call-handling/v0.3/sessions (registrationId header)"
+step "4. Call the echo number +818000000900: POST /webrtc-call-handling/v0.3/sessions (registrationId header)"
 # A browser's audio offer (ICE credentials and DTLS fingerprint of a real one). No peer is behind
-# it: the gateway's ICE checks go unanswered, and the call ends `Terminated` after
-# `[media] media_timeout_seconds` (30 s) without audio.
+# it: the gateway's ICE checks go unanswered, and the call ends `Terminated` on its own once the
+# device leg is given up (`[media] device_failure_grace_seconds`), without audio.
 OFFER='v=0\r\no=- 8066321617929821805 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\nm=audio 42988 UDP/TLS/RTP/SAVPF 111 0 8\r\nc=IN IP4 127.0.0.1\r\na=ice-ufrag:4eKp\r\na=ice-pwd:D4sF5Pv9vx9ggaqxBlHbAFMx\r\na=fingerprint:sha-256 CF:56:D8:57:9B:68:B2:1C:F6:ED:6C:C0:02:7C:96:C2:88:A3:C2:38:AD:A2:CA:F5:0D:47:BB:81:74:7B:75:17\r\na=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n'
 SESSION="$(api POST /webrtc-call-handling/v0.3/sessions "{
   \"originatorAddress\": \"tel:$PHONE_NUMBER\",
-  \"receiverAddress\": \"tel:+818000000002\",
+  \"receiverAddress\": \"tel:+818000000900\",
   \"offer\": {\"sdp\": \"$OFFER\"}
 }" -H "registrationId: $REGISTRATION_ID")"
 show <<<"$SESSION"
