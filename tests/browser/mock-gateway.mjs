@@ -673,7 +673,16 @@ ws.onmessage = async (m) => {
 // ---------------------------------------------------------------------------------------------
 // Server
 
-const STATIC = { '/softphone/': ['index.html', 'text/html; charset=utf-8'], '/softphone/app.js': ['app.js', 'text/javascript; charset=utf-8'], '/softphone/style.css': ['style.css', 'text/css; charset=utf-8'] };
+// The files the gateway serves (host/gateway/src/device_pages.rs): a file missing there is missing here.
+const JS = 'text/javascript; charset=utf-8';
+const STATIC = {
+  '/softphone/': ['index.html', 'text/html; charset=utf-8'],
+  '/softphone/app.js': ['app.js', JS],
+  '/softphone/audio.js': ['audio.js', JS],
+  '/softphone/quality.js': ['quality.js', JS],
+  '/softphone/timeline.js': ['timeline.js', JS],
+  '/softphone/style.css': ['style.css', 'text/css; charset=utf-8'],
+};
 
 const server = http.createServer(async (req, res) => {
   const url = new URL(req.url, state.origin);
