@@ -1270,6 +1270,7 @@ import {
 
   function snapshot() {
     const channel = app.channel;
+    const tones = toneState();
     return {
       signedIn: Boolean(auth.accessToken),
       subject: auth.claims.sub || null,
@@ -1286,7 +1287,7 @@ import {
         receiverAddress: app.incoming.receiverAddress,
       } : null,
       lastCall: app.lastCall,
-      audio: { tone: toneState().playing, tones: toneState().history, canChooseSpeaker, devices: { ...app.devices } },
+      audio: { tone: tones.playing, tones: tones.history, canChooseSpeaker, devices: { ...app.devices } },
       testNumbers: TEST_NUMBERS,
       busy: [...app.busy],
     };
