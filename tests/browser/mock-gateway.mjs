@@ -14,10 +14,20 @@
 //    audio flows between the two browsers; or, when none is connected,
 //  - fake SDP that the page accepts but that carries no media (signalling checks only).
 //
-// Test controls: POST /mock/invite {"to"?, "from"?} starts an incoming call; POST /mock/hangup
-// {"mediaSessionId"?} ends a call from the network side; GET /mock/log.
+// An outgoing call to a number that another page registered (and subscribed) rings that page
+// instead, every device of the number at once: browser to browser, with the gateway's forking
+// (each device its own session; once one answers, the others end SessionCancelled, "The call was
+// answered on another device"; one declining leaves the others ringing). A call to the far end
+// rings for --ring-ms (Ringing) before it is answered.
 //
-// Usage: node mock-gateway.mjs [--port 0] [--token-ttl 900]; prints {"listening":"http://..."}.
+// Test controls: POST /mock/invite {"to"?, "from"?, "fork"?} starts an incoming call (with
+// "fork": true, on every device registered for "to"); POST /mock/hangup {"mediaSessionId"?} ends
+// a call from the network side; POST /mock/cancel {"mediaSessionId", "reason"?} ends a ringing
+// session as answered elsewhere; POST /mock/extra-css {"css"} appends CSS to style.css (to
+// prove that the driver's overflow check catches a layout that does not fit); GET /mock/log.
+//
+// Usage: node mock-gateway.mjs [--port 0] [--token-ttl 900] [--ring-ms 1500]; prints
+// {"listening":"http://..."}.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -46,6 +56,8 @@ function option(name, fallback) {
 const id = () => crypto.randomUUID();
 const b64url = (buf) => Buffer.from(buf).toString('base64url');
 const TOKEN_TTL = Number(option('--token-ttl', '900'));
+/** How long the far end rings before it answers an outgoing call. */
+const RING_MS = Number(option('--ring-ms', '1500'));
 
 const state = {
   origin: null,
@@ -61,6 +73,7 @@ const state = {
   log: [], // every API request
   violations: [], // what the page did wrong
   frames: [], // frames from the page over relay sockets
+  extraCss: '', // appended to style.css: a layout regression on purpose (POST /mock/extra-css)
 };
 
 function violation(text) {
@@ -262,15 +275,23 @@ function cloudEvent(type, data) {
   };
 }
 
-/** Pushes an event to every subscription of `phone` through its relay channel, in order. */
-function publish(phone, type, data) {
+/**
+ * Pushes an event to the subscriptions of `phone` through their relay channels, in order; a
+ * session's events go to its own device only (the subscription's deviceId), as each device of a
+ * number has its own session of a call.
+ */
+function publish(phone, type, data, deviceId = null) {
   for (const sub of state.subscriptions.values()) {
-    if (sub.phone !== phone || (!sub.types.includes(type) && !type.endsWith('subscription-ended'))) continue;
-    const channel = state.channels.get(sub.channelId);
-    if (!channel) continue;
-    const event = cloudEvent(type, data);
-    channel.chain = channel.chain.then(() => deliver(channel, event));
+    if (sub.phone !== phone || (deviceId && sub.deviceId !== deviceId) || !sub.types.includes(type)) continue;
+    publishTo(sub, type, data);
   }
+}
+
+function publishTo(sub, type, data) {
+  const channel = state.channels.get(sub.channelId);
+  if (!channel) return;
+  const event = cloudEvent(type, data);
+  channel.chain = channel.chain.then(() => deliver(channel, event));
 }
 
 async function deliver(channel, event) {
@@ -371,7 +392,7 @@ async function subscriptions(req, res, url, user) {
   if (!sub || sub.user !== user) return camara(res, 404, 'NOT_FOUND', 'Subscription not found');
   if (req.method === 'GET') return send(res, 200, sub.response);
   if (req.method === 'DELETE') {
-    publish(sub.phone, 'org.camaraproject.webrtc-events.v0.subscription-ended', {
+    publishTo(sub, 'org.camaraproject.webrtc-events.v0.subscription-ended', {
       subscriptionId: sub.id, terminationReason: 'SUBSCRIPTION_DELETED', terminationDescription: 'Subscription deleted by client request',
     });
     const channel = state.channels.get(sub.channelId);
@@ -429,18 +450,81 @@ async function registration(req, res, url, user) {
 // ---------------------------------------------------------------------------------------------
 // Calls
 
+/** A device that can be called: registered and subscribed to invitations. */
+function deviceSubscribed(registration) {
+  return [...state.subscriptions.values()].some((sub) => sub.phone === registration.phone && sub.deviceId === registration.deviceId
+    && sub.types.includes('org.camaraproject.webrtc-events.v0.session-invitation'));
+}
+
 const sessionData = (s) => ({
   mediaSessionId: s.id, originatorAddress: s.originatorAddress, receiverAddress: s.receiverAddress,
   status: s.status, sequenceNumber: s.sequence,
 });
 
+const FINAL = ['Terminated', 'SessionCancelled', 'Declined', 'Failed', 'NoAnswer', 'NotReachable', 'Busy'];
+const ANSWERED_ELSEWHERE = 'The call was answered on another device';
+
 function setStatus(s, status, reason, extra = {}) {
-  if (['Terminated', 'SessionCancelled', 'Declined', 'Failed', 'NoAnswer', 'NotReachable', 'Busy'].includes(s.status)) return;
+  if (FINAL.includes(s.status)) return;
   s.status = status;
   s.sequence += 1;
   const data = { ...sessionData(s), reason, ...extra };
   if (s.answer) data.answer = { sdp: s.answer };
-  publish(s.phone, 'org.camaraproject.webrtc-events.v0.session-status', data);
+  publish(s.phone, 'org.camaraproject.webrtc-events.v0.session-status', data, s.deviceId);
+}
+
+/**
+ * A call to a number rings every registered device of it, each with its own session (a "leg");
+ * `call` ties them together: { caller: the outgoing session of a browser caller, or null for the
+ * far end; legs; answered: the leg that answered }.
+ */
+function newLeg(call, registration, originatorAddress, offer) {
+  const leg = {
+    id: id(), phone: registration.phone, user: registration.user, deviceId: registration.deviceId, direction: 'incoming',
+    originatorAddress, receiverAddress: `tel:${registration.phone}`, offer, answer: null, status: 'Initial', sequence: 1,
+    call, farEnd: !call.caller,
+  };
+  state.sessions.set(leg.id, leg);
+  call.legs.push(leg);
+  return leg;
+}
+
+function invite(leg) {
+  publish(leg.phone, 'org.camaraproject.webrtc-events.v0.session-invitation', { ...sessionData(leg), offer: { sdp: leg.offer } }, leg.deviceId);
+}
+
+/** The legs still ringing are cancelled, with `reason`. */
+function cancelRinging(call, reason) {
+  for (const leg of call.legs) {
+    if (leg.status === 'Initial') {
+      if (leg.farEnd) tellFarEnd({ type: 'close', mediaSessionId: leg.id });
+      setStatus(leg, 'SessionCancelled', reason);
+    }
+  }
+}
+
+function onLegAnswered(leg) {
+  const { call } = leg;
+  call.answered = leg;
+  cancelRinging(call, ANSWERED_ELSEWHERE);
+  if (call.caller) {
+    call.caller.answer = leg.answer;
+    setStatus(call.caller, 'Connected', 'Answered (200)');
+  }
+}
+
+function onLegDeclined(leg) {
+  const { call } = leg;
+  if (call.caller && !call.answered && call.legs.every((l) => FINAL.includes(l.status))) {
+    setStatus(call.caller, 'Declined', 'Declined by the callee (603)');
+  }
+}
+
+/** One side hung up: the other side of an answered call ends, legs still ringing are cancelled. */
+function hangUpCall(call, by) {
+  cancelRinging(call, 'The caller hung up');
+  if (call.answered && call.answered !== by) setStatus(call.answered, 'Terminated', 'Ended by the caller (BYE)');
+  if (call.caller && call.caller !== by) setStatus(call.caller, 'Terminated', 'Ended by the callee (BYE)');
 }
 
 /** Asks the far-end page; resolves with its reply, or null without one. */
@@ -510,15 +594,28 @@ async function calls(req, res, url, user) {
       return camara(res, 400, 'INVALID_ARGUMENT', problems.join('; '));
     }
     const s = {
-      id: id(), phone, user, direction: 'outgoing', originatorAddress: body.originatorAddress,
+      id: id(), phone, user, deviceId: r.deviceId, direction: 'outgoing', originatorAddress: body.originatorAddress,
       receiverAddress: body.receiverAddress, offer: body.offer.sdp, answer: null, status: 'Initial', sequence: 1,
     };
     state.sessions.set(s.id, s);
     // An event before the answer to POST: the page has to keep it until it knows the id.
     setStatus(s, 'InProgress', 'Trying (100)');
     setTimeout(() => send(res, 201, { ...sessionData(s), status: 'Initial', offer: { sdp: s.offer } }), 300);
+    const callees = [...state.registrations.values()]
+      .filter((x) => `tel:${x.phone}` === body.receiverAddress && x.id !== r.id && deviceSubscribed(x));
+    if (callees.length) {
+      // Another browser registered for the number: it gets the caller's offer, and its answer.
+      s.call = { caller: s, legs: [], answered: null };
+      for (const callee of callees) invite(newLeg(s.call, callee, body.originatorAddress, s.offer));
+      setTimeout(() => setStatus(s, 'Ringing', 'Ringing (180)'), 400);
+      return undefined;
+    }
+    s.farEnd = true;
     (async () => {
+      const ringing = new Promise((resolve) => setTimeout(resolve, 400 + RING_MS));
+      setTimeout(() => setStatus(s, 'Ringing', 'Ringing (180)'), 400);
       const reply = await askFarEnd({ type: 'offer', mediaSessionId: s.id, sdp: s.offer });
+      await ringing;
       s.answer = reply ? reply.sdp : fakeSdp('answer', s.offer);
       setStatus(s, 'Connected', 'Answered (200)');
     })();
@@ -530,8 +627,9 @@ async function calls(req, res, url, user) {
   const view = () => ({ ...sessionData(s), offer: { sdp: s.offer }, ...(s.answer ? { answer: { sdp: s.answer } } : {}) });
   if (!m[2] && req.method === 'GET') return send(res, 200, view());
   if (!m[2] && req.method === 'DELETE') {
-    tellFarEnd({ type: 'close', mediaSessionId: s.id });
+    if (s.farEnd) tellFarEnd({ type: 'close', mediaSessionId: s.id });
     setStatus(s, 'Terminated', 'Ended by the device');
+    if (s.call) hangUpCall(s.call, s);
     return send(res, 204);
   }
   if (m[2] && req.method === 'PUT') {
@@ -545,9 +643,11 @@ async function calls(req, res, url, user) {
       return send(res, 200, view());
     }
     if (s.direction !== 'incoming') return camara(res, 409, 'CONFLICT', `An outgoing session is answered by the network; ${body.status} cannot be requested`);
+    if (FINAL.includes(s.status)) return camara(res, 409, 'CONFLICT', `The session is ${s.status}`);
     if (body.status === 'Declined') {
-      tellFarEnd({ type: 'close', mediaSessionId: s.id });
+      if (s.farEnd) tellFarEnd({ type: 'close', mediaSessionId: s.id });
       setStatus(s, 'Declined', 'Declined by the device');
+      if (s.call) onLegDeclined(s);
       return send(res, 200, view());
     }
     if (body.status === 'Connected' || body.status === 'InProgress') {
@@ -559,9 +659,10 @@ async function calls(req, res, url, user) {
         const problems = checkOffer(body.answer.sdp).filter((p) => !p.startsWith('offer.sdp'));
         if (problems.length) violation(`answer: ${problems.join('; ')}`);
         s.answer = body.answer.sdp;
-        tellFarEnd({ type: 'answer', mediaSessionId: s.id, sdp: s.answer });
+        if (s.farEnd) tellFarEnd({ type: 'answer', mediaSessionId: s.id, sdp: s.answer });
       }
       setStatus(s, body.status, body.status === 'Connected' ? 'Answered by the device (200)' : 'Answer sent to the network (183)');
+      if (body.status === 'Connected' && s.call && !s.call.answered) onLegAnswered(s);
       return send(res, 200, view());
     }
     return camara(res, 400, 'INVALID_ARGUMENT', `status ${body.status} cannot be requested`);
@@ -587,25 +688,42 @@ async function controls(req, res, url) {
   }
   if (url.pathname === '/mock/invite' && req.method === 'POST') {
     const body = JSON.parse((await readBody(req)) || '{}');
-    const target = [...state.registrations.values()].find((r) => !body.to || r.phone === body.to);
-    if (!target) return camara(res, 404, 'NOT_FOUND', 'nobody is registered');
-    const s = {
-      id: id(), phone: target.phone, user: target.user, direction: 'incoming', originatorAddress: body.from || 'tel:+818000000002',
-      receiverAddress: `tel:${target.phone}`, offer: null, answer: null, status: 'Initial', sequence: 1,
-    };
-    const reply = await askFarEnd({ type: 'make-offer', mediaSessionId: s.id });
-    s.offer = reply ? reply.sdp : fakeSdp('offer');
-    state.sessions.set(s.id, s);
-    publish(s.phone, 'org.camaraproject.webrtc-events.v0.session-invitation', { ...sessionData(s), offer: { sdp: s.offer } });
-    return send(res, 201, { mediaSessionId: s.id, farEnd: Boolean(reply) });
+    const registered = [...state.registrations.values()].filter((r) => !body.to || r.phone === body.to);
+    const targets = body.fork ? registered : registered.slice(0, 1);
+    if (!targets.length) return camara(res, 404, 'NOT_FOUND', 'nobody is registered');
+    // The far end makes one offer per leg, as a forking proxy would send one INVITE per contact.
+    const call = { caller: null, legs: [], answered: null };
+    let farEnd = true;
+    for (const target of targets) {
+      const leg = newLeg(call, target, body.from || 'tel:+818000000002', null);
+      const reply = await askFarEnd({ type: 'make-offer', mediaSessionId: leg.id });
+      leg.offer = reply ? reply.sdp : fakeSdp('offer');
+      farEnd = farEnd && Boolean(reply);
+    }
+    call.legs.forEach(invite);
+    return send(res, 201, { mediaSessionId: call.legs[0].id, mediaSessionIds: call.legs.map((l) => l.id), farEnd });
+  }
+  if (url.pathname === '/mock/cancel' && req.method === 'POST') {
+    // An incoming call answered on a device the mock does not drive.
+    const body = JSON.parse((await readBody(req)) || '{}');
+    const s = state.sessions.get(body.mediaSessionId);
+    if (!s) return camara(res, 404, 'NOT_FOUND', 'no such session');
+    if (s.farEnd) tellFarEnd({ type: 'close', mediaSessionId: s.id });
+    setStatus(s, 'SessionCancelled', body.reason || ANSWERED_ELSEWHERE);
+    return send(res, 200, { mediaSessionId: s.id });
   }
   if (url.pathname === '/mock/hangup' && req.method === 'POST') {
     const body = JSON.parse((await readBody(req)) || '{}');
     const s = body.mediaSessionId ? state.sessions.get(body.mediaSessionId) : [...state.sessions.values()].pop();
     if (!s) return camara(res, 404, 'NOT_FOUND', 'no such session');
-    tellFarEnd({ type: 'close', mediaSessionId: s.id });
+    if (s.farEnd) tellFarEnd({ type: 'close', mediaSessionId: s.id });
     setStatus(s, 'Terminated', 'Ended by the network (BYE)');
+    if (s.call) hangUpCall(s.call, null);
     return send(res, 200, { mediaSessionId: s.id });
+  }
+  if (url.pathname === '/mock/extra-css' && req.method === 'POST') {
+    state.extraCss = JSON.parse((await readBody(req)) || '{}').css || '';
+    return send(res, 200, { css: state.extraCss });
   }
   if (url.pathname === '/mock/drop-sockets' && req.method === 'POST') {
     // Connections lost without a close frame: the page has to reconnect by itself.
@@ -673,7 +791,16 @@ ws.onmessage = async (m) => {
 // ---------------------------------------------------------------------------------------------
 // Server
 
-const STATIC = { '/softphone/': ['index.html', 'text/html; charset=utf-8'], '/softphone/app.js': ['app.js', 'text/javascript; charset=utf-8'], '/softphone/style.css': ['style.css', 'text/css; charset=utf-8'] };
+// The files the gateway serves (host/gateway/src/device_pages.rs): a file missing there is missing here.
+const JS = 'text/javascript; charset=utf-8';
+const STATIC = {
+  '/softphone/': ['index.html', 'text/html; charset=utf-8'],
+  '/softphone/app.js': ['app.js', JS],
+  '/softphone/audio.js': ['audio.js', JS],
+  '/softphone/quality.js': ['quality.js', JS],
+  '/softphone/timeline.js': ['timeline.js', JS],
+  '/softphone/style.css': ['style.css', 'text/css; charset=utf-8'],
+};
 
 const server = http.createServer(async (req, res) => {
   const url = new URL(req.url, state.origin);
@@ -688,7 +815,8 @@ const server = http.createServer(async (req, res) => {
         'content-type': type, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff',
         'content-security-policy': SOFTPHONE_CSP, 'referrer-policy': 'no-referrer',
       });
-      return res.end(fs.readFileSync(path.join(WEB_DIR, file)));
+      const content = fs.readFileSync(path.join(WEB_DIR, file), 'utf8');
+      return res.end(file === 'style.css' ? content + state.extraCss : content);
     }
     if (url.pathname.startsWith('/mock/')) return await controls(req, res, url);
     if (!/^\/(oauth|relay|webrtc-[a-z-]+)\//.test(url.pathname)) return camara(res, 404, 'NOT_FOUND', 'The requested resource does not exist');

@@ -20,13 +20,29 @@
 //   --no-media                   skip the audio check (signalling only)
 //   --hold                       outgoing: hold then resume before hanging up
 //   --decline                    incoming: decline the call instead of answering it
+//   --answer-delay-ms N          incoming: wait N ms after the invitation before answering
+//   --ring-only                  incoming: neither answer nor decline; done once the session ends
+//                                (answered on another device, or cancelled by the caller), with
+//                                its statuses and the last `reason` of its session-status events
+//   --expect-status STATUS       with --ring-only: fail unless the session's last status is STATUS
+//   --use-echo-button            outgoing: dial with the Echo test button instead of typing
+//                                <number> (which must then be the number that button calls)
 //   --local-hangup               incoming: hang up from the page after the audio check
 //                                (for a caller that never hangs up, like the demo endpoint)
 //   --dtmf DIGITS                send these DTMF tones during the call
 //   --keep                       do not unsubscribe and unregister at the end
 //   --screenshot FILE            save a PNG of the page at the end (and on failure)
+//   --screenshots DIR            at the signed-in idle state and once the call is connected, save
+//                                DIR/softphone-<idle|connected>-<320|1280>.png at 320x640 and
+//                                1280x800 and fail on horizontal overflow (step "screenshot")
 //   --chromium PATH              the browser (default $CHROMIUM or /usr/bin/chromium)
 //   --deadline-ms N              kill switch for the whole run (default 240000)
+//
+// Besides `statuses` and `stats`, "done" reports what the page showed: `reason` (the last reason
+// of the session's status events), `timer` ({seconds, text} once connected, else null), `quality`
+// (the last quality line: sendKbps, receiveKbps, rttMs, lossPercent, jitterMs, text, updates),
+// `levels` (the meters' maxima, 0..1), `tones` (ringback/ringtone played: kind, startedAt,
+// stoppedAt, nodes) and `timelineGroups` (the timeline as shown: per call, title and entries).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -40,12 +56,17 @@ function parseArgs(argv) {
     user: 'alice', password: 'alice', timeoutMs: 20_000, inviteTimeoutMs: 60_000, endTimeoutMs: 60_000,
     mediaSeconds: 3, minPackets: 50, media: true, hold: false, decline: false, localHangup: false, dtmf: '', keep: false, screenshot: null,
     chromium: process.env.CHROMIUM || '/usr/bin/chromium', deadlineMs: 240_000,
+    screenshots: null, ringOnly: false, expectStatus: null, answerDelayMs: 0, echoButton: false,
   };
   const numbers = {
     '--timeout-ms': 'timeoutMs', '--invite-timeout-ms': 'inviteTimeoutMs', '--end-timeout-ms': 'endTimeoutMs',
     '--media-seconds': 'mediaSeconds', '--min-packets': 'minPackets', '--deadline-ms': 'deadlineMs',
+    '--answer-delay-ms': 'answerDelayMs',
   };
-  const strings = { '--user': 'user', '--password': 'password', '--dtmf': 'dtmf', '--screenshot': 'screenshot', '--chromium': 'chromium' };
+  const strings = {
+    '--user': 'user', '--password': 'password', '--dtmf': 'dtmf', '--screenshot': 'screenshot', '--chromium': 'chromium',
+    '--screenshots': 'screenshots', '--expect-status': 'expectStatus',
+  };
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i];
     if (numbers[arg]) {
@@ -60,6 +81,8 @@ function parseArgs(argv) {
     else if (arg === '--decline') options.decline = true;
     else if (arg === '--local-hangup') options.localHangup = true;
     else if (arg === '--keep') options.keep = true;
+    else if (arg === '--ring-only') options.ringOnly = true;
+    else if (arg === '--use-echo-button') options.echoButton = true;
     else if (arg.startsWith('--')) throw new Error(`unknown option ${arg}`);
     else positional.push(arg);
   }
@@ -67,6 +90,10 @@ function parseArgs(argv) {
   if (!['outgoing', 'incoming'].includes(scenario) || !base) throw new Error(USAGE);
   if (scenario === 'outgoing' && !number) throw new Error(`outgoing needs a number\n${USAGE}`);
   if (!/^[0-9*#]*$/.test(options.dtmf)) throw new Error('--dtmf takes digits, * and #');
+  if ((options.ringOnly || options.answerDelayMs) && scenario !== 'incoming') throw new Error('--ring-only and --answer-delay-ms are for incoming');
+  if (options.ringOnly && options.decline) throw new Error('--ring-only and --decline exclude each other');
+  if (options.expectStatus && !options.ringOnly) throw new Error('--expect-status goes with --ring-only');
+  if (options.echoButton && scenario !== 'outgoing') throw new Error('--use-echo-button is for outgoing');
   return { scenario, base: base.replace(/\/+$/, ''), number, ...options };
 }
 
@@ -137,6 +164,8 @@ async function main() {
     await run.register();
     current = 'subscribe';
     await run.subscribe();
+    current = 'screenshot';
+    await run.screenshots('idle');
     const result = args.scenario === 'outgoing' ? await run.outgoing() : await run.incoming();
     if (!args.keep) {
       current = 'cleanup';
@@ -310,6 +339,60 @@ class Run {
     return stats;
   }
 
+  /** What the page shows of a call (live or ended) and of the page as a whole, for "done". */
+  async report(mediaSessionId) {
+    const state = await this.state();
+    const call = [state.call, state.lastCall].find((c) => c && c.mediaSessionId === mediaSessionId) || null;
+    const timelineGroups = await this.page.evaluate(() => [...document.querySelectorAll('#timeline > li')].map((li) => ({
+      mediaSessionId: li.dataset.mediaSessionId || null,
+      direction: li.dataset.direction || null,
+      title: li.querySelector('.call-title').textContent,
+      summary: li.querySelector('.call-summary').textContent,
+      entries: [...li.querySelectorAll('.call-events > li .what')].map((x) => x.textContent),
+    })));
+    const reasons = await this.page.evaluate((id) => window.softphone.events
+      .filter((e) => e.mediaSessionId === id && e.type.endsWith('.session-status') && e.data.reason)
+      .map((e) => e.data.reason), mediaSessionId);
+    return {
+      reason: reasons.length ? reasons[reasons.length - 1] : null,
+      timer: call && call.connectedAt ? { seconds: call.durationSeconds, text: call.timerText } : null,
+      quality: call ? call.quality : null,
+      levels: call ? { inputMax: call.levels.inputMax, outputMax: call.levels.outputMax } : null,
+      tones: state.audio.tones,
+      timelineGroups,
+    };
+  }
+
+  /**
+   * With --screenshots: the page at 320x640 and 1280x800, saved and checked for horizontal
+   * overflow; the viewport is restored afterwards, and any overflow then fails the step.
+   */
+  async screenshots(name) {
+    const { page, args } = this;
+    if (!args.screenshots) return;
+    fs.mkdirSync(args.screenshots, { recursive: true });
+    const original = page.viewportSize();
+    const problems = [];
+    try {
+      for (const [width, height] of [[320, 640], [1280, 800]]) {
+        await page.setViewportSize({ width, height });
+        await sleep(250); // a relayout, and a tick of the page's meters and timer
+        const file = path.resolve(args.screenshots, `softphone-${name}-${width}.png`);
+        await page.screenshot({ path: file, fullPage: true });
+        const measured = await page.evaluate(measureOverflow);
+        const overflow = measured.scrolls || measured.offenders.length > 0;
+        emit('screenshot', { width, state: name, path: file, overflow, ...(overflow ? measured : {}) });
+        if (overflow) {
+          const who = measured.offenders.map((o) => `${o.selector} (right edge ${o.right} px)`).join(', ') || 'no single element';
+          problems.push(`at ${width} px (${name}) the page is ${measured.scrollWidth} px wide for ${measured.clientWidth}: ${who}`);
+        }
+      }
+    } finally {
+      await page.setViewportSize(original);
+    }
+    if (problems.length) throw new StepError('screenshot', `horizontal overflow ${problems.join('; ')}`);
+  }
+
   async sendTones(step) {
     for (const tone of this.args.dtmf) {
       const id = tone === '*' ? 'dtmf-star' : tone === '#' ? 'dtmf-hash' : `dtmf-${tone}`;
@@ -321,17 +404,32 @@ class Run {
 
   async outgoing() {
     const { page, args } = this;
-    await page.locator('#dial-number').fill(args.number);
-    await this.clickAndWait('call', 'call', (s) => Boolean(s.call && s.call.mediaSessionId) || Boolean(s.lastCall));
+    const dialled = (s) => Boolean(s.call && s.call.mediaSessionId) || Boolean(s.lastCall);
+    if (args.echoButton) await this.clickAndWait('call', 'echo-test', dialled);
+    else {
+      await page.locator('#dial-number').fill(args.number);
+      await this.clickAndWait('call', 'call', dialled);
+    }
     const state = await this.state();
     if (!state.call) throw new StepError('call', `the call ended at once: ${JSON.stringify(state.lastCall)}`);
     const { mediaSessionId } = state.call;
     emit('calling', { mediaSessionId, receiverAddress: state.call.remoteAddress });
-    const reached = await this.waitForStatus('connected', mediaSessionId, ['Connected', ...FINAL]);
+    if (args.echoButton && state.call.remoteAddress !== `tel:${args.number}`) {
+      throw new StepError('call', `the Echo test button called ${state.call.remoteAddress}, not tel:${args.number}`);
+    }
+    let reached = await this.waitForStatus('connected', mediaSessionId, ['Ringing', 'Connected', ...FINAL]);
+    if (reached === 'Ringing') {
+      // The ringback starts once the page has handled the status (best effort: ringing can be short).
+      await this.waitInPage('ringing', (s) => !s.call || s.call.status !== 'Ringing' || Boolean(s.audio.tone), null, 2000).catch(() => {});
+      const now = await this.state();
+      if (now.call && now.call.status === 'Ringing') emit('ringing', { mediaSessionId, tone: now.audio.tone });
+      reached = await this.waitForStatus('connected', mediaSessionId, ['Connected', ...FINAL]);
+    }
     if (reached !== 'Connected') throw new StepError('connected', `the call ended with ${reached} before it connected`);
     await this.waitInPage('connected', (s) => Boolean(s.call && s.call.answerApplied), null, args.timeoutMs);
-    emit('connected', { mediaSessionId });
+    emit('connected', { mediaSessionId, tone: (await this.state()).audio.tone });
     await sleep(args.mediaSeconds * 1000);
+    await this.screenshots('connected');
     const stats = await this.checkMedia('media');
     await this.sendTones('dtmf');
     if (args.hold) {
@@ -346,9 +444,10 @@ class Run {
     emit('hung-up', { mediaSessionId });
     const end = await this.waitForStatus('terminated', mediaSessionId, FINAL);
     if (end !== 'Terminated') throw new StepError('terminated', `the call ended with ${end}, not Terminated`);
+    await this.waitInPage('terminated', (s, e, a) => !s.call || s.call.mediaSessionId !== a, mediaSessionId, args.timeoutMs);
     const statuses = await this.statuses(mediaSessionId);
     emit('statuses', { mediaSessionId, statuses });
-    return { mediaSessionId, statuses, stats };
+    return { mediaSessionId, statuses, stats, ...(await this.report(mediaSessionId)) };
   }
 
   async incoming() {
@@ -357,7 +456,22 @@ class Run {
     await this.waitInPage('invitation', (s) => Boolean(s.incoming), null, args.inviteTimeoutMs);
     const { incoming } = await this.state();
     const { mediaSessionId } = incoming;
-    emit('invited', { mediaSessionId, originatorAddress: incoming.originatorAddress, receiverAddress: incoming.receiverAddress });
+    await this.waitInPage('invitation', (s) => !s.incoming || Boolean(s.audio.tone), null, 2000).catch(() => {});
+    const { audio } = await this.state();
+    emit('invited', { mediaSessionId, originatorAddress: incoming.originatorAddress, receiverAddress: incoming.receiverAddress, tone: audio.tone });
+    if (args.ringOnly) {
+      const end = await this.waitForStatus('session-end', mediaSessionId, FINAL, args.endTimeoutMs);
+      await this.waitInPage('session-end', (s, e, a) => !s.incoming || s.incoming.mediaSessionId !== a, mediaSessionId, args.timeoutMs);
+      const statuses = await this.statuses(mediaSessionId);
+      const report = await this.report(mediaSessionId);
+      const lastStatus = statuses[statuses.length - 1];
+      emit('session-ended', { mediaSessionId, status: end, reason: report.reason, tone: (await this.state()).audio.tone });
+      if (args.expectStatus && lastStatus !== args.expectStatus) {
+        throw new StepError('session-end', `the session ended with ${lastStatus}${report.reason ? ` (${report.reason})` : ''}, not ${args.expectStatus}; statuses ${JSON.stringify(statuses)}`);
+      }
+      emit('statuses', { mediaSessionId, statuses });
+      return { mediaSessionId, statuses, stats: null, ...report };
+    }
     if (args.decline) {
       await this.clickAndWait('decline', 'decline', (s) => !s.incoming);
       const end = await this.waitForStatus('declined', mediaSessionId, FINAL);
@@ -365,13 +479,21 @@ class Run {
       const statuses = await this.statuses(mediaSessionId);
       emit('declined', { mediaSessionId });
       emit('statuses', { mediaSessionId, statuses });
-      return { mediaSessionId, statuses, stats: null };
+      return { mediaSessionId, statuses, stats: null, ...(await this.report(mediaSessionId)) };
+    }
+    if (args.answerDelayMs) {
+      await sleep(args.answerDelayMs);
+      const still = await this.state();
+      if (!still.incoming || still.incoming.mediaSessionId !== mediaSessionId) {
+        throw new StepError('answer', `the call ended before it was answered: ${JSON.stringify(await this.statuses(mediaSessionId))}`);
+      }
     }
     await this.clickAndWait('answer', 'answer', (s, e, a) => Boolean(s.call && s.call.mediaSessionId === a && s.call.status !== 'Initial')
       || Boolean(s.lastCall && s.lastCall.mediaSessionId === a), mediaSessionId);
     const reached = await this.waitForStatus('connected', mediaSessionId, ['Connected', ...FINAL]);
     if (reached !== 'Connected') throw new StepError('connected', `the call ended with ${reached} before it connected`);
-    emit('connected', { mediaSessionId });
+    emit('connected', { mediaSessionId, tone: (await this.state()).audio.tone });
+    await this.screenshots('connected');
     const stats = await this.checkMedia('media');
     await this.sendTones('dtmf');
     if (args.localHangup) {
@@ -384,7 +506,7 @@ class Run {
     const statuses = await this.statuses(mediaSessionId);
     emit('terminated', { mediaSessionId });
     emit('statuses', { mediaSessionId, statuses });
-    return { mediaSessionId, statuses, stats };
+    return { mediaSessionId, statuses, stats, ...(await this.report(mediaSessionId)) };
   }
 
   /** Hangs up a call still in progress, unsubscribes (deleting the relay channel), unregisters. */
@@ -397,6 +519,48 @@ class Run {
     if (state.registration) await this.clickAndWait('cleanup', 'unregister', (s) => !s.registration);
     emit('cleaned-up', {});
   }
+}
+
+/**
+ * Runs in the page: whether it scrolls sideways, and the innermost elements that stick out past
+ * the right edge (ignoring what a scrolling or clipping ancestor keeps inside it).
+ */
+function measureOverflow() {
+  const root = document.documentElement;
+  const width = root.clientWidth;
+  const name = (el) => {
+    let text = el.tagName.toLowerCase();
+    if (el.id) return `${text}#${el.id}`;
+    if (el.classList.length) text += `.${[...el.classList].join('.')}`;
+    return text;
+  };
+  const selector = (el) => {
+    const parts = [];
+    for (let e = el; e && e !== document.body && parts.length < 4; e = e.parentElement) {
+      parts.unshift(name(e));
+      if (e.id) break;
+    }
+    return parts.join(' > ');
+  };
+  const clipped = (el) => {
+    for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
+      if (getComputedStyle(a).overflowX !== 'visible' && a.getBoundingClientRect().right <= width + 0.5) return true;
+    }
+    return false;
+  };
+  const out = [];
+  for (const el of document.body.querySelectorAll('*')) {
+    const r = el.getBoundingClientRect();
+    if ((r.width === 0 && r.height === 0) || r.right <= width + 0.5 || clipped(el)) continue;
+    out.push({ el, right: Math.round(r.right) });
+  }
+  const innermost = out.filter((o) => !out.some((p) => p !== o && o.el.contains(p.el)));
+  return {
+    scrolls: root.scrollWidth > root.clientWidth,
+    scrollWidth: root.scrollWidth,
+    clientWidth: root.clientWidth,
+    offenders: innermost.slice(0, 5).map((o) => ({ selector: selector(o.el), right: o.right })),
+  };
 }
 
 main();

@@ -6,10 +6,18 @@
 //  3. A Notification Relay channel (WebSocket) and a webrtc-events subscription whose sink is it.
 //  4./5. Outgoing and incoming calls (webrtc-call-handling); the SDP answer of an outgoing call
 //     and the offer of an incoming one arrive as CloudEvents through the relay.
-//  6. Hold, resume, DTMF, hang up.  7. A timeline of every CloudEvent.
+//  6. Hold, resume, DTMF, hang up; a call timer, level meters, the quality line, ringback and
+//     ringtone, the choice of microphone and speaker (audio.js, quality.js).
+//  7. A timeline of every CloudEvent, grouped by call (timeline.js).
 //
 // For tests: window.softphone = { state, events, stats(), lastStats }.
-'use strict';
+import {
+  LevelMeter, canChooseSpeaker, listDevices, setTone, toneState, unlock, useSpeaker,
+} from './audio.js';
+import { describeQuality, readQuality } from './quality.js';
+import {
+  STATUS_TEXT, addTimelineEntry, displayAddress, summarizeTimelineGroup,
+} from './timeline.js';
 
 (() => {
   const ORIGIN = window.location.origin;
@@ -52,6 +60,14 @@
   const ICE_GATHERING_TIMEOUT_MS = 5_000;
   const RELAY_READY_TIMEOUT_MS = 10_000;
   const HANGUP_CONFIRM_TIMEOUT_MS = 10_000;
+  /** The gateway's built-in test lines (embedded defaults): one echoes the caller, one plays a tone. */
+  const TEST_NUMBERS = Object.freeze({ echo: '+818000000900', tone: '+818000000901' });
+  const MICROPHONE_KEY = 'softphone.microphone';
+  const SPEAKER_KEY = 'softphone.speaker';
+  const METER_INTERVAL_MS = 100;
+  const QUALITY_INTERVAL_MS = 1000;
+  /** Statuses of a call whose media is up: the timer runs from the first of them. */
+  const ESTABLISHED = new Set(['Connected', 'Hold', 'Resume']);
 
   // ---------------------------------------------------------------------------------------------
   // Small helpers
@@ -90,14 +106,6 @@
   }
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-  function timeOf(date) {
-    return date.toLocaleTimeString(undefined, { hour12: false }) + '.' + String(date.getMilliseconds()).padStart(3, '0');
-  }
-
-  function shortType(type) {
-    return String(type || '').replace('org.camaraproject.webrtc-events.v0.', '');
-  }
 
   /** The CAMARA error of a failed call, or anything else thrown. */
   class ApiError extends Error {
@@ -150,6 +158,7 @@
     seenEvents: new Set(), // `${source} ${id}` of every CloudEvent handled
     retiring: new Set(), // ids of the subscriptions being deleted by this page
     earlyEvents: [], // session events that came before the POST /sessions answer
+    devices: { inputs: 0, outputs: 0 },
   };
   /** Every CloudEvent received, in arrival order. */
   const events = [];
@@ -167,6 +176,7 @@
 
   /** Runs a user action: its button stays disabled meanwhile, and a failure is shown. */
   async function action(name, work) {
+    unlock();
     if (app.busy.has(name)) return;
     app.busy.add(name);
     render();
@@ -746,22 +756,16 @@
   }
 
   function appendTimeline(entry) {
-    const row = document.createElement('tr');
-    row.dataset.type = shortType(entry.type);
-    if (entry.status) row.dataset.status = entry.status;
-    const cells = [
-      timeOf(new Date(entry.receivedAt)),
-      shortType(entry.type),
-      entry.status || '',
-      entry.reason || '',
-      entry.sequenceNumber === null ? '' : String(entry.sequenceNumber),
-    ];
-    for (const text of cells) {
-      const cell = document.createElement('td');
-      cell.textContent = text;
-      row.appendChild(cell);
-    }
-    $('timeline').appendChild(row);
+    addTimelineEntry(entry, phoneNumber());
+    updateTimelineSummary(entry.mediaSessionId);
+  }
+
+  /** The duration of a call, in its timeline group once it is known. */
+  function updateTimelineSummary(mediaSessionId) {
+    let duration = null;
+    if (app.call && app.call.mediaSessionId === mediaSessionId && app.call.connectedAt) duration = timerText(app.call);
+    else if (app.lastCall && app.lastCall.mediaSessionId === mediaSessionId && app.lastCall.connectedAt) duration = app.lastCall.timerText;
+    summarizeTimelineGroup(mediaSessionId, duration);
   }
 
   async function onInvitation(data) {
@@ -791,7 +795,8 @@
     const id = data.mediaSessionId;
     if (app.incoming && app.incoming.mediaSessionId === id && FINAL_STATUSES.has(data.status)) {
       app.incoming = null;
-      setStatus(`Call from ${data.originatorAddress} ended before it was answered (${data.status})`);
+      const why = data.reason ? `: ${data.reason}` : '';
+      setStatus(`Call from ${displayAddress(data.originatorAddress)} ended before it was answered (${STATUS_TEXT[data.status] || data.status}${why})`);
       return;
     }
     const call = app.call;
@@ -808,6 +813,7 @@
   async function applyStatus(call, data) {
     call.status = data.status;
     call.reason = data.reason || null;
+    if (ESTABLISHED.has(data.status) && !call.connectedAt) call.connectedAt = Date.now();
     // The network's SDP answer, in the first event that has one (early media or Connected).
     if (call.direction === 'outgoing' && !call.answerApplied && data.answer && data.answer.sdp && call.pc) {
       call.answerApplied = true;
@@ -843,6 +849,16 @@
       ending: false,
       endTimer: null,
       startedAt: new Date().toISOString(),
+      connectedAt: null, // ms since the epoch: the first established status
+      endedAt: null, // ms since the epoch: media released
+      remoteStream: null,
+      meters: null, // { input, output } LevelMeters
+      levels: { input: 0, output: 0, inputMax: 0, outputMax: 0 },
+      reading: null, // the last getStats reading, to turn counters into rates
+      quality: null,
+      qualityUpdates: 0,
+      sampling: false, // a getStats reading in flight
+      timers: [], // the intervals of startCallClock()
     };
   }
 
@@ -858,8 +874,16 @@
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
       throw new Error('this browser gives no microphone here (a secure context is needed)');
     }
+    const chosen = $('microphone').value;
     try {
-      return await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: chosen ? { deviceId: { exact: chosen } } : true, video: false })
+        .catch((e) => {
+          // The chosen microphone is gone (unplugged, another browser profile): the default one.
+          if (chosen && e.name === 'OverconstrainedError') return navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+          throw e;
+        });
+      refreshDevices(); // labels are only given once a microphone was allowed
+      return stream;
     } catch (e) {
       throw new Error(`no microphone: ${e.name}: ${e.message}`);
     }
@@ -869,11 +893,20 @@
     const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
     pc.ontrack = (e) => {
       const audio = $('remote-audio');
-      audio.srcObject = e.streams && e.streams[0] ? e.streams[0] : new MediaStream([e.track]);
+      call.remoteStream = e.streams && e.streams[0] ? e.streams[0] : new MediaStream([e.track]);
+      // Chromium feeds a remote stream to WebAudio only while a media element plays it too.
+      audio.srcObject = call.remoteStream;
       audio.play().catch(() => {}); // autoplay may wait for a user gesture; the element still plays once allowed
+      if (call.meters) {
+        call.meters.output.close();
+        call.meters.output = new LevelMeter(call.remoteStream);
+      }
     };
+    startCallClock(call);
     pc.onconnectionstatechange = () => {
       console.info(`[softphone] peer connection ${pc.connectionState}`);
+      // Rates are measured from here: the first reading with media is the baseline.
+      if (pc.connectionState === 'connected') sampleQuality(call);
       if (pc.connectionState === 'failed' && app.call === call) {
         setStatus('The media connection failed', 'error');
       }
@@ -907,8 +940,129 @@
   }
 
   function releaseMedia(call) {
+    stopCallClock(call);
+    if (call.connectedAt && !call.endedAt) call.endedAt = Date.now();
     if (call.stream) call.stream.getTracks().forEach((t) => t.stop());
     if (call.pc && call.pc.signalingState !== 'closed') call.pc.close();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // During a call: timer, level meters, quality line
+
+  function durationSeconds(call) {
+    if (!call.connectedAt) return 0;
+    return Math.max(0, Math.floor(((call.endedAt || Date.now()) - call.connectedAt) / 1000));
+  }
+
+  function formatDuration(seconds) {
+    const two = (n) => String(n).padStart(2, '0');
+    const h = Math.floor(seconds / 3600);
+    const m = Math.floor((seconds % 3600) / 60);
+    return `${h ? `${h}:${two(m)}` : two(m)}:${two(seconds % 60)}`;
+  }
+
+  function timerText(call) {
+    return call && call.connectedAt ? formatDuration(durationSeconds(call)) : '--:--';
+  }
+
+  /** Meters and timer ten times a second, the quality line once a second, until media stops. */
+  function startCallClock(call) {
+    if (call.timers.length) return;
+    call.meters = { input: new LevelMeter(call.stream), output: new LevelMeter(call.remoteStream) };
+    call.timers.push(setInterval(() => tickMeters(call), METER_INTERVAL_MS));
+    call.timers.push(setInterval(() => sampleQuality(call), QUALITY_INTERVAL_MS));
+  }
+
+  function stopCallClock(call) {
+    call.timers.forEach(clearInterval);
+    call.timers = [];
+    if (call.meters) {
+      call.meters.input.close();
+      call.meters.output.close();
+    }
+    if (app.call === call || !app.call) {
+      $('input-level').value = 0;
+      $('output-level').value = 0;
+    }
+  }
+
+  function tickMeters(call) {
+    const levels = call.levels;
+    levels.input = call.muted ? 0 : call.meters.input.level();
+    levels.output = call.meters.output.level();
+    levels.inputMax = Math.max(levels.inputMax, levels.input);
+    levels.outputMax = Math.max(levels.outputMax, levels.output);
+    if (app.call !== call) return;
+    $('input-level').value = levels.input;
+    $('output-level').value = levels.output;
+    const timer = timerText(call);
+    if ($('call-timer').textContent !== timer) $('call-timer').textContent = timer;
+  }
+
+  async function sampleQuality(call) {
+    const pc = call.pc;
+    if (!pc || pc.signalingState === 'closed' || call.sampling) return;
+    call.sampling = true;
+    try {
+      const reading = await readQuality(pc, call.reading);
+      if (pc.signalingState === 'closed') return;
+      call.reading = reading;
+      lastStats = counters(reading.totals);
+      if (reading.quality.sendKbps !== null) {
+        call.quality = reading.quality;
+        call.qualityUpdates += 1;
+      }
+      if (app.call === call) $('quality-info').textContent = describeQuality(call.quality);
+    } catch (e) {
+      console.warn('[softphone] stats unavailable', e);
+    } finally {
+      call.sampling = false;
+    }
+  }
+
+  const counters = (t) => ({ packetsSent: t.packetsSent, packetsReceived: t.packetsReceived, bytesSent: t.bytesSent, bytesReceived: t.bytesReceived });
+
+  async function switchMicrophone() {
+    const call = app.call;
+    if (!call || !call.stream || call.ending) return;
+    const stream = await microphone();
+    const [track] = stream.getAudioTracks();
+    track.enabled = !call.muted;
+    if (call.sender) await call.sender.replaceTrack(track);
+    call.stream.getTracks().forEach((t) => t.stop());
+    call.stream = stream;
+    if (call.meters) {
+      call.meters.input.close();
+      call.meters.input = new LevelMeter(stream);
+    }
+    setStatus(`Microphone: ${$('microphone').selectedOptions[0].textContent}`);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Audio devices
+
+  function fillDevices(select, devices, wanted) {
+    // The first option, the system default, stays; Chromium's own "default" entry would repeat it.
+    while (select.options.length > 1) select.remove(1);
+    for (const d of devices) {
+      if (d.deviceId === 'default') continue;
+      select.add(new Option(d.label, d.deviceId));
+    }
+    select.value = [...select.options].some((o) => o.value === wanted) ? wanted : '';
+  }
+
+  async function refreshDevices() {
+    const { inputs, outputs } = await listDevices();
+    app.devices = { inputs: inputs.length, outputs: outputs.length };
+    fillDevices($('microphone'), inputs, localStorage.getItem(MICROPHONE_KEY) || '');
+    if (canChooseSpeaker) fillDevices($('speaker'), outputs, localStorage.getItem(SPEAKER_KEY) || '');
+  }
+
+  async function chooseSpeaker() {
+    const deviceId = $('speaker').value;
+    await useSpeaker($('remote-audio'), deviceId);
+    localStorage.setItem(SPEAKER_KEY, deviceId);
+    setStatus(`Speaker: ${$('speaker').selectedOptions[0].textContent}`);
   }
 
   async function placeCall() {
@@ -980,6 +1134,7 @@
       });
       if (app.call === call && session && session.status && !FINAL_STATUSES.has(call.status)) {
         call.status = session.status;
+        if (ESTABLISHED.has(call.status) && !call.connectedAt) call.connectedAt = Date.now();
       }
       setStatus(`In a call with ${incoming.originatorAddress}`);
     } catch (e) {
@@ -1036,6 +1191,7 @@
     if (app.call === call) app.call = null;
     $('remote-audio').srcObject = null;
     setStatus(`Call ${call.direction === 'outgoing' ? 'to' : 'from'} ${call.remoteAddress} ended: ${status}${reason ? ` (${reason})` : ''}`);
+    updateTimelineSummary(call.mediaSessionId);
     render();
   }
 
@@ -1070,27 +1226,10 @@
   // ---------------------------------------------------------------------------------------------
   // Statistics (tests read them through window.softphone.stats())
 
-  async function readStats(pc) {
-    const totals = { packetsSent: 0, packetsReceived: 0, bytesSent: 0, bytesReceived: 0 };
-    const report = await pc.getStats();
-    report.forEach((r) => {
-      const audio = r.kind === 'audio' || r.mediaType === 'audio';
-      if (!audio) return;
-      if (r.type === 'outbound-rtp') {
-        totals.packetsSent += r.packetsSent || 0;
-        totals.bytesSent += r.bytesSent || 0;
-      } else if (r.type === 'inbound-rtp') {
-        totals.packetsReceived += r.packetsReceived || 0;
-        totals.bytesReceived += r.bytesReceived || 0;
-      }
-    });
-    return totals;
-  }
-
   async function captureStats(call) {
     if (!call.pc || call.pc.signalingState === 'closed') return lastStats;
     try {
-      lastStats = await readStats(call.pc);
+      lastStats = counters((await readQuality(call.pc, null)).totals);
     } catch (e) {
       console.warn('[softphone] stats unavailable', e);
     }
@@ -1119,6 +1258,11 @@
       muted: call.muted,
       ending: call.ending,
       startedAt: call.startedAt,
+      connectedAt: call.connectedAt ? new Date(call.connectedAt).toISOString() : null,
+      durationSeconds: durationSeconds(call),
+      timerText: timerText(call),
+      quality: call.quality ? { ...call.quality, text: describeQuality(call.quality), updates: call.qualityUpdates } : null,
+      levels: { ...call.levels },
       connectionState: call.pc ? call.pc.connectionState : null,
       iceConnectionState: call.pc ? call.pc.iceConnectionState : null,
     };
@@ -1126,6 +1270,7 @@
 
   function snapshot() {
     const channel = app.channel;
+    const tones = toneState();
     return {
       signedIn: Boolean(auth.accessToken),
       subject: auth.claims.sub || null,
@@ -1142,6 +1287,8 @@
         receiverAddress: app.incoming.receiverAddress,
       } : null,
       lastCall: app.lastCall,
+      audio: { tone: tones.playing, tones: tones.history, canChooseSpeaker, devices: { ...app.devices } },
+      testNumbers: TEST_NUMBERS,
       busy: [...app.busy],
     };
   }
@@ -1151,6 +1298,7 @@
     const busy = (name) => app.busy.has(name);
     const call = app.call;
     const live = call && !call.ending;
+    const incoming = app.incoming;
 
     $('identity').textContent = signedIn
       ? `${auth.claims.phone_number || 'no phone number'} (${auth.claims.sub || 'unknown user'})`
@@ -1165,16 +1313,27 @@
     $('relay-info').textContent = app.channel ? app.channel.describe() : 'not connected';
     $('subscription-info').textContent = app.subscription ? `active (${app.subscription.id})` : 'none';
 
+    // Rewritten only when it changes: it is a live region, and each write may be read out.
+    let callInfo = 'none';
     if (call) {
       const peer = call.pc ? `, media ${call.pc.connectionState}` : '';
-      $('call-info').textContent = `${call.direction === 'outgoing' ? 'to' : 'from'} ${call.remoteAddress}: ${call.ending ? 'ending' : call.status}${peer}`;
+      const state = call.ending ? 'ending' : STATUS_TEXT[call.status] || call.status;
+      callInfo = `${call.direction === 'outgoing' ? 'to' : 'from'} ${displayAddress(call.remoteAddress)}: ${state}${peer}`;
     } else if (app.lastCall) {
-      $('call-info').textContent = `none (last: ${app.lastCall.remoteAddress}, ${app.lastCall.status})`;
-    } else {
-      $('call-info').textContent = 'none';
+      callInfo = `none (last: ${displayAddress(app.lastCall.remoteAddress)}, ${STATUS_TEXT[app.lastCall.status] || app.lastCall.status})`;
     }
+    if ($('call-info').textContent !== callInfo) $('call-info').textContent = callInfo;
+    // What the last call showed stays until the next one starts.
+    const shown = call || app.lastCall;
+    $('call-timer').textContent = call ? timerText(call) : (app.lastCall ? app.lastCall.timerText : '--:--');
+    if (call) $('quality-info').textContent = call.pc ? describeQuality(call.quality) : '-';
+    else if (!shown) $('quality-info').textContent = '-';
+    else if (shown.quality) $('quality-info').textContent = `${shown.quality.text} (last call)`;
 
-    const incoming = app.incoming;
+    // Ringback while the far end rings, the ringtone while a call waits for an answer here.
+    const ringback = live && call.direction === 'outgoing' && call.status === 'Ringing';
+    setTone(incoming ? 'ringtone' : ringback ? 'ringback' : null);
+
     $('incoming').hidden = !incoming;
     if (incoming) {
       $('incoming-from').textContent = incoming.originatorAddress || 'unknown';
@@ -1191,6 +1350,7 @@
     const canDial = signedIn && Boolean(app.registration) && Boolean(app.subscription) && !call && !incoming;
     $('dial-number').disabled = !canDial;
     $('call').disabled = !canDial || busy('Call');
+    $('echo-test').disabled = !canDial || busy('Call');
     $('answer').disabled = !incoming || busy('Answer');
     $('decline').disabled = !incoming || busy('Decline');
     const established = live && ['Connected', 'Resume', 'Hold'].includes(call.status);
@@ -1223,6 +1383,32 @@
     bind('resume', 'Resume', () => setHold(false));
     bind('hangup', 'Hang up', hangup);
     $('mute').addEventListener('click', toggleMute);
+    $('echo-test').addEventListener('click', () => {
+      $('dial-number').value = TEST_NUMBERS.echo;
+      action('Call', placeCall);
+    });
+    $('echo-number').textContent = TEST_NUMBERS.echo;
+    $('tone-number').textContent = TEST_NUMBERS.tone;
+    $('microphone').addEventListener('change', () => {
+      localStorage.setItem(MICROPHONE_KEY, $('microphone').value);
+      action('Change microphone', switchMicrophone);
+    });
+    if (canChooseSpeaker) {
+      $('speaker').addEventListener('change', () => action('Change speaker', chooseSpeaker));
+    } else {
+      $('speaker-field').hidden = true;
+      $('speaker-note').hidden = false;
+    }
+    if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
+      navigator.mediaDevices.addEventListener('devicechange', () => refreshDevices());
+    }
+    refreshDevices().then(() => {
+      const saved = localStorage.getItem(SPEAKER_KEY);
+      if (saved && $('speaker').value === saved) useSpeaker($('remote-audio'), saved).catch(() => {});
+    });
+    // Any key or click may let sound start (the ringtone of a call that comes later needs it).
+    document.addEventListener('pointerdown', unlock);
+    document.addEventListener('keydown', unlock);
     $('dial-form').addEventListener('submit', (e) => {
       e.preventDefault();
       action('Call', placeCall);
