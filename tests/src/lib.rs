@@ -115,7 +115,9 @@ pub fn gateway_config(next_hop: Option<SocketAddr>, transport: SipTransportName)
     config.oauth_server.enabled = false;
     // Unoptimised plugin code on a busy 2-core machine can miss the production deadline
     // (100 ms) on a first call; tests of deadlines set their own.
-    for slot in [&mut config.plugins.authorization, &mut config.plugins.api_mapping, &mut config.plugins.notification_routing] {
+    for slot in
+        [&mut config.plugins.authorization, &mut config.plugins.api_mapping, &mut config.plugins.notification_routing]
+    {
         slot.deadline_ms.get_or_insert(1000);
     }
     config

@@ -70,4 +70,3 @@ pub fn signal(child: &tokio::process::Child, name: &str) {
     let sent = std::process::Command::new("kill").args(["-s", name, &pid]).status().unwrap();
     assert!(sent.success(), "kill -s {name} {pid}");
 }
-

@@ -138,7 +138,20 @@ async fn alice_calls_bob_in_two_browsers_on_the_embedded_defaults() {
     let base = format!("http://{}", gateway.http_addr);
     let mut bob = Driver::start(&["incoming", &base, "--user", "bob", "--password", "bob"]);
     bob.until("ready", Duration::from_secs(60)).await;
-    let mut alice = Driver::start(&["outgoing", &base, BOB, "--user", "alice", "--password", "alice", "--hold"]);
+    let shots = repo_root().join("target/artifacts/softphone");
+    let shots_arg = shots.to_string_lossy().into_owned();
+    let mut alice = Driver::start(&[
+        "outgoing",
+        &base,
+        BOB,
+        "--user",
+        "alice",
+        "--password",
+        "alice",
+        "--hold",
+        "--screenshots",
+        &shots_arg,
+    ]);
     let called = alice.until("done", Duration::from_secs(120)).await;
     let answered = bob.until("done", Duration::from_secs(60)).await;
     let statuses = |v: &Value| -> Vec<String> {
@@ -152,7 +165,49 @@ async fn alice_calls_bob_in_two_browsers_on_the_embedded_defaults() {
     assert_eq!(bob_statuses.first().map(String::as_str), Some("Initial"), "bob was invited first: {answered}");
     assert!(bob_statuses.contains(&"Connected".to_string()), "{answered}");
     assert_eq!(bob_statuses.last().map(String::as_str), Some("Terminated"), "{answered}");
+    // Alice's page was shot at 320 px and 1280 px, idle and in the call, with no sideways
+    // overflow (the driver fails the run otherwise).
+    for state in ["idle", "connected"] {
+        for width in [320, 1280] {
+            let shot = shots.join(format!("softphone-{state}-{width}.png"));
+            assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000), "{} missing", shot.display());
+        }
+    }
+    assert!(called["timer"]["seconds"].as_u64().unwrap_or(0) >= 1, "the call timer ran: {called}");
     alice.succeeds().await;
     bob.succeeds().await;
+    gateway.stop().await;
+}
+
+/// Two browsers signed in as bob (two devices of one number): a call from the network rings
+/// both; the one that answers takes it, the other page sees its session end as answered on
+/// another device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_rings_both_of_bobs_browsers_and_the_first_answer_takes_it() {
+    if !browser_installed() {
+        return;
+    }
+    let gateway = gateway(None).await;
+    let base = format!("http://{}", gateway.http_addr);
+    let bob = ["--user", "bob", "--password", "bob"];
+    let mut ringing =
+        Driver::start(&[&["incoming", &base, "--ring-only", "--expect-status", "SessionCancelled"][..], &bob].concat());
+    ringing.until("ready", Duration::from_secs(60)).await;
+    let mut answering = Driver::start(&[&["incoming", &base, "--answer-delay-ms", "1000"][..], &bob].concat());
+    answering.until("ready", Duration::from_secs(60)).await;
+    let media_port = free_port().to_string();
+    let target = gateway.sip_udp_addr.unwrap();
+    let sipp =
+        Sipp::uac_with("uac_media_direct_bob.xml", target, SipTransportName::Udp, &["-rtp_echo", "-mp", &media_port])
+            .await;
+    let cancelled = ringing.until("done", Duration::from_secs(60)).await;
+    assert_eq!(cancelled["reason"], "The call was answered on another device", "{cancelled}");
+    let answered = answering.until("done", Duration::from_secs(90)).await;
+    let statuses = answered["statuses"].as_array().unwrap();
+    assert!(statuses.iter().any(|s| s == "Connected"), "{answered}");
+    ringing.succeeds().await;
+    answering.succeeds().await;
+    let (code, messages, errors) = sipp.finish(Duration::from_secs(15)).await;
+    assert_eq!(code, 0, "sipp: {errors}\n{messages}");
     gateway.stop().await;
 }

@@ -51,7 +51,14 @@ async fn until_status(sink: &mut Sink, status: &str) -> serde_json::Value {
 }
 
 /// Alice's peer (sending `tone` Hz) calls `to` and is connected: the peer and the session path.
-async fn call_from_alice(api: &Api, sink: &mut Sink, token: &str, registration_id: &str, to: &str, tone: &str) -> (WebRtcPeer, String) {
+async fn call_from_alice(
+    api: &Api,
+    sink: &mut Sink,
+    token: &str,
+    registration_id: &str,
+    to: &str,
+    tone: &str,
+) -> (WebRtcPeer, String) {
     let mut peer = WebRtcPeer::start(&["--role", "offer", "--codec", "pcmu", "--tone", tone]);
     let offer = peer.expect("offer", WAIT).await;
     let body = json!({
@@ -78,7 +85,8 @@ async fn the_echo_number_echoes_and_answers_hold_and_resume() {
     peer.assert_tone_back(800.0).await;
     // Hold and resume: the demo endpoint answers the re-INVITEs, the audio comes back after.
     for status in ["Hold", "Resume"] {
-        let changed = api.call("PUT", &format!("{path}/status"), Some(&token), &[], Some(json!({"status": status}))).await;
+        let changed =
+            api.call("PUT", &format!("{path}/status"), Some(&token), &[], Some(json!({"status": status}))).await;
         assert_eq!((changed.status, changed.body["status"].as_str()), (200, Some(status)), "{:?}", changed.body);
         until_status(&mut sink, status).await;
     }
@@ -135,7 +143,13 @@ async fn alice_calls_bob_through_the_demo_network() {
     bob.send(json!({"cmd": "offer", "sdp": invitation["data"]["offer"]["sdp"]})).await;
     let answer = bob.expect("answer", WAIT).await["sdp"].as_str().unwrap().to_string();
     let answered = api
-        .call("PUT", &format!("{bob_path}/status"), Some(&bob_token), &[], Some(json!({"status": "Connected", "answer": {"sdp": answer}})))
+        .call(
+            "PUT",
+            &format!("{bob_path}/status"),
+            Some(&bob_token),
+            &[],
+            Some(json!({"status": "Connected", "answer": {"sdp": answer}})),
+        )
         .await;
     assert_eq!(answered.status, 200, "{:?}", answered.body);
     let connected = until_status(&mut alice_sink, "Connected").await;
@@ -147,11 +161,14 @@ async fn alice_calls_bob_through_the_demo_network() {
     bob.assert_tone_back(600.0).await;
 
     // Alice holds: bob's session hears it; alice resumes.
-    let held = api.call("PUT", &format!("{alice_path}/status"), Some(&alice_token), &[], Some(json!({"status": "Hold"}))).await;
+    let held = api
+        .call("PUT", &format!("{alice_path}/status"), Some(&alice_token), &[], Some(json!({"status": "Hold"})))
+        .await;
     assert_eq!(held.status, 200, "{:?}", held.body);
     until_status(&mut bob_sink, "Hold").await;
-    let resumed =
-        api.call("PUT", &format!("{alice_path}/status"), Some(&alice_token), &[], Some(json!({"status": "Resume"}))).await;
+    let resumed = api
+        .call("PUT", &format!("{alice_path}/status"), Some(&alice_token), &[], Some(json!({"status": "Resume"})))
+        .await;
     assert_eq!(resumed.status, 200, "{:?}", resumed.body);
     until_status(&mut bob_sink, "Resume").await;
     bob.assert_tone_back(600.0).await;
@@ -222,4 +239,3 @@ async fn the_demo_oauth_server_is_not_served_next_to_a_real_issuer() {
     assert_eq!(Api::new(gateway.http_addr).try_call("GET", discovery).await, Some(200));
     gateway.stop().await;
 }
-

@@ -137,7 +137,10 @@ async fn every_device_rings_a_decline_leaves_the_others_ringing_and_the_first_an
 
     // Phone 2 hears the call was taken on another device, and can no longer answer it.
     let cancelled = line.next_status(2).await;
-    assert_eq!((cancelled["status"].as_str(), cancelled["reason"].as_str()), (Some("SessionCancelled"), Some(ANSWERED_ELSEWHERE)));
+    assert_eq!(
+        (cancelled["status"].as_str(), cancelled["reason"].as_str()),
+        (Some("SessionCancelled"), Some(ANSWERED_ELSEWHERE))
+    );
     let late = line.put_status(&invitations[2], json!({"status": "Connected", "answer": {"sdp": WEBRTC_OFFER}})).await;
     assert_eq!((late.status, late.body["code"].as_str()), (409, Some("INCOMPATIBLE_STATE")), "{:?}", late.body);
     assert_eq!(line.read(&invitations[2]).await["status"], "SessionCancelled");

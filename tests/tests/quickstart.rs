@@ -90,7 +90,12 @@ async fn the_readme_curl_quickstart_creates_a_registration_a_subscription_and_a_
         let session = get(format!("/webrtc-call-handling/v0.3/sessions/{}", id("mediaSessionId"))).await;
         assert_eq!(session.status, 200, "{:?}", session.body);
         assert_eq!(session.body["originatorAddress"], format!("tel:{ALICE}"), "{:?}", session.body);
-        assert_eq!(session.body["receiverAddress"], format!("tel:{}", camara_gateway::demo::ECHO_NUMBER), "{:?}", session.body);
+        assert_eq!(
+            session.body["receiverAddress"],
+            format!("tel:{}", camara_gateway::demo::ECHO_NUMBER),
+            "{:?}",
+            session.body
+        );
         assert!(id("websocketUrl").contains("/relay/channels/"), "{created:?}");
     }
     gateway.stop().await;

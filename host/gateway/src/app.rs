@@ -267,7 +267,9 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     let local_host = config.sip.advertised_host.clone().unwrap_or_else(|| sip_ip.clone());
 
     let demo = if config.device_side.demo_endpoint && config.sip.next_hop.is_none() {
-        let demo = crate::demo::DemoEndpoint::start(config.device_side.demo_endpoint_listen, sip_udp_addr, store.clone()).await?;
+        let demo =
+            crate::demo::DemoEndpoint::start(config.device_side.demo_endpoint_listen, sip_udp_addr, store.clone())
+                .await?;
         config.sip.next_hop = Some(demo.sip_addr);
         config.sip.next_hop_transport = crate::config::SipTransportName::Udp;
         Some(demo)

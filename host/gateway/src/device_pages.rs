@@ -14,7 +14,12 @@ use crate::error::ApiError;
 
 const INDEX_HTML: &str = include_str!("../web/softphone/index.html");
 const APP_JS: &str = include_str!("../web/softphone/app.js");
+const AUDIO_JS: &str = include_str!("../web/softphone/audio.js");
+const QUALITY_JS: &str = include_str!("../web/softphone/quality.js");
+const TIMELINE_JS: &str = include_str!("../web/softphone/timeline.js");
 const STYLE_CSS: &str = include_str!("../web/softphone/style.css");
+
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
 
 /// The page only talks to its own origin (the APIs, the OAuth server, the relay's WebSocket).
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
@@ -64,7 +69,10 @@ pub fn add(router: Router, gw: &Arc<Gateway>) -> Router {
             .route("/", get(|| async { Redirect::to("/softphone/") }))
             .route("/softphone", get(|| async { Redirect::permanent("/softphone/") }))
             .route("/softphone/", get(|| async { file("text/html; charset=utf-8", INDEX_HTML) }))
-            .route("/softphone/app.js", get(|| async { file("text/javascript; charset=utf-8", APP_JS) }))
+            .route("/softphone/app.js", get(|| async { file(JAVASCRIPT, APP_JS) }))
+            .route("/softphone/audio.js", get(|| async { file(JAVASCRIPT, AUDIO_JS) }))
+            .route("/softphone/quality.js", get(|| async { file(JAVASCRIPT, QUALITY_JS) }))
+            .route("/softphone/timeline.js", get(|| async { file(JAVASCRIPT, TIMELINE_JS) }))
             .route("/softphone/style.css", get(|| async { file("text/css; charset=utf-8", STYLE_CSS) }));
     }
     if let Some(demo) = gw.demo.clone() {

@@ -76,6 +76,8 @@ struct RingingCall {
     ring_time: Duration,
     /// The session that took the call.
     answered_by: Option<String>,
+    /// A 180 went out (one is enough, whichever device rang first).
+    ringing_sent: bool,
 }
 
 /// The incoming calls of this process by Call-ID, from their INVITE to their end.
@@ -105,6 +107,11 @@ impl RingingCalls {
 
     fn answered_by_other(&self, call_id: &str, session_id: &str) -> bool {
         self.lock().get(call_id).and_then(|c| c.answered_by.as_deref()).is_some_and(|owner| owner != session_id)
+    }
+
+    /// Whether this is the first device's ringing of the call (the one a 180 goes out for).
+    fn first_ringing(&self, call_id: &str) -> bool {
+        self.lock().get_mut(call_id).is_some_and(|c| !std::mem::replace(&mut c.ringing_sent, true))
     }
 
     /// The call is over on the SIP side.
@@ -152,8 +159,14 @@ pub(crate) async fn on_incoming(
         Forking::Sequential => (no_answer / (later.len() as u32 + 1)).max(Duration::from_secs(5).min(no_answer)),
         _ => no_answer,
     };
-    let ringing =
-        RingingCall { call: call.clone(), sdp: sdp.clone(), waiting: later, ring_time, answered_by: None };
+    let ringing = RingingCall {
+        call: call.clone(),
+        sdp: sdp.clone(),
+        waiting: later,
+        ring_time,
+        answered_by: None,
+        ringing_sent: false,
+    };
     gw.ringing.lock().insert(call_id.to_string(), ringing);
     let mut rung = 0;
     let mut refusal = (488, "Not Acceptable Here");
@@ -261,7 +274,13 @@ fn no_answer_timer(
 
 /// Ends the ringing of one device: its session takes `status` and leaves the call; the call
 /// rings the next device, or is refused once no device is left.
-async fn end_device(gw: &Arc<Gateway>, session: &MediaSession, status: mapping::SessionStatus, reason: &str, hangup: &str) {
+async fn end_device(
+    gw: &Arc<Gateway>,
+    session: &MediaSession,
+    status: mapping::SessionStatus,
+    reason: &str,
+    hangup: &str,
+) {
     let Some(call_id) = session.sip_call_id.clone() else { return };
     apply_status(gw, &session.id, StatusUpdate { status, reason: reason.into() }).await;
     let _ = gw.store.update_session(&session.id, |s| {
@@ -308,7 +327,8 @@ async fn next_device_or_refuse(gw: &Arc<Gateway>, call_id: &str, refusal: (u16, 
 async fn cancel_other_devices(gw: &Arc<Gateway>, call_id: &str, session_id: &str) {
     let Ok(sessions) = gw.store.sessions_of_call(call_id) else { return };
     for other in sessions.into_iter().filter(|s| s.id != session_id) {
-        let update = StatusUpdate { status: mapping::SessionStatus::SessionCancelled, reason: ANSWERED_ELSEWHERE.into() };
+        let update =
+            StatusUpdate { status: mapping::SessionStatus::SessionCancelled, reason: ANSWERED_ELSEWHERE.into() };
         apply_status(gw, &other.id, update).await;
         let _ = gw.store.update_session(&other.id, |s| {
             s.sip_call_id = None;
@@ -350,7 +370,9 @@ pub async fn answer_incoming(
         return Err(conflict(format!("A {} session cannot be answered", session.status)));
     }
     let current = |gw: &Gateway| {
-        gw.store.session(&session.id, &session.owner_phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))
+        gw.store
+            .session(&session.id, &session.owner_phone_number)?
+            .ok_or_else(|| ApiError::not_found("Session not found"))
     };
     if status == SessionStatus::Declined {
         end_device(gw, session, mapping::SessionStatus::Declined, "Declined by the device", "Declined").await;
@@ -391,7 +413,10 @@ pub async fn answer_incoming(
             }
             gw.sip.provisional(call_id, 183, sip_answer, true).await
         }
-        SessionStatus::Ringing => gw.sip.provisional(call_id, 180, None, true).await,
+        SessionStatus::Ringing if gw.ringing.first_ringing(call_id) => {
+            gw.sip.provisional(call_id, 180, None, true).await
+        }
+        SessionStatus::Ringing => Ok(()),
         _ if media.exchange_completed_early() => gw.sip.accept(call_id, None).await,
         _ => gw.sip.accept(call_id, sip_answer).await,
     };

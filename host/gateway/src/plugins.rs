@@ -14,8 +14,8 @@ use arc_swap::ArcSwap;
 
 use camara_plugin_bundle::BundledPlugin;
 use camara_plugin_host::{
-    AuthorizationPlugin, BreakerSettings, MappingPlugin, PluginError, PluginKind, PluginLimits, PluginRuntime, PluginSpec,
-    RoutingPlugin, RuntimeConfig, WasmSource,
+    AuthorizationPlugin, BreakerSettings, MappingPlugin, PluginError, PluginKind, PluginLimits, PluginRuntime,
+    PluginSpec, RoutingPlugin, RuntimeConfig, WasmSource,
 };
 
 use crate::config::{PluginSlot, PluginsConfig};
@@ -103,8 +103,8 @@ fn spec(slot: &PluginSlot, bundled: BundledPlugin, pool: u32) -> PluginSpec {
 impl Plugins {
     /// Compiles, pre-instantiates and validates the configuration of each plugin.
     async fn load(runtime: &PluginRuntime, config: &PluginsConfig) -> Result<Self, ReloadError> {
-        let forking = crate::incoming::Forking::from_plugin_config(&config.api_mapping.config)
-            .map_err(ReloadError::Forking)?;
+        let forking =
+            crate::incoming::Forking::from_plugin_config(&config.api_mapping.config).map_err(ReloadError::Forking)?;
         let pool = config.runtime.max_concurrent_calls;
         let slots = [&config.authorization, &config.api_mapping, &config.notification_routing];
         let shares: u32 = slots.iter().map(|s| s.max_concurrent_calls.unwrap_or(default_quota(pool))).sum();

@@ -86,7 +86,9 @@ impl Inner {
         }
         let grace = self.grace.as_secs();
         let why = match state {
-            Some(RTCPeerConnectionState::Failed) => format!("ICE failed on the device leg and did not recover in {grace} s"),
+            Some(RTCPeerConnectionState::Failed) => {
+                format!("ICE failed on the device leg and did not recover in {grace} s")
+            }
             _ => format!("the device stopped answering ICE consent checks and did not come back in {grace} s"),
         };
         tracing::warn!(session = self.key, "{why}");

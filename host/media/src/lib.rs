@@ -9,10 +9,10 @@
 //! [`MediaEvent`].
 
 pub mod config;
+mod device_watch;
 pub mod negotiate;
 pub mod relay;
 pub mod sdp;
-mod device_watch;
 mod session;
 mod webrtc_leg;
 

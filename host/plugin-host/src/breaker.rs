@@ -30,8 +30,12 @@ impl Default for BreakerSettings {
 
 #[derive(Debug)]
 enum State {
-    Closed { failures: VecDeque<Instant> },
-    Open { until: Instant },
+    Closed {
+        failures: VecDeque<Instant>,
+    },
+    Open {
+        until: Instant,
+    },
     /// The cool-down is over and one probe call runs.
     Probing,
 }
@@ -109,7 +113,11 @@ mod tests {
     use super::*;
 
     fn breaker() -> Breaker {
-        Breaker::new(BreakerSettings { failures: 3, window: Duration::from_secs(10), cool_down: Duration::from_secs(5) })
+        Breaker::new(BreakerSettings {
+            failures: 3,
+            window: Duration::from_secs(10),
+            cool_down: Duration::from_secs(5),
+        })
     }
 
     #[test]

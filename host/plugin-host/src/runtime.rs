@@ -355,7 +355,6 @@ impl<W: World> LoadedPlugin<W> {
         Ok(Call { plugin: self, hook, started, store, instance, outcome, _permit: permit })
     }
 
-
     fn count_failure(&self, hook: &'static str, failure: &PluginError) {
         metrics::counter!(
             crate::metrics::FAILURES,

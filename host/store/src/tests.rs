@@ -107,7 +107,10 @@ fn redb_migrates_the_call_index_of_schema_1() {
         let db = ::redb::Database::create(dir.file()).unwrap();
         let txn = db.begin_write().unwrap();
         txn.delete_table(TableDefinition::<(&str, &str), ()>::new("sessions_by_call_id")).unwrap();
-        txn.open_table(TableDefinition::<&str, &str>::new("session_by_call_id")).unwrap().insert("call-1", "ses-1").unwrap();
+        txn.open_table(TableDefinition::<&str, &str>::new("session_by_call_id"))
+            .unwrap()
+            .insert("call-1", "ses-1")
+            .unwrap();
         txn.open_table(TableDefinition::<&str, u64>::new("meta")).unwrap().insert("schema_version", 1).unwrap();
         txn.commit().unwrap();
         let read = db.begin_read().unwrap();

@@ -104,7 +104,10 @@ mod tests {
         assert_eq!(bridges.callee_sdp("b").as_deref(), Some(CALLEE_ANSWER));
         // The caller holds: answered with the callee's port, receiving only, a newer version.
         let answer = bridges.answer_for("a", Direction::RecvOnly).unwrap();
-        assert!(answer.contains("m=audio 5000") && answer.contains("a=recvonly") && answer.contains("o=- 9 4 "), "{answer}");
+        assert!(
+            answer.contains("m=audio 5000") && answer.contains("a=recvonly") && answer.contains("o=- 9 4 "),
+            "{answer}"
+        );
         // The callee re-offers: the caller's side will be answered with the caller's offer.
         bridges.offered("b", CALLEE_ANSWER);
         let answer = bridges.answer_for("b", Direction::SendRecv).unwrap();

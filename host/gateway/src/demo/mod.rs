@@ -112,8 +112,7 @@ impl DemoEndpoint {
         });
         let calls = Arc::new(Calls::default());
         ua.set_offer_answerer(Arc::new(DemoOffers(calls.clone())));
-        let endpoint =
-            Arc::new(DemoEndpoint { ua, sip_addr, gateway_sip, media_ip: listen.ip(), store, calls });
+        let endpoint = Arc::new(DemoEndpoint { ua, sip_addr, gateway_sip, media_ip: listen.ip(), store, calls });
         tokio::spawn(endpoint.clone().run(events));
         tracing::info!(
             %sip_addr,
@@ -210,7 +209,10 @@ impl DemoEndpoint {
             .invite(OutgoingInvite {
                 call_id: Some(callee_id.clone()),
                 request_uri: format!("sip:{number}@{gateway};user=phone"),
-                from: NameAddr { display_name: from.display_name.clone(), uri: format!("sip:{caller}@{host};user=phone") },
+                from: NameAddr {
+                    display_name: from.display_name.clone(),
+                    uri: format!("sip:{caller}@{host};user=phone"),
+                },
                 to: NameAddr { display_name: None, uri: format!("sip:{number}@{gateway};user=phone") },
                 p_asserted_identity: None,
                 privacy: None,
