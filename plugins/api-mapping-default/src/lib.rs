@@ -12,6 +12,8 @@
 //! - `network-domain`: domain of request URIs towards the network; default: the next hop's host,
 //!   else the gateway's host.
 //! - `registration-mode`: `number-range` (default, no REGISTER) or `sip-account` (REGISTER).
+//! - `forking`: which registered devices an incoming call rings, `all` (default), `most-recent`
+//!   or `sequential`; read by the host, which does the ringing, and checked here.
 
 wit_bindgen::generate!({
     world: "api-mapping",
