@@ -78,6 +78,24 @@ impl camara_sip::OfferAnswerer for DemoOffers {
     }
 }
 
+/// An INVITE from the demo network to `number` on the gateway.
+fn to_gateway(gateway: SocketAddr, call_id: &str, number: &str, from: NameAddr, sdp: String) -> OutgoingInvite {
+    OutgoingInvite {
+        call_id: Some(call_id.to_string()),
+        request_uri: format!("sip:{number}@{gateway};user=phone"),
+        from,
+        to: NameAddr { display_name: None, uri: format!("sip:{number}@{gateway};user=phone") },
+        p_asserted_identity: None,
+        privacy: None,
+        extra_headers: vec![],
+        sdp: Some(sdp),
+        extra_body_parts: vec![],
+        next_hop: gateway,
+        transport: Transport::Udp,
+        credentials: None,
+    }
+}
+
 /// The user part of a `sip:` or `tel:` URI: the number a call is from or to.
 fn number_of(uri: &str) -> String {
     let rest = uri.split_once(':').map_or(uri, |(_, rest)| rest);
@@ -204,26 +222,8 @@ impl DemoEndpoint {
         let host = self.sip_addr;
         let callee_id = format!("{}@demo-bridge", uuid::Uuid::new_v4().simple());
         self.calls.bridges.open(call_id, &callee_id, offer);
-        let placed = self
-            .ua
-            .invite(OutgoingInvite {
-                call_id: Some(callee_id.clone()),
-                request_uri: format!("sip:{number}@{gateway};user=phone"),
-                from: NameAddr {
-                    display_name: from.display_name.clone(),
-                    uri: format!("sip:{caller}@{host};user=phone"),
-                },
-                to: NameAddr { display_name: None, uri: format!("sip:{number}@{gateway};user=phone") },
-                p_asserted_identity: None,
-                privacy: None,
-                extra_headers: vec![],
-                sdp: Some(offer.to_string()),
-                extra_body_parts: vec![],
-                next_hop: gateway,
-                transport: Transport::Udp,
-                credentials: None,
-            })
-            .await;
+        let from = NameAddr { display_name: from.display_name.clone(), uri: format!("sip:{caller}@{host};user=phone") };
+        let placed = self.ua.invite(to_gateway(gateway, &callee_id, number, from, offer.to_string())).await;
         match placed {
             Ok(_) => tracing::info!(caller, number, "demo endpoint: bridging the call to the gateway's devices"),
             Err(e) => {
@@ -289,26 +289,9 @@ impl DemoEndpoint {
         let host = self.sip_addr;
         let sdp = media::description(self.media_ip, port, 0, true);
         self.calls.own().insert(call_id.clone(), OwnCall { media: media::echo(socket), sdp: sdp.clone() });
-        let placed = self
-            .ua
-            .invite(OutgoingInvite {
-                call_id: Some(call_id.clone()),
-                request_uri: format!("sip:{number}@{gateway};user=phone"),
-                from: NameAddr {
-                    display_name: Some("Demo echo".into()),
-                    uri: format!("sip:{ECHO_NUMBER}@{host};user=phone"),
-                },
-                to: NameAddr { display_name: None, uri: format!("sip:{number}@{gateway};user=phone") },
-                p_asserted_identity: None,
-                privacy: None,
-                extra_headers: vec![],
-                sdp: Some(sdp),
-                extra_body_parts: vec![],
-                next_hop: gateway,
-                transport: Transport::Udp,
-                credentials: None,
-            })
-            .await;
+        let from =
+            NameAddr { display_name: Some("Demo echo".into()), uri: format!("sip:{ECHO_NUMBER}@{host};user=phone") };
+        let placed = self.ua.invite(to_gateway(gateway, &call_id, number, from, sdp)).await;
         if let Err(e) = placed {
             if let Some(call) = self.calls.own().remove(&call_id) {
                 call.media.abort();
