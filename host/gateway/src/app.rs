@@ -104,13 +104,12 @@ impl Gateway {
     /// start when there is no file: a component file replaced in place is picked up) and swaps
     /// the plugins in; on an error the running ones stay, and the error says why.
     pub async fn reload_plugins(&self) -> Result<(), crate::plugins::ReloadError> {
-        let reloaded = match &self.config.source {
-            Some(path) => GatewayConfig::load(Some(path)).map_err(Into::into),
-            None => Ok(self.config.clone()),
-        };
-        let result = match reloaded {
-            Ok(config) => self.plugins.reload(&config.plugins).await,
-            Err(e) => Err(e),
+        let result = match &self.config.source {
+            Some(path) => match GatewayConfig::load(Some(path)) {
+                Ok(config) => self.plugins.reload(&config.plugins).await,
+                Err(e) => Err(e.into()),
+            },
+            None => self.plugins.reload(&self.config.plugins).await,
         };
         let outcome = if result.is_ok() { "reloaded" } else { "failed" };
         metrics::counter!(crate::metrics::PLUGIN_RELOADS, "outcome" => outcome).increment(1);

@@ -282,12 +282,7 @@ async fn end_device(
     hangup: &str,
 ) {
     let Some(call_id) = session.sip_call_id.clone() else { return };
-    apply_status(gw, &session.id, StatusUpdate { status, reason: reason.into() }).await;
-    let _ = gw.store.update_session(&session.id, |s| {
-        s.sip_call_id = None;
-        s.local_hangup = Some(hangup.to_string());
-    });
-    gw.media_sessions.close(&session.id).await;
+    leave_call(gw, &session.id, status, reason, hangup).await;
     let refusal = match status {
         mapping::SessionStatus::Declined => (603, "Decline"),
         _ => (480, "Temporarily Unavailable"),
@@ -327,15 +322,20 @@ async fn next_device_or_refuse(gw: &Arc<Gateway>, call_id: &str, refusal: (u16, 
 async fn cancel_other_devices(gw: &Arc<Gateway>, call_id: &str, session_id: &str) {
     let Ok(sessions) = gw.store.sessions_of_call(call_id) else { return };
     for other in sessions.into_iter().filter(|s| s.id != session_id) {
-        let update =
-            StatusUpdate { status: mapping::SessionStatus::SessionCancelled, reason: ANSWERED_ELSEWHERE.into() };
-        apply_status(gw, &other.id, update).await;
-        let _ = gw.store.update_session(&other.id, |s| {
-            s.sip_call_id = None;
-            s.local_hangup = Some("AnsweredElsewhere".into());
-        });
-        gw.media_sessions.close(&other.id).await;
+        let cancelled = mapping::SessionStatus::SessionCancelled;
+        leave_call(gw, &other.id, cancelled, ANSWERED_ELSEWHERE, "AnsweredElsewhere").await;
     }
+}
+
+/// One device's session leaves the call: it takes `status`, forgets the Call-ID (so the call's
+/// later SIP events no longer reach it) and its media closes.
+async fn leave_call(gw: &Gateway, session_id: &str, status: mapping::SessionStatus, reason: &str, hangup: &str) {
+    apply_status(gw, session_id, StatusUpdate { status, reason: reason.into() }).await;
+    let _ = gw.store.update_session(session_id, |s| {
+        s.sip_call_id = None;
+        s.local_hangup = Some(hangup.to_string());
+    });
+    gw.media_sessions.close(session_id).await;
 }
 
 /// `DELETE` of an incoming session that has not been answered, while other devices of the call

@@ -167,9 +167,8 @@ impl DemoEndpoint {
     /// A call from the gateway: bridged to the called number's devices, or answered here.
     async fn incoming(&self, call_id: &str, request_uri: &str, from: &NameAddr, offer: Option<&str>) {
         let number = number_of(request_uri);
-        let registered = self.store.registrations_of(&number, None).map(|r| !r.is_empty()).unwrap_or(false);
         let emergency = request_uri.starts_with("urn:service:");
-        if registered && !emergency {
+        if !emergency && self.is_registered(&number) {
             return self.bridge(call_id, &number, from, offer).await;
         }
         if number == TONE_NUMBER || number == ECHO_NUMBER || emergency {
