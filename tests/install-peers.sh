@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests talk to, when they are missing:
-#  - sipp (Debian package sip-tester) and Chromium (Debian package chromium);
+#  - sipp (Debian package sip-tester), Chromium (Debian package chromium), curl and jq;
 #  - a Python venv at ${CAMARA_PEERS_VENV:-/opt/camara-peers-venv} with the pinned
 #    aiortc/numpy of tests/peers/requirements.txt, for tests/peers/webrtc_peer.py
 #    (run as "$VENV/bin/python tests/peers/webrtc_peer.py ...").
@@ -18,6 +18,9 @@ packages=()
 command -v sipp >/dev/null 2>&1 || packages+=(sip-tester)
 # Debian's Chromium drives the softphone in tests/tests/browser.rs (never a downloaded browser).
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+# curl runs the README's quickstart script (tests/tests/quickstart.rs); jq is its first JSON tool.
+command -v curl >/dev/null 2>&1 || packages+=(curl)
+command -v jq >/dev/null 2>&1 || packages+=(jq)
 [ -x "$python" ] || packages+=(python3)
 # Debian's python3 needs python3-venv (ensurepip) to create a venv with pip in it.
 { [ -x "$python" ] && "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; } || packages+=(python3-venv)
