@@ -80,8 +80,20 @@ impl ControlledSink {
 
 /// A gateway whose schedule starts at 50 ms and steps up to `max_delay_ms`, for `horizon_s`.
 async fn gateway(max_delay_ms: u64, horizon_s: u64) -> camara_gateway::RunningGateway {
+    gateway_with_routing(max_delay_ms, horizon_s, &[]).await
+}
+
+/// `routing`: the default routing plugin's configuration.
+async fn gateway_with_routing(
+    max_delay_ms: u64,
+    horizon_s: u64,
+    routing: &[(&str, &str)],
+) -> camara_gateway::RunningGateway {
     init_logs();
     let mut config = gateway_config(None, SipTransportName::Udp);
+    for (k, v) in routing {
+        config.plugins.notification_routing.config.insert(k.to_string(), v.to_string());
+    }
     config.notifications.retry_first_delay_ms = 50;
     config.notifications.retry_max_delay_ms = max_delay_ms;
     config.notifications.retry_horizon_seconds = horizon_s;
@@ -245,5 +257,28 @@ async fn an_event_past_the_horizon_is_dead_lettered_and_delivered_by_a_replay() 
     dead_letters(&api, 0).await;
     let gone = admin(&api, "DELETE", &format!("{DEAD_LETTERS}/{id}")).await;
     assert_eq!((gone.status, gone.body["code"].as_str()), (404, Some("NOT_FOUND")));
+    gw.stop().await;
+}
+
+/// The routing plugin (WIT 0.2.0) is told of each failure the schedule would retry, with the
+/// status and the sink's Retry-After, and may give up: the event goes to the dead letters at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routing_plugin_that_gives_up_dead_letters_the_event_at_once() {
+    let gw = gateway_with_routing(300, 24 * 3600, &[("max-attempts", "3")]).await;
+    let api = Api::new(gw.http_addr);
+    let mut sink = ControlledSink::start((503, Some("1".into()))).await;
+    let subscription = subscribed(&gw, &sink.url).await;
+    gw.gateway.notifier.publish(status_event(3), std::slice::from_ref(&subscription)).await;
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        times.push(sink.next(Duration::from_secs(10)).await.0);
+    }
+    // Retry-After 1 s is still honoured between the attempts the plugin allows.
+    assert!(times.windows(2).all(|w| w[1] - w[0] >= Duration::from_secs(1)), "{times:?}");
+    let letters = dead_letters(&api, 1).await;
+    assert_eq!(letters[0]["attempts"], 3, "{:?}", letters[0]);
+    let error = letters[0]["lastError"].as_str().unwrap();
+    assert_eq!(error, "sink answered 503; routing gave up: gave up after 3 attempts (max-attempts)");
+    assert!(sink.quiet_for(Duration::from_millis(1500)).await, "not tried again");
     gw.stop().await;
 }

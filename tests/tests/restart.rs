@@ -11,9 +11,7 @@ async fn a_killed_gateway_comes_back_with_its_state_and_pending_events() {
     let dir = TempDir::new("restart");
     let http_port = free_port();
     let sip_port = free_port();
-    let backoff = r#"[plugins.notification_routing]
-config = { max-attempts = "50", initial-backoff-ms = "300", max-backoff-ms = "600" }"#;
-    let config = write_process_config(&dir, http_port, sip_port, "", backoff);
+    let config = write_process_config(&dir, http_port, sip_port, "", "");
     // The sink fails the first two attempts; the gateway is killed before it succeeds.
     let mut sink = Sink::start(vec![503, 503]).await;
     let api = Api::new(format!("127.0.0.1:{http_port}").parse().unwrap());

@@ -11,7 +11,7 @@
 
 wit_bindgen::generate!({
     world: "api-mapping",
-    path: "../../wit",
+    path: "../../wit/v0.1.0",
 });
 
 use camara::gateway::config;

@@ -164,22 +164,27 @@ pub async fn place_call(
             _ => mapping::CallType::Regular,
         },
         subscriber_phone_number: Some(phone_number.to_string()),
-        location_json: request.location_details.as_ref().map(|l| l.to_string()),
+        location: request.location_details.clone(),
+    };
+    let session_id = uuid::Uuid::new_v4().to_string();
+    let call_id = format!("{}@{}", uuid::Uuid::new_v4().simple(), gw.network.local_host);
+    let context = mapping::CallContext {
+        session_id: session_id.clone(),
+        direction: CallDirection::Outgoing,
+        call_id: Some(call_id.clone()),
     };
     let plan = gw
         .plugins
         .get()
         .mapping
-        .map_outgoing_call(&call, &gw.network)
+        .map_outgoing_call(&call, &context, &gw.network)
         .await?
         .map_err(|e| ApiError::from_plugin_decision(e.status, e.code, e.message))?;
     let next_hop = gw.config.sip.next_hop.ok_or_else(|| {
         ApiError::unavailable("No SIP next hop is configured ([sip] next_hop): calls cannot be placed")
     })?;
-    let session_id = uuid::Uuid::new_v4().to_string();
     let (media, sip_sdp) = gw.media.outgoing(&session_id, &request.offer.sdp).await.map_err(media_error)?;
     gw.media_sessions.insert(&session_id, media);
-    let call_id = format!("{}@{}", uuid::Uuid::new_v4().simple(), gw.network.local_host);
     let invite = OutgoingInvite {
         call_id: Some(call_id.clone()),
         request_uri: plan.request_uri,
@@ -345,6 +350,11 @@ pub async fn hold_or_resume(gw: &Gateway, session: &MediaSession, hold: bool) ->
     gw.store.session(&session.id, &session.owner_phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))
 }
 
+/// SIP headers as the plugins' pairs.
+fn pairs(headers: Vec<(String, String)>) -> Vec<mapping::Pair> {
+    headers.into_iter().map(|(name, value)| mapping::Pair { name, value }).collect()
+}
+
 /// Handles one event of call `call_id`; the call's actor ([`crate::call_actors`]) calls it
 /// with the call's events in order.
 pub(crate) async fn on_event(gw: &Arc<Gateway>, call_id: &str, event: CallEvent) {
@@ -357,13 +367,7 @@ pub(crate) async fn on_event(gw: &Arc<Gateway>, call_id: &str, event: CallEvent)
                 p_asserted_identity: p_asserted_identity
                     .map(|p| mapping::NameAddr { display_name: p.display_name, uri: p.uri }),
                 privacy,
-                headers: headers
-                    .into_iter()
-                    .map(|(name, value)| camara_plugin_host::authorization::camara::gateway::types::Pair {
-                        name,
-                        value,
-                    })
-                    .collect(),
+                headers: pairs(headers),
             };
             crate::incoming::on_incoming(gw, call_id, invite, sdp).await;
         }
@@ -467,19 +471,24 @@ async fn on_session_event(gw: &Gateway, call_id: &str, session: MediaSession, ev
             }
         }
     }
-    let direction = match session.direction {
-        Direction::Outgoing => CallDirection::Outgoing,
-        Direction::Incoming => CallDirection::Incoming,
+    let context = mapping::CallContext {
+        session_id: session.id.clone(),
+        direction: match session.direction {
+            Direction::Outgoing => CallDirection::Outgoing,
+            Direction::Incoming => CallDirection::Incoming,
+        },
+        call_id: Some(call_id.to_string()),
     };
     let sip_event = match event {
-        CallEvent::Response { status, reason, sdp, reliable } => Some(SipEvent::InviteResponse(SipResponse {
+        CallEvent::Response { status, reason, sdp, reliable, headers } => Some(SipEvent::InviteResponse(SipResponse {
             status_code: status,
             reason_phrase: reason,
             has_sdp: sdp.is_some(),
             reliable,
+            headers: pairs(headers),
         })),
-        CallEvent::Request { method, reason, sdp } => {
-            Some(SipEvent::Request(SipRequest { method, reason, has_sdp: sdp.is_some() }))
+        CallEvent::Request { method, reason, sdp, headers } => {
+            Some(SipEvent::Request(SipRequest { method, reason, has_sdp: sdp.is_some(), headers: pairs(headers) }))
         }
         CallEvent::Timeout => Some(SipEvent::Timeout),
         // Handled by `incoming::on_incoming`; an incoming call has no session before it rings.
@@ -491,7 +500,7 @@ async fn on_session_event(gw: &Gateway, call_id: &str, session: MediaSession, ev
         CallEvent::Terminated { .. } => session.local_hangup.clone().map(SipEvent::LocalHangup),
     };
     let update = match sip_event {
-        Some(e) => match gw.plugins.get().mapping.map_sip_event(&e, direction).await {
+        Some(e) => match gw.plugins.get().mapping.map_sip_event(&e, &context).await {
             Ok(update) => update,
             Err(err) => {
                 tracing::error!(session = session.id, "status of a SIP event unknown: {err}");

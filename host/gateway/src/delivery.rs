@@ -1,6 +1,9 @@
 //! Delivery of routed notifications: one queue per subscription, so that a subscription sees its
 //! notifications in order. Every failed attempt goes through the [`RetrySchedule`]; what
-//! exhausts it moves to the dead letters, with its last error, in the same store.
+//! exhausts it moves to the dead letters, with its last error, in the same store. A routing
+//! plugin of WIT 0.2.0 is told of each failure the schedule would retry and may put the retry
+//! off or give up (dead letter now); it cannot retry sooner than the schedule or past its
+//! horizon.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,7 +13,10 @@ use camara_store::PendingNotification;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
+use camara_plugin_host::routing::{DeliveryFailure, FailureKind, RetryDecision};
+
 use crate::http_client::{HttpClient, RequestError};
+use crate::plugins::LivePlugins;
 use crate::schedule::{Failure, Next, RetrySchedule, parse_retry_after};
 use crate::sink_policy::SinkPolicy;
 use crate::store::Store;
@@ -27,6 +33,7 @@ pub(crate) enum Entry {
 
 pub(crate) struct Deliveries {
     pub(crate) store: Store,
+    plugins: Arc<LivePlugins>,
     client: HttpClient,
     timeout: Duration,
     /// The in-process Notification Relay's sinks: our own server, reached without the sink
@@ -49,6 +56,7 @@ pub(crate) async fn sleep_until(t: DateTime<Utc>) {
 impl Deliveries {
     pub(crate) fn new(
         store: Store,
+        plugins: Arc<LivePlugins>,
         timeout: Duration,
         policy: SinkPolicy,
         schedule: RetrySchedule,
@@ -57,6 +65,7 @@ impl Deliveries {
         Deliveries {
             unreachable,
             store,
+            plugins,
             client: HttpClient::new(policy),
             timeout,
             own_relay: None,
@@ -116,11 +125,15 @@ impl Deliveries {
                 Err(failure) => failure,
             };
             tracing::debug!(subscription = n.subscription_id, attempts, "delivery failed: {failure}");
-            match self.after_failure(Entry::Notification, n.id, attempts, n.first_due, &failure) {
+            let planned = self.plan(attempts, n.first_due, &failure);
+            let exhausted = planned == Next::DeadLetter && failure.is_retryable();
+            let (next, why) = self.ask_routing(&n, attempts, &failure, planned).await;
+            match self.settle(Entry::Notification, n.id, attempts, next, &why) {
                 Some(at) => (n.attempt, n.not_before) = (attempts, at),
                 None => {
-                    // Retryable, yet dead-lettered: the sink failed for the whole horizon.
-                    if failure.is_retryable() {
+                    // Retryable, yet dead-lettered by the schedule: the sink failed for the
+                    // whole horizon (a routing plugin giving up says nothing of the sink).
+                    if exhausted {
                         let _ = self.unreachable.send(n.subscription_id.clone());
                     }
                     return;
@@ -157,9 +170,63 @@ impl Deliveries {
         first_due: DateTime<Utc>,
         failure: &Failure,
     ) -> Option<DateTime<Utc>> {
+        let next = self.plan(attempts, first_due, failure);
+        self.settle(entry, id, attempts, next, &failure.to_string())
+    }
+
+    /// What the schedule makes of a failed attempt.
+    fn plan(&self, attempts: u32, first_due: DateTime<Utc>, failure: &Failure) -> Next {
+        self.schedule.next(attempts, first_due, Utc::now(), failure, rand::random())
+    }
+
+    /// The schedule's `planned` retry as a 0.2.0 routing plugin amends it, with the error to
+    /// record; a plugin that fails is not obeyed (the schedule stands).
+    async fn ask_routing(
+        &self,
+        n: &PendingNotification,
+        attempts: u32,
+        failure: &Failure,
+        planned: Next,
+    ) -> (Next, String) {
+        let Next::RetryAt(at) = planned else { return (planned, failure.to_string()) };
+        let plugins = self.plugins.get();
+        if !plugins.routing.decides_retries() {
+            return (planned, failure.to_string());
+        }
+        let now = Utc::now();
+        let (kind, status_code, retry_after) = match failure {
+            Failure::Status { status, retry_after } => (FailureKind::HttpStatus, Some(*status), *retry_after),
+            Failure::Timeout => (FailureKind::Timeout, None, None),
+            Failure::Connection(_) | Failure::Refused(_) | Failure::Routing(_) => (FailureKind::Connection, None, None),
+        };
+        let asked = DeliveryFailure {
+            subscription_id: n.subscription_id.clone(),
+            sink: n.sink.clone(),
+            attempt: attempts,
+            kind,
+            status_code,
+            retry_after_ms: retry_after.map(|d| d.as_millis() as u64),
+            next_attempt_ms: Some((at - now).num_milliseconds().max(0) as u64),
+        };
+        match plugins.routing.on_delivery_failure(&asked).await {
+            Ok(RetryDecision::AsScheduled) => (planned, failure.to_string()),
+            Ok(RetryDecision::NotBeforeMs(ms)) => {
+                let horizon_end = n.first_due + self.schedule.horizon;
+                let later = (now + chrono::Duration::milliseconds(ms.min(i64::MAX as u64) as i64)).max(at);
+                (Next::RetryAt(later.min(horizon_end.max(at))), failure.to_string())
+            }
+            Ok(RetryDecision::GiveUp(reason)) => (Next::DeadLetter, format!("{failure}; routing gave up: {reason}")),
+            Err(e) => {
+                tracing::warn!(subscription = n.subscription_id, "retry decision of the routing plugin unknown: {e}");
+                (planned, failure.to_string())
+            }
+        }
+    }
+
+    /// Records `next` for an entry whose attempt failed with `error`.
+    fn settle(&self, entry: Entry, id: u64, attempts: u32, next: Next, error: &str) -> Option<DateTime<Utc>> {
         let now = Utc::now();
         let backend = self.store.backend();
-        let next = self.schedule.next(attempts, first_due, now, failure, rand::random());
         let outcome = match next {
             Next::RetryAt(_) => "retried",
             Next::DeadLetter => "dead-lettered",
@@ -180,9 +247,9 @@ impl Deliveries {
         match next {
             Next::RetryAt(at) => Some(at),
             Next::DeadLetter => {
-                match backend.dead_letter(id, &failure.to_string(), now) {
-                    Ok(_) => tracing::warn!(entry = id, ?entry, attempts, "moved to the dead letters: {failure}"),
-                    Err(e) => tracing::error!(entry = id, "not moved to the dead letters ({failure}): {e}"),
+                match backend.dead_letter(id, error, now) {
+                    Ok(_) => tracing::warn!(entry = id, ?entry, attempts, "moved to the dead letters: {error}"),
+                    Err(e) => tracing::error!(entry = id, "not moved to the dead letters ({error}): {e}"),
                 }
                 None
             }

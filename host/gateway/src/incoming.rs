@@ -132,7 +132,7 @@ pub(crate) async fn on_incoming(
         return refuse(gw, call_id, 503, "Service Unavailable").await;
     }
     let plugins = gw.plugins.get();
-    let call = match plugins.mapping.map_incoming_call(&invite).await {
+    let call = match plugins.mapping.map_incoming_call(&invite, call_id).await {
         Ok(Ok(call)) => call,
         Ok(Err(rejection)) => return refuse(gw, call_id, rejection.status_code, &rejection.reason_phrase).await,
         Err(e) => {

@@ -108,7 +108,7 @@ impl Notifier {
         schedule: RetrySchedule,
     ) -> Self {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let deliveries = Arc::new(Deliveries::new(store, timeout, policy, schedule, tx));
+        let deliveries = Arc::new(Deliveries::new(store, plugins.clone(), timeout, policy, schedule, tx));
         let unreachable = std::sync::Mutex::new(Some(rx));
         Notifier { inner: Arc::new(Inner { plugins, source, deliveries, unreachable }) }
     }
@@ -268,7 +268,7 @@ impl Inner {
                 })
                 .collect();
             match self.plugins.get().routing.route(&unrouted.event, &candidates).await {
-                Ok(deliveries) => self.queue_routed(pending.id, &unrouted.subscriptions, deliveries),
+                Ok(deliveries) => self.queue_routed(pending.id, &unrouted.event, &unrouted.subscriptions, deliveries),
                 Err(e) => {
                     let failure = Failure::Routing(e.public_message());
                     let attempts = pending.attempt + 1;
@@ -285,7 +285,13 @@ impl Inner {
     }
 
     /// Replaces event `id` in the outbox by what routing made of it, and queues that.
-    fn queue_routed(&self, id: u64, subscriptions: &[Subscription], deliveries: Vec<routing::Delivery>) {
+    fn queue_routed(
+        &self,
+        id: u64,
+        event: &routing::Event,
+        subscriptions: &[Subscription],
+        deliveries: Vec<routing::Delivery>,
+    ) {
         let mut notifications = Vec::new();
         for delivery in deliveries {
             let Some(subscription) = subscriptions.iter().find(|s| s.id == delivery.subscription_id) else {
@@ -295,7 +301,8 @@ impl Inner {
                 );
                 continue;
             };
-            if let Err(e) = serde_json::from_str::<cloudevents::Event>(&delivery.payload)
+            let payload = delivery.body(event);
+            if let Err(e) = serde_json::from_str::<cloudevents::Event>(&payload)
                 && delivery.content_type == "application/cloudevents+json"
             {
                 tracing::warn!(subscription = subscription.id, "routing produced an invalid CloudEvent ({e}); dropped");
@@ -320,7 +327,7 @@ impl Inner {
                 subscription_id: subscription.id.clone(),
                 sink: delivery.sink,
                 headers,
-                payload: delivery.payload,
+                payload,
                 not_before: chrono::Utc::now(),
             });
         }

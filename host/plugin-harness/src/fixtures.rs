@@ -4,7 +4,8 @@ use camara_plugin_host::{authorization, mapping, routing};
 
 /// An authorization request for `operation_id` of `api` with the given claims (a JSON object).
 /// `iss`, `sub`, `aud`, `exp`, `iat`, `client_id` and `scope` (space-separated) fill the typed
-/// fields; the whole object is passed as `all-claims-json`.
+/// fields; the whole object is the token's claims (JSON text for a 0.1.0 plugin, the other
+/// claims typed for a 0.2.0 one).
 pub fn authorization_request(
     api: &str,
     operation_id: &str,
@@ -18,9 +19,9 @@ pub fn authorization_request(
     };
     authorization::AuthorizationRequest {
         operation: authorization::Operation {
-            api: api.into(),
+            api: serde_json::from_value(api.into()).unwrap_or_else(|_| panic!("{api} is not a CAMARA WebRTC API")),
             operation_id: operation_id.into(),
-            method: "POST".into(),
+            method: authorization::HttpMethod::Post,
             path_ids: Vec::new(),
         },
         claims: authorization::TokenClaims {
@@ -31,7 +32,7 @@ pub fn authorization_request(
             expires_at: claims.get("exp").and_then(|v| v.as_i64()).unwrap_or(i64::MAX),
             issued_at: claims.get("iat").and_then(|v| v.as_i64()),
             client_id: text("client_id"),
-            all_claims_json: claims.to_string(),
+            all_claims: claims.as_object().cloned().unwrap_or_default(),
         },
         request: authorization::RequestFields {
             device_id: None,
@@ -56,7 +57,7 @@ pub fn outgoing_call(originator: &str, receiver: &str) -> mapping::OutgoingCall 
         receiver_name: None,
         call_type: mapping::CallType::Regular,
         subscriber_phone_number: originator.strip_prefix("tel:").map(str::to_string),
-        location_json: None,
+        location: None,
     }
 }
 
@@ -67,7 +68,17 @@ pub fn invite_response(status_code: u16, reason_phrase: &str) -> mapping::SipEve
         reason_phrase: reason_phrase.into(),
         has_sdp: false,
         reliable: false,
+        headers: Vec::new(),
     })
+}
+
+/// The context of an outgoing call's hooks.
+pub fn outgoing_call_context() -> mapping::CallContext {
+    mapping::CallContext {
+        session_id: "7d444840-9dc0-11d1-b245-5ffdce74fad2".into(),
+        direction: mapping::CallDirection::Outgoing,
+        call_id: Some("a84b4c76e66710@gateway.example".into()),
+    }
 }
 
 /// A session-status event about `media_session_id` of `phone_number` on `device_id`.

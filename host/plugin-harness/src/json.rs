@@ -10,10 +10,10 @@ use crate::{Harness, HarnessError, PluginKind};
 /// Every function callable through [`Harness::call_json`]: kind, WIT name, JSON parameters.
 pub const JSON_FUNCTIONS: &[(PluginKind, &str, &[&str])] = &[
     (PluginKind::Authorization, "authorize", &["request"]),
-    (PluginKind::ApiMapping, "map-outgoing-call", &["call", "network"]),
+    (PluginKind::ApiMapping, "map-outgoing-call", &["request", "call", "network"]),
     (PluginKind::ApiMapping, "map-registration", &["request", "network"]),
-    (PluginKind::ApiMapping, "map-incoming-call", &["invite"]),
-    (PluginKind::ApiMapping, "map-sip-event", &["event", "direction"]),
+    (PluginKind::ApiMapping, "map-incoming-call", &["invite", "call-id"]),
+    (PluginKind::ApiMapping, "map-sip-event", &["event", "call"]),
     (PluginKind::NotificationRouting, "route", &["event", "subscriptions"]),
     (PluginKind::NotificationRouting, "on-delivery-failure", &["failure"]),
 ];
@@ -56,21 +56,22 @@ pub(crate) async fn call(
         PluginKind::ApiMapping => {
             let plugin = harness.mapping(wasm, config).await?;
             match function {
-                "map-outgoing-call" => output(
-                    plugin
-                        .map_outgoing_call(&param(&input, function, "call")?, &param(&input, function, "network")?)
-                        .await?,
-                ),
+                "map-outgoing-call" => {
+                    let request = param(&input, function, "request")?;
+                    let call = param(&input, function, "call")?;
+                    output(plugin.map_outgoing_call(&request, &call, &param(&input, function, "network")?).await?)
+                }
                 "map-registration" => output(
                     plugin
                         .map_registration(&param(&input, function, "request")?, &param(&input, function, "network")?)
                         .await?,
                 ),
-                "map-incoming-call" => output(plugin.map_incoming_call(&param(&input, function, "invite")?).await?),
+                "map-incoming-call" => {
+                    let call_id: String = param(&input, function, "call-id")?;
+                    output(plugin.map_incoming_call(&param(&input, function, "invite")?, &call_id).await?)
+                }
                 _ => output(
-                    plugin
-                        .map_sip_event(&param(&input, function, "event")?, param(&input, function, "direction")?)
-                        .await?,
+                    plugin.map_sip_event(&param(&input, function, "event")?, &param(&input, function, "call")?).await?,
                 ),
             }
         }

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 pub use camara_plugin_host::{
     AuthorizationPlugin, MappingPlugin, PluginError, PluginKind, PluginLimits, PluginRuntime, PluginSpec,
-    RoutingPlugin, RuntimeConfig, WasmSource, authorization, mapping, routing,
+    RoutingPlugin, RuntimeConfig, WasmSource, WitVersion, authorization, mapping, routing,
 };
 pub use json::JSON_FUNCTIONS;
 

@@ -7,17 +7,23 @@
 //! into the host (the `camara-plugin-sdk` helpers plus serde_json), on the same inputs, so the gap
 //! between the two is the price of isolation.
 //!
-//! `anatomy/*` uses a copy of the host's engine and store (see `replica.rs`) to measure the parts
-//! separately and to try the changes discussed in BENCHMARKS.md.
+//! With `BENCH_PLUGINS_BASELINE=<git rev>`, the default plugins of that commit are built too
+//! (see `baseline.rs`) and measured through the same host in the same run (`wasm.<rev>`), for the
+//! before/after ratio of a change to the plugins or their WIT (0.1.0 there, 0.2.0 now).
+//!
+//! `anatomy/*` uses a copy of the host's engine and store (see `replica.rs`) to measure the fixed
+//! parts of a call (store, instantiation) separately.
 //!
 //! Run: `cargo bench -p camara-plugin-host --bench plugin_hooks` (see BENCHMARKS.md).
 
+#[path = "plugin_hooks/baseline.rs"]
+mod baseline;
 #[path = "plugin_hooks/replica.rs"]
 mod replica;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use camara_plugin_harness::fixtures;
 use camara_plugin_host::{
@@ -36,8 +42,9 @@ const SESSION_STATUS: &str = "org.camaraproject.webrtc-events.v0.session-status"
 /// case, so their construction belongs to neither figure.
 struct Inputs {
     authorize: authorization::AuthorizationRequest,
-    /// The same token with only the phone number: the guest's JSON share shows in the difference.
+    /// The same token with only the phone number: what the claims cost shows in the difference.
     authorize_min_claims: authorization::AuthorizationRequest,
+    call: mapping::CallContext,
     ringing: mapping::SipEvent,
     trying: mapping::SipEvent,
     outgoing: mapping::OutgoingCall,
@@ -65,7 +72,8 @@ impl Inputs {
         // originatorAddress first, as the gateway passes it: the subscriber is calling.
         authorize.request.addresses = vec![format!("tel:{SUBSCRIBER}"), "tel:+818000000002".into()];
         let mut authorize_min_claims = authorize.clone();
-        authorize_min_claims.claims.all_claims_json = serde_json::json!({ "phone_number": SUBSCRIBER }).to_string();
+        authorize_min_claims.claims.all_claims =
+            serde_json::json!({ "phone_number": SUBSCRIBER }).as_object().cloned().unwrap_or_default();
 
         // Four subscriptions, one of which wants the event: the others differ in device, owner
         // and type, so each clause of the filter is exercised.
@@ -84,6 +92,7 @@ impl Inputs {
             ringing: fixtures::invite_response(180, "Ringing"),
             trying: fixtures::invite_response(100, "Trying"),
             outgoing: fixtures::outgoing_call(&format!("tel:{SUBSCRIBER}"), "tel:+818000000002"),
+            call: fixtures::outgoing_call_context(),
             network: fixtures::network_context(),
             event: fixtures::session_status_event("ms-1234", DEVICE, SUBSCRIBER),
             subscriptions,
@@ -97,8 +106,6 @@ mod native {
     use camara_plugin_host::{authorization, mapping, routing};
     use camara_plugin_sdk::{address, scopes, status};
 
-    camara_plugin_sdk::session_status_conversion!(to_wit -> mapping::SessionStatus);
-
     /// The operator's configuration, looked up as the guest's `config::get` does (none set).
     fn config(config: &[(String, String)], key: &str) -> Option<String> {
         config.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
@@ -110,8 +117,7 @@ mod native {
 
     /// The configured claim (OIDC's often lacks the plus sign), else a `sub` that is a number.
     fn phone_number(req: &authorization::AuthorizationRequest, claim: &str) -> Option<String> {
-        let claims: serde_json::Value = serde_json::from_str(&req.claims.all_claims_json).ok()?;
-        if let Some(n) = claims.get(claim).and_then(|v| v.as_str()) {
+        if let Some(n) = req.claims.all_claims.get(claim).and_then(|v| v.as_str()) {
             let n = if n.starts_with('+') { n.to_string() } else { format!("+{n}") };
             return address::is_e164(&n).then_some(n);
         }
@@ -120,8 +126,8 @@ mod native {
 
     pub fn authorize(req: &authorization::AuthorizationRequest, cfg: &[(String, String)]) -> authorization::Decision {
         let op = &req.operation;
-        let Some(requirement) = scopes::requirement(&op.api, &op.operation_id) else {
-            return deny("PERMISSION_DENIED", format!("Unknown operation {}.{}", op.api, op.operation_id));
+        let Some(requirement) = scopes::requirement(op.api.as_str(), &op.operation_id) else {
+            return deny("PERMISSION_DENIED", format!("Unknown operation {}.{}", op.api.as_str(), op.operation_id));
         };
         if config(cfg, "require-scopes").as_deref() != Some("false") {
             let missing = scopes::missing(&requirement, &req.claims.scopes, &req.request.event_types);
@@ -148,7 +154,7 @@ mod native {
     }
 
     pub fn map_sip_event(event: &mapping::SipEvent) -> Option<mapping::StatusUpdate> {
-        let update = |(s, reason): (status::Status, String)| mapping::StatusUpdate { status: to_wit(s), reason };
+        let update = |(status, reason): (status::Status, String)| mapping::StatusUpdate { status, reason };
         match event {
             mapping::SipEvent::InviteResponse(r) => {
                 status::for_invite_response(r.status_code, &r.reason_phrase).map(update)
@@ -193,11 +199,7 @@ mod native {
             .map(|n| name_addr(call.originator_name.as_ref(), format!("sip:{n}@{home};user=phone")));
         let emergency =
             call.call_type == mapping::CallType::Emergency || call.receiver_address.starts_with("urn:service:sos");
-        let extra_headers = if emergency {
-            vec![authorization::camara::gateway::types::Pair { name: "Priority".into(), value: "emergency".into() }]
-        } else {
-            Vec::new()
-        };
+        let extra_headers = if emergency { vec![mapping::Pair::new("Priority", "emergency")] } else { Vec::new() };
         // The measured calls carry no location, so no PIDF-LO part.
         let body_parts = Vec::new();
         Ok(mapping::InvitePlan { request_uri, from, to, p_asserted_identity, privacy, extra_headers, body_parts })
@@ -210,7 +212,9 @@ mod native {
         }
     }
 
-    pub fn route(event: &routing::Event, subscriptions: &[routing::Subscription]) -> Vec<routing::Delivery> {
+    /// The subscriptions the event goes to and the bodies POSTed to them: what the plugin and
+    /// the host do between them for one event.
+    pub fn route(event: &routing::Event, subscriptions: &[routing::Subscription]) -> Vec<String> {
         let Ok(cloudevent) = serde_json::from_str::<serde_json::Value>(&event.cloudevent_json) else {
             return Vec::new();
         };
@@ -227,44 +231,78 @@ mod native {
                 if let Some(data) = body.get_mut("data").and_then(|d| d.as_object_mut()) {
                     data.insert("subscriptionId".into(), sub.id.clone().into());
                 }
-                routing::Delivery {
-                    subscription_id: sub.id.clone(),
-                    sink: sub.sink.clone(),
-                    content_type: "application/cloudevents+json".into(),
-                    headers: Vec::new(),
-                    payload: body.to_string(),
-                }
+                body.to_string()
             })
             .collect()
     }
 }
 
 /// The three default plugins, loaded through the public API as the gateway loads them.
-struct Host {
-    runtime: PluginRuntime,
+struct Plugins {
+    /// `current`, or the baseline's commit.
+    label: String,
     authorization: AuthorizationPlugin,
     mapping: MappingPlugin,
     routing: RoutingPlugin,
 }
 
-impl Host {
-    fn load(rt: &Runtime) -> Host {
-        let spec = |bundled: camara_plugin_bundle::BundledPlugin| PluginSpec {
-            name: bundled.name.into(),
-            wasm: WasmSource::Static(bundled.wasm),
+impl Plugins {
+    async fn load(runtime: &PluginRuntime, label: &str, wasm: [&[u8]; 3]) -> Plugins {
+        let spec = |name: &str, wasm: &[u8]| PluginSpec {
+            name: format!("{name}@{label}"),
+            wasm: WasmSource::Bytes(wasm.into()),
             config: Vec::new(),
             limits: PluginLimits::default(),
         };
+        Plugins {
+            label: label.to_string(),
+            authorization: AuthorizationPlugin::load(runtime, spec("authorization", wasm[0])).await.unwrap(),
+            mapping: MappingPlugin::load(runtime, spec("api-mapping", wasm[1])).await.unwrap(),
+            routing: RoutingPlugin::load(runtime, spec("notification-routing", wasm[2])).await.unwrap(),
+        }
+    }
+
+    /// `route` and the bodies the host POSTs, as the gateway does for one event.
+    async fn route(&self, event: &routing::Event, subscriptions: &[routing::Subscription]) -> Option<Vec<String>> {
+        let deliveries = counted(self.routing.route(event, subscriptions)).await?;
+        Some(deliveries.iter().map(|d| d.body(event)).collect())
+    }
+}
+
+/// The current default plugins, and those of the baseline commit when one is asked for.
+struct Host {
+    runtime: PluginRuntime,
+    sets: Vec<Plugins>,
+}
+
+impl Host {
+    fn load(rt: &Runtime) -> Host {
+        let baseline = std::env::var("BENCH_PLUGINS_BASELINE").ok().filter(|r| !r.is_empty()).map(|rev| {
+            eprintln!("building the default plugins of {rev} for the baseline");
+            baseline::build(&rev)
+        });
         rt.block_on(async {
             let runtime = PluginRuntime::new(&RuntimeConfig::default()).expect("plugin runtime");
-            Host {
-                authorization: AuthorizationPlugin::load(&runtime, spec(camara_plugin_bundle::AUTHORIZATION))
-                    .await
-                    .unwrap(),
-                mapping: MappingPlugin::load(&runtime, spec(camara_plugin_bundle::API_MAPPING)).await.unwrap(),
-                routing: RoutingPlugin::load(&runtime, spec(camara_plugin_bundle::NOTIFICATION_ROUTING)).await.unwrap(),
-                runtime,
+            let bundle = [
+                camara_plugin_bundle::AUTHORIZATION.wasm,
+                camara_plugin_bundle::API_MAPPING.wasm,
+                camara_plugin_bundle::NOTIFICATION_ROUTING.wasm,
+            ];
+            let mut sets = vec![Plugins::load(&runtime, "current", bundle).await];
+            if let Some(b) = &baseline {
+                let [a, m, r] = &b.wasm;
+                sets.push(Plugins::load(&runtime, &b.rev, [a, m, r]).await);
             }
+            for set in &sets {
+                eprintln!(
+                    "plugins {}: WIT {} / {} / {}",
+                    set.label,
+                    set.authorization.wit_version().as_str(),
+                    set.mapping.wit_version().as_str(),
+                    set.routing.wit_version().as_str()
+                );
+            }
+            Host { runtime, sets }
         })
     }
 }
@@ -319,63 +357,99 @@ fn hooks(c: &mut Criterion) {
     let inputs = &Inputs::new();
     let no_config: &[(String, String)] = &[];
     eprintln!(
-        "plugin runtime: pooling allocator {}; claims JSON {} bytes",
+        "plugin runtime: pooling allocator {}; {} claims",
         if host.runtime.is_pooling() { "ACTIVE" } else { "NOT active (on-demand allocation)" },
-        inputs.authorize.claims.all_claims_json.len()
+        inputs.authorize.claims.all_claims.len()
     );
 
     rt.block_on(async {
-        let decision = host.authorization.authorize(&inputs.authorize).await.unwrap();
-        assert!(matches!(decision, authorization::Decision::Allow(_)), "typical token must be allowed: {decision:?}");
-        same("authorize", &decision, &native::authorize(&inputs.authorize, no_config));
-        let ringing = host.mapping.map_sip_event(&inputs.ringing, mapping::CallDirection::Outgoing).await.unwrap();
-        same("map_sip_event", &ringing, &native::map_sip_event(&inputs.ringing));
-        let plan = host.mapping.map_outgoing_call(&inputs.outgoing, &inputs.network).await.unwrap();
-        same("map_outgoing_call", &plan, &native::map_outgoing_call(&inputs.outgoing, &inputs.network, no_config));
-        let deliveries = host.routing.route(&inputs.event, &inputs.subscriptions).await.unwrap();
-        assert_eq!(deliveries.len(), 1, "exactly one subscription matches");
-        same("route", &deliveries, &native::route(&inputs.event, &inputs.subscriptions));
+        for set in &host.sets {
+            let decision = set.authorization.authorize(&inputs.authorize).await.unwrap();
+            assert!(
+                matches!(decision, authorization::Decision::Allow(_)),
+                "typical token must be allowed: {decision:?}"
+            );
+            same("authorize", &decision, &native::authorize(&inputs.authorize, no_config));
+            let ringing = set.mapping.map_sip_event(&inputs.ringing, &inputs.call).await.unwrap();
+            same("map_sip_event", &ringing, &native::map_sip_event(&inputs.ringing));
+            let plan = set.mapping.map_outgoing_call(&inputs.outgoing, &inputs.call, &inputs.network).await.unwrap();
+            same(
+                "map_outgoing_call",
+                &plan,
+                &Ok(native::map_outgoing_call(&inputs.outgoing, &inputs.network, no_config).unwrap()),
+            );
+            let bodies = set.route(&inputs.event, &inputs.subscriptions).await.unwrap();
+            assert_eq!(bodies.len(), 1, "exactly one subscription matches");
+            let json = |b: &[String]| {
+                b.iter().map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap()).collect::<Vec<_>>()
+            };
+            assert_eq!(
+                json(&bodies),
+                json(&native::route(&inputs.event, &inputs.subscriptions)),
+                "route: {}",
+                set.label
+            );
+        }
     });
-    faults_per_call(rt, "hooks authorize", || host.authorization.authorize(&inputs.authorize));
-    faults_per_call(rt, "hooks route", || host.routing.route(&inputs.event, &inputs.subscriptions));
+    let current = &host.sets[0];
+    faults_per_call(rt, "hooks authorize", || current.authorization.authorize(&inputs.authorize));
+    faults_per_call(rt, "hooks route", || current.route(&inputs.event, &inputs.subscriptions));
 
+    // `wasm` is the current plugins; `wasm.<rev>` the baseline's, in the same run.
+    let name = |set: &Plugins| if set.label == "current" { "wasm".to_string() } else { format!("wasm.{}", set.label) };
     let mut g = c.benchmark_group("hooks/authorization.createSession");
-    g.bench_function("wasm", |b| {
-        b.to_async(rt).iter(|| counted(host.authorization.authorize(black_box(&inputs.authorize))))
+    for set in &host.sets {
+        g.bench_function(name(set), |b| {
+            b.to_async(rt).iter(|| counted(set.authorization.authorize(black_box(&inputs.authorize))))
+        });
+    }
+    g.bench_function("wasm.minimal_claims", |b| {
+        b.to_async(rt).iter(|| counted(current.authorization.authorize(black_box(&inputs.authorize_min_claims))))
     });
     g.bench_function("native", |b| b.iter(|| native::authorize(black_box(&inputs.authorize), no_config)));
     g.finish();
 
     let mut g = c.benchmark_group("hooks/api-mapping.map_sip_event_180");
-    let outgoing = mapping::CallDirection::Outgoing;
-    g.bench_function("wasm", |b| {
-        b.to_async(rt).iter(|| counted(host.mapping.map_sip_event(black_box(&inputs.ringing), outgoing)))
-    });
+    for set in &host.sets {
+        g.bench_function(name(set), |b| {
+            b.to_async(rt).iter(|| counted(set.mapping.map_sip_event(black_box(&inputs.ringing), &inputs.call)))
+        });
+    }
     g.bench_function("native", |b| b.iter(|| native::map_sip_event(black_box(&inputs.ringing))));
     g.finish();
 
     let mut g = c.benchmark_group("hooks/api-mapping.map_outgoing_call");
-    g.bench_function("wasm", |b| {
-        b.to_async(rt).iter(|| counted(host.mapping.map_outgoing_call(black_box(&inputs.outgoing), &inputs.network)))
-    });
+    for set in &host.sets {
+        g.bench_function(name(set), |b| {
+            b.to_async(rt).iter(|| {
+                counted(set.mapping.map_outgoing_call(black_box(&inputs.outgoing), &inputs.call, &inputs.network))
+            })
+        });
+    }
     g.bench_function("native", |b| {
         b.iter(|| native::map_outgoing_call(black_box(&inputs.outgoing), &inputs.network, no_config))
     });
     g.finish();
 
+    // Routing plus the bodies the host sends: the baseline's plugin built them, the current
+    // one names subscriptions and the host builds them.
     let mut g = c.benchmark_group("hooks/notification-routing.route_1_of_4");
-    g.bench_function("wasm", |b| {
-        b.to_async(rt).iter(|| counted(host.routing.route(black_box(&inputs.event), &inputs.subscriptions)))
-    });
+    for set in &host.sets {
+        g.bench_function(name(set), |b| {
+            b.to_async(rt).iter(|| set.route(black_box(&inputs.event), &inputs.subscriptions))
+        });
+    }
     g.bench_function("native", |b| b.iter(|| native::route(black_box(&inputs.event), &inputs.subscriptions)));
     g.finish();
 
     // 100 Trying changes nothing: the guest returns `none` at once, so this is the fixed cost of
     // any hook (store, instance, lowering a small record, teardown) with next to no guest work.
     let mut g = c.benchmark_group("hooks/minimal_call");
-    g.bench_function("wasm.map_sip_event_100", |b| {
-        b.to_async(rt).iter(|| counted(host.mapping.map_sip_event(black_box(&inputs.trying), outgoing)))
-    });
+    for set in &host.sets {
+        g.bench_function(format!("{}.map_sip_event_100", name(set)), |b| {
+            b.to_async(rt).iter(|| counted(set.mapping.map_sip_event(black_box(&inputs.trying), &inputs.call)))
+        });
+    }
     g.finish();
 
     eprintln!("hook calls failed while measured: {}", FAILED_CALLS.load(Ordering::Relaxed));
@@ -383,9 +457,7 @@ fn hooks(c: &mut Criterion) {
 
 fn anatomy(c: &mut Criterion) {
     let rt = runtime();
-    let inputs: &'static Inputs = Box::leak(Box::new(Inputs::new()));
     let auth_wasm = camara_plugin_bundle::AUTHORIZATION.wasm;
-
     // Leaked, so that the closures below can copy plain `&'static` references into their
     // `async move` blocks; they are needed until the process ends anyway.
     let pooled: &'static Replica = Box::leak(Box::new(Replica::new(Allocator::Pooling)));
@@ -402,150 +474,27 @@ fn anatomy(c: &mut Criterion) {
     g.finish();
 
     // A fresh store + instance, no call, dropped: instantiation and teardown of each component,
-    // under the host's pool, without a pool, and with the keep-resident pool.
+    // under the host's pool (keep-resident, as `RuntimeConfig::default()`), the pool without
+    // keep-resident, and no pool.
     let mut g = c.benchmark_group("anatomy/instantiate");
-    {
-        let cases = [
-            ("authorization", &pooled.authorization(auth_wasm), pooled),
-            ("authorization.on_demand_allocator", &on_demand.authorization(auth_wasm), on_demand),
-            ("authorization.keep_resident", &resident.authorization(auth_wasm), resident),
-        ];
-        for (name, pre, replica) in cases {
-            let instantiate = || async move { pre.instantiate_async(&mut replica.store(Wasi::Eager)).await.unwrap() };
-            faults_per_call(&rt, &format!("replica instantiate only, {name}"), instantiate);
-            g.bench_function(name, |b| b.to_async(&rt).iter(instantiate));
-        }
-        let pre = &pooled.mapping(camara_plugin_bundle::API_MAPPING.wasm);
-        g.bench_function("api-mapping", |b| {
-            b.to_async(&rt).iter(|| async move { pre.instantiate_async(&mut pooled.store(Wasi::Eager)).await.unwrap() })
-        });
-        let pre = &pooled.routing(camara_plugin_bundle::NOTIFICATION_ROUTING.wasm);
-        g.bench_function("notification-routing", |b| {
-            b.to_async(&rt).iter(|| async move { pre.instantiate_async(&mut pooled.store(Wasi::Eager)).await.unwrap() })
-        });
-    }
-    g.finish();
-
-    // The call alone, on one long-lived instance: lowering/lifting and the guest's own work
-    // (JSON included), no instantiation. The floor for any instance-reusing design. The instance
-    // is made outside the timed loop; the deadline is re-armed per call, as such a design would.
-    let mut g = c.benchmark_group("anatomy/call_on_reused_instance");
-    {
-        let pre = &pooled.authorization(auth_wasm);
-        for (name, request) in [
-            ("authorization.typical_claims", &inputs.authorize),
-            ("authorization.minimal_claims", &inputs.authorize_min_claims),
-        ] {
-            g.bench_function(name, |b| {
-                b.to_async(&rt).iter_custom(|iters| async move {
-                    let mut store = pooled.store(Wasi::Lazy);
-                    let instance = pre.instantiate_async(&mut store).await.unwrap();
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        replica::arm_deadline(&mut store);
-                        black_box(instance.camara_gateway_policy().call_authorize(&mut store, request).await.unwrap());
-                    }
-                    start.elapsed()
-                })
-            });
-        }
-
-        let pre = &pooled.mapping(camara_plugin_bundle::API_MAPPING.wasm);
-        g.bench_function("api-mapping.map_sip_event_180", |b| {
-            b.to_async(&rt).iter_custom(|iters| async move {
-                let mut store = pooled.store(Wasi::Lazy);
-                let instance = pre.instantiate_async(&mut store).await.unwrap();
-                let start = Instant::now();
-                for _ in 0..iters {
-                    replica::arm_deadline(&mut store);
-                    let mapping = instance.camara_gateway_mapping();
-                    let direction = mapping::CallDirection::Outgoing;
-                    black_box(mapping.call_map_sip_event(&mut store, &inputs.ringing, direction).await.unwrap());
-                }
-                start.elapsed()
-            })
-        });
-
-        let pre = &pooled.routing(camara_plugin_bundle::NOTIFICATION_ROUTING.wasm);
-        g.bench_function("notification-routing.route", |b| {
-            b.to_async(&rt).iter_custom(|iters| async move {
-                let mut store = pooled.store(Wasi::Lazy);
-                let instance = pre.instantiate_async(&mut store).await.unwrap();
-                let start = Instant::now();
-                for _ in 0..iters {
-                    replica::arm_deadline(&mut store);
-                    let routing = instance.camara_gateway_routing();
-                    black_box(routing.call_route(&mut store, &inputs.event, &inputs.subscriptions).await.unwrap());
-                }
-                start.elapsed()
-            })
-        });
-    }
-    g.finish();
-
-    // Whole hooks rebuilt from the replica. `host_copy` must match `hooks/*/wasm` for the parts
-    // above to add up; the others apply one candidate change each, then both together.
-    let variants = [
-        ("host_copy", pooled, Wasi::Eager),
-        ("lazy_wasi", pooled, Wasi::Lazy),
-        ("keep_resident", resident, Wasi::Eager),
-        ("keep_resident+lazy_wasi", resident, Wasi::Lazy),
+    let cases: [(&str, &'static Replica, &[u8]); 5] = [
+        ("authorization", resident, auth_wasm),
+        ("authorization.pool_without_keep_resident", pooled, auth_wasm),
+        ("authorization.on_demand_allocator", on_demand, auth_wasm),
+        ("api-mapping", resident, camara_plugin_bundle::API_MAPPING.wasm),
+        ("notification-routing", resident, camara_plugin_bundle::NOTIFICATION_ROUTING.wasm),
     ];
-    let authorize = |replica: &'static Replica, wasi| {
-        let pre: &'static _ = Box::leak(Box::new(replica.authorization(auth_wasm)));
-        move || async move {
-            let mut store = replica.store(wasi);
-            let instance = pre.instantiate_async(&mut store).await.unwrap();
-            instance.camara_gateway_policy().call_authorize(&mut store, black_box(&inputs.authorize)).await.unwrap()
-        }
-    };
-    let trying = |replica: &'static Replica, wasi| {
-        let pre: &'static _ = Box::leak(Box::new(replica.mapping(camara_plugin_bundle::API_MAPPING.wasm)));
-        move || async move {
-            let mut store = replica.store(wasi);
-            let instance = pre.instantiate_async(&mut store).await.unwrap();
-            let mapping = instance.camara_gateway_mapping();
-            mapping
-                .call_map_sip_event(&mut store, black_box(&inputs.trying), mapping::CallDirection::Outgoing)
-                .await
-                .unwrap()
-        }
-    };
-    let route = |replica: &'static Replica, wasi| {
-        let pre: &'static _ = Box::leak(Box::new(replica.routing(camara_plugin_bundle::NOTIFICATION_ROUTING.wasm)));
-        move || async move {
-            let mut store = replica.store(wasi);
-            let instance = pre.instantiate_async(&mut store).await.unwrap();
-            let routing = instance.camara_gateway_routing();
-            routing.call_route(&mut store, black_box(&inputs.event), &inputs.subscriptions).await.unwrap()
-        }
-    };
-    // Each closure owns its compiled component: build them once, outside the measurement.
-    let authorize = variants.map(|(name, replica, wasi)| (name, authorize(replica, wasi)));
-    let before_after = [variants[0], variants[3]];
-    let trying = before_after.map(|(name, replica, wasi)| (name, trying(replica, wasi)));
-    let route = before_after.map(|(name, replica, wasi)| (name, route(replica, wasi)));
-    for (name, call) in &authorize {
-        faults_per_call(&rt, &format!("replica authorize {name}"), call);
-    }
-    for (name, call) in &trying {
-        faults_per_call(&rt, &format!("replica map_sip_event_100 {name}"), call);
-    }
-    for (name, call) in &route {
-        faults_per_call(&rt, &format!("replica route {name}"), call);
-    }
-    let mut g = c.benchmark_group("anatomy/fresh_instance_call");
-    for (name, call) in &authorize {
-        g.bench_function(format!("authorize.{name}"), |b| b.to_async(&rt).iter(call));
-    }
-    for (name, call) in &trying {
-        g.bench_function(format!("map_sip_event_100.{name}"), |b| b.to_async(&rt).iter(call));
-    }
-    for (name, call) in &route {
-        g.bench_function(format!("route.{name}"), |b| b.to_async(&rt).iter(call));
+    for (name, replica, wasm) in cases {
+        let pre: &'static _ = Box::leak(Box::new(match name {
+            n if n.starts_with("authorization") => replica.authorization(wasm),
+            "api-mapping" => replica.mapping(wasm),
+            _ => replica.routing(wasm),
+        }));
+        let instantiate = || async move { pre.instantiate_async(&mut replica.store(Wasi::Eager)).await.unwrap() };
+        faults_per_call(&rt, &format!("replica instantiate only, {name}"), instantiate);
+        g.bench_function(name, |b| b.to_async(&rt).iter(instantiate));
     }
     g.finish();
-
     eprintln!("WASI contexts built on demand under Wasi::Lazy: {}", replica::LAZY_WASI_BUILT.load(Ordering::Relaxed));
 }
 

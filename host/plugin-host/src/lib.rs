@@ -8,26 +8,29 @@
 //! instance pool and a bounded wait queue in front of it, so that one plugin cannot take the
 //! instances of another, and a circuit breaker that short-circuits a plugin that keeps failing.
 //!
+//! Every supported version of the WIT package `camara:gateway` is bound (0.1.0 and 0.2.0, one
+//! module each in `worlds`): a component is linked against the newest version it exports, and
+//! the gateway calls it through the same handles ([`AuthorizationPlugin`], [`MappingPlugin`],
+//! [`RoutingPlugin`]) with the plain types of [`hooks`]. This crate is the only place that sees
+//! WIT-generated types.
+//!
 //! Does not own what plugins decide, where their bytes come from (the default bundle, operator
 //! files) or how a failure is shown to an API client: that is the gateway's.
-//!
-//! One module per WIT world, each with its own `bindgen!`: [`authorization`], [`mapping`],
-//! [`routing`].
 
 mod admission;
 mod breaker;
 mod error;
+pub mod hooks;
+mod plugins;
 mod runtime;
 mod state;
 mod worlds;
 
 pub use breaker::BreakerSettings;
 pub use error::{PluginError, PluginFailureKind};
+pub use hooks::{authorization, mapping, routing};
+pub use plugins::{AuthorizationPlugin, MappingPlugin, RoutingPlugin, WitVersion};
 pub use runtime::{PluginKind, PluginLimits, PluginRuntime, PluginSpec, RuntimeConfig, WasmSource};
-pub use worlds::authorization::AuthorizationPlugin;
-pub use worlds::mapping::MappingPlugin;
-pub use worlds::routing::RoutingPlugin;
-pub use worlds::{authorization, mapping, routing};
 
 /// The names of the metrics plugin calls record (through the `metrics` facade: the embedding
 /// application installs the recorder and exports them).

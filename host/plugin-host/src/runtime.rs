@@ -27,12 +27,17 @@ impl PluginKind {
     pub const ALL: [PluginKind; 3] =
         [PluginKind::Authorization, PluginKind::ApiMapping, PluginKind::NotificationRouting];
 
-    /// The WIT world a component of this kind must implement.
-    pub fn world(self) -> &'static str {
+    /// The WIT world a component of this kind implements, in each supported version (newest
+    /// first).
+    pub fn worlds(self) -> [&'static str; 2] {
         match self {
-            PluginKind::Authorization => "camara:gateway/authorization-policy@0.1.0",
-            PluginKind::ApiMapping => "camara:gateway/api-mapping@0.1.0",
-            PluginKind::NotificationRouting => "camara:gateway/notification-routing@0.1.0",
+            PluginKind::Authorization => {
+                ["camara:gateway/authorization-policy@0.2.0", "camara:gateway/authorization-policy@0.1.0"]
+            }
+            PluginKind::ApiMapping => ["camara:gateway/api-mapping@0.2.0", "camara:gateway/api-mapping@0.1.0"],
+            PluginKind::NotificationRouting => {
+                ["camara:gateway/notification-routing@0.2.0", "camara:gateway/notification-routing@0.1.0"]
+            }
         }
     }
 
@@ -208,8 +213,8 @@ impl PluginRuntime {
         self.pooling
     }
 
-    pub(crate) async fn load<W: World>(&self, spec: PluginSpec) -> Result<LoadedPlugin<W>, PluginError> {
-        let name: Arc<str> = spec.name.as_str().into();
+    /// Compiles `spec`'s component, off the async workers (compilation is CPU-bound).
+    pub(crate) async fn compile(&self, spec: &PluginSpec) -> Result<Compiled, PluginError> {
         let load_error = |reason: String| PluginError::Load { plugin: spec.name.clone(), reason };
         if spec.limits.memory_bytes > self.max_memory_bytes {
             return Err(load_error(format!(
@@ -220,18 +225,30 @@ impl PluginRuntime {
         let bytes = spec.wasm.bytes().map_err(|e| load_error(format!("reading {:?}: {e}", spec.wasm)))?;
         let engine = self.engine.clone();
         let bytes = bytes.into_owned();
-        // Compilation is CPU-bound; keep it off the async workers.
         let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
             .await
             .map_err(|e| load_error(e.to_string()))?
             .map_err(|e| load_error(format!("not a valid component: {e:#}")))?;
+        let exports = component.component_type().exports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        Ok(Compiled { component, exports })
+    }
+
+    /// Links `compiled` as a plugin of world `W`, pre-instantiates it and runs its
+    /// `validate-config`.
+    pub(crate) async fn load<W: World>(
+        &self,
+        spec: PluginSpec,
+        compiled: Compiled,
+    ) -> Result<LoadedPlugin<W>, PluginError> {
+        let name: Arc<str> = spec.name.as_str().into();
+        let load_error = |reason: String| PluginError::Load { plugin: spec.name.clone(), reason };
         let mut linker = Linker::<CallState>::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| load_error(format!("{e:#}")))?;
         W::add_to_linker(&mut linker).map_err(|e| load_error(format!("{e:#}")))?;
         let pre = linker
-            .instantiate_pre(&component)
+            .instantiate_pre(&compiled.component)
             .and_then(W::pre)
-            .map_err(|e| load_error(format!("does not implement world {}: {e:#}", W::KIND.world())))?;
+            .map_err(|e| load_error(format!("does not implement {}: {e:#}", W::EXPORT)))?;
         let quota = spec.limits.max_concurrent_calls.unwrap_or(self.pool_size);
         let admission = Admission::new(quota, spec.limits.max_waiting_calls.unwrap_or(quota), spec.limits.deadline);
         let plugin = LoadedPlugin {
@@ -251,6 +268,23 @@ impl PluginRuntime {
             Ok(()) => Ok(plugin),
             Err(reason) => Err(PluginError::InvalidConfig { plugin: spec.name, reason }),
         }
+    }
+}
+
+/// A compiled component and the names it exports, from which its WIT version is read.
+pub(crate) struct Compiled {
+    component: Component,
+    exports: Vec<String>,
+}
+
+impl Compiled {
+    /// Whether the component exports `interface` (e.g. `camara:gateway/policy@0.2.0`).
+    pub fn exports(&self, interface: &str) -> bool {
+        self.exports.iter().any(|e| e == interface)
+    }
+
+    pub fn export_names(&self) -> String {
+        if self.exports.is_empty() { "nothing".into() } else { self.exports.join(", ") }
     }
 }
 
@@ -280,6 +314,8 @@ fn engine_config(config: &RuntimeConfig, pooling: bool) -> Config {
 /// What each world module supplies to the generic loader.
 pub(crate) trait World: Sized + 'static {
     const KIND: PluginKind;
+    /// The interface a component of this world exports, with its version.
+    const EXPORT: &'static str;
     type Pre: Send + Sync + 'static;
     type Instance: Send;
     fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()>;

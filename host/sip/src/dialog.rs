@@ -317,6 +317,7 @@ impl UacCall {
                 method: request.method.to_string(),
                 reason: request.headers.get("Reason").map(str::to_string),
                 sdp: request.sdp(),
+                headers: request.headers.to_vec(),
             });
             self.terminate(EndCause::Remote);
         }
@@ -779,7 +780,13 @@ impl Peer {
 }
 
 fn response_event(response: &Response, reliable: bool) -> CallEvent {
-    CallEvent::Response { status: response.status, reason: response.reason.clone(), sdp: response.sdp(), reliable }
+    CallEvent::Response {
+        status: response.status,
+        reason: response.reason.clone(),
+        sdp: response.sdp(),
+        reliable,
+        headers: response.headers.to_vec(),
+    }
 }
 
 fn invalid_uri(uri: &str, reason: impl Into<String>) -> SipError {
@@ -1024,7 +1031,7 @@ mod tests {
         outputs
             .iter()
             .filter_map(|o| match o {
-                CallOutput::Event(e) => Some(e.clone()),
+                CallOutput::Event(e) => Some(e.clone().without_headers()),
                 _ => None,
             })
             .collect()
@@ -1097,13 +1104,19 @@ mod tests {
         let out = h.respond(uas_response(&invite, 100, "Trying", None));
         assert_eq!(
             events(&out),
-            [CallEvent::Response { status: 100, reason: "Trying".into(), sdp: None, reliable: false }]
+            [CallEvent::Response { status: 100, reason: "Trying".into(), sdp: None, reliable: false, headers: vec![] }]
         );
 
         let out = h.respond(uas_response(&invite, 183, "Session Progress", Some(1)));
         assert_eq!(
             events(&out),
-            [CallEvent::Response { status: 183, reason: "Session Progress".into(), sdp: None, reliable: true }]
+            [CallEvent::Response {
+                status: 183,
+                reason: "Session Progress".into(),
+                sdp: None,
+                reliable: true,
+                headers: vec![]
+            }]
         );
         let sent = requests(&out);
         let [(dest, prack)] = sent.as_slice() else { panic!("{out:?}") };
@@ -1149,7 +1162,13 @@ mod tests {
         let out = h.respond(ok.clone());
         assert_eq!(
             events(&out),
-            [CallEvent::Response { status: 200, reason: "OK".into(), sdp: Some("v=0\r\n".into()), reliable: false }]
+            [CallEvent::Response {
+                status: 200,
+                reason: "OK".into(),
+                sdp: Some("v=0\r\n".into()),
+                reliable: false,
+                headers: vec![]
+            }]
         );
         let sent = requests(&out);
         let [(dest, ack)] = sent.as_slice() else { panic!("{out:?}") };
@@ -1248,7 +1267,13 @@ mod tests {
         assert_eq!(
             events(&out),
             [
-                CallEvent::Response { status: 487, reason: "Request Terminated".into(), sdp: None, reliable: false },
+                CallEvent::Response {
+                    status: 487,
+                    reason: "Request Terminated".into(),
+                    sdp: None,
+                    reliable: false,
+                    headers: vec![]
+                },
                 CallEvent::Terminated { cause: crate::EndCause::Local }
             ]
         );
@@ -1313,7 +1338,12 @@ mod tests {
         assert_eq!(
             events(&drain(&mut h.call)),
             [
-                CallEvent::Request { method: "BYE".into(), reason: Some("Q.850;cause=16".into()), sdp: None },
+                CallEvent::Request {
+                    method: "BYE".into(),
+                    reason: Some("Q.850;cause=16".into()),
+                    sdp: None,
+                    headers: vec![]
+                },
                 CallEvent::Terminated { cause: crate::EndCause::Remote }
             ]
         );
@@ -1846,7 +1876,7 @@ mod tests {
         let out = h.respond(ok);
         assert_eq!(
             events(&out),
-            [CallEvent::Response { status: 200, reason: "OK".into(), sdp: None, reliable: false }]
+            [CallEvent::Response { status: 200, reason: "OK".into(), sdp: None, reliable: false, headers: vec![] }]
         );
         let sent = requests(&out);
         assert_eq!(sent[0].1.headers.get("CSeq"), Some("2 ACK"));

@@ -860,7 +860,8 @@ impl Endpoint {
                 }
                 (Some(call), Delivery::Offer { method, offer }) => {
                     call.handle_peer_refresh(&request, answer.sdp.as_deref(), now);
-                    let event = CallEvent::Request { method, reason: None, sdp: Some(offer) };
+                    let headers = request.headers.to_vec();
+                    let event = CallEvent::Request { method, reason: None, sdp: Some(offer), headers };
                     self.outputs.push_back(Output::Event(UaEvent { call_id: call_id.clone(), event }));
                 }
                 _ => {}
@@ -1372,14 +1373,14 @@ mod tests {
         let events: Vec<_> = out
             .iter()
             .filter_map(|o| match o {
-                Output::Event(e) => Some(e.event.clone()),
+                Output::Event(e) => Some(e.event.clone().without_headers()),
                 _ => None,
             })
             .collect();
         assert_eq!(
             events,
             [
-                CallEvent::Request { method: "BYE".into(), reason: None, sdp: None },
+                CallEvent::Request { method: "BYE".into(), reason: None, sdp: None, headers: vec![] },
                 CallEvent::Terminated { cause: crate::EndCause::Remote }
             ]
         );
@@ -1462,7 +1463,7 @@ mod tests {
         assert_eq!(response.headers.get("Contact"), Some("<sip:gw.example.com:5060;transport=udp>"));
         assert_eq!(response.body, b"v=0\r\na=recvonly\r\n");
         assert!(out.iter().any(|o| matches!(o, Output::Event(e)
-            if e.event == CallEvent::Request { method: "INVITE".into(), reason: None, sdp: Some("v=0\r\na=sendonly\r\n".into()) })));
+            if e.event.clone().without_headers() == CallEvent::Request { method: "INVITE".into(), reason: None, sdp: Some("v=0\r\na=sendonly\r\n".into()), headers: vec![] })));
 
         // The answerer can refuse an offer too.
         let out = input(&mut ep, &with_body("z9hG4bKh3", "v=0\r\na=sendrecv\r\n"), now);
@@ -1537,14 +1538,14 @@ mod tests {
         outputs
             .iter()
             .filter_map(|o| match o {
-                Output::Event(e) => Some(e.event.clone()),
+                Output::Event(e) => Some(e.event.clone().without_headers()),
                 _ => None,
             })
             .collect()
     }
 
     fn request_event(method: &str) -> CallEvent {
-        CallEvent::Request { method: method.into(), reason: None, sdp: None }
+        CallEvent::Request { method: method.into(), reason: None, sdp: None, headers: vec![] }
     }
 
     #[test]

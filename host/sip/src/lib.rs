@@ -200,7 +200,14 @@ pub enum CallEvent {
     },
     /// Every distinct provisional or final response to the INVITE
     /// (retransmissions filtered out).
-    Response { status: u16, reason: String, sdp: Option<String>, reliable: bool },
+    Response {
+        status: u16,
+        reason: String,
+        sdp: Option<String>,
+        reliable: bool,
+        /// Every header of the response, in order (compact names expanded).
+        headers: Vec<(String, String)>,
+    },
     /// A request from the remote party inside the call (BYE, PRACK, ACK,
     /// CANCEL...), already answered where it takes an answer.
     Request {
@@ -208,6 +215,9 @@ pub enum CallEvent {
         /// The Reason header (RFC 3326), if any.
         reason: Option<String>,
         sdp: Option<String>,
+        /// Every header of the request, in order (compact names expanded); empty for a request
+        /// the endpoint synthesised.
+        headers: Vec<(String, String)>,
     },
     /// The final response to a re-INVITE sent with [`UserAgent::reinvite`]
     /// (retransmissions filtered out). A 2xx was ACKed; any other response
@@ -224,6 +234,16 @@ pub enum CallEvent {
     /// A registration binding changed state (the `call_id` of the
     /// [`UaEvent`] is the binding id returned by [`UserAgent::register`]).
     Registration(RegistrationEvent),
+}
+
+impl CallEvent {
+    /// The event with the headers of its message left out: what it means, for comparing.
+    pub fn without_headers(mut self) -> Self {
+        if let CallEvent::Response { headers, .. } | CallEvent::Request { headers, .. } = &mut self {
+            headers.clear();
+        }
+        self
+    }
 }
 
 /// Why a call ended on the SIP side: every way a call can end, so that the application can say

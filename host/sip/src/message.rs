@@ -59,6 +59,11 @@ impl Headers {
         self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
     }
 
+    /// Every header, in order, as owned pairs (for events that outlive the message).
+    pub fn to_vec(&self) -> Vec<(String, String)> {
+        self.0.clone()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }

@@ -773,5 +773,6 @@ fn request_event(request: &Request) -> CallEvent {
         method: request.method.to_string(),
         reason: request.headers.get("Reason").map(str::to_string),
         sdp: request.sdp(),
+        headers: request.headers.to_vec(),
     }
 }

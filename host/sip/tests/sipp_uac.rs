@@ -58,7 +58,7 @@ async fn answered_call_then_bye(transport: Transport) {
     assert_eq!(status_of(&next_event(&mut events, &call_id).await), Some((100, false)));
     assert_eq!(status_of(&next_event(&mut events, &call_id).await), Some((180, true)));
     let answer = next_event(&mut events, &call_id).await;
-    let CallEvent::Response { status: 200, reason, sdp: Some(sdp), reliable: false } = &answer else {
+    let CallEvent::Response { status: 200, reason, sdp: Some(sdp), reliable: false, .. } = &answer else {
         panic!("expected 200 OK with SDP, got {answer:?}");
     };
     assert_eq!(reason, "OK");
@@ -222,9 +222,14 @@ async fn udp_call_ended_by_the_remote_party() {
 
     let call_id = ua.invite(invite(sipp.addr, Transport::Udp)).await.expect("invite");
     assert_eq!(status_of(&next_event(&mut events, &call_id).await), Some((200, false)));
+    let bye = next_event(&mut events, &call_id).await;
+    let CallEvent::Request { headers, .. } = &bye else { panic!("not the BYE: {bye:?}") };
+    // Every header of the peer's BYE is reported with it (the mapping plugin may read them).
+    assert!(headers.iter().any(|(n, v)| n == "Reason" && v == "Q.850;cause=16"), "{headers:?}");
+    assert!(headers.iter().any(|(n, _)| n == "CSeq"), "{headers:?}");
     assert_eq!(
-        next_event(&mut events, &call_id).await,
-        CallEvent::Request { method: "BYE".into(), reason: Some("Q.850;cause=16".into()), sdp: None }
+        bye.without_headers(),
+        CallEvent::Request { method: "BYE".into(), reason: Some("Q.850;cause=16".into()), sdp: None, headers: vec![] }
     );
     assert_eq!(next_event(&mut events, &call_id).await, CallEvent::Terminated { cause: EndCause::Remote });
     assert!(ua.hangup(&call_id).await.is_err());

@@ -17,15 +17,16 @@
 
 wit_bindgen::generate!({
     world: "api-mapping",
-    path: "../../wit",
+    path: "../../wit/v0.2.0",
 });
 
-use camara::gateway::config;
-use camara::gateway::types::{CallType, CamaraError, SessionStatus};
+use camara::gateway::types::{CallContext, CallDirection, CallType, CamaraError, SessionStatus};
+use camara::gateway::{config, sip_message};
 use camara_plugin_sdk::{address, pidf, status};
 use exports::camara::gateway::mapping::{
-    BodyPart, CallDirection, Guest as MappingGuest, IncomingCall, IncomingInvite, InvitePlan, NameAddr, NetworkContext,
-    OutgoingCall, RegistrationPlan, RegistrationRequest, SipEvent, SipRejection, StatusUpdate,
+    BodyPart, ConfidencePdf, Guest as MappingGuest, IncomingCall, IncomingInvite, InvitePlan, Location, LocationShape,
+    NameAddr, NetworkContext, OutgoingCall, RegistrationPlan, RegistrationRequest, SipEvent, SipMethod, SipRejection,
+    StatusUpdate,
 };
 
 struct DefaultMapping;
@@ -54,8 +55,48 @@ fn update((status, reason): (status::Status, String)) -> StatusUpdate {
     StatusUpdate { status: to_wit(status), reason }
 }
 
+fn method_name(method: &SipMethod) -> &str {
+    match method {
+        SipMethod::Invite => "INVITE",
+        SipMethod::Ack => "ACK",
+        SipMethod::Bye => "BYE",
+        SipMethod::Cancel => "CANCEL",
+        SipMethod::Update => "UPDATE",
+        SipMethod::Prack => "PRACK",
+        SipMethod::Info => "INFO",
+        SipMethod::Options => "OPTIONS",
+        SipMethod::Refer => "REFER",
+        SipMethod::Notify => "NOTIFY",
+        SipMethod::Message => "MESSAGE",
+        SipMethod::Other(name) => name,
+    }
+}
+
+fn location(l: Location) -> pidf::Location {
+    let c = l.coordinates;
+    pidf::Location {
+        shape: match l.shape {
+            LocationShape::Circle => pidf::Shape::Circle,
+            LocationShape::Ellipsoid => pidf::Shape::Ellipsoid,
+        },
+        latitude: c.latitude,
+        longitude: c.longitude,
+        radius: c.radius,
+        z_axis: c.z_axis,
+        semi_major_axis: c.semi_major_axis,
+        semi_minor_axis: c.semi_minor_axis,
+        vertical_axis: c.vertical_axis,
+        orientation: c.orientation,
+        confidence: l
+            .confidence
+            .map(|c| (c.value, if c.pdf == ConfidencePdf::Uniform { pidf::Pdf::Uniform } else { pidf::Pdf::Normal })),
+        method: l.method,
+        timestamp: l.timestamp,
+    }
+}
+
 impl MappingGuest for DefaultMapping {
-    fn map_outgoing_call(call: OutgoingCall, net: NetworkContext) -> Result<InvitePlan, CamaraError> {
+    fn map_outgoing_call(call: OutgoingCall, _: CallContext, net: NetworkContext) -> Result<InvitePlan, CamaraError> {
         let home = home_domain(&net);
         let request_uri = address::sip_uri(&call.receiver_address, &network_domain(&net)).map_err(invalid)?;
         let to = name_addr(call.receiver_name.as_ref(), request_uri.clone());
@@ -75,10 +116,9 @@ impl MappingGuest for DefaultMapping {
             if emergency { vec![Pair { name: "Priority".into(), value: "emergency".into() }] } else { Vec::new() };
         // RFC 6442: an emergency call carries the caller's location by value, as PIDF-LO.
         let mut body_parts = Vec::new();
-        if let (true, Some(location)) = (emergency, call.location_json.as_deref()) {
-            let location: serde_json::Value = serde_json::from_str(location).map_err(|e| invalid(e.to_string()))?;
+        if let (true, Some(caller_location)) = (emergency, call.location) {
             let entity = p_asserted_identity.as_ref().map_or_else(|| from.uri.clone(), |p| p.uri.clone());
-            let document = pidf::pidf_lo(&location, &entity).map_err(invalid)?;
+            let document = pidf::pidf_lo(&location(caller_location), &entity).map_err(invalid)?;
             let content_id = format!("caller-location@{home}");
             extra_headers.push(Pair { name: "Geolocation".into(), value: format!("<cid:{content_id}>") });
             extra_headers.push(Pair { name: "Geolocation-Routing".into(), value: "yes".into() });
@@ -100,7 +140,7 @@ impl MappingGuest for DefaultMapping {
         })
     }
 
-    fn map_incoming_call(invite: IncomingInvite) -> Result<IncomingCall, SipRejection> {
+    fn map_incoming_call(invite: IncomingInvite, _call_id: String) -> Result<IncomingCall, SipRejection> {
         let Some(target) = address::phone_number(&invite.request_uri).or_else(|| address::phone_number(&invite.to.uri))
         else {
             return Err(SipRejection { status_code: 404, reason_phrase: "Not Found".into() });
@@ -121,15 +161,24 @@ impl MappingGuest for DefaultMapping {
         })
     }
 
-    fn map_sip_event(event: SipEvent, direction: CallDirection) -> Option<StatusUpdate> {
-        let direction = match direction {
+    fn map_sip_event(event: SipEvent, call: CallContext) -> Option<StatusUpdate> {
+        let direction = match call.direction {
             CallDirection::Outgoing => status::Direction::Outgoing,
             CallDirection::Incoming => status::Direction::Incoming,
         };
         match event {
-            SipEvent::InviteResponse(r) => status::for_invite_response(r.status_code, &r.reason_phrase).map(update),
-            SipEvent::Request(r) => status::for_request(&r.method, direction).map(update),
-            SipEvent::LocalHangup(method) => Some(update(status::for_local_hangup(&method, direction))),
+            SipEvent::InviteResponse(r) => {
+                let (status, mut reason) = status::for_invite_response(r.status_code, &r.reason_phrase)?;
+                // A refusal's RFC 3326 Reason (a Q.850 cause, say) tells an operator why.
+                if r.status_code >= 300
+                    && let Some(cause) = sip_message::header("Reason")
+                {
+                    reason = format!("{reason} (Reason: {cause})");
+                }
+                Some(update((status, reason)))
+            }
+            SipEvent::Request(r) => status::for_request(method_name(&r.method), direction).map(update),
+            SipEvent::LocalHangup(method) => Some(update(status::for_local_hangup(method_name(&method), direction))),
             SipEvent::Timeout => Some(update(status::for_timeout())),
         }
     }

@@ -13,13 +13,15 @@
 
 wit_bindgen::generate!({
     world: "authorization-policy",
-    path: "../../wit",
+    path: "../../wit/v0.2.0",
 });
 
 use camara::gateway::config;
 use camara::gateway::types::CamaraError;
 use camara_plugin_sdk::{address, scopes};
-use exports::camara::gateway::policy::{AuthorizationRequest, Decision, Guest as PolicyGuest, Subscriber};
+use exports::camara::gateway::policy::{
+    Api, AuthorizationRequest, ClaimValue, Decision, Guest as PolicyGuest, Subscriber,
+};
 
 struct DefaultPolicy;
 
@@ -29,8 +31,8 @@ fn deny(status: u16, code: &str, message: impl Into<String>) -> Decision {
 
 fn phone_number(req: &AuthorizationRequest) -> Option<String> {
     let claim = config::get("phone-number-claim").unwrap_or_else(|| "phone_number".into());
-    let claims: serde_json::Value = serde_json::from_str(&req.claims.all_claims_json).ok()?;
-    if let Some(n) = claims.get(&claim).and_then(|v| v.as_str()) {
+    let value = req.claims.other_claims.iter().find(|c| c.name == claim).map(|c| &c.value);
+    if let Some(ClaimValue::Text(n)) = value {
         // OIDC's phone_number is often written without the plus sign.
         let n = if n.starts_with('+') { n.to_string() } else { format!("+{n}") };
         return address::is_e164(&n).then_some(n);
@@ -38,11 +40,20 @@ fn phone_number(req: &AuthorizationRequest) -> Option<String> {
     req.claims.subject.clone().filter(|s| address::is_e164(s))
 }
 
+fn api_name(api: Api) -> &'static str {
+    match api {
+        Api::WebrtcRegistration => "webrtc-registration",
+        Api::WebrtcCallHandling => "webrtc-call-handling",
+        Api::WebrtcEvents => "webrtc-events",
+    }
+}
+
 impl PolicyGuest for DefaultPolicy {
     fn authorize(req: AuthorizationRequest) -> Decision {
         let op = &req.operation;
-        let Some(requirement) = scopes::requirement(&op.api, &op.operation_id) else {
-            return deny(403, "PERMISSION_DENIED", format!("Unknown operation {}.{}", op.api, op.operation_id));
+        let api = api_name(op.api);
+        let Some(requirement) = scopes::requirement(api, &op.operation_id) else {
+            return deny(403, "PERMISSION_DENIED", format!("Unknown operation {api}.{}", op.operation_id));
         };
         if config::get("require-scopes").as_deref() != Some("false") {
             let missing = scopes::missing(&requirement, &req.claims.scopes, &req.request.event_types);
@@ -63,14 +74,14 @@ impl PolicyGuest for DefaultPolicy {
             // the other APIs with 403 INVALID_TOKEN_CONTEXT.
             const CANNOT_IDENTIFY: &str =
                 "The device cannot be identified: the access token names no subscriber phone number.";
-            match (op.api.as_str(), op.operation_id.as_str()) {
+            match (op.api, op.operation_id.as_str()) {
                 (
-                    "webrtc-events",
+                    Api::WebrtcEvents,
                     "createNotificationChannelSubscription" | "updateNotificationChannelSubscription",
                 ) => {
                     return deny(422, "MISSING_IDENTIFIER", CANNOT_IDENTIFY);
                 }
-                ("webrtc-events", _) => return deny(403, "PERMISSION_DENIED", CANNOT_IDENTIFY),
+                (Api::WebrtcEvents, _) => return deny(403, "PERMISSION_DENIED", CANNOT_IDENTIFY),
                 _ => {}
             }
             return deny(

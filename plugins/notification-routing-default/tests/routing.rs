@@ -33,7 +33,8 @@ async fn events_go_to_the_subscriptions_of_their_device_and_subscriber() {
     let d = &deliveries[0];
     assert_eq!((d.subscription_id.as_str(), d.sink.as_str()), ("sub-a", "https://a.example/hook"));
     assert_eq!(d.content_type, "application/cloudevents+json");
-    let body: serde_json::Value = serde_json::from_str(&d.payload).unwrap();
+    assert_eq!(d.payload, None, "the host builds what is sent");
+    let body: serde_json::Value = serde_json::from_str(&d.body(&event)).unwrap();
     assert_eq!(body["data"]["subscriptionId"], "sub-a");
     assert_eq!(body["data"]["mediaSessionId"], "ms-1");
     assert_eq!(body["specversion"], "1.0");
@@ -41,18 +42,29 @@ async fn events_go_to_the_subscriptions_of_their_device_and_subscriber() {
 }
 
 fn failure(attempt: u32, kind: FailureKind, status_code: Option<u16>) -> DeliveryFailure {
-    DeliveryFailure { subscription_id: "sub-a".into(), sink: "https://a.example".into(), attempt, kind, status_code }
+    DeliveryFailure {
+        subscription_id: "sub-a".into(),
+        sink: "https://a.example".into(),
+        attempt,
+        kind,
+        status_code,
+        retry_after_ms: None,
+        next_attempt_ms: Some(1000),
+    }
 }
 
 #[tokio::test]
-async fn retries_back_off_on_server_errors_and_not_on_client_errors() {
-    let routing = routing(&[("max-attempts", "4"), ("initial-backoff-ms", "100")]).await;
-    let decide = async |f: DeliveryFailure| routing.on_delivery_failure(&f).await.unwrap();
-    assert!(matches!(decide(failure(1, FailureKind::HttpStatus, Some(503))).await, RetryDecision::RetryAfterMs(100)));
-    assert!(matches!(decide(failure(2, FailureKind::Timeout, None)).await, RetryDecision::RetryAfterMs(200)));
-    assert!(matches!(decide(failure(3, FailureKind::Connection, None)).await, RetryDecision::RetryAfterMs(400)));
-    assert!(matches!(decide(failure(1, FailureKind::HttpStatus, Some(429))).await, RetryDecision::RetryAfterMs(100)));
-    assert!(matches!(decide(failure(4, FailureKind::HttpStatus, Some(503))).await, RetryDecision::GiveUp(_)));
-    assert!(matches!(decide(failure(1, FailureKind::HttpStatus, Some(404))).await, RetryDecision::GiveUp(_)));
-    assert!(matches!(decide(failure(1, FailureKind::HttpStatus, Some(401))).await, RetryDecision::GiveUp(_)));
+async fn retries_follow_the_host_schedule_unless_max_attempts_is_set() {
+    assert!(routing(&[]).await.decides_retries(), "a 0.2.0 plugin is asked");
+    let unlimited = routing(&[]).await;
+    let decision = unlimited.on_delivery_failure(&failure(40, FailureKind::Timeout, None)).await.unwrap();
+    assert_eq!(decision, RetryDecision::AsScheduled);
+    let limited = routing(&[("max-attempts", "4")]).await;
+    let decide = async |f: DeliveryFailure| limited.on_delivery_failure(&f).await.unwrap();
+    assert_eq!(decide(failure(3, FailureKind::HttpStatus, Some(503))).await, RetryDecision::AsScheduled);
+    assert!(matches!(decide(failure(4, FailureKind::Connection, None)).await, RetryDecision::GiveUp(_)));
+    let refused = Harness::new().unwrap();
+    let wasm = build_component(env!("CARGO_MANIFEST_DIR")).unwrap();
+    let error = refused.routing(&wasm, &[("initial-backoff-ms", "100")]).await.err().expect("unknown key refused");
+    assert!(error.to_string().contains("unknown configuration key"), "{error}");
 }

@@ -2,67 +2,106 @@
 //! `locationDetails` object, for emergency calls (RFC 6442: the document travels in the INVITE
 //! body and a `Geolocation` header points at it).
 
-use serde_json::Value;
-
 fn xml_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
 }
 
-fn number(object: &Value, field: &str) -> Result<f64, String> {
-    object
-        .get(field)
-        .and_then(Value::as_f64)
-        .filter(|n| n.is_finite())
-        .ok_or_else(|| format!("locationDetails.coordinates.{field} must be a number"))
+/// CAMARA `locationDetails.shape`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Circle,
+    Ellipsoid,
 }
 
-/// The PIDF-LO document for `location` (a CAMARA `LocationDetails`) of `entity` (a `pres:` or
-/// `sip:` URI of the caller).
-pub fn pidf_lo(location: &Value, entity: &str) -> Result<String, String> {
-    let coordinates = location.get("coordinates").ok_or("locationDetails.coordinates is required")?;
-    let (latitude, longitude) = (number(coordinates, "latitude")?, number(coordinates, "longitude")?);
+/// CAMARA `locationDetails.confidence.pdf`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pdf {
+    Normal,
+    Uniform,
+}
+
+/// CAMARA `locationDetails`: WGS84 degrees, metres; which optional members a shape needs is
+/// checked by [`pidf_lo`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Location {
+    pub shape: Shape,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub radius: Option<f64>,
+    pub z_axis: Option<f64>,
+    pub semi_major_axis: Option<f64>,
+    pub semi_minor_axis: Option<f64>,
+    pub vertical_axis: Option<f64>,
+    pub orientation: Option<f64>,
+    /// Percent and distribution.
+    pub confidence: Option<(f64, Pdf)>,
+    pub method: Option<String>,
+    pub timestamp: Option<String>,
+}
+
+impl Location {
+    /// A circle of `radius` metres around a point; the rest unset.
+    pub fn circle(latitude: f64, longitude: f64, radius: f64) -> Self {
+        Location {
+            shape: Shape::Circle,
+            latitude,
+            longitude,
+            radius: Some(radius),
+            z_axis: None,
+            semi_major_axis: None,
+            semi_minor_axis: None,
+            vertical_axis: None,
+            orientation: None,
+            confidence: None,
+            method: None,
+            timestamp: None,
+        }
+    }
+}
+
+fn number(value: Option<f64>, field: &str) -> Result<f64, String> {
+    value.filter(|n| n.is_finite()).ok_or_else(|| format!("locationDetails.coordinates.{field} must be a number"))
+}
+
+/// The PIDF-LO document for `location` of `entity` (a `pres:` or `sip:` URI of the caller).
+pub fn pidf_lo(location: &Location, entity: &str) -> Result<String, String> {
+    let (latitude, longitude) =
+        (number(Some(location.latitude), "latitude")?, number(Some(location.longitude), "longitude")?);
     if !(-90.0..=90.0).contains(&latitude) || !(-180.0..=180.0).contains(&longitude) {
         return Err("locationDetails.coordinates are outside WGS84 latitude/longitude".into());
     }
-    let shape = match location.get("shape").and_then(Value::as_str).unwrap_or("Circle") {
-        "Circle" => format!(
+    let shape = match location.shape {
+        Shape::Circle => format!(
             "<gs:Circle srsName=\"urn:ogc:def:crs:EPSG::4326\"><gml:pos>{latitude} {longitude}</gml:pos>\
              <gs:radius uom=\"urn:ogc:def:uom:EPSG::9001\">{}</gs:radius></gs:Circle>",
-            number(coordinates, "radius")?
+            number(location.radius, "radius")?
         ),
-        "Ellipsoid" => format!(
+        Shape::Ellipsoid => format!(
             "<gs:Ellipsoid srsName=\"urn:ogc:def:crs:EPSG::4979\"><gml:pos>{latitude} {longitude} {}</gml:pos>\
              <gs:semiMajorAxis uom=\"urn:ogc:def:uom:EPSG::9001\">{}</gs:semiMajorAxis>\
              <gs:semiMinorAxis uom=\"urn:ogc:def:uom:EPSG::9001\">{}</gs:semiMinorAxis>\
              <gs:verticalAxis uom=\"urn:ogc:def:uom:EPSG::9001\">{}</gs:verticalAxis>\
              <gs:orientation uom=\"urn:ogc:def:uom:EPSG::9102\">{}</gs:orientation></gs:Ellipsoid>",
-            number(coordinates, "zAxis")?,
-            number(coordinates, "semiMajorAxis")?,
-            number(coordinates, "semiMinorAxis")?,
-            number(coordinates, "verticalAxis")?,
-            number(coordinates, "orientation")?
+            number(location.z_axis, "zAxis")?,
+            number(location.semi_major_axis, "semiMajorAxis")?,
+            number(location.semi_minor_axis, "semiMinorAxis")?,
+            number(location.vertical_axis, "verticalAxis")?,
+            number(location.orientation, "orientation")?
         ),
-        other => return Err(format!("locationDetails.shape {other:?} is not Circle or Ellipsoid")),
     };
-    let confidence = match location.get("confidence") {
-        Some(c) => {
-            let value = c.get("value").and_then(Value::as_f64).filter(|v| (0.0..=100.0).contains(v));
-            let pdf = c.get("pdf").and_then(Value::as_str).unwrap_or("normal");
-            match (value, pdf) {
-                (Some(value), "normal" | "uniform") => {
-                    format!("<con:confidence pdf=\"{pdf}\">{value}</con:confidence>")
-                }
-                _ => return Err("locationDetails.confidence needs pdf normal|uniform and a value 0..100".into()),
-            }
+    let confidence = match location.confidence {
+        Some((value, pdf)) if (0.0..=100.0).contains(&value) => {
+            let pdf = match pdf {
+                Pdf::Normal => "normal",
+                Pdf::Uniform => "uniform",
+            };
+            format!("<con:confidence pdf=\"{pdf}\">{value}</con:confidence>")
         }
+        Some(_) => return Err("locationDetails.confidence needs a value 0..100".into()),
         None => String::new(),
     };
-    let method =
-        location.get("method").and_then(Value::as_str).map(|m| format!("<gp:method>{}</gp:method>", xml_escape(m)));
-    let timestamp = location
-        .get("timestamp")
-        .and_then(Value::as_str)
-        .map(|t| format!("<dm:timestamp>{}</dm:timestamp>", xml_escape(t)));
+    let method = location.method.as_deref().map(|m| format!("<gp:method>{}</gp:method>", xml_escape(m)));
+    let timestamp = location.timestamp.as_deref().map(|t| format!("<dm:timestamp>{}</dm:timestamp>", xml_escape(t)));
     Ok(format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n\
          <presence xmlns=\"urn:ietf:params:xml:ns:pidf\" xmlns:gp=\"urn:ietf:params:xml:ns:pidf:geopriv10\" \
@@ -79,17 +118,15 @@ pub fn pidf_lo(location: &Value, entity: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn a_circle_becomes_a_geopriv_circle_with_confidence_method_and_time() {
-        let location = json!({
-            "shape": "Circle",
-            "coordinates": {"latitude": 40.7128, "longitude": -74.006, "radius": 50},
-            "method": "GPS",
-            "confidence": {"pdf": "normal", "value": 88},
-            "timestamp": "2025-10-06T19:32:10Z"
-        });
+        let location = Location {
+            method: Some("GPS".into()),
+            confidence: Some((88.0, Pdf::Normal)),
+            timestamp: Some("2025-10-06T19:32:10Z".into()),
+            ..Location::circle(40.7128, -74.006, 50.0)
+        };
         let doc = pidf_lo(&location, "pres:+818000000001@operator.com").unwrap();
         assert!(doc.contains("entity=\"pres:+818000000001@operator.com\""), "{doc}");
         assert!(doc.contains("<gs:Circle srsName=\"urn:ogc:def:crs:EPSG::4326\"><gml:pos>40.7128 -74.006</gml:pos>"));
@@ -103,17 +140,25 @@ mod tests {
 
     #[test]
     fn an_ellipsoid_carries_its_axes_and_bad_input_is_refused() {
-        let coordinates = json!({"latitude": 1, "longitude": 2, "zAxis": 3, "semiMajorAxis": 4, "semiMinorAxis": 5, "verticalAxis": 6, "orientation": 7});
-        let doc = pidf_lo(&json!({"shape": "Ellipsoid", "coordinates": coordinates}), "pres:x").unwrap();
+        let ellipsoid = Location {
+            shape: Shape::Ellipsoid,
+            radius: None,
+            z_axis: Some(3.0),
+            semi_major_axis: Some(4.0),
+            semi_minor_axis: Some(5.0),
+            vertical_axis: Some(6.0),
+            orientation: Some(7.0),
+            ..Location::circle(1.0, 2.0, 0.0)
+        };
+        let doc = pidf_lo(&ellipsoid, "pres:x").unwrap();
         assert!(doc.contains("<gml:pos>1 2 3</gml:pos>") && doc.contains(">7</gs:orientation>"), "{doc}");
-        assert!(
-            pidf_lo(&json!({"shape": "Polygon", "coordinates": {"latitude": 1, "longitude": 2}}), "pres:x").is_err()
-        );
-        assert!(pidf_lo(&json!({"coordinates": {"latitude": 91, "longitude": 2, "radius": 1}}), "pres:x").is_err());
-        assert!(pidf_lo(&json!({"coordinates": {"latitude": 1, "longitude": 2}}), "pres:x").is_err(), "no radius");
+        assert!(pidf_lo(&Location { orientation: None, ..ellipsoid }, "pres:x").is_err(), "no orientation");
+        assert!(pidf_lo(&Location::circle(91.0, 2.0, 1.0), "pres:x").is_err());
+        assert!(pidf_lo(&Location { radius: None, ..Location::circle(1.0, 2.0, 1.0) }, "pres:x").is_err(), "no radius");
+        let unsure = Location { confidence: Some((101.0, Pdf::Uniform)), ..Location::circle(1.0, 2.0, 1.0) };
+        assert!(pidf_lo(&unsure, "pres:x").is_err());
         let escaped =
-            pidf_lo(&json!({"coordinates": {"latitude": 1, "longitude": 2, "radius": 1}, "method": "<x>"}), "a\"b")
-                .unwrap();
+            pidf_lo(&Location { method: Some("<x>".into()), ..Location::circle(1.0, 2.0, 1.0) }, "a\"b").unwrap();
         assert!(escaped.contains("&lt;x&gt;") && escaped.contains("entity=\"a&quot;b\""), "{escaped}");
     }
 }

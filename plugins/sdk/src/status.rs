@@ -2,6 +2,7 @@
 
 /// CAMARA `SessionStatus`, mirrored here so that plugins of any world can share the readings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Status {
     Initial,
     InProgress,
@@ -22,6 +23,7 @@ pub enum Status {
 
 /// Which side of the call the gateway's device is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Direction {
     Outgoing,
     Incoming,

@@ -1,5 +1,6 @@
 //! webrtc-call-handling: media sessions (calls).
 
+use camara_plugin_host::authorization::{Api, HttpMethod};
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode};
@@ -18,7 +19,7 @@ use crate::model::{MediaSessionCreate, MediaSessionResponse, MediaSessionStatusC
 use crate::store::{MediaSession, SessionStatus};
 use crate::validate;
 
-const API: &str = "webrtc-call-handling";
+const API: Api = Api::WebrtcCallHandling;
 
 /// The statuses a device may ask for with `PUT .../status`: hold and resume its call, or
 /// answer (or decline) an incoming one.
@@ -109,7 +110,7 @@ pub(super) async fn create(
     };
     validate::id("registrationId", &registration_id)?;
     check(&body)?;
-    let mut op = OperationContext::new(API, "createSession", "POST");
+    let mut op = OperationContext::new(API, "createSession", HttpMethod::Post);
     op.fields.registration_id = Some(registration_id.clone());
     op.fields.addresses = vec![body.originator_address.clone(), body.receiver_address.clone()];
     let caller = authorize(&gw, auth, op).await?;
@@ -151,7 +152,7 @@ pub(super) async fn read(
     auth: Authenticated,
     PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut op = OperationContext::new(API, "getSessionDetailsById", "GET");
+    let mut op = OperationContext::new(API, "getSessionDetailsById", HttpMethod::Get);
     op.path_ids.push(("mediaSessionId", &id));
     let caller = authorize(&gw, auth, op).await?;
     let session =
@@ -177,7 +178,7 @@ pub(super) async fn remove(
     auth: Authenticated,
     PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut op = OperationContext::new(API, "deleteSessionById", "DELETE");
+    let mut op = OperationContext::new(API, "deleteSessionById", HttpMethod::Delete);
     op.path_ids.push(("mediaSessionId", &id));
     let caller = authorize(&gw, auth, op).await?;
     let session =
@@ -230,7 +231,7 @@ pub(super) async fn update_status(
     if let Some(location) = &body.location_details {
         validate::location_details("locationDetails", location)?;
     }
-    let mut op = OperationContext::new(API, "updateSessionStatus", "PUT");
+    let mut op = OperationContext::new(API, "updateSessionStatus", HttpMethod::Put);
     op.path_ids.push(("mediaSessionId", &id));
     let caller = authorize(&gw, auth, op).await?;
     let session =

@@ -1,5 +1,6 @@
 //! webrtc-events: notification subscriptions.
 
+use camara_plugin_host::authorization::{Api, HttpMethod};
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -23,7 +24,7 @@ use crate::store::SinkCredential as StoredCredential;
 use crate::store::Subscription;
 use crate::validate;
 
-const API: &str = "webrtc-events";
+const API: Api = Api::WebrtcEvents;
 
 /// The most subscriptions a list answer holds (`maxItems` of the CAMARA file).
 pub const MAX_LISTED_SUBSCRIPTIONS: usize = 100;
@@ -135,7 +136,7 @@ fn check_credential(c: &SinkCredential) -> Result<StoredCredential, ApiError> {
     security(("openId" = ["webrtc-events:read"]))
 )]
 pub(super) async fn list(gw: GatewayState, auth: Authenticated) -> Result<impl IntoResponse, ApiError> {
-    let op = OperationContext::new(API, "retrieveNotificationChannelSubscriptionList", "GET");
+    let op = OperationContext::new(API, "retrieveNotificationChannelSubscriptionList", HttpMethod::Get);
     let caller = authorize(&gw, auth, op).await?;
     // The CAMARA file caps the list (`maxItems`) and defines no paging: the oldest are listed
     // (the store orders them by `starts_at`).
@@ -186,7 +187,7 @@ pub(super) async fn update(
             "Nothing to update: give sinkCredential and/or config.subscriptionExpireTime",
         ));
     }
-    let mut op = OperationContext::new(API, "updateNotificationChannelSubscription", "PUT");
+    let mut op = OperationContext::new(API, "updateNotificationChannelSubscription", HttpMethod::Put);
     op.path_ids.push(("subscriptionId", &id));
     let caller = authorize(&gw, auth, op).await?;
     let current = gw
@@ -238,7 +239,7 @@ pub(super) async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let Checked { expires_at, sink_credential, device_id } = check(&body, gw.config.api.multi_event_subscriptions)?;
     body.config.subscription_detail.device_id = device_id.clone();
-    let mut op = OperationContext::new(API, "createNotificationChannelSubscription", "POST");
+    let mut op = OperationContext::new(API, "createNotificationChannelSubscription", HttpMethod::Post);
     op.fields.device_id = Some(device_id.clone());
     op.fields.event_types = body.types.clone();
     let caller = authorize(&gw, auth, op).await?;
@@ -294,7 +295,7 @@ pub(super) async fn read(
     auth: Authenticated,
     PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut op = OperationContext::new(API, "retrieveNotificationChannelSubscription", "GET");
+    let mut op = OperationContext::new(API, "retrieveNotificationChannelSubscription", HttpMethod::Get);
     op.path_ids.push(("subscriptionId", &id));
     let caller = authorize(&gw, auth, op).await?;
     let s = gw
@@ -322,7 +323,7 @@ pub(super) async fn remove(
     auth: Authenticated,
     PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut op = OperationContext::new(API, "deleteNotificationChannelSubscription", "DELETE");
+    let mut op = OperationContext::new(API, "deleteNotificationChannelSubscription", HttpMethod::Delete);
     op.path_ids.push(("subscriptionId", &id));
     let caller = authorize(&gw, auth, op).await?;
     let not_found = || ApiError::not_found("Subscription not found");

@@ -18,7 +18,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use camara_plugin_host::authorization::{AuthorizationRequest, Decision, Operation, RequestFields, TokenClaims};
+use camara_plugin_host::authorization::{
+    Api, AuthorizationRequest, Decision, HttpMethod, Operation, Pair, RequestFields, TokenClaims,
+};
 use camara_plugin_host::mapping::CamaraError;
 use serde::de::DeserializeOwned;
 
@@ -226,15 +228,15 @@ pub struct Caller {
 
 /// What an operation tells the policy.
 pub struct OperationContext<'a> {
-    pub api: &'static str,
+    pub api: Api,
     pub operation_id: &'static str,
-    pub method: &'static str,
+    pub method: HttpMethod,
     pub path_ids: Vec<(&'static str, &'a str)>,
     pub fields: RequestFields,
 }
 
 impl OperationContext<'_> {
-    pub fn new(api: &'static str, operation_id: &'static str, method: &'static str) -> Self {
+    pub fn new(api: Api, operation_id: &'static str, method: HttpMethod) -> Self {
         OperationContext {
             api,
             operation_id,
@@ -319,7 +321,7 @@ async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Authenticated
         expires_at: verified.expires_at,
         issued_at: verified.issued_at,
         client_id: verified.client_id,
-        all_claims_json: serde_json::Value::Object(verified.claims).to_string(),
+        all_claims: verified.claims,
     };
     let client = claims.client_id.clone().or_else(|| claims.subject.clone()).unwrap_or_default();
     if gw.rate_limiter.check_key(&format!("{}|{client}", claims.issuer)).is_err() {
@@ -337,17 +339,10 @@ async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Authenticated
 pub async fn authorize(gw: &Gateway, auth: Authenticated, op: OperationContext<'_>) -> Result<Caller, ApiError> {
     let request = AuthorizationRequest {
         operation: Operation {
-            api: op.api.into(),
+            api: op.api,
             operation_id: op.operation_id.into(),
-            method: op.method.into(),
-            path_ids: op
-                .path_ids
-                .iter()
-                .map(|(name, value)| camara_plugin_host::authorization::camara::gateway::types::Pair {
-                    name: name.to_string(),
-                    value: value.to_string(),
-                })
-                .collect(),
+            method: op.method,
+            path_ids: op.path_ids.iter().map(|(name, value)| Pair::new(*name, *value)).collect(),
         },
         claims: auth.claims,
         request: op.fields,

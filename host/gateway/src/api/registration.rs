@@ -1,5 +1,6 @@
 //! webrtc-registration: device registrations.
 
+use camara_plugin_host::authorization::{Api, HttpMethod};
 use std::sync::Arc;
 
 use axum::Router;
@@ -20,7 +21,7 @@ use crate::model::{RegistrationInfo, RegistrationRequest, RegistrationResponse, 
 use crate::store::Registration;
 use crate::validate;
 
-const API: &str = "webrtc-registration";
+const API: Api = Api::WebrtcRegistration;
 
 pub fn routes() -> Router<Arc<Gateway>> {
     let missing = missing_id("registrationId");
@@ -64,7 +65,7 @@ pub(super) async fn create(
         .as_deref()
         .map(|t| validate::date_time("registrationExpireTime", t))
         .transpose()?;
-    let mut op = OperationContext::new(API, "createRegistration", "POST");
+    let mut op = OperationContext::new(API, "createRegistration", HttpMethod::Post);
     op.fields.device_id = Some(device_id.clone());
     let caller = authorize(&gw, auth, op).await?;
 
@@ -147,7 +148,7 @@ pub(super) async fn list(
         .single("deviceId")?
         .ok_or_else(|| ApiError::invalid_argument("The deviceId query parameter is required"))?;
     let device_id = validate::uuid("deviceId", device_id)?;
-    let mut op = OperationContext::new(API, "getRegistrationsByDeviceId", "GET");
+    let mut op = OperationContext::new(API, "getRegistrationsByDeviceId", HttpMethod::Get);
     op.fields.device_id = Some(device_id.clone());
     let caller = authorize(&gw, auth, op).await?;
     let found: Vec<_> =
@@ -182,7 +183,7 @@ pub(super) async fn update(
         .as_deref()
         .map(|t| validate::date_time("registrationExpireTime", t))
         .transpose()?;
-    let mut op = OperationContext::new(API, "updateRegistrationById", "PUT");
+    let mut op = OperationContext::new(API, "updateRegistrationById", HttpMethod::Put);
     op.path_ids.push(("registrationId", &id));
     op.fields.registration_id = Some(id.clone());
     let caller = authorize(&gw, auth, op).await?;
@@ -212,7 +213,7 @@ pub(super) async fn read(
     auth: Authenticated,
     PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut op = OperationContext::new(API, "getRegistrationById", "GET");
+    let mut op = OperationContext::new(API, "getRegistrationById", HttpMethod::Get);
     op.path_ids.push(("registrationId", &id));
     op.fields.registration_id = Some(id.clone());
     let caller = authorize(&gw, auth, op).await?;
@@ -241,7 +242,7 @@ pub(super) async fn remove(
     auth: Authenticated,
     PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut op = OperationContext::new(API, "deleteRegistrationById", "DELETE");
+    let mut op = OperationContext::new(API, "deleteRegistrationById", HttpMethod::Delete);
     op.path_ids.push(("registrationId", &id));
     op.fields.registration_id = Some(id.clone());
     let caller = authorize(&gw, auth, op).await?;

@@ -4,9 +4,9 @@
 //! where those microseconds go, this module rebuilds the same pieces from wasmtime directly:
 //! the engine settings of `runtime.rs::engine_config`, the store of `LoadedPlugin::start` (memory
 //! limiter, epoch deadline and callback) and the `CallState` of `state.rs` (WASI context with a
-//! captured stderr, resource table, config). Those are crate-private, so they are mirrored here
-//! rather than reached; `anatomy/.../replica_full` is measured beside the real hook to show the
-//! copy costs what the original does. Keep it in step with those files.
+//! captured stderr, resource table, config), linked against WIT 0.2.0 as the current default
+//! plugins are. Those are crate-private, so they are mirrored here rather than reached. Keep it
+//! in step with those files.
 //!
 //! The knobs ([`Allocator`], [`Wasi`]) are the candidate changes of BENCHMARKS.md, so each one
 //! can be measured instead of guessed.
@@ -15,15 +15,40 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use camara_plugin_host::authorization::camara::gateway::{config, log, types};
-use camara_plugin_host::{authorization, mapping, routing};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
     UpdateDeadline,
 };
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+mod authorization {
+    wasmtime::component::bindgen!({ world: "authorization-policy", path: "../../wit/v0.2.0" });
+}
+mod mapping {
+    wasmtime::component::bindgen!({
+        world: "api-mapping",
+        path: "../../wit/v0.2.0",
+        with: {
+            "camara:gateway/types": super::authorization::camara::gateway::types,
+            "camara:gateway/log": super::authorization::camara::gateway::log,
+            "camara:gateway/config": super::authorization::camara::gateway::config,
+        },
+    });
+}
+mod routing {
+    wasmtime::component::bindgen!({
+        world: "notification-routing",
+        path: "../../wit/v0.2.0",
+        with: {
+            "camara:gateway/types": super::authorization::camara::gateway::types,
+            "camara:gateway/log": super::authorization::camara::gateway::log,
+            "camara:gateway/config": super::authorization::camara::gateway::config,
+        },
+    });
+}
+use authorization::camara::gateway::{config, log, types};
 
 // `RuntimeConfig::default()` and `PluginLimits::default()`.
 const MAX_CONCURRENT_CALLS: u32 = 256;
@@ -131,25 +156,24 @@ impl Replica {
         component.component_type().imports(&self.engine).map(|(name, _)| name.to_string()).collect()
     }
 
-    pub fn authorization(&self, wasm: &[u8]) -> authorization::AuthorizationPolicyPre<State> {
+    /// `wasm` linked as the host links a 0.2.0 component of its world, pre-instantiated.
+    fn pre(&self, wasm: &[u8], add: fn(&mut Linker<State>) -> wasmtime::Result<()>) -> InstancePre<State> {
         let mut linker = self.linker();
-        authorization::AuthorizationPolicy::add_to_linker::<_, HasSelf<State>>(&mut linker, |s| s).unwrap();
+        add(&mut linker).expect("plugin imports");
         let component = Component::new(&self.engine, wasm).expect("component");
-        authorization::AuthorizationPolicyPre::new(linker.instantiate_pre(&component).unwrap()).unwrap()
+        linker.instantiate_pre(&component).expect("instantiate_pre")
     }
 
-    pub fn mapping(&self, wasm: &[u8]) -> mapping::ApiMappingPre<State> {
-        let mut linker = self.linker();
-        mapping::ApiMapping::add_to_linker::<_, HasSelf<State>>(&mut linker, |s| s).unwrap();
-        let component = Component::new(&self.engine, wasm).expect("component");
-        mapping::ApiMappingPre::new(linker.instantiate_pre(&component).unwrap()).unwrap()
+    pub fn authorization(&self, wasm: &[u8]) -> InstancePre<State> {
+        self.pre(wasm, |l| authorization::AuthorizationPolicy::add_to_linker::<_, HasSelf<State>>(l, |s| s))
     }
 
-    pub fn routing(&self, wasm: &[u8]) -> routing::NotificationRoutingPre<State> {
-        let mut linker = self.linker();
-        routing::NotificationRouting::add_to_linker::<_, HasSelf<State>>(&mut linker, |s| s).unwrap();
-        let component = Component::new(&self.engine, wasm).expect("component");
-        routing::NotificationRoutingPre::new(linker.instantiate_pre(&component).unwrap()).unwrap()
+    pub fn mapping(&self, wasm: &[u8]) -> InstancePre<State> {
+        self.pre(wasm, |l| mapping::ApiMapping::add_to_linker::<_, HasSelf<State>>(l, |s| s))
+    }
+
+    pub fn routing(&self, wasm: &[u8]) -> InstancePre<State> {
+        self.pre(wasm, |l| routing::NotificationRouting::add_to_linker::<_, HasSelf<State>>(l, |s| s))
     }
 
     /// A store set up as `LoadedPlugin::start` sets up each call's.
@@ -161,9 +185,8 @@ impl Replica {
     }
 }
 
-/// The host's deadline: yield on every epoch tick, trap once the deadline has passed. Re-armed
-/// before each call when a store is reused, as an instance-reusing host would have to.
-pub fn arm_deadline(store: &mut Store<State>) {
+/// The host's deadline: yield on every epoch tick, trap once the deadline has passed.
+fn arm_deadline(store: &mut Store<State>) {
     let started = Instant::now();
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
@@ -245,5 +268,15 @@ impl config::Host for State {
 
     fn entries(&mut self) -> Vec<types::Pair> {
         self.config.iter().map(|(name, value)| types::Pair { name: name.clone(), value: value.clone() }).collect()
+    }
+}
+
+impl mapping::camara::gateway::sip_message::Host for State {
+    fn header(&mut self, _name: String) -> Option<String> {
+        None
+    }
+
+    fn header_values(&mut self, _name: String) -> Vec<String> {
+        Vec::new()
     }
 }

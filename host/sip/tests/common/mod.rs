@@ -26,12 +26,12 @@ pub async fn next_event(events: &mut UnboundedReceiver<UaEvent>) -> UaEvent {
 pub async fn expect(events: &mut UnboundedReceiver<UaEvent>, call_id: &str, expected: CallEvent) {
     let event = next_event(events).await;
     assert_eq!(event.call_id, call_id);
-    assert_eq!(event.event, expected);
+    assert_eq!(event.event.without_headers(), expected);
 }
 
 /// How a request from the peer without a Reason or SDP is reported.
 pub fn request(method: &str) -> CallEvent {
-    CallEvent::Request { method: method.into(), reason: None, sdp: None }
+    CallEvent::Request { method: method.into(), reason: None, sdp: None, headers: vec![] }
 }
 
 pub fn sipp_available() -> bool {

@@ -6,7 +6,7 @@
 
 wit_bindgen::generate!({
     world: "authorization-policy",
-    path: "../../../wit",
+    path: "../../../wit/v0.1.0",
 });
 
 use exports::camara::gateway::policy::{AuthorizationRequest, Decision, Guest as PolicyGuest, Subscriber};
