@@ -41,6 +41,8 @@ pub struct Gateway {
     pub drain: crate::shutdown::Drain,
     /// Per-client request budget.
     pub rate_limiter: governor::DefaultKeyedRateLimiter<String>,
+    /// Requests in progress per API client ([`crate::api::ClientSlots`]).
+    pub client_slots: std::sync::Arc<crate::api::ClientSlots>,
 }
 
 /// A started gateway and the addresses it listens on.
@@ -313,6 +315,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
             )
             .allow_burst(std::num::NonZeroU32::new(config.api.rate_limit_burst.max(1)).expect("at least 1")),
         ),
+        client_slots: crate::api::ClientSlots::new(config.api.max_requests_in_progress_per_client),
         config,
         verifier,
         demo,

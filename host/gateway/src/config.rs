@@ -128,6 +128,10 @@ pub struct ApiConfig {
     /// subject); above it the API answers 429.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
+    /// Requests of one client that may be in progress at once (keyed as the rate limit); above
+    /// it the API answers 429, so that a client whose requests are slow to answer cannot fill
+    /// the plugins' queues for everyone. 0: no limit.
+    pub max_requests_in_progress_per_client: u32,
     /// Whether one subscription may carry several event `types` (the consolidated subscription
     /// of the CAMARA call flows). Off, a request with more than one type is answered
     /// `422 MULTIEVENT_SUBSCRIPTION_NOT_SUPPORTED` and every subscription has one type, as the
@@ -143,6 +147,7 @@ impl Default for ApiConfig {
             events_base: "/webrtc-events/v0.2".into(),
             rate_limit_per_second: 20,
             rate_limit_burst: 40,
+            max_requests_in_progress_per_client: 64,
             multi_event_subscriptions: true,
         }
     }

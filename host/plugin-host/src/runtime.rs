@@ -374,9 +374,16 @@ impl<W: World> LoadedPlugin<W> {
         let deadline = self.limits.deadline;
         store.set_epoch_deadline(1);
         // Checked once per epoch tick: yield so a long call never holds an executor thread,
-        // and trap once the deadline has passed.
+        // and trap once the deadline has passed. The yield is tokio's, which puts the call
+        // behind every task already waiting: a plain self-wake lands in the worker's LIFO slot
+        // and is polled again at once, so a few looping calls kept the others (HTTP requests,
+        // healthy plugins' calls) from running until those missed their deadlines too.
         store.epoch_deadline_callback(move |_| {
-            if started.elapsed() >= deadline { Err(DeadlineMarker.into()) } else { Ok(UpdateDeadline::Yield(1)) }
+            if started.elapsed() >= deadline {
+                Err(DeadlineMarker.into())
+            } else {
+                Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+            }
         });
         let mut outcome = outcome;
         let instance = match W::instantiate(&self.pre, &mut store).await {

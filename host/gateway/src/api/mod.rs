@@ -4,9 +4,12 @@
 //! CAMARA `ErrorInfo` body.
 
 mod call_handling;
+mod client_slots;
 mod events;
 pub mod openapi;
 mod registration;
+
+pub use client_slots::{ClientSlot, ClientSlots};
 
 use std::sync::Arc;
 
@@ -224,6 +227,8 @@ pub enum CommonErrors {
 /// The caller, once the token is verified and the policy allowed the operation.
 pub struct Caller {
     pub phone_number: String,
+    /// Held until the request is answered.
+    _slot: ClientSlot,
 }
 
 /// What an operation tells the policy.
@@ -257,6 +262,7 @@ impl OperationContext<'_> {
 /// carries, and nothing of it is read or checked first.
 pub struct Authenticated {
     claims: TokenClaims,
+    slot: ClientSlot,
 }
 
 impl FromRequestParts<Arc<Gateway>> for Authenticated {
@@ -324,15 +330,19 @@ async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Authenticated
         all_claims: verified.claims,
     };
     let client = claims.client_id.clone().or_else(|| claims.subject.clone()).unwrap_or_default();
-    if gw.rate_limiter.check_key(&format!("{}|{client}", claims.issuer)).is_err() {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "TOO_MANY_REQUESTS",
-            "Rate limit reached for this client; retry later",
-        )
-        .into_response());
+    let key = format!("{}|{client}", claims.issuer);
+    let too_many = |message: &str| {
+        let mut refused = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS", message);
+        refused.retry_after = Some(1);
+        refused.into_response()
+    };
+    if gw.rate_limiter.check_key(&key).is_err() {
+        return Err(too_many("Rate limit reached for this client; retry later"));
     }
-    Ok(Authenticated { claims })
+    let Some(slot) = gw.client_slots.take(&key) else {
+        return Err(too_many("Too many requests of this client in progress; retry once some are answered"));
+    };
+    Ok(Authenticated { claims, slot })
 }
 
 /// Asks the authorization plugin whether the authenticated caller may do `op`.
@@ -349,7 +359,7 @@ pub async fn authorize(gw: &Gateway, auth: Authenticated, op: OperationContext<'
     };
     match gw.plugins.get().authorization.authorize(&request).await? {
         Decision::Allow(subscriber) => match subscriber.phone_number {
-            Some(phone_number) => Ok(Caller { phone_number }),
+            Some(phone_number) => Ok(Caller { phone_number, _slot: auth.slot }),
             None => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "INVALID_TOKEN_CONTEXT",
