@@ -137,6 +137,8 @@ async fn main() -> ExitCode {
     config.storage = StorageConfig { path: Some(dir.0.join("state.redb")) };
     config.api.rate_limit_per_second = 1_000_000;
     config.api.rate_limit_burst = 1_000_000;
+    // One client stands for many here: no cap on its requests in progress either.
+    config.api.max_requests_in_progress_per_client = 0;
     let gateway = camara_gateway::start(config).await.expect("gateway starts");
     let api = Api::new(gateway.http_addr);
     let token = tokens::for_subscriber(ALICE);

@@ -122,6 +122,8 @@ async fn a_refusal_by_the_network_ends_the_session_with_its_status() {
         ended["reason"].as_str().is_some_and(|r| r.contains("486") || r.to_lowercase().contains("busy")),
         "{ended}"
     );
+    // The mapping plugin read the response's Reason header (WIT 0.2.0 `sip-message`).
+    assert!(ended["reason"].as_str().is_some_and(|r| r.contains("Reason: Q.850;cause=17")), "{ended}");
     assert_eq!(call.read_status().await, status);
     assert!(call.network.sink.quiet_for(Duration::from_millis(500)).await, "one final status only");
     call.finish().await;

@@ -97,7 +97,7 @@ fn plugin_call_runs_a_plugin_with_no_gateway() {
         .stdin
         .take()
         .unwrap()
-        .write_all(br#"{"event":{"InviteResponse":{"status_code":486,"reason_phrase":"Busy Here","has_sdp":false,"reliable":false}},"direction":"Outgoing"}"#)
+        .write_all(br#"{"event":{"InviteResponse":{"status_code":486,"reason_phrase":"Busy Here","has_sdp":false,"reliable":false}},"call":{"session_id":"s1","direction":"Outgoing","call_id":"c1@gw"}}"#)
         .unwrap();
     let out = child.wait_with_output().unwrap();
     let _ = std::fs::remove_file(&wasm);
