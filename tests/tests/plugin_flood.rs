@@ -21,6 +21,8 @@ use serde_json::json;
 const FLOOD: usize = 2000;
 /// `looping-mapping`'s trigger.
 const LOOPING_RECEIVER: &str = "tel:+19995550100";
+/// `looping-mapping`'s trigger for a call that sleeps for its `stall-ms`.
+const STALLING_RECEIVER: &str = "tel:+19995550101";
 const MALLORY: &str = "+818000000066";
 const EVENTS: u64 = 50;
 
@@ -184,6 +186,38 @@ async fn a_flood_through_a_looping_plugin_leaves_other_traffic_and_events_untouc
     for _ in 0..40 {
         let ended = other_sink.next(Duration::from_secs(30)).await;
         assert_eq!(ended.body["type"], "org.camaraproject.webrtc-events.v0.subscription-ended", "{:?}", ended.body);
+    }
+    gateway.stop().await;
+}
+
+/// A plugin that waits in a host call (here a WASI clock sleep, where no epoch check runs) is
+/// stopped at its deadline like one that spins, and its instance goes back to the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_sleeping_in_a_host_call_is_stopped_at_its_deadline() {
+    init_logs();
+    let wasm =
+        camara_plugin_harness::build_component(repo_root().join("plugins/testing/looping-mapping")).expect("build");
+    let mut config = gateway_config(None, SipTransportName::Udp);
+    config.plugins.api_mapping.wasm = Some(wasm);
+    config.plugins.api_mapping.deadline_ms = Some(300);
+    // Far longer than any test waits: an unbounded sleep would hang the request.
+    config.plugins.api_mapping.config.insert("stall-ms".into(), "600000".into());
+    let gateway = camara_gateway::start(config).await.expect("gateway starts");
+    let api = Api::new(gateway.http_addr);
+    let mallory = tokens::for_subscriber(MALLORY);
+    let registered = api.register(&mallory).await;
+    assert_eq!(registered.status, 201, "{:?}", registered.body);
+    let registration = registered.body["registrationId"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        let reply = tokio::time::timeout(
+            Duration::from_secs(60),
+            api.call_number(&mallory, &registration, MALLORY, STALLING_RECEIVER),
+        )
+        .await
+        .expect("the sleeping call was stopped, not left to sleep");
+        assert_eq!(reply.status, 504, "{:?}", reply.body);
+        assert_eq!(reply.body["code"], "TIMEOUT", "{:?}", reply.body);
+        assert_no_internals(reply.body["message"].as_str().unwrap_or_default());
     }
     gateway.stop().await;
 }

@@ -52,12 +52,22 @@ impl MediaSessions {
         self.lock().get(session_id).cloned()
     }
 
+    /// Forgets the media of a session, so that it no longer counts as active; the caller
+    /// closes it once the session's end is told.
+    pub fn remove(&self, session_id: &str) -> Option<Arc<camara_media::MediaSession>> {
+        self.lock().remove(session_id)
+    }
+
     /// Stops and forgets the media of a session.
     pub async fn close(&self, session_id: &str) {
-        let media = self.lock().remove(session_id);
-        if let Some(media) = media {
-            media.close().await;
-        }
+        close(self.remove(session_id)).await;
+    }
+}
+
+/// Closes media taken out of [`MediaSessions`] with [`MediaSessions::remove`].
+pub(crate) async fn close(media: Option<Arc<camara_media::MediaSession>>) {
+    if let Some(media) = media {
+        media.close().await;
     }
 }
 
@@ -130,6 +140,8 @@ pub async fn run_media_events(gw: Arc<Gateway>, mut events: UnboundedReceiver<Me
 /// CANCEL, or 480) towards the network, `Terminated` with `reason` towards the device. The BYE
 /// says why in its Reason header (RFC 3326): Q.850 cause 41, temporary failure, and `reason`.
 pub(crate) async fn end_by_gateway(gw: &Gateway, session: &MediaSession, reason: &str) {
+    // Out of the active calls before the device hears the call ended.
+    let media = gw.media_sessions.remove(&session.id);
     let update = StatusUpdate { status: mapping::SessionStatus::Terminated, reason: reason.to_string() };
     apply_status(gw, &session.id, update).await;
     let text: String = reason.chars().filter(|c| !matches!(c, '"' | '\\') && !c.is_control()).collect();
@@ -139,7 +151,7 @@ pub(crate) async fn end_by_gateway(gw: &Gateway, session: &MediaSession, reason:
     {
         tracing::debug!(session = session.id, "hangup of a call the gateway ends: {e}");
     }
-    gw.media_sessions.close(&session.id).await;
+    close(media).await;
 }
 
 fn name_addr(n: mapping::NameAddr) -> NameAddr {
@@ -514,6 +526,8 @@ async fn on_session_event(gw: &Gateway, call_id: &str, session: MediaSession, ev
     if confirmed {
         remember_dialog(gw, &session.id, call_id).await;
     }
+    // Out of the active calls before the device hears the call ended.
+    let media = ended.is_some().then(|| gw.media_sessions.remove(&session.id)).flatten();
     if let Some(update) = update {
         apply_status(gw, &session.id, update).await;
     }
@@ -523,8 +537,8 @@ async fn on_session_event(gw: &Gateway, call_id: &str, session: MediaSession, ev
         let update = StatusUpdate { status: mapping::SessionStatus::Terminated, reason: end_reason(cause) };
         apply_status(gw, &session.id, update).await;
         let _ = gw.store.update_session(&session.id, |s| s.sip_call_id = None);
-        gw.media_sessions.close(&session.id).await;
     }
+    close(media).await;
 }
 
 /// Keeps what the SIP side needs to end the call after a crash (see [`crate::recovery`]).

@@ -330,12 +330,13 @@ async fn cancel_other_devices(gw: &Arc<Gateway>, call_id: &str, session_id: &str
 /// One device's session leaves the call: it takes `status`, forgets the Call-ID (so the call's
 /// later SIP events no longer reach it) and its media closes.
 async fn leave_call(gw: &Gateway, session_id: &str, status: mapping::SessionStatus, reason: &str, hangup: &str) {
+    let media = gw.media_sessions.remove(session_id);
     apply_status(gw, session_id, StatusUpdate { status, reason: reason.into() }).await;
     let _ = gw.store.update_session(session_id, |s| {
         s.sip_call_id = None;
         s.local_hangup = Some(hangup.to_string());
     });
-    gw.media_sessions.close(session_id).await;
+    crate::calls::close(media).await;
 }
 
 /// `DELETE` of an incoming session that has not been answered, while other devices of the call

@@ -136,11 +136,13 @@ impl Notifier {
     /// with the state change that caused it (the store's `events` arguments), then handed to
     /// [`Notifier::dispatch`]. `None` (logged) if it cannot be encoded.
     pub fn event(&self, event: GatewayEvent, subscriptions: &[Subscription]) -> Option<NewEvent> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let time = chrono::Utc::now();
         let cloudevent = match EventBuilderV10::new()
-            .id(uuid::Uuid::new_v4().to_string())
+            .id(id.clone())
             .source(self.inner.source.as_str())
             .ty(event.event_type)
-            .time(chrono::Utc::now())
+            .time(time)
             .data("application/json", event.data.clone())
             .build()
         {
@@ -154,6 +156,9 @@ impl Notifier {
             event: routing::Event {
                 event_type: event.event_type.to_string(),
                 cloudevent_json: serde_json::to_string(&cloudevent).unwrap_or_default(),
+                id,
+                time: time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                status: event.data.get("status").and_then(|s| serde_json::from_value(s.clone()).ok()),
                 media_session_id: event.media_session_id,
                 registration_id: event.registration_id,
                 device_id: event.device_id,

@@ -95,6 +95,9 @@ pub fn session_status_event(media_session_id: &str, device_id: &str, phone_numbe
     routing::Event {
         event_type: "org.camaraproject.webrtc-events.v0.session-status".into(),
         cloudevent_json: cloudevent.to_string(),
+        id: "evt-1".into(),
+        time: "2026-01-01T00:00:00Z".into(),
+        status: Some(mapping::SessionStatus::Ringing),
         media_session_id: Some(media_session_id.into()),
         registration_id: None,
         device_id: Some(device_id.into()),

@@ -97,7 +97,8 @@ impl PluginError {
     }
 }
 
-/// Marker error raised from the epoch callback, recognised when the call returns.
+/// Marker error raised from the epoch callback, or when a call waiting in the host (a WASI clock
+/// or poll, where no epoch check runs) reaches its deadline; recognised when the call returns.
 #[derive(Debug, thiserror::Error)]
 #[error("deadline exceeded")]
 pub(crate) struct DeadlineMarker;

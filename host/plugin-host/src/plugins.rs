@@ -69,12 +69,16 @@ macro_rules! call_hook {
         match &$versioned {
             Versioned::V0_1(p) => {
                 let mut call = p.start($hook).await?;
-                let result = <$old>::$method(&call.instance, &mut call.store, $($arg),*).await;
+                let left = call.time_left();
+                let result =
+                    crate::runtime::within(left, <$old>::$method(&call.instance, &mut call.store, $($arg),*)).await;
                 call.finish(result)
             }
             Versioned::V0_2(p) => {
                 let mut call = p.start($hook).await?;
-                let result = <$new>::$method(&call.instance, &mut call.store, $($arg),*).await;
+                let left = call.time_left();
+                let result =
+                    crate::runtime::within(left, <$new>::$method(&call.instance, &mut call.store, $($arg),*)).await;
                 call.finish(result)
             }
         }

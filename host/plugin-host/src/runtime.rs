@@ -263,7 +263,8 @@ impl PluginRuntime {
         };
         let pairs: Vec<_> = spec.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let mut call = plugin.start("validate-config").await?;
-        let verdict = W::validate_config(&call.instance, &mut call.store, pairs).await;
+        let left = call.time_left();
+        let verdict = within(left, W::validate_config(&call.instance, &mut call.store, pairs)).await;
         match call.finish(verdict)? {
             Ok(()) => Ok(plugin),
             Err(reason) => Err(PluginError::InvalidConfig { plugin: spec.name, reason }),
@@ -456,6 +457,16 @@ impl Drop for Outcome<'_> {
     }
 }
 
+/// Runs `hook` (a call into an instance) for at most `left` ([`Call::time_left`]). The epoch
+/// check stops a guest that runs; this stops one that waits in a host call (a WASI sleep or
+/// poll), which no epoch check sees.
+pub(crate) async fn within<R>(
+    left: Duration,
+    hook: impl Future<Output = wasmtime::Result<R>>,
+) -> wasmtime::Result<R> {
+    tokio::time::timeout(left, hook).await.unwrap_or_else(|_| Err(DeadlineMarker.into()))
+}
+
 /// One call in progress: its store and its instance.
 pub(crate) struct Call<'p, W: World> {
     plugin: &'p LoadedPlugin<W>,
@@ -469,6 +480,11 @@ pub(crate) struct Call<'p, W: World> {
 }
 
 impl<W: World> Call<'_, W> {
+    /// What is left of the call's deadline, for [`within`].
+    pub fn time_left(&self) -> Duration {
+        self.plugin.limits.deadline.saturating_sub(self.started.elapsed())
+    }
+
     /// The outcome of the call, with wasmtime's error turned into what went wrong.
     pub fn finish<R>(mut self, result: wasmtime::Result<R>) -> Result<R, PluginError> {
         let plugin = self.plugin;

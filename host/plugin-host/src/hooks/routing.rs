@@ -12,6 +12,15 @@ pub struct Event {
     pub event_type: String,
     /// The CloudEvent the host built (structured JSON, `data` without `subscriptionId`).
     pub cloudevent_json: String,
+    /// The CloudEvent's `id` and `time` (RFC 3339) and, for session-status, `data.status`,
+    /// kept beside the JSON so that no hook parses it again. Empty in events an older gateway
+    /// queued: read from the JSON then ([`Event::head`]).
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub time: String,
+    #[serde(default)]
+    pub status: Option<super::SessionStatus>,
     pub media_session_id: Option<String>,
     pub registration_id: Option<String>,
     pub device_id: Option<String>,
@@ -40,6 +49,31 @@ pub struct Delivery {
     /// What the plugin built; `None`: the host's CloudEvent, with `subscriptionId` in `data`
     /// (0.2.0 plugins name subscriptions only).
     pub payload: Option<String>,
+}
+
+impl Event {
+    /// The id, time and status of the event, from the JSON when an older gateway queued it
+    /// without them.
+    pub fn head(&self) -> (String, String, Option<super::SessionStatus>) {
+        if !self.id.is_empty() {
+            return (self.id.clone(), self.time.clone(), self.status);
+        }
+        #[derive(Deserialize, Default)]
+        struct Head {
+            #[serde(default)]
+            id: String,
+            #[serde(default)]
+            time: String,
+            #[serde(default)]
+            data: Option<DataHead>,
+        }
+        #[derive(Deserialize)]
+        struct DataHead {
+            status: Option<super::SessionStatus>,
+        }
+        let head: Head = serde_json::from_str(&self.cloudevent_json).unwrap_or_default();
+        (head.id, head.time, head.data.and_then(|d| d.status))
+    }
 }
 
 impl Delivery {

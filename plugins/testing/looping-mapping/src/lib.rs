@@ -1,6 +1,9 @@
 //! An api-mapping plugin that never returns from `map-outgoing-call` when the receiver is
-//! [`LOOPING_RECEIVER`], and maps everything else plainly: a plugin with a bug that one input
-//! triggers, for the test that floods it while other traffic goes on. Built for WIT 0.2.0.
+//! [`LOOPING_RECEIVER`], waits on the host's clock when it is [`STALLING_RECEIVER`], and maps
+//! everything else plainly: a plugin with a bug that one input triggers, for the test that
+//! floods it while other traffic goes on and the benchmark of a stalled call. Built for WIT 0.2.0.
+//!
+//! Config: `stall-ms`, how long a call to [`STALLING_RECEIVER`] sleeps (default 30 000).
 
 wit_bindgen::generate!({
     world: "api-mapping",
@@ -16,6 +19,8 @@ use exports::camara::gateway::mapping::{
 
 /// Calls to this number spin until the host's deadline stops them.
 pub const LOOPING_RECEIVER: &str = "tel:+19995550100";
+/// Calls to this number sleep (a WASI clock wait, outside the guest's code) for `stall-ms`.
+pub const STALLING_RECEIVER: &str = "tel:+19995550101";
 
 struct LoopingMapping;
 
@@ -32,6 +37,10 @@ impl MappingGuest for LoopingMapping {
             loop {
                 n = std::hint::black_box(n.wrapping_add(1));
             }
+        }
+        if call.receiver_address == STALLING_RECEIVER {
+            let ms = camara::gateway::config::get("stall-ms").and_then(|v| v.parse().ok()).unwrap_or(30_000);
+            std::thread::sleep(std::time::Duration::from_millis(ms));
         }
         let domain = address::host_of(&net.local_host).to_string();
         let request_uri = address::sip_uri(&call.receiver_address, &domain).map_err(invalid)?;

@@ -25,22 +25,6 @@ super::super::plugin_world!(
     super::authorization::camara::gateway::types::Pair
 );
 
-/// The members of the host's CloudEvent that 0.2.0 hands over typed.
-#[derive(serde::Deserialize, Default)]
-struct CloudEventHead {
-    #[serde(default)]
-    id: String,
-    #[serde(default)]
-    time: String,
-    #[serde(default)]
-    data: Option<DataHead>,
-}
-
-#[derive(serde::Deserialize)]
-struct DataHead {
-    status: Option<crate::hooks::SessionStatus>,
-}
-
 /// The content type of what the host builds for a 0.2.0 plugin.
 pub const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
 
@@ -51,16 +35,16 @@ impl super::super::Route for RoutingWorld {
         event: &hook::Event,
         subscriptions: &[hook::Subscription],
     ) -> wasmtime::Result<Vec<hook::Delivery>> {
-        let head: CloudEventHead = serde_json::from_str(&event.cloudevent_json).unwrap_or_default();
+        let (id, time, status) = event.head();
         let wit_event = wit::Event {
-            id: head.id,
+            id,
             event_type: event.event_type.clone(),
-            time: head.time,
+            time,
             media_session_id: event.media_session_id.clone(),
             registration_id: event.registration_id.clone(),
             device_id: event.device_id.clone(),
             phone_number: event.phone_number.clone(),
-            status: head.data.and_then(|d| d.status).map(super::to_status),
+            status: status.map(super::to_status),
         };
         let wit_subscriptions: Vec<_> = subscriptions
             .iter()
