@@ -13,6 +13,13 @@
 //! `API_BENCH_SECONDS` (per rate, default 20), `API_BENCH_HOLD_MS` (POST answered -> DELETE,
 //! default 1000), `RUST_LOG` (default `warn`).
 //!
+//! `API_BENCH_STALLS=1` measures what a stalled call does to the others: the gateway runs the
+//! `looping-mapping` test plugin (which maps like the default, and sleeps 5 s in
+//! `map-outgoing-call` for one receiver, a wait outside the guest as a slow lookup would be), and
+//! each rate runs twice on the same gateway: without stalled calls, then with one stalled call
+//! started per second beside the load. The table gives the normal calls' latencies of both runs,
+//! so the ratio is read in one run.
+//!
 //! The latency is the client's: `POST /sessions` sent -> its `201` received. The gateway answers
 //! once the INVITE is handed to the SIP stack, so this is the API request to the INVITE on the
 //! wire, plus the HTTP round trip on loopback. The gateway keeps its state in redb (an `fsync`
@@ -30,6 +37,10 @@ struct Outcome {
     post: Option<Duration>,
     deleted: bool,
 }
+
+/// `looping-mapping`'s receiver whose mapping sleeps for the plugin's `stall-ms`.
+const STALLING_RECEIVER: &str = "tel:+19995550101";
+const STALL: Duration = Duration::from_secs(5);
 
 fn settings() -> (Vec<u32>, u64, Duration) {
     let rates = std::env::var("API_BENCH_RATE")
@@ -58,7 +69,47 @@ fn cpu_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-async fn run_rate(api: &Api, token: &str, registration_id: &str, rate: u32, seconds: u64, hold: Duration) -> bool {
+/// One stalled call started per second until `stop`; returns how many were answered (their
+/// status does not matter: the point is the others' latency while they wait).
+async fn stall_calls(api: Api, token: String, registration_id: String, stop: Arc<std::sync::atomic::AtomicBool>) -> usize {
+    let mut calls = Vec::new();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let (api, token, registration_id) = (api.clone(), token.clone(), registration_id.clone());
+        calls.push(tokio::spawn(async move {
+            let body = json!({
+                "originatorAddress": format!("tel:{ALICE}"),
+                "receiverAddress": STALLING_RECEIVER,
+                "offer": {"sdp": WEBRTC_OFFER}
+            });
+            let headers = [("registrationId", registration_id.as_str())];
+            let reply =
+                api.try_request("POST", "/webrtc-call-handling/v0.3/sessions", Some(&token), &headers, Some(body)).await;
+            if let Some(id) = reply.as_ref().filter(|r| r.status == 201).and_then(|r| r.body["mediaSessionId"].as_str()) {
+                let path = format!("/webrtc-call-handling/v0.3/sessions/{id}");
+                let _ = api.try_request("DELETE", &path, Some(&token), &[], None).await;
+            }
+            reply
+        }));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let mut answered = 0;
+    for call in calls {
+        answered += usize::from(matches!(call.await, Ok(Some(_))));
+    }
+    answered
+}
+
+async fn run_rate(
+    api: &Api,
+    token: &str,
+    registration_id: &str,
+    (rate, seconds, hold): (u32, u64, Duration),
+    stalls: bool,
+) -> bool {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stalled = stalls.then(|| {
+        tokio::spawn(stall_calls(api.clone(), token.to_string(), registration_id.to_string(), stop.clone()))
+    });
     let calls = u64::from(rate) * seconds;
     let outcomes = Arc::new(Mutex::new(Vec::with_capacity(calls as usize)));
     let mut tasks = Vec::with_capacity(calls as usize);
@@ -96,9 +147,14 @@ async fn run_rate(api: &Api, token: &str, registration_id: &str, rate: u32, seco
         }));
     }
     let offered_for = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for task in tasks {
         let _ = task.await;
     }
+    let stalled = match stalled {
+        Some(task) => format!("{} (5 s each)", task.await.unwrap_or(0)),
+        None => "none".into(),
+    };
     let cpu = cpu_time() - cpu_before;
     let wall = started.elapsed();
     let outcomes = outcomes.lock().unwrap();
@@ -107,7 +163,7 @@ async fn run_rate(api: &Api, token: &str, registration_id: &str, rate: u32, seco
     let failed = outcomes.len() - posts.len();
     let undeleted = outcomes.iter().filter(|o| o.post.is_some() && !o.deleted).count();
     println!(
-        "| {rate} | {calls} | {} | {failed} | {undeleted} | {:.1} | {:.2} ms | {:.2} ms | {:.2} ms | {:.0} % |",
+        "| {rate} | {stalled} | {calls} | {} | {failed} | {undeleted} | {:.1} | {:.2} ms | {:.2} ms | {:.2} ms | {:.0} % |",
         posts.len(),
         posts.len() as f64 / offered_for.as_secs_f64(),
         percentile(&posts, 0.50).as_secs_f64() * 1e3,
@@ -122,6 +178,7 @@ async fn run_rate(api: &Api, token: &str, registration_id: &str, rate: u32, seco
 async fn main() -> ExitCode {
     init_logs();
     let (rates, seconds, hold) = settings();
+    let stalls = std::env::var("API_BENCH_STALLS").is_ok_and(|v| v == "1");
     let sip_port = free_port();
     // The network: sipp's built-in UAS answers every INVITE with 200 and every BYE with 200.
     let _sipp = tokio::process::Command::new("sipp")
@@ -139,6 +196,12 @@ async fn main() -> ExitCode {
     config.api.rate_limit_burst = 1_000_000;
     // One client stands for many here: no cap on its requests in progress either.
     config.api.max_requests_in_progress_per_client = 0;
+    if stalls {
+        let plugin = repo_root().join("plugins/testing/looping-mapping");
+        config.plugins.api_mapping.wasm = Some(camara_plugin_harness::build_component(plugin).expect("build"));
+        config.plugins.api_mapping.config.insert("stall-ms".into(), STALL.as_millis().to_string());
+        config.plugins.api_mapping.deadline_ms = Some(STALL.as_millis() as u64 + 1000);
+    }
     let gateway = camara_gateway::start(config).await.expect("gateway starts");
     let api = Api::new(gateway.http_addr);
     let token = tokens::for_subscriber(ALICE);
@@ -147,14 +210,16 @@ async fn main() -> ExitCode {
     let registration_id = registration.body["registrationId"].as_str().unwrap().to_string();
 
     println!(
-        "| offered calls/s | calls | answered 201 | failed | not ended | set-ups/s | POST p50 | POST p99 | POST max | process CPU |"
+        "| offered calls/s | stalled calls | calls | answered 201 | failed | not ended | set-ups/s | POST p50 | POST p99 | POST max | process CPU |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut ok = true;
     for rate in rates {
-        ok &= run_rate(&api, &token, &registration_id, rate, seconds, hold).await;
-        // Let the ended calls' transactions settle before the next rate.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        for with_stalls in [false, true].into_iter().filter(|s| !s || stalls) {
+            ok &= run_rate(&api, &token, &registration_id, (rate, seconds, hold), with_stalls).await;
+            // Let the ended calls' transactions settle (and stalled calls end) before the next run.
+            tokio::time::sleep(Duration::from_secs(2) + if with_stalls { STALL } else { Duration::ZERO }).await;
+        }
     }
     gateway.stop().await;
     if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }

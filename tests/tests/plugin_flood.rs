@@ -33,14 +33,20 @@ fn assert_no_internals(message: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_through_a_looping_plugin_leaves_other_traffic_and_events_untouched() {
+/// A gateway whose API mapping is `looping-mapping`, with a 300 ms deadline.
+fn looping_mapping_config() -> camara_gateway::config::GatewayConfig {
     init_logs();
     let wasm =
         camara_plugin_harness::build_component(repo_root().join("plugins/testing/looping-mapping")).expect("build");
     let mut config = gateway_config(None, SipTransportName::Udp);
     config.plugins.api_mapping.wasm = Some(wasm);
     config.plugins.api_mapping.deadline_ms = Some(300);
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_through_a_looping_plugin_leaves_other_traffic_and_events_untouched() {
+    let mut config = looping_mapping_config();
     // The rate limit is per client and would refuse one client's flood before any plugin ran
     // (its own tests are elsewhere); here the flood has to reach the plugin.
     config.api.rate_limit_per_second = 1_000_000;
@@ -191,17 +197,15 @@ async fn a_flood_through_a_looping_plugin_leaves_other_traffic_and_events_untouc
 }
 
 /// A plugin that waits in a host call (here a WASI clock sleep, where no epoch check runs) is
-/// stopped at its deadline like one that spins, and its instance goes back to the pool.
+/// stopped at its deadline like one that spins, and gives its place in the plugin's quota back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_sleeping_in_a_host_call_is_stopped_at_its_deadline() {
-    init_logs();
-    let wasm =
-        camara_plugin_harness::build_component(repo_root().join("plugins/testing/looping-mapping")).expect("build");
-    let mut config = gateway_config(None, SipTransportName::Udp);
-    config.plugins.api_mapping.wasm = Some(wasm);
-    config.plugins.api_mapping.deadline_ms = Some(300);
+    let mut config = looping_mapping_config();
     // Far longer than any test waits: an unbounded sleep would hang the request.
     config.plugins.api_mapping.config.insert("stall-ms".into(), "600000".into());
+    // One instance and no waiting: a call that kept its place would have the next refused.
+    config.plugins.api_mapping.max_concurrent_calls = Some(1);
+    config.plugins.api_mapping.max_waiting_calls = Some(0);
     let gateway = camara_gateway::start(config).await.expect("gateway starts");
     let api = Api::new(gateway.http_addr);
     let mallory = tokens::for_subscriber(MALLORY);
