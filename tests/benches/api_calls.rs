@@ -71,7 +71,12 @@ fn cpu_time() -> Duration {
 
 /// One stalled call started per second until `stop`; returns how many were answered (their
 /// status does not matter: the point is the others' latency while they wait).
-async fn stall_calls(api: Api, token: String, registration_id: String, stop: Arc<std::sync::atomic::AtomicBool>) -> usize {
+async fn stall_calls(
+    api: Api,
+    token: String,
+    registration_id: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> usize {
     let mut calls = Vec::new();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let (api, token, registration_id) = (api.clone(), token.clone(), registration_id.clone());
@@ -82,9 +87,11 @@ async fn stall_calls(api: Api, token: String, registration_id: String, stop: Arc
                 "offer": {"sdp": WEBRTC_OFFER}
             });
             let headers = [("registrationId", registration_id.as_str())];
-            let reply =
-                api.try_request("POST", "/webrtc-call-handling/v0.3/sessions", Some(&token), &headers, Some(body)).await;
-            if let Some(id) = reply.as_ref().filter(|r| r.status == 201).and_then(|r| r.body["mediaSessionId"].as_str()) {
+            let reply = api
+                .try_request("POST", "/webrtc-call-handling/v0.3/sessions", Some(&token), &headers, Some(body))
+                .await;
+            if let Some(id) = reply.as_ref().filter(|r| r.status == 201).and_then(|r| r.body["mediaSessionId"].as_str())
+            {
                 let path = format!("/webrtc-call-handling/v0.3/sessions/{id}");
                 let _ = api.try_request("DELETE", &path, Some(&token), &[], None).await;
             }
@@ -107,9 +114,8 @@ async fn run_rate(
     stalls: bool,
 ) -> bool {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stalled = stalls.then(|| {
-        tokio::spawn(stall_calls(api.clone(), token.to_string(), registration_id.to_string(), stop.clone()))
-    });
+    let stalled = stalls
+        .then(|| tokio::spawn(stall_calls(api.clone(), token.to_string(), registration_id.to_string(), stop.clone())));
     let calls = u64::from(rate) * seconds;
     let outcomes = Arc::new(Mutex::new(Vec::with_capacity(calls as usize)));
     let mut tasks = Vec::with_capacity(calls as usize);

@@ -460,10 +460,7 @@ impl Drop for Outcome<'_> {
 /// Runs `hook` (a call into an instance) for at most `left` ([`Call::time_left`]). The epoch
 /// check stops a guest that runs; this stops one that waits in a host call (a WASI sleep or
 /// poll), which no epoch check sees.
-pub(crate) async fn within<R>(
-    left: Duration,
-    hook: impl Future<Output = wasmtime::Result<R>>,
-) -> wasmtime::Result<R> {
+pub(crate) async fn within<R>(left: Duration, hook: impl Future<Output = wasmtime::Result<R>>) -> wasmtime::Result<R> {
     tokio::time::timeout(left, hook).await.unwrap_or_else(|_| Err(DeadlineMarker.into()))
 }
 
