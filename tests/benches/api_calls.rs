@@ -203,8 +203,7 @@ async fn main() -> ExitCode {
     // One client stands for many here: no cap on its requests in progress either.
     config.api.max_requests_in_progress_per_client = 0;
     if stalls {
-        let plugin = repo_root().join("plugins/testing/looping-mapping");
-        config.plugins.api_mapping.wasm = Some(camara_plugin_harness::build_component(plugin).expect("build"));
+        config.plugins.api_mapping.wasm = Some(plugin_component("plugins/testing/looping-mapping"));
         config.plugins.api_mapping.config.insert("stall-ms".into(), STALL.as_millis().to_string());
         config.plugins.api_mapping.deadline_ms = Some(STALL.as_millis() as u64 + 1000);
     }

@@ -38,6 +38,12 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
+/// The component of the plugin crate at `crate_dir` (relative to the workspace root), built for
+/// `wasm32-wasip2` if it is not yet.
+pub fn plugin_component(crate_dir: &str) -> PathBuf {
+    camara_plugin_harness::build_component(repo_root().join(crate_dir)).expect("the plugin builds")
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
 }

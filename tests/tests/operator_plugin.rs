@@ -14,8 +14,7 @@ async fn the_example_mapping_sends_national_numbers_in_international_form() {
         eprintln!("sipp is not installed (apt-get install sip-tester): skipped");
         return;
     }
-    let wasm =
-        camara_plugin_harness::build_component(repo_root().join("examples/national-number-mapping")).expect("build");
+    let wasm = plugin_component("examples/national-number-mapping");
     let sipp = Sipp::uas("uas_call_flow.xml", SipTransportName::Udp).await;
     let mut config = gateway_config(Some(sipp.addr), SipTransportName::Udp);
     config.plugins.api_mapping.wasm = Some(wasm);
@@ -70,8 +69,7 @@ async fn the_example_mapping_sends_national_numbers_in_international_form() {
 #[tokio::test]
 async fn an_operator_plugin_with_a_bad_configuration_stops_the_start() {
     init_logs();
-    let wasm =
-        camara_plugin_harness::build_component(repo_root().join("examples/national-number-mapping")).expect("build");
+    let wasm = plugin_component("examples/national-number-mapping");
     let mut config = gateway_config(None, SipTransportName::Udp);
     config.plugins.api_mapping.wasm = Some(wasm);
     let error = camara_gateway::start(config).await.err().expect("refused").to_string();

@@ -36,8 +36,7 @@ fn assert_no_internals(message: &str) {
 /// A gateway whose API mapping is `looping-mapping`, with a 300 ms deadline.
 fn looping_mapping_config() -> camara_gateway::config::GatewayConfig {
     init_logs();
-    let wasm =
-        camara_plugin_harness::build_component(repo_root().join("plugins/testing/looping-mapping")).expect("build");
+    let wasm = plugin_component("plugins/testing/looping-mapping");
     let mut config = gateway_config(None, SipTransportName::Udp);
     config.plugins.api_mapping.wasm = Some(wasm);
     config.plugins.api_mapping.deadline_ms = Some(300);

@@ -40,8 +40,7 @@ async fn gateway_with_faulty_policy_configured(
     configure: impl FnOnce(&mut camara_gateway::config::GatewayConfig),
 ) -> camara_gateway::RunningGateway {
     init_logs();
-    let wasm =
-        camara_plugin_harness::build_component(repo_root().join("plugins/testing/faulty-policy")).expect("build");
+    let wasm = plugin_component("plugins/testing/faulty-policy");
     let mut config = gateway_config(None, SipTransportName::Udp);
     config.plugins.authorization.wasm = Some(wasm);
     config.plugins.authorization.deadline_ms = Some(300);

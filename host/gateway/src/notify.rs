@@ -158,7 +158,7 @@ impl Notifier {
                 cloudevent_json: serde_json::to_string(&cloudevent).unwrap_or_default(),
                 id,
                 time: time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-                status: event.data.get("status").and_then(|s| serde_json::from_value(s.clone()).ok()),
+                status: event.data.get("status").and_then(|s| serde::Deserialize::deserialize(s).ok()),
                 media_session_id: event.media_session_id,
                 registration_id: event.registration_id,
                 device_id: event.device_id,
