@@ -4,7 +4,8 @@
 //! for both of its backends; another backend crate can run them too with the `conformance`
 //! feature. [`persists`] and [`fill`]/[`check_filled`] are for backends that outlive a process.
 
-use std::sync::Barrier;
+use std::future::Future;
+use std::pin::Pin;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use serde_json::json;
@@ -15,25 +16,36 @@ use crate::{
 };
 
 /// A check of the suite: panics unless the fresh store it is given behaves.
-pub type Check = fn(&dyn Store);
+pub type Check = for<'a> fn(&'a dyn Store) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// Every check, by name, for backends that run them in a loop.
-pub const ALL: &[(&str, Check)] = &[
-    ("registrations", registrations),
-    ("registration_uniqueness", registration_uniqueness),
-    ("registration_expiry", registration_expiry),
-    ("subscriptions", subscriptions),
-    ("subscription_update", subscription_update),
-    ("subscription_expiry", subscription_expiry),
-    ("sessions", sessions),
-    ("session_update", session_update),
-    ("session_compare_and_set", session_compare_and_set),
-    ("session_update_is_atomic", session_update_is_atomic),
-    ("events_commit_with_the_write", events_commit_with_the_write),
-    ("outbox", outbox),
-    ("event_outbox", event_outbox),
-    ("dead_letters", dead_letters),
-];
+macro_rules! all_checks {
+    ($($check:ident),* $(,)?) => {
+        pub const ALL: &[(&str, Check)] = &[$((stringify!($check), {
+            fn boxed(store: &dyn Store) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+                Box::pin($check(store))
+            }
+            boxed
+        })),*];
+    };
+}
+
+all_checks!(
+    registrations,
+    registration_uniqueness,
+    registration_expiry,
+    subscriptions,
+    subscription_update,
+    subscription_expiry,
+    sessions,
+    session_update,
+    session_compare_and_set,
+    session_update_is_atomic,
+    events_commit_with_the_write,
+    outbox,
+    event_outbox,
+    dead_letters,
+);
 
 /// A fixed instant with nanoseconds, `seconds` after 2030-01-01, so that a backend that rounds
 /// times is caught.
@@ -121,108 +133,108 @@ fn assert_not_found<T: std::fmt::Debug>(result: crate::Result<T>) {
     assert!(matches!(result, Err(StoreError::NotFound(_))), "expected NotFound, got {result:?}");
 }
 
-pub fn registrations(store: &dyn Store) {
+pub async fn registrations(store: &dyn Store) {
     let a = registration("reg-a", "+491", "device-b", 100);
     let b = registration("reg-b", "+491", "device-a", 200);
     let other = registration("reg-c", "+492", "device-a", 300);
     for r in [&a, &b, &other] {
-        store.insert_registration(r.clone()).unwrap();
+        store.insert_registration(r.clone()).await.unwrap();
     }
 
-    assert_eq!(store.registration("reg-a").unwrap(), Some(a.clone()));
-    assert_eq!(store.registration("nope").unwrap(), None);
+    assert_eq!(store.registration("reg-a").await.unwrap(), Some(a.clone()));
+    assert_eq!(store.registration("nope").await.unwrap(), None);
 
     // All of a phone number's, by device id; not another number's (even a prefix of it).
-    assert_eq!(store.registrations_of("+491", None).unwrap(), vec![b.clone(), a.clone()]);
-    assert_eq!(store.registrations_of("+491", Some("device-b")).unwrap(), vec![a.clone()]);
-    assert_eq!(store.registrations_of("+491", Some("device-c")).unwrap(), vec![]);
-    assert_eq!(store.registrations_of("+49", None).unwrap(), vec![]);
-    assert_eq!(store.registrations_of("+492", None).unwrap(), vec![other.clone()]);
+    assert_eq!(store.registrations_of("+491", None).await.unwrap(), vec![b.clone(), a.clone()]);
+    assert_eq!(store.registrations_of("+491", Some("device-b")).await.unwrap(), vec![a.clone()]);
+    assert_eq!(store.registrations_of("+491", Some("device-c")).await.unwrap(), vec![]);
+    assert_eq!(store.registrations_of("+49", None).await.unwrap(), vec![]);
+    assert_eq!(store.registrations_of("+492", None).await.unwrap(), vec![other.clone()]);
 
-    let updated = store.update_registration_expiry("reg-a", at(150)).unwrap();
+    let updated = store.update_registration_expiry("reg-a", at(150)).await.unwrap();
     assert_eq!(updated, Registration { expires_at: at(150), ..a.clone() });
-    assert_eq!(store.registration("reg-a").unwrap(), Some(updated.clone()));
-    assert_not_found(store.update_registration_expiry("nope", at(1)));
+    assert_eq!(store.registration("reg-a").await.unwrap(), Some(updated.clone()));
+    assert_not_found(store.update_registration_expiry("nope", at(1)).await);
 
-    assert_eq!(store.remove_registration("reg-a", vec![]).unwrap().map(|c| c.record), Some(updated));
-    assert_eq!(store.remove_registration("reg-a", vec![]).unwrap(), None);
-    assert_eq!(store.registration("reg-a").unwrap(), None);
-    assert_eq!(store.registrations_of("+491", None).unwrap(), vec![b]);
+    assert_eq!(store.remove_registration("reg-a", vec![]).await.unwrap().map(|c| c.record), Some(updated));
+    assert_eq!(store.remove_registration("reg-a", vec![]).await.unwrap(), None);
+    assert_eq!(store.registration("reg-a").await.unwrap(), None);
+    assert_eq!(store.registrations_of("+491", None).await.unwrap(), vec![b]);
 }
 
-pub fn registration_uniqueness(store: &dyn Store) {
-    store.insert_registration(registration("reg-1", "+491", "device-1", 100)).unwrap();
+pub async fn registration_uniqueness(store: &dyn Store) {
+    store.insert_registration(registration("reg-1", "+491", "device-1", 100)).await.unwrap();
     // Same phone number and device, another id.
-    assert_already_exists(store.insert_registration(registration("reg-2", "+491", "device-1", 100)));
+    assert_already_exists(store.insert_registration(registration("reg-2", "+491", "device-1", 100)).await);
     // Same id.
-    assert_already_exists(store.insert_registration(registration("reg-1", "+491", "device-9", 100)));
+    assert_already_exists(store.insert_registration(registration("reg-1", "+491", "device-9", 100)).await);
     // The refused inserts left nothing behind.
-    assert_eq!(store.registration("reg-2").unwrap(), None);
-    assert_eq!(store.registrations_of("+491", None).unwrap().len(), 1);
+    assert_eq!(store.registration("reg-2").await.unwrap(), None);
+    assert_eq!(store.registrations_of("+491", None).await.unwrap().len(), 1);
     // The same device under another phone number, or another device, is fine.
-    store.insert_registration(registration("reg-3", "+492", "device-1", 100)).unwrap();
-    store.insert_registration(registration("reg-4", "+491", "device-2", 100)).unwrap();
+    store.insert_registration(registration("reg-3", "+492", "device-1", 100)).await.unwrap();
+    store.insert_registration(registration("reg-4", "+491", "device-2", 100)).await.unwrap();
     // Once removed, the device may register again.
-    store.remove_registration("reg-1", vec![]).unwrap();
-    store.insert_registration(registration("reg-5", "+491", "device-1", 100)).unwrap();
-    assert_eq!(ids(&store.registrations_of("+491", None).unwrap(), |r| &r.id), ["reg-5", "reg-4"]);
+    store.remove_registration("reg-1", vec![]).await.unwrap();
+    store.insert_registration(registration("reg-5", "+491", "device-1", 100)).await.unwrap();
+    assert_eq!(ids(&store.registrations_of("+491", None).await.unwrap(), |r| &r.id), ["reg-5", "reg-4"]);
 }
 
-pub fn registration_expiry(store: &dyn Store) {
-    store.insert_registration(registration("late", "+491", "d1", 300)).unwrap();
-    store.insert_registration(registration("early", "+491", "d2", 100)).unwrap();
-    store.insert_registration(registration("same-b", "+491", "d3", 200)).unwrap();
-    store.insert_registration(registration("same-a", "+491", "d4", 200)).unwrap();
-    let expiring = |t| ids(&store.registrations_expiring_before(t).unwrap(), |r| &r.id).join(",");
+pub async fn registration_expiry(store: &dyn Store) {
+    store.insert_registration(registration("late", "+491", "d1", 300)).await.unwrap();
+    store.insert_registration(registration("early", "+491", "d2", 100)).await.unwrap();
+    store.insert_registration(registration("same-b", "+491", "d3", 200)).await.unwrap();
+    store.insert_registration(registration("same-a", "+491", "d4", 200)).await.unwrap();
+    let expiring = async |t| ids(&store.registrations_expiring_before(t).await.unwrap(), |r| &r.id).join(",");
 
-    assert_eq!(expiring(at(0)), "");
+    assert_eq!(expiring(at(0)).await, "");
     // Strictly before: exactly at the expiry is not yet expired, a nanosecond later is.
-    assert_eq!(expiring(at(100)), "");
-    assert_eq!(expiring(at(100) + TimeDelta::nanoseconds(1)), "early");
+    assert_eq!(expiring(at(100)).await, "");
+    assert_eq!(expiring(at(100) + TimeDelta::nanoseconds(1)).await, "early");
     // Earliest first, ties by id.
-    assert_eq!(expiring(at(250)), "early,same-a,same-b");
-    assert_eq!(expiring(at(1000)), "early,same-a,same-b,late");
+    assert_eq!(expiring(at(250)).await, "early,same-a,same-b");
+    assert_eq!(expiring(at(1000)).await, "early,same-a,same-b,late");
 
     // A renewal moves the registration in the expiry order; a removal takes it out.
-    store.update_registration_expiry("early", at(400)).unwrap();
-    assert_eq!(expiring(at(350)), "same-a,same-b,late");
-    store.remove_registration("late", vec![]).unwrap();
-    assert_eq!(expiring(at(1000)), "same-a,same-b,early");
+    store.update_registration_expiry("early", at(400)).await.unwrap();
+    assert_eq!(expiring(at(350)).await, "same-a,same-b,late");
+    store.remove_registration("late", vec![]).await.unwrap();
+    assert_eq!(expiring(at(1000)).await, "same-a,same-b,early");
     // Expiries far outside the usual range are still ordered and compared exactly.
     let far = Utc.with_ymd_and_hms(2500, 1, 1, 0, 0, 0).unwrap();
     let mut r = registration("far", "+491", "d5", 0);
     r.expires_at = far;
-    store.insert_registration(r).unwrap();
-    assert_eq!(expiring(far), "same-a,same-b,early");
-    assert_eq!(expiring(far + TimeDelta::seconds(1)), "same-a,same-b,early,far");
+    store.insert_registration(r).await.unwrap();
+    assert_eq!(expiring(far).await, "same-a,same-b,early");
+    assert_eq!(expiring(far + TimeDelta::seconds(1)).await, "same-a,same-b,early,far");
 }
 
-pub fn subscriptions(store: &dyn Store) {
+pub async fn subscriptions(store: &dyn Store) {
     let late = subscription("sub-a", "+491", 20, None, None);
     let early = subscription("sub-b", "+491", 10, Some(100), Some(50));
     let tie = subscription("sub-c", "+491", 20, None, None);
     let other = subscription("sub-d", "+492", 5, None, None);
     for s in [&late, &early, &tie, &other] {
-        store.insert_subscription(s.clone()).unwrap();
+        store.insert_subscription(s.clone()).await.unwrap();
     }
-    assert_already_exists(store.insert_subscription(subscription("sub-a", "+493", 0, None, None)));
+    assert_already_exists(store.insert_subscription(subscription("sub-a", "+493", 0, None, None)).await);
 
     // Everything comes back as stored, the config object included.
-    assert_eq!(store.subscription("sub-b").unwrap(), Some(early.clone()));
-    assert_eq!(store.subscription("nope").unwrap(), None);
+    assert_eq!(store.subscription("sub-b").await.unwrap(), Some(early.clone()));
+    assert_eq!(store.subscription("nope").await.unwrap(), None);
     // By start, then id; only the owner's.
-    assert_eq!(store.subscriptions_of("+491").unwrap(), vec![early.clone(), late.clone(), tie.clone()]);
-    assert_eq!(store.subscriptions_of("+492").unwrap(), vec![other.clone()]);
-    assert_eq!(store.subscriptions_of("+49").unwrap(), vec![]);
+    assert_eq!(store.subscriptions_of("+491").await.unwrap(), vec![early.clone(), late.clone(), tie.clone()]);
+    assert_eq!(store.subscriptions_of("+492").await.unwrap(), vec![other.clone()]);
+    assert_eq!(store.subscriptions_of("+49").await.unwrap(), vec![]);
 
-    assert_eq!(store.remove_subscription("sub-a", vec![]).unwrap().map(|c| c.record), Some(late));
-    assert_eq!(store.remove_subscription("sub-a", vec![]).unwrap(), None);
-    assert_eq!(store.subscriptions_of("+491").unwrap(), vec![early, tie]);
+    assert_eq!(store.remove_subscription("sub-a", vec![]).await.unwrap().map(|c| c.record), Some(late));
+    assert_eq!(store.remove_subscription("sub-a", vec![]).await.unwrap(), None);
+    assert_eq!(store.subscriptions_of("+491").await.unwrap(), vec![early, tie]);
 }
 
-pub fn subscription_update(store: &dyn Store) {
+pub async fn subscription_update(store: &dyn Store) {
     let original = subscription("sub-1", "+491", 0, Some(100), None);
-    store.insert_subscription(original.clone()).unwrap();
+    store.insert_subscription(original.clone()).await.unwrap();
 
     // A PUT: new credential and expiry, and the echoed config.
     let updated = store
@@ -230,7 +242,7 @@ pub fn subscription_update(store: &dyn Store) {
             s.sink_credential = Some(SinkCredential { access_token: "new".into(), expires_at: at(500) });
             s.expires_at = Some(at(1000));
             s.config_json["subscriptionExpireTime"] = json!("2030-01-01T00:16:40Z");
-        })
+        }).await
         .unwrap();
     let expected = Subscription {
         sink_credential: Some(SinkCredential { access_token: "new".into(), expires_at: at(500) }),
@@ -243,33 +255,33 @@ pub fn subscription_update(store: &dyn Store) {
         ..original.clone()
     };
     assert_eq!(updated, expected);
-    assert_eq!(store.subscription("sub-1").unwrap(), Some(expected.clone()));
+    assert_eq!(store.subscription("sub-1").await.unwrap(), Some(expected.clone()));
 
     // The id is not the closure's to change.
-    let same = store.update_subscription("sub-1", &mut |s| s.id = "other".into()).unwrap();
+    let same = store.update_subscription("sub-1", &mut |s| s.id = "other".into()).await.unwrap();
     assert_eq!(same, expected);
-    assert_eq!(store.subscription("other").unwrap(), None);
+    assert_eq!(store.subscription("other").await.unwrap(), None);
 
     // Indexes follow an owner change.
-    store.update_subscription("sub-1", &mut |s| s.owner_phone_number = "+492".into()).unwrap();
-    assert_eq!(store.subscriptions_of("+491").unwrap(), vec![]);
-    assert_eq!(ids(&store.subscriptions_of("+492").unwrap(), |s| &s.id), ["sub-1"]);
+    store.update_subscription("sub-1", &mut |s| s.owner_phone_number = "+492".into()).await.unwrap();
+    assert_eq!(store.subscriptions_of("+491").await.unwrap(), vec![]);
+    assert_eq!(ids(&store.subscriptions_of("+492").await.unwrap(), |s| &s.id), ["sub-1"]);
 
-    assert_not_found(store.update_subscription("nope", &mut |_| {}));
+    assert_not_found(store.update_subscription("nope", &mut |_| {}).await);
 }
 
-pub fn subscription_expiry(store: &dyn Store) {
+pub async fn subscription_expiry(store: &dyn Store) {
     // Own expiry only; credential only; credential first; expiry first; a tie; never ends.
-    store.insert_subscription(subscription("own", "+491", 0, Some(300), None)).unwrap();
-    store.insert_subscription(subscription("cred", "+491", 0, None, Some(200))).unwrap();
-    store.insert_subscription(subscription("cred-first", "+491", 0, Some(900), Some(100))).unwrap();
-    store.insert_subscription(subscription("own-first", "+492", 0, Some(400), Some(800))).unwrap();
-    store.insert_subscription(subscription("tie", "+492", 0, Some(500), Some(500))).unwrap();
-    store.insert_subscription(subscription("never", "+492", 0, None, None)).unwrap();
+    store.insert_subscription(subscription("own", "+491", 0, Some(300), None)).await.unwrap();
+    store.insert_subscription(subscription("cred", "+491", 0, None, Some(200))).await.unwrap();
+    store.insert_subscription(subscription("cred-first", "+491", 0, Some(900), Some(100))).await.unwrap();
+    store.insert_subscription(subscription("own-first", "+492", 0, Some(400), Some(800))).await.unwrap();
+    store.insert_subscription(subscription("tie", "+492", 0, Some(500), Some(500))).await.unwrap();
+    store.insert_subscription(subscription("never", "+492", 0, None, None)).await.unwrap();
 
-    let expiring = |t| {
+    let expiring = async |t| {
         store
-            .subscriptions_expiring_before(t)
+            .subscriptions_expiring_before(t).await
             .unwrap()
             .into_iter()
             .map(|e| {
@@ -279,9 +291,9 @@ pub fn subscription_expiry(store: &dyn Store) {
             .collect::<Vec<_>>()
     };
     use SubscriptionEnd::{AccessTokenExpired as Token, Expired};
-    assert_eq!(expiring(at(100)), vec![]);
+    assert_eq!(expiring(at(100)).await, vec![]);
     assert_eq!(
-        expiring(at(100_000)),
+        expiring(at(100_000)).await,
         vec![
             ("cred-first".into(), at(100), Token),
             ("cred".into(), at(200), Token),
@@ -290,23 +302,23 @@ pub fn subscription_expiry(store: &dyn Store) {
             ("tie".into(), at(500), Expired),
         ]
     );
-    assert_eq!(expiring(at(250)).len(), 2);
+    assert_eq!(expiring(at(250)).await.len(), 2);
 
     // A new credential moves the subscription's end to its own expiry; dropping the expiry and
     // the credential takes it out; a removal too.
     store
         .update_subscription("cred-first", &mut |s| {
             s.sink_credential = Some(SinkCredential { access_token: "renewed".into(), expires_at: at(2000) })
-        })
+        }).await
         .unwrap();
     store
         .update_subscription("own", &mut |s| {
             s.expires_at = None;
-        })
+        }).await
         .unwrap();
-    store.remove_subscription("cred", vec![]).unwrap();
+    store.remove_subscription("cred", vec![]).await.unwrap();
     assert_eq!(
-        expiring(at(100_000)),
+        expiring(at(100_000)).await,
         vec![
             ("own-first".into(), at(400), Expired),
             ("tie".into(), at(500), Expired),
@@ -315,47 +327,47 @@ pub fn subscription_expiry(store: &dyn Store) {
     );
 }
 
-pub fn sessions(store: &dyn Store) {
+pub async fn sessions(store: &dyn Store) {
     let a = session("ses-a", Some("call-a"), 20);
     let b = session("ses-b", None, 10);
     let c = MediaSession { direction: Direction::Incoming, ..session("ses-c", Some("call-c"), 10) };
     for s in [&a, &b, &c] {
-        store.insert_session(s.clone(), vec![]).unwrap();
+        store.insert_session(s.clone(), vec![]).await.unwrap();
     }
-    assert_already_exists(store.insert_session(session("ses-a", None, 0), vec![]));
-    assert_eq!(store.session("ses-a").unwrap(), Some(a.clone()));
+    assert_already_exists(store.insert_session(session("ses-a", None, 0), vec![]).await);
+    assert_eq!(store.session("ses-a").await.unwrap(), Some(a.clone()));
 
-    assert_eq!(store.session("ses-c").unwrap(), Some(c.clone()));
-    assert_eq!(store.session("nope").unwrap(), None);
-    assert_eq!(store.sessions_of_call("call-a").unwrap(), vec![a.clone()]);
-    assert_eq!(store.sessions_of_call("nope").unwrap(), vec![]);
+    assert_eq!(store.session("ses-c").await.unwrap(), Some(c.clone()));
+    assert_eq!(store.session("nope").await.unwrap(), None);
+    assert_eq!(store.sessions_of_call("call-a").await.unwrap(), vec![a.clone()]);
+    assert_eq!(store.sessions_of_call("nope").await.unwrap(), vec![]);
     // Only those with a call, by creation time.
-    assert_eq!(store.sessions_with_call().unwrap(), vec![c.clone(), a.clone()]);
+    assert_eq!(store.sessions_with_call().await.unwrap(), vec![c.clone(), a.clone()]);
 
     // An incoming call ringing two devices: two sessions of one call, by creation time.
-    let fork = store.insert_session(session("ses-d", Some("call-a"), 5), vec![]).unwrap().record;
-    assert_eq!(store.sessions_of_call("call-a").unwrap(), vec![fork.clone(), a.clone()]);
-    assert_eq!(store.remove_session("ses-a").unwrap(), Some(a));
-    assert_eq!(store.remove_session("ses-a").unwrap(), None);
-    assert_eq!(store.sessions_of_call("call-a").unwrap(), vec![fork.clone()]);
-    assert_eq!(store.sessions_with_call().unwrap(), vec![fork, c.clone()]);
-    assert_eq!(store.remove_session("ses-d").unwrap().map(|s| s.id), Some("ses-d".into()));
-    assert_eq!(store.sessions_of_call("call-a").unwrap(), vec![]);
-    assert_eq!(store.sessions_with_call().unwrap(), vec![c]);
+    let fork = store.insert_session(session("ses-d", Some("call-a"), 5), vec![]).await.unwrap().record;
+    assert_eq!(store.sessions_of_call("call-a").await.unwrap(), vec![fork.clone(), a.clone()]);
+    assert_eq!(store.remove_session("ses-a").await.unwrap(), Some(a));
+    assert_eq!(store.remove_session("ses-a").await.unwrap(), None);
+    assert_eq!(store.sessions_of_call("call-a").await.unwrap(), vec![fork.clone()]);
+    assert_eq!(store.sessions_with_call().await.unwrap(), vec![fork, c.clone()]);
+    assert_eq!(store.remove_session("ses-d").await.unwrap().map(|s| s.id), Some("ses-d".into()));
+    assert_eq!(store.sessions_of_call("call-a").await.unwrap(), vec![]);
+    assert_eq!(store.sessions_with_call().await.unwrap(), vec![c]);
 }
 
 /// A change of a session that emits no event, as [`Store::update_session`] takes it.
-fn quietly(mut change: impl FnMut(&mut MediaSession)) -> impl FnMut(&mut MediaSession) -> Vec<NewEvent> {
+fn quietly(mut change: impl FnMut(&mut MediaSession) + Send) -> impl FnMut(&mut MediaSession) -> Vec<NewEvent> + Send {
     move |s| {
         change(s);
         Vec::new()
     }
 }
 
-pub fn session_update(store: &dyn Store) {
+pub async fn session_update(store: &dyn Store) {
     let original = session("ses-1", Some("call-1"), 0);
-    store.insert_session(original.clone(), vec![]).unwrap();
-    store.insert_session(session("ses-2", Some("call-2"), 0), vec![]).unwrap();
+    store.insert_session(original.clone(), vec![]).await.unwrap();
+    store.insert_session(session("ses-2", Some("call-2"), 0), vec![]).await.unwrap();
 
     let updated = store
         .update_session(
@@ -365,7 +377,7 @@ pub fn session_update(store: &dyn Store) {
                 s.answer_sdp = Some("v=0\r\n".into());
                 s.sequence += 1;
             }),
-        )
+        ).await
         .unwrap()
         .record;
     let expected = MediaSession {
@@ -376,16 +388,16 @@ pub fn session_update(store: &dyn Store) {
         ..original.clone()
     };
     assert_eq!(updated, expected);
-    assert_eq!(store.session("ses-1").unwrap(), Some(expected.clone()));
-    assert_eq!(store.sessions_of_call("call-1").unwrap(), vec![expected.clone()]);
+    assert_eq!(store.session("ses-1").await.unwrap(), Some(expected.clone()));
+    assert_eq!(store.sessions_of_call("call-1").await.unwrap(), vec![expected.clone()]);
     // A change that changes nothing writes nothing.
-    assert_eq!(store.update_session("ses-1", &mut quietly(|_| {})).unwrap().record.revision, 2);
+    assert_eq!(store.update_session("ses-1", &mut quietly(|_| {})).await.unwrap().record.revision, 2);
 
     // A new Call-ID re-indexes; clearing it forgets the call but keeps the session.
-    store.update_session("ses-1", &mut quietly(|s| s.sip_call_id = Some("call-3".into()))).unwrap();
-    assert_eq!(store.sessions_of_call("call-1").unwrap(), vec![]);
-    assert_eq!(ids(&store.sessions_of_call("call-3").unwrap(), |s| &s.id), ["ses-1"]);
-    assert_eq!(ids(&store.sessions_of_call("call-2").unwrap(), |s| &s.id), ["ses-2"]);
+    store.update_session("ses-1", &mut quietly(|s| s.sip_call_id = Some("call-3".into()))).await.unwrap();
+    assert_eq!(store.sessions_of_call("call-1").await.unwrap(), vec![]);
+    assert_eq!(ids(&store.sessions_of_call("call-3").await.unwrap(), |s| &s.id), ["ses-1"]);
+    assert_eq!(ids(&store.sessions_of_call("call-2").await.unwrap(), |s| &s.id), ["ses-2"]);
     let ended = store
         .update_session(
             "ses-1",
@@ -394,92 +406,88 @@ pub fn session_update(store: &dyn Store) {
                 s.status = SessionStatus::Terminated;
                 s.local_hangup = Some("BYE".into());
             }),
-        )
+        ).await
         .unwrap()
         .record;
-    assert_eq!(store.sessions_of_call("call-3").unwrap(), vec![]);
-    assert_eq!(store.session("ses-1").unwrap(), Some(ended));
-    assert_eq!(ids(&store.sessions_with_call().unwrap(), |s| &s.id), ["ses-2"]);
+    assert_eq!(store.sessions_of_call("call-3").await.unwrap(), vec![]);
+    assert_eq!(store.session("ses-1").await.unwrap(), Some(ended));
+    assert_eq!(ids(&store.sessions_with_call().await.unwrap(), |s| &s.id), ["ses-2"]);
 
     // The id and the revision are the store's; an unknown session is NotFound and the closure
     // is not called.
-    store.update_session("ses-1", &mut quietly(|s| (s.id, s.revision) = ("ses-9".into(), 99))).unwrap();
-    assert_eq!(store.session("ses-9").unwrap(), None);
-    assert_eq!(store.session("ses-1").unwrap().unwrap().revision, 4, "nothing changed, nothing written");
+    store.update_session("ses-1", &mut quietly(|s| (s.id, s.revision) = ("ses-9".into(), 99))).await.unwrap();
+    assert_eq!(store.session("ses-9").await.unwrap(), None);
+    assert_eq!(store.session("ses-1").await.unwrap().unwrap().revision, 4, "nothing changed, nothing written");
     let mut called = false;
-    assert_not_found(store.update_session("nope", &mut quietly(|_| called = true)));
+    assert_not_found(store.update_session("nope", &mut quietly(|_| called = true)).await);
     assert!(!called);
 }
 
 /// Compare-and-set: a write over a revision that is not the stored one changes nothing.
-pub fn session_compare_and_set(store: &dyn Store) {
-    let stored = store.insert_session(session("ses-1", Some("call-1"), 0), vec![]).unwrap().record;
+pub async fn session_compare_and_set(store: &dyn Store) {
+    let stored = store.insert_session(session("ses-1", Some("call-1"), 0), vec![]).await.unwrap().record;
     assert_eq!(stored.revision, 1);
     let first =
-        store.replace_session(MediaSession { status: SessionStatus::Ringing, ..stored.clone() }, vec![]).unwrap();
+        store.replace_session(MediaSession { status: SessionStatus::Ringing, ..stored.clone() }, vec![]).await.unwrap();
     assert_eq!(first.record.revision, 2);
     let stale =
-        store.replace_session(MediaSession { status: SessionStatus::Declined, ..stored.clone() }, vec![event("x", 0)]);
+        store.replace_session(MediaSession { status: SessionStatus::Declined, ..stored.clone() }, vec![event("x", 0)]).await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "expected Conflict, got {stale:?}");
-    assert_eq!(store.session("ses-1").unwrap(), Some(first.record));
-    assert_eq!(store.pending_events(10).unwrap(), vec![], "a refused write queues no event");
-    assert_not_found(store.replace_session(session("nope", None, 0), vec![]));
+    assert_eq!(store.session("ses-1").await.unwrap(), Some(first.record));
+    assert_eq!(store.pending_events(10).await.unwrap(), vec![], "a refused write queues no event");
+    assert_not_found(store.replace_session(session("nope", None, 0), vec![]).await);
 }
 
-/// Concurrent read-modify-writes lose no update.
-pub fn session_update_is_atomic(store: &dyn Store) {
-    const THREADS: u32 = 4;
+/// Concurrent read-modify-writes lose no update. The writers interleave at every wait, as the
+/// gateway's tasks do (a backend that does not wait on anything serialises them).
+pub async fn session_update_is_atomic(store: &dyn Store) {
+    const WRITERS: u32 = 4;
     const UPDATES: u32 = 25;
-    store.insert_session(session("ses-1", Some("call-1"), 0), vec![]).unwrap();
-    let start = Barrier::new(THREADS as usize);
-    std::thread::scope(|scope| {
-        for _ in 0..THREADS {
-            scope.spawn(|| {
-                start.wait();
-                for _ in 0..UPDATES {
-                    store.update_session("ses-1", &mut quietly(|s| s.sequence += 1)).unwrap();
-                }
-            });
+    store.insert_session(session("ses-1", Some("call-1"), 0), vec![]).await.unwrap();
+    let writer = || async {
+        for _ in 0..UPDATES {
+            store.update_session("ses-1", &mut quietly(|s| s.sequence += 1)).await.unwrap();
         }
-    });
-    assert_eq!(store.session("ses-1").unwrap().unwrap().sequence, THREADS * UPDATES);
+    };
+    futures_util::future::join_all((0..WRITERS).map(|_| writer())).await;
+    assert_eq!(store.session("ses-1").await.unwrap().unwrap().sequence, WRITERS * UPDATES);
 }
 
 /// Events given with a write are queued with it, in order, and only if the write is made.
-pub fn events_commit_with_the_write(store: &dyn Store) {
-    store.insert_registration(registration("reg-1", "+491", "device-1", 100)).unwrap();
-    store.insert_subscription(subscription("sub-1", "+491", 0, None, None)).unwrap();
-    let created = store.insert_session(session("ses-1", Some("call-1"), 0), vec![event("invited", 0)]).unwrap();
-    let removed = store.remove_registration("reg-1", vec![event("reg-ends", 0)]).unwrap().unwrap();
+pub async fn events_commit_with_the_write(store: &dyn Store) {
+    store.insert_registration(registration("reg-1", "+491", "device-1", 100)).await.unwrap();
+    store.insert_subscription(subscription("sub-1", "+491", 0, None, None)).await.unwrap();
+    let created = store.insert_session(session("ses-1", Some("call-1"), 0), vec![event("invited", 0)]).await.unwrap();
+    let removed = store.remove_registration("reg-1", vec![event("reg-ends", 0)]).await.unwrap().unwrap();
     let updated = store
         .update_session("ses-1", &mut |s| {
             s.status = SessionStatus::Connected;
             vec![event("status-1", 1), event("status-2", 2)]
-        })
+        }).await
         .unwrap();
-    let ended = store.remove_subscription("sub-1", vec![event("sub-ends", 0)]).unwrap().unwrap();
+    let ended = store.remove_subscription("sub-1", vec![event("sub-ends", 0)]).await.unwrap().unwrap();
     assert_eq!(updated.record.status, SessionStatus::Connected);
     let queued: Vec<_> = [created.events, removed.events, updated.events, ended.events].concat();
     assert_eq!(ids(&queued, |e| &e.payload), ["invited", "reg-ends", "status-1", "status-2", "sub-ends"]);
-    assert_eq!(store.pending_events(10).unwrap(), queued, "queued as returned, in id order");
+    assert_eq!(store.pending_events(10).await.unwrap(), queued, "queued as returned, in id order");
 
     // Writes that are not made queue nothing.
-    assert_eq!(store.remove_registration("reg-1", vec![event("twice", 0)]).unwrap(), None);
-    assert_eq!(store.remove_subscription("sub-1", vec![event("twice", 0)]).unwrap(), None);
-    assert_already_exists(store.insert_session(session("ses-1", None, 0), vec![event("twice", 0)]));
-    assert_not_found(store.update_session("nope", &mut |_| vec![event("twice", 0)]));
-    assert_eq!(store.pending_events(10).unwrap(), queued);
+    assert_eq!(store.remove_registration("reg-1", vec![event("twice", 0)]).await.unwrap(), None);
+    assert_eq!(store.remove_subscription("sub-1", vec![event("twice", 0)]).await.unwrap(), None);
+    assert_already_exists(store.insert_session(session("ses-1", None, 0), vec![event("twice", 0)]).await);
+    assert_not_found(store.update_session("nope", &mut |_| vec![event("twice", 0)]).await);
+    assert_eq!(store.pending_events(10).await.unwrap(), queued);
 }
 
-pub fn outbox(store: &dyn Store) {
-    assert_eq!(store.pending_notifications(10).unwrap(), vec![]);
-    let first = store.enqueue_notification(notification("sub-1", "one", 0)).unwrap();
-    let second = store.enqueue_notification(notification("sub-2", "two", 0)).unwrap();
-    let third = store.enqueue_notification(notification("sub-1", "three", 5)).unwrap();
+pub async fn outbox(store: &dyn Store) {
+    assert_eq!(store.pending_notifications(10).await.unwrap(), vec![]);
+    let first = store.enqueue_notification(notification("sub-1", "one", 0)).await.unwrap();
+    let second = store.enqueue_notification(notification("sub-2", "two", 0)).await.unwrap();
+    let third = store.enqueue_notification(notification("sub-1", "three", 5)).await.unwrap();
     assert!(first < second && second < third, "ids increase: {first} {second} {third}");
 
     // Enqueue order, whatever not_before, as enqueued with attempt 0.
-    let pending = store.pending_notifications(10).unwrap();
+    let pending = store.pending_notifications(10).await.unwrap();
     assert_eq!(ids(&pending, |n| &n.payload), ["one", "two", "three"]);
     let n = &pending[0];
     let new = notification("sub-1", "one", 0);
@@ -487,64 +495,64 @@ pub fn outbox(store: &dyn Store) {
         (n.id, &n.subscription_id, &n.sink, &n.headers, n.attempt, n.not_before, n.first_due),
         (first, &new.subscription_id, &new.sink, &new.headers, 0, new.not_before, new.not_before)
     );
-    assert_eq!(ids(&store.pending_notifications(2).unwrap(), |n| &n.payload), ["one", "two"]);
-    assert_eq!(store.pending_notifications(0).unwrap(), vec![]);
+    assert_eq!(ids(&store.pending_notifications(2).await.unwrap(), |n| &n.payload), ["one", "two"]);
+    assert_eq!(store.pending_notifications(0).await.unwrap(), vec![]);
 
     // A failed attempt is rescheduled in place: the order does not change.
-    store.reschedule_notification(first, 1, at(60)).unwrap();
-    let pending = store.pending_notifications(10).unwrap();
+    store.reschedule_notification(first, 1, at(60)).await.unwrap();
+    let pending = store.pending_notifications(10).await.unwrap();
     assert_eq!(ids(&pending, |n| &n.payload), ["one", "two", "three"]);
     assert_eq!((pending[0].attempt, pending[0].not_before, pending[0].first_due), (1, at(60), at(0)));
     assert_eq!((pending[1].attempt, pending[1].not_before), (0, at(0)));
-    assert_not_found(store.reschedule_notification(third + 100, 1, at(1)));
+    assert_not_found(store.reschedule_notification(third + 100, 1, at(1)).await);
 
-    let removed = store.remove_notification(first).unwrap().unwrap();
+    let removed = store.remove_notification(first).await.unwrap().unwrap();
     assert_eq!((removed.id, removed.attempt, removed.payload.as_str()), (first, 1, "one"));
-    assert_eq!(store.remove_notification(first).unwrap(), None);
-    assert_eq!(ids(&store.pending_notifications(10).unwrap(), |n| &n.payload), ["two", "three"]);
+    assert_eq!(store.remove_notification(first).await.unwrap(), None);
+    assert_eq!(ids(&store.pending_notifications(10).await.unwrap(), |n| &n.payload), ["two", "three"]);
 
     // Ids are never reused, not even the newest one once it is gone.
-    store.remove_notification(third).unwrap().unwrap();
-    let fourth = store.enqueue_notification(notification("sub-3", "four", 0)).unwrap();
+    store.remove_notification(third).await.unwrap().unwrap();
+    let fourth = store.enqueue_notification(notification("sub-3", "four", 0)).await.unwrap();
     assert!(fourth > third, "id {fourth} after {third}");
-    assert_eq!(ids(&store.pending_notifications(10).unwrap(), |n| &n.payload), ["two", "four"]);
+    assert_eq!(ids(&store.pending_notifications(10).await.unwrap(), |n| &n.payload), ["two", "four"]);
 }
 
 /// Events wait for routing apart from notifications, and routing swaps one for the other at once.
-pub fn event_outbox(store: &dyn Store) {
-    assert_eq!(store.pending_events(10).unwrap(), vec![]);
-    let notification = store.enqueue_notification(notification("sub-1", "n", 0)).unwrap();
-    let first = store.enqueue_event(event("e1", 0)).unwrap();
-    let second = store.enqueue_event(event("e2", 5)).unwrap();
+pub async fn event_outbox(store: &dyn Store) {
+    assert_eq!(store.pending_events(10).await.unwrap(), vec![]);
+    let notification = store.enqueue_notification(notification("sub-1", "n", 0)).await.unwrap();
+    let first = store.enqueue_event(event("e1", 0)).await.unwrap();
+    let second = store.enqueue_event(event("e2", 5)).await.unwrap();
     assert!(notification < first && first < second, "one id sequence: {notification} {first} {second}");
     // Events are not notifications, and the other way round.
-    assert_eq!(ids(&store.pending_notifications(10).unwrap(), |n| &n.payload), ["n"]);
-    let pending = store.pending_events(10).unwrap();
+    assert_eq!(ids(&store.pending_notifications(10).await.unwrap(), |n| &n.payload), ["n"]);
+    let pending = store.pending_events(10).await.unwrap();
     assert_eq!(ids(&pending, |e| &e.payload), ["e1", "e2"]);
     assert_eq!(
         (pending[0].id, pending[0].attempt, pending[0].not_before, pending[0].first_due),
         (first, 0, at(0), at(0))
     );
-    assert_eq!(store.pending_events(1).unwrap().len(), 1);
+    assert_eq!(store.pending_events(1).await.unwrap().len(), 1);
 
-    store.reschedule_event(first, 2, at(30)).unwrap();
-    let e = &store.pending_events(10).unwrap()[0];
+    store.reschedule_event(first, 2, at(30)).await.unwrap();
+    let e = &store.pending_events(10).await.unwrap()[0];
     assert_eq!((e.id, e.attempt, e.not_before, e.first_due), (first, 2, at(30), at(0)));
-    assert_not_found(store.reschedule_event(notification, 1, at(1)));
+    assert_not_found(store.reschedule_event(notification, 1, at(1)).await);
 
     // Routing replaces the event by its notifications, in the order given.
     let routed =
-        store.route_event(first, vec![notification_to("sub-2", "r1"), notification_to("sub-3", "r2")]).unwrap();
+        store.route_event(first, vec![notification_to("sub-2", "r1"), notification_to("sub-3", "r2")]).await.unwrap();
     assert_eq!(routed.len(), 2);
     assert!(routed[0] > second && routed[1] > routed[0], "{routed:?}");
-    assert_eq!(ids(&store.pending_events(10).unwrap(), |e| &e.payload), ["e2"]);
-    assert_eq!(ids(&store.pending_notifications(10).unwrap(), |n| &n.payload), ["n", "r1", "r2"]);
+    assert_eq!(ids(&store.pending_events(10).await.unwrap(), |e| &e.payload), ["e2"]);
+    assert_eq!(ids(&store.pending_notifications(10).await.unwrap(), |n| &n.payload), ["n", "r1", "r2"]);
     // An event routed already is not routed twice.
-    assert_not_found(store.route_event(first, vec![notification_to("sub-2", "again")]));
-    assert_eq!(store.pending_notifications(10).unwrap().len(), 3);
+    assert_not_found(store.route_event(first, vec![notification_to("sub-2", "again")]).await);
+    assert_eq!(store.pending_notifications(10).await.unwrap().len(), 3);
     // An event that goes nowhere is simply gone.
-    assert_eq!(store.route_event(second, vec![]).unwrap(), Vec::<u64>::new());
-    assert_eq!(store.pending_events(10).unwrap(), vec![]);
+    assert_eq!(store.route_event(second, vec![]).await.unwrap(), Vec::<u64>::new());
+    assert_eq!(store.pending_events(10).await.unwrap(), vec![]);
 }
 
 fn notification_to(subscription_id: &str, payload: &str) -> NewNotification {
@@ -552,34 +560,34 @@ fn notification_to(subscription_id: &str, payload: &str) -> NewNotification {
 }
 
 /// Entries that gave up wait in the dead letters, with their last error, until replayed or purged.
-pub fn dead_letters(store: &dyn Store) {
-    assert_eq!(store.dead_letters(10).unwrap(), vec![]);
-    let kept = store.enqueue_notification(notification("sub-1", "kept", 0)).unwrap();
-    let failed = store.enqueue_notification(notification("sub-1", "failed", 0)).unwrap();
-    let unrouted = store.enqueue_event(event("unrouted", 0)).unwrap();
-    store.reschedule_notification(failed, 7, at(500)).unwrap();
+pub async fn dead_letters(store: &dyn Store) {
+    assert_eq!(store.dead_letters(10).await.unwrap(), vec![]);
+    let kept = store.enqueue_notification(notification("sub-1", "kept", 0)).await.unwrap();
+    let failed = store.enqueue_notification(notification("sub-1", "failed", 0)).await.unwrap();
+    let unrouted = store.enqueue_event(event("unrouted", 0)).await.unwrap();
+    store.reschedule_notification(failed, 7, at(500)).await.unwrap();
 
-    let dead = store.dead_letter(failed, "sink answered 503", at(900)).unwrap();
+    let dead = store.dead_letter(failed, "sink answered 503", at(900)).await.unwrap();
     assert_eq!((dead.id(), dead.last_error.as_str(), dead.dead_at), (failed, "sink answered 503", at(900)));
     let Undelivered::Notification(n) = &dead.entry else { panic!("{dead:?}") };
     assert_eq!(
         (n.payload.as_str(), n.attempt, n.not_before, &n.headers),
         ("failed", 7, at(500), &notification("s", "", 0).headers)
     );
-    store.dead_letter(unrouted, "routing plugin trapped", at(901)).unwrap();
+    store.dead_letter(unrouted, "routing plugin trapped", at(901)).await.unwrap();
     // Out of the outbox, into the dead letters, in id order.
-    assert_eq!(ids(&store.pending_notifications(10).unwrap(), |n| &n.payload), ["kept"]);
-    assert_eq!(store.pending_events(10).unwrap(), vec![]);
-    let letters = store.dead_letters(10).unwrap();
+    assert_eq!(ids(&store.pending_notifications(10).await.unwrap(), |n| &n.payload), ["kept"]);
+    assert_eq!(store.pending_events(10).await.unwrap(), vec![]);
+    let letters = store.dead_letters(10).await.unwrap();
     assert_eq!(letters.iter().map(|d| d.id()).collect::<Vec<_>>(), [failed, unrouted]);
     assert_eq!(letters[0], dead);
     assert!(matches!(&letters[1].entry, Undelivered::Event(e) if e.payload == "unrouted"), "{letters:?}");
-    assert_eq!(store.dead_letters(1).unwrap().len(), 1);
-    assert_not_found(store.dead_letter(failed, "twice", at(902)));
-    assert_not_found(store.dead_letter(kept + 1000, "nothing", at(902)));
+    assert_eq!(store.dead_letters(1).await.unwrap().len(), 1);
+    assert_not_found(store.dead_letter(failed, "twice", at(902)).await);
+    assert_not_found(store.dead_letter(kept + 1000, "nothing", at(902)).await);
 
     // A replay puts the entry back as new: a new id, no attempts, due when asked.
-    let replayed = store.replay_dead_letter(failed, at(1000)).unwrap().unwrap();
+    let replayed = store.replay_dead_letter(failed, at(1000)).await.unwrap().unwrap();
     let Undelivered::Notification(again) = &replayed else { panic!("{replayed:?}") };
     assert!(again.id > unrouted, "new id {} after {unrouted}", again.id);
     assert_eq!(
@@ -587,22 +595,22 @@ pub fn dead_letters(store: &dyn Store) {
         (0, at(1000), at(1000), "failed")
     );
     assert_eq!((&again.subscription_id, &again.sink, &again.headers), (&n.subscription_id, &n.sink, &n.headers));
-    let pending = store.pending_notifications(10).unwrap();
+    let pending = store.pending_notifications(10).await.unwrap();
     assert_eq!((ids(&pending, |n| &n.payload), pending.last()), (vec!["kept", "failed"], Some(again)));
-    assert_eq!(store.replay_dead_letter(failed, at(1000)).unwrap(), None);
-    let Some(Undelivered::Event(event_again)) = store.replay_dead_letter(unrouted, at(1001)).unwrap() else {
+    assert_eq!(store.replay_dead_letter(failed, at(1000)).await.unwrap(), None);
+    let Some(Undelivered::Event(event_again)) = store.replay_dead_letter(unrouted, at(1001)).await.unwrap() else {
         panic!("the event comes back as an event")
     };
-    assert_eq!(ids(&store.pending_events(10).unwrap(), |e| &e.payload), ["unrouted"]);
+    assert_eq!(ids(&store.pending_events(10).await.unwrap(), |e| &e.payload), ["unrouted"]);
     assert_eq!((event_again.attempt, event_again.first_due), (0, at(1001)));
-    assert_eq!(store.dead_letters(10).unwrap(), vec![]);
+    assert_eq!(store.dead_letters(10).await.unwrap(), vec![]);
 
     // Purged for good.
-    store.dead_letter(kept, "sink answered 404", at(1100)).unwrap();
-    assert_eq!(store.remove_dead_letter(kept).unwrap().map(|d| d.last_error), Some("sink answered 404".into()));
-    assert_eq!(store.remove_dead_letter(kept).unwrap(), None);
-    assert_eq!(store.dead_letters(10).unwrap(), vec![]);
-    assert_eq!(store.replay_dead_letter(kept, at(0)).unwrap(), None);
+    store.dead_letter(kept, "sink answered 404", at(1100)).await.unwrap();
+    assert_eq!(store.remove_dead_letter(kept).await.unwrap().map(|d| d.last_error), Some("sink answered 404".into()));
+    assert_eq!(store.remove_dead_letter(kept).await.unwrap(), None);
+    assert_eq!(store.dead_letters(10).await.unwrap(), vec![]);
+    assert_eq!(store.replay_dead_letter(kept, at(0)).await.unwrap(), None);
 }
 
 /// The ids handed out by [`fill`], for [`check_filled`].
@@ -612,19 +620,19 @@ pub struct Filled {
 }
 
 /// Writes one of everything (including updates and removals), for a durability check.
-pub fn fill(store: &dyn Store) -> Filled {
-    store.insert_registration(registration("reg-1", "+491", "device-1", 100)).unwrap();
-    store.insert_registration(registration("reg-2", "+491", "device-2", 200)).unwrap();
-    store.insert_registration(registration("reg-gone", "+491", "device-3", 300)).unwrap();
-    store.update_registration_expiry("reg-2", at(250)).unwrap();
-    store.remove_registration("reg-gone", vec![]).unwrap();
+pub async fn fill(store: &dyn Store) -> Filled {
+    store.insert_registration(registration("reg-1", "+491", "device-1", 100)).await.unwrap();
+    store.insert_registration(registration("reg-2", "+491", "device-2", 200)).await.unwrap();
+    store.insert_registration(registration("reg-gone", "+491", "device-3", 300)).await.unwrap();
+    store.update_registration_expiry("reg-2", at(250)).await.unwrap();
+    store.remove_registration("reg-gone", vec![]).await.unwrap();
 
-    store.insert_subscription(subscription("sub-1", "+491", 0, Some(1000), Some(500))).unwrap();
-    store.insert_subscription(subscription("sub-gone", "+491", 0, None, None)).unwrap();
-    store.remove_subscription("sub-gone", vec![]).unwrap();
+    store.insert_subscription(subscription("sub-1", "+491", 0, Some(1000), Some(500))).await.unwrap();
+    store.insert_subscription(subscription("sub-gone", "+491", 0, None, None)).await.unwrap();
+    store.remove_subscription("sub-gone", vec![]).await.unwrap();
 
-    store.insert_session(session("ses-1", Some("call-1"), 0), vec![]).unwrap();
-    store.insert_session(session("ses-2", Some("call-2"), 1), vec![]).unwrap();
+    store.insert_session(session("ses-1", Some("call-1"), 0), vec![]).await.unwrap();
+    store.insert_session(session("ses-2", Some("call-2"), 1), vec![]).await.unwrap();
     store
         .update_session(
             "ses-2",
@@ -632,71 +640,71 @@ pub fn fill(store: &dyn Store) -> Filled {
                 s.status = SessionStatus::Terminated;
                 s.sip_call_id = None;
             }),
-        )
+        ).await
         .unwrap();
 
-    let one = store.enqueue_notification(notification("sub-1", "one", 0)).unwrap();
-    let two = store.enqueue_notification(notification("sub-1", "two", 0)).unwrap();
-    let gone = store.enqueue_notification(notification("sub-1", "gone", 0)).unwrap();
-    store.reschedule_notification(one, 3, at(90)).unwrap();
-    store.remove_notification(gone).unwrap();
-    let event = store.enqueue_event(event("unrouted", 0)).unwrap();
-    store.reschedule_event(event, 2, at(40)).unwrap();
-    let dead = store.enqueue_notification(notification("sub-1", "dead", 0)).unwrap();
-    store.dead_letter(dead, "sink answered 410", at(95)).unwrap();
+    let one = store.enqueue_notification(notification("sub-1", "one", 0)).await.unwrap();
+    let two = store.enqueue_notification(notification("sub-1", "two", 0)).await.unwrap();
+    let gone = store.enqueue_notification(notification("sub-1", "gone", 0)).await.unwrap();
+    store.reschedule_notification(one, 3, at(90)).await.unwrap();
+    store.remove_notification(gone).await.unwrap();
+    let event = store.enqueue_event(event("unrouted", 0)).await.unwrap();
+    store.reschedule_event(event, 2, at(40)).await.unwrap();
+    let dead = store.enqueue_notification(notification("sub-1", "dead", 0)).await.unwrap();
+    store.dead_letter(dead, "sink answered 410", at(95)).await.unwrap();
     Filled { notification_ids: vec![one, two, gone, event, dead] }
 }
 
 /// Checks that `store` holds exactly what [`fill`] wrote, indexes included, and that it still
 /// takes writes (ids carrying on after those handed out).
-pub fn check_filled(store: &dyn Store, filled: &Filled) {
+pub async fn check_filled(store: &dyn Store, filled: &Filled) {
     let reg2 = Registration { expires_at: at(250), ..registration("reg-2", "+491", "device-2", 0) };
     assert_eq!(
-        store.registrations_of("+491", None).unwrap(),
+        store.registrations_of("+491", None).await.unwrap(),
         vec![registration("reg-1", "+491", "device-1", 100), reg2]
     );
-    assert_eq!(store.registration("reg-gone").unwrap(), None);
-    assert_eq!(ids(&store.registrations_expiring_before(at(1000)).unwrap(), |r| &r.id), ["reg-1", "reg-2"]);
-    assert_already_exists(store.insert_registration(registration("reg-9", "+491", "device-1", 100)));
+    assert_eq!(store.registration("reg-gone").await.unwrap(), None);
+    assert_eq!(ids(&store.registrations_expiring_before(at(1000)).await.unwrap(), |r| &r.id), ["reg-1", "reg-2"]);
+    assert_already_exists(store.insert_registration(registration("reg-9", "+491", "device-1", 100)).await);
 
     let sub1 = subscription("sub-1", "+491", 0, Some(1000), Some(500));
-    assert_eq!(store.subscriptions_of("+491").unwrap(), vec![sub1.clone()]);
-    let expiring = store.subscriptions_expiring_before(at(1000)).unwrap();
+    assert_eq!(store.subscriptions_of("+491").await.unwrap(), vec![sub1.clone()]);
+    let expiring = store.subscriptions_expiring_before(at(1000)).await.unwrap();
     assert_eq!(expiring.len(), 1);
     assert_eq!((&expiring[0].subscription, expiring[0].reason), (&sub1, SubscriptionEnd::AccessTokenExpired));
 
-    assert_eq!(store.sessions_of_call("call-1").unwrap(), vec![session("ses-1", Some("call-1"), 0)]);
-    assert_eq!(store.sessions_of_call("call-2").unwrap(), vec![]);
-    assert_eq!(store.session("ses-2").unwrap().unwrap().status, SessionStatus::Terminated);
-    assert_eq!(ids(&store.sessions_with_call().unwrap(), |s| &s.id), ["ses-1"]);
+    assert_eq!(store.sessions_of_call("call-1").await.unwrap(), vec![session("ses-1", Some("call-1"), 0)]);
+    assert_eq!(store.sessions_of_call("call-2").await.unwrap(), vec![]);
+    assert_eq!(store.session("ses-2").await.unwrap().unwrap().status, SessionStatus::Terminated);
+    assert_eq!(ids(&store.sessions_with_call().await.unwrap(), |s| &s.id), ["ses-1"]);
 
-    let pending = store.pending_notifications(10).unwrap();
+    let pending = store.pending_notifications(10).await.unwrap();
     assert_eq!(ids(&pending, |n| &n.payload), ["one", "two"]);
     assert_eq!(pending.iter().map(|n| n.id).collect::<Vec<_>>(), filled.notification_ids[..2]);
     assert_eq!((pending[0].attempt, pending[0].not_before, pending[0].first_due), (3, at(90), at(0)));
-    let events = store.pending_events(10).unwrap();
+    let events = store.pending_events(10).await.unwrap();
     assert_eq!(
         events.iter().map(|e| (e.id, e.payload.as_str(), e.attempt, e.not_before)).collect::<Vec<_>>(),
         [(filled.notification_ids[3], "unrouted", 2, at(40))]
     );
-    let dead = store.dead_letters(10).unwrap();
+    let dead = store.dead_letters(10).await.unwrap();
     assert_eq!(
         dead.iter().map(|d| (d.id(), d.last_error.as_str(), d.dead_at)).collect::<Vec<_>>(),
         [(filled.notification_ids[4], "sink answered 410", at(95))]
     );
 
-    let next = store.enqueue_notification(notification("sub-1", "next", 0)).unwrap();
+    let next = store.enqueue_notification(notification("sub-1", "next", 0)).await.unwrap();
     assert!(filled.notification_ids.iter().all(|&id| next > id), "id {next} reused or out of order");
-    store.update_session("ses-1", &mut quietly(|s| s.sequence = 7)).unwrap();
-    assert_eq!(store.session("ses-1").unwrap().unwrap().sequence, 7);
+    store.update_session("ses-1", &mut quietly(|s| s.sequence = 7)).await.unwrap();
+    assert_eq!(store.session("ses-1").await.unwrap().unwrap().sequence, 7);
 }
 
 /// Durability across a clean reopen: `open` opens the same storage each time.
-pub fn persists(open: &mut dyn FnMut() -> Box<dyn Store>) {
+pub async fn persists(open: &mut dyn FnMut() -> Box<dyn Store>) {
     let filled = {
         let store = open();
-        fill(&*store)
+        fill(&*store).await
     };
     let store = open();
-    check_filled(&*store, &filled);
+    check_filled(&*store, &filled).await;
 }

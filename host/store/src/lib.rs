@@ -10,8 +10,9 @@
 //! owner before answering a caller), which session statuses are final, or how and when a
 //! notification is delivered. It stores and indexes records by the keys it is given.
 //!
-//! Two backends: [`MemoryStore`] (tests, and a gateway without a data directory) and
-//! [`RedbStore`] (an embedded, crash-safe file). Both pass the same test suite (`conformance`).
+//! Three backends: [`MemoryStore`] (tests, and a gateway without a data directory),
+//! [`RedbStore`] (an embedded, crash-safe file, the default) and [`RedisStore`] (shared by
+//! several gateway nodes). All pass the same test suite (`conformance`).
 //!
 //! # Changes and their events commit together
 //!
@@ -24,20 +25,27 @@
 //! # Compare-and-set, not closures, on the backend's side
 //!
 //! Sessions carry a `revision` that the store sets on every write; [`Store::replace_session`]
-//! writes only over the revision it was given. Read-modify-write
-//! ([`Store::update_session`]) is a provided method on top of it that reads again when it loses
-//! a race, so a networked backend implements a compare-and-set (a Lua script or
-//! `WATCH`/`MULTI`/`EXEC` in Redis), never a closure that would have to run inside its
-//! transaction.
+//! writes only over the revision it was given. Subscriptions, rarely written, are compared whole
+//! ([`Store::replace_subscription`]). Read-modify-writes ([`Store::update_session`],
+//! [`Store::update_subscription`]) are provided methods on top that read again when they lose a
+//! race, so a backend implements a compare-and-set (a Lua script in Redis), never a closure that
+//! would have to run inside its transaction.
 //!
-//! # Calling from async code
+//! # Async, with local backends on blocking threads
 //!
-//! The trait is synchronous because the embedded backends are: every call is one short
-//! transaction on local data (the redb backend also waits for its `fsync` on writes), so the
-//! gateway may call it directly from async handlers. A networked backend needs an async twin of
-//! the trait (or `spawn_blocking` around redb); every method is one self-contained operation
-//! and none hands out locks or transactions, so that twin has the same methods.
+//! [`Store`] is async, so a networked backend ([`RedisStore`]) waits for its server without
+//! holding a runtime thread. The embedded backends implement the synchronous [`BlockingStore`]
+//! instead (every call is one short transaction on local data), and a blanket implementation
+//! makes them a [`Store`]: redb runs on tokio's blocking threads (it waits for its `fsync`),
+//! memory runs inline. Every method is one self-contained operation; none hands out locks or
+//! transactions.
+//!
+//! # What it does not do
+//!
+//! It does not choose which node of several owns a call or delivers an event: with a shared
+//! backend every node sees every record, and the gateway decides.
 
+mod blocking;
 mod memory;
 mod outbox;
 mod redb_store;
@@ -51,6 +59,7 @@ use serde::{Deserialize, Serialize};
 
 pub use memory::MemoryStore;
 pub use outbox::{DeadLetter, NewEvent, NewNotification, PendingEvent, PendingNotification, Undelivered};
+pub use blocking::BlockingStore;
 pub use redb_store::RedbStore;
 pub use status::SessionStatus;
 
@@ -180,7 +189,8 @@ impl<T> Committed<T> {
     }
 }
 
-/// How many times [`Store::update_session`] reads again after losing a compare-and-set race.
+/// How many times [`Store::update_session`] and [`Store::update_subscription`] read again after
+/// losing a compare-and-set race.
 const UPDATE_ATTEMPTS: usize = 64;
 
 /// Why a store operation failed.
@@ -213,171 +223,190 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 ///
 /// Times are compared exactly; "before `t`" means strictly earlier than `t`. Lists come back in
 /// a stable order, stated per method, the same for every backend.
+///
+/// Read-modify-writes ([`Store::update_subscription`], [`Store::update_session`]) are provided
+/// methods over a compare-and-set ([`Store::replace_subscription`], [`Store::replace_session`]):
+/// a backend never runs a caller's closure inside its own transaction.
+#[async_trait::async_trait]
 pub trait Store: Send + Sync {
     // --- registrations -------------------------------------------------------------------
 
     /// Adds a registration. `AlreadyExists` if its id is taken or its phone number already
     /// registered the same device.
-    fn insert_registration(&self, registration: Registration) -> Result<()>;
+    async fn insert_registration(&self, registration: Registration) -> Result<()>;
 
-    fn registration(&self, id: &str) -> Result<Option<Registration>>;
+    async fn registration(&self, id: &str) -> Result<Option<Registration>>;
 
     /// The registrations of `phone_number`, of one device if `device_id` is given; ordered by
     /// device id.
-    fn registrations_of(&self, phone_number: &str, device_id: Option<&str>) -> Result<Vec<Registration>>;
+    async fn registrations_of(&self, phone_number: &str, device_id: Option<&str>) -> Result<Vec<Registration>>;
 
     /// Sets a registration's expiry and returns the updated record; `NotFound` if it is gone.
-    fn update_registration_expiry(&self, id: &str, expires_at: DateTime<Utc>) -> Result<Registration>;
+    async fn update_registration_expiry(&self, id: &str, expires_at: DateTime<Utc>) -> Result<Registration>;
 
     /// Removes a registration and returns it with `events` queued, `None` (and nothing queued)
     /// if there was none.
-    fn remove_registration(&self, id: &str, events: Vec<NewEvent>) -> Result<Option<Committed<Registration>>>;
+    async fn remove_registration(&self, id: &str, events: Vec<NewEvent>) -> Result<Option<Committed<Registration>>>;
 
     /// The registrations whose `expires_at` is before `t`, earliest first (then by id).
-    fn registrations_expiring_before(&self, t: DateTime<Utc>) -> Result<Vec<Registration>>;
+    async fn registrations_expiring_before(&self, t: DateTime<Utc>) -> Result<Vec<Registration>>;
 
     // --- subscriptions -------------------------------------------------------------------
 
     /// Adds a subscription; `AlreadyExists` if its id is taken.
-    fn insert_subscription(&self, subscription: Subscription) -> Result<()>;
+    async fn insert_subscription(&self, subscription: Subscription) -> Result<()>;
 
-    fn subscription(&self, id: &str) -> Result<Option<Subscription>>;
+    async fn subscription(&self, id: &str) -> Result<Option<Subscription>>;
 
     /// The subscriptions of `owner_phone_number`, ordered by `starts_at`, then id.
-    fn subscriptions_of(&self, owner_phone_number: &str) -> Result<Vec<Subscription>>;
+    async fn subscriptions_of(&self, owner_phone_number: &str) -> Result<Vec<Subscription>>;
 
-    /// Applies `change` to a subscription atomically (typically a new sink credential and/or
-    /// expiry, and the echoed `config_json`) and returns the updated record; `NotFound` if it is
-    /// gone. The id cannot be changed. `change` is pure: a backend that retries on a write
-    /// conflict may call it more than once, on a fresh copy each time.
-    fn update_subscription(&self, id: &str, change: &mut dyn FnMut(&mut Subscription)) -> Result<Subscription>;
+    /// Writes `new` over the stored subscription of its id if the stored one is still
+    /// `expected` (compare-and-set on the whole record) and returns it. `NotFound` if it is
+    /// gone, `Conflict` if it changed since it was read; each changes nothing.
+    async fn replace_subscription(&self, expected: &Subscription, new: Subscription) -> Result<Subscription>;
+
+    /// Applies `change` to a subscription (typically a new sink credential and/or expiry, and
+    /// the echoed `config_json`) and returns the updated record; `NotFound` if it is gone. The id
+    /// cannot be changed. Read, change, [`Store::replace_subscription`], read again on a
+    /// conflict: `change` may run more than once, each time on a fresh copy.
+    async fn update_subscription(
+        &self,
+        id: &str,
+        change: &mut (dyn for<'s> FnMut(&'s mut Subscription) + Send),
+    ) -> Result<Subscription> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let stored =
+                self.subscription(id).await?.ok_or_else(|| StoreError::NotFound(format!("subscription {id}")))?;
+            let mut updated = stored.clone();
+            change(&mut updated);
+            updated.id.clone_from(&stored.id);
+            if updated == stored {
+                return Ok(stored);
+            }
+            match self.replace_subscription(&stored, updated).await {
+                Err(StoreError::Conflict(_)) => tokio::task::yield_now().await,
+                other => return other,
+            }
+        }
+        Err(StoreError::Conflict(format!("subscription {id}: still changing after {UPDATE_ATTEMPTS} attempts")))
+    }
 
     /// Removes a subscription and returns it with `events` queued, `None` (and nothing queued)
     /// if there was none. Its pending notifications stay in the outbox (a `subscription-ends`
     /// event may be among them).
-    fn remove_subscription(&self, id: &str, events: Vec<NewEvent>) -> Result<Option<Committed<Subscription>>>;
+    async fn remove_subscription(&self, id: &str, events: Vec<NewEvent>) -> Result<Option<Committed<Subscription>>>;
 
     /// The subscriptions that end before `t`, by their own expiry or their sink credential's,
     /// whichever comes first ([`Subscription::ends_at`]); earliest first, then by id.
-    fn subscriptions_expiring_before(&self, t: DateTime<Utc>) -> Result<Vec<ExpiringSubscription>>;
+    async fn subscriptions_expiring_before(&self, t: DateTime<Utc>) -> Result<Vec<ExpiringSubscription>>;
 
     // --- media sessions ------------------------------------------------------------------
 
     /// Adds a session at revision 1 with `events` queued; `AlreadyExists` (and nothing queued)
     /// if its id is taken.
-    fn insert_session(&self, session: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>>;
+    async fn insert_session(&self, session: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>>;
 
-    fn session(&self, id: &str) -> Result<Option<MediaSession>>;
+    async fn session(&self, id: &str) -> Result<Option<MediaSession>>;
 
     /// The sessions whose `sip_call_id` is `call_id`, ordered by `created_at`, then id: one for
     /// an outgoing or answered call, one per device while an incoming call rings several.
-    fn sessions_of_call(&self, call_id: &str) -> Result<Vec<MediaSession>>;
+    async fn sessions_of_call(&self, call_id: &str) -> Result<Vec<MediaSession>>;
 
     /// The sessions that still have a SIP call (`sip_call_id` set), ordered by `created_at`,
     /// then id. After a restart those calls are lost, and the gateway ends them.
-    fn sessions_with_call(&self) -> Result<Vec<MediaSession>>;
+    async fn sessions_with_call(&self) -> Result<Vec<MediaSession>>;
 
     /// Writes `session` over the stored session of its id, with `events` queued, if the stored
     /// revision is `session.revision` (compare-and-set); returns the record as written, at the
     /// next revision. `NotFound` if it is gone, `Conflict` if it changed since it was read; each
     /// changes nothing.
-    fn replace_session(&self, session: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>>;
+    async fn replace_session(&self, session: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>>;
 
     /// Applies `change` to a session and queues the events it returns, in one write, and
     /// returns the updated record: read, change, [`Store::replace_session`], read again on a
     /// conflict. So `change` may run more than once, each time on a fresh copy; it must not
-    /// have effects of its own. A local backend overrides this with the same change inside its
-    /// own lock or transaction, which no writer can overtake. A `change` that changes nothing and returns no event writes
+    /// have effects of its own. A `change` that changes nothing and returns no event writes
     /// nothing. `NotFound` if the session is gone.
-    fn update_session(
+    async fn update_session(
         &self,
         id: &str,
-        change: &mut dyn FnMut(&mut MediaSession) -> Vec<NewEvent>,
+        change: &mut (dyn for<'s> FnMut(&'s mut MediaSession) -> Vec<NewEvent> + Send),
     ) -> Result<Committed<MediaSession>> {
-        update_by_compare_and_set(self, id, change)
+        for _ in 0..UPDATE_ATTEMPTS {
+            let stored = self.session(id).await?.ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
+            let Some((updated, events)) = changed_copy(&stored, change) else {
+                return Ok(Committed::alone(stored));
+            };
+            match self.replace_session(updated, events).await {
+                // Another writer won the race: read again, after letting it finish.
+                Err(StoreError::Conflict(_)) => tokio::task::yield_now().await,
+                other => return other,
+            }
+        }
+        Err(StoreError::Conflict(format!("session {id}: still changing after {UPDATE_ATTEMPTS} attempts")))
     }
 
     /// Removes a session and returns it, `None` if there was none.
-    fn remove_session(&self, id: &str) -> Result<Option<MediaSession>>;
+    async fn remove_session(&self, id: &str) -> Result<Option<MediaSession>>;
 
     // --- notification outbox -------------------------------------------------------------
 
     /// Puts a notification in the outbox with `attempt` 0 and returns its id.
-    fn enqueue_notification(&self, notification: NewNotification) -> Result<u64>;
+    async fn enqueue_notification(&self, notification: NewNotification) -> Result<u64>;
 
     /// Up to `limit` pending notifications in id (enqueue) order, due or not: the deliverer
     /// keeps the order per sink and computes its next wake-up from `not_before`.
     ///
     /// There is no claim: a single node delivers. With many nodes, a deliverer would claim a
     /// notification by rescheduling it to "now + lease" before sending it.
-    fn pending_notifications(&self, limit: usize) -> Result<Vec<PendingNotification>>;
+    async fn pending_notifications(&self, limit: usize) -> Result<Vec<PendingNotification>>;
 
     /// Records a failed attempt: sets `attempt` and `not_before`; `NotFound` if it is gone.
-    fn reschedule_notification(&self, id: u64, attempt: u32, not_before: DateTime<Utc>) -> Result<()>;
+    async fn reschedule_notification(&self, id: u64, attempt: u32, not_before: DateTime<Utc>) -> Result<()>;
 
     /// Removes a notification (delivered) and returns it, `None` if there was none.
-    fn remove_notification(&self, id: u64) -> Result<Option<PendingNotification>>;
+    async fn remove_notification(&self, id: u64) -> Result<Option<PendingNotification>>;
 
     // --- events before routing ---------------------------------------------------------------
 
     /// Puts an event in the outbox with `attempt` 0 and returns its id (from the notifications'
     /// sequence).
-    fn enqueue_event(&self, event: NewEvent) -> Result<u64>;
+    async fn enqueue_event(&self, event: NewEvent) -> Result<u64>;
 
     /// Up to `limit` events not yet routed, in id order.
-    fn pending_events(&self, limit: usize) -> Result<Vec<PendingEvent>>;
+    async fn pending_events(&self, limit: usize) -> Result<Vec<PendingEvent>>;
 
     /// Records a failed routing attempt; `NotFound` if the event is gone.
-    fn reschedule_event(&self, id: u64, attempt: u32, not_before: DateTime<Utc>) -> Result<()>;
+    async fn reschedule_event(&self, id: u64, attempt: u32, not_before: DateTime<Utc>) -> Result<()>;
 
     /// Replaces a routed event by its notifications, atomically, and returns their ids in the
     /// order given. `NotFound` (and nothing enqueued) if the event is gone: it was routed already.
-    fn route_event(&self, id: u64, notifications: Vec<NewNotification>) -> Result<Vec<u64>>;
+    async fn route_event(&self, id: u64, notifications: Vec<NewNotification>) -> Result<Vec<u64>>;
 
     // --- dead letters ------------------------------------------------------------------------
 
     /// Moves the outbox entry `id` (notification or event) to the dead letters, atomically, and
     /// returns the dead letter; `NotFound` if the outbox has no such entry.
-    fn dead_letter(&self, id: u64, last_error: &str, at: DateTime<Utc>) -> Result<DeadLetter>;
+    async fn dead_letter(&self, id: u64, last_error: &str, at: DateTime<Utc>) -> Result<DeadLetter>;
 
     /// Up to `limit` dead letters in id order.
-    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>>;
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>>;
 
     /// Puts a dead letter's entry back in the outbox, atomically: a new id, `attempt` 0,
     /// `not_before` and `first_due` set to `not_before`. Returns the new entry, `None` if there
     /// was no such dead letter.
-    fn replay_dead_letter(&self, id: u64, not_before: DateTime<Utc>) -> Result<Option<Undelivered>>;
+    async fn replay_dead_letter(&self, id: u64, not_before: DateTime<Utc>) -> Result<Option<Undelivered>>;
 
     /// Removes a dead letter for good and returns it, `None` if there was none.
-    fn remove_dead_letter(&self, id: u64) -> Result<Option<DeadLetter>>;
-}
-
-/// [`Store::update_session`] for a backend that has only [`Store::replace_session`] to write
-/// with (a networked one): read, change, compare-and-set, read again on a conflict.
-pub fn update_by_compare_and_set<S: Store + ?Sized>(
-    store: &S,
-    id: &str,
-    change: &mut dyn FnMut(&mut MediaSession) -> Vec<NewEvent>,
-) -> Result<Committed<MediaSession>> {
-    for _ in 0..UPDATE_ATTEMPTS {
-        let stored = store.session(id)?.ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
-        let Some((updated, events)) = changed_copy(&stored, change) else {
-            return Ok(Committed::alone(stored));
-        };
-        match store.replace_session(updated, events) {
-            // Another writer won the race: read again, after letting it finish.
-            Err(StoreError::Conflict(_)) => std::thread::yield_now(),
-            other => return other,
-        }
-    }
-    Err(StoreError::Conflict(format!("session {id}: still changing after {UPDATE_ATTEMPTS} attempts")))
+    async fn remove_dead_letter(&self, id: u64) -> Result<Option<DeadLetter>>;
 }
 
 /// `stored` with `change` applied (the id and the revision kept), and the events `change`
 /// returned; `None` when it changes nothing and returns no event, which writes nothing.
 fn changed_copy(
     stored: &MediaSession,
-    change: &mut dyn FnMut(&mut MediaSession) -> Vec<NewEvent>,
+    change: &mut (dyn for<'s> FnMut(&'s mut MediaSession) -> Vec<NewEvent> + Send),
 ) -> Option<(MediaSession, Vec<NewEvent>)> {
     let mut updated = stored.clone();
     let events = change(&mut updated);

@@ -2,21 +2,22 @@
 //! then forgets everything on restart).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 
+use crate::BlockingStore;
 use crate::outbox::Requeued;
 use crate::{
     Committed, DeadLetter, ExpiringSubscription, MediaSession, NewEvent, NewNotification, PendingEvent,
-    PendingNotification, Registration, Result, Store, StoreError, Subscription, Undelivered,
+    PendingNotification, Registration, Result, StoreError, Subscription, Undelivered,
 };
 
 /// Everything in maps behind one lock, which makes every method atomic. Queries scan: fine for
-/// the few thousand records of a gateway that has no data directory.
-#[derive(Default)]
+/// the few thousand records of a gateway that has no data directory. Clones share the tables.
+#[derive(Default, Clone)]
 pub struct MemoryStore {
-    tables: Mutex<Tables>,
+    tables: Arc<Mutex<Tables>>,
 }
 
 #[derive(Default)]
@@ -72,7 +73,7 @@ impl Tables {
             .collect()
     }
 
-    /// [`Store::replace_session`] under the lock.
+    /// [`crate::Store::replace_session`] under the lock.
     fn replace_session(&mut self, mut updated: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>> {
         let id = updated.id.clone();
         let stored = self.sessions.get(&id).ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
@@ -99,13 +100,15 @@ impl MemoryStore {
     }
 
     fn tables(&self) -> MutexGuard<'_, Tables> {
-        // Updates apply to a copy that is written back only once complete, so a panic while the
-        // lock was held (in a caller's closure) left consistent data behind: keep serving it.
+        // Writes are made whole under the lock, so a panic while it was held left consistent data
+        // behind: keep serving it.
         self.tables.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-impl Store for MemoryStore {
+impl BlockingStore for MemoryStore {
+    const OFFLOAD: bool = false;
+
     fn insert_registration(&self, registration: Registration) -> Result<()> {
         let mut t = self.tables();
         if t.registrations.contains_key(&registration.id) {
@@ -181,14 +184,15 @@ impl Store for MemoryStore {
         Ok(found)
     }
 
-    fn update_subscription(&self, id: &str, change: &mut dyn FnMut(&mut Subscription)) -> Result<Subscription> {
+    fn replace_subscription(&self, expected: &Subscription, new: Subscription) -> Result<Subscription> {
         let mut t = self.tables();
+        let id = &expected.id;
         let stored = t.subscriptions.get_mut(id).ok_or_else(|| StoreError::NotFound(format!("subscription {id}")))?;
-        let mut updated = stored.clone();
-        change(&mut updated);
-        updated.id = id.to_owned();
-        *stored = updated.clone();
-        Ok(updated)
+        if stored != expected {
+            return Err(StoreError::Conflict(format!("subscription {id} changed")));
+        }
+        *stored = Subscription { id: id.clone(), ..new };
+        Ok(stored.clone())
     }
 
     fn remove_subscription(&self, id: &str, events: Vec<NewEvent>) -> Result<Option<Committed<Subscription>>> {
@@ -234,19 +238,6 @@ impl Store for MemoryStore {
 
     fn replace_session(&self, updated: MediaSession, events: Vec<NewEvent>) -> Result<Committed<MediaSession>> {
         self.tables().replace_session(updated, events)
-    }
-
-    fn update_session(
-        &self,
-        id: &str,
-        change: &mut dyn FnMut(&mut MediaSession) -> Vec<NewEvent>,
-    ) -> Result<Committed<MediaSession>> {
-        let mut t = self.tables();
-        let stored = t.sessions.get(id).ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
-        match crate::changed_copy(stored, change) {
-            None => Ok(Committed::alone(stored.clone())),
-            Some((updated, events)) => t.replace_session(updated, events),
-        }
     }
 
     fn remove_session(&self, id: &str) -> Result<Option<MediaSession>> {

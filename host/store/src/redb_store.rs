@@ -6,6 +6,7 @@
 //! process killed at any point reopens on the last committed transaction.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -14,7 +15,7 @@ use serde::de::DeserializeOwned;
 
 use crate::{
     Committed, DeadLetter, ExpiringSubscription, MediaSession, NewEvent, NewNotification, PendingEvent,
-    PendingNotification, Registration, Result, Store, StoreError, Subscription, Undelivered,
+    BlockingStore, PendingNotification, Registration, Result, StoreError, Subscription, Undelivered,
 };
 
 /// Records by id, as JSON.
@@ -53,9 +54,11 @@ const SCHEMA_VERSION: u64 = 2;
 /// state of a gateway.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
-/// A [`Store`] in a redb file. One process at a time may open it (redb locks the file).
+/// A [`crate::Store`] in a redb file. One process at a time may open it (redb locks the file).
+/// Clones share the open database; it closes when the last one is dropped.
+#[derive(Clone)]
 pub struct RedbStore {
-    db: Database,
+    db: Arc<Database>,
 }
 
 impl RedbStore {
@@ -63,7 +66,7 @@ impl RedbStore {
     /// is repaired by redb on open, back to its last committed transaction.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
-        let store = Self { db };
+        let store = Self { db: Arc::new(db) };
         store.init()?;
         Ok(store)
     }
@@ -171,7 +174,10 @@ fn registration_not_found(id: &str) -> StoreError {
     StoreError::NotFound(format!("registration {id}"))
 }
 
-impl Store for RedbStore {
+impl BlockingStore for RedbStore {
+    // Writes wait for their `fsync`.
+    const OFFLOAD: bool = true;
+
     fn insert_registration(&self, r: Registration) -> Result<()> {
         self.write(|txn| {
             let mut records = txn.open_table(REGISTRATIONS)?;
@@ -295,16 +301,18 @@ impl Store for RedbStore {
         })
     }
 
-    fn update_subscription(&self, id: &str, change: &mut dyn FnMut(&mut Subscription)) -> Result<Subscription> {
+    fn replace_subscription(&self, expected: &Subscription, new: Subscription) -> Result<Subscription> {
+        let id = expected.id.as_str();
         self.write(|txn| {
             let mut records = txn.open_table(SUBSCRIPTIONS)?;
             let old: Subscription = get_record(&records, "subscription", id)?
                 .ok_or_else(|| StoreError::NotFound(format!("subscription {id}")))?;
-            let mut new = old.clone();
-            change(&mut new);
-            new.id = id.to_owned();
+            if old != *expected {
+                return Err(StoreError::Conflict(format!("subscription {id} changed")));
+            }
+            let new = Subscription { id: id.to_owned(), ..new };
             if new != old {
-                // The closure may have changed any indexed field: re-index from scratch.
+                // Any indexed field may have changed: re-index from scratch.
                 unindex_subscription(txn, &old)?;
                 index_subscription(txn, &new)?;
                 records.insert(id, encode(&new)?.as_slice())?;
@@ -389,23 +397,6 @@ impl Store for RedbStore {
         self.write(|txn| replace_session_in(txn, new, events))
     }
 
-    fn update_session(
-        &self,
-        id: &str,
-        change: &mut dyn FnMut(&mut MediaSession) -> Vec<NewEvent>,
-    ) -> Result<Committed<MediaSession>> {
-        // redb has one writer at a time: nothing can change the session between the read and
-        // the write.
-        self.write(|txn| {
-            let stored: MediaSession = get_record(&txn.open_table(SESSIONS)?, "session", id)?
-                .ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
-            match crate::changed_copy(&stored, change) {
-                None => Ok(Committed::alone(stored)),
-                Some((updated, events)) => replace_session_in(txn, updated, events),
-            }
-        })
-    }
-
     fn remove_session(&self, id: &str) -> Result<Option<MediaSession>> {
         self.write(|txn| {
             let mut records = txn.open_table(SESSIONS)?;
@@ -469,7 +460,7 @@ impl Store for RedbStore {
     }
 }
 
-/// [`Store::replace_session`] in the write transaction `txn`.
+/// [`crate::Store::replace_session`] in the write transaction `txn`.
 fn replace_session_in(
     txn: &WriteTransaction,
     mut new: MediaSession,

@@ -35,11 +35,11 @@ macro_rules! conformance_tests {
         mod $backend {
             use super::*;
             $(
-                #[test]
-                fn $check() {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
                     #[allow(clippy::redundant_closure_call)]
                     let (store, _dir): (Box<dyn Store>, Option<TempDir>) = ($new_store)();
-                    conformance::$check(&*store);
+                    conformance::$check(&*store).await;
                 }
             )*
 
@@ -85,23 +85,23 @@ both_backends!([
     dead_letters,
 ]);
 
-#[test]
-fn redb_persists_across_reopen() {
+#[tokio::test]
+async fn redb_persists_across_reopen() {
     let dir = TempDir::new();
-    conformance::persists(&mut || Box::new(RedbStore::open(dir.file()).unwrap()));
+    conformance::persists(&mut || Box::new(RedbStore::open(dir.file()).unwrap())).await;
     // And once more, after the writes `check_filled` made.
     let store = RedbStore::open(dir.file()).unwrap();
-    assert_eq!(store.session("ses-1").unwrap().unwrap().sequence, 7);
-    assert_eq!(store.pending_notifications(10).unwrap().len(), 3);
+    assert_eq!(store.session("ses-1").await.unwrap().unwrap().sequence, 7);
+    assert_eq!(store.pending_notifications(10).await.unwrap().len(), 3);
 }
 
 /// A file written by schema 1 (one session per Call-ID) opens with its calls indexed.
-#[test]
-fn redb_migrates_the_call_index_of_schema_1() {
+#[tokio::test]
+async fn redb_migrates_the_call_index_of_schema_1() {
     use ::redb::{ReadableDatabase, TableDefinition};
     let dir = TempDir::new();
     let session = conformance::session("ses-1", Some("call-1"), 0);
-    RedbStore::open(dir.file()).unwrap().insert_session(session, vec![]).unwrap();
+    RedbStore::open(dir.file()).unwrap().insert_session(session, vec![]).await.unwrap();
     {
         // Back to schema 1's layout: its index table, its version.
         let db = ::redb::Database::create(dir.file()).unwrap();
@@ -117,11 +117,11 @@ fn redb_migrates_the_call_index_of_schema_1() {
         assert!(read.open_table(TableDefinition::<(&str, &str), ()>::new("sessions_by_call_id")).is_err());
     }
     let store = RedbStore::open(dir.file()).unwrap();
-    assert_eq!(store.sessions_of_call("call-1").unwrap().iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["ses-1"]);
-    assert_eq!(store.sessions_with_call().unwrap().len(), 1);
+    assert_eq!(store.sessions_of_call("call-1").await.unwrap().iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["ses-1"]);
+    assert_eq!(store.sessions_with_call().await.unwrap().len(), 1);
     drop(store);
     // Migrated once: the next open finds schema 2.
-    assert_eq!(RedbStore::open(dir.file()).unwrap().sessions_of_call("call-1").unwrap().len(), 1);
+    assert_eq!(RedbStore::open(dir.file()).unwrap().sessions_of_call("call-1").await.unwrap().len(), 1);
 }
 
 #[test]
@@ -143,11 +143,11 @@ fn redb_refuses_a_file_that_is_not_a_store() {
 const CRASH_FILE_VAR: &str = "CAMARA_STORE_CRASH_FILE";
 
 /// The child of `redb_survives_a_crash`; does nothing when run as a test of its own.
-#[test]
-fn redb_crash_child() {
+#[tokio::test]
+async fn redb_crash_child() {
     let Some(path) = std::env::var_os(CRASH_FILE_VAR) else { return };
     let store = RedbStore::open(Path::new(&path)).unwrap();
-    let filled = conformance::fill(&store);
+    let filled = conformance::fill(&store).await;
     println!("filled: {:?}", filled.notification_ids);
     // Like kill -9: no destructor runs, the file is neither closed nor unlocked by redb.
     std::process::abort();
@@ -155,8 +155,8 @@ fn redb_crash_child() {
 
 /// A process that dies without closing the store (as with kill -9) leaves a file that reopens
 /// with every committed write.
-#[test]
-fn redb_survives_a_crash() {
+#[tokio::test]
+async fn redb_survives_a_crash() {
     let dir = TempDir::new();
     let output = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "tests::redb_crash_child", "--nocapture", "--test-threads=1"])
@@ -173,31 +173,36 @@ fn redb_survives_a_crash() {
     let notification_ids: Vec<u64> = ids.trim_matches(['[', ']']).split(", ").map(|id| id.parse().unwrap()).collect();
 
     let store = RedbStore::open(dir.file()).unwrap();
-    conformance::check_filled(&store, &conformance::Filled { notification_ids });
+    conformance::check_filled(&store, &conformance::Filled { notification_ids }).await;
 }
 
-/// The compare-and-set loop a networked backend would use (`update_by_compare_and_set`), over
-/// the memory backend's `replace_session`: concurrent read-modify-writes lose no update.
-#[test]
-fn compare_and_set_updates_lose_nothing_under_contention() {
-    const THREADS: u32 = 4;
+/// The compare-and-set loop of `Store::update_session`, from tasks running in parallel on two
+/// threads over the memory backend (which never waits, so only threads make them race):
+/// concurrent read-modify-writes lose no update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_and_set_updates_lose_nothing_under_contention() {
+    const TASKS: u32 = 4;
     const UPDATES: u32 = 25;
     let store = MemoryStore::new();
-    store.insert_session(conformance::session("ses-1", Some("call-1"), 0), vec![]).unwrap();
-    std::thread::scope(|scope| {
-        for _ in 0..THREADS {
-            scope.spawn(|| {
+    store.insert_session(conformance::session("ses-1", Some("call-1"), 0), vec![]).await.unwrap();
+    let writers: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
                 for _ in 0..UPDATES {
                     let mut bump = |s: &mut crate::MediaSession| {
                         s.sequence += 1;
                         Vec::new()
                     };
-                    crate::update_by_compare_and_set(&store, "ses-1", &mut bump).unwrap();
+                    store.update_session("ses-1", &mut bump).await.unwrap();
                 }
-            });
-        }
-    });
-    let stored = store.session("ses-1").unwrap().unwrap();
-    assert_eq!(stored.sequence, THREADS * UPDATES);
-    assert_eq!(stored.revision, 1 + u64::from(THREADS * UPDATES), "one write per update");
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let stored = store.session("ses-1").await.unwrap().unwrap();
+    assert_eq!(stored.sequence, TASKS * UPDATES);
+    assert_eq!(stored.revision, 1 + u64::from(TASKS * UPDATES), "one write per update");
 }
