@@ -109,7 +109,7 @@ async fn subscribed(gw: &camara_gateway::RunningGateway, sink: &str) -> camara_g
     let created = api.subscribe(&alice, sink, "sink-token").await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     let id = created.body["id"].as_str().unwrap();
-    gw.gateway.store.backend().subscription(id).unwrap().unwrap()
+    gw.gateway.store.backend().subscription(id).await.unwrap().unwrap()
 }
 
 /// A session-status event numbered `n`, for Alice's device.
@@ -155,7 +155,7 @@ async fn a_sink_that_is_down_receives_every_event_once_back() {
     }
     // Down for 3 s: some fifteen attempts, well past the six the routing plugin used to allow.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let pending = gw.gateway.store.backend().pending_notifications(10).unwrap();
+    let pending = gw.gateway.store.backend().pending_notifications(10).await.unwrap();
     assert_eq!(pending.len(), 5, "all five wait in the outbox");
     assert!(pending[0].attempt > 6, "the first was tried {} times", pending[0].attempt);
 
@@ -166,8 +166,8 @@ async fn a_sink_that_is_down_receives_every_event_once_back() {
         assert_eq!(event["data"]["subscriptionId"], subscription.id.as_str());
     }
     assert!(sink.quiet_for(Duration::from_millis(800)).await, "each event arrives once");
-    assert_eq!(gw.gateway.store.backend().pending_notifications(10).unwrap(), vec![]);
-    assert!(gw.gateway.store.backend().dead_letters(10).unwrap().is_empty());
+    assert_eq!(gw.gateway.store.backend().pending_notifications(10).await.unwrap(), vec![]);
+    assert!(gw.gateway.store.backend().dead_letters(10).await.unwrap().is_empty());
     gw.stop().await;
 }
 
@@ -213,10 +213,10 @@ async fn an_event_past_the_horizon_is_dead_lettered_and_delivered_by_a_replay() 
     };
     assert_eq!(ended["data"]["subscriptionId"], subscription.id.as_str());
     assert_eq!(ended["data"]["terminationReason"], "NETWORK_TERMINATED");
-    assert_eq!(gw.gateway.store.backend().subscription(&subscription.id).unwrap(), None, "ended");
+    assert_eq!(gw.gateway.store.backend().subscription(&subscription.id).await.unwrap(), None, "ended");
     let letters = dead_letters(&api, 2).await;
     assert_eq!(letters[1]["payload"]["id"], ended["id"]);
-    assert!(gw.gateway.store.backend().pending_notifications(10).unwrap().is_empty());
+    assert!(gw.gateway.store.backend().pending_notifications(10).await.unwrap().is_empty());
     while !sink.quiet_for(Duration::from_millis(500)).await {}
 
     // The admin API is the operator's: no token, a wrong one, or a subscriber's, is refused.

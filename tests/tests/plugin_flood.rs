@@ -66,7 +66,7 @@ async fn a_flood_through_a_looping_plugin_leaves_other_traffic_and_events_untouc
     let created = api.subscribe(&alice, &sink.url, "sink-token").await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     let subscription =
-        gateway.gateway.store.backend().subscription(created.body["id"].as_str().unwrap()).unwrap().unwrap();
+        gateway.gateway.store.backend().subscription(created.body["id"].as_str().unwrap()).await.unwrap().unwrap();
     // Subscriptions made and deleted during the flood end on their own sink.
     let mut other_sink = Sink::start(vec![]).await;
 

@@ -214,7 +214,7 @@ async fn subscribed(gateway: &camara_gateway::RunningGateway) -> (Sink, camara_g
     let created = api.subscribe(&healthy, &sink.url, "sink-token").await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     let id = created.body["id"].as_str().unwrap();
-    (sink, gateway.gateway.store.backend().subscription(id).unwrap().unwrap())
+    (sink, gateway.gateway.store.backend().subscription(id).await.unwrap().unwrap())
 }
 
 /// A pool of 6: each plugin may run 2 calls at once, and 2 more may wait.
@@ -257,7 +257,7 @@ async fn a_flooded_plugin_leaves_the_routing_plugin_its_instances() {
     let (mut sink, subscription) = subscribed(&gateway).await;
     let loops = flood(&gateway, 2 * POOL).await;
     gateway.gateway.notifier.publish(status_event("session-1"), &[subscription]).await;
-    assert_eq!(gateway.gateway.store.backend().pending_events(10).unwrap(), vec![], "routed at the first attempt");
+    assert_eq!(gateway.gateway.store.backend().pending_events(10).await.unwrap(), vec![], "routed at the first attempt");
     let delivered = sink.next(Duration::from_secs(10)).await;
     assert_eq!(delivered.body["data"]["mediaSessionId"], "session-1");
     for l in loops {
@@ -276,7 +276,7 @@ async fn an_event_that_cannot_be_routed_is_retried_not_dropped() {
     let (mut sink, subscription) = subscribed(&gateway).await;
     let loops = flood(&gateway, 2 * SMALL_POOL).await;
     gateway.gateway.notifier.publish(status_event("session-1"), &[subscription]).await;
-    let waiting = gateway.gateway.store.backend().pending_events(10).unwrap();
+    let waiting = gateway.gateway.store.backend().pending_events(10).await.unwrap();
     assert_eq!(waiting.len(), 1, "the unroutable event waits in the outbox");
     assert_eq!(waiting[0].attempt, 1);
 
@@ -286,6 +286,6 @@ async fn an_event_that_cannot_be_routed_is_retried_not_dropped() {
     let delivered = sink.next(Duration::from_secs(10)).await;
     assert_eq!(delivered.body["data"]["mediaSessionId"], "session-1");
     assert_eq!(delivered.headers["authorization"], "Bearer sink-token");
-    assert!(gateway.gateway.store.backend().pending_events(10).unwrap().is_empty());
+    assert!(gateway.gateway.store.backend().pending_events(10).await.unwrap().is_empty());
     gateway.stop().await;
 }

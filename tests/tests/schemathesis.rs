@@ -83,10 +83,10 @@ impl Fixture {
                 config_json: json!({"subscriptionDetail": {"deviceId": DEVICE_ID}}),
                 starts_at: chrono::Utc::now(),
                 expires_at: None,
-            })
+            }).await
             .unwrap();
         let session_id = uuid::Uuid::new_v4().to_string();
-        store.insert_session(outgoing_session(&session_id, &registration_id), Vec::new()).unwrap();
+        store.insert_session(outgoing_session(&session_id, &registration_id), Vec::new()).await.unwrap();
         Fixture { gateway, token, registration_id, subscription_id, session_id, workdir: TempDir::new("schemathesis") }
     }
 

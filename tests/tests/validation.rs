@@ -770,8 +770,8 @@ async fn every_schema_constraint_gets_its_status_and_code() {
     // and refused status changes.
     let (alice_session, bob_session) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
     let store = &gateway.gateway.store;
-    store.insert_session(session(&alice_session, ALICE, &alice_registration), Vec::new()).unwrap();
-    store.insert_session(session(&bob_session, BOB, &bob_registration), Vec::new()).unwrap();
+    store.insert_session(session(&alice_session, ALICE, &alice_registration), Vec::new()).await.unwrap();
+    store.insert_session(session(&bob_session, BOB, &bob_registration), Vec::new()).await.unwrap();
 
     let fx = Fixture {
         alice,

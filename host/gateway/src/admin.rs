@@ -104,7 +104,7 @@ fn describe(dead: &DeadLetter) -> Value {
 }
 
 async fn list(State(gw): State<Arc<Gateway>>) -> Result<Json<Value>, ApiError> {
-    let letters = gw.store.backend().dead_letters(usize::MAX).map_err(storage_error)?;
+    let letters = gw.store.backend().dead_letters(usize::MAX).await.map_err(storage_error)?;
     Ok(Json(Value::Array(letters.iter().map(describe).collect())))
 }
 
@@ -118,7 +118,7 @@ fn no_such(id: u64) -> ApiError {
 
 async fn replay(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    match gw.notifier.replay(id).map_err(storage_error)? {
+    match gw.notifier.replay(id).await.map_err(storage_error)? {
         Some(new_id) => {
             tracing::info!(dead_letter = id, outbox = new_id, "dead letter replayed");
             Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "outboxId": new_id}))).into_response())
@@ -129,7 +129,7 @@ async fn replay(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Resul
 
 async fn purge(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
-    match gw.store.backend().remove_dead_letter(id).map_err(storage_error)? {
+    match gw.store.backend().remove_dead_letter(id).await.map_err(storage_error)? {
         Some(_) => {
             tracing::info!(dead_letter = id, "dead letter purged");
             Ok(StatusCode::NO_CONTENT)
@@ -141,8 +141,8 @@ async fn purge(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Result
 async fn purge_all(State(gw): State<Arc<Gateway>>) -> Result<Json<Value>, ApiError> {
     let backend = gw.store.backend();
     let mut purged = 0;
-    for dead in backend.dead_letters(usize::MAX).map_err(storage_error)? {
-        if backend.remove_dead_letter(dead.id()).map_err(storage_error)?.is_some() {
+    for dead in backend.dead_letters(usize::MAX).await.map_err(storage_error)? {
+        if backend.remove_dead_letter(dead.id()).await.map_err(storage_error)?.is_some() {
             purged += 1;
         }
     }

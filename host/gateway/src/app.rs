@@ -324,7 +324,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         notifier,
         sip,
     });
-    gateway.notifier.resume_pending();
+    gateway.notifier.resume_pending().await;
     crate::recovery::end_calls_of_previous_run(&gateway).await;
     tokio::spawn(crate::call_actors::run(gateway.clone(), sip_events));
     tokio::spawn(crate::calls::run_media_events(gateway.clone(), media_events));

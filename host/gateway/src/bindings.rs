@@ -152,7 +152,7 @@ pub async fn on_event(gw: &Gateway, binding: &str, event: RegistrationEvent) {
 /// Removes a registration the network no longer accepts and tells its subscribers
 /// (`registration-ends`, NETWORK_TERMINATED).
 async fn end_registration(gw: &Gateway, registration_id: &str, description: &str) {
-    if let Ok(Some(r)) = gw.store.backend().registration(registration_id) {
+    if let Ok(Some(r)) = gw.store.backend().registration(registration_id).await {
         crate::lifecycle::end_registration(gw, &r, "NETWORK_TERMINATED", description).await;
     }
 }
@@ -163,7 +163,7 @@ async fn end_registration(gw: &Gateway, registration_id: &str, description: &str
 /// never answered, ends (`registration-ends`, so the device registers anew). One the mapping
 /// plugin cannot plan (a faulty plugin) is kept and logged.
 pub async fn restore(gw: std::sync::Arc<Gateway>) {
-    let registrations = match gw.store.backend().registrations_expiring_before(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+    let registrations = match gw.store.backend().registrations_expiring_before(chrono::DateTime::<chrono::Utc>::MAX_UTC).await
     {
         Ok(registrations) => registrations,
         Err(e) => {
@@ -198,7 +198,7 @@ pub async fn restore(gw: std::sync::Arc<Gateway>) {
         binds.spawn(async move {
             match bind_within(&gw, &registration, &plan, Some(RESTORE_PATIENCE)).await {
                 // Deleted while the registrar was being waited for: the binding must go too.
-                Ok(()) if !matches!(gw.store.backend().registration(&registration.id), Ok(Some(_))) => {
+                Ok(()) if !matches!(gw.store.backend().registration(&registration.id).await, Ok(Some(_))) => {
                     unbind(&gw, &registration.id).await;
                 }
                 Ok(()) => tracing::info!(registration = registration.id, "stored registration REGISTERed again"),

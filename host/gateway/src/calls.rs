@@ -28,15 +28,28 @@ fn media_error(e: MediaError) -> ApiError {
 
 /// The media of each call, by session id.
 #[derive(Default)]
-pub struct MediaSessions(std::sync::Mutex<std::collections::HashMap<String, Arc<camara_media::MediaSession>>>);
+pub struct MediaSessions(std::sync::Mutex<std::collections::HashMap<String, CallMedia>>);
+
+/// A session's media, with the SIP call it belongs to.
+struct CallMedia {
+    call_id: String,
+    media: Arc<camara_media::MediaSession>,
+}
 
 impl MediaSessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<camara_media::MediaSession>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, CallMedia>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn insert(&self, session_id: &str, media: Arc<camara_media::MediaSession>) {
-        self.lock().insert(session_id.to_string(), media);
+    pub fn insert(&self, session_id: &str, call_id: &str, media: Arc<camara_media::MediaSession>) {
+        self.lock().insert(session_id.to_string(), CallMedia { call_id: call_id.to_string(), media });
+    }
+
+    /// The session of SIP call `call_id` that has media, and its media: for requests inside a
+    /// confirmed dialog, where one device took the call. The SIP stack asks synchronously, so
+    /// this is answered from memory, not from the store.
+    pub fn of_call(&self, call_id: &str) -> Option<(String, Arc<camara_media::MediaSession>)> {
+        self.lock().iter().find(|(_, c)| c.call_id == call_id).map(|(id, c)| (id.clone(), c.media.clone()))
     }
 
     /// Calls with media now.
@@ -49,13 +62,13 @@ impl MediaSessions {
     }
 
     pub fn get(&self, session_id: &str) -> Option<Arc<camara_media::MediaSession>> {
-        self.lock().get(session_id).cloned()
+        self.lock().get(session_id).map(|c| c.media.clone())
     }
 
     /// Forgets the media of a session, so that it no longer counts as active; the caller
     /// closes it once the session's end is told.
     pub fn remove(&self, session_id: &str) -> Option<Arc<camara_media::MediaSession>> {
-        self.lock().remove(session_id)
+        self.lock().remove(session_id).map(|c| c.media)
     }
 
     /// Stops and forgets the media of a session.
@@ -76,12 +89,10 @@ pub(crate) async fn close(media: Option<Arc<camara_media::MediaSession>>) {
 pub struct NetworkOffers(pub std::sync::Weak<Gateway>);
 
 impl NetworkOffers {
-    fn media_of(&self, call_id: &str) -> Option<(Arc<Gateway>, MediaSession, Arc<camara_media::MediaSession>)> {
+    fn media_of(&self, call_id: &str) -> Option<(Arc<Gateway>, String, Arc<camara_media::MediaSession>)> {
         let gw = self.0.upgrade()?;
-        // Offers come in a confirmed dialog: the one device that took the call.
-        let session = gw.store.sessions_of_call(call_id).ok()?.into_iter().next()?;
-        let media = gw.media_sessions.get(&session.id)?;
-        Some((gw, session, media))
+        let (session_id, media) = gw.media_sessions.of_call(call_id)?;
+        Some((gw, session_id, media))
     }
 }
 
@@ -92,22 +103,26 @@ impl camara_sip::OfferAnswerer for NetworkOffers {
     }
 
     fn take_answer(&self, call_id: &str, answer: &str) {
-        if let Some((_, session, media)) = self.media_of(call_id)
+        if let Some((_, session_id, media)) = self.media_of(call_id)
             && let Err(e) = media.network_reoffer_answered(answer)
         {
-            tracing::warn!(session = session.id, "unusable answer in the network's ACK: {e}");
+            tracing::warn!(session = session_id, "unusable answer in the network's ACK: {e}");
         }
     }
 
     fn answer_offer(&self, call_id: &str, offer: &str) -> Option<String> {
-        let (gw, session, media) = self.media_of(call_id)?;
+        let (gw, session_id, media) = self.media_of(call_id)?;
         match media.network_reoffered(offer) {
             Ok((answer, _)) => {
-                let _ = gw.store.update_session(&session.id, |s| s.sip_local_sdp = Some(answer.clone()));
+                // The SIP stack waits for the answer, not for the store: the record follows.
+                let sdp = answer.clone();
+                tokio::spawn(async move {
+                    let _ = gw.store.update_session(&session_id, move |s| s.sip_local_sdp = Some(sdp.clone())).await;
+                });
                 Some(answer)
             }
             Err(e) => {
-                tracing::info!(session = session.id, "network re-offer refused: {e}");
+                tracing::info!(session = session_id, "network re-offer refused: {e}");
                 None
             }
         }
@@ -119,13 +134,13 @@ pub async fn run_media_events(gw: Arc<Gateway>, mut events: UnboundedReceiver<Me
     while let Some(event) = events.recv().await {
         match event {
             MediaEvent::NetworkSilent { key, after } => {
-                let Ok(Some(session)) = gw.store.session_by_id(&key) else { continue };
+                let Ok(Some(session)) = gw.store.session_by_id(&key).await else { continue };
                 tracing::warn!(session = key, "no RTP from the network for {after:?}: ending the call");
                 let reason = format!("No media from the network for {} s", after.as_secs());
                 end_by_gateway(&gw, &session, &reason).await;
             }
             MediaEvent::DeviceLegFailed { key, why } => {
-                let Ok(Some(session)) = gw.store.session_by_id(&key) else { continue };
+                let Ok(Some(session)) = gw.store.session_by_id(&key).await else { continue };
                 if session.status.is_final() || session.sip_call_id.is_none() {
                     continue;
                 }
@@ -196,7 +211,7 @@ pub async fn place_call(
         ApiError::unavailable("No SIP next hop is configured ([sip] next_hop): calls cannot be placed")
     })?;
     let (media, sip_sdp) = gw.media.outgoing(&session_id, &request.offer.sdp).await.map_err(media_error)?;
-    gw.media_sessions.insert(&session_id, media);
+    gw.media_sessions.insert(&session_id, &call_id, media);
     let invite = OutgoingInvite {
         call_id: Some(call_id.clone()),
         request_uri: plan.request_uri,
@@ -243,7 +258,7 @@ pub async fn place_call(
         created_at: chrono::Utc::now(),
         revision: 0,
     };
-    let session = match gw.store.insert_session(session, Vec::new()) {
+    let session = match gw.store.insert_session(session, Vec::new()).await {
         Ok(committed) => committed.record,
         Err(e) => {
             gw.media_sessions.close(&session_id).await;
@@ -258,7 +273,7 @@ pub async fn place_call(
         Err(e) => {
             tracing::warn!(session = session.id, "INVITE not sent: {e}");
             gw.media_sessions.close(&session.id).await;
-            let _ = gw.store.update_session(&session.id, |s| s.status = SessionStatus::Failed);
+            let _ = gw.store.update_session(&session.id, |s| s.status = SessionStatus::Failed).await;
             Err(ApiError::unavailable(format!("The call could not be sent to the network: {e}")))
         }
     }
@@ -274,7 +289,7 @@ pub async fn end_call(gw: &Arc<Gateway>, session: &MediaSession) -> Result<(), A
     // `hangup` returns, and that report must already know the device ended it.
     let answered = session.status.is_answered();
     let expected = if answered { "BYE" } else { "CANCEL" };
-    gw.store.update_session(&session.id, |s| s.local_hangup = Some(expected.to_string()))?;
+    gw.store.update_session(&session.id, |s| s.local_hangup = Some(expected.to_string())).await?;
     match gw.sip.hangup(call_id).await {
         Ok(kind) => {
             let method = match kind {
@@ -282,7 +297,7 @@ pub async fn end_call(gw: &Arc<Gateway>, session: &MediaSession) -> Result<(), A
                 HangupKind::Cancel | HangupKind::Reject => "CANCEL",
             };
             if method != expected {
-                gw.store.update_session(&session.id, |s| s.local_hangup = Some(method.to_string()))?;
+                gw.store.update_session(&session.id, |s| s.local_hangup = Some(method.to_string())).await?;
             }
             Ok(())
         }
@@ -352,14 +367,14 @@ pub async fn hold_or_resume(gw: &Gateway, session: &MediaSession, hold: bool) ->
     {
         tracing::warn!(session = session.id, "unusable answer to the re-INVITE: {e}");
     }
-    gw.store.update_session(&session.id, |s| s.sip_local_sdp = Some(sdp.clone()))?;
+    gw.store.update_session(&session.id, |s| s.sip_local_sdp = Some(sdp.clone())).await?;
     let (status, reason) = if hold {
         (mapping::SessionStatus::Hold, "Call put on hold by the device")
     } else {
         (mapping::SessionStatus::Resume, "Call resumed by the device")
     };
     apply_status(gw, &session.id, StatusUpdate { status, reason: reason.into() }).await;
-    gw.store.session(&session.id, &session.owner_phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))
+    gw.store.session(&session.id, &session.owner_phone_number).await?.ok_or_else(|| ApiError::not_found("Session not found"))
 }
 
 /// SIP headers as the plugins' pairs.
@@ -397,7 +412,7 @@ pub(crate) fn reoffer_answered(gw: &Gateway, call_id: &str, answer: ReofferAnswe
 /// A SIP event of a call, for each of its sessions: one, or one per device while an incoming
 /// call rings several.
 async fn on_call_event(gw: &Gateway, call_id: &str, event: CallEvent) {
-    let sessions = match gw.store.sessions_of_call(call_id) {
+    let sessions = match gw.store.sessions_of_call(call_id).await {
         Ok(sessions) => sessions,
         Err(_) => return,
     };
@@ -472,7 +487,7 @@ async fn on_session_event(gw: &Gateway, call_id: &str, session: MediaSession, ev
     {
         match media.network_answered(sdp).await {
             Ok(Some(answer)) => {
-                let _ = gw.store.update_session(&session.id, |s| s.answer_sdp = Some(answer.clone()));
+                let _ = gw.store.update_session(&session.id, |s| s.answer_sdp = Some(answer.clone())).await;
             }
             Ok(None) => {}
             Err(e) => {
@@ -536,7 +551,7 @@ async fn on_session_event(gw: &Gateway, call_id: &str, session: MediaSession, ev
         // session ends here: `apply_status` leaves a session that is already final as it is.
         let update = StatusUpdate { status: mapping::SessionStatus::Terminated, reason: end_reason(cause) };
         apply_status(gw, &session.id, update).await;
-        let _ = gw.store.update_session(&session.id, |s| s.sip_call_id = None);
+        let _ = gw.store.update_session(&session.id, |s| s.sip_call_id = None).await;
     }
     close(media).await;
 }
@@ -546,7 +561,7 @@ pub(crate) async fn remember_dialog(gw: &Gateway, session_id: &str, call_id: &st
     let Some(snapshot) = gw.sip.dialog_snapshot(call_id).await else { return };
     match serde_json::to_value(&snapshot) {
         Ok(dialog) => {
-            let _ = gw.store.update_session(session_id, |s| s.sip_dialog = Some(dialog.clone()));
+            let _ = gw.store.update_session(session_id, |s| s.sip_dialog = Some(dialog.clone())).await;
         }
         Err(e) => tracing::warn!(session = session_id, "dialog not kept: {e}"),
     }
@@ -584,8 +599,8 @@ pub(crate) fn session_data(session: &MediaSession) -> serde_json::Value {
 /// session-status event in the same write.
 pub(crate) async fn apply_status(gw: &Gateway, session_id: &str, update: StatusUpdate) {
     let status = crate::plugins::session_status(update.status);
-    let Ok(Some(current)) = gw.store.session_by_id(session_id) else { return };
-    let Ok(subscriptions) = gw.store.subscriptions_of(&current.owner_phone_number) else { return };
+    let Ok(Some(current)) = gw.store.session_by_id(session_id).await else { return };
+    let Ok(subscriptions) = gw.store.subscriptions_of(&current.owner_phone_number).await else { return };
     let mut changed = false;
     let committed = gw.store.update_session_with_events(session_id, &mut |s| {
         changed = !s.status.is_final();
@@ -595,7 +610,7 @@ pub(crate) async fn apply_status(gw: &Gateway, session_id: &str, update: StatusU
         s.status = status;
         s.sequence += 1;
         gw.notifier.event(status_event(s, &update.reason), &subscriptions).into_iter().collect()
-    });
+    }).await;
     let Ok(committed) = committed else { return };
     if !changed {
         return;

@@ -117,7 +117,7 @@ impl Deliveries {
                 Ok(status) => {
                     tracing::debug!(subscription = n.subscription_id, status, attempts, "event delivered");
                     metrics::counter!(crate::metrics::DELIVERIES, "outcome" => "delivered").increment(1);
-                    if let Err(e) = self.store.backend().remove_notification(n.id) {
+                    if let Err(e) = self.store.backend().remove_notification(n.id).await {
                         tracing::error!(notification = n.id, "delivered event not removed from the outbox: {e}");
                     }
                     return;
@@ -128,7 +128,7 @@ impl Deliveries {
             let planned = self.plan(attempts, n.first_due, &failure);
             let exhausted = planned == Next::DeadLetter && failure.is_retryable();
             let (next, why) = self.ask_routing(&n, attempts, &failure, planned).await;
-            match self.settle(Entry::Notification, n.id, attempts, next, &why) {
+            match self.settle(Entry::Notification, n.id, attempts, next, &why).await {
                 Some(at) => (n.attempt, n.not_before) = (attempts, at),
                 None => {
                     // Retryable, yet dead-lettered by the schedule: the sink failed for the
@@ -162,7 +162,7 @@ impl Deliveries {
 
     /// Records what follows a failed attempt of an outbox entry: its next attempt, returned, or
     /// its move to the dead letters.
-    pub(crate) fn after_failure(
+    pub(crate) async fn after_failure(
         &self,
         entry: Entry,
         id: u64,
@@ -171,7 +171,7 @@ impl Deliveries {
         failure: &Failure,
     ) -> Option<DateTime<Utc>> {
         let next = self.plan(attempts, first_due, failure);
-        self.settle(entry, id, attempts, next, &failure.to_string())
+        self.settle(entry, id, attempts, next, &failure.to_string()).await
     }
 
     /// What the schedule makes of a failed attempt.
@@ -224,7 +224,7 @@ impl Deliveries {
     }
 
     /// Records `next` for an entry whose attempt failed with `error`.
-    fn settle(&self, entry: Entry, id: u64, attempts: u32, next: Next, error: &str) -> Option<DateTime<Utc>> {
+    async fn settle(&self, entry: Entry, id: u64, attempts: u32, next: Next, error: &str) -> Option<DateTime<Utc>> {
         let now = Utc::now();
         let backend = self.store.backend();
         let outcome = match next {
@@ -238,8 +238,8 @@ impl Deliveries {
             Next::DeadLetter => now,
         };
         let recorded = match entry {
-            Entry::Notification => backend.reschedule_notification(id, attempts, at),
-            Entry::Event => backend.reschedule_event(id, attempts, at),
+            Entry::Notification => backend.reschedule_notification(id, attempts, at).await,
+            Entry::Event => backend.reschedule_event(id, attempts, at).await,
         };
         if let Err(e) = recorded {
             tracing::error!(entry = id, "attempt not recorded: {e}");
@@ -247,7 +247,7 @@ impl Deliveries {
         match next {
             Next::RetryAt(at) => Some(at),
             Next::DeadLetter => {
-                match backend.dead_letter(id, error, now) {
+                match backend.dead_letter(id, error, now).await {
                     Ok(_) => tracing::warn!(entry = id, ?entry, attempts, "moved to the dead letters: {error}"),
                     Err(e) => tracing::error!(entry = id, "not moved to the dead letters ({error}): {e}"),
                 }

@@ -45,7 +45,7 @@ async fn demo_call(demo: &crate::demo::DemoEndpoint, body: &[u8]) -> Result<axum
     if crate::validate::address("to", &format!("tel:{}", call.to)).is_err() {
         return Err(ApiError::invalid_argument("to must be an E.164 number such as +818000000001"));
     }
-    if !demo.is_registered(&call.to) {
+    if !demo.is_registered(&call.to).await {
         return Err(ApiError::not_found(format!("No device is registered for {}", call.to)));
     }
     let call_id =

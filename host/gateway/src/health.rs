@@ -26,7 +26,7 @@ pub const READY_PATH: &str = "/ready";
 pub fn routes() -> Router<Arc<Gateway>> {
     Router::new()
         .route(HEALTH_PATH, get(|| async { Json(json!({"status": "ok"})) }))
-        .route(READY_PATH, get(|State(gw): State<Arc<Gateway>>| async move { Readiness::of(&gw) }))
+        .route(READY_PATH, get(|State(gw): State<Arc<Gateway>>| async move { Readiness::of(&gw).await }))
 }
 
 /// One component's answer: `None` when ready, else why not.
@@ -53,9 +53,9 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    pub fn of(gw: &Gateway) -> Self {
+    pub async fn of(gw: &Gateway) -> Self {
         // Any id: a miss is an answer too. A redb read transaction, no write, no scan.
-        let store = store_check(gw.store.backend().registration("readiness-probe").map(|_| ()));
+        let store = store_check(gw.store.backend().registration("readiness-probe").await.map(|_| ()));
         Readiness {
             checks: vec![
                 store,

@@ -140,7 +140,7 @@ pub(crate) async fn on_incoming(
             return refuse(gw, call_id, 500, "Server Internal Error").await;
         }
     };
-    let devices = match gw.store.registrations_of(&call.target_phone_number, None) {
+    let devices = match gw.store.registrations_of(&call.target_phone_number, None).await {
         Ok(registrations) => plugins.forking.devices(registrations),
         Err(_) => return refuse(gw, call_id, 500, "Server Internal Error").await,
     };
@@ -209,7 +209,7 @@ async fn ring(
         tracing::warn!(call_id, device = device.device_id, "incoming call without usable media: {e}");
         (488, "Not Acceptable Here")
     })?;
-    gw.media_sessions.insert(&session_id, media);
+    gw.media_sessions.insert(&session_id, call_id, media);
     let session = MediaSession {
         id: session_id.clone(),
         owner_phone_number: call.target_phone_number.clone(),
@@ -241,9 +241,9 @@ async fn ring(
         device_id: Some(session.device_id.clone()),
         phone_number: Some(session.owner_phone_number.clone()),
     };
-    let subscriptions = gw.store.subscriptions_of(&session.owner_phone_number).unwrap_or_default();
+    let subscriptions = gw.store.subscriptions_of(&session.owner_phone_number).await.unwrap_or_default();
     let invitation = gw.notifier.event(event, &subscriptions).into_iter().collect();
-    match gw.store.insert_session(session, invitation) {
+    match gw.store.insert_session(session, invitation).await {
         Ok(committed) => gw.notifier.dispatch(committed.events).await,
         Err(_) => {
             gw.media_sessions.close(&session_id).await;
@@ -264,7 +264,7 @@ fn no_answer_timer(
 ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
         tokio::time::sleep(ring_time).await;
-        let Ok(Some(session)) = gw.store.session_by_id(&session_id) else { return };
+        let Ok(Some(session)) = gw.store.session_by_id(&session_id).await else { return };
         if session.status.is_unanswered() && session.sip_call_id.is_some() {
             tracing::info!(session = session_id, "no answer within {ring_time:?}");
             end_device(&gw, &session, mapping::SessionStatus::NoAnswer, "Not answered in time", "NoAnswer").await;
@@ -311,7 +311,7 @@ async fn next_device_or_refuse(gw: &Arc<Gateway>, call_id: &str, refusal: (u16, 
             None => break,
         }
     }
-    let still_ringing = gw.store.sessions_of_call(call_id).map(|s| !s.is_empty()).unwrap_or(false);
+    let still_ringing = gw.store.sessions_of_call(call_id).await.map(|s| !s.is_empty()).unwrap_or(false);
     if !still_ringing {
         tracing::info!(call_id, status = refusal.0, "no device left ringing");
         refuse(gw, call_id, refusal.0, refusal.1).await;
@@ -320,7 +320,7 @@ async fn next_device_or_refuse(gw: &Arc<Gateway>, call_id: &str, refusal: (u16, 
 
 /// Every other device of the call stops ringing: `session_id` took it.
 async fn cancel_other_devices(gw: &Arc<Gateway>, call_id: &str, session_id: &str) {
-    let Ok(sessions) = gw.store.sessions_of_call(call_id) else { return };
+    let Ok(sessions) = gw.store.sessions_of_call(call_id).await else { return };
     for other in sessions.into_iter().filter(|s| s.id != session_id) {
         let cancelled = mapping::SessionStatus::SessionCancelled;
         leave_call(gw, &other.id, cancelled, ANSWERED_ELSEWHERE, "AnsweredElsewhere").await;
@@ -335,7 +335,7 @@ async fn leave_call(gw: &Gateway, session_id: &str, status: mapping::SessionStat
     let _ = gw.store.update_session(session_id, |s| {
         s.sip_call_id = None;
         s.local_hangup = Some(hangup.to_string());
-    });
+    }).await;
     crate::calls::close(media).await;
 }
 
@@ -344,7 +344,7 @@ async fn leave_call(gw: &Gateway, session_id: &str, status: mapping::SessionStat
 /// last device, which `DELETE` ends as any call.
 pub(crate) async fn end_ringing_device(gw: &Arc<Gateway>, session: &MediaSession) -> bool {
     let Some(call_id) = &session.sip_call_id else { return false };
-    let others = gw.store.sessions_of_call(call_id).map(|s| s.len() > 1).unwrap_or(false);
+    let others = gw.store.sessions_of_call(call_id).await.map(|s| s.len() > 1).unwrap_or(false);
     let waiting = gw.ringing.lock().get(call_id).is_some_and(|c| !c.waiting.is_empty());
     if session.direction != Direction::Incoming || !session.status.is_unanswered() || !(others || waiting) {
         return false;
@@ -370,14 +370,15 @@ pub async fn answer_incoming(
     if !session.status.is_unanswered() {
         return Err(conflict(format!("A {} session cannot be answered", session.status)));
     }
-    let current = |gw: &Gateway| {
+    let current = async |gw: &Gateway| {
         gw.store
-            .session(&session.id, &session.owner_phone_number)?
+            .session(&session.id, &session.owner_phone_number)
+            .await?
             .ok_or_else(|| ApiError::not_found("Session not found"))
     };
     if status == SessionStatus::Declined {
         end_device(gw, session, mapping::SessionStatus::Declined, "Declined by the device", "Declined").await;
-        return current(gw);
+        return current(gw).await;
     }
     if gw.ringing.answered_by_other(call_id, &session.id) {
         return Err(conflict(ANSWERED_ELSEWHERE.into()));
@@ -396,7 +397,7 @@ pub async fn answer_incoming(
             gw.store.update_session(&session.id, |s| {
                 s.answer_sdp = Some(answer.clone());
                 s.sip_local_sdp = Some(sip_answer.clone());
-            })?;
+            }).await?;
             Some(sip_answer)
         }
         (None, None) if status == SessionStatus::Ringing => None,
@@ -431,7 +432,7 @@ pub async fn answer_incoming(
         _ => (mapping::SessionStatus::Connected, "Answered by the device (200)"),
     };
     apply_status(gw, &session.id, StatusUpdate { status, reason: reason.into() }).await;
-    current(gw)
+    current(gw).await
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ pub async fn run(gw: Arc<Gateway>) {
 pub async fn sweep(gw: &Arc<Gateway>) {
     let now = Utc::now();
     let backend = gw.store.backend();
-    match backend.registrations_expiring_before(now) {
+    match backend.registrations_expiring_before(now).await {
         Ok(due) => {
             for registration in due {
                 let description = "The registration reached its expiry time";
@@ -47,7 +47,7 @@ pub async fn sweep(gw: &Arc<Gateway>) {
     let notice = chrono::Duration::seconds(
         i64::try_from(gw.config.notifications.credential_expiry_notice_seconds).unwrap_or(60),
     );
-    match backend.subscriptions_expiring_before(now + notice) {
+    match backend.subscriptions_expiring_before(now + notice).await {
         Ok(due) => {
             for ending in due {
                 let (reason, description) = match ending.reason {
@@ -72,10 +72,10 @@ pub async fn sweep(gw: &Arc<Gateway>) {
 /// was gone already (or the store failed, logged).
 pub async fn end_registration(gw: &Gateway, registration: &Registration, reason: &str, description: &str) -> bool {
     let backend = gw.store.backend();
-    let subscriptions = backend.subscriptions_of(&registration.phone_number).unwrap_or_default();
+    let subscriptions = backend.subscriptions_of(&registration.phone_number).await.unwrap_or_default();
     let event = GatewayEvent::registration_ended(registration, reason, description);
     let events = gw.notifier.event(event, &subscriptions).into_iter().collect();
-    match backend.remove_registration(&registration.id, events) {
+    match backend.remove_registration(&registration.id, events).await {
         Ok(Some(ended)) => {
             gw.notifier.dispatch(ended.events).await;
             true
@@ -98,7 +98,7 @@ pub async fn end_subscription(
 ) -> Result<bool, StoreError> {
     let event = GatewayEvent::subscription_ended(subscription, reason, description);
     let events = gw.notifier.event(event, std::slice::from_ref(subscription)).into_iter().collect();
-    let Some(ended) = gw.store.backend().remove_subscription(&subscription.id, events)? else {
+    let Some(ended) = gw.store.backend().remove_subscription(&subscription.id, events).await? else {
         return Ok(false);
     };
     gw.notifier.dispatch(ended.events).await;
@@ -108,7 +108,7 @@ pub async fn end_subscription(
 
 /// Ends the calls still up on a registration that is gone.
 async fn end_calls_of(gw: &Arc<Gateway>, registration_id: &str) {
-    let sessions = match gw.store.backend().sessions_with_call() {
+    let sessions = match gw.store.backend().sessions_with_call().await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("calls of an expired registration not found: {e}");
@@ -127,7 +127,7 @@ async fn end_calls_of(gw: &Arc<Gateway>, registration_id: &str) {
 /// and counted either way.
 pub async fn end_unreachable(gw: Arc<Gateway>, mut reported: tokio::sync::mpsc::UnboundedReceiver<String>) {
     while let Some(id) = reported.recv().await {
-        let Ok(Some(s)) = gw.store.backend().subscription(&id) else { continue };
+        let Ok(Some(s)) = gw.store.backend().subscription(&id).await else { continue };
         let description = "The sink failed every delivery attempt for the whole retry horizon";
         if end_subscription(&gw, &s, "NETWORK_TERMINATED", description).await.unwrap_or(false) {
             tracing::warn!(subscription = id, sink = s.sink, "subscription ended: its sink is unreachable");

@@ -93,19 +93,19 @@ fn describe() {
 /// `GET /metrics`, in the Prometheus text format.
 pub async fn serve(State(gw): State<Arc<Gateway>>) -> Response {
     metrics::gauge!(CALLS_ACTIVE).set(gw.media_sessions.len() as f64);
-    record_outbox(&gw);
+    record_outbox(&gw).await;
     let body = handle().render();
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 /// The outbox gauges, read from the store (a scrape reads every entry: fine for the outbox of
 /// one gateway, which is empty when sinks keep up).
-fn record_outbox(gw: &Gateway) {
+async fn record_outbox(gw: &Gateway) {
     let backend = gw.store.backend();
     let (Ok(notifications), Ok(events), Ok(dead)) = (
-        backend.pending_notifications(usize::MAX),
-        backend.pending_events(usize::MAX),
-        backend.dead_letters(usize::MAX),
+        backend.pending_notifications(usize::MAX).await,
+        backend.pending_events(usize::MAX).await,
+        backend.dead_letters(usize::MAX).await,
     ) else {
         return;
     };

@@ -178,7 +178,7 @@ impl Notifier {
     /// Queues and routes an event that goes with no state change of its own.
     pub async fn publish(&self, event: GatewayEvent, subscriptions: &[Subscription]) {
         let Some(new) = self.event(event, subscriptions) else { return };
-        match self.inner.deliveries.store.backend().enqueue_event(new.clone()) {
+        match self.inner.deliveries.store.backend().enqueue_event(new.clone()).await {
             Ok(id) => self.dispatch(vec![new.pending(id)]).await,
             Err(e) => tracing::error!("event not queued: {e}"),
         }
@@ -192,9 +192,9 @@ impl Notifier {
     }
 
     /// Routes and delivers what a previous run left in the outbox, in its original order.
-    pub fn resume_pending(&self) {
+    pub async fn resume_pending(&self) {
         let backend = self.inner.deliveries.store.backend();
-        match backend.pending_notifications(usize::MAX) {
+        match backend.pending_notifications(usize::MAX).await {
             Ok(pending) => {
                 if !pending.is_empty() {
                     tracing::info!(count = pending.len(), "delivering events left pending by the previous run");
@@ -205,7 +205,7 @@ impl Notifier {
             }
             Err(e) => tracing::error!("pending events not read: {e}"),
         }
-        match backend.pending_events(usize::MAX) {
+        match backend.pending_events(usize::MAX).await {
             Ok(pending) => {
                 if !pending.is_empty() {
                     tracing::info!(count = pending.len(), "routing events left unrouted by the previous run");
@@ -220,8 +220,8 @@ impl Notifier {
 
     /// Puts dead letter `id` back in the outbox, due now; its new outbox id, `None` if there is
     /// no such dead letter.
-    pub fn replay(&self, id: u64) -> Result<Option<u64>, StoreError> {
-        let replayed = self.inner.deliveries.store.backend().replay_dead_letter(id, chrono::Utc::now())?;
+    pub async fn replay(&self, id: u64) -> Result<Option<u64>, StoreError> {
+        let replayed = self.inner.deliveries.store.backend().replay_dead_letter(id, chrono::Utc::now()).await?;
         Ok(replayed.map(|entry| {
             let new_id = entry.id();
             match entry {
@@ -256,7 +256,7 @@ impl Inner {
                         pending.attempt + 1,
                         pending.first_due,
                         &failure,
-                    );
+                    ).await;
                     return;
                 }
             };
@@ -273,13 +273,13 @@ impl Inner {
                 })
                 .collect();
             match self.plugins.get().routing.route(&unrouted.event, &candidates).await {
-                Ok(deliveries) => self.queue_routed(pending.id, &unrouted.event, &unrouted.subscriptions, deliveries),
+                Ok(deliveries) => self.queue_routed(pending.id, &unrouted.event, &unrouted.subscriptions, deliveries).await,
                 Err(e) => {
                     let failure = Failure::Routing(e.public_message());
                     let attempts = pending.attempt + 1;
                     tracing::warn!(event = pending.id, attempts, "{failure}");
                     if let Some(at) =
-                        self.deliveries.after_failure(Entry::Event, pending.id, attempts, pending.first_due, &failure)
+                        self.deliveries.after_failure(Entry::Event, pending.id, attempts, pending.first_due, &failure).await
                     {
                         let retry = PendingEvent { attempt: attempts, not_before: at, ..pending };
                         tokio::spawn(self.clone().route(retry));
@@ -290,7 +290,7 @@ impl Inner {
     }
 
     /// Replaces event `id` in the outbox by what routing made of it, and queues that.
-    fn queue_routed(
+    async fn queue_routed(
         &self,
         id: u64,
         event: &routing::Event,
@@ -336,7 +336,7 @@ impl Inner {
                 not_before: chrono::Utc::now(),
             });
         }
-        match self.deliveries.store.backend().route_event(id, notifications.clone()) {
+        match self.deliveries.store.backend().route_event(id, notifications.clone()).await {
             Ok(ids) => {
                 for (id, n) in ids.into_iter().zip(notifications) {
                     self.deliveries.enqueue(n.pending(id));

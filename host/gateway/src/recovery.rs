@@ -23,7 +23,7 @@ pub const REASON: &str = "The gateway restarted and could not resume the call";
 /// Ends every call a previous run left up. Runs before the SIP events are read, so nothing of
 /// the new run can be mistaken for one of these calls.
 pub async fn end_calls_of_previous_run(gw: &Arc<Gateway>) {
-    let sessions = match gw.store.backend().sessions_with_call() {
+    let sessions = match gw.store.backend().sessions_with_call().await {
         Ok(sessions) => sessions,
         Err(e) => {
             tracing::error!("calls of the previous run not read: {e}");
@@ -46,7 +46,7 @@ pub async fn end_calls_of_previous_run(gw: &Arc<Gateway>) {
         let _ = gw.store.update_session(&session.id, |s| {
             s.sip_call_id = None;
             s.sip_dialog = None;
-        });
+        }).await;
         if let Some(snapshot) = snapshot {
             tracing::info!(
                 session = session.id,

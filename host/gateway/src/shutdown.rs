@@ -45,37 +45,37 @@ pub async fn drain(gw: &Gateway) {
     let deadline = Instant::now() + config.period();
     gw.drain.start();
     tracing::info!(seconds = config.drain_seconds, "draining: new calls are refused");
-    let calls_left = || gw.store.backend().sessions_with_call().map(|s| s.len()).unwrap_or(0);
-    if !wait_until(deadline - config.ending_reserve(), || calls_left() == 0).await {
-        let sessions = gw.store.backend().sessions_with_call().unwrap_or_default();
+    let calls_left = async || gw.store.backend().sessions_with_call().await.map(|s| s.len()).unwrap_or(0);
+    if !wait_until(deadline - config.ending_reserve(), async || calls_left().await == 0).await {
+        let sessions = gw.store.backend().sessions_with_call().await.unwrap_or_default();
         tracing::info!(calls = sessions.len(), "draining: ending the calls still up");
         for session in sessions.iter().filter(|s| !s.status.is_final()) {
             crate::calls::end_by_gateway(gw, session, REASON).await;
         }
     }
-    let settled = wait_until(deadline, || calls_left() == 0 && nothing_due(gw, deadline)).await;
+    let settled = wait_until(deadline, async || calls_left().await == 0 && nothing_due(gw, deadline).await).await;
     if settled {
         tracing::info!("drained");
     } else {
-        tracing::warn!(calls = calls_left(), "drain period over: exiting with work left for the next start");
+        tracing::warn!(calls = calls_left().await, "drain period over: exiting with work left for the next start");
     }
 }
 
 /// No event or notification in the outbox is due before `deadline` (those retried later, after
 /// a failure, wait for the next start).
-fn nothing_due(gw: &Gateway, deadline: Instant) -> bool {
+async fn nothing_due(gw: &Gateway, deadline: Instant) -> bool {
     let backend = gw.store.backend();
     let by = chrono::Utc::now()
         + chrono::Duration::from_std(deadline.saturating_duration_since(Instant::now())).unwrap_or_default();
-    let notifications = backend.pending_notifications(usize::MAX).unwrap_or_default();
-    let events = backend.pending_events(usize::MAX).unwrap_or_default();
+    let notifications = backend.pending_notifications(usize::MAX).await.unwrap_or_default();
+    let events = backend.pending_events(usize::MAX).await.unwrap_or_default();
     notifications.iter().all(|n| n.not_before > by) && events.iter().all(|e| e.not_before > by)
 }
 
 /// Polls `done` until it holds (true) or `until` passes (false).
-async fn wait_until(until: Instant, done: impl Fn() -> bool) -> bool {
+async fn wait_until(until: Instant, done: impl AsyncFn() -> bool) -> bool {
     loop {
-        if done() {
+        if done().await {
             return true;
         }
         if Instant::now() >= until {

@@ -32,8 +32,8 @@ impl Store {
     }
 
     /// `Err(None)`-free insert: an existing device + phone number registration is a conflict.
-    pub fn insert_registration(&self, registration: Registration) -> Result<(), ApiError> {
-        self.backend.insert_registration(registration).map_err(|e| match e {
+    pub async fn insert_registration(&self, registration: Registration) -> Result<(), ApiError> {
+        self.backend.insert_registration(registration).await.map_err(|e| match e {
             StoreError::AlreadyExists(_) => ApiError::conflict(
                 "ALREADY_EXISTS",
                 "An active registration already exists for this deviceId and phone number",
@@ -42,98 +42,98 @@ impl Store {
         })
     }
 
-    pub fn registration(&self, id: &str, owner: &str) -> Result<Option<Registration>, ApiError> {
-        Ok(self.backend.registration(id).map_err(internal)?.filter(|r| r.phone_number == owner))
+    pub async fn registration(&self, id: &str, owner: &str) -> Result<Option<Registration>, ApiError> {
+        Ok(self.backend.registration(id).await.map_err(internal)?.filter(|r| r.phone_number == owner))
     }
 
-    pub fn registrations_of(&self, owner: &str, device_id: Option<&str>) -> Result<Vec<Registration>, ApiError> {
-        self.backend.registrations_of(owner, device_id).map_err(internal)
+    pub async fn registrations_of(&self, owner: &str, device_id: Option<&str>) -> Result<Vec<Registration>, ApiError> {
+        self.backend.registrations_of(owner, device_id).await.map_err(internal)
     }
 
-    pub fn update_registration_expiry(
+    pub async fn update_registration_expiry(
         &self,
         id: &str,
         owner: &str,
         expires_at: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<Registration>, ApiError> {
-        if self.registration(id, owner)?.is_none() {
+        if self.registration(id, owner).await?.is_none() {
             return Ok(None);
         }
-        self.backend.update_registration_expiry(id, expires_at).map(Some).map_err(internal)
+        self.backend.update_registration_expiry(id, expires_at).await.map(Some).map_err(internal)
     }
 
-    pub fn remove_registration(&self, id: &str, owner: &str) -> Result<Option<Registration>, ApiError> {
-        if self.registration(id, owner)?.is_none() {
+    pub async fn remove_registration(&self, id: &str, owner: &str) -> Result<Option<Registration>, ApiError> {
+        if self.registration(id, owner).await?.is_none() {
             return Ok(None);
         }
-        Ok(self.backend.remove_registration(id, Vec::new()).map_err(internal)?.map(|c| c.record))
+        Ok(self.backend.remove_registration(id, Vec::new()).await.map_err(internal)?.map(|c| c.record))
     }
 
-    pub fn insert_subscription(&self, subscription: Subscription) -> Result<(), ApiError> {
-        self.backend.insert_subscription(subscription).map_err(internal)
+    pub async fn insert_subscription(&self, subscription: Subscription) -> Result<(), ApiError> {
+        self.backend.insert_subscription(subscription).await.map_err(internal)
     }
 
-    pub fn subscription(&self, id: &str, owner: &str) -> Result<Option<Subscription>, ApiError> {
-        Ok(self.backend.subscription(id).map_err(internal)?.filter(|s| s.owner_phone_number == owner))
+    pub async fn subscription(&self, id: &str, owner: &str) -> Result<Option<Subscription>, ApiError> {
+        Ok(self.backend.subscription(id).await.map_err(internal)?.filter(|s| s.owner_phone_number == owner))
     }
 
-    pub fn subscriptions_of(&self, owner: &str) -> Result<Vec<Subscription>, ApiError> {
-        self.backend.subscriptions_of(owner).map_err(internal)
+    pub async fn subscriptions_of(&self, owner: &str) -> Result<Vec<Subscription>, ApiError> {
+        self.backend.subscriptions_of(owner).await.map_err(internal)
     }
 
-    pub fn update_subscription(
+    pub async fn update_subscription(
         &self,
         id: &str,
         owner: &str,
-        change: &mut dyn FnMut(&mut Subscription),
+        change: &mut (dyn FnMut(&mut Subscription) + Send),
     ) -> Result<Option<Subscription>, ApiError> {
-        if self.subscription(id, owner)?.is_none() {
+        if self.subscription(id, owner).await?.is_none() {
             return Ok(None);
         }
-        self.backend.update_subscription(id, change).map(Some).map_err(internal)
+        self.backend.update_subscription(id, change).await.map(Some).map_err(internal)
     }
 
-    pub fn insert_session(
+    pub async fn insert_session(
         &self,
         session: MediaSession,
         events: Vec<NewEvent>,
     ) -> Result<Committed<MediaSession>, ApiError> {
-        self.backend.insert_session(session, events).map_err(internal)
+        self.backend.insert_session(session, events).await.map_err(internal)
     }
 
-    pub fn session(&self, id: &str, owner: &str) -> Result<Option<MediaSession>, ApiError> {
-        Ok(self.backend.session(id).map_err(internal)?.filter(|s| s.owner_phone_number == owner))
+    pub async fn session(&self, id: &str, owner: &str) -> Result<Option<MediaSession>, ApiError> {
+        Ok(self.backend.session(id).await.map_err(internal)?.filter(|s| s.owner_phone_number == owner))
     }
 
     /// A session whoever owns it: for the gateway's own events, never for an API caller.
-    pub fn session_by_id(&self, id: &str) -> Result<Option<MediaSession>, ApiError> {
-        self.backend.session(id).map_err(internal)
+    pub async fn session_by_id(&self, id: &str) -> Result<Option<MediaSession>, ApiError> {
+        self.backend.session(id).await.map_err(internal)
     }
 
-    pub fn sessions_of_call(&self, call_id: &str) -> Result<Vec<MediaSession>, ApiError> {
-        self.backend.sessions_of_call(call_id).map_err(internal)
+    pub async fn sessions_of_call(&self, call_id: &str) -> Result<Vec<MediaSession>, ApiError> {
+        self.backend.sessions_of_call(call_id).await.map_err(internal)
     }
 
     /// Changes a session without an event.
-    pub fn update_session(
+    pub async fn update_session(
         &self,
         id: &str,
-        mut change: impl FnMut(&mut MediaSession),
+        mut change: impl FnMut(&mut MediaSession) + Send,
     ) -> Result<MediaSession, ApiError> {
         let mut quiet = |s: &mut MediaSession| {
             change(s);
             Vec::new()
         };
-        Ok(self.backend.update_session(id, &mut quiet).map_err(internal)?.record)
+        Ok(self.backend.update_session(id, &mut quiet).await.map_err(internal)?.record)
     }
 
     /// Changes a session and queues the events `change` returns, in one write. `change` may run
     /// more than once (see [`camara_store::Store::update_session`]).
-    pub fn update_session_with_events(
+    pub async fn update_session_with_events(
         &self,
         id: &str,
-        change: &mut dyn FnMut(&mut MediaSession) -> Vec<NewEvent>,
+        change: &mut (dyn FnMut(&mut MediaSession) -> Vec<NewEvent> + Send),
     ) -> Result<Committed<MediaSession>, ApiError> {
-        self.backend.update_session(id, change).map_err(internal)
+        self.backend.update_session(id, change).await.map_err(internal)
     }
 }

@@ -122,7 +122,7 @@ pub(super) async fn create(
     }
     let registration = gw
         .store
-        .registration(&registration_id, &caller.phone_number)?
+        .registration(&registration_id, &caller.phone_number).await?
         // 400, not 404: the identifier is an argument of the request, not its resource, and
         // the CAMARA file gives createSession no 404.
         .ok_or_else(|| ApiError::invalid_argument("registrationId does not name a registration of this subscriber"))?;
@@ -156,7 +156,7 @@ pub(super) async fn read(
     op.path_ids.push(("mediaSessionId", &id));
     let caller = authorize(&gw, auth, op).await?;
     let session =
-        gw.store.session(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))?;
+        gw.store.session(&id, &caller.phone_number).await?.ok_or_else(|| ApiError::not_found("Session not found"))?;
     Ok(Json(response(&session)))
 }
 
@@ -182,7 +182,7 @@ pub(super) async fn remove(
     op.path_ids.push(("mediaSessionId", &id));
     let caller = authorize(&gw, auth, op).await?;
     let session =
-        gw.store.session(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))?;
+        gw.store.session(&id, &caller.phone_number).await?.ok_or_else(|| ApiError::not_found("Session not found"))?;
     calls::end_call(&gw, &session).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -235,7 +235,7 @@ pub(super) async fn update_status(
     op.path_ids.push(("mediaSessionId", &id));
     let caller = authorize(&gw, auth, op).await?;
     let session =
-        gw.store.session(&id, &caller.phone_number)?.ok_or_else(|| ApiError::not_found("Session not found"))?;
+        gw.store.session(&id, &caller.phone_number).await?.ok_or_else(|| ApiError::not_found("Session not found"))?;
     let session = match status {
         SessionStatus::Hold | SessionStatus::Resume => {
             calls::hold_or_resume(&gw, &session, status == SessionStatus::Hold).await?

@@ -141,7 +141,7 @@ pub(super) async fn list(gw: GatewayState, auth: Authenticated) -> Result<impl I
     // The CAMARA file caps the list (`maxItems`) and defines no paging: the oldest are listed
     // (the store orders them by `starts_at`).
     let found: Vec<_> =
-        gw.store.subscriptions_of(&caller.phone_number)?.iter().take(MAX_LISTED_SUBSCRIPTIONS).map(response).collect();
+        gw.store.subscriptions_of(&caller.phone_number).await?.iter().take(MAX_LISTED_SUBSCRIPTIONS).map(response).collect();
     Ok(Json(found))
 }
 
@@ -192,7 +192,7 @@ pub(super) async fn update(
     let caller = authorize(&gw, auth, op).await?;
     let current = gw
         .store
-        .subscription(&id, &caller.phone_number)?
+        .subscription(&id, &caller.phone_number).await?
         .ok_or_else(|| ApiError::not_found("Subscription not found"))?;
     if device_id.is_some_and(|d| d != current.device_id) {
         return Err(ApiError::invalid_argument("config.subscriptionDetail.deviceId cannot be changed"));
@@ -207,7 +207,7 @@ pub(super) async fn update(
                 s.expires_at = Some(t);
                 s.config_json["subscriptionExpireTime"] = config.subscription_expire_time.clone().into();
             }
-        })?
+        }).await?
         .ok_or_else(|| ApiError::not_found("Subscription not found"))?;
     Ok(Json(response(&updated)))
 }
@@ -254,7 +254,7 @@ pub(super) async fn create(
     }
     let now = Utc::now();
     if body.types.iter().any(|t| NEED_REGISTRATION.contains(&t.as_str()))
-        && !gw.store.registrations_of(&caller.phone_number, Some(&device_id))?.iter().any(|r| r.expires_at > now)
+        && !gw.store.registrations_of(&caller.phone_number, Some(&device_id)).await?.iter().any(|r| r.expires_at > now)
     {
         return Err(ApiError::unprocessable(
             "SERVICE_NOT_APPLICABLE",
@@ -273,7 +273,7 @@ pub(super) async fn create(
         starts_at: Utc::now(),
         expires_at,
     };
-    gw.store.insert_subscription(subscription.clone())?;
+    gw.store.insert_subscription(subscription.clone()).await?;
     Ok((StatusCode::CREATED, Json(response(&subscription))))
 }
 
@@ -300,7 +300,7 @@ pub(super) async fn read(
     let caller = authorize(&gw, auth, op).await?;
     let s = gw
         .store
-        .subscription(&id, &caller.phone_number)?
+        .subscription(&id, &caller.phone_number).await?
         .ok_or_else(|| ApiError::not_found("Subscription not found"))?;
     Ok(Json(response(&s)))
 }
@@ -327,7 +327,7 @@ pub(super) async fn remove(
     op.path_ids.push(("subscriptionId", &id));
     let caller = authorize(&gw, auth, op).await?;
     let not_found = || ApiError::not_found("Subscription not found");
-    let s = gw.store.subscription(&id, &caller.phone_number)?.ok_or_else(not_found)?;
+    let s = gw.store.subscription(&id, &caller.phone_number).await?.ok_or_else(not_found)?;
     let description = "Subscription deleted by client request";
     let ended = crate::lifecycle::end_subscription(&gw, &s, "SUBSCRIPTION_DELETED", description)
         .await

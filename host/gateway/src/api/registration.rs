@@ -92,7 +92,7 @@ pub(super) async fn create(
         .await?
         .map_err(|e| ApiError::from_plugin_decision(e.status, e.code, e.message))?;
     // Refused before anything is sent to the network.
-    if !gw.store.registrations_of(&registration.phone_number, Some(&registration.device_id))?.is_empty() {
+    if !gw.store.registrations_of(&registration.phone_number, Some(&registration.device_id)).await?.is_empty() {
         return Err(ApiError::conflict(
             "ALREADY_EXISTS",
             "An active registration already exists for this deviceId and phone number",
@@ -101,7 +101,7 @@ pub(super) async fn create(
     if plan.send_register {
         crate::bindings::bind(&gw, &registration, &plan).await?;
     }
-    if let Err(e) = gw.store.insert_registration(registration.clone()) {
+    if let Err(e) = gw.store.insert_registration(registration.clone()).await {
         crate::bindings::unbind(&gw, &registration.id).await;
         return Err(e);
     }
@@ -152,7 +152,7 @@ pub(super) async fn list(
     op.fields.device_id = Some(device_id.clone());
     let caller = authorize(&gw, auth, op).await?;
     let found: Vec<_> =
-        gw.store.registrations_of(&caller.phone_number, Some(&device_id))?.iter().map(response).collect();
+        gw.store.registrations_of(&caller.phone_number, Some(&device_id)).await?.iter().map(response).collect();
     Ok(axum::Json(found))
 }
 
@@ -190,7 +190,7 @@ pub(super) async fn update(
     let expires_at = expiry(&gw.config.registration, requested)?;
     let registration = gw
         .store
-        .update_registration_expiry(&id, &caller.phone_number, expires_at)?
+        .update_registration_expiry(&id, &caller.phone_number, expires_at).await?
         .ok_or_else(|| ApiError::not_found("Registration not found"))?;
     Ok(axum::Json(response(&registration)))
 }
@@ -219,7 +219,7 @@ pub(super) async fn read(
     let caller = authorize(&gw, auth, op).await?;
     let registration = gw
         .store
-        .registration(&id, &caller.phone_number)?
+        .registration(&id, &caller.phone_number).await?
         .ok_or_else(|| ApiError::not_found("Registration not found"))?;
     Ok(axum::Json(response(&registration)))
 }
@@ -247,7 +247,7 @@ pub(super) async fn remove(
     op.fields.registration_id = Some(id.clone());
     let caller = authorize(&gw, auth, op).await?;
     gw.store
-        .remove_registration(&id, &caller.phone_number)?
+        .remove_registration(&id, &caller.phone_number).await?
         .ok_or_else(|| ApiError::not_found("Registration not found"))?;
     crate::bindings::unbind(&gw, &id).await;
     Ok(StatusCode::NO_CONTENT)

@@ -168,7 +168,7 @@ impl DemoEndpoint {
     async fn incoming(&self, call_id: &str, request_uri: &str, from: &NameAddr, offer: Option<&str>) {
         let number = number_of(request_uri);
         let emergency = request_uri.starts_with("urn:service:");
-        if !emergency && self.is_registered(&number) {
+        if !emergency && self.is_registered(&number).await {
             return self.bridge(call_id, &number, from, offer).await;
         }
         if number == TONE_NUMBER || number == ECHO_NUMBER || emergency {
@@ -301,8 +301,8 @@ impl DemoEndpoint {
     }
 
     /// Whether `number` has a registration on the gateway (a device `POST /demo/calls` can ring).
-    pub fn is_registered(&self, number: &str) -> bool {
-        self.store.registrations_of(number, None).map(|r| !r.is_empty()).unwrap_or(false)
+    pub async fn is_registered(&self, number: &str) -> bool {
+        self.store.registrations_of(number, None).await.map(|r| !r.is_empty()).unwrap_or(false)
     }
 }
 
