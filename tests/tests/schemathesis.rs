@@ -292,6 +292,7 @@ fn outgoing_session(id: &str, registration_id: &str) -> MediaSession {
         status: camara_gateway::model::SessionStatus::Initial,
         sequence: 0,
         local_hangup: None,
+        node: None,
         sip_dialog: None,
         created_at: chrono::Utc::now(),
         revision: 0,

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use camara_plugin_host::mapping::NetworkContext;
 use camara_sip::{SipConfig, Transport, UserAgent};
 use tokio::sync::oneshot;
@@ -174,6 +176,26 @@ fn warn_of_published_secrets(server: &camara_oauth::OAuthServer, http_addr: Sock
     }
 }
 
+/// Opens the storage `[storage]` names.
+async fn open_store(config: &crate::config::StorageConfig) -> anyhow::Result<Arc<dyn camara_store::Store>> {
+    use crate::config::StorageBackend;
+    Ok(match config.backend() {
+        StorageBackend::Redb => {
+            let path = config.path.as_deref().context("[storage] backend = \"redb\" needs a path")?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            tracing::info!(path = %path.display(), "state kept in redb");
+            Arc::new(camara_store::RedbStore::open(path)?)
+        }
+        StorageBackend::Memory => {
+            tracing::warn!("[storage] path is unset: state is kept in memory and lost on exit");
+            Arc::new(camara_store::MemoryStore::new())
+        }
+        StorageBackend::Redis => anyhow::bail!("TEMP: redis arm restored after merge"),
+    })
+}
+
 /// Starts the gateway described by `config`.
 pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     // Installed first: what is recorded before there is a recorder is lost.
@@ -227,19 +249,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
         tracing::warn!("no [auth] issuer, jwks_file or jwks_url: every API call will be refused with 401");
     }
     let plugins = Arc::new(crate::plugins::LivePlugins::load(&config.plugins).await?);
-    let store = Store::new(match &config.storage.path {
-        Some(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            tracing::info!(path = %path.display(), "state kept in redb");
-            Arc::new(camara_store::RedbStore::open(path)?) as Arc<dyn camara_store::Store>
-        }
-        None => {
-            tracing::warn!("[storage] path is unset: state is kept in memory and lost on exit");
-            Arc::new(camara_store::MemoryStore::new())
-        }
-    });
+    let store = Store::new(open_store(&config.storage).await?, &config.storage.node_id);
 
     let sip_tls = config.sip.tls.as_ref().map(|tls| tls.load()).transpose()?;
     let (sip, sip_events) = UserAgent::start(SipConfig {

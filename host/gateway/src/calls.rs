@@ -255,6 +255,7 @@ pub async fn place_call(
         sequence: 0,
         sip_dialog: None,
         local_hangup: None,
+        node: Some(gw.store.node().to_owned()),
         created_at: chrono::Utc::now(),
         revision: 0,
     };

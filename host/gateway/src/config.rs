@@ -93,13 +93,49 @@ impl Default for DeviceSide {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// A redb file (created when missing); none keeps everything in memory, lost on exit.
+    /// Where the state is kept: `redb` (an embedded file at `path`), `memory` (lost on exit) or
+    /// `redis` (a server at `url`, shared by several gateway nodes). Unset: `redb` when `path`
+    /// is set, else `memory`.
+    pub backend: Option<StorageBackend>,
+    /// A redb file (created when missing).
     pub path: Option<PathBuf>,
+    /// The Redis server for `backend = "redis"`: `redis://host:port/db`, with a password as
+    /// `redis://:password@host:port`. Best from the environment
+    /// (`CAMARA_GW_STORAGE__URL`) when it carries a password.
+    pub url: Option<String>,
+    /// Put before every Redis key, so that several deployments (or tests) share one server.
+    pub key_prefix: String,
+    /// This gateway's name among the nodes sharing the store: a session names the node that
+    /// holds its call, and a node ends (after a restart, on a drain) only its own calls. Each
+    /// node needs its own, the same across its restarts.
+    pub node_id: String,
+}
+
+/// The kinds of storage of `[storage] backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    Redb,
+    Memory,
+    Redis,
+}
+
+impl StorageConfig {
+    /// The backend in use: the one named, else redb when a file is given, else memory.
+    pub fn backend(&self) -> StorageBackend {
+        self.backend.unwrap_or(if self.path.is_some() { StorageBackend::Redb } else { StorageBackend::Memory })
+    }
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { path: Some(PathBuf::from(".gateway-data/state.redb")) }
+        StorageConfig {
+            backend: None,
+            path: Some(PathBuf::from(".gateway-data/state.redb")),
+            url: None,
+            key_prefix: "camara-gateway".into(),
+            node_id: crate::store::DEFAULT_NODE.into(),
+        }
     }
 }
 

@@ -228,6 +228,7 @@ async fn ring(
         sequence: 1,
         sip_dialog: None,
         local_hangup: None,
+        node: Some(gw.store.node().to_owned()),
         created_at: chrono::Utc::now(),
         revision: 0,
     };

@@ -108,7 +108,7 @@ pub async fn end_subscription(
 
 /// Ends the calls still up on a registration that is gone.
 async fn end_calls_of(gw: &Arc<Gateway>, registration_id: &str) {
-    let sessions = match gw.store.backend().sessions_with_call().await {
+    let sessions = match gw.store.calls_here().await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("calls of an expired registration not found: {e}");

@@ -23,7 +23,7 @@ pub const REASON: &str = "The gateway restarted and could not resume the call";
 /// Ends every call a previous run left up. Runs before the SIP events are read, so nothing of
 /// the new run can be mistaken for one of these calls.
 pub async fn end_calls_of_previous_run(gw: &Arc<Gateway>) {
-    let sessions = match gw.store.backend().sessions_with_call().await {
+    let sessions = match gw.store.calls_here().await {
         Ok(sessions) => sessions,
         Err(e) => {
             tracing::error!("calls of the previous run not read: {e}");

@@ -45,9 +45,9 @@ pub async fn drain(gw: &Gateway) {
     let deadline = Instant::now() + config.period();
     gw.drain.start();
     tracing::info!(seconds = config.drain_seconds, "draining: new calls are refused");
-    let calls_left = async || gw.store.backend().sessions_with_call().await.map(|s| s.len()).unwrap_or(0);
+    let calls_left = async || gw.store.calls_here().await.map(|s| s.len()).unwrap_or(0);
     if !wait_until(deadline - config.ending_reserve(), async || calls_left().await == 0).await {
-        let sessions = gw.store.backend().sessions_with_call().await.unwrap_or_default();
+        let sessions = gw.store.calls_here().await.unwrap_or_default();
         tracing::info!(calls = sessions.len(), "draining: ending the calls still up");
         for session in sessions.iter().filter(|s| !s.status.is_final()) {
             crate::calls::end_by_gateway(gw, session, REASON).await;

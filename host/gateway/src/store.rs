@@ -16,14 +16,33 @@ pub(crate) fn internal(e: StoreError) -> ApiError {
     ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "The gateway could not access its storage")
 }
 
+/// The node of a gateway that names none, and of the sessions written before nodes were named.
+pub const DEFAULT_NODE: &str = "node-1";
+
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<dyn Backend>,
+    /// This gateway's `[storage] node_id`.
+    node: Arc<str>,
 }
 
 impl Store {
-    pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Store { backend }
+    pub fn new(backend: Arc<dyn Backend>, node: &str) -> Self {
+        Store { backend, node: node.into() }
+    }
+
+    /// This gateway's node, for the sessions whose call it holds.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The sessions whose call is in progress on this node (`sip_call_id` set), oldest first. The
+    /// others belong to other nodes sharing the store: this one has neither their dialogs nor
+    /// their media.
+    pub async fn calls_here(&self) -> Result<Vec<MediaSession>, StoreError> {
+        let mut sessions = self.backend.sessions_with_call().await?;
+        sessions.retain(|s| s.node.as_deref().unwrap_or(DEFAULT_NODE) == &*self.node);
+        Ok(sessions)
     }
 
     /// The backend itself, for the gateway's own sweeps (expiry, outbox).

@@ -98,6 +98,7 @@ pub fn session(id: &str, call_id: Option<&str>, created: i64) -> MediaSession {
         sequence: 0,
         sip_dialog: None,
         local_hangup: None,
+        node: None,
         created_at: at(created),
         // As stored: the store sets the revision.
         revision: 1,

@@ -165,6 +165,10 @@ pub struct MediaSession {
     pub sip_dialog: Option<serde_json::Value>,
     /// Set by `DELETE`: the SIP method that ends the call (BYE or CANCEL).
     pub local_hangup: Option<String>,
+    /// The gateway node that holds the call (its SIP dialog and media), when several share the
+    /// store; `None` in records written before nodes were named.
+    #[serde(default)]
+    pub node: Option<String>,
     pub created_at: DateTime<Utc>,
     /// Set by the store on every write; [`Store::replace_session`] writes only over the
     /// revision it is given (compare-and-set).
