@@ -1,7 +1,7 @@
 //! The behaviour every [`Store`] backend must have, written once.
 //!
 //! Each check takes a fresh, empty store and panics on the first deviation. The crate runs them
-//! for both of its backends; another backend crate can run them too with the `conformance`
+//! for each of its backends; another backend crate can run them too with the `conformance`
 //! feature. [`persists`] and [`fill`]/[`check_filled`] are for backends that outlive a process.
 
 use std::future::Future;
