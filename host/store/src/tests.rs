@@ -357,3 +357,66 @@ async fn redis_key_prefixes_keep_stores_apart() {
     assert_eq!(two.enqueue_event(conformance::event("e", 0)).await.unwrap(), 1);
     conformance::check_filled(&one, &filled).await;
 }
+
+/// The expiry indexes order times exactly, before 1970 too, and past the nanosecond range
+/// (2262) the records' own times decide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_expiry_indexes_hold_any_time() {
+    use chrono::{TimeDelta, TimeZone, Utc};
+    let Some(server) = RedisServer::start() else { return };
+    let store = server.connect("camara-test").await;
+    let epoch = Utc.timestamp_opt(0, 0).unwrap();
+    let times = [
+        ("reg-2300", Utc.with_ymd_and_hms(2300, 1, 1, 0, 0, 0).unwrap()),
+        ("reg-1960", Utc.with_ymd_and_hms(1960, 1, 1, 0, 0, 0).unwrap()),
+        ("reg-epoch", epoch),
+        ("reg-2400", Utc.with_ymd_and_hms(2400, 1, 1, 0, 0, 0).unwrap()),
+        ("reg-just-before-epoch", epoch - TimeDelta::nanoseconds(1)),
+        ("reg-2030", conformance::at(0)),
+    ];
+    for (i, (id, at)) in times.iter().enumerate() {
+        let registration =
+            crate::Registration { expires_at: *at, ..conformance::registration(id, "+491", &format!("d{i}"), 0) };
+        store.insert_registration(registration).await.unwrap();
+    }
+    let before = |t| {
+        let store = store.clone();
+        async move { store.registrations_expiring_before(t).await.unwrap().into_iter().map(|r| r.id).collect::<Vec<_>>() }
+    };
+    assert_eq!(before(epoch).await, ["reg-1960", "reg-just-before-epoch"]);
+    assert_eq!(before(epoch + TimeDelta::nanoseconds(1)).await, ["reg-1960", "reg-just-before-epoch", "reg-epoch"]);
+    assert_eq!(
+        before(Utc.with_ymd_and_hms(2350, 1, 1, 0, 0, 0).unwrap()).await,
+        ["reg-1960", "reg-just-before-epoch", "reg-epoch", "reg-2030", "reg-2300"]
+    );
+    assert_eq!(before(Utc.with_ymd_and_hms(1900, 1, 1, 0, 0, 0).unwrap()).await, Vec::<String>::new());
+}
+
+/// A subscription stored in other bytes than this build writes (another serialiser, an older
+/// build) still matches the record read from it: the compare-and-set compares records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_subscription_compare_and_set_compares_records_not_bytes() {
+    let Some(server) = RedisServer::start() else { return };
+    let store = server.connect("camara-test").await;
+    let original = conformance::subscription("sub-1", "+491", 0, Some(100), None);
+    store.insert_subscription(original.clone()).await.unwrap();
+    let pretty = serde_json::to_string_pretty(&original).unwrap();
+    let client = ::redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let () = ::redis::cmd("HSET")
+        .arg("camara-test:subscription:sub-1")
+        .arg("json")
+        .arg(&pretty)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+
+    let updated = store.update_subscription("sub-1", &mut |s| s.expires_at = Some(conformance::at(200))).await.unwrap();
+    assert_eq!(updated.expires_at, Some(conformance::at(200)));
+    assert_eq!(store.subscription("sub-1").await.unwrap(), Some(updated.clone()));
+    let expiring = store.subscriptions_expiring_before(conformance::at(150)).await.unwrap();
+    assert_eq!(expiring, vec![], "re-indexed at its new expiry");
+    // A record that really changed is still a conflict.
+    let stale = store.replace_subscription(&original, original.clone()).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+}
