@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests talk to, when they are missing:
-#  - sipp (Debian package sip-tester), Chromium (Debian package chromium), curl and jq;
+#  - sipp (Debian package sip-tester), Chromium (Debian package chromium), curl, jq and
+#    redis-server (host/store's Redis backend tests start their own servers);
 #  - a Python venv at ${CAMARA_PEERS_VENV:-/opt/camara-peers-venv} with the pinned
 #    aiortc/numpy of tests/peers/requirements.txt, for tests/peers/webrtc_peer.py
 #    (run as "$VENV/bin/python tests/peers/webrtc_peer.py ...").
@@ -21,6 +22,8 @@ command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 # curl runs the README's quickstart script (tests/tests/quickstart.rs); jq is its first JSON tool.
 command -v curl >/dev/null 2>&1 || packages+=(curl)
 command -v jq >/dev/null 2>&1 || packages+=(jq)
+# host/store/src/tests.rs runs the Redis backend against redis-server processes of its own.
+command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
 [ -x "$python" ] || packages+=(python3)
 # Debian's python3 needs python3-venv (ensurepip) to create a venv with pip in it.
 { [ -x "$python" ] && "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; } || packages+=(python3-venv)
@@ -28,6 +31,15 @@ if [ ${#packages[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq "${packages[@]}"
+    # Debian's redis-server starts its service on install (where policy-rc.d lets it); the tests
+    # start their own servers, on ports of their own, so the packaged one is not left running.
+    if [[ " ${packages[*]} " == *" redis-server "* ]]; then
+        if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
+            $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
+        elif command -v service >/dev/null 2>&1; then
+            $sudo service redis-server stop >/dev/null 2>&1 || true
+        fi
+    fi
 fi
 
 # The venv is up to date when it holds a copy of the requirements it was made from.

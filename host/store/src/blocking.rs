@@ -52,7 +52,10 @@ pub trait BlockingStore: Clone + Send + Sync + 'static {
 }
 
 /// Runs one call of a [`BlockingStore`], on a blocking thread if it asks for it.
-async fn run<S: BlockingStore, T: Send + 'static>(store: &S, call: impl FnOnce(&S) -> Result<T> + Send + 'static) -> Result<T> {
+async fn run<S: BlockingStore, T: Send + 'static>(
+    store: &S,
+    call: impl FnOnce(&S) -> Result<T> + Send + 'static,
+) -> Result<T> {
     if !S::OFFLOAD {
         return call(store);
     }

@@ -1,7 +1,7 @@
 //! The behaviour every [`Store`] backend must have, written once.
 //!
 //! Each check takes a fresh, empty store and panics on the first deviation. The crate runs them
-//! for both of its backends; another backend crate can run them too with the `conformance`
+//! for each of its backends; another backend crate can run them too with the `conformance`
 //! feature. [`persists`] and [`fill`]/[`check_filled`] are for backends that outlive a process.
 
 use std::future::Future;
@@ -243,7 +243,8 @@ pub async fn subscription_update(store: &dyn Store) {
             s.sink_credential = Some(SinkCredential { access_token: "new".into(), expires_at: at(500) });
             s.expires_at = Some(at(1000));
             s.config_json["subscriptionExpireTime"] = json!("2030-01-01T00:16:40Z");
-        }).await
+        })
+        .await
         .unwrap();
     let expected = Subscription {
         sink_credential: Some(SinkCredential { access_token: "new".into(), expires_at: at(500) }),
@@ -282,7 +283,8 @@ pub async fn subscription_expiry(store: &dyn Store) {
 
     let expiring = async |t| {
         store
-            .subscriptions_expiring_before(t).await
+            .subscriptions_expiring_before(t)
+            .await
             .unwrap()
             .into_iter()
             .map(|e| {
@@ -310,12 +312,14 @@ pub async fn subscription_expiry(store: &dyn Store) {
     store
         .update_subscription("cred-first", &mut |s| {
             s.sink_credential = Some(SinkCredential { access_token: "renewed".into(), expires_at: at(2000) })
-        }).await
+        })
+        .await
         .unwrap();
     store
         .update_subscription("own", &mut |s| {
             s.expires_at = None;
-        }).await
+        })
+        .await
         .unwrap();
     store.remove_subscription("cred", vec![]).await.unwrap();
     assert_eq!(
@@ -378,7 +382,8 @@ pub async fn session_update(store: &dyn Store) {
                 s.answer_sdp = Some("v=0\r\n".into());
                 s.sequence += 1;
             }),
-        ).await
+        )
+        .await
         .unwrap()
         .record;
     let expected = MediaSession {
@@ -407,7 +412,8 @@ pub async fn session_update(store: &dyn Store) {
                 s.status = SessionStatus::Terminated;
                 s.local_hangup = Some("BYE".into());
             }),
-        ).await
+        )
+        .await
         .unwrap()
         .record;
     assert_eq!(store.sessions_of_call("call-3").await.unwrap(), vec![]);
@@ -431,8 +437,9 @@ pub async fn session_compare_and_set(store: &dyn Store) {
     let first =
         store.replace_session(MediaSession { status: SessionStatus::Ringing, ..stored.clone() }, vec![]).await.unwrap();
     assert_eq!(first.record.revision, 2);
-    let stale =
-        store.replace_session(MediaSession { status: SessionStatus::Declined, ..stored.clone() }, vec![event("x", 0)]).await;
+    let stale = store
+        .replace_session(MediaSession { status: SessionStatus::Declined, ..stored.clone() }, vec![event("x", 0)])
+        .await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "expected Conflict, got {stale:?}");
     assert_eq!(store.session("ses-1").await.unwrap(), Some(first.record));
     assert_eq!(store.pending_events(10).await.unwrap(), vec![], "a refused write queues no event");
@@ -464,7 +471,8 @@ pub async fn events_commit_with_the_write(store: &dyn Store) {
         .update_session("ses-1", &mut |s| {
             s.status = SessionStatus::Connected;
             vec![event("status-1", 1), event("status-2", 2)]
-        }).await
+        })
+        .await
         .unwrap();
     let ended = store.remove_subscription("sub-1", vec![event("sub-ends", 0)]).await.unwrap().unwrap();
     assert_eq!(updated.record.status, SessionStatus::Connected);
@@ -641,7 +649,8 @@ pub async fn fill(store: &dyn Store) -> Filled {
                 s.status = SessionStatus::Terminated;
                 s.sip_call_id = None;
             }),
-        ).await
+        )
+        .await
         .unwrap();
 
     let one = store.enqueue_notification(notification("sub-1", "one", 0)).await.unwrap();

@@ -12,7 +12,8 @@
 //!
 //! Three backends: [`MemoryStore`] (tests, and a gateway without a data directory),
 //! [`RedbStore`] (an embedded, crash-safe file, the default) and [`RedisStore`] (shared by
-//! several gateway nodes). All pass the same test suite (`conformance`).
+//! several gateway nodes; crash-safe when its server syncs every write, see its docs). All pass
+//! the same test suite (`conformance`).
 //!
 //! # Changes and their events commit together
 //!
@@ -49,6 +50,7 @@ mod blocking;
 mod memory;
 mod outbox;
 mod redb_store;
+mod redis_store;
 mod status;
 
 #[cfg(any(test, feature = "conformance"))]
@@ -57,10 +59,11 @@ pub mod conformance;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use blocking::BlockingStore;
 pub use memory::MemoryStore;
 pub use outbox::{DeadLetter, NewEvent, NewNotification, PendingEvent, PendingNotification, Undelivered};
-pub use blocking::BlockingStore;
 pub use redb_store::RedbStore;
+pub use redis_store::{RedisConfig, RedisStore};
 pub use status::SessionStatus;
 
 /// A registration of a device (`RegSessionResponse`), unique per phone number and device.

@@ -14,8 +14,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    Committed, DeadLetter, ExpiringSubscription, MediaSession, NewEvent, NewNotification, PendingEvent,
-    BlockingStore, PendingNotification, Registration, Result, StoreError, Subscription, Undelivered,
+    BlockingStore, Committed, DeadLetter, ExpiringSubscription, MediaSession, NewEvent, NewNotification, PendingEvent,
+    PendingNotification, Registration, Result, StoreError, Subscription, Undelivered,
 };
 
 /// Records by id, as JSON.

@@ -1,10 +1,14 @@
-//! Runs the conformance suite on both backends, and the redb backend's own durability tests.
+//! Runs the conformance suite on every backend, and the durable backends' own durability tests.
 
+use std::any::Any;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
-use crate::{MemoryStore, RedbStore, Store, StoreError, conformance};
+use crate::{MemoryStore, RedbStore, RedisConfig, RedisStore, Store, StoreError, conformance};
 
 /// A directory of its own under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -29,16 +33,35 @@ impl Drop for TempDir {
     }
 }
 
+/// A fresh store, and what must live as long as it does (its directory, its server); `None`
+/// when the backend cannot run here (its server is not installed).
+type Opened = Option<(Box<dyn Store>, Box<dyn Any + Send>)>;
+
+async fn open_memory() -> Opened {
+    Some((Box::new(MemoryStore::new()), Box::new(())))
+}
+
+async fn open_redb() -> Opened {
+    let dir = TempDir::new();
+    let store = RedbStore::open(dir.file()).unwrap();
+    Some((Box::new(store), Box::new(dir)))
+}
+
+async fn open_redis() -> Opened {
+    let server = RedisServer::start()?;
+    let store = server.connect("camara-test").await;
+    Some((Box::new(store), Box::new(server)))
+}
+
 /// One `#[test]` per conformance check and backend, so that failures are reported one by one.
 macro_rules! conformance_tests {
-    ($backend:ident, $new_store:expr, [$($check:ident),* $(,)?]) => {
+    ($backend:ident, $open:path, [$($check:ident),* $(,)?]) => {
         mod $backend {
             use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $check() {
-                    #[allow(clippy::redundant_closure_call)]
-                    let (store, _dir): (Box<dyn Store>, Option<TempDir>) = ($new_store)();
+                    let Some((store, _keep)) = $open().await else { return };
                     conformance::$check(&*store).await;
                 }
             )*
@@ -54,21 +77,15 @@ macro_rules! conformance_tests {
     };
 }
 
-macro_rules! both_backends {
+macro_rules! every_backend {
     ($checks:tt) => {
-        conformance_tests!(memory, || (Box::new(MemoryStore::new()) as Box<dyn Store>, None), $checks);
-        conformance_tests!(
-            redb,
-            || {
-                let dir = TempDir::new();
-                (Box::new(RedbStore::open(dir.file()).unwrap()) as Box<dyn Store>, Some(dir))
-            },
-            $checks
-        );
+        conformance_tests!(memory, open_memory, $checks);
+        conformance_tests!(redb, open_redb, $checks);
+        conformance_tests!(redis, open_redis, $checks);
     };
 }
 
-both_backends!([
+every_backend!([
     registrations,
     registration_uniqueness,
     registration_expiry,
@@ -117,7 +134,10 @@ async fn redb_migrates_the_call_index_of_schema_1() {
         assert!(read.open_table(TableDefinition::<(&str, &str), ()>::new("sessions_by_call_id")).is_err());
     }
     let store = RedbStore::open(dir.file()).unwrap();
-    assert_eq!(store.sessions_of_call("call-1").await.unwrap().iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["ses-1"]);
+    assert_eq!(
+        store.sessions_of_call("call-1").await.unwrap().iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        ["ses-1"]
+    );
     assert_eq!(store.sessions_with_call().await.unwrap().len(), 1);
     drop(store);
     // Migrated once: the next open finds schema 2.
@@ -181,9 +201,19 @@ async fn redb_survives_a_crash() {
 /// concurrent read-modify-writes lose no update.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compare_and_set_updates_lose_nothing_under_contention() {
+    updates_lose_nothing_under_contention(MemoryStore::new()).await;
+}
+
+/// The same over Redis, where the writers' scripts interleave on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_compare_and_set_updates_lose_nothing_under_contention() {
+    let Some(server) = RedisServer::start() else { return };
+    updates_lose_nothing_under_contention(server.connect("camara-test").await).await;
+}
+
+async fn updates_lose_nothing_under_contention(store: impl Store + Clone + 'static) {
     const TASKS: u32 = 4;
     const UPDATES: u32 = 25;
-    let store = MemoryStore::new();
     store.insert_session(conformance::session("ses-1", Some("call-1"), 0), vec![]).await.unwrap();
     let writers: Vec<_> = (0..TASKS)
         .map(|_| {
@@ -205,4 +235,188 @@ async fn compare_and_set_updates_lose_nothing_under_contention() {
     let stored = store.session("ses-1").await.unwrap().unwrap();
     assert_eq!(stored.sequence, TASKS * UPDATES);
     assert_eq!(stored.revision, 1 + u64::from(TASKS * UPDATES), "one write per update");
+}
+
+/// A `redis-server` of the test's own, on loopback, with its append-only file (synced on every
+/// write) in a directory of its own; killed on drop.
+struct RedisServer {
+    child: Child,
+    port: u16,
+    dir: TempDir,
+}
+
+impl RedisServer {
+    /// A new server in a new directory; `None` (the test is skipped) where Redis is not
+    /// installed, except in CI, which installs it (tests/install-peers.sh).
+    fn start() -> Option<Self> {
+        let installed = Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_ok();
+        if !installed {
+            assert!(std::env::var_os("CI").is_none(), "redis-server is missing: run tests/install-peers.sh");
+            eprintln!("redis-server is not installed (tests/install-peers.sh): skipped");
+            return None;
+        }
+        let dir = TempDir::new();
+        let (child, port) = spawn_redis(&dir.0);
+        Some(RedisServer { child, port, dir })
+    }
+
+    async fn connect(&self, key_prefix: &str) -> RedisStore {
+        let url = format!("redis://127.0.0.1:{}/", self.port);
+        RedisStore::connect(RedisConfig { url, key_prefix: key_prefix.into() }).await.unwrap()
+    }
+
+    /// Kills the server as `kill -9` does, and starts another on its data.
+    fn crash_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        (self.child, self.port) = spawn_redis(&self.dir.0);
+    }
+}
+
+/// Starts a `redis-server` on the data in `dir` (none, or an earlier server's append-only file)
+/// and waits until it answers.
+fn spawn_redis(dir: &Path) -> (Child, u16) {
+    // The free port found may be taken before the server binds it (tests run in parallel): then
+    // the server exits, and another port is tried.
+    for _ in 0..5 {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+            if answers_ping(port) {
+                return (child, port);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("redis-server did not start");
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether a Redis server on `port` answers `PING` (not while it loads its data).
+fn answers_ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut answer = [0; 7];
+    stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
+}
+
+/// Blocks on `future` from a synchronous closure inside a multi-threaded test runtime.
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_persists_across_reopen() {
+    let Some(server) = RedisServer::start() else { return };
+    conformance::persists(&mut || Box::new(block_on(server.connect("camara-test")))).await;
+    // And once more, after the writes `check_filled` made.
+    let store = server.connect("camara-test").await;
+    assert_eq!(store.session("ses-1").await.unwrap().unwrap().sequence, 7);
+    assert_eq!(store.pending_notifications(10).await.unwrap().len(), 3);
+}
+
+/// A server killed with `kill -9` restarts from its append-only file with every acknowledged
+/// write (it ran with `appendfsync always`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_survives_a_crash() {
+    let Some(mut server) = RedisServer::start() else { return };
+    let filled = conformance::fill(&server.connect("camara-test").await).await;
+    server.crash_and_restart();
+    conformance::check_filled(&server.connect("camara-test").await, &filled).await;
+}
+
+/// Gateways (or tests) with different key prefixes share a server without seeing each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_key_prefixes_keep_stores_apart() {
+    let Some(server) = RedisServer::start() else { return };
+    let one = server.connect("gateway-1").await;
+    let two = server.connect("gateway-2").await;
+    let filled = conformance::fill(&one).await;
+    assert_eq!(two.registrations_of("+491", None).await.unwrap(), vec![]);
+    assert_eq!(two.sessions_with_call().await.unwrap(), vec![]);
+    assert_eq!(two.pending_notifications(10).await.unwrap(), vec![]);
+    assert_eq!(two.dead_letters(10).await.unwrap(), vec![]);
+    // Its own registration of the same device, and its own id sequence.
+    two.insert_registration(conformance::registration("reg-1", "+491", "device-1", 100)).await.unwrap();
+    assert_eq!(two.enqueue_event(conformance::event("e", 0)).await.unwrap(), 1);
+    conformance::check_filled(&one, &filled).await;
+}
+
+/// The expiry indexes order times exactly, before 1970 too, and past the nanosecond range
+/// (2262) the records' own times decide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_expiry_indexes_hold_any_time() {
+    use chrono::{TimeDelta, TimeZone, Utc};
+    let Some(server) = RedisServer::start() else { return };
+    let store = server.connect("camara-test").await;
+    let epoch = Utc.timestamp_opt(0, 0).unwrap();
+    let times = [
+        ("reg-2300", Utc.with_ymd_and_hms(2300, 1, 1, 0, 0, 0).unwrap()),
+        ("reg-1960", Utc.with_ymd_and_hms(1960, 1, 1, 0, 0, 0).unwrap()),
+        ("reg-epoch", epoch),
+        ("reg-2400", Utc.with_ymd_and_hms(2400, 1, 1, 0, 0, 0).unwrap()),
+        ("reg-just-before-epoch", epoch - TimeDelta::nanoseconds(1)),
+        ("reg-2030", conformance::at(0)),
+    ];
+    for (i, (id, at)) in times.iter().enumerate() {
+        let registration =
+            crate::Registration { expires_at: *at, ..conformance::registration(id, "+491", &format!("d{i}"), 0) };
+        store.insert_registration(registration).await.unwrap();
+    }
+    let before = |t| {
+        let store = store.clone();
+        async move { store.registrations_expiring_before(t).await.unwrap().into_iter().map(|r| r.id).collect::<Vec<_>>() }
+    };
+    assert_eq!(before(epoch).await, ["reg-1960", "reg-just-before-epoch"]);
+    assert_eq!(before(epoch + TimeDelta::nanoseconds(1)).await, ["reg-1960", "reg-just-before-epoch", "reg-epoch"]);
+    assert_eq!(
+        before(Utc.with_ymd_and_hms(2350, 1, 1, 0, 0, 0).unwrap()).await,
+        ["reg-1960", "reg-just-before-epoch", "reg-epoch", "reg-2030", "reg-2300"]
+    );
+    assert_eq!(before(Utc.with_ymd_and_hms(1900, 1, 1, 0, 0, 0).unwrap()).await, Vec::<String>::new());
+}
+
+/// A subscription stored in other bytes than this build writes (another serialiser, an older
+/// build) still matches the record read from it: the compare-and-set compares records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_subscription_compare_and_set_compares_records_not_bytes() {
+    let Some(server) = RedisServer::start() else { return };
+    let store = server.connect("camara-test").await;
+    let original = conformance::subscription("sub-1", "+491", 0, Some(100), None);
+    store.insert_subscription(original.clone()).await.unwrap();
+    let pretty = serde_json::to_string_pretty(&original).unwrap();
+    let client = ::redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let () = ::redis::cmd("HSET")
+        .arg("camara-test:subscription:sub-1")
+        .arg("json")
+        .arg(&pretty)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+
+    let updated = store.update_subscription("sub-1", &mut |s| s.expires_at = Some(conformance::at(200))).await.unwrap();
+    assert_eq!(updated.expires_at, Some(conformance::at(200)));
+    assert_eq!(store.subscription("sub-1").await.unwrap(), Some(updated.clone()));
+    let expiring = store.subscriptions_expiring_before(conformance::at(150)).await.unwrap();
+    assert_eq!(expiring, vec![], "re-indexed at its new expiry");
+    // A record that really changed is still a conflict.
+    let stale = store.replace_subscription(&original, original.clone()).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
 }
