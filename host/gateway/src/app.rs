@@ -192,7 +192,13 @@ async fn open_store(config: &crate::config::StorageConfig) -> anyhow::Result<Arc
             tracing::warn!("[storage] path is unset: state is kept in memory and lost on exit");
             Arc::new(camara_store::MemoryStore::new())
         }
-        StorageBackend::Redis => anyhow::bail!("TEMP: redis arm restored after merge"),
+        StorageBackend::Redis => {
+            let url = config.url.clone().context("[storage] backend = \"redis\" needs a url")?;
+            let redis = camara_store::RedisConfig { url, key_prefix: config.key_prefix.clone() };
+            let store = camara_store::RedisStore::connect(redis).await.context("[storage] cannot reach Redis")?;
+            tracing::info!(prefix = config.key_prefix, "state kept in Redis");
+            Arc::new(store)
+        }
     })
 }
 

@@ -69,7 +69,7 @@ use scripts::Scripts;
 /// Where the store lives.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://host:port/db` (or `rediss://`, `redis+unix://`), as the `redis` crate reads it.
+    /// `redis://host:port/db` (or `redis+unix://`), as the `redis` crate reads it.
     pub url: String,
     /// Starts every key, so that several gateways (or tests) share one server apart.
     pub key_prefix: String,
