@@ -74,6 +74,10 @@ pub struct Registration {
     pub phone_number: String,
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    /// The gateway node that keeps the registration's SIP binding (`sip-account` mode), when
+    /// several share the store; `None` in records written before nodes were named.
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 /// The token the gateway presents to a subscription's sink.
@@ -179,6 +183,15 @@ pub struct MediaSession {
     pub revision: u64,
 }
 
+/// A gateway node sharing the store, as [`Store::nodes`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub id: String,
+    /// Where it said it is reachable (its internal base URL); `None` once its lease has run out
+    /// without a new heartbeat: it is dead, and its work may be taken over.
+    pub address: Option<String>,
+}
+
 /// A write committed with the events it caused: the events are in the outbox if and only if
 /// the write is, so a crash between the two cannot lose an event or announce a change that was
 /// not made.
@@ -250,6 +263,11 @@ pub trait Store: Send + Sync {
 
     /// Sets a registration's expiry and returns the updated record; `NotFound` if it is gone.
     async fn update_registration_expiry(&self, id: &str, expires_at: DateTime<Utc>) -> Result<Registration>;
+
+    /// Sets the node that keeps a registration's SIP binding if it is still `expected` (a
+    /// compare-and-set, for the one node that takes over a dead node's bindings) and returns the
+    /// updated record. `NotFound` if it is gone, `Conflict` if another node is set.
+    async fn move_registration(&self, id: &str, expected: Option<&str>, node: &str) -> Result<Registration>;
 
     /// Removes a registration and returns it with `events` queued, `None` (and nothing queued)
     /// if there was none.
@@ -357,16 +375,48 @@ pub trait Store: Send + Sync {
     /// Removes a session and returns it, `None` if there was none.
     async fn remove_session(&self, id: &str) -> Result<Option<MediaSession>>;
 
+    // --- nodes sharing the store --------------------------------------------------------
+    //
+    // A backend that one process holds (memory, redb) has one node, which is always alive: it
+    // keeps the defaults below. A shared one knows which node it is (its configuration) and
+    // keeps each node's outbox apart, so that a node delivers what it queued and a survivor
+    // adopts what a dead node left.
+
+    /// Says this node is alive for `ttl` from now, reachable at `address`.
+    async fn heartbeat(&self, _address: &str, _ttl: std::time::Duration) -> Result<()> {
+        Ok(())
+    }
+
+    /// The nodes that said they were alive and have not been forgotten, by id.
+    async fn nodes(&self) -> Result<Vec<Node>> {
+        Ok(Vec::new())
+    }
+
+    /// Claims the takeover of dead node `node` for `ttl`: `true` for the one node that gets it
+    /// while the claim holds.
+    async fn claim_takeover(&self, _node: &str, _ttl: std::time::Duration) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Moves the outbox entries (events and notifications) of node `node` to this node,
+    /// atomically, and returns them in id order.
+    async fn adopt_outbox(&self, _node: &str) -> Result<Vec<Undelivered>> {
+        Ok(Vec::new())
+    }
+
+    /// Forgets dead node `node`, once its work is taken over; nothing if it is alive again.
+    async fn forget_node(&self, _node: &str) -> Result<()> {
+        Ok(())
+    }
+
     // --- notification outbox -------------------------------------------------------------
 
     /// Puts a notification in the outbox with `attempt` 0 and returns its id.
     async fn enqueue_notification(&self, notification: NewNotification) -> Result<u64>;
 
-    /// Up to `limit` pending notifications in id (enqueue) order, due or not: the deliverer
-    /// keeps the order per sink and computes its next wake-up from `not_before`.
-    ///
-    /// There is no claim: a single node delivers. With many nodes, a deliverer would claim a
-    /// notification by rescheduling it to "now + lease" before sending it.
+    /// Up to `limit` pending notifications of this node (queued or adopted by it) in id
+    /// (enqueue) order, due or not: the deliverer keeps the order per sink and computes its next
+    /// wake-up from `not_before`.
     async fn pending_notifications(&self, limit: usize) -> Result<Vec<PendingNotification>>;
 
     /// Records a failed attempt: sets `attempt` and `not_before`; `NotFound` if it is gone.
@@ -381,7 +431,7 @@ pub trait Store: Send + Sync {
     /// sequence).
     async fn enqueue_event(&self, event: NewEvent) -> Result<u64>;
 
-    /// Up to `limit` events not yet routed, in id order.
+    /// Up to `limit` events of this node not yet routed, in id order.
     async fn pending_events(&self, limit: usize) -> Result<Vec<PendingEvent>>;
 
     /// Records a failed routing attempt; `NotFound` if the event is gone.
