@@ -269,7 +269,12 @@ pub struct Sink {
 
 impl Sink {
     pub async fn start(script: Vec<u16>) -> Sink {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Sink::start_at(0, script).await
+    }
+
+    /// [`Sink::start`] on loopback port `port` (0: any), for a sink that comes up late.
+    pub async fn start_at(port: u16, script: Vec<u16>) -> Sink {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let url = format!("http://{}/webhooks/webrtc", listener.local_addr().unwrap());
         let (tx, events) = mpsc::unbounded_channel();
         let script = Arc::new(Mutex::new(script.into_iter()));
@@ -965,5 +970,67 @@ pub async fn wait_for_http(api: &Api) {
         }
         assert!(std::time::Instant::now() < deadline, "gateway did not come up");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A `redis-server` of the test's own on loopback (append-only file synced on every write, in a
+/// directory of its own), killed on drop.
+pub struct RedisServer {
+    child: std::process::Child,
+    pub url: String,
+    _dir: TempDir,
+}
+
+impl RedisServer {
+    /// `None` (the test is skipped) where Redis is not installed, except in CI.
+    pub async fn start() -> Option<RedisServer> {
+        let installed = std::process::Command::new("redis-server")
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok();
+        if !peer_installed("redis-server", installed) {
+            return None;
+        }
+        let dir = TempDir::new("redis");
+        // A port found free may be taken before the server binds it: it then exits, and
+        // another is tried.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+                .args(["--appendonly", "yes", "--appendfsync", "always"])
+                .arg("--dir")
+                .arg(&dir.0)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server starts");
+            for _ in 0..200 {
+                if child.try_wait().expect("redis-server status").is_some() {
+                    break;
+                }
+                if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut answer = [0u8; 7];
+                    if stream.write_all(b"PING\r\n").await.is_ok()
+                        && stream.read_exact(&mut answer).await.is_ok()
+                        && &answer == b"+PONG\r\n"
+                    {
+                        return Some(RedisServer { child, url: format!("redis://127.0.0.1:{port}/"), _dir: dir });
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server did not start");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

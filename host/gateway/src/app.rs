@@ -194,7 +194,8 @@ async fn open_store(config: &crate::config::StorageConfig) -> anyhow::Result<Arc
         }
         StorageBackend::Redis => {
             let url = config.url.clone().context("[storage] backend = \"redis\" needs a url")?;
-            let redis = camara_store::RedisConfig { url, key_prefix: config.key_prefix.clone() };
+            let redis =
+                camara_store::RedisConfig { url, key_prefix: config.key_prefix.clone(), node_id: config.node_id.clone() };
             let store = camara_store::RedisStore::connect(redis).await.context("[storage] cannot reach Redis")?;
             tracing::info!(prefix = config.key_prefix, "state kept in Redis");
             Arc::new(store)
@@ -351,6 +352,8 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     }
     // Off the start-up path: a slow registrar must not delay the API.
     tokio::spawn(crate::bindings::restore(gateway.clone()));
+    let node_address = gateway.config.storage.node_address.clone().unwrap_or_else(|| format!("http://{http_addr}"));
+    tokio::spawn(crate::cluster::run(gateway.clone(), node_address));
 
     let mut router = crate::api::router(gateway.clone());
     if let Some(admin) = crate::admin::router(gateway.clone()) {

@@ -171,6 +171,13 @@ pub async fn restore(gw: std::sync::Arc<Gateway>) {
             return;
         }
     };
+    // Other nodes sharing the store keep theirs.
+    let ours = registrations.into_iter().filter(|r| crate::cluster::is_here(&gw, r.node.as_deref())).collect();
+    rebind(gw, ours).await;
+}
+
+/// REGISTERs `registrations` again (after a restart, or a dead node's), as [`restore`] says.
+pub async fn rebind(gw: std::sync::Arc<Gateway>, registrations: Vec<crate::store::Registration>) {
     let mut binds = tokio::task::JoinSet::new();
     for registration in registrations {
         let request = MappingRequest {

@@ -109,6 +109,12 @@ pub struct StorageConfig {
     /// holds its call, and a node ends (after a restart, on a drain) only its own calls. Each
     /// node needs its own, the same across its restarts.
     pub node_id: String,
+    /// Where the other nodes reach this one (its API's base URL, for requests on the calls it
+    /// holds); default `http://{[http] listen}` as bound.
+    pub node_address: Option<String>,
+    /// A node that has not said it is alive for this long is dead to the others, and one of
+    /// them takes over its calls, events and SIP registrations. Each node says so every third.
+    pub node_lease_ms: u64,
 }
 
 /// The kinds of storage of `[storage] backend`.
@@ -121,6 +127,11 @@ pub enum StorageBackend {
 }
 
 impl StorageConfig {
+    /// `node_lease_ms`, at least 300 ms (a heartbeat every 100 ms).
+    pub fn node_lease(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.node_lease_ms.max(300))
+    }
+
     /// The backend in use: the one named, else redb when a file is given, else memory.
     pub fn backend(&self) -> StorageBackend {
         self.backend.unwrap_or(if self.path.is_some() { StorageBackend::Redb } else { StorageBackend::Memory })
@@ -135,6 +146,8 @@ impl Default for StorageConfig {
             url: None,
             key_prefix: "camara-gateway".into(),
             node_id: crate::store::DEFAULT_NODE.into(),
+            node_address: None,
+            node_lease_ms: 5000,
         }
     }
 }

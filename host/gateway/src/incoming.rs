@@ -448,6 +448,7 @@ mod tests {
             phone_number: "+818000000002".into(),
             expires_at: at + chrono::Duration::hours(1),
             created_at: at,
+            node: None,
         }
     }
 

@@ -14,6 +14,7 @@ pub mod bindings;
 pub mod call_actors;
 pub mod calls;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod demo;

@@ -29,7 +29,8 @@ pub async fn sweep(gw: &Arc<Gateway>) {
     let backend = gw.store.backend();
     match backend.registrations_expiring_before(now).await {
         Ok(due) => {
-            for registration in due {
+            // Each node ends its own: the SIP binding and the calls of a registration are there.
+            for registration in due.into_iter().filter(|r| crate::cluster::is_here(gw, r.node.as_deref())) {
                 let description = "The registration reached its expiry time";
                 if end_registration(gw, &registration, "REGISTRATION_EXPIRED", description).await {
                     tracing::info!(registration = registration.id, "registration expired");

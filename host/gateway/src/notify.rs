@@ -224,14 +224,20 @@ impl Notifier {
         let replayed = self.inner.deliveries.store.backend().replay_dead_letter(id, chrono::Utc::now()).await?;
         Ok(replayed.map(|entry| {
             let new_id = entry.id();
-            match entry {
-                Undelivered::Notification(n) => self.inner.deliveries.enqueue(n),
-                Undelivered::Event(e) => {
-                    tokio::spawn(self.inner.clone().route(e));
-                }
-            }
+            self.take(entry);
             new_id
         }))
+    }
+
+    /// Routes or delivers an entry put in this node's outbox from elsewhere (a replayed dead
+    /// letter, a dead node's outbox).
+    pub fn take(&self, entry: Undelivered) {
+        match entry {
+            Undelivered::Notification(n) => self.inner.deliveries.enqueue(n),
+            Undelivered::Event(e) => {
+                tokio::spawn(self.inner.clone().route(e));
+            }
+        }
     }
 
     /// Ends the queue of a subscription once what it holds is delivered.

@@ -33,13 +33,19 @@ pub async fn end_calls_of_previous_run(gw: &Arc<Gateway>) {
     if !sessions.is_empty() {
         tracing::info!(count = sessions.len(), "ending the calls of the previous run");
     }
+    end_calls(gw, sessions, REASON).await;
+}
+
+/// Ends calls whose process is gone (a previous run, a dead node): each session `Terminated`
+/// with `reason`, and a BYE from its dialog snapshot when the call was up.
+pub async fn end_calls(gw: &Arc<Gateway>, sessions: Vec<crate::store::MediaSession>, reason: &str) {
     for session in sessions {
         let snapshot = session
             .sip_dialog
             .clone()
             .filter(|_| !session.status.is_final())
             .and_then(|d| serde_json::from_value::<DialogSnapshot>(d).ok());
-        let update = mapping::StatusUpdate { status: mapping::SessionStatus::Terminated, reason: REASON.into() };
+        let update = mapping::StatusUpdate { status: mapping::SessionStatus::Terminated, reason: reason.into() };
         crate::calls::apply_status(gw, &session.id, update).await;
         // The call is forgotten before its BYE leaves: what the SIP side reports about it
         // concerns no session any more.
@@ -51,10 +57,10 @@ pub async fn end_calls_of_previous_run(gw: &Arc<Gateway>) {
             tracing::info!(
                 session = session.id,
                 call_id = snapshot.parts.call_id,
-                "BYE for a call of the previous run"
+                "BYE for a call whose process is gone"
             );
             if let Err(e) = gw.sip.end_recovered(snapshot).await {
-                tracing::warn!(session = session.id, "call of the previous run not ended: {e}");
+                tracing::warn!(session = session.id, "call whose process is gone not ended: {e}");
             }
         }
     }

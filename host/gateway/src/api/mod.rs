@@ -35,7 +35,11 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     let api = &gw.config.api;
     Router::new()
         .nest(&api.registration_base, registration::routes())
-        .nest(&api.call_handling_base, call_handling::routes())
+        .nest(
+            &api.call_handling_base,
+            call_handling::routes()
+                .route_layer(middleware::from_fn_with_state(gw.clone(), crate::cluster::forward::calls_held_elsewhere)),
+        )
         .nest(&api.events_base, events::routes())
         .merge(crate::health::routes())
         .route(openapi::PATH, get(openapi::serve))

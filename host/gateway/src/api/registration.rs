@@ -76,6 +76,7 @@ pub(super) async fn create(
         phone_number: caller.phone_number,
         expires_at,
         created_at: Utc::now(),
+        node: Some(gw.store.node().to_owned()),
     };
     let plan = gw
         .plugins

@@ -1,0 +1,81 @@
+//! Several gateway nodes on one shared store (`[storage] backend = "redis"`).
+//!
+//! Every node serves every API request: registrations, subscriptions and sessions are read from
+//! the shared store. What a node holds alone is named in the store by its `node_id`: its calls
+//! (the SIP dialog and the media live in its process), the SIP bindings of the `sip-account`
+//! registrations it keeps, and the outbox entries it queued. So:
+//!
+//! - a `PUT` or `DELETE` on a session held by another node is forwarded to that node
+//!   ([`forward`]), or answered `503` with `Retry-After` when that node is dead;
+//! - each node says it is alive every third of `[storage] node_lease_ms`; a node whose lease runs
+//!   out (killed, cut off) is dead to the others, and one survivor, the one that claims it, takes
+//!   over ([`takeover`]): it delivers the dead node's queued events (the same CloudEvents ids: at
+//!   least once), ends its calls (BYE from the dialog snapshots, `Terminated`: the media died
+//!   with the node), REGISTERs its `sip-account` registrations again and keeps them.
+//!
+//! A node that comes back under the same id starts as after a crash, with what was not taken
+//! over. With a store one process holds (memory, redb) there is one node: the store lists no
+//! nodes, and nothing here runs.
+
+pub mod forward;
+mod takeover;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::app::Gateway;
+
+/// How long a node's claim on a dead node's takeover holds: longer than a takeover takes but
+/// for its SIP re-registrations, which go on in their own tasks.
+const TAKEOVER_CLAIM: Duration = Duration::from_secs(60);
+
+/// Says this node is alive, and takes over the nodes found dead, until the process ends.
+pub async fn run(gw: Arc<Gateway>, address: String) {
+    let lease = gw.config.storage.node_lease();
+    let mut tick = tokio::time::interval(lease / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Takeovers in progress here, so that a slow one is not started twice.
+    let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
+    loop {
+        tick.tick().await;
+        let backend = gw.store.backend();
+        if let Err(e) = backend.heartbeat(&address, lease).await {
+            tracing::warn!("heartbeat not stored: {e}");
+            continue;
+        }
+        let nodes = match backend.nodes().await {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                tracing::warn!("nodes not read: {e}");
+                continue;
+            }
+        };
+        for dead in nodes.into_iter().filter(|n| n.address.is_none() && n.id != gw.store.node()) {
+            if !busy.lock().unwrap_or_else(|e| e.into_inner()).insert(dead.id.clone()) {
+                continue;
+            }
+            match backend.claim_takeover(&dead.id, TAKEOVER_CLAIM).await {
+                Ok(true) => {
+                    let (gw, busy) = (gw.clone(), busy.clone());
+                    tokio::spawn(async move {
+                        takeover::take_over(&gw, &dead.id).await;
+                        busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&dead.id);
+                    });
+                }
+                Ok(false) => {
+                    busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&dead.id);
+                }
+                Err(e) => {
+                    tracing::warn!(node = dead.id, "takeover not claimed: {e}");
+                    busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&dead.id);
+                }
+            }
+        }
+    }
+}
+
+/// Whether `node` (a record's node, `None` for records older than node names) is this one.
+pub fn is_here(gw: &Gateway, node: Option<&str>) -> bool {
+    node.unwrap_or(crate::store::DEFAULT_NODE) == gw.store.node()
+}
