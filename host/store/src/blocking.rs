@@ -23,6 +23,7 @@ pub trait BlockingStore: Clone + Send + Sync + 'static {
     fn registration(&self, id: &str) -> Result<Option<Registration>>;
     fn registrations_of(&self, phone_number: &str, device_id: Option<&str>) -> Result<Vec<Registration>>;
     fn update_registration_expiry(&self, id: &str, expires_at: DateTime<Utc>) -> Result<Registration>;
+    fn move_registration(&self, id: &str, expected: Option<&str>, node: &str) -> Result<Registration>;
     fn remove_registration(&self, id: &str, events: Vec<NewEvent>) -> Result<Option<Committed<Registration>>>;
     fn registrations_expiring_before(&self, t: DateTime<Utc>) -> Result<Vec<Registration>>;
     fn insert_subscription(&self, subscription: Subscription) -> Result<()>;
@@ -85,6 +86,13 @@ impl<S: BlockingStore> Store for S {
     async fn update_registration_expiry(&self, id: &str, expires_at: DateTime<Utc>) -> Result<Registration> {
         let id = id.to_owned();
         run(self, move |s| BlockingStore::update_registration_expiry(s, &id, expires_at)).await
+    }
+
+    async fn move_registration(&self, id: &str, expected: Option<&str>, node: &str) -> Result<Registration> {
+        let id = id.to_owned();
+        let expected = expected.map(str::to_owned);
+        let node = node.to_owned();
+        run(self, move |s| BlockingStore::move_registration(s, &id, expected.as_deref(), &node)).await
     }
 
     async fn remove_registration(&self, id: &str, events: Vec<NewEvent>) -> Result<Option<Committed<Registration>>> {

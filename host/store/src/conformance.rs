@@ -34,6 +34,7 @@ all_checks!(
     registrations,
     registration_uniqueness,
     registration_expiry,
+    registration_move,
     subscriptions,
     subscription_update,
     subscription_expiry,
@@ -62,6 +63,7 @@ pub fn registration(id: &str, phone_number: &str, device_id: &str, expires_in: i
         phone_number: phone_number.into(),
         expires_at: at(expires_in),
         created_at: at(0),
+        node: None,
     }
 }
 
@@ -208,6 +210,34 @@ pub async fn registration_expiry(store: &dyn Store) {
     store.insert_registration(r).await.unwrap();
     assert_eq!(expiring(far).await, "same-a,same-b,early");
     assert_eq!(expiring(far + TimeDelta::seconds(1)).await, "same-a,same-b,early,far");
+}
+
+pub async fn registration_move(store: &dyn Store) {
+    let original = registration("reg-1", "+491", "d1", 100);
+    store.insert_registration(original.clone()).await.unwrap();
+
+    let moved = store.move_registration("reg-1", None, "node-a").await.unwrap();
+    assert_eq!(moved, Registration { node: Some("node-a".into()), ..original.clone() });
+    assert_eq!(store.registration("reg-1").await.unwrap(), Some(moved.clone()));
+
+    // A node that read a stale owner loses: the binding has one keeper.
+    let stale = store.move_registration("reg-1", None, "node-b").await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "expected Conflict, got {stale:?}");
+    let stale = store.move_registration("reg-1", Some("node-b"), "node-c").await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "expected Conflict, got {stale:?}");
+    assert_eq!(store.registration("reg-1").await.unwrap(), Some(moved.clone()));
+
+    let moved = store.move_registration("reg-1", Some("node-a"), "node-b").await.unwrap();
+    assert_eq!(moved, Registration { node: Some("node-b".into()), ..original.clone() });
+    assert_eq!(store.registration("reg-1").await.unwrap(), Some(moved.clone()));
+    // Still indexed as before: by device and by expiry.
+    assert_eq!(store.registrations_of("+491", Some("d1")).await.unwrap(), vec![moved.clone()]);
+    assert_eq!(store.registrations_expiring_before(at(101)).await.unwrap(), vec![moved.clone()]);
+    // And it keeps its node across a renewal.
+    let renewed = store.update_registration_expiry("reg-1", at(200)).await.unwrap();
+    assert_eq!(renewed.node.as_deref(), Some("node-b"));
+
+    assert_not_found(store.move_registration("gone", None, "node-a").await);
 }
 
 pub async fn subscriptions(store: &dyn Store) {

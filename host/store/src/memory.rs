@@ -148,6 +148,17 @@ impl BlockingStore for MemoryStore {
         Ok(registration.clone())
     }
 
+    fn move_registration(&self, id: &str, expected: Option<&str>, node: &str) -> Result<Registration> {
+        let mut t = self.tables();
+        let registration =
+            t.registrations.get_mut(id).ok_or_else(|| StoreError::NotFound(format!("registration {id}")))?;
+        if registration.node.as_deref() != expected {
+            return Err(StoreError::Conflict(format!("registration {id} is kept by another node")));
+        }
+        registration.node = Some(node.to_owned());
+        Ok(registration.clone())
+    }
+
     fn remove_registration(&self, id: &str, events: Vec<NewEvent>) -> Result<Option<Committed<Registration>>> {
         let mut t = self.tables();
         Ok(t.registrations.remove(id).map(|record| Committed { record, events: t.push_events(events) }))

@@ -240,6 +240,20 @@ impl BlockingStore for RedbStore {
         })
     }
 
+    fn move_registration(&self, id: &str, expected: Option<&str>, node: &str) -> Result<Registration> {
+        self.write(|txn| {
+            let mut records = txn.open_table(REGISTRATIONS)?;
+            let mut r: Registration =
+                get_record(&records, "registration", id)?.ok_or_else(|| registration_not_found(id))?;
+            if r.node.as_deref() != expected {
+                return Err(StoreError::Conflict(format!("registration {id} is kept by another node")));
+            }
+            r.node = Some(node.to_owned());
+            records.insert(id, encode(&r)?.as_slice())?;
+            Ok(r)
+        })
+    }
+
     fn remove_registration(&self, id: &str, events: Vec<NewEvent>) -> Result<Option<Committed<Registration>>> {
         self.write(|txn| {
             let mut records = txn.open_table(REGISTRATIONS)?;

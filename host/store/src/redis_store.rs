@@ -34,18 +34,30 @@
 //!   nanoseconds.
 //! - `next-id`, the counter of the one sequence of outbox ids; `notification:{id}` and
 //!   `event:{id}` (`body`, the entry's JSON less the fields below, and `attempt`, `not_before`,
-//!   `first_due`), ordered by the sorted sets `notifications` and `events` (score: the id, exact
-//!   below 2^53); `dead-letter:{id}` (the entry's fields, plus `kind`, `last_error`, `dead_at`),
-//!   ordered by `dead-letters`.
+//!   `first_due`, and `node`, the node whose outbox holds it), ordered per node by the sorted
+//!   sets `notifications:{node}` and `events:{node}` (score: the id, exact below 2^53);
+//!   `dead-letter:{id}` (the entry's fields, plus `kind`, `last_error`, `dead_at`), ordered by
+//!   `dead-letters`, of no node.
+//! - `nodes`, the set of node ids that sent a heartbeat and were not forgotten; `node:{id}`, its
+//!   address, expiring with its lease; `takeover:{id}`, the node that claimed a dead node's
+//!   takeover, expiring with the claim.
 //!
 //! Scripts name keys they find in records, so this is for a single Redis (or a primary with
 //! replicas), not Redis Cluster.
 //!
-//! # Not done yet
+//! # Several nodes
 //!
-//! Several nodes share the data, but not the work: there are no leases or claims on outbox
-//! entries, so a single node must deliver (see [`Store::pending_notifications`]). That is
-//! follow-up work.
+//! Every node sees every record, and each delivers its own outbox: an entry is queued under the
+//! node whose write queued it ([`RedisConfig::node_id`]), and `pending_*` list that node's
+//! entries only, so no two nodes send the same notification. Any node may still remove,
+//! reschedule, route or dead-letter an entry by id. A node renews its lease with
+//! [`Store::heartbeat`]; once a lease has run out, the survivors race for
+//! [`Store::claim_takeover`], and the one that wins adopts the dead node's outbox
+//! ([`Store::adopt_outbox`], one script) and forgets it. Registrations name the node that keeps
+//! their SIP binding, which [`Store::move_registration`] moves by compare-and-set.
+//!
+//! Entries queued before nodes were named (one index of no node) become the outbox of the first
+//! node that lists its pending entries.
 
 mod codec;
 mod outbox;
@@ -59,7 +71,7 @@ use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::{
-    Committed, DeadLetter, ExpiringSubscription, MediaSession, NewEvent, NewNotification, PendingEvent,
+    Committed, DeadLetter, ExpiringSubscription, MediaSession, NewEvent, NewNotification, Node, PendingEvent,
     PendingNotification, Registration, Result, Store, StoreError, Subscription, UPDATE_ATTEMPTS, Undelivered,
 };
 use codec::{Reply, Status, decode, encode, expiry_bound, expiry_member, unexpected};
@@ -73,6 +85,10 @@ pub struct RedisConfig {
     pub url: String,
     /// Starts every key, so that several gateways (or tests) share one server apart.
     pub key_prefix: String,
+    /// This node's name among those sharing the key prefix: the owner of the outbox entries it
+    /// queues. Unique per node, and the same across its restarts, so that a node restarted
+    /// under its name delivers what it had left.
+    pub node_id: String,
 }
 
 /// A [`Store`] in Redis. Clones share one multiplexed connection, which reconnects on its own
@@ -80,7 +96,8 @@ pub struct RedisConfig {
 #[derive(Clone)]
 pub struct RedisStore {
     connection: ConnectionManager,
-    prefix: Arc<str>,
+    /// `ARGV[1]` of every script: the node id and the key prefix (see `scripts`).
+    scope: Arc<str>,
     scripts: Arc<Scripts>,
 }
 
@@ -99,13 +116,14 @@ impl RedisStore {
         let client = redis::Client::open(config.url.as_str()).map_err(backend)?;
         let manager_config = ConnectionManagerConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT));
         let connection = ConnectionManager::new_with_config(client, manager_config).await.map_err(backend)?;
-        Ok(RedisStore { connection, prefix: config.key_prefix.into(), scripts: Arc::new(Scripts::new()) })
+        let scope = format!("{}:{}{}", config.node_id.len(), config.node_id, config.key_prefix);
+        Ok(RedisStore { connection, scope: scope.into(), scripts: Arc::new(Scripts::new()) })
     }
 
-    /// Runs `script` with the key prefix and `args` as its `ARGV`.
+    /// Runs `script` with the node id and key prefix, then `args`, as its `ARGV`.
     async fn run(&self, script: impl FnOnce(&Scripts) -> &Script, args: Vec<String>) -> Result<Reply> {
         let mut invocation = script(&self.scripts).prepare_invoke();
-        invocation.arg(&*self.prefix);
+        invocation.arg(&*self.scope);
         for arg in &args {
             invocation.arg(arg);
         }
@@ -144,6 +162,32 @@ impl RedisStore {
             Status::Ok => reply.records(kind),
             status => Err(unexpected("expiring", status)),
         }
+    }
+
+    /// Applies `change` to registration `id` and writes it, unless `change` refuses.
+    async fn change_registration(
+        &self,
+        id: &str,
+        change: impl Fn(&mut Registration) -> Result<()>,
+    ) -> Result<Registration> {
+        let not_found = || StoreError::NotFound(format!("registration {id}"));
+        // Lua cannot edit the JSON, so this is a compare-and-set on the bytes read, as
+        // `update_session` is on the revision.
+        for _ in 0..UPDATE_ATTEMPTS {
+            let stored = self.raw_record("registration", id).await?.ok_or_else(not_found)?;
+            let mut registration: Registration = decode("registration", &stored)?;
+            change(&mut registration)?;
+            let member = expiry_member(registration.expires_at, id);
+            let args = vec![id.into(), stored, encode(&registration)?, member];
+            let reply = self.run(|s| &s.replace_registration, args).await?;
+            match reply.status {
+                Status::Ok => return Ok(registration),
+                Status::NotFound => return Err(not_found()),
+                Status::Conflict => tokio::task::yield_now().await,
+                status => return Err(unexpected("replace_registration", status)),
+            }
+        }
+        Err(StoreError::Conflict(format!("registration {id}: still changing after {UPDATE_ATTEMPTS} attempts")))
     }
 }
 
@@ -187,23 +231,24 @@ impl Store for RedisStore {
     }
 
     async fn update_registration_expiry(&self, id: &str, expires_at: DateTime<Utc>) -> Result<Registration> {
-        let not_found = || StoreError::NotFound(format!("registration {id}"));
-        // Lua cannot edit the JSON, so this is a compare-and-set on the bytes read, as
-        // `update_session` is on the revision.
-        for _ in 0..UPDATE_ATTEMPTS {
-            let stored = self.raw_record("registration", id).await?.ok_or_else(not_found)?;
-            let mut registration: Registration = decode("registration", &stored)?;
-            registration.expires_at = expires_at;
-            let args = vec![id.into(), stored, encode(&registration)?, expiry_member(expires_at, id)];
-            let reply = self.run(|s| &s.replace_registration, args).await?;
-            match reply.status {
-                Status::Ok => return Ok(registration),
-                Status::NotFound => return Err(not_found()),
-                Status::Conflict => tokio::task::yield_now().await,
-                status => return Err(unexpected("update_registration_expiry", status)),
+        self.change_registration(id, |r| {
+            r.expires_at = expires_at;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn move_registration(&self, id: &str, expected: Option<&str>, node: &str) -> Result<Registration> {
+        // Compared on the record read, and the write is over its bytes: a node that moved it
+        // meanwhile makes this read again and see the new node.
+        self.change_registration(id, |r| {
+            if r.node.as_deref() != expected {
+                return Err(StoreError::Conflict(format!("registration {id} is kept by another node")));
             }
-        }
-        Err(StoreError::Conflict(format!("registration {id}: still changing after {UPDATE_ATTEMPTS} attempts")))
+            r.node = Some(node.to_owned());
+            Ok(())
+        })
+        .await
     }
 
     async fn remove_registration(&self, id: &str, events: Vec<NewEvent>) -> Result<Option<Committed<Registration>>> {
@@ -409,4 +454,51 @@ impl Store for RedisStore {
     async fn remove_dead_letter(&self, id: u64) -> Result<Option<DeadLetter>> {
         outbox::remove_dead_letter(self, id).await
     }
+
+    async fn heartbeat(&self, address: &str, ttl: Duration) -> Result<()> {
+        let reply = self.run(|s| &s.heartbeat, vec![address.into(), lease_millis(ttl)]).await?;
+        match reply.status {
+            Status::Ok => Ok(()),
+            status => Err(unexpected("heartbeat", status)),
+        }
+    }
+
+    async fn nodes(&self) -> Result<Vec<Node>> {
+        let mut reply = self.run(|s| &s.nodes, vec![]).await?;
+        if reply.status != Status::Ok {
+            return Err(unexpected("nodes", reply.status));
+        }
+        let mut found = Vec::new();
+        while !reply.is_empty() {
+            found.push(Node { id: reply.string("node id")?, address: reply.optional() });
+        }
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(found)
+    }
+
+    async fn claim_takeover(&self, node: &str, ttl: Duration) -> Result<bool> {
+        let reply = self.run(|s| &s.claim_takeover, vec![node.into(), lease_millis(ttl)]).await?;
+        match reply.status {
+            Status::Ok => Ok(true),
+            Status::Conflict => Ok(false),
+            status => Err(unexpected("claim_takeover", status)),
+        }
+    }
+
+    async fn adopt_outbox(&self, node: &str) -> Result<Vec<Undelivered>> {
+        outbox::adopt(self, node).await
+    }
+
+    async fn forget_node(&self, node: &str) -> Result<()> {
+        let reply = self.run(|s| &s.forget_node, vec![node.into()]).await?;
+        match reply.status {
+            Status::Ok => Ok(()),
+            status => Err(unexpected("forget_node", status)),
+        }
+    }
+}
+
+/// A lease as `PX` takes it: whole milliseconds, at least one (Redis refuses 0).
+fn lease_millis(ttl: Duration) -> String {
+    ttl.as_millis().max(1).to_string()
 }

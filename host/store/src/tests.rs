@@ -89,6 +89,7 @@ every_backend!([
     registrations,
     registration_uniqueness,
     registration_expiry,
+    registration_move,
     subscriptions,
     subscription_update,
     subscription_expiry,
@@ -261,8 +262,12 @@ impl RedisServer {
     }
 
     async fn connect(&self, key_prefix: &str) -> RedisStore {
+        self.connect_node(key_prefix, "node-1").await
+    }
+
+    async fn connect_node(&self, key_prefix: &str, node_id: &str) -> RedisStore {
         let url = format!("redis://127.0.0.1:{}/", self.port);
-        RedisStore::connect(RedisConfig { url, key_prefix: key_prefix.into() }).await.unwrap()
+        RedisStore::connect(RedisConfig { url, key_prefix: key_prefix.into(), node_id: node_id.into() }).await.unwrap()
     }
 
     /// Kills the server as `kill -9` does, and starts another on its data.
@@ -419,4 +424,149 @@ async fn redis_subscription_compare_and_set_compares_records_not_bytes() {
     // A record that really changed is still a conflict.
     let stale = store.replace_subscription(&original, original.clone()).await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+}
+
+/// Two nodes on one prefix see the same records, but each lists its own outbox; either may
+/// still finish an entry of the other by id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_nodes_keep_their_outboxes_apart() {
+    use conformance::{at, event, notification, session};
+    let Some(server) = RedisServer::start() else { return };
+    let a = server.connect_node("camara-test", "node-a").await;
+    let b = server.connect_node("camara-test", "node-b").await;
+    let n = a.enqueue_notification(notification("sub-1", "n", 0)).await.unwrap();
+    let e = a.enqueue_event(event("e", 0)).await.unwrap();
+    let inserted = a.insert_session(session("ses-1", Some("call-1"), 0), vec![event("s1", 0), event("s2", 0)]).await;
+    let [s1, s2] = [0, 1].map(|i| inserted.as_ref().unwrap().events[i].id);
+    let notification_ids = async |store: &RedisStore| {
+        store.pending_notifications(10).await.unwrap().into_iter().map(|n| n.id).collect::<Vec<_>>()
+    };
+    let event_ids = async |store: &RedisStore| {
+        store.pending_events(10).await.unwrap().into_iter().map(|e| e.id).collect::<Vec<_>>()
+    };
+
+    assert_eq!(b.session("ses-1").await.unwrap().map(|s| s.id), Some("ses-1".into()));
+    assert_eq!(notification_ids(&b).await, Vec::<u64>::new());
+    assert_eq!(event_ids(&b).await, Vec::<u64>::new());
+    assert_eq!(notification_ids(&a).await, [n]);
+    assert_eq!(event_ids(&a).await, [e, s1, s2]);
+
+    b.reschedule_notification(n, 1, at(5)).await.unwrap();
+    b.reschedule_event(e, 2, at(6)).await.unwrap();
+    let pending = a.pending_notifications(10).await.unwrap();
+    assert_eq!((pending[0].attempt, pending[0].not_before), (1, at(5)));
+    let pending = a.pending_events(10).await.unwrap();
+    assert_eq!((pending[0].attempt, pending[0].not_before), (2, at(6)));
+
+    assert_eq!(b.remove_notification(n).await.unwrap().map(|n| n.id), Some(n));
+    assert_eq!(notification_ids(&a).await, Vec::<u64>::new());
+    assert_eq!(b.remove_notification(n).await.unwrap(), None);
+
+    // Dead letters are of no node: both see it, and the one that replays it delivers it.
+    assert_eq!(b.dead_letter(e, "refused", at(7)).await.unwrap().id(), e);
+    assert_eq!(event_ids(&a).await, [s1, s2]);
+    assert_eq!(a.dead_letters(10).await.unwrap().iter().map(|d| d.id()).collect::<Vec<_>>(), [e]);
+    let replayed = a.replay_dead_letter(e, at(8)).await.unwrap().unwrap().id();
+    assert_eq!(event_ids(&a).await, [s1, s2, replayed]);
+    assert_eq!(event_ids(&b).await, Vec::<u64>::new());
+
+    // The routing node delivers what it routed.
+    let routed = b.route_event(s1, vec![notification("sub-1", "routed", 0)]).await.unwrap();
+    assert_eq!(event_ids(&a).await, [s2, replayed]);
+    assert_eq!(notification_ids(&b).await, routed);
+    assert_eq!(notification_ids(&a).await, Vec::<u64>::new());
+}
+
+/// A node that stops renewing its lease shows as dead; one survivor wins its takeover and adopts
+/// its outbox, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_a_survivor_adopts_a_dead_nodes_outbox() {
+    use crate::{Node, Undelivered};
+    use conformance::{event, notification, session};
+    let Some(server) = RedisServer::start() else { return };
+    let a = server.connect_node("camara-test", "node-a").await;
+    let b = server.connect_node("camara-test", "node-b").await;
+    let c = server.connect_node("camara-test", "node-c").await;
+    a.heartbeat("http://node-a.internal:8080", Duration::from_millis(500)).await.unwrap();
+    b.heartbeat("http://node-b.internal:8080", Duration::from_secs(60)).await.unwrap();
+    let alive = |id: &str| Node { id: id.into(), address: Some(format!("http://{id}.internal:8080")) };
+    assert_eq!(b.nodes().await.unwrap(), [alive("node-a"), alive("node-b")]);
+
+    a.enqueue_notification(notification("sub-1", "n1", 0)).await.unwrap();
+    a.enqueue_event(event("e1", 0)).await.unwrap();
+    let own = b.enqueue_notification(notification("sub-1", "of b", 0)).await.unwrap();
+    a.enqueue_notification(notification("sub-1", "n2", 0)).await.unwrap();
+    a.insert_session(session("ses-1", None, 0), vec![event("s1", 0)]).await.unwrap();
+    let mut left: Vec<_> =
+        a.pending_notifications(10).await.unwrap().into_iter().map(Undelivered::Notification).collect();
+    left.extend(a.pending_events(10).await.unwrap().into_iter().map(Undelivered::Event));
+    left.sort_by_key(Undelivered::id);
+    assert_eq!(left.len(), 4);
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(b.nodes().await.unwrap(), [Node { id: "node-a".into(), address: None }, alive("node-b")]);
+    assert!(b.claim_takeover("node-a", Duration::from_secs(10)).await.unwrap());
+    assert!(b.claim_takeover("node-a", Duration::from_secs(10)).await.unwrap(), "held already");
+    assert!(!c.claim_takeover("node-a", Duration::from_secs(10)).await.unwrap());
+
+    assert_eq!(b.adopt_outbox("node-a").await.unwrap(), left);
+    let ids = |kind: fn(&&Undelivered) -> bool| left.iter().filter(kind).map(Undelivered::id).collect::<Vec<_>>();
+    let mut notifications = ids(|e| matches!(e, Undelivered::Notification(_)));
+    notifications.push(own);
+    notifications.sort();
+    let pending_ids = async || {
+        let notifications = b.pending_notifications(10).await.unwrap().into_iter().map(|n| n.id).collect::<Vec<_>>();
+        (notifications, b.pending_events(10).await.unwrap().into_iter().map(|e| e.id).collect::<Vec<_>>())
+    };
+    assert_eq!(pending_ids().await, (notifications, ids(|e| matches!(e, Undelivered::Event(_)))));
+    assert_eq!(a.pending_notifications(10).await.unwrap(), vec![]);
+    assert_eq!(a.pending_events(10).await.unwrap(), vec![]);
+    assert_eq!(b.adopt_outbox("node-a").await.unwrap(), vec![]);
+    let before = pending_ids().await;
+    assert_eq!(b.adopt_outbox("node-b").await.unwrap(), vec![]);
+    assert_eq!(pending_ids().await, before, "its own outbox stays as it is");
+
+    b.forget_node("node-a").await.unwrap();
+    assert_eq!(b.nodes().await.unwrap(), [alive("node-b")]);
+    c.forget_node("node-b").await.unwrap();
+    assert_eq!(c.nodes().await.unwrap(), [alive("node-b")], "alive: kept");
+}
+
+/// Entries queued before nodes were named (in one index of no node, without a `node` field)
+/// become the outbox of the first node that lists its pending entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outbox_of_no_node_goes_to_the_first_node_that_asks() {
+    let Some(server) = RedisServer::start() else { return };
+    let a = server.connect_node("camara-test", "node-a").await;
+    let b = server.connect_node("camara-test", "node-b").await;
+    let n = a.enqueue_notification(conformance::notification("sub-1", "n", 0)).await.unwrap();
+    let m = a.enqueue_notification(conformance::notification("sub-1", "m", 0)).await.unwrap();
+    // Back to the layout before nodes.
+    let client = ::redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    for id in [n, m] {
+        let () = ::redis::pipe()
+            .cmd("HDEL")
+            .arg(format!("camara-test:notification:{id}"))
+            .arg("node")
+            .ignore()
+            .cmd("ZREM")
+            .arg("camara-test:notifications:node-a")
+            .arg(id)
+            .ignore()
+            .cmd("ZADD")
+            .arg("camara-test:notifications")
+            .arg(id)
+            .arg(id)
+            .ignore()
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    }
+    // One is delivered before any node lists the outbox.
+    assert_eq!(a.remove_notification(m).await.unwrap().map(|n| n.id), Some(m));
+    assert_eq!(b.pending_notifications(10).await.unwrap().into_iter().map(|n| n.id).collect::<Vec<_>>(), [n]);
+    assert_eq!(a.pending_notifications(10).await.unwrap(), vec![]);
+    assert_eq!(a.remove_notification(n).await.unwrap().map(|n| n.id), Some(n));
+    assert_eq!(b.pending_notifications(10).await.unwrap(), vec![]);
 }

@@ -130,6 +130,25 @@ fn undelivered(kind: &str, id: &str, body: &str, schedule: [&str; 3]) -> Result<
     })
 }
 
+pub(super) async fn adopt(store: &RedisStore, node: &str) -> Result<Vec<Undelivered>> {
+    let mut reply = store.run(|s| &s.adopt_outbox, vec![node.into()]).await?;
+    if reply.status != Status::Ok {
+        return Err(unexpected("adopt_outbox", reply.status));
+    }
+    let mut adopted = Vec::new();
+    while !reply.is_empty() {
+        const WHAT: &str = "adopted entry";
+        let kind = reply.string(WHAT)?;
+        let id = reply.string(WHAT)?;
+        let body = reply.string(WHAT)?;
+        let schedule = [reply.string(WHAT)?, reply.string(WHAT)?, reply.string(WHAT)?];
+        adopted.push(undelivered(&kind, &id, &body, [&schedule[0], &schedule[1], &schedule[2]])?);
+    }
+    // The script answers the notifications, then the events.
+    adopted.sort_by_key(Undelivered::id);
+    Ok(adopted)
+}
+
 /// The next dead letter in `reply`: its id, then the fields the scripts' `dead` appends.
 fn dead_letter_of(reply: &mut Reply) -> Result<DeadLetter> {
     const WHAT: &str = "dead letter";

@@ -2,7 +2,13 @@
 //!
 //! Redis runs a script alone, start to end, so each one is an atomic read or write of several
 //! keys; the caller's data arrives as `ARGV`, never as code. Keys are named here and only here:
-//! `ARGV[1]` is the key prefix, and [`PRELUDE`]'s `key(...)` joins it to the rest with `:`.
+//! `ARGV[1]` carries this node's id and the key prefix, as `{byte length of the id}:{id}{prefix}`
+//! (so that either may hold any byte); [`PRELUDE`] splits it into `N` and `P`, and its
+//! `key(...)` joins the prefix to the rest with `:`. A script's own arguments start at `ARGV[2]`.
+//!
+//! Outbox entries are queued under this node (`N`): their hash names it (`node`), and it indexes
+//! them. A script that takes an entry out of the outbox by id finds its index through the entry's
+//! `node`, so that any node may remove, reschedule, dead-letter or route an entry of another.
 //!
 //! Every script answers a flat array: a status (`ok`, `none`, `exists`, `not_found`, `conflict`)
 //! and then strings, `false` (read as nil) where a record an index names is missing. Ids are
@@ -13,7 +19,12 @@ use redis::Script;
 
 /// Prepended to every script.
 const PRELUDE: &str = r#"
-local P = ARGV[1]
+local N, P
+do
+  local colon = string.find(ARGV[1], ':', 1, true)
+  local stop = colon + tonumber(string.sub(ARGV[1], 1, colon - 1))
+  N, P = string.sub(ARGV[1], colon + 1, stop), string.sub(ARGV[1], stop + 1)
+end
 local function key(...) return P .. ':' .. table.concat({...}, ':') end
 
 -- Appends the JSON of the records of `kind` named by `ids` to `out`.
@@ -24,13 +35,25 @@ local function records(kind, ids, out)
   return out
 end
 
--- Queues an outbox entry of `kind` ('notification' or 'event'), appending its new id to `out`.
+-- Queues an outbox entry of `kind` ('notification' or 'event') under this node, appending its
+-- new id to `out`.
 local function push(kind, body, not_before, out)
   local id = string.format('%d', redis.call('INCR', key('next-id')))
   redis.call('HSET', key(kind, id), 'body', body, 'attempt', '0', 'not_before', not_before,
-    'first_due', not_before)
-  redis.call('ZADD', key(kind .. 's'), id, id)
+    'first_due', not_before, 'node', N)
+  redis.call('ZADD', key(kind .. 's', N), id, id)
   out[#out + 1] = id
+end
+
+-- Takes the outbox entry `id` of `kind` out of its node's index, before its hash goes. An entry
+-- without a node was queued before nodes were named, in the index of no node (see `PENDING`).
+local function unindex(kind, id)
+  local node = redis.call('HGET', key(kind, id), 'node')
+  if node then
+    redis.call('ZREM', key(kind .. 's', node), id)
+  else
+    redis.call('ZREM', key(kind .. 's'), id)
+  end
 end
 
 -- Queues the entries given as (body, not_before) pairs from ARGV[from] on.
@@ -214,10 +237,19 @@ const ENQUEUE: &str = r#"
 return push_all(ARGV[2], 3, {'ok'})
 "#;
 
-/// `kind`, last rank -> (id, body, attempt, not_before, first_due) per entry, in id order.
+/// `kind`, last rank -> (id, body, attempt, not_before, first_due) per entry of this node, in id
+/// order. The entries of the layout before nodes were named, in one index of no node, become the
+/// entries of the first node that asks.
 const PENDING: &str = r#"
+local mine = key(ARGV[2] .. 's', N)
+local legacy = key(ARGV[2] .. 's')
+for _, id in ipairs(redis.call('ZRANGE', legacy, 0, -1)) do
+  redis.call('HSET', key(ARGV[2], id), 'node', N)
+  redis.call('ZADD', mine, id, id)
+end
+redis.call('DEL', legacy)
 local out = {'ok'}
-for _, id in ipairs(redis.call('ZRANGE', key(ARGV[2] .. 's'), 0, ARGV[3])) do
+for _, id in ipairs(redis.call('ZRANGE', mine, 0, ARGV[3])) do
   out[#out + 1] = id
   for _, v in ipairs(redis.call('HMGET', key(ARGV[2], id), 'body', 'attempt', 'not_before', 'first_due')) do
     out[#out + 1] = v
@@ -239,8 +271,8 @@ const REMOVE_ENTRY: &str = r#"
 local k = key(ARGV[2], ARGV[3])
 local h = redis.call('HMGET', k, 'body', 'attempt', 'not_before', 'first_due')
 if not h[1] then return {'none'} end
+unindex(ARGV[2], ARGV[3])
 redis.call('DEL', k)
-redis.call('ZREM', key(ARGV[2] .. 's'), ARGV[3])
 return {'ok', ARGV[3], h[1], h[2], h[3], h[4]}
 "#;
 
@@ -248,13 +280,14 @@ return {'ok', ARGV[3], h[1], h[2], h[3], h[4]}
 const ROUTE_EVENT: &str = r#"
 local k = key('event', ARGV[2])
 if redis.call('EXISTS', k) == 0 then return {'not_found'} end
+unindex('event', ARGV[2])
 redis.call('DEL', k)
-redis.call('ZREM', key('events'), ARGV[2])
 return push_all('notification', 3, {'ok'})
 "#;
 
 /// `id`, last error, dead_at -> the dead letter. The entry's hash moves as it is, keeping its
-/// schedule, and gains the dead letter's fields.
+/// schedule (and the node that queued it), and gains the dead letter's fields. Dead letters are
+/// of no node: any node lists, replays or purges them.
 const DEAD_LETTER: &str = r#"
 local id = ARGV[2]
 local kind
@@ -266,8 +299,8 @@ for _, k in ipairs({'notification', 'event'}) do
 end
 if not kind then return {'not_found'} end
 local dk = key('dead-letter', id)
+unindex(kind, id)
 redis.call('RENAME', key(kind, id), dk)
-redis.call('ZREM', key(kind .. 's'), id)
 redis.call('HSET', dk, 'kind', kind, 'last_error', ARGV[3], 'dead_at', ARGV[4])
 redis.call('ZADD', key('dead-letters'), id, id)
 return dead(id, {'ok'})
@@ -291,7 +324,7 @@ redis.call('ZREM', key('dead-letters'), id)
 return out
 "#;
 
-/// `id`, not_before -> the kind, the body and the new id of the entry put back.
+/// `id`, not_before -> the kind, the body and the new id of the entry put back, under this node.
 const REPLAY_DEAD_LETTER: &str = r#"
 local id = ARGV[2]
 local dk = key('dead-letter', id)
@@ -304,6 +337,61 @@ redis.call('ZREM', key('dead-letters'), id)
 local out = {'ok', h[1], h[2]}
 push(h[1], h[2], ARGV[3], out)
 return out
+"#;
+
+/// Address, lease in milliseconds: this node is alive.
+const HEARTBEAT: &str = r#"
+redis.call('SET', key('node', N), ARGV[2], 'PX', ARGV[3])
+redis.call('SADD', key('nodes'), N)
+return {'ok'}
+"#;
+
+/// -> (id, address or nil) per node known, in no order.
+const NODES: &str = r#"
+local out = {'ok'}
+for _, id in ipairs(redis.call('SMEMBERS', key('nodes'))) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('GET', key('node', id))
+end
+return out
+"#;
+
+/// Dead node, lease in milliseconds -> `ok` if this node holds the takeover claim (renewed when it
+/// held it already), `conflict` if another does.
+const CLAIM_TAKEOVER: &str = r#"
+local k = key('takeover', ARGV[2])
+if redis.call('SET', k, N, 'NX', 'PX', ARGV[3]) then return {'ok'} end
+if redis.call('GET', k) ~= N then return {'conflict'} end
+redis.call('PEXPIRE', k, ARGV[3])
+return {'ok'}
+"#;
+
+/// Dead node -> (kind, id, body, attempt, not_before, first_due) per entry moved from its indexes
+/// to this node's, notifications first, each kind in id order.
+const ADOPT_OUTBOX: &str = r#"
+local out = {'ok'}
+if ARGV[2] == N then return out end
+for _, kind in ipairs({'notification', 'event'}) do
+  local theirs, mine = key(kind .. 's', ARGV[2]), key(kind .. 's', N)
+  for _, id in ipairs(redis.call('ZRANGE', theirs, 0, -1)) do
+    local k = key(kind, id)
+    redis.call('HSET', k, 'node', N)
+    redis.call('ZADD', mine, id, id)
+    out[#out + 1] = kind
+    out[#out + 1] = id
+    for _, v in ipairs(redis.call('HMGET', k, 'body', 'attempt', 'not_before', 'first_due')) do
+      out[#out + 1] = v
+    end
+  end
+  redis.call('DEL', theirs)
+end
+return out
+"#;
+
+/// Dead node: forgotten unless its lease is back.
+const FORGET_NODE: &str = r#"
+if redis.call('EXISTS', key('node', ARGV[2])) == 0 then redis.call('SREM', key('nodes'), ARGV[2]) end
+return {'ok'}
 "#;
 
 /// Every script, loaded once per process (their hashes are computed here, and `EVALSHA` falls
@@ -331,6 +419,11 @@ pub(super) struct Scripts {
     pub dead_letters: Script,
     pub remove_dead_letter: Script,
     pub replay_dead_letter: Script,
+    pub heartbeat: Script,
+    pub nodes: Script,
+    pub claim_takeover: Script,
+    pub adopt_outbox: Script,
+    pub forget_node: Script,
 }
 
 impl Scripts {
@@ -359,6 +452,11 @@ impl Scripts {
             dead_letters: script(DEAD_LETTERS),
             remove_dead_letter: script(REMOVE_DEAD_LETTER),
             replay_dead_letter: script(REPLAY_DEAD_LETTER),
+            heartbeat: script(HEARTBEAT),
+            nodes: script(NODES),
+            claim_takeover: script(CLAIM_TAKEOVER),
+            adopt_outbox: script(ADOPT_OUTBOX),
+            forget_node: script(FORGET_NODE),
         }
     }
 }
