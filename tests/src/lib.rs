@@ -130,7 +130,7 @@ pub fn gateway_config(next_hop: Option<SocketAddr>, transport: SipTransportName)
 }
 
 /// A minimal HTTP client for the gateway's API.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Api {
     base: String,
     client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
@@ -948,13 +948,17 @@ path = "{store}"
     config
 }
 
-/// The gateway as its own process (`run --config <config>`), killed when dropped.
+/// The gateway as its own process (`run --config <config>`), killed when dropped. Its log goes
+/// to the test's stderr with `CAMARA_TEST_GATEWAY_LOGS` set (`RUST_LOG` filters it).
 pub fn start_gateway_process(config: &std::path::Path) -> tokio::process::Child {
+    let logs = || {
+        if std::env::var_os("CAMARA_TEST_GATEWAY_LOGS").is_some() { Stdio::inherit() } else { Stdio::null() }
+    };
     tokio::process::Command::new(gateway_binary())
         .args(["run", "--config"])
         .arg(config)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(logs())
         .kill_on_drop(true)
         .spawn()
         .expect("gateway starts")
@@ -1032,5 +1036,86 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Debian's Kamailio, where it is installed.
+pub fn kamailio_binary() -> Option<PathBuf> {
+    ["/usr/sbin/kamailio", "/usr/local/sbin/kamailio"].into_iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+/// A Kamailio process in the foreground (`-DD -E`), stopped with SIGTERM (which also ends its
+/// children) when dropped.
+pub struct Kamailio {
+    pub addr: SocketAddr,
+    child: std::process::Child,
+    log: PathBuf,
+    dir: TempDir,
+}
+
+impl Kamailio {
+    /// Starts Kamailio with `config` (a whole `kamailio.cfg`, listening on UDP `port`), once its
+    /// socket is bound and its workers started.
+    pub async fn start(port: u16, config: &str) -> Kamailio {
+        let dir = TempDir::new("kamailio");
+        let config_file = dir.0.join("kamailio.cfg");
+        std::fs::write(&config_file, config).unwrap();
+        let log = dir.0.join("kamailio.log");
+        let child = std::process::Command::new(kamailio_binary().expect("kamailio installed"))
+            .args(["-DD", "-E", "-m", "32", "-M", "4", "-f"])
+            .arg(&config_file)
+            .arg("-Y")
+            .arg(&dir.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("kamailio starts");
+        let mut kamailio = Kamailio { addr: SocketAddr::from(([127, 0, 0, 1], port)), child, log, dir };
+        for _ in 0..100 {
+            if let Ok(Some(status)) = kamailio.child.try_wait() {
+                panic!("kamailio exited ({status}):\n{}", kamailio.log());
+            }
+            if std::net::UdpSocket::bind(kamailio.addr).is_err() {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return kamailio;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("kamailio did not bind {}:\n{}", kamailio.addr, kamailio.log());
+    }
+
+    /// A directory of this Kamailio's own, for files its configuration names.
+    pub fn dir(&self) -> &Path {
+        &self.dir.0
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The lines of the route script's `xlog` (prefixed `<script>`).
+    pub fn script_lines(&self) -> Vec<String> {
+        self.log().lines().filter(|l| l.contains("<script>")).map(str::to_string).collect()
+    }
+
+    pub fn stop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+            for _ in 0..50 {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

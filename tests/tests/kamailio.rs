@@ -21,7 +21,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use camara_gateway::config::{RegistrarConfig, SipAccount, SipTransportName};
@@ -32,94 +31,24 @@ const WAIT: Duration = Duration::from_secs(15);
 const DOMAIN: &str = "operator.test";
 const PASSWORD: &str = "kamailio-secret";
 
-fn kamailio_binary() -> Option<PathBuf> {
-    ["/usr/sbin/kamailio", "/usr/local/sbin/kamailio"].into_iter().map(PathBuf::from).find(|p| p.exists())
+/// Kamailio with `tests/kamailio/kamailio.cfg` and the digest `algorithm` for REGISTER,
+/// relaying INVITEs for `BOB` to `uas` (the network side).
+async fn start_kamailio(algorithm: &str, uas: Option<SocketAddr>) -> Kamailio {
+    start_kamailio_on(free_port(), algorithm, uas).await
 }
 
-/// A Kamailio process in the foreground (`-DD -E`), stopped with SIGTERM (which also ends its
-/// children) when dropped.
-struct Kamailio {
-    addr: SocketAddr,
-    child: std::process::Child,
-    log: PathBuf,
-    _dir: TempDir,
-}
-
-impl Kamailio {
-    /// Starts Kamailio with the digest `algorithm` for REGISTER, relaying INVITEs for `BOB` to
-    /// `uas` (the network side).
-    async fn start(algorithm: &str, uas: Option<SocketAddr>) -> Kamailio {
-        Kamailio::start_on(free_port(), algorithm, uas).await
-    }
-
-    /// The same on a given port (a Kamailio restarted where the gateway expects it).
-    async fn start_on(port: u16, algorithm: &str, uas: Option<SocketAddr>) -> Kamailio {
-        let dir = TempDir::new("kamailio");
-        let template = std::fs::read_to_string(repo_root().join("tests/kamailio/kamailio.cfg")).unwrap();
-        let config = template
-            .replace("@PORT@", &port.to_string())
-            .replace("@DOMAIN@", DOMAIN)
-            .replace("@ALGORITHM@", algorithm)
-            .replace("@USERNAME@", ALICE)
-            .replace("@PASSWORD@", PASSWORD)
-            .replace("@UAS_USER@", BOB)
-            .replace("@UAS_ADDR@", &uas.map_or_else(|| "127.0.0.1:9".to_string(), |a| a.to_string()));
-        let config_file = dir.0.join("kamailio.cfg");
-        std::fs::write(&config_file, config).unwrap();
-        let log = dir.0.join("kamailio.log");
-        let child = std::process::Command::new(kamailio_binary().expect("kamailio installed"))
-            .args(["-DD", "-E", "-m", "32", "-M", "4", "-f"])
-            .arg(&config_file)
-            .arg("-Y")
-            .arg(&dir.0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("kamailio starts");
-        let mut kamailio = Kamailio { addr: SocketAddr::from(([127, 0, 0, 1], port)), child, log, _dir: dir };
-        // Ready once its UDP socket is bound and its workers started.
-        for _ in 0..100 {
-            if let Ok(Some(status)) = kamailio.child.try_wait() {
-                panic!("kamailio exited ({status}):\n{}", kamailio.log());
-            }
-            if std::net::UdpSocket::bind(kamailio.addr).is_err() {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                return kamailio;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("kamailio did not bind {}:\n{}", kamailio.addr, kamailio.log());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The lines of our `xlog` in the route script (prefixed `KAM`).
-    fn script_lines(&self) -> Vec<String> {
-        self.log().lines().filter(|l| l.contains("<script>")).map(str::to_string).collect()
-    }
-
-    fn stop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-            for _ in 0..50 {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Drop for Kamailio {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// The same on a given port (a Kamailio restarted where the gateway expects it).
+async fn start_kamailio_on(port: u16, algorithm: &str, uas: Option<SocketAddr>) -> Kamailio {
+    let template = std::fs::read_to_string(repo_root().join("tests/kamailio/kamailio.cfg")).unwrap();
+    let config = template
+        .replace("@PORT@", &port.to_string())
+        .replace("@DOMAIN@", DOMAIN)
+        .replace("@ALGORITHM@", algorithm)
+        .replace("@USERNAME@", ALICE)
+        .replace("@PASSWORD@", PASSWORD)
+        .replace("@UAS_USER@", BOB)
+        .replace("@UAS_ADDR@", &uas.map_or_else(|| "127.0.0.1:9".to_string(), |a| a.to_string()));
+    Kamailio::start(port, &config).await
 }
 
 fn installed() -> bool {
@@ -181,7 +110,7 @@ async fn registered_and_called_through_kamailio(algorithm: &str) {
     if !installed() {
         return;
     }
-    let kamailio = Kamailio::start(algorithm, None).await;
+    let kamailio = start_kamailio(algorithm, None).await;
     // A wrong password would be a 401 loop; Kamailio accepts only the configured account.
     let Subscriber { gateway, api, mut sink, token, registration_id } = registered_behind(&kamailio).await;
     let script = kamailio.script_lines();
@@ -262,7 +191,7 @@ async fn a_call_from_the_device_goes_through_kamailio_and_its_dialog_follows_the
         return;
     }
     let callee = Sipp::uas("tests/kamailio/uas_call.xml", SipTransportName::Udp).await;
-    let kamailio = Kamailio::start("MD5", Some(callee.addr)).await;
+    let kamailio = start_kamailio("MD5", Some(callee.addr)).await;
     let Subscriber { gateway, api, mut sink, token, registration_id } = registered_behind(&kamailio).await;
 
     let session = api.call_number(&token, &registration_id, ALICE, &format!("tel:{BOB}")).await;
@@ -314,7 +243,7 @@ async fn the_device_answers_a_call_routed_by_kamailio_and_the_callers_bye_follow
     if !installed() || !peer_installed("the aiortc peer", WebRtcPeer::available()) {
         return;
     }
-    let kamailio = Kamailio::start("MD5", None).await;
+    let kamailio = start_kamailio("MD5", None).await;
     let Subscriber { gateway, api, mut sink, token, .. } = registered_behind(&kamailio).await;
 
     let caller = Sipp::uac("tests/kamailio/uac_answered.xml", kamailio.addr, SipTransportName::Udp).await;
@@ -393,7 +322,7 @@ async fn a_restarted_gateway_registers_its_stored_registrations_again() {
         return;
     }
     init_logs();
-    let kamailio = Kamailio::start("MD5", None).await;
+    let kamailio = start_kamailio("MD5", None).await;
     let dir = TempDir::new("rebind");
     let http_port = free_port();
     let api = Api::new(format!("127.0.0.1:{http_port}").parse().unwrap());
@@ -420,7 +349,7 @@ async fn a_restarted_gateway_registers_its_stored_registrations_again() {
     let _gateway = start_gateway_process(&config);
     wait_for_http(&api).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let kamailio = Kamailio::start_on(registrar_port, "MD5", None).await;
+    let kamailio = start_kamailio_on(registrar_port, "MD5", None).await;
     for _ in 0..200 {
         if !saved_contacts(&kamailio).is_empty() {
             break;

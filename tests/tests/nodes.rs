@@ -1,13 +1,17 @@
-//! Three gateway nodes as processes on one real `redis-server`: every node serves every API
-//! request, a request on a call goes to the node that holds it, and when a node is killed
-//! (`kill -9`) a survivor delivers its queued events, ends its call with BYE and `Terminated`,
-//! while the calls of the other nodes stay up and new calls work.
+//! Three gateway nodes as processes on one real `redis-server`, behind Kamailio's `dispatcher`
+//! (Debian's packages): every node serves every API request, a request on a call goes to the
+//! node that holds it, and when a node is killed (`kill -9`) a survivor delivers its queued
+//! events and ends its call with BYE and `Terminated`, while the calls of the other nodes stay
+//! up, and new calls work both ways (an incoming one reaches a live node through the
+//! dispatcher, which finds the callee's registration in Redis).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use camara_gateway::config::SipTransportName;
 use camara_gateway_tests::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// How long a node may be silent before the others take over.
 const LEASE_MS: u64 = 1500;
@@ -19,10 +23,11 @@ struct Node {
     process: tokio::process::Child,
 }
 
-/// Node `id` on `redis`, its network the sipp at `sipp`.
-fn node(dir: &TempDir, id: &str, redis: &RedisServer, sipp: std::net::SocketAddr) -> (PathBuf, Api) {
-    let http_port = free_port();
-    let sip_extra = format!("next_hop = \"{sipp}\"\nnext_hop_transport = \"udp\"");
+/// Node `id` on `redis`, whose SIP next hop is the dispatcher at `dispatcher`: its configuration
+/// file, its API and its SIP port.
+fn node(dir: &TempDir, id: &str, redis: &RedisServer, dispatcher: SocketAddr) -> (PathBuf, Api, u16) {
+    let (http_port, sip_port) = (free_port(), free_port());
+    let sip_extra = format!("next_hop = \"{dispatcher}\"\nnext_hop_transport = \"udp\"");
     let extra = format!(
         r#"backend = "redis"
 url = "{url}"
@@ -36,7 +41,7 @@ media_timeout_seconds = 600
         url = redis.url,
     );
     let node_dir = TempDir::new(&format!("node-{id}"));
-    let config = write_process_config(&node_dir, http_port, free_port(), &sip_extra, &extra);
+    let config = write_process_config(&node_dir, http_port, sip_port, &sip_extra, &extra);
     // Quick retries, so that the test does not wait for the production schedule.
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "allow_http_loopback_sinks = true",
@@ -44,7 +49,24 @@ media_timeout_seconds = 600
     );
     let kept = dir.0.join(format!("{id}.toml"));
     std::fs::write(&kept, text).unwrap();
-    (kept, Api::new(format!("127.0.0.1:{http_port}").parse().unwrap()))
+    (kept, Api::new(format!("127.0.0.1:{http_port}").parse().unwrap()), sip_port)
+}
+
+/// Kamailio on `port` dispatching to the nodes on `node_ports`, relaying their calls to `uas`.
+async fn dispatcher(port: u16, node_ports: &[u16], uas: SocketAddr) -> Kamailio {
+    let list = TempDir::new("dispatcher");
+    let list_file = list.0.join("dispatcher.list");
+    let destinations: String = node_ports.iter().map(|p| format!("1 sip:127.0.0.1:{p} 0 0\n")).collect();
+    std::fs::write(&list_file, destinations).unwrap();
+    let config = std::fs::read_to_string(repo_root().join("tests/kamailio/dispatcher.cfg"))
+        .unwrap()
+        .replace("@PORT@", &port.to_string())
+        .replace("@LIST@", &list_file.display().to_string())
+        .replace("@UAS_ADDR@", &uas.to_string());
+    let kamailio = Kamailio::start(port, &config).await;
+    // Kamailio read the list at start.
+    drop(list);
+    kamailio
 }
 
 async fn start(config: &std::path::Path, api: Api) -> Node {
@@ -85,23 +107,28 @@ fn session_id(path: &str) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_is_taken_over_and_the_others_keep_their_calls() {
     init_logs();
-    if !sipp_available() {
-        eprintln!("sipp is not installed (apt-get install sip-tester): skipped");
+    if !peer_installed("sipp", sipp_available())
+        || !peer_installed("kamailio (tests/install-peers.sh)", kamailio_binary().is_some())
+        || !peer_installed("the aiortc peer", WebRtcPeer::available())
+    {
         return;
     }
     let Some(redis) = RedisServer::start().await else { return };
-    // Answers every call and waits for its BYE.
-    let sipp = Sipp::uas_with(
-        "uas_answer_until_bye.xml",
+    // The network: answers every call and waits for its BYE.
+    let uas = Sipp::uas_with(
+        "tests/kamailio/uas_answer_until_bye.xml",
         SipTransportName::Udp,
         free_port(),
         &["-m", "3", "-timeout", "120s"],
     )
     .await;
     let dir = TempDir::new("nodes");
-    let (config_a, api_a) = node(&dir, "a", &redis, sipp.addr);
-    let (config_b, api_b) = node(&dir, "b", &redis, sipp.addr);
-    let (config_c, api_c) = node(&dir, "c", &redis, sipp.addr);
+    let dispatcher_port = free_port();
+    let dispatcher_addr = SocketAddr::from(([127, 0, 0, 1], dispatcher_port));
+    let (config_a, api_a, sip_a) = node(&dir, "a", &redis, dispatcher_addr);
+    let (config_b, api_b, sip_b) = node(&dir, "b", &redis, dispatcher_addr);
+    let (config_c, api_c, sip_c) = node(&dir, "c", &redis, dispatcher_addr);
+    let kamailio = dispatcher(dispatcher_port, &[sip_a, sip_b, sip_c], uas.addr).await;
     let (mut a, b, c) =
         tokio::join!(start(&config_a, api_a.clone()), start(&config_b, api_b.clone()), start(&config_c, api_c.clone()));
     let token = tokens::for_subscriber(ALICE);
@@ -122,7 +149,7 @@ async fn a_killed_node_is_taken_over_and_the_others_keep_their_calls() {
     let subscription_path = format!("/webrtc-events/v0.2/subscriptions/{}", subscription.body["id"].as_str().unwrap());
     assert_eq!(read(&c.api, &token, &subscription_path).await.status, 200);
 
-    // A call on a, one on c, both connected (read through b).
+    // A call on a, one on c, both connected through the dispatcher (read through b).
     let on_a = call(&a.api, &token, &registration_id).await;
     let on_c = call(&c.api, &token, &registration_id).await;
     wait_status(&b.api, &token, &on_a, "Connected").await;
@@ -132,12 +159,15 @@ async fn a_killed_node_is_taken_over_and_the_others_keep_their_calls() {
     let mut sink = Sink::start_at(sink_port, vec![]).await;
     // What a had queued (its call's status events), then its call's end, from a survivor.
     let mut events_of_a: Vec<Value> = Vec::new();
+    let mut others: Vec<Value> = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !events_of_a.iter().any(|e| e["data"]["status"] == "Terminated") {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let event = sink.try_next(left).await.unwrap_or_else(|| panic!("no Terminated for {on_a}: {events_of_a:?}"));
         if event.body["data"]["mediaSessionId"] == session_id(&on_a) {
             events_of_a.push(event.body);
+        } else {
+            others.push(event.body);
         }
     }
     assert!(
@@ -160,10 +190,53 @@ async fn a_killed_node_is_taken_over_and_the_others_keep_their_calls() {
     assert_eq!(b.api.call("DELETE", &after, Some(&token), &[], None).await.status, 204);
     assert_eq!(read(&c.api, &token, &registration_path).await.status, 200);
     assert_eq!(read(&b.api, &token, &subscription_path).await.status, 200);
-
-    let (code, messages, errors) = sipp.finish(Duration::from_secs(20)).await;
-    assert_eq!(code, 0, "sipp: {errors}\n{messages}");
+    let (code, messages, errors) = uas.finish(Duration::from_secs(20)).await;
+    assert_eq!(code, 0, "sipp: {errors}\n{messages}\n{}", kamailio.log());
     let byes = received_start_lines(&messages).iter().filter(|l| l.starts_with("BYE ")).count();
     assert_eq!(byes, 3, "a BYE for each call, the dead node's from a survivor:\n{messages}");
+
+    // A call from the network reaches a live node through the dispatcher; the device answers
+    // through b and c, whichever holds the call.
+    let media_port = free_port().to_string();
+    let caller =
+        Sipp::uac_with("uac_media.xml", dispatcher_addr, SipTransportName::Udp, &["-rtp_echo", "-mp", &media_port])
+            .await;
+    let invitation = next_event(&mut sink, &mut others, SESSION_INVITATION).await;
+    let session = invitation["mediaSessionId"].as_str().unwrap().to_string();
+    let mut peer = WebRtcPeer::start(&["--role", "answer", "--codec", "pcmu", "--tone", "700"]);
+    peer.send(json!({"cmd": "offer", "sdp": invitation["offer"]["sdp"]})).await;
+    let answer = peer.expect("answer", Duration::from_secs(15)).await["sdp"].as_str().unwrap().to_string();
+    let status_path = format!("{SESSIONS}/{session}/status");
+    let progress = b.api.call(
+        "PUT",
+        &status_path,
+        Some(&token),
+        &[],
+        Some(json!({"status": "InProgress", "answer": {"sdp": answer}})),
+    );
+    let progress = progress.await;
+    assert_eq!(progress.status, 200, "{:?}", progress.body);
+    peer.expect("connected", Duration::from_secs(15)).await;
+    let connected = c.api.call("PUT", &status_path, Some(&token), &[], Some(json!({"status": "Connected"}))).await;
+    assert_eq!(connected.status, 200, "{:?}", connected.body);
+    peer.assert_tone_back(700.0).await;
+    // sipp hangs up after its media.
+    wait_status(&b.api, &token, &format!("{SESSIONS}/{session}"), "Terminated").await;
+    let (code, messages, errors) = caller.finish(Duration::from_secs(20)).await;
+    assert_eq!(code, 0, "sipp: {errors}\n{messages}\n{}", kamailio.log());
+    peer.close().await;
     drop((b, c));
+}
+
+/// The data of the next event of `kind` at `sink`, keeping the others in `seen`.
+async fn next_event(sink: &mut Sink, seen: &mut Vec<Value>, kind: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let event = sink.try_next(left).await.unwrap_or_else(|| panic!("no {kind}: {seen:?}"));
+        if event.body["type"] == kind {
+            return event.body["data"].clone();
+        }
+        seen.push(event.body);
+    }
 }

@@ -257,7 +257,11 @@ async fn a_flooded_plugin_leaves_the_routing_plugin_its_instances() {
     let (mut sink, subscription) = subscribed(&gateway).await;
     let loops = flood(&gateway, 2 * POOL).await;
     gateway.gateway.notifier.publish(status_event("session-1"), &[subscription]).await;
-    assert_eq!(gateway.gateway.store.backend().pending_events(10).await.unwrap(), vec![], "routed at the first attempt");
+    assert_eq!(
+        gateway.gateway.store.backend().pending_events(10).await.unwrap(),
+        vec![],
+        "routed at the first attempt"
+    );
     let delivered = sink.next(Duration::from_secs(10)).await;
     assert_eq!(delivered.body["data"]["mediaSessionId"], "session-1");
     for l in loops {

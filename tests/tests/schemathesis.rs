@@ -83,7 +83,8 @@ impl Fixture {
                 config_json: json!({"subscriptionDetail": {"deviceId": DEVICE_ID}}),
                 starts_at: chrono::Utc::now(),
                 expires_at: None,
-            }).await
+            })
+            .await
             .unwrap();
         let session_id = uuid::Uuid::new_v4().to_string();
         store.insert_session(outgoing_session(&session_id, &registration_id), Vec::new()).await.unwrap();

@@ -194,8 +194,11 @@ async fn open_store(config: &crate::config::StorageConfig) -> anyhow::Result<Arc
         }
         StorageBackend::Redis => {
             let url = config.url.clone().context("[storage] backend = \"redis\" needs a url")?;
-            let redis =
-                camara_store::RedisConfig { url, key_prefix: config.key_prefix.clone(), node_id: config.node_id.clone() };
+            let redis = camara_store::RedisConfig {
+                url,
+                key_prefix: config.key_prefix.clone(),
+                node_id: config.node_id.clone(),
+            };
             let store = camara_store::RedisStore::connect(redis).await.context("[storage] cannot reach Redis")?;
             tracing::info!(prefix = config.key_prefix, "state kept in Redis");
             Arc::new(store)

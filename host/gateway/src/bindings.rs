@@ -163,14 +163,14 @@ async fn end_registration(gw: &Gateway, registration_id: &str, description: &str
 /// never answered, ends (`registration-ends`, so the device registers anew). One the mapping
 /// plugin cannot plan (a faulty plugin) is kept and logged.
 pub async fn restore(gw: std::sync::Arc<Gateway>) {
-    let registrations = match gw.store.backend().registrations_expiring_before(chrono::DateTime::<chrono::Utc>::MAX_UTC).await
-    {
-        Ok(registrations) => registrations,
-        Err(e) => {
-            tracing::error!("stored registrations not readable; none REGISTERed again: {e}");
-            return;
-        }
-    };
+    let registrations =
+        match gw.store.backend().registrations_expiring_before(chrono::DateTime::<chrono::Utc>::MAX_UTC).await {
+            Ok(registrations) => registrations,
+            Err(e) => {
+                tracing::error!("stored registrations not readable; none REGISTERed again: {e}");
+                return;
+            }
+        };
     // Other nodes sharing the store keep theirs.
     let ours = registrations.into_iter().filter(|r| crate::cluster::is_here(&gw, r.node.as_deref())).collect();
     rebind(gw, ours).await;

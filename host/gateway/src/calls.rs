@@ -375,7 +375,10 @@ pub async fn hold_or_resume(gw: &Gateway, session: &MediaSession, hold: bool) ->
         (mapping::SessionStatus::Resume, "Call resumed by the device")
     };
     apply_status(gw, &session.id, StatusUpdate { status, reason: reason.into() }).await;
-    gw.store.session(&session.id, &session.owner_phone_number).await?.ok_or_else(|| ApiError::not_found("Session not found"))
+    gw.store
+        .session(&session.id, &session.owner_phone_number)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Session not found"))
 }
 
 /// SIP headers as the plugins' pairs.
@@ -603,15 +606,18 @@ pub(crate) async fn apply_status(gw: &Gateway, session_id: &str, update: StatusU
     let Ok(Some(current)) = gw.store.session_by_id(session_id).await else { return };
     let Ok(subscriptions) = gw.store.subscriptions_of(&current.owner_phone_number).await else { return };
     let mut changed = false;
-    let committed = gw.store.update_session_with_events(session_id, &mut |s| {
-        changed = !s.status.is_final();
-        if !changed {
-            return Vec::new();
-        }
-        s.status = status;
-        s.sequence += 1;
-        gw.notifier.event(status_event(s, &update.reason), &subscriptions).into_iter().collect()
-    }).await;
+    let committed = gw
+        .store
+        .update_session_with_events(session_id, &mut |s| {
+            changed = !s.status.is_final();
+            if !changed {
+                return Vec::new();
+            }
+            s.status = status;
+            s.sequence += 1;
+            gw.notifier.event(status_event(s, &update.reason), &subscriptions).into_iter().collect()
+        })
+        .await;
     let Ok(committed) = committed else { return };
     if !changed {
         return;

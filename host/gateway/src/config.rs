@@ -694,3 +694,35 @@ impl GatewayConfig {
         self.http.public_base_url.clone().unwrap_or_else(|| format!("http://{}", self.http.listen))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `examples/two-nodes/` is what the README points operators to: it must load as written.
+    #[test]
+    fn the_two_node_example_loads() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/two-nodes");
+        let a = GatewayConfig::load(Some(&examples.join("node-a.toml"))).unwrap();
+        let b = GatewayConfig::load(Some(&examples.join("node-b.toml"))).unwrap();
+        for node in [&a, &b] {
+            assert_eq!(node.storage.backend(), StorageBackend::Redis);
+            assert!(node.storage.url.is_some());
+            assert!(!node.oauth_server.enabled, "one provider key per process cannot serve two nodes");
+        }
+        assert_eq!((a.storage.node_id.as_str(), b.storage.node_id.as_str()), ("a", "b"));
+        assert_eq!(a.storage.key_prefix, b.storage.key_prefix);
+        assert_ne!(a.http.listen, b.http.listen);
+        assert_ne!(a.sip.udp_listen, b.sip.udp_listen);
+    }
+
+    #[test]
+    fn the_backend_follows_the_path_unless_named() {
+        let mut storage = StorageConfig::default();
+        assert_eq!(storage.backend(), StorageBackend::Redb);
+        storage.path = None;
+        assert_eq!(storage.backend(), StorageBackend::Memory);
+        storage.backend = Some(StorageBackend::Redis);
+        assert_eq!(storage.backend(), StorageBackend::Redis);
+    }
+}

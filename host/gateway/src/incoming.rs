@@ -333,10 +333,13 @@ async fn cancel_other_devices(gw: &Arc<Gateway>, call_id: &str, session_id: &str
 async fn leave_call(gw: &Gateway, session_id: &str, status: mapping::SessionStatus, reason: &str, hangup: &str) {
     let media = gw.media_sessions.remove(session_id);
     apply_status(gw, session_id, StatusUpdate { status, reason: reason.into() }).await;
-    let _ = gw.store.update_session(session_id, |s| {
-        s.sip_call_id = None;
-        s.local_hangup = Some(hangup.to_string());
-    }).await;
+    let _ = gw
+        .store
+        .update_session(session_id, |s| {
+            s.sip_call_id = None;
+            s.local_hangup = Some(hangup.to_string());
+        })
+        .await;
     crate::calls::close(media).await;
 }
 
@@ -395,10 +398,12 @@ pub async fn answer_incoming(
                 }
                 e => ApiError::unavailable(format!("The media could not be set up: {e}")),
             })?;
-            gw.store.update_session(&session.id, |s| {
-                s.answer_sdp = Some(answer.clone());
-                s.sip_local_sdp = Some(sip_answer.clone());
-            }).await?;
+            gw.store
+                .update_session(&session.id, |s| {
+                    s.answer_sdp = Some(answer.clone());
+                    s.sip_local_sdp = Some(sip_answer.clone());
+                })
+                .await?;
             Some(sip_answer)
         }
         (None, None) if status == SessionStatus::Ringing => None,

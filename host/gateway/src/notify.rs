@@ -256,13 +256,9 @@ impl Inner {
                 Ok(u) => u,
                 Err(e) => {
                     let failure = Failure::Refused(format!("unreadable outbox event: {e}"));
-                    self.deliveries.after_failure(
-                        Entry::Event,
-                        pending.id,
-                        pending.attempt + 1,
-                        pending.first_due,
-                        &failure,
-                    ).await;
+                    self.deliveries
+                        .after_failure(Entry::Event, pending.id, pending.attempt + 1, pending.first_due, &failure)
+                        .await;
                     return;
                 }
             };
@@ -279,13 +275,17 @@ impl Inner {
                 })
                 .collect();
             match self.plugins.get().routing.route(&unrouted.event, &candidates).await {
-                Ok(deliveries) => self.queue_routed(pending.id, &unrouted.event, &unrouted.subscriptions, deliveries).await,
+                Ok(deliveries) => {
+                    self.queue_routed(pending.id, &unrouted.event, &unrouted.subscriptions, deliveries).await
+                }
                 Err(e) => {
                     let failure = Failure::Routing(e.public_message());
                     let attempts = pending.attempt + 1;
                     tracing::warn!(event = pending.id, attempts, "{failure}");
-                    if let Some(at) =
-                        self.deliveries.after_failure(Entry::Event, pending.id, attempts, pending.first_due, &failure).await
+                    if let Some(at) = self
+                        .deliveries
+                        .after_failure(Entry::Event, pending.id, attempts, pending.first_due, &failure)
+                        .await
                     {
                         let retry = PendingEvent { attempt: attempts, not_before: at, ..pending };
                         tokio::spawn(self.clone().route(retry));

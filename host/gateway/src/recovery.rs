@@ -49,10 +49,13 @@ pub async fn end_calls(gw: &Arc<Gateway>, sessions: Vec<crate::store::MediaSessi
         crate::calls::apply_status(gw, &session.id, update).await;
         // The call is forgotten before its BYE leaves: what the SIP side reports about it
         // concerns no session any more.
-        let _ = gw.store.update_session(&session.id, |s| {
-            s.sip_call_id = None;
-            s.sip_dialog = None;
-        }).await;
+        let _ = gw
+            .store
+            .update_session(&session.id, |s| {
+                s.sip_call_id = None;
+                s.sip_dialog = None;
+            })
+            .await;
         if let Some(snapshot) = snapshot {
             tracing::info!(
                 session = session.id,

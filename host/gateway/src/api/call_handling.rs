@@ -122,7 +122,8 @@ pub(super) async fn create(
     }
     let registration = gw
         .store
-        .registration(&registration_id, &caller.phone_number).await?
+        .registration(&registration_id, &caller.phone_number)
+        .await?
         // 400, not 404: the identifier is an argument of the request, not its resource, and
         // the CAMARA file gives createSession no 404.
         .ok_or_else(|| ApiError::invalid_argument("registrationId does not name a registration of this subscriber"))?;

@@ -140,8 +140,14 @@ pub(super) async fn list(gw: GatewayState, auth: Authenticated) -> Result<impl I
     let caller = authorize(&gw, auth, op).await?;
     // The CAMARA file caps the list (`maxItems`) and defines no paging: the oldest are listed
     // (the store orders them by `starts_at`).
-    let found: Vec<_> =
-        gw.store.subscriptions_of(&caller.phone_number).await?.iter().take(MAX_LISTED_SUBSCRIPTIONS).map(response).collect();
+    let found: Vec<_> = gw
+        .store
+        .subscriptions_of(&caller.phone_number)
+        .await?
+        .iter()
+        .take(MAX_LISTED_SUBSCRIPTIONS)
+        .map(response)
+        .collect();
     Ok(Json(found))
 }
 
@@ -192,7 +198,8 @@ pub(super) async fn update(
     let caller = authorize(&gw, auth, op).await?;
     let current = gw
         .store
-        .subscription(&id, &caller.phone_number).await?
+        .subscription(&id, &caller.phone_number)
+        .await?
         .ok_or_else(|| ApiError::not_found("Subscription not found"))?;
     if device_id.is_some_and(|d| d != current.device_id) {
         return Err(ApiError::invalid_argument("config.subscriptionDetail.deviceId cannot be changed"));
@@ -207,7 +214,8 @@ pub(super) async fn update(
                 s.expires_at = Some(t);
                 s.config_json["subscriptionExpireTime"] = config.subscription_expire_time.clone().into();
             }
-        }).await?
+        })
+        .await?
         .ok_or_else(|| ApiError::not_found("Subscription not found"))?;
     Ok(Json(response(&updated)))
 }
@@ -300,7 +308,8 @@ pub(super) async fn read(
     let caller = authorize(&gw, auth, op).await?;
     let s = gw
         .store
-        .subscription(&id, &caller.phone_number).await?
+        .subscription(&id, &caller.phone_number)
+        .await?
         .ok_or_else(|| ApiError::not_found("Subscription not found"))?;
     Ok(Json(response(&s)))
 }

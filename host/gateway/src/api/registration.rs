@@ -191,7 +191,8 @@ pub(super) async fn update(
     let expires_at = expiry(&gw.config.registration, requested)?;
     let registration = gw
         .store
-        .update_registration_expiry(&id, &caller.phone_number, expires_at).await?
+        .update_registration_expiry(&id, &caller.phone_number, expires_at)
+        .await?
         .ok_or_else(|| ApiError::not_found("Registration not found"))?;
     Ok(axum::Json(response(&registration)))
 }
@@ -220,7 +221,8 @@ pub(super) async fn read(
     let caller = authorize(&gw, auth, op).await?;
     let registration = gw
         .store
-        .registration(&id, &caller.phone_number).await?
+        .registration(&id, &caller.phone_number)
+        .await?
         .ok_or_else(|| ApiError::not_found("Registration not found"))?;
     Ok(axum::Json(response(&registration)))
 }
@@ -248,7 +250,8 @@ pub(super) async fn remove(
     op.fields.registration_id = Some(id.clone());
     let caller = authorize(&gw, auth, op).await?;
     gw.store
-        .remove_registration(&id, &caller.phone_number).await?
+        .remove_registration(&id, &caller.phone_number)
+        .await?
         .ok_or_else(|| ApiError::not_found("Registration not found"))?;
     crate::bindings::unbind(&gw, &id).await;
     Ok(StatusCode::NO_CONTENT)

@@ -47,12 +47,20 @@ const HOP_BY_HOP: [HeaderName; 4] =
 /// Middleware of the call-handling API: forwards `PUT` and `DELETE` on a session whose call
 /// another node holds.
 pub async fn calls_held_elsewhere(State(gw): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
-    let Some(owner) = owner_elsewhere(&gw, &request).await else {
+    if let Some(by) = request.headers().get(FORWARDED_BY) {
+        tracing::debug!(node = ?by, "request forwarded by another node");
+    }
+    // The request itself (its body is not `Sync`) is not held across the store's wait.
+    let owner = match session_changed(&request) {
+        Some(session_id) => owner_elsewhere(&gw, &session_id).await,
+        None => None,
+    };
+    let Some(owner) = owner else {
         return next.run(request).await;
     };
     let nodes = gw.store.backend().nodes().await.unwrap_or_default();
     match nodes.into_iter().find(|n| n.id == owner).and_then(|n| n.address) {
-        Some(address) => match forward(&gw, &address, request).await {
+        Some(address) => match forward(&gw, &owner, &address, request).await {
             Ok(response) => response,
             Err(e) => {
                 tracing::warn!(node = owner, "request not forwarded to the node holding the call: {e}");
@@ -63,15 +71,18 @@ pub async fn calls_held_elsewhere(State(gw): State<Arc<Gateway>>, request: Reque
     }
 }
 
-/// The node holding the call of the session this request changes, when it is not this one.
-async fn owner_elsewhere(gw: &Gateway, request: &Request) -> Option<String> {
+/// The session a `PUT` or `DELETE` changes, unless the request was forwarded here already.
+fn session_changed(request: &Request) -> Option<String> {
     if !matches!(*request.method(), Method::PUT | Method::DELETE) || request.headers().contains_key(FORWARDED_BY) {
         return None;
     }
     // Nested under the call-handling base: `/sessions/{id}` or `/sessions/{id}/status`.
-    let path = request.uri().path();
-    let rest = path.split_once("/sessions/")?.1;
-    let session_id = rest.split('/').next().filter(|id| !id.is_empty())?;
+    let rest = request.uri().path().split_once("/sessions/")?.1;
+    rest.split('/').next().filter(|id| !id.is_empty()).map(str::to_owned)
+}
+
+/// The node holding the call of session `session_id`, when it is not this one.
+async fn owner_elsewhere(gw: &Gateway, session_id: &str) -> Option<String> {
     let session = gw.store.session_by_id(session_id).await.ok()??;
     if session.sip_call_id.is_none() || crate::cluster::is_here(gw, session.node.as_deref()) {
         return None;
@@ -79,7 +90,7 @@ async fn owner_elsewhere(gw: &Gateway, request: &Request) -> Option<String> {
     session.node
 }
 
-async fn forward(gw: &Gateway, address: &str, request: Request) -> Result<Response, String> {
+async fn forward(gw: &Gateway, owner: &str, address: &str, request: Request) -> Result<Response, String> {
     let (parts, body) = request.into_parts();
     // Under the call-handling router, which sees its paths without its base.
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -91,7 +102,7 @@ async fn forward(gw: &Gateway, address: &str, request: Request) -> Result<Respon
     }
     let outgoing =
         outgoing.header(FORWARDED_BY, gw.store.node()).body(Full::new(body)).map_err(|e| format!("{url}: {e}"))?;
-    tracing::debug!(url, method = %parts.method, "forwarding to the node holding the call");
+    tracing::debug!(node = owner, url, method = %parts.method, "forwarding to the node holding the call");
     let answer = tokio::time::timeout(TIMEOUT, CLIENT.request(outgoing))
         .await
         .map_err(|_| format!("{url}: timed out"))?
