@@ -18,6 +18,8 @@
 //!   comes back on another SIP port before Kamailio (which has lost its location table), keeps
 //!   trying the REGISTER of the stored registration until Kamailio answers, and a call to the
 //!   number reaches the new process.
+//! - two nodes on one Redis: the node holding a registration is killed, the survivor REGISTERs it
+//!   again with its own Contact, and a call to the number reaches the survivor.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -375,4 +377,69 @@ async fn a_restarted_gateway_registers_its_stored_registrations_again() {
     // arriving late, would have removed the binding again).
     let script = kamailio.script_lines();
     assert!(!script.iter().any(|l| l.contains("saving the location (expires 0)")), "{script:#?}");
+}
+
+/// Two gateway nodes on one Redis, in `sip-account` mode: the node that took a registration
+/// REGISTERs it; when it is killed, the survivor REGISTERs it again with its own Contact, and a
+/// call to the number reaches the survivor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_registrations_are_registered_again_by_a_survivor() {
+    if !installed() {
+        return;
+    }
+    init_logs();
+    let Some(redis) = RedisServer::start().await else { return };
+    let kamailio = start_kamailio("MD5", None).await;
+    let dir = TempDir::new("takeover");
+    let mut sink = Sink::start(vec![]).await;
+    let token = tokens::for_subscriber(ALICE);
+    let node = |id: &str| {
+        let (http_port, sip_port) = (free_port(), free_port());
+        let node_dir = TempDir::new(&format!("node-{id}"));
+        let config = gateway_process_config(&node_dir, &kamailio, http_port, sip_port);
+        let storage = format!(
+            "backend = \"redis\"\nurl = \"{}\"\nkey_prefix = \"takeover\"\nnode_id = \"{id}\"\nnode_lease_ms = 1500\n",
+            redis.url
+        );
+        // Into the `[storage]` table, before the tables that follow it.
+        let text = std::fs::read_to_string(&config).unwrap().replacen(
+            "[plugins.api_mapping]",
+            &format!("{storage}[plugins.api_mapping]"),
+            1,
+        );
+        let kept = dir.0.join(format!("{id}.toml"));
+        std::fs::write(&kept, text).unwrap();
+        (kept, Api::new(format!("127.0.0.1:{http_port}").parse().unwrap()), sip_port)
+    };
+    let (config_a, api_a, port_a) = node("a");
+    let (config_b, api_b, port_b) = node("b");
+    let mut a = start_gateway_process(&config_a);
+    let _b = start_gateway_process(&config_b);
+    wait_for_http(&api_a).await;
+    wait_for_http(&api_b).await;
+
+    let registration = api_a.register(&token).await;
+    assert_eq!(registration.status, 201, "{:?}\n{}", registration.body, kamailio.log());
+    assert_eq!(api_b.subscribe(&token, &sink.url, "sink-secret").await.status, 201);
+    let contacts = saved_contacts(&kamailio);
+    assert!(contacts.len() == 1 && contacts[0].contains(&format!(":{port_a}")), "{contacts:?}");
+
+    a.kill().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !saved_contacts(&kamailio).iter().any(|c| c.contains(&format!(":{port_b}"))) {
+        assert!(tokio::time::Instant::now() < deadline, "b did not REGISTER again:\n{}", kamailio.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let path = format!("/webrtc-registration/v0.3/sessions/{}", registration.body["registrationId"].as_str().unwrap());
+    assert_eq!(api_b.call("GET", &path, Some(&token), &[], None).await.status, 200);
+
+    // A call to the number: Kamailio finds b's Contact, and b invites the device.
+    let caller = Sipp::uac("tests/kamailio/uac_declined.xml", kamailio.addr, SipTransportName::Udp).await;
+    let invitation = next_data(&mut sink, SESSION_INVITATION, &kamailio).await;
+    let status =
+        format!("/webrtc-call-handling/v0.3/sessions/{}/status", invitation["mediaSessionId"].as_str().unwrap());
+    let declined = api_b.call("PUT", &status, Some(&token), &[], Some(json!({"status": "Declined"}))).await;
+    assert_eq!(declined.status, 200, "{:?}", declined.body);
+    let (code, messages, errors) = caller.finish(WAIT).await;
+    assert_eq!(code, 0, "sipp: {errors}\n{messages}\n{}", kamailio.log());
 }
