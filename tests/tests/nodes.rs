@@ -3,7 +3,7 @@
 //! node that holds it, and when a node is killed (`kill -9`) a survivor delivers its queued
 //! events and ends its call with BYE and `Terminated`, while the calls of the other nodes stay
 //! up, and new calls work both ways (an incoming one reaches a live node through the
-//! dispatcher, which finds the callee's registration in Redis).
+//! dispatcher, which finds the callee's registration in Redis). Rate limits are per node.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -239,4 +239,38 @@ async fn next_event(sink: &mut Sink, seen: &mut Vec<Value>, kind: &str) -> Value
         }
         seen.push(event.body);
     }
+}
+
+/// Rate limits are kept by each node (README): a client over its limit at one node is refused
+/// there and still served by another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_kept_per_node() {
+    init_logs();
+    let Some(redis) = RedisServer::start().await else { return };
+    let config = |id: &str| {
+        let mut config = gateway_config(None, SipTransportName::Udp);
+        config.storage.backend = Some(camara_gateway::config::StorageBackend::Redis);
+        config.storage.url = Some(redis.url.clone());
+        config.storage.key_prefix = "rate-limits".into();
+        config.storage.node_id = id.into();
+        config.api.rate_limit_per_second = 1;
+        config.api.rate_limit_burst = 2;
+        config
+    };
+    let a = camara_gateway::start(config("a")).await.expect("node a starts");
+    let b = camara_gateway::start(config("b")).await.expect("node b starts");
+    let (api_a, api_b) = (Api::new(a.http_addr), Api::new(b.http_addr));
+    let token = tokens::for_subscriber(ALICE);
+    let list = "/webrtc-events/v0.2/subscriptions";
+    let statuses: Vec<u16> = {
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(api_a.call("GET", list, Some(&token), &[], None).await.status);
+        }
+        statuses
+    };
+    assert_eq!(statuses, [200, 200, 429], "the burst of 2, then the limit, at node a");
+    assert_eq!(api_b.call("GET", list, Some(&token), &[], None).await.status, 200, "node b keeps its own");
+    a.stop().await;
+    b.stop().await;
 }
