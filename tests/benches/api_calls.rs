@@ -29,7 +29,7 @@ use std::process::{ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use camara_gateway::config::{SipTransportName, StorageConfig};
+use camara_gateway::config::SipTransportName;
 use camara_gateway_tests::*;
 use serde_json::json;
 
@@ -197,7 +197,7 @@ async fn main() -> ExitCode {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let dir = TempDir::new("api-bench");
     let mut config = gateway_config(Some(([127, 0, 0, 1], sip_port).into()), SipTransportName::Udp);
-    config.storage = StorageConfig { path: Some(dir.0.join("state.redb")) };
+    config.storage.path = Some(dir.0.join("state.redb"));
     config.api.rate_limit_per_second = 1_000_000;
     config.api.rate_limit_burst = 1_000_000;
     // One client stands for many here: no cap on its requests in progress either.
