@@ -13,7 +13,8 @@
 //! of the request phase, default 32), `NODES_BENCH_RATE` (offered call set-ups per second,
 //! default 100), `RUST_LOG` (default `warn`).
 //!
-//! Two phases per row, the requests spread round robin over the nodes:
+//! Two phases per row after 2 s of each unmeasured, the requests spread round robin over the
+//! nodes:
 //! - requests: closed loop, `NODES_BENCH_CLIENTS` clients each reading the registration
 //!   (`GET /webrtc-registration/v0.3/sessions/{id}`: token check, authorization plugin, one
 //!   store read) as fast as answered;
@@ -36,6 +37,8 @@ use camara_gateway_tests::*;
 use serde_json::json;
 
 const HOLD: Duration = Duration::from_millis(500);
+/// Run before each row's measured phases, on the same nodes.
+const WARM_UP: Duration = Duration::from_secs(2);
 
 struct Settings {
     nodes: Vec<usize>,
@@ -245,6 +248,10 @@ async fn main() -> ExitCode {
         assert_eq!(registration.status, 201, "{:?}", registration.body);
         let registration_id = registration.body["registrationId"].as_str().unwrap().to_string();
 
+        // Not counted: the first calls of a process build its plugin instances, connections
+        // and caches.
+        requests(&apis, &token, &registration_id, settings.clients, WARM_UP).await;
+        calls(&apis, &token, &registration_id, settings.rate, WARM_UP).await;
         let reads = requests(&apis, &token, &registration_id, settings.clients, settings.phase).await;
         redis_cli(redis_port, &["CONFIG", "RESETSTAT"]);
         let (calls, set_up) = calls(&apis, &token, &registration_id, settings.rate, settings.phase).await;

@@ -101,7 +101,13 @@ impl EchoCall {
         self.api.call("PUT", &path, Some(&self.token), &[], Some(json!({"status": status}))).await
     }
 
-    async fn hang_up(mut self) {
+    async fn hang_up(self) {
+        self.hang_up_with(async |_| {}).await;
+    }
+
+    /// Hangs up, and runs `ended` with the API once the call is `Terminated` (before the gateway
+    /// stops).
+    async fn hang_up_with(mut self, ended: impl AsyncFnOnce(&Api)) {
         let path = format!("/webrtc-call-handling/v0.3/sessions/{}", self.session_id);
         assert_eq!(self.api.call("DELETE", &path, Some(&self.token), &[], None).await.status, 204);
         loop {
@@ -109,6 +115,7 @@ impl EchoCall {
                 break;
             }
         }
+        ended(&self.api).await;
         self.peer.close().await;
         let (code, messages, errors) = self.sipp.finish(WAIT).await;
         assert_eq!(code, 0, "sipp: {errors}\n{messages}");
@@ -137,7 +144,27 @@ async fn g711_passes_through_and_the_tone_comes_back() {
     assert_eq!(call.statuses, ["Ringing", "Connected"]);
     let report = call.measure(3).await;
     assert_tone_came_back(&report, 1000.0, "audio/PCMU");
-    call.hang_up().await;
+    // The call's RTP is counted per leg when its media closes (other tests of this binary add
+    // theirs: at least this call's).
+    call.hang_up_with(async |api: &Api| {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let text = api.get_text("/metrics").await.body;
+            let count = |metric: &str, leg: &str| -> f64 {
+                let series = format!("{metric}{{leg=\"{leg}\"}} ");
+                text.lines().find_map(|l| l.strip_prefix(&series)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
+            };
+            let counted = ["network", "device"].map(|leg| {
+                (count("camara_rtp_packets_received_total", leg), count("camara_rtp_packets_sent_total", leg))
+            });
+            if counted.iter().all(|&(received, sent)| received > 100.0 && sent > 100.0) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "RTP not counted per leg: {counted:?}\n{text}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -156,6 +156,13 @@ async fn a_killed_node_is_taken_over_and_the_others_keep_their_calls() {
     wait_status(&b.api, &token, &on_c, "Connected").await;
 
     a.process.kill().await.unwrap();
+    // Until a survivor has taken the call over, a request on it cannot be served: 503, with
+    // when to ask again (the lease of a dead node runs for 1.5 s, this asks at once).
+    let hold = json!({"status": "Hold"});
+    let refused = b.api.call("PUT", &format!("{on_a}/status"), Some(&token), &[], Some(hold)).await;
+    assert_eq!(refused.status, 503, "{:?}", refused.body);
+    assert_eq!(refused.body["code"], "UNAVAILABLE");
+    assert_eq!(refused.headers["retry-after"], "2");
     let mut sink = Sink::start_at(sink_port, vec![]).await;
     // What a had queued (its call's status events), then its call's end, from a survivor.
     let mut events_of_a: Vec<Value> = Vec::new();
@@ -174,6 +181,10 @@ async fn a_killed_node_is_taken_over_and_the_others_keep_their_calls() {
         events_of_a.iter().any(|e| e["data"]["status"] == "Connected"),
         "the Connected event a queued before it died is delivered: {events_of_a:?}"
     );
+    // Delivered at least once: a duplicate keeps its CloudEvents id.
+    let connected_ids: std::collections::HashSet<_> =
+        events_of_a.iter().filter(|e| e["data"]["status"] == "Connected").map(|e| e["id"].clone()).collect();
+    assert_eq!(connected_ids.len(), 1, "one Connected event, however often delivered: {events_of_a:?}");
     let ended = events_of_a.iter().find(|e| e["data"]["status"] == "Terminated").unwrap();
     assert_eq!(ended["data"]["reason"], "The gateway node holding the call stopped");
     wait_status(&c.api, &token, &on_a, "Terminated").await;

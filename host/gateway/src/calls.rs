@@ -80,6 +80,7 @@ impl MediaSessions {
 /// Closes media taken out of [`MediaSessions`] with [`MediaSessions::remove`].
 pub(crate) async fn close(media: Option<Arc<camara_media::MediaSession>>) {
     if let Some(media) = media {
+        crate::metrics::record_rtp(&media.stats());
         media.close().await;
     }
 }

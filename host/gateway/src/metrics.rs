@@ -42,6 +42,13 @@ pub const OUTBOX_OLDEST: &str = "camara_outbox_oldest_entry_seconds";
 pub const SUBSCRIPTIONS_ENDED: &str = "camara_subscriptions_ended_total";
 /// Dead letters kept, at the scrape.
 pub const DEAD_LETTERS: &str = "camara_dead_letters";
+/// RTP packets received, sent and lost (RFC 3550: expected from the sequence numbers less
+/// received), by leg (`network`, `device`); counted for each call when its media closes.
+pub const RTP_RECEIVED: &str = "camara_rtp_packets_received_total";
+pub const RTP_SENT: &str = "camara_rtp_packets_sent_total";
+pub const RTP_LOST: &str = "camara_rtp_packets_lost_total";
+/// The interarrival jitter of each call's incoming stream at its end, by leg.
+pub const RTP_JITTER: &str = "camara_rtp_jitter_seconds";
 /// Plugin reloads (SIGHUP, admin API), by outcome (`reloaded`, `failed`).
 pub const PLUGIN_RELOADS: &str = "camara_plugin_reloads_total";
 pub use camara_plugin_host::metrics::{CALL_DURATION as PLUGIN_CALL_DURATION, FAILURES as PLUGIN_FAILURES};
@@ -79,6 +86,10 @@ fn describe() {
     metrics::describe_gauge!(DEAD_LETTERS, "Dead letters kept");
     metrics::describe_counter!(SUBSCRIPTIONS_ENDED, "Subscriptions the gateway ended on its own, by reason");
     metrics::describe_counter!(PLUGIN_RELOADS, "Plugin reloads, by outcome");
+    metrics::describe_counter!(RTP_RECEIVED, "RTP packets received, by leg, counted when a call ends");
+    metrics::describe_counter!(RTP_SENT, "RTP packets sent, by leg, counted when a call ends");
+    metrics::describe_counter!(RTP_LOST, "RTP packets lost (RFC 3550), by leg, counted when a call ends");
+    metrics::describe_histogram!(RTP_JITTER, metrics::Unit::Seconds, "Interarrival jitter at a call's end, by leg");
     metrics::describe_histogram!(
         PLUGIN_CALL_DURATION,
         metrics::Unit::Seconds,
@@ -88,6 +99,22 @@ fn describe() {
         PLUGIN_FAILURES,
         "Plugin calls failed or not started, by plugin, kind, hook and failure"
     );
+}
+
+/// Counts the RTP of a call whose media is closing.
+pub fn record_rtp(stats: &camara_media::RelayStats) {
+    let legs = [
+        ("network", stats.from_network_reception, stats.to_network),
+        ("device", stats.from_device_reception, stats.to_device),
+    ];
+    for (leg, reception, sent) in legs {
+        metrics::counter!(RTP_RECEIVED, "leg" => leg).increment(reception.received);
+        metrics::counter!(RTP_SENT, "leg" => leg).increment(sent);
+        metrics::counter!(RTP_LOST, "leg" => leg).increment(reception.lost);
+        if reception.received > 1 {
+            metrics::histogram!(RTP_JITTER, "leg" => leg).record(reception.jitter_us as f64 / 1e6);
+        }
+    }
 }
 
 /// `GET /metrics`, in the Prometheus text format.

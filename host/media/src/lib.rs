@@ -12,6 +12,7 @@ pub mod config;
 mod device_watch;
 pub mod negotiate;
 pub mod relay;
+mod rtp_stats;
 pub mod sdp;
 mod session;
 mod webrtc_leg;
@@ -19,6 +20,7 @@ mod webrtc_leg;
 pub use config::MediaConfig;
 pub use negotiate::{Bridge, CodecPolicy};
 pub use relay::{Relay, RelayStats};
+pub use rtp_stats::Reception;
 pub use sdp::{Direction, Encoding};
 pub use session::{MediaAnchor, MediaEvent, MediaSession};
 

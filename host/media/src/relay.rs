@@ -12,6 +12,7 @@ use camara_codec::{G711ToOpus, Law, OpusToG711};
 use webrtc::rtp::packet::Packet;
 
 use crate::negotiate::Bridge;
+use crate::rtp_stats::{Reception, ReceptionStats};
 use crate::sdp::{Direction, Encoding, Format};
 
 /// Counters of one session, for logs, tests and benchmarks.
@@ -27,6 +28,10 @@ pub struct RelayStats {
     pub events_to_device: u64,
     /// Payload octets sent towards the network (for RTCP sender reports).
     pub octets_to_network: u64,
+    /// What arrived from the network and from the device, by RFC 3550's reckoning (loss from
+    /// the sequence numbers, interarrival jitter), whether relayed or dropped.
+    pub from_network_reception: Reception,
+    pub from_device_reception: Reception,
 }
 
 /// The SSRC, sequence numbers and timestamps of one outgoing stream.
@@ -112,6 +117,8 @@ pub struct Relay {
     last_from_network: Option<Instant>,
     listening_since: Option<Instant>,
     stats: RelayStats,
+    network_reception: ReceptionStats,
+    device_reception: ReceptionStats,
 }
 
 impl Default for Relay {
@@ -152,11 +159,17 @@ impl Relay {
             last_from_network: None,
             listening_since: None,
             stats: RelayStats::default(),
+            network_reception: ReceptionStats::default(),
+            device_reception: ReceptionStats::default(),
         }
     }
 
     pub fn stats(&self) -> RelayStats {
-        self.stats
+        RelayStats {
+            from_network_reception: self.network_reception.summary(),
+            from_device_reception: self.device_reception.summary(),
+            ..self.stats
+        }
     }
 
     pub fn bridge(&self) -> Option<&Bridge> {
@@ -236,6 +249,8 @@ impl Relay {
             self.stats.dropped += 1;
             return;
         };
+        let h = &packet.header;
+        self.device_reception.on_packet(h.ssrc, h.sequence_number, h.timestamp, bridge.device.clock_rate, now);
         if !self.network_direction.sends() {
             self.stats.dropped += 1;
             self.to_network.pause();
@@ -293,6 +308,8 @@ impl Relay {
             self.stats.dropped += 1;
             return;
         };
+        let h = &packet.header;
+        self.network_reception.on_packet(h.ssrc, h.sequence_number, h.timestamp, bridge.network.clock_rate, now);
         if !self.network_direction.receives() {
             self.stats.dropped += 1;
             self.to_device.pause();

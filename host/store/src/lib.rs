@@ -2,8 +2,8 @@
 //!
 //! This crate owns the API-visible state that must outlive the process: registrations,
 //! event subscriptions, the API-visible part of media sessions, the outbox of events not yet
-//! routed and notifications not yet delivered to their sinks, and the dead letters of both. A gateway killed with `kill -9` reopens its store and finds
-//! every committed write; the expiry queries let it re-arm its timers (registration,
+//! routed and notifications not yet delivered to their sinks, and the dead letters of both. A
+//! gateway killed with `kill -9` reopens its store and finds every committed write; the expiry queries let it re-arm its timers (registration,
 //! subscription and sink-credential expiry) without keeping them anywhere else.
 //!
 //! It does not own HTTP, SIP or policy: it does not know who may see what (the gateway filters by
@@ -41,10 +41,14 @@
 //! memory runs inline. Every method is one self-contained operation; none hands out locks or
 //! transactions.
 //!
-//! # What it does not do
+//! # Several nodes
 //!
-//! It does not choose which node of several owns a call or delivers an event: with a shared
-//! backend every node sees every record, and the gateway decides.
+//! A shared backend keeps each node's outbox apart (a node delivers what it queued), records
+//! which nodes said they are alive ([`Store::heartbeat`], [`Store::nodes`]), and hands a dead
+//! node's outbox to the one survivor that claims it ([`Store::claim_takeover`],
+//! [`Store::adopt_outbox`]). It does not decide which node holds a call or keeps a SIP binding:
+//! the records name their node ([`MediaSession::node`], [`Registration::node`]), and the
+//! gateway decides.
 
 mod blocking;
 mod memory;

@@ -37,11 +37,20 @@ pub async fn run(gw: Arc<Gateway>, address: String) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Takeovers in progress here, so that a slow one is not started twice.
     let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // Since when this node's heartbeats have been stored without a miss. A store that was
+    // unreachable for everyone (or this node's start) lets every lease run out at once: the
+    // others are only judged once they have had a whole lease to say they are alive again.
+    let mut stored_since: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
         let backend = gw.store.backend();
         if let Err(e) = backend.heartbeat(&address, lease).await {
             tracing::warn!("heartbeat not stored: {e}");
+            stored_since = None;
+            continue;
+        }
+        let since = *stored_since.get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() < lease {
             continue;
         }
         let nodes = match backend.nodes().await {
