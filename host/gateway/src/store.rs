@@ -16,8 +16,14 @@ pub(crate) fn internal(e: StoreError) -> ApiError {
     ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "The gateway could not access its storage")
 }
 
-/// The node of a gateway that names none, and of the sessions written before nodes were named.
+/// The node of a gateway that names none, and of the records written before nodes were named.
 pub const DEFAULT_NODE: &str = "node-1";
+
+/// Whether a record naming `node` (a session's or a registration's; `None` in records older than
+/// node names) is held by node `id`.
+pub fn held_by(node: Option<&str>, id: &str) -> bool {
+    node.unwrap_or(DEFAULT_NODE) == id
+}
 
 #[derive(Clone)]
 pub struct Store {
@@ -41,7 +47,7 @@ impl Store {
     /// their media.
     pub async fn calls_here(&self) -> Result<Vec<MediaSession>, StoreError> {
         let mut sessions = self.backend.sessions_with_call().await?;
-        sessions.retain(|s| s.node.as_deref().unwrap_or(DEFAULT_NODE) == &*self.node);
+        sessions.retain(|s| held_by(s.node.as_deref(), &self.node));
         Ok(sessions)
     }
 

@@ -86,5 +86,5 @@ pub async fn run(gw: Arc<Gateway>, address: String) {
 
 /// Whether `node` (a record's node, `None` for records older than node names) is this one.
 pub fn is_here(gw: &Gateway, node: Option<&str>) -> bool {
-    node.unwrap_or(crate::store::DEFAULT_NODE) == gw.store.node()
+    crate::store::held_by(node, gw.store.node())
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::app::Gateway;
+use crate::store::held_by;
 
 /// The `reason` of the `Terminated` event of a call whose node died.
 pub const REASON: &str = "The gateway node holding the call stopped";
@@ -26,7 +27,7 @@ pub async fn take_over(gw: &Arc<Gateway>, dead: &str) {
     }
     match backend.sessions_with_call().await {
         Ok(sessions) => {
-            let theirs: Vec<_> = sessions.into_iter().filter(|s| s.node.as_deref() == Some(dead)).collect();
+            let theirs: Vec<_> = sessions.into_iter().filter(|s| held_by(s.node.as_deref(), dead)).collect();
             crate::recovery::end_calls(gw, theirs, REASON).await;
         }
         Err(e) => tracing::error!(node = dead, "calls of a dead node not read: {e}"),
@@ -40,8 +41,7 @@ pub async fn take_over(gw: &Arc<Gateway>, dead: &str) {
     };
     let mut adopted = Vec::new();
     for registration in registrations {
-        let node = registration.node.as_deref().unwrap_or(crate::store::DEFAULT_NODE);
-        if node != dead {
+        if !held_by(registration.node.as_deref(), dead) {
             continue;
         }
         match backend.move_registration(&registration.id, registration.node.as_deref(), gw.store.node()).await {
