@@ -93,7 +93,7 @@ impl ReceptionStats {
             let cycles = stream.max_seq & 0xffff_0000;
             let cycles = if seq < highest { cycles.wrapping_add(0x1_0000) } else { cycles };
             stream.max_seq = cycles | u32::from(seq);
-        } else if delta >= MAX_DROPOUT && delta <= u16::MAX - 100 {
+        } else if (MAX_DROPOUT..=u16::MAX - 100).contains(&delta) {
             // A jump too big to be loss (a restarted sender): count again from here.
             self.earlier.received += stream.received - 1;
             self.earlier.lost += stream.lost();
