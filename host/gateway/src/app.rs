@@ -189,7 +189,7 @@ async fn open_store(config: &crate::config::StorageConfig) -> anyhow::Result<Arc
             Arc::new(camara_store::RedbStore::open(path)?)
         }
         StorageBackend::Memory => {
-            tracing::warn!("[storage] path is unset: state is kept in memory and lost on exit");
+            tracing::warn!("[storage] keeps the state in memory: it is lost on exit");
             Arc::new(camara_store::MemoryStore::new())
         }
         StorageBackend::Redis => {

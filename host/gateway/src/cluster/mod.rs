@@ -64,22 +64,21 @@ pub async fn run(gw: Arc<Gateway>, address: String) {
             if !busy.lock().unwrap_or_else(|e| e.into_inner()).insert(dead.id.clone()) {
                 continue;
             }
-            match backend.claim_takeover(&dead.id, TAKEOVER_CLAIM).await {
-                Ok(true) => {
-                    let (gw, busy) = (gw.clone(), busy.clone());
-                    tokio::spawn(async move {
-                        takeover::take_over(&gw, &dead.id).await;
-                        busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&dead.id);
-                    });
-                }
-                Ok(false) => {
-                    busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&dead.id);
-                }
-                Err(e) => {
-                    tracing::warn!(node = dead.id, "takeover not claimed: {e}");
-                    busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&dead.id);
-                }
+            let claimed = backend.claim_takeover(&dead.id, TAKEOVER_CLAIM).await.unwrap_or_else(|e| {
+                tracing::warn!(node = dead.id, "takeover not claimed: {e}");
+                false
+            });
+            let busy = busy.clone();
+            let done = move |id: &str| busy.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+            if !claimed {
+                done(&dead.id);
+                continue;
             }
+            let gw = gw.clone();
+            tokio::spawn(async move {
+                takeover::take_over(&gw, &dead.id).await;
+                done(&dead.id);
+            });
         }
     }
 }
