@@ -200,6 +200,11 @@ async fn open_store(config: &crate::config::StorageConfig) -> anyhow::Result<Arc
                 node_id: config.node_id.clone(),
             };
             let store = camara_store::RedisStore::connect(redis).await.context("[storage] cannot reach Redis")?;
+            match store.durability_gap().await {
+                Ok(None) => {}
+                Ok(Some(why)) => tracing::warn!("Redis may lose writes the gateway acknowledged: {why}"),
+                Err(e) => tracing::info!("Redis's durability settings not readable: {e}"),
+            }
             tracing::info!(prefix = config.key_prefix, "state kept in Redis");
             Arc::new(store)
         }

@@ -14,6 +14,8 @@
 //! AOF is on) a server crash can lose the last second of acknowledged writes; with RDB
 //! snapshots only, everything since the last snapshot. Replicas do not help: replication is
 //! asynchronous. Each script is logged as one unit, so a restart never finds half of one.
+//! [`RedisStore::durability_gap`] reads the settings back (the gateway warns at start when they
+//! fall short).
 //!
 //! A network error or timeout on a write leaves its outcome unknown (the script may have run):
 //! the caller sees [`StoreError::Backend`] and reads again.
@@ -118,6 +120,19 @@ impl RedisStore {
         let connection = ConnectionManager::new_with_config(client, manager_config).await.map_err(backend)?;
         let scope = format!("{}:{}{}", config.node_id.len(), config.node_id, config.key_prefix);
         Ok(RedisStore { connection, scope: scope.into(), scripts: Arc::new(Scripts::new()) })
+    }
+
+    /// Why the server may lose a write it acknowledged, `None` when it syncs each one before
+    /// answering (`appendonly yes`, `appendfsync always`), as the module docs require. `Err`
+    /// when it does not say (a managed Redis may refuse `CONFIG`).
+    pub async fn durability_gap(&self) -> Result<Option<String>> {
+        let mut connection = self.connection.clone();
+        let settings: std::collections::HashMap<String, String> =
+            redis::cmd("CONFIG").arg("GET").arg("append*").query_async(&mut connection).await.map_err(backend)?;
+        let setting = |name: &str| settings.get(name).map_or("unknown", String::as_str).to_owned();
+        let (appendonly, appendfsync) = (setting("appendonly"), setting("appendfsync"));
+        Ok((appendonly != "yes" || appendfsync != "always")
+            .then(|| format!("appendonly is {appendonly} and appendfsync {appendfsync}, not yes and always")))
     }
 
     /// Runs `script` with the node id and key prefix, then `args`, as its `ARGV`.

@@ -336,6 +336,25 @@ async fn redis_persists_across_reopen() {
     assert_eq!(store.pending_notifications(10).await.unwrap().len(), 3);
 }
 
+/// The server's durability settings are read back: synced on every write, or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_durability_settings_are_checked() {
+    let Some(server) = RedisServer::start() else { return };
+    let store = server.connect("camara-test").await;
+    assert_eq!(store.durability_gap().await.unwrap(), None, "the test server syncs every write");
+    let client = ::redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendfsync")
+        .arg("everysec")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let gap = store.durability_gap().await.unwrap().expect("everysec can lose acknowledged writes");
+    assert!(gap.contains("appendfsync everysec"), "{gap}");
+}
+
 /// A server killed with `kill -9` restarts from its append-only file with every acknowledged
 /// write (it ran with `appendfsync always`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
