@@ -360,8 +360,10 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<RunningGateway> {
     }
     // Off the start-up path: a slow registrar must not delay the API.
     tokio::spawn(crate::bindings::restore(gateway.clone()));
-    let node_address = gateway.config.storage.node_address.clone().unwrap_or_else(|| format!("http://{http_addr}"));
-    tokio::spawn(crate::cluster::run(gateway.clone(), node_address));
+    if gateway.config.storage.is_shared() {
+        let node_address = gateway.config.storage.node_address.clone().unwrap_or_else(|| format!("http://{http_addr}"));
+        tokio::spawn(crate::cluster::run(gateway.clone(), node_address));
+    }
 
     let mut router = crate::api::router(gateway.clone());
     if let Some(admin) = crate::admin::router(gateway.clone()) {

@@ -127,6 +127,11 @@ pub enum StorageBackend {
 }
 
 impl StorageConfig {
+    /// Whether several gateway nodes may share the store (only Redis can be).
+    pub fn is_shared(&self) -> bool {
+        self.backend() == StorageBackend::Redis
+    }
+
     /// `node_lease_ms`, at least 300 ms (a heartbeat every 100 ms).
     pub fn node_lease(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.node_lease_ms.max(300))

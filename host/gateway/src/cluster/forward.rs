@@ -50,6 +50,10 @@ pub async fn calls_held_elsewhere(State(gw): State<Arc<Gateway>>, request: Reque
     if let Some(by) = request.headers().get(FORWARDED_BY) {
         tracing::debug!(node = ?by, "request forwarded by another node");
     }
+    // One node holds every call of a store no other node shares: no read on its requests' path.
+    if !gw.config.storage.is_shared() {
+        return next.run(request).await;
+    }
     // The request itself (its body is not `Sync`) is not held across the store's wait.
     let owner = match session_changed(&request) {
         Some(session_id) => owner_elsewhere(&gw, &session_id).await,

@@ -14,8 +14,8 @@
 //!   with the node), REGISTERs its `sip-account` registrations again and keeps them.
 //!
 //! A node that comes back under the same id starts as after a crash, with what was not taken
-//! over. With a store one process holds (memory, redb) there is one node: the store lists no
-//! nodes, and nothing here runs.
+//! over. With a store one process holds (memory, redb) there is one node: nothing here runs (no
+//! heartbeat task, no owner lookup before a request).
 
 pub mod forward;
 mod takeover;
